@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs every package keel's build and tests need (Debian 12). Safe to run again: it only calls
+# apt-get when something is missing.
+set -euo pipefail
+packages=(build-essential cmake ninja-build g++ clang libclang-rt-14-dev clang-format
+          libgtest-dev libgmock-dev libbenchmark-dev libcli11-dev libfmt-dev libspdlog-dev
+          nlohmann-json3-dev pkg-config)
+
+missing=()
+for package in "${packages[@]}"; do
+  status=$(dpkg-query -W -f='${Status}' "$package" 2>/dev/null || true)
+  if [[ $status != "install ok installed" ]]; then missing+=("$package"); fi
+done
+if ((${#missing[@]} == 0)); then
+  echo "setup: all ${#packages[@]} packages present"
+  exit 0
+fi
+
+apt=(env DEBIAN_FRONTEND=noninteractive apt-get -y -qq)
+if ((EUID != 0)); then
+  command -v sudo >/dev/null || { echo "setup: run as root (or install sudo)" >&2; exit 1; }
+  apt=(sudo "${apt[@]}")
+fi
+echo "setup: installing ${missing[*]}"
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+if ! { "${apt[@]}" update && "${apt[@]}" install "${missing[@]}"; } >"$log" 2>&1; then
+  cat "$log" >&2
+  echo "setup: apt-get failed" >&2
+  exit 1
+fi
+echo "setup: done"
