@@ -129,7 +129,7 @@ TEST(ProcessGroups, JoinLeaveAndDataInAgreedOrder) {
 
 TEST(ProcessGroups, TransitionalViewRemovesHostsThatDidNotComeAlong) {
   ProcessGroups groups(1);
-  groups.join("web");
+  ASSERT_TRUE(groups.join("web").ok());
   const View first = regular(5, {1, 2, 3});
   groups.on_ring_action(first);
   for (NodeId n : {1u, 2u, 3u}) groups.on_ring_action(from(n, sync_of(first.ring, {"web"})));
@@ -146,8 +146,8 @@ TEST(ProcessGroups, TransitionalViewRemovesHostsThatDidNotComeAlong) {
 TEST(ProcessGroups, SidesOfAHealedPartitionAgreeAfterSync) {
   ProcessGroups side_a(1);
   ProcessGroups side_b(3);
-  side_a.join("web");
-  side_b.join("web");
+  ASSERT_TRUE(side_a.join("web").ok());
+  ASSERT_TRUE(side_b.join("web").ok());
   const View before = regular(5, {1, 2, 3});
   for (ProcessGroups* g : {&side_a, &side_b}) {
     g->on_ring_action(before);

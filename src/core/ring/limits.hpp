@@ -7,7 +7,8 @@
 
 namespace keel::ring {
 
-constexpr std::size_t kMaxNodes = 32;               // configured nodes, and so ring members
+// Configured nodes, and so ring members: a commit token for this many must fit kMinPacketBytes.
+constexpr std::size_t kMaxNodes = 28;
 constexpr std::size_t kMaxRetransmitRequests = 64;  // sequence numbers a token may request
 constexpr std::size_t kMaxChunksPerMessage = 256;   // chunks packed into one ring message
 // Smallest max_packet_bytes accepted: a token, join or commit token for kMaxNodes must fit.

@@ -45,6 +45,7 @@ void Ring::enter_gather(TimeUs now) {
   forming_.reset();
   commit_.reset();
   commit_deadline_ = kNever;
+  stop_commit_retransmits();
   recovery_queue_.clear();
   token_loss_at_ = kNever;
   consensus_ = {self_};
@@ -74,6 +75,9 @@ void Ring::on_join(NodeId from, wire::Join&& join, TimeUs now) {
       if (is_member_of_current(from)) {
         if (!member_abandoned_ring(from, join, current_.id, current_.members)) return;
       } else {
+        // A join that lists this host as failed is from a gather that has already given up on
+        // it: joining that gather would only split again. Probes bring the two together later.
+        if (contains(join.fail, self_)) return;
         std::vector<NodeId> hosts = current_.members;
         hosts.push_back(from);
         std::sort(hosts.begin(), hosts.end());
@@ -173,6 +177,10 @@ void Ring::on_consensus_timeout(TimeUs now) {
 
 void Ring::on_commit_token(wire::CommitToken&& token, TimeUs now) {
   ring_seq_seen_ = std::max(ring_seq_seen_, token.ring.seq);
+  if (commit_sent_ && token.ring == commit_sent_->token.ring &&
+      token.token_seq > commit_sent_->token.token_seq) {
+    stop_commit_retransmits();  // it went round: the copy we passed on arrived
+  }
   const std::vector<NodeId> members = commit_members(token);
   auto mine = std::find_if(token.entries.begin(), token.entries.end(),
                            [&](const wire::CommitEntry& e) { return e.node == self_; });
@@ -221,7 +229,23 @@ void Ring::forward_commit_token(wire::CommitToken token, TimeUs now) {
     on_commit_token(std::move(token), now);
     return;
   }
-  send(next, std::move(token));
+  send(next, token);
+  // A lost commit token would cost a whole token timeout and a new gather: re-send it until
+  // it is seen to have gone on.
+  commit_sent_ = SentCommitToken{next, std::move(token)};
+  commit_retransmit_at_ = now + ms_to_us(tunables_.token_retransmit_ms());
+}
+
+void Ring::retransmit_commit_token(TimeUs now) {
+  if (!commit_sent_ || now < commit_retransmit_at_) return;
+  send(commit_sent_->to, commit_sent_->token);
+  mark(Mark::commit_token_retransmitted);
+  commit_retransmit_at_ = now + ms_to_us(tunables_.token_retransmit_ms());
+}
+
+void Ring::stop_commit_retransmits() {
+  commit_sent_.reset();
+  commit_retransmit_at_ = kNever;
 }
 
 }  // namespace keel::ring

@@ -109,6 +109,8 @@ void Ring::on_tick(TimeUs now) {
       if (now >= commit_deadline_) {
         mark(Mark::commit_token_lost);
         enter_gather(now);
+      } else {
+        retransmit_commit_token(now);
       }
       break;
     case State::recovery:
@@ -125,12 +127,13 @@ TimeUs Ring::next_deadline() const {
       due = std::min({due, join_send_at_, consensus_at_});
       break;
     case State::commit:
-      due = std::min(due, commit_deadline_);
+      due = std::min({due, commit_deadline_, commit_retransmit_at_});
       break;
     case State::recovery:
     case State::operational: {
       const RingLog& log = state_ == State::recovery ? *forming_ : current_;
-      due = std::min({due, token_loss_at_, log.token_retransmit_at, log.token_release_at});
+      due = std::min({due, token_loss_at_, log.token_retransmit_at, log.token_release_at,
+                      commit_retransmit_at_});
       break;
     }
   }

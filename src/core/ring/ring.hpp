@@ -153,6 +153,8 @@ class Ring {
   void on_consensus_timeout(TimeUs now);
   void on_commit_token(wire::CommitToken&& token, TimeUs now);
   void forward_commit_token(wire::CommitToken token, TimeUs now);
+  void retransmit_commit_token(TimeUs now);
+  void stop_commit_retransmits();
   std::vector<NodeId> gather_members() const;
 
   // recovery.cpp: moving from the old ring to the new one
@@ -191,6 +193,12 @@ class Ring {
   // commit
   std::optional<wire::CommitToken> commit_;
   TimeUs commit_deadline_ = kNever;
+  struct SentCommitToken {
+    NodeId to = kNoNode;
+    wire::CommitToken token;
+  };
+  std::optional<SentCommitToken> commit_sent_;  // the commit token last passed on
+  TimeUs commit_retransmit_at_ = kNever;
   // recovery
   std::vector<NodeId> transitional_members_;
   std::deque<wire::Message> recovery_queue_;

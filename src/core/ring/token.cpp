@@ -100,6 +100,7 @@ void Ring::on_token(wire::Token&& token, TimeUs now) {
     return;
   }
   ++stats_.tokens_received;
+  stop_commit_retransmits();  // the ring's token runs: every member got the commit token
   log->last_token_seq = token.token_seq;
   log->token_retransmit_at = kNever;
   log->token_copy.reset();
@@ -286,6 +287,7 @@ void Ring::on_token_timers(TimeUs now) {
     enter_gather(now);
     return;
   }
+  retransmit_commit_token(now);
   RingLog& log = *active_log();
   if (now >= log.token_release_at) {
     release_token(log, now);

@@ -17,7 +17,7 @@ struct RingTunables {
   // No token for this long: the ring is considered lost and membership starts (gather).
   std::uint32_t token_timeout_ms = 300;
   // How many times a host re-sends a token it passed on before the token timeout runs out.
-  std::uint32_t token_retransmits = 4;
+  std::uint32_t token_retransmits = 10;
   // Gather: a join message is re-sent this often.
   std::uint32_t join_timeout_ms = 50;
   // Gather: hosts that have not agreed on the membership by then are declared failed.

@@ -63,7 +63,7 @@ constexpr std::size_t kLargestCommitTokenBytes =
 static_assert(kLargestTokenBytes <= kMinPacketBytes);
 static_assert(kLargestJoinBytes <= kMinPacketBytes);
 static_assert(kLargestProbeBytes <= kMinPacketBytes);
-static_assert(kLargestCommitTokenBytes <= kMaxPacketBytes);
+static_assert(kLargestCommitTokenBytes <= kMinPacketBytes);
 
 // ---- Checks shared by encode() (asserted) and decode() (reported) ----------------------------
 
@@ -289,6 +289,12 @@ std::size_t mcast_size_bound(const McastPacket& mcast) {
 
 // ---- Decoding --------------------------------------------------------------------------------
 
+std::string hex(unsigned value) {
+  char text[16];
+  std::snprintf(text, sizeof text, "0x%x", value);
+  return text;
+}
+
 // A ByteReader that also remembers why it failed. Once failed, every read returns zero or empty
 // and nothing more is allocated, so callers check ok() once at the end.
 class Reader {
@@ -377,12 +383,6 @@ class Reader {
     return message;
   }
 
-  static std::string hex(unsigned value) {
-    char text[16];
-    std::snprintf(text, sizeof text, "0x%x", value);
-    return text;
-  }
-
  private:
   ByteReader in_;
   std::string problem_;
@@ -469,8 +469,9 @@ Bytes encode(const Packet& packet) {
   const PacketType type = std::visit([](const auto& body) { return type_of(body); }, packet.body);
   Problem problem = std::visit([](const auto& body) { return check(body); }, packet.body);
   if (!valid_node(packet.sender)) problem = "invalid sender " + std::to_string(packet.sender);
-  if (problem)
+  if (problem) {
     std::fprintf(stderr, "keel: encoding bad %s: %s\n", type_name(type), problem->c_str());
+  }
   KEEL_ASSERT(!problem);
 
   Bytes bytes;
@@ -497,7 +498,7 @@ Result<Packet> decode(std::span<const std::uint8_t> bytes) {
   const std::uint8_t type_byte = in.u8();
   Packet packet;
   packet.sender = in.u32();
-  if (magic != kMagic) return Error{"bad magic " + Reader::hex(magic)};
+  if (magic != kMagic) return Error{"bad magic " + hex(magic)};
   if (version != kVersion) return Error{"unsupported version " + std::to_string(version)};
   if (!known_type(type_byte)) return Error{"unknown packet type " + std::to_string(type_byte)};
   if (!valid_node(packet.sender)) return Error{"invalid sender " + std::to_string(packet.sender)};
