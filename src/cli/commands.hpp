@@ -1,0 +1,12 @@
+// The `keel` binary's subcommands. Each lives in its own file and registers itself on the App:
+// it adds a subcommand with its options and a callback that runs it and stores the process exit
+// code in `exit_code`. main.cpp calls every register function, then parses.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+namespace keel::cli {
+
+void register_sim_command(CLI::App& app, int& exit_code);
+
+}  // namespace keel::cli
