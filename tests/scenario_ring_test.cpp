@@ -144,6 +144,25 @@ TEST(ScenarioRing, SingleCrashIsDetectedWithinASecond) {
   s.expect_clean();
 }
 
+// A host that stops gracefully announces it; the others must not wait for a token timeout.
+TEST(ScenarioRing, GracefulLeaveReformsWithoutWaitingForTheTokenTimeout) {
+  Scenario s(5);
+  ASSERT_TRUE(s.converge(2 * kSecond));
+  s.submit_from({1, 2, 3, 4, 5}, 5);
+  s.cluster().run_for(200 * kMs);
+  s.cluster().stop(4);
+  const TimeUs stopped_at = s.cluster().now();
+  const std::vector<NodeId> survivors = {1, 2, 3, 5};
+  ASSERT_TRUE(s.settle(survivors, survivors, 2 * kSecond));
+  const TimeUs token_timeout = ms_to_us(ring::RingTunables{}.token_timeout_ms);
+  EXPECT_LT(s.cluster().now() - stopped_at, token_timeout);
+  const auto marks = s.marks();
+  const auto ids = s.submit_from(survivors, 5);
+  s.cluster().run_for(kSecond);
+  s.expect_same_deliveries(survivors, marks, ids);
+  s.expect_clean();
+}
+
 TEST(ScenarioRing, CascadingFailures) {
   Scenario s(7, 3);
   ASSERT_TRUE(s.converge(2 * kSecond));

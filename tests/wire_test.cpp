@@ -59,6 +59,7 @@ std::vector<Packet> sample_packets() {
       Packet{4, commit},
       Packet{5, Probe{RingId{}, nodes_from(10, kMaxNodes), {1, 5, 9}}},
       Packet{6, Wake{RingId{3, 3}}},
+      Packet{7, Leave{RingId{3, 3}}},
   };
 }
 
@@ -213,6 +214,7 @@ TEST(WireRoundTrip, EmptyListsAndDefaults) {
   expect_round_trip(Packet{1, CommitToken{}});
   expect_round_trip(Packet{1, Probe{}});
   expect_round_trip(Packet{1, Wake{}});
+  expect_round_trip(Packet{1, Leave{}});
   expect_round_trip(Packet{1, McastPacket{message(1, {}), std::nullopt}});
   expect_round_trip(Packet{1, McastPacket{message(1, {}), message(2, {})}});
 }
@@ -318,8 +320,8 @@ TEST(WireReject, UnknownType) {
   Bytes bytes = encode(Packet{1, Wake{}});
   bytes[3] = 0;
   EXPECT_TRUE(rejects(bytes, "unknown packet type 0"));
-  bytes[3] = 7;
-  EXPECT_TRUE(rejects(bytes, "unknown packet type 7"));
+  bytes[3] = 8;
+  EXPECT_TRUE(rejects(bytes, "unknown packet type 8"));
 }
 
 TEST(WireReject, InvalidSender) {

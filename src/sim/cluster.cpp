@@ -336,6 +336,14 @@ void SimCluster::crash(NodeId id) {
   checker_.host_crashed(id, now_);
 }
 
+void SimCluster::stop(NodeId id) {
+  Host& h = host(id);
+  if (h.state != HostState::up) return;
+  h.ring->leave(now_);
+  after_call(id);
+  crash(id);
+}
+
 void SimCluster::restart(NodeId id) {
   if (host(id).state != HostState::crashed) return;
   start_host(id);

@@ -95,6 +95,8 @@ class SimCluster {
   void pause(NodeId host);
   void resume(NodeId host);
   void crash(NodeId host);
+  // A graceful stop: the host announces that it leaves the ring, then stops like a crash.
+  void stop(NodeId host);
   void restart(NodeId host);
   // Heals the network, resumes paused hosts and restarts crashed ones.
   void heal_all();

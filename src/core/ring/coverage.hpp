@@ -38,6 +38,7 @@ enum class Mark : std::uint8_t {
   fragment_chain_dropped,
   partial_message_resent,
   clock_jump,
+  member_left,
   count_  // not a mark
 };
 
@@ -72,6 +73,7 @@ constexpr std::string_view mark_name(Mark mark) {
       "fragment_chain_dropped",
       "partial_message_resent",
       "clock_jump",
+      "member_left",
   };
   return names[static_cast<std::size_t>(mark)];
 }

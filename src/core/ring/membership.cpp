@@ -112,6 +112,20 @@ bool Ring::member_abandoned_ring(NodeId from, const wire::Join& join, RingId rin
   return contains(members, from) && join.ring_seq_seen >= ring.seq;
 }
 
+// A member shutting down said so: form without it now rather than after a token timeout.
+void Ring::on_leave(NodeId from, TimeUs now) {
+  const bool known = is_member_of_current(from) || proc_.count(from) != 0 ||
+                     (forming_ && contains(forming_->members, from)) ||
+                     (commit_ && contains(commit_members(*commit_), from));
+  if (!known || fail_.count(from) != 0) return;
+  mark(Mark::member_left);
+  if (state_ != State::gather) enter_gather(now);
+  fail_.insert(from);
+  consensus_.erase(from);
+  send_join();
+  check_consensus(now);
+}
+
 void Ring::merge_join(NodeId from, const wire::Join& join, TimeUs now) {
   if (fail_.count(from) != 0) return;
   if (contains(join.fail, self_)) {

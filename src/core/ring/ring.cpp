@@ -52,6 +52,7 @@ void Ring::advance_clock(TimeUs now) {
 
 void Ring::on_packet(NodeId from, std::span<const std::uint8_t> bytes, TimeUs now) {
   advance_clock(now);
+  if (left_) return;
   if (from == self_ || !std::binary_search(nodes_.begin(), nodes_.end(), from)) {
     ++stats_.packets_rejected;
     return;
@@ -80,8 +81,10 @@ void Ring::handle(NodeId from, wire::Packet&& packet, TimeUs now) {
           on_commit_token(std::move(body), now);
         } else if constexpr (std::is_same_v<T, wire::Probe>) {
           on_probe(from, std::move(body), now);
-        } else {
+        } else if constexpr (std::is_same_v<T, wire::Wake>) {
           on_wake(body, now);
+        } else {
+          on_leave(from, now);
         }
       },
       std::move(packet.body));
@@ -89,6 +92,7 @@ void Ring::handle(NodeId from, wire::Packet&& packet, TimeUs now) {
 
 void Ring::on_tick(TimeUs now) {
   advance_clock(now);
+  if (left_) return;
   const TimeUs due = next_deadline();
   if (due != kNever && now > due + ms_to_us(tunables_.token_timeout_ms)) mark(Mark::clock_jump);
   if (now >= probe_at_) {
@@ -121,6 +125,7 @@ void Ring::on_tick(TimeUs now) {
 }
 
 TimeUs Ring::next_deadline() const {
+  if (left_) return kNever;
   TimeUs due = probe_at_;
   switch (state_) {
     case State::gather:
@@ -148,6 +153,7 @@ std::vector<Action> Ring::take_actions() {
 
 Result<Ok> Ring::submit(Bytes payload, DeliveryKind kind, TimeUs now) {
   advance_clock(now);
+  if (left_) return Error{"this host has left the ring"};
   if (payload.size() > kMaxApplicationMessageBytes) {
     return Error{"message of " + std::to_string(payload.size()) + " bytes exceeds the limit of " +
                  std::to_string(kMaxApplicationMessageBytes) + " bytes"};
@@ -159,6 +165,14 @@ Result<Ok> Ring::submit(Bytes payload, DeliveryKind kind, TimeUs now) {
   ++stats_.messages_submitted;
   if (state_ == State::operational) wake_token(now);
   return Ok{};
+}
+
+void Ring::leave(TimeUs now) {
+  advance_clock(now);
+  if (left_) return;
+  // Sent twice: one lost packet should not cost the others a token timeout.
+  for (int copy = 0; copy < 2; ++copy) send(kAllNodes, wire::Leave{current_.id});
+  left_ = true;
 }
 
 void Ring::send(NodeId to, wire::Body body) {

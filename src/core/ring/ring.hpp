@@ -64,6 +64,11 @@ class Ring {
   // send queue is full; nothing is queued then.
   Result<Ok> submit(Bytes payload, DeliveryKind kind, TimeUs now);
 
+  // Announces that this host is shutting down, so that the others form a ring without it at
+  // once instead of after a token timeout. Afterwards the instance ignores every event.
+  void leave(TimeUs now);
+  bool has_left() const { return left_; }
+
   // The next time on_tick() has work to do.
   TimeUs next_deadline() const;
   std::vector<Action> take_actions();
@@ -140,6 +145,7 @@ class Ring {
   void on_token_timers(TimeUs now);
   void wake_token(TimeUs now);
   void on_wake(const wire::Wake& wake, TimeUs now);
+  void on_leave(NodeId from, TimeUs now);
   RingLog* active_log();
 
   // membership.cpp: gather and commit
@@ -174,6 +180,7 @@ class Ring {
   std::vector<NodeId> nodes_;
   RingTunables tunables_;
   State state_ = State::gather;
+  bool left_ = false;
   TimeUs now_ = 0;
 
   std::uint64_t ring_seq_seen_ = 0;      // highest ring seq seen in any join or commit token

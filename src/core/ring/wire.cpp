@@ -15,6 +15,7 @@
 //                old_safe_up_to u64 | filled u8
 //   Probe        ring RingId | list of u32 members | list of u32 heard
 //   Wake         ring RingId
+//   Leave        ring RingId
 //
 // Every value has exactly one encoding (booleans are 0 or 1, unused flag bits are 0, ordered lists
 // are strictly increasing), so when decode(bytes) succeeds, encode() of the result gives back
@@ -169,6 +170,7 @@ Problem check(const Probe& probe) {
 }
 
 Problem check(const Wake&) { return std::nullopt; }
+Problem check(const Leave&) { return std::nullopt; }
 
 PacketType type_of(const McastPacket&) { return PacketType::mcast; }
 PacketType type_of(const Token&) { return PacketType::token; }
@@ -176,6 +178,7 @@ PacketType type_of(const Join&) { return PacketType::join; }
 PacketType type_of(const CommitToken&) { return PacketType::commit_token; }
 PacketType type_of(const Probe&) { return PacketType::probe; }
 PacketType type_of(const Wake&) { return PacketType::wake; }
+PacketType type_of(const Leave&) { return PacketType::leave; }
 
 const char* type_name(PacketType type) {
   switch (type) {
@@ -191,13 +194,15 @@ const char* type_name(PacketType type) {
       return "probe";
     case PacketType::wake:
       return "wake";
+    case PacketType::leave:
+      return "leave";
   }
   return "unknown";
 }
 
 bool known_type(std::uint8_t type) {
   return type >= static_cast<std::uint8_t>(PacketType::mcast) &&
-         type <= static_cast<std::uint8_t>(PacketType::wake);
+         type <= static_cast<std::uint8_t>(PacketType::leave);
 }
 
 // ---- Encoding --------------------------------------------------------------------------------
@@ -276,6 +281,7 @@ void write(ByteWriter& out, const Probe& probe) {
 }
 
 void write(ByteWriter& out, const Wake& wake) { write(out, wake.ring); }
+void write(ByteWriter& out, const Leave& leave) { write(out, leave.ring); }
 
 // The most bytes encode() may produce for `mcast`, by the overhead constants in wire.hpp.
 std::size_t mcast_size_bound(const McastPacket& mcast) {
@@ -443,6 +449,7 @@ Probe read_probe(Reader& in) {
 }
 
 Wake read_wake(Reader& in) { return Wake{in.ring_id()}; }
+Leave read_leave(Reader& in) { return Leave{in.ring_id()}; }
 
 Body read_body(Reader& in, PacketType type) {
   switch (type) {
@@ -458,6 +465,8 @@ Body read_body(Reader& in, PacketType type) {
       return read_probe(in);
     case PacketType::wake:
       return read_wake(in);
+    case PacketType::leave:
+      return read_leave(in);
   }
   // decode() accepts only known types before it gets here.
   detail::assert_failed("known packet type", __FILE__, __LINE__);

@@ -31,6 +31,7 @@ enum class PacketType : std::uint8_t {
   commit_token = 4,  // membership: commit (CommitToken)
   probe = 5,         // periodic reachability report, finds other rings (Probe)
   wake = 6,          // asks the representative to release an idle token now (Wake)
+  leave = 7,         // the sender is shutting down: form a ring without it now (Leave)
 };
 
 // One piece of an application message. A message that fits is one chunk with offset 0 and
@@ -112,7 +113,12 @@ struct Wake {
   bool operator==(const Wake&) const = default;
 };
 
-using Body = std::variant<McastPacket, Token, Join, CommitToken, Probe, Wake>;
+struct Leave {
+  RingId ring;  // the ring the sender leaves (invalid if it had none)
+  bool operator==(const Leave&) const = default;
+};
+
+using Body = std::variant<McastPacket, Token, Join, CommitToken, Probe, Wake, Leave>;
 
 struct Packet {
   NodeId sender = kNoNode;
