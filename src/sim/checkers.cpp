@@ -11,15 +11,6 @@ namespace {
 
 constexpr std::uint64_t kRetireEveryDeliveries = 1024;
 
-std::string members_text(const std::vector<NodeId>& members) {
-  std::string out = "[";
-  for (std::size_t i = 0; i < members.size(); ++i) {
-    if (i > 0) out += ",";
-    out += std::to_string(members[i]);
-  }
-  return out + "]";
-}
-
 std::uint64_t bit(NodeId node) { return std::uint64_t{1} << node; }
 
 }  // namespace

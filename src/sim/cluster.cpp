@@ -12,15 +12,6 @@ namespace {
 // A host whose timer fires this often at one instant without its deadline moving is spinning.
 constexpr std::uint32_t kMaxTicksAtOneInstant = 10000;
 
-std::string members_text(const std::vector<NodeId>& members) {
-  std::string out = "[";
-  for (std::size_t i = 0; i < members.size(); ++i) {
-    if (i > 0) out += ",";
-    out += std::to_string(members[i]);
-  }
-  return out + "]";
-}
-
 std::string view_text(const ring::View& view) {
   return to_string(view_id(view)) + " " + members_text(view.members);
 }

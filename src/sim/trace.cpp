@@ -57,6 +57,15 @@ std::string describe(const TraceEntry& e) {
 
 }  // namespace
 
+std::string members_text(const std::vector<NodeId>& members) {
+  std::string out = "[";
+  for (std::size_t i = 0; i < members.size(); ++i) {
+    if (i > 0) out += ",";
+    out += std::to_string(members[i]);
+  }
+  return out + "]";
+}
+
 std::string format_time(TimeUs at) {
   char buffer[32];
   std::snprintf(buffer, sizeof buffer, "%llu.%06llu", static_cast<unsigned long long>(at / 1000000),
