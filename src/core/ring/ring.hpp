@@ -95,6 +95,7 @@ class Ring {
     std::uint64_t safe_up_to = 0;       // every member held every seq <= this at the last token
     std::uint64_t last_token_seq = 0;
     std::uint32_t sent_last_visit = 0;
+    std::uint32_t sent_visit_before = 0;  // what it broadcast at the visit before the last
     std::uint32_t backlog_last_visit = 0;
     std::optional<wire::Token> token_copy;  // the token last passed on (or held)
     std::uint64_t token_copy_seq = 0;       // its `seq` when passed: later broadcasts prove receipt

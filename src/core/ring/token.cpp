@@ -125,6 +125,7 @@ void Ring::on_token(wire::Token&& token, TimeUs now) {
   token.received_up_to[log->my_index] = log->received_up_to;
   log->safe_up_to = std::max(log->safe_up_to, min_received(token));
   token.fcc += sent;
+  log->sent_visit_before = log->sent_last_visit;
   log->sent_last_visit = sent;
   const auto backlog = static_cast<std::uint32_t>(send_queue_.size());
   token.backlog = token.backlog - std::min(token.backlog, log->backlog_last_visit) + backlog;
@@ -238,9 +239,13 @@ void Ring::request_missing(RingLog& log, wire::Token& token) {
   }
 }
 
+// Idle means nothing was broadcast for a whole rotation, this host's previous visit included:
+// after a broadcast, one more rotation must run unheld so that every member learns that every
+// other member holds it (safe delivery waits for that).
 bool Ring::ring_idle(const RingLog& log, const wire::Token& token) const {
-  return state_ == State::operational && token.fcc == 0 && token.retransmit_requests.empty() &&
-         send_queue_.empty() && min_received(token) == token.seq && log.received_up_to == token.seq;
+  return state_ == State::operational && token.fcc == 0 && log.sent_visit_before == 0 &&
+         token.retransmit_requests.empty() && send_queue_.empty() &&
+         min_received(token) == token.seq && log.received_up_to == token.seq;
 }
 
 // Passes the token on, or holds it: the representative of an idle ring holds it for
