@@ -2,8 +2,10 @@
 // and the demo), and different seeds produce different runs.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <sstream>
 #include <string>
+#include <vector>
 
 #include "sim/runner.hpp"
 
@@ -83,6 +85,66 @@ TEST(SimScenario, PlanRespectsDisabledFaults) {
       EXPECT_EQ(fault.kind, FaultKind::burst) << describe(fault);
     }
   }
+}
+
+TEST(SimScenario, StormsLeavesAndFlowControlComeFromTheSeed) {
+  int storms = 0;
+  int leaves = 0;
+  int wide_windows = 0;
+  for (std::uint64_t seed = 0; seed < 200; ++seed) {
+    const ScenarioPlan plan = plan_scenario(seed, ScenarioOptions{});
+    storms += !plan.storm.empty();
+    wide_windows += plan.tunables.window_size != ring::RingTunables{}.window_size;
+    bool storm_burst = false;
+    for (const auto& fault : plan.faults) {
+      EXPECT_LT(fault.at, plan.fault_phase_us) << describe(fault);
+      leaves += fault.kind == FaultKind::leave;
+      storm_burst = storm_burst || (fault.storm && fault.kind == FaultKind::burst);
+    }
+    EXPECT_EQ(storm_burst, !plan.storm.empty()) << "seed " << seed;
+  }
+  EXPECT_GT(storms, 5);
+  EXPECT_GT(leaves, 5);
+  EXPECT_GT(wide_windows, 5);
+}
+
+TEST(SimScenario, DisablingFaultsKeepsAStormsBursts) {
+  ScenarioOptions quiet;
+  quiet.partitions = false;
+  quiet.crashes = false;
+  quiet.pauses = false;
+  int storms = 0;
+  for (std::uint64_t seed = 0; seed < 100; ++seed) {
+    const auto storm_bursts = [](const ScenarioPlan& plan) {
+      std::vector<std::string> bursts;
+      for (const auto& fault : plan.faults) {
+        if (fault.storm && fault.kind == FaultKind::burst) bursts.push_back(describe(fault));
+      }
+      return bursts;
+    };
+    const ScenarioPlan plan = plan_scenario(seed, ScenarioOptions{});
+    storms += !plan.storm.empty();
+    EXPECT_EQ(storm_bursts(plan), storm_bursts(plan_scenario(seed, quiet))) << "seed " << seed;
+  }
+  EXPECT_GT(storms, 0);
+}
+
+TEST(SimCommand, RequireCoverageNamesTheMarksNoSeedHit) {
+  SimCommandOptions options;
+  options.seeds_begin = 5;
+  options.seeds_end = 7;
+  options.require_coverage = true;
+  std::ostringstream out;
+  EXPECT_EQ(run_sim_command(options, out), kExitCoverageMissing);
+  EXPECT_NE(out.str().find("require-coverage: FAILED"), std::string::npos);
+  EXPECT_NE(out.str().find("outstanding_limit"), std::string::npos);
+
+  for (std::size_t i = 0; i < ring::kMarkCount; ++i) {
+    options.allowed_unhit.emplace_back(ring::mark_name(static_cast<ring::Mark>(i)));
+  }
+  std::ostringstream allowed;
+  EXPECT_EQ(run_sim_command(options, allowed), kExitOk);
+  EXPECT_NE(allowed.str().find("require-coverage: every mark was hit"), std::string::npos);
 }
 
 }  // namespace

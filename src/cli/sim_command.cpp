@@ -43,10 +43,21 @@ int run(SimFlags& flags) {
     std::uint64_t end = 0;
     if (!parse_seed_range(flags.seeds, begin, end)) {
       std::cerr << "keel sim: --seeds wants A:B with A < B, got '" << flags.seeds << "'\n";
-      return 2;
+      return sim::kExitUsage;
     }
     options.seeds_begin = begin;
     options.seeds_end = end;
+  }
+  if (options.require_coverage && !options.seeds_begin && !options.soak_seconds) {
+    std::cerr << "keel sim: --require-coverage needs a sweep (--seeds A:B) or a soak (--soak)\n";
+    return sim::kExitUsage;
+  }
+  for (const auto& name : options.allowed_unhit) {
+    if (!sim::mark_by_name(name)) {
+      std::cerr << "keel sim: --allow-unhit: no coverage mark is called '" << name
+                << "' (a sweep's coverage table lists them)\n";
+      return sim::kExitUsage;
+    }
   }
   options.scenario.partitions = flags.partitions == "on";
   options.scenario.crashes = flags.crashes == "on";
@@ -86,6 +97,13 @@ void register_sim_command(CLI::App& app, int& exit_code) {
   sim->add_option("--soak", o.soak_seconds,
                   "Run consecutive seeds until this many wall-clock seconds have passed")
       ->check(CLI::PositiveNumber);
+  sim->add_flag(
+      "--require-coverage", o.require_coverage,
+      "Sweeps and soaks: exit with status 3 and name the coverage marks that no seed hit");
+  sim->add_option("--allow-unhit", o.allowed_unhit,
+                  "With --require-coverage: a mark that may stay unhit (repeat for more)")
+      ->allow_extra_args(false)
+      ->needs("--require-coverage");
   sim->add_flag("--trace", o.trace, "Print every event");
   sim->add_flag("--timing", o.timing, "Print wall-clock steps per second (output then varies)");
   sim->add_flag("--demo", o.demo, "A narrated, scripted run of five hosts");
@@ -93,6 +111,7 @@ void register_sim_command(CLI::App& app, int& exit_code) {
                 "Failover time and throughput per token rotation for 3, 5 and 16 hosts");
   sim->get_option("--seed")->excludes("--seeds");
   sim->get_option("--demo")->excludes("--seeds")->excludes("--figures");
+  sim->get_option("--require-coverage")->excludes("--demo")->excludes("--figures");
   sim->callback([flags, &exit_code] { exit_code = run(*flags); });
 }
 

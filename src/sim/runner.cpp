@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "core/common/assert.hpp"
+
 namespace keel::sim {
 
 namespace {
@@ -32,8 +34,11 @@ void print_plan(const ScenarioPlan& plan, std::ostream& out) {
       << plan.network.delay_max_us << " us, fault phase " << seconds(plan.fault_phase_us) << "\n"
       << "  tunables: token timeout " << plan.tunables.token_timeout_ms << " ms, consensus "
       << plan.tunables.consensus_timeout_ms << " ms, join " << plan.tunables.join_timeout_ms
-      << " ms, max packet " << plan.tunables.max_packet_bytes << " bytes\n"
+      << " ms, max packet " << plan.tunables.max_packet_bytes << " bytes, window "
+      << plan.tunables.window_size << ", per visit " << plan.tunables.max_messages_per_visit
+      << ", outstanding " << plan.tunables.max_outstanding_messages << "\n"
       << "  schedule: " << plan.faults.size() - bursts << " faults, " << bursts << " bursts\n";
+  if (!plan.storm.empty()) out << "  storm: " << plan.storm << "\n";
   const std::size_t shown = std::min(plan.faults.size(), kScheduleLinesShown);
   for (std::size_t i = 0; i < shown; ++i) {
     out << "    " << seconds(plan.faults[i].at) << "  " << describe(plan.faults[i]) << "\n";
@@ -41,6 +46,8 @@ void print_plan(const ScenarioPlan& plan, std::ostream& out) {
   if (shown < plan.faults.size()) {
     out << "    ... and " << plan.faults.size() - shown << " more (--trace shows them all)\n";
   }
+  out << "  then: " << describe_heal(plan) << "\n"
+      << "  liveness: " << describe_liveness(plan) << "\n";
 }
 
 void print_result(const RunResult& result, std::ostream& out) {
@@ -69,7 +76,8 @@ void print_result(const RunResult& result, std::ostream& out) {
 std::string summary_line(const ScenarioPlan& plan, const RunResult& result) {
   std::string line = "seed " + std::to_string(plan.seed) + ": " + std::to_string(plan.hosts) +
                      " hosts, loss " + percent(plan.network.loss) + ", " +
-                     std::to_string(plan.faults.size()) + " events: ";
+                     std::to_string(plan.faults.size()) + " events" +
+                     (plan.storm.empty() ? "" : " (storm)") + ": ";
   line += result.ok() ? "ok" : "VIOLATION";
   line += ", " + std::to_string(result.steps) + " steps, " + seconds(result.simulated_us);
   if (result.converge_us) line += ", converged in " + seconds(*result.converge_us);
@@ -99,7 +107,13 @@ struct CoverageTotals {
   }
 };
 
-void print_coverage(const CoverageTotals& totals, std::ostream& out) {
+bool allowed(const SimCommandOptions& options, const std::string& name) {
+  return std::find(options.allowed_unhit.begin(), options.allowed_unhit.end(), name) !=
+         options.allowed_unhit.end();
+}
+
+void print_coverage(const CoverageTotals& totals, const SimCommandOptions& options,
+                    std::ostream& out) {
   out << "coverage (seeds that hit each mark, total hits):\n";
   std::size_t never = 0;
   for (std::size_t i = 0; i < ring::kMarkCount; ++i) {
@@ -108,10 +122,36 @@ void print_coverage(const CoverageTotals& totals, std::ostream& out) {
     std::snprintf(buffer, sizeof buffer, "  %-40s %8llu %12llu", name.c_str(),
                   static_cast<unsigned long long>(totals.seeds[i]),
                   static_cast<unsigned long long>(totals.hits[i]));
-    out << buffer << (totals.hits[i] == 0 ? "   NEVER HIT" : "") << "\n";
+    out << buffer;
+    if (totals.hits[i] == 0)
+      out << (allowed(options, name) ? "   never hit (allowed)" : "   NEVER HIT");
+    out << "\n";
     never += totals.hits[i] == 0;
   }
   out << "  " << never << " of " << ring::kMarkCount << " marks never hit\n";
+}
+
+// --require-coverage: every mark hit by some seed, apart from the allowed ones.
+int check_required_coverage(const CoverageTotals& totals, const SimCommandOptions& options,
+                            std::ostream& out) {
+  std::vector<std::string> missing;
+  for (std::size_t i = 0; i < ring::kMarkCount; ++i) {
+    const auto name = std::string(ring::mark_name(static_cast<ring::Mark>(i)));
+    if (totals.seeds[i] == 0 && !allowed(options, name)) missing.push_back(name);
+  }
+  if (missing.empty()) {
+    out << "require-coverage: every mark was hit";
+    if (!options.allowed_unhit.empty()) {
+      out << " (apart from " << options.allowed_unhit.size() << " allowed to stay unhit)";
+    }
+    out << "\n";
+    return kExitOk;
+  }
+  out << "require-coverage: FAILED: " << missing.size() << " mark"
+      << (missing.size() == 1 ? " was" : "s were") << " hit by no seed:";
+  for (const auto& name : missing) out << " " << name;
+  out << "\n";
+  return kExitCoverageMissing;
 }
 
 using Clock = std::chrono::steady_clock;
@@ -132,9 +172,9 @@ int run_one(const SimCommandOptions& options, std::uint64_t seed, std::ostream& 
   const RunResult result = run_scenario(plan, options.scenario, options.trace ? &out : nullptr);
   print_result(result, out);
   if (options.timing) print_timing(result.steps, elapsed_seconds(start), out);
-  if (result.ok()) return 0;
+  if (result.ok()) return kExitOk;
   print_failure(result, options, out);
-  return 1;
+  return kExitViolation;
 }
 
 // A sweep (end set) or a soak (until the wall-clock budget is spent). Every seed runs; each
@@ -169,12 +209,23 @@ int run_many(const SimCommandOptions& options, std::uint64_t begin,
     for (std::uint64_t seed : failed) out << " " << seed;
     out << "\n";
   }
-  print_coverage(coverage, out);
+  print_coverage(coverage, options, out);
   if (options.timing || !end) print_timing(steps, elapsed_seconds(start), out);
-  return failed.empty() ? 0 : 1;
+  const int coverage_code =
+      options.require_coverage ? check_required_coverage(coverage, options, out) : kExitOk;
+  if (!failed.empty()) return kExitViolation;
+  return coverage_code;
 }
 
 }  // namespace
+
+std::optional<ring::Mark> mark_by_name(const std::string& name) {
+  for (std::size_t i = 0; i < ring::kMarkCount; ++i) {
+    const auto mark = static_cast<ring::Mark>(i);
+    if (ring::mark_name(mark) == name) return mark;
+  }
+  return std::nullopt;
+}
 
 std::string scenario_flags(const ScenarioOptions& options) {
   std::string flags;
@@ -191,6 +242,7 @@ std::string scenario_flags(const ScenarioOptions& options) {
 }
 
 int run_sim_command(const SimCommandOptions& options, std::ostream& out) {
+  for (const auto& name : options.allowed_unhit) KEEL_ASSERT(mark_by_name(name).has_value());
   if (options.demo) return run_demo(out);
   if (options.figures) return run_figures(out);
   if (options.soak_seconds) return run_many(options, options.seed.value_or(1), std::nullopt, out);

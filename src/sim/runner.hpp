@@ -9,6 +9,7 @@
 #include <optional>
 #include <ostream>
 #include <string>
+#include <vector>
 
 #include "sim/scenario.hpp"
 
@@ -24,10 +25,23 @@ struct SimCommandOptions {
   bool timing = false;                 // print wall-clock steps per second
   bool demo = false;
   bool figures = false;
+  // Sweeps and soaks: fail (kExitCoverageMissing) when some coverage mark was hit by no seed,
+  // except the marks named in allowed_unhit.
+  bool require_coverage = false;
+  std::vector<std::string> allowed_unhit;
 };
 
-// Runs the command; returns the process exit code (0: every run passed, 1: a violation).
+constexpr int kExitOk = 0;
+constexpr int kExitViolation = 1;        // some run broke a guarantee
+constexpr int kExitUsage = 2;            // bad options
+constexpr int kExitCoverageMissing = 3;  // --require-coverage: a mark no seed reached
+
+// Runs the command; returns the process exit code (kExitOk, kExitViolation or, with
+// require_coverage and no violation, kExitCoverageMissing).
 int run_sim_command(const SimCommandOptions& options, std::ostream& out);
+
+// The coverage mark named `name`, or nothing.
+std::optional<ring::Mark> mark_by_name(const std::string& name);
 
 // The options that change a run, as command-line text (" --hosts 5 --loss 0.1 ..."), for replay.
 std::string scenario_flags(const ScenarioOptions& options);

@@ -13,6 +13,17 @@ namespace {
 constexpr TimeUs kMs = 1000;
 constexpr TimeUs kSecond = 1'000'000;
 
+// Storm message counts: the busiest sender's, and each other sender's.
+constexpr std::uint64_t kStormBusiestMin = 200;
+constexpr std::uint64_t kStormBusiestMax = 1000;
+constexpr std::uint64_t kStormOtherMin = 150;
+constexpr std::uint64_t kStormOtherMax = 800;
+// Seeds with a wider flow-control window, without and with a storm.
+constexpr double kWideWindowChance = 0.05;
+constexpr double kWideWindowChanceInStorm = 0.4;
+// Seeds with a graceful leave and restart.
+constexpr double kLeaveChance = 0.2;
+
 std::string seconds_text(TimeUs us) {
   char buffer[32];
   std::snprintf(buffer, sizeof buffer, "%.3f s", static_cast<double>(us) / 1e6);
@@ -62,6 +73,31 @@ std::vector<std::vector<NodeId>> random_groups(Rng& rng, std::size_t hosts) {
   return groups;
 }
 
+std::string describe_fault(const PlannedFault& fault) {
+  const std::string host = "host " + std::to_string(fault.host);
+  switch (fault.kind) {
+    case FaultKind::partition:
+      return "partition " + groups_text(fault.groups) + " for " + seconds_text(fault.duration);
+    case FaultKind::cut:
+      return "cut " + std::to_string(fault.host) + "->" + std::to_string(fault.peer) +
+             " (one way) for " + seconds_text(fault.duration);
+    case FaultKind::flap:
+      return "flap " + host + ": link down/up " + std::to_string(fault.count) + " times every " +
+             seconds_text(fault.duration);
+    case FaultKind::pause:
+      return "pause " + host + " for " + seconds_text(fault.duration);
+    case FaultKind::crash:
+      if (fault.duration == kNever) return "crash " + host + " until the heal";
+      return "crash " + host + ", restart after " + seconds_text(fault.duration);
+    case FaultKind::leave:
+      if (fault.duration == kNever) return "leave " + host + " (graceful stop) until the heal";
+      return "leave " + host + " (graceful stop), restart after " + seconds_text(fault.duration);
+    case FaultKind::burst:
+      break;
+  }
+  return "?";
+}
+
 PlannedFault plan_fault(Rng& rng, FaultKind kind, const ScenarioPlan& plan) {
   PlannedFault fault;
   fault.kind = kind;
@@ -90,6 +126,7 @@ PlannedFault plan_fault(Rng& rng, FaultKind kind, const ScenarioPlan& plan) {
                                                      std::max(2 * kSecond, token_timeout_us * 2));
       break;
     case FaultKind::crash:
+    case FaultKind::leave:
       fault.duration = rng.chance(0.2) ? kNever : rng.uniform(0, 1500 * kMs);
       break;
     case FaultKind::burst:
@@ -98,6 +135,128 @@ PlannedFault plan_fault(Rng& rng, FaultKind kind, const ScenarioPlan& plan) {
       break;
   }
   return fault;
+}
+
+enum class StormFault : std::uint8_t { none, cut, partition, crash };
+
+StormFault draw_storm_fault(Rng& rng) {
+  const double r = rng.unit();
+  if (r < 0.45) return StormFault::cut;
+  if (r < 0.65) return StormFault::partition;
+  if (r < 0.85) return StormFault::crash;
+  return StormFault::none;
+}
+
+// The fault in the middle of a storm, as a planned fault; nothing when the options rule it out
+// (the numbers are drawn all the same, so that options never shift the other choices).
+std::optional<PlannedFault> plan_storm_fault(Rng& rng, StormFault kind, TimeUs storm_at,
+                                             const std::vector<NodeId>& senders,
+                                             const ScenarioOptions& options,
+                                             const ScenarioPlan& plan) {
+  PlannedFault fault;
+  fault.storm = true;
+  fault.at = storm_at + rng.uniform(5 * kMs, 150 * kMs);
+  const TimeUs cut_duration = rng.uniform(150 * kMs, 1 * kSecond);
+  auto groups = random_groups(rng, plan.hosts);
+  const TimeUs partition_duration = rng.uniform(100 * kMs, 1500 * kMs);
+  const NodeId crashed = senders[rng.uniform(0, senders.size() - 1)];
+  const TimeUs restart_after = rng.uniform(0, 1 * kSecond);
+  switch (kind) {
+    case StormFault::none:
+      return std::nullopt;
+    case StormFault::cut:
+      // The busiest sender cannot reach the host before it in the token order. That host's
+      // retransmission requests reach the busiest sender first, whose answers are cut, so the
+      // host stays behind while the others go on: the ring runs into its outstanding limit.
+      if (!options.partitions || plan.hosts < 3) return std::nullopt;
+      fault.kind = FaultKind::cut;
+      fault.at = storm_at;
+      fault.host = senders.front();
+      fault.peer = fault.host == 1 ? static_cast<NodeId>(plan.hosts) : fault.host - 1;
+      fault.duration = cut_duration;
+      return fault;
+    case StormFault::partition:
+      if (!options.partitions) return std::nullopt;
+      fault.kind = FaultKind::partition;
+      fault.groups = std::move(groups);
+      fault.duration = partition_duration;
+      return fault;
+    case StormFault::crash:
+      if (!options.crashes) return std::nullopt;
+      fault.kind = FaultKind::crash;
+      fault.host = crashed;
+      fault.duration = restart_after;
+      return fault;
+  }
+  return std::nullopt;
+}
+
+// A storm: 1..4 hosts (at least 2 with a cut) each submit hundreds to a thousand messages within
+// 20 ms, some of them fragmented, and one fault lands in the middle of it. Adds the bursts and the
+// fault to the plan and describes the storm in plan.storm.
+void plan_storm(Rng& rng, const ScenarioOptions& options, ScenarioPlan& plan) {
+  const StormFault kind = draw_storm_fault(rng);
+  std::vector<NodeId> order;
+  for (NodeId id = 1; id <= plan.hosts; ++id) order.push_back(id);
+  rng.shuffle(order);
+  const std::size_t most = std::min<std::size_t>(4, plan.hosts);
+  const std::size_t fewest = kind == StormFault::cut ? std::min<std::size_t>(2, most) : 1;
+  const std::vector<NodeId> senders(
+      order.begin(), order.begin() + static_cast<std::ptrdiff_t>(rng.uniform(fewest, most)));
+  const TimeUs latest = plan.fault_phase_us > kSecond ? plan.fault_phase_us - kSecond : 0;
+  const TimeUs at = rng.uniform(0, latest);
+  std::vector<PlannedFault> storm;
+  std::uint64_t messages = 0;
+  for (std::size_t i = 0; i < senders.size(); ++i) {
+    PlannedFault burst;
+    burst.kind = FaultKind::burst;
+    burst.storm = true;
+    burst.at = at + rng.uniform(0, 20 * kMs);
+    burst.host = senders[i];
+    burst.count =
+        static_cast<std::uint32_t>(i == 0 ? rng.uniform(kStormBusiestMin, kStormBusiestMax)
+                                          : rng.uniform(kStormOtherMin, kStormOtherMax));
+    burst.seed = rng.next();
+    messages += burst.count;
+    storm.push_back(std::move(burst));
+  }
+  auto fault = plan_storm_fault(rng, kind, at, senders, options, plan);
+  std::string hosts;
+  for (NodeId id : senders) hosts += (hosts.empty() ? "" : ",") + std::to_string(id);
+  plan.storm = "at " + seconds_text(at) + ", " + std::to_string(messages) +
+               " messages from hosts " + hosts + " (busiest first), with " +
+               (fault ? describe_fault(*fault) : std::string("no fault"));
+  if (fault) storm.push_back(std::move(*fault));
+  // In a fault phase shorter than a second, what would start after the heal is left out.
+  for (auto& part : storm) {
+    if (part.at < plan.fault_phase_us) plan.faults.push_back(std::move(part));
+  }
+}
+
+// Flow control: the defaults, or (kWideWindowChance, more often with a storm) a window of 120..400
+// messages per rotation with a third to a half of it per visit. Retransmissions share the window
+// with new messages, so with the default window (50) a host lacks at most about one window of
+// messages at a time, fewer than the 64 a token can request: only a wider window fills that list.
+void draw_flow_control(Rng& rng, bool storm, ring::RingTunables& tunables) {
+  const bool wide = rng.chance(storm ? kWideWindowChanceInStorm : kWideWindowChance);
+  const auto window = static_cast<std::uint32_t>(rng.uniform(120, 400));
+  const auto per_visit = static_cast<std::uint32_t>(rng.uniform(window / 3, window / 2));
+  if (!wide) return;
+  tunables.window_size = window;
+  tunables.max_messages_per_visit = per_visit;
+  KEEL_ASSERT(!ring::validate(tunables).has_value());
+}
+
+// A graceful restart (kLeaveChance of seeds): a host announces that it leaves the ring, stops,
+// and starts again later (or at the heal).
+void plan_leave(Rng& rng, const ScenarioOptions& options, ScenarioPlan& plan) {
+  const bool leave = rng.chance(kLeaveChance);
+  PlannedFault fault;
+  fault.kind = FaultKind::leave;
+  fault.at = rng.uniform(0, plan.fault_phase_us - 1);
+  fault.host = random_host(rng, plan.hosts);
+  fault.duration = rng.chance(0.2) ? kNever : rng.uniform(0, 1500 * kMs);
+  if (leave && options.crashes) plan.faults.push_back(std::move(fault));
 }
 
 std::vector<FaultKind> enabled_faults(const ScenarioOptions& options, std::size_t hosts) {
@@ -114,24 +273,26 @@ std::vector<FaultKind> enabled_faults(const ScenarioOptions& options, std::size_
 
 std::string describe(const PlannedFault& fault) {
   const std::string host = "host " + std::to_string(fault.host);
-  switch (fault.kind) {
-    case FaultKind::partition:
-      return "partition " + groups_text(fault.groups) + " for " + seconds_text(fault.duration);
-    case FaultKind::cut:
-      return "cut " + std::to_string(fault.host) + "->" + std::to_string(fault.peer) +
-             " (one way) for " + seconds_text(fault.duration);
-    case FaultKind::flap:
-      return "flap " + host + ": link down/up " + std::to_string(fault.count) + " times every " +
-             seconds_text(fault.duration);
-    case FaultKind::pause:
-      return "pause " + host + " for " + seconds_text(fault.duration);
-    case FaultKind::crash:
-      if (fault.duration == kNever) return "crash " + host + " until the heal";
-      return "crash " + host + ", restart after " + seconds_text(fault.duration);
-    case FaultKind::burst:
-      return "burst of " + std::to_string(fault.count) + " messages from " + host;
-  }
-  return "?";
+  const std::string storm = fault.storm ? "storm: " : "";
+  if (fault.kind != FaultKind::burst) return storm + describe_fault(fault);
+  return storm + "burst of " + std::to_string(fault.count) + " messages from " + host +
+         (fault.storm ? " (up to " + std::to_string(kStormMaxFillerBytes) + " bytes each)" : "");
+}
+
+std::string describe_heal(const ScenarioPlan& plan) {
+  char loss[80];
+  std::snprintf(loss, sizeof loss, "random loss capped at %.0f%% (%.2f%% -> %.2f%%)",
+                kLivenessMaxLoss * 100.0, plan.network.loss * 100.0,
+                std::min(plan.network.loss, kLivenessMaxLoss) * 100.0);
+  return "heal at " + seconds_text(plan.fault_phase_us) +
+         ": partitions, cuts, flaps, pauses and crashes end, no new faults; " + loss +
+         "; duplication and delay unchanged";
+}
+
+std::string describe_liveness(const ScenarioPlan& plan) {
+  return "one view of all " + std::to_string(plan.hosts) + " hosts within " +
+         seconds_text(kConvergeBoundUs) + " of the heal, then a message from each host delivered " +
+         "everywhere within " + seconds_text(kDeliverBoundUs);
 }
 
 ScenarioPlan plan_scenario(std::uint64_t seed, const ScenarioOptions& options) {
@@ -163,6 +324,13 @@ ScenarioPlan plan_scenario(std::uint64_t seed, const ScenarioOptions& options) {
   for (std::uint64_t i = 0; i < bursts; ++i) {
     plan.faults.push_back(plan_fault(fault_rng, FaultKind::burst, plan));
   }
+  // Generators of their own, so that the schedule above is the same with and without these.
+  Rng storm_rng = rng.fork(4);
+  const bool storm = storm_rng.chance(kStormChance);
+  draw_flow_control(storm_rng, storm, plan.tunables);
+  if (storm) plan_storm(storm_rng, options, plan);
+  Rng leave_rng = rng.fork(5);
+  plan_leave(leave_rng, options, plan);
   std::stable_sort(plan.faults.begin(), plan.faults.end(),
                    [](const PlannedFault& a, const PlannedFault& b) { return a.at < b.at; });
   return plan;

@@ -2,12 +2,22 @@
 //
 // plan_scenario() draws, from the seed alone (options on the command line override single
 // choices): the host count, network loss, duplication and delay, the length of the fault phase,
-// and a schedule of faults (partitions into random groups, one-way cuts, a flapping host, pauses
+// a schedule of faults (partitions into random groups, one-way cuts, a flapping host, pauses
 // shorter and longer than the token timeout, crashes and restarts) and of message bursts (agreed
-// and safe, 0..~5000 bytes, so fragmentation is exercised). run_scenario() plays the schedule on
-// a SimCluster with the checkers on, heals everything at the end of the fault phase and then
-// checks liveness: one regular view of all hosts within kConvergeBoundUs, then one message from
-// every host delivered everywhere within kDeliverBoundUs.
+// and safe, 0..~5000 bytes, so fragmentation is exercised); on some seeds a storm (kStormChance):
+// bursts of hundreds to a thousand messages from up to four hosts at once, some fragmented, with
+// a fault in the middle of it (a one-way cut from the busiest sender to the host before it in the
+// token order, a partition, or a crash of a sender); on some seeds a graceful leave and restart;
+// and the ring's flow-control tunables (the defaults, or a wider window, more often in storms).
+// Storms, flow control and leaves come from generators of their own, so that the rest of a
+// schedule does not depend on them.
+//
+// run_scenario() plays the schedule on a SimCluster with the checkers on. At the end of the fault
+// phase it heals: partitions, cuts, flapping links, pauses and crashes end (crashed and stopped
+// hosts restart), no new fault starts, random loss is capped at kLivenessMaxLoss, duplication and
+// delay stay. Messages still queued go on being delivered. Then it checks liveness: one regular
+// view of all hosts within kConvergeBoundUs, then one message from every host delivered
+// everywhere within kDeliverBoundUs.
 //
 // Thread-safety: plain functions; a run owns its cluster.
 #pragma once
@@ -32,6 +42,10 @@ constexpr double kLivenessMaxLoss = 0.02;
 constexpr TimeUs kDeliverBoundUs = 5'000'000;
 constexpr int kLivenessAttempts = 3;
 constexpr std::uint64_t kDefaultMaxSteps = 50'000'000;
+// The share of seeds whose schedule has a storm (see above).
+constexpr double kStormChance = 0.12;
+// Storm messages: the largest filler drawn (a few dozen packets at the default packet size).
+constexpr std::size_t kStormMaxFillerBytes = 20'000;
 
 // Overrides of the seed's choices; unset means "drawn from the seed".
 struct ScenarioOptions {
@@ -45,17 +59,18 @@ struct ScenarioOptions {
   std::uint64_t max_steps = kDefaultMaxSteps;
 };
 
-enum class FaultKind : std::uint8_t { partition, cut, flap, pause, crash, burst };
+enum class FaultKind : std::uint8_t { partition, cut, flap, pause, crash, leave, burst };
 
 struct PlannedFault {
   TimeUs at = 0;
   FaultKind kind = FaultKind::burst;
-  NodeId host = kNoNode;                    // cut: from; flap, pause, crash, burst: the host
+  NodeId host = kNoNode;                    // cut: from; otherwise the host
   NodeId peer = kNoNode;                    // cut: to
   std::vector<std::vector<NodeId>> groups;  // partition
   TimeUs duration = 0;      // how long it lasts (kNever: until the heal); flap: the toggle period
   std::uint32_t count = 0;  // flap: toggles; burst: messages
   std::uint64_t seed = 0;   // burst: sizes and kinds
+  bool storm = false;  // burst: storm sizes (up to kStormMaxFillerBytes); else: a storm's fault
 };
 
 std::string describe(const PlannedFault& fault);
@@ -67,9 +82,14 @@ struct ScenarioPlan {
   TimeUs fault_phase_us = 0;
   ring::RingTunables tunables;
   std::vector<PlannedFault> faults;  // sorted by time
+  std::string storm;                 // what the storm is, in one line; empty: no storm
 };
 
 ScenarioPlan plan_scenario(std::uint64_t seed, const ScenarioOptions& options);
+
+// What the heal at the end of the fault phase does, and what liveness then requires.
+std::string describe_heal(const ScenarioPlan& plan);
+std::string describe_liveness(const ScenarioPlan& plan);
 
 struct RunResult {
   std::uint64_t seed = 0;

@@ -27,13 +27,27 @@ NodeId up_host_from(const SimCluster& cluster, NodeId planned) {
   return kNoNode;
 }
 
+// Storm sizes: mostly small, so that a storm makes many ring messages for few bytes (the
+// checkers regenerate every delivered byte at every host), and some spanning several packets.
+std::size_t draw_storm_filler_bytes(Rng& rng) {
+  const double r = rng.unit();
+  if (r < 0.85) return rng.uniform(0, 64);
+  if (r < 0.95) return rng.uniform(64, 1400);
+  if (r < 0.99) return rng.uniform(1400, 6000);
+  return rng.uniform(6000, kStormMaxFillerBytes);
+}
+
 void fire_burst(SimCluster& cluster, const PlannedFault& fault) {
   const NodeId host = up_host_from(cluster, fault.host);
   if (host == kNoNode) return;
   Rng rng(fault.seed);
   for (std::uint32_t i = 0; i < fault.count; ++i) {
-    const std::size_t filler = draw_filler_bytes(rng);
-    const auto kind = rng.chance(0.3) ? ring::DeliveryKind::safe : ring::DeliveryKind::agreed;
+    const std::size_t filler = fault.storm ? draw_storm_filler_bytes(rng) : draw_filler_bytes(rng);
+    // Storm messages alternate between safe and agreed, which never share a packet: each takes
+    // at least one ring message, so a storm fills the ring's windows with few bytes.
+    const bool safe = rng.chance(0.3);
+    const auto kind =
+        (fault.storm ? i % 2 == 0 : safe) ? ring::DeliveryKind::safe : ring::DeliveryKind::agreed;
     cluster.submit(host, filler, kind);
   }
 }
@@ -88,8 +102,14 @@ void schedule_fault(SimCluster& cluster, const PlannedFault& fault, TimeUs end) 
       cluster.at(fault.at, describe(fault), [c, host] { c->crash(host); });
       at_if_before(cluster, end, until, "restart host " + h, [c, host] { c->restart(host); });
       break;
+    case FaultKind::leave:
+      cluster.at(fault.at, describe(fault), [c, host] { c->stop(host); });
+      at_if_before(cluster, end, until, "restart host " + h, [c, host] { c->restart(host); });
+      break;
     case FaultKind::burst:
-      cluster.at(fault.at, "", [c, fault] { fire_burst(*c, fault); });
+      // Storm bursts are named in the trace; ordinary ones show as their submissions.
+      cluster.at(fault.at, fault.storm ? describe(fault) : "",
+                 [c, fault] { fire_burst(*c, fault); });
       break;
   }
 }
@@ -230,9 +250,7 @@ RunResult run_scenario(const ScenarioPlan& plan, const ScenarioOptions& options,
   const auto limit = [&] { return cluster.stats().steps >= options.max_steps; };
   cluster.run_until(limit, plan.fault_phase_us);
   if (!cluster.checker().failed() && !limit()) {
-    cluster.note(kNoNode,
-                 "heal: network healed, paused hosts resumed, crashed hosts restarted, "
-                 "random loss at most 2%");
+    cluster.note(kNoNode, describe_heal(plan));
     cluster.heal_all();
     // Faults stop, but a little random loss stays, so liveness is checked on a realistic LAN
     // rather than a perfect one. Heavy loss is a fault the ring need not outlive in bounded time.

@@ -22,6 +22,8 @@ const char* packet_type_name(std::uint64_t type) {
       return "probe";
     case 6:
       return "wake";
+    case 7:
+      return "leave";
     default:
       return "unknown-packet";
   }

@@ -40,7 +40,7 @@ struct TraceEntry {
   std::string text;
 };
 
-std::string format_time(TimeUs at);  // "12.345678"
+std::string format_time(TimeUs at);                            // "12.345678"
 std::string members_text(const std::vector<NodeId>& members);  // "[1,2,3]"
 std::string format(const TraceEntry& entry);
 

@@ -52,7 +52,11 @@ std::optional<Bytes> Reassembler::add(NodeId origin, const wire::Chunk& chunk) {
   return whole;
 }
 
-void Reassembler::clear() { partial_.clear(); }
+std::size_t Reassembler::clear() {
+  const std::size_t dropped = partial_.size();
+  partial_.clear();
+  return dropped;
+}
 
 std::size_t Reassembler::partial_bytes() const {
   std::size_t total = 0;

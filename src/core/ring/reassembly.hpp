@@ -23,7 +23,8 @@ class Reassembler {
   // Feeds the next chunk from `origin`; returns the whole message when this chunk completes it.
   std::optional<Bytes> add(NodeId origin, const wire::Chunk& chunk);
   // Drops every partial message (at a regular view: their rest will never come on this ring).
-  void clear();
+  // Returns how many partial messages it dropped.
+  std::size_t clear();
 
   std::uint64_t dropped_chains() const { return dropped_chains_; }
   std::size_t partial_bytes() const;

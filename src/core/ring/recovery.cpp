@@ -87,7 +87,8 @@ void Ring::enter_operational(TimeUs now) {
   deliver_old_ring();
   current_ = std::move(*forming_);
   forming_.reset();
-  reassembler_.clear();
+  // Messages cut by a gap, or cut short and re-sent whole on the new ring, end here.
+  if (reassembler_.clear() > 0) mark(Mark::fragment_chain_dropped);
   state_ = State::operational;
   proc_.clear();
   fail_.clear();
