@@ -8,5 +8,11 @@
 namespace keel::cli {
 
 void register_sim_command(CLI::App& app, int& exit_code);
+void register_keygen_command(CLI::App& app, int& exit_code);
+void register_config_command(CLI::App& app, int& exit_code);
+void register_agent_command(CLI::App& app, int& exit_code);
+void register_status_command(CLI::App& app, int& exit_code);
+void register_ring_command(CLI::App& app, int& exit_code);
+void register_lab_command(CLI::App& app, int& exit_code);
 
 }  // namespace keel::cli

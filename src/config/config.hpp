@@ -48,9 +48,9 @@ constexpr const char* kDefaultKeyFile = "/etc/keel/cluster.key";
 constexpr const char* kDefaultControlSocket = "/run/keel/keel.sock";
 
 struct NodeConfig {
-  NodeId id = kNoNode;      // 1 .. 65535, unique
-  std::string name;         // unique; [A-Za-z0-9._-]{1,64}
-  std::string address;      // IPv4 or IPv6 literal, unique
+  NodeId id = kNoNode;  // 1 .. 65535, unique
+  std::string name;     // unique; [A-Za-z0-9._-]{1,64}
+  std::string address;  // IPv4 or IPv6 literal, unique
   std::uint16_t port = kDefaultPort;
 };
 
@@ -65,13 +65,13 @@ struct AgentConfig {
 };
 
 struct ClusterConfig {
-  std::string source;                     // the file it came from, for messages
-  std::string cluster_name;               // [A-Za-z0-9._-]{1,64}
+  std::string source;        // the file it came from, for messages
+  std::string cluster_name;  // [A-Za-z0-9._-]{1,64}
   std::string key_file = kDefaultKeyFile;
-  std::optional<std::string> this_node;   // [cluster] node: overrides the hostname
-  std::vector<NodeConfig> nodes;          // sorted by id, 1 .. ring::kMaxNodes entries
+  std::optional<std::string> this_node;  // [cluster] node: overrides the hostname
+  std::vector<NodeConfig> nodes;         // sorted by id, 1 .. ring::kMaxNodes entries
   TransportConfig transport;
-  ring::RingTunables ring;                // max_packet_bytes derived from transport.mtu
+  ring::RingTunables ring;  // max_packet_bytes derived from transport.mtu
   AgentConfig agent;
 
   const NodeConfig* node_by_id(NodeId id) const;

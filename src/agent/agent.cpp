@@ -1,0 +1,144 @@
+#include "agent/agent.hpp"
+
+#include <spdlog/spdlog.h>
+#include <systemd/sd-daemon.h>
+
+#include "agent/control_protocol.hpp"
+#include "agent/status.hpp"
+#include "core/common/assert.hpp"
+#include "io/clock.hpp"
+
+namespace keel::agent {
+
+Agent::Agent(asio::io_context& io, AgentOptions options)
+    : io_(io), options_(std::move(options)), watchdog_timer_(io) {}
+
+Agent::~Agent() { shutdown(); }
+
+Result<Ok> Agent::start() {
+  KEEL_ASSERT(!started_);
+  started_us_ = io::monotonic_now_us();
+  // Wall-clock microseconds exceed whatever an earlier run of this host used: a restart neither
+  // reuses a ring id nor has its packets taken for replays of the last run's.
+  const std::uint64_t boot_us = io::realtime_now_us();
+  const config::ClusterConfig& config = options_.config;
+  io::TransportOptions transport_options{options_.self.id,     {},
+                                         config.transport.mtu, config.ring.max_packet_bytes,
+                                         options_.key,         boot_us};
+  for (const config::NodeConfig& node : config.nodes) {
+    transport_options.nodes.push_back({node.id, node.address, node.port});
+  }
+  auto transport = io::UdpTransport::open(io_, std::move(transport_options));
+  if (!transport.ok()) return transport.error();
+  auto control = ControlServer::open(io_, config.agent.control_socket, *this);
+  if (!control.ok()) return control.error();
+  transport_ = std::move(transport).value();
+  control_ = std::move(control).value();
+  driver_ = std::make_unique<RingDriver>(
+      io_, RingDriverOptions{options_.self.id, config.node_ids(), config.ring, boot_us},
+      [this](NodeId to, std::span<const std::uint8_t> bytes) { transport_->send(to, bytes); },
+      static_cast<RingEvents&>(*this));
+  transport_->start(
+      [this](NodeId from, std::span<const std::uint8_t> bytes) { on_packet(from, bytes); });
+  control_->start();
+  driver_->start();
+  started_ = true;
+  spdlog::info("node {} ({}) of cluster {} started: UDP {}:{}, control socket {}", options_.self.id,
+               options_.self.name, config.cluster_name, options_.self.address, options_.self.port,
+               config.agent.control_socket);
+  sd_notify(0, "READY=1");
+  start_watchdog();
+  return Ok{};
+}
+
+void Agent::shutdown() {
+  if (!started_ || stopped_) return;
+  stopped_ = true;
+  sd_notify(0, "STOPPING=1");
+  spdlog::info("leaving the ring and shutting down");
+  transport_->wait_on_full_buffer();
+  driver_->leave_ring();  // the leave packets are sent before this returns
+  control_->close();
+  transport_->close();
+  watchdog_timer_.cancel();
+}
+
+void Agent::on_packet(NodeId from, std::span<const std::uint8_t> bytes) {
+  const std::uint64_t rejected_before = driver_->ring().stats().packets_rejected;
+  driver_->on_packet(from, bytes);
+  if (driver_->ring().stats().packets_rejected != rejected_before) ++undecodable_[from];
+}
+
+std::string Agent::describe_members(const std::vector<NodeId>& members) const {
+  std::string text;
+  for (const NodeId id : members) {
+    const config::NodeConfig* node = options_.config.node_by_id(id);
+    if (!text.empty()) text += ", ";
+    text += std::to_string(id) + " " + (node ? node->name : "?");
+  }
+  return text;
+}
+
+void Agent::on_view(const ring::View& view) {
+  const std::string members = describe_members(view.members);
+  if (view.regular()) {
+    spdlog::info("view regular {}: {} members [{}]", to_string(view.ring), view.members.size(),
+                 members);
+    sd_notifyf(0, "STATUS=ring %s, %zu members", to_string(view.ring).c_str(), view.members.size());
+  } else {
+    spdlog::info("view transitional {} from {}: [{}]", to_string(view.ring),
+                 to_string(view.previous_ring), members);
+  }
+  control_->publish_all(view_event(view));
+}
+
+void Agent::on_group_view(const ring::GroupView& view) {
+  spdlog::debug("group {}: [{}]", view.group, describe_members(view.members));
+  control_->publish(view.group, group_view_event(view));
+}
+
+void Agent::on_group_message(const ring::GroupMessage& message,
+                             const ring::DeliveredMessage& carrier) {
+  control_->publish(message.group, message_event(message, carrier));
+}
+
+nlohmann::json Agent::status() {
+  return build_status(StatusSources{options_.config, options_.self, driver_->ring(),
+                                    driver_->joined_groups(), *transport_, undecodable_,
+                                    io::monotonic_now_us(), started_us_});
+}
+
+Result<Ok> Agent::send(const std::string& group, const Bytes& payload, bool safe) {
+  if (stopped_) return Error{"the agent is shutting down"};
+  return driver_->send(group, payload, safe);
+}
+
+Result<Ok> Agent::join(const std::string& group) {
+  auto joined = driver_->join(group);
+  if (joined.ok()) spdlog::info("joined group {} (a listener arrived)", group);
+  return joined;
+}
+
+void Agent::leave(const std::string& group) {
+  if (stopped_) return;
+  driver_->leave_group(group);
+  spdlog::info("left group {} (its last listener went away)", group);
+}
+
+void Agent::start_watchdog() {
+  std::uint64_t usec = 0;
+  if (sd_watchdog_enabled(0, &usec) <= 0 || usec == 0) return;
+  watchdog_period_ = std::chrono::microseconds(usec / 2);
+  spdlog::debug("systemd watchdog: pinging every {} ms", usec / 2000);
+  on_watchdog();
+}
+
+void Agent::on_watchdog() {
+  sd_notify(0, "WATCHDOG=1");
+  watchdog_timer_.expires_after(watchdog_period_);
+  watchdog_timer_.async_wait([this](const asio::error_code& error) {
+    if (!error && !stopped_) on_watchdog();
+  });
+}
+
+}  // namespace keel::agent

@@ -1,0 +1,58 @@
+// The control socket's protocol: newline-delimited JSON, one request per line, one reply line per
+// request; a `listen` session then carries one event line per delivery. docs/control-protocol.md
+// is the reference; this file holds its limits and the encoding of replies and events, shared by
+// the agent (control_server) and the clients (control_client, the CLI).
+//
+// Thread-safety: pure functions and constants.
+#pragma once
+
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <span>
+#include <string>
+
+#include "core/common/byte_io.hpp"
+#include "core/ring/events.hpp"
+#include "core/ring/groups.hpp"
+
+namespace keel::agent {
+
+// A request line, newline excluded. Big enough for the largest message JSON-escaped.
+constexpr std::size_t kMaxRequestLineBytes = 8u << 20;
+// Connections open at once; more are refused with an error line.
+constexpr std::size_t kMaxControlSessions = 64;
+// Sessions in `listen` mode at once, over all groups.
+constexpr std::size_t kMaxListeners = 32;
+// Event bytes queued for one listener; a listener further behind is disconnected. Holds more
+// than one event of the largest message.
+constexpr std::size_t kMaxListenerBacklogBytes = 16u << 20;
+// A reply or event line as a client reads it (the backlog bound covers any one line).
+constexpr std::size_t kMaxReplyLineBytes = kMaxListenerBacklogBytes;
+
+// Serialises a reply or event without its newline; invalid UTF-8 (never produced here) would be
+// replaced rather than thrown.
+std::string to_line(const nlohmann::json& value);
+
+nlohmann::json ok_reply();
+nlohmann::json error_reply(const std::string& message);
+
+// Events of a listen stream.
+nlohmann::json view_event(const ring::View& view);
+nlohmann::json group_view_event(const ring::GroupView& view);
+nlohmann::json message_event(const ring::GroupMessage& message,
+                             const ring::DeliveredMessage& carrier);
+
+// The payload of a `send` request, from "message" (a string) or "message_base64"; an error
+// message when neither or both are given or the base64 is invalid.
+std::optional<Bytes> request_payload(const nlohmann::json& request, std::string& error);
+
+// Adds to `object` the payload as "message" when it is valid UTF-8, else as "message_base64".
+void put_payload(nlohmann::json& object, std::span<const std::uint8_t> payload);
+// The payload of an event: "message" or "message_base64".
+std::optional<Bytes> event_payload(const nlohmann::json& event);
+
+bool valid_utf8(std::span<const std::uint8_t> bytes);
+std::string base64_encode(std::span<const std::uint8_t> bytes);
+std::optional<Bytes> base64_decode(const std::string& text);
+
+}  // namespace keel::agent

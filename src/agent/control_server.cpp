@@ -1,0 +1,305 @@
+#include "agent/control_server.hpp"
+
+#include <spdlog/spdlog.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "agent/control_protocol.hpp"
+#include "core/common/assert.hpp"
+#include "core/ring/group_wire.hpp"
+
+namespace keel::agent {
+
+using nlohmann::json;
+
+namespace {
+
+constexpr mode_t kSocketDirectoryMode = 0755;
+constexpr mode_t kSocketMode = 0600;
+
+std::string errno_text() { return std::strerror(errno); }
+
+// mkdir -p for the directory holding `path`; directories it creates get mode 0755.
+Result<Ok> make_parent_directory(const std::string& path) {
+  const auto slash = path.rfind('/');
+  if (slash == std::string::npos || slash == 0) return Ok{};
+  const std::string parent = path.substr(0, slash);
+  for (std::size_t next = parent.find('/', 1);; next = parent.find('/', next + 1)) {
+    const std::string prefix = parent.substr(0, next);
+    if (::mkdir(prefix.c_str(), kSocketDirectoryMode) != 0 && errno != EEXIST) {
+      return Error{"cannot create directory " + prefix + ": " + errno_text()};
+    }
+    if (next == std::string::npos) break;
+  }
+  struct stat info {};
+  if (::stat(parent.c_str(), &info) != 0 || !S_ISDIR(info.st_mode)) {
+    return Error{parent + " is not a directory"};
+  }
+  return Ok{};
+}
+
+// Whether some process accepts connections on the socket at `path`.
+Result<bool> someone_listens(const std::string& path) {
+  const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return Error{"socket(): " + errno_text()};
+  sockaddr_un address{};
+  address.sun_family = AF_UNIX;
+  std::memcpy(address.sun_path, path.c_str(), path.size() + 1);
+  const int connected = ::connect(fd, reinterpret_cast<const sockaddr*>(&address), sizeof address);
+  const int error = errno;
+  ::close(fd);
+  if (connected == 0) return true;
+  if (error == ECONNREFUSED) return false;
+  return Error{"cannot check whether an agent listens on " + path + ": " + std::strerror(error)};
+}
+
+// Leaves `path` free for bind(): removes a stale socket, refuses a live one or a non-socket.
+Result<Ok> clear_socket_path(const std::string& path) {
+  struct stat info {};
+  if (::lstat(path.c_str(), &info) != 0) {
+    if (errno == ENOENT) return Ok{};
+    return Error{"cannot inspect " + path + ": " + errno_text()};
+  }
+  if (!S_ISSOCK(info.st_mode)) {
+    return Error{path + " exists and is not a socket; remove it or set [agent] control_socket"};
+  }
+  auto listening = someone_listens(path);
+  if (!listening.ok()) return listening.error();
+  if (listening.value()) {
+    return Error{"another process (a running keel agent?) listens on " + path};
+  }
+  if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
+    return Error{"cannot remove the stale socket " + path + ": " + errno_text()};
+  }
+  spdlog::info("removed a stale control socket at {}", path);
+  return Ok{};
+}
+
+}  // namespace
+
+Result<std::unique_ptr<ControlServer>> ControlServer::open(asio::io_context& io,
+                                                           const std::string& path,
+                                                           ControlHandler& handler) {
+  if (path.empty() || path.size() >= sizeof(sockaddr_un::sun_path)) {
+    return Error{"control socket path '" + path + "' must have 1 to " +
+                 std::to_string(sizeof(sockaddr_un::sun_path) - 1) + " bytes"};
+  }
+  if (auto made = make_parent_directory(path); !made.ok()) return made.error();
+  if (auto cleared = clear_socket_path(path); !cleared.ok()) return cleared.error();
+  std::unique_ptr<ControlServer> server(new ControlServer(io, path, handler));
+  if (auto bound = server->bind(); !bound.ok()) return bound.error();
+  return server;
+}
+
+ControlServer::ControlServer(asio::io_context& io, std::string path, ControlHandler& handler)
+    : path_(std::move(path)), handler_(handler), acceptor_(io) {}
+
+ControlServer::~ControlServer() { close(); }
+
+Result<Ok> ControlServer::bind() {
+  const asio::local::stream_protocol::endpoint endpoint(path_);
+  asio::error_code error;
+  acceptor_.open(endpoint.protocol(), error);
+  if (error) return Error{"cannot create the control socket: " + error.message()};
+  // The socket file takes its mode from the umask: 0600 from the start, never briefly wider.
+  const mode_t old_mask = ::umask(0777 & ~kSocketMode);
+  acceptor_.bind(endpoint, error);
+  ::umask(old_mask);
+  if (error) return Error{"cannot bind the control socket " + path_ + ": " + error.message()};
+  acceptor_.listen(asio::socket_base::max_listen_connections, error);
+  if (error) return Error{"cannot listen on " + path_ + ": " + error.message()};
+  struct stat info {};
+  if (::stat(path_.c_str(), &info) != 0) return Error{"cannot stat " + path_ + ": " + errno_text()};
+  KEEL_ASSERT((info.st_mode & 0777) == kSocketMode);
+  socket_inode_ = info.st_ino;
+  return Ok{};
+}
+
+void ControlServer::start() { accept_next(); }
+
+void ControlServer::accept_next() {
+  acceptor_.async_accept(
+      [this, alive = std::weak_ptr<int>(alive_)](const asio::error_code& error,
+                                                 asio::local::stream_protocol::socket socket) {
+        if (alive.expired() || closed_ || error == asio::error::operation_aborted) return;
+        if (error) {
+          // Out of descriptors, most likely: drop this one and go on; sessions will end.
+          spdlog::warn("control socket: accept failed: {}", error.message());
+        } else {
+          on_accept(std::move(socket));
+        }
+        accept_next();
+      });
+}
+
+void ControlServer::on_accept(asio::local::stream_protocol::socket socket) {
+  const std::uint64_t id = next_id_++;
+  if (sessions_.size() >= kMaxControlSessions) {
+    // Not registered: it lives until its error line is written.
+    auto refused = std::make_shared<ControlSession>(
+        std::move(socket), id, [](ControlSession&, const std::string&) {}, [](ControlSession&) {});
+    refused->finish(to_line(
+        error_reply("too many control connections (" + std::to_string(kMaxControlSessions) + ")")));
+    return;
+  }
+  // The session may outlive the server (a posted close): it checks `alive` first.
+  const std::weak_ptr<int> alive = alive_;
+  auto session = std::make_shared<ControlSession>(
+      std::move(socket), id,
+      [this, alive](ControlSession& s, const std::string& line) {
+        if (!alive.expired()) on_line(s, line);
+      },
+      [this, alive](ControlSession& s) {
+        if (!alive.expired()) on_close(s);
+      });
+  sessions_.emplace(id, session);
+  session->start();
+}
+
+void ControlServer::on_line(ControlSession& session, const std::string& line) {
+  const json request = json::parse(line, nullptr, /*allow_exceptions=*/false);
+  if (request.is_discarded() || !request.is_object()) {
+    session.write_line(to_line(error_reply("a request is one JSON object on one line")));
+    return;
+  }
+  const auto op = request.find("op");
+  if (op == request.end() || !op->is_string()) {
+    session.write_line(to_line(error_reply("a request needs \"op\": status, send or listen")));
+    return;
+  }
+  const std::string& name = op->get_ref<const std::string&>();
+  if (name == "status") {
+    session.write_line(to_line(handler_.status()));
+  } else if (name == "send") {
+    on_send(session, request);
+  } else if (name == "listen") {
+    on_listen(session, request);
+  } else {
+    session.write_line(
+        to_line(error_reply("unknown op \"" + name + "\" (expected status, send or listen)")));
+  }
+}
+
+namespace {
+
+// The request's "group", or an error message.
+std::optional<std::string> group_of(const json& request, std::string& error) {
+  const auto group = request.find("group");
+  if (group == request.end() || !group->is_string()) {
+    error = "the request needs \"group\": a string";
+    return std::nullopt;
+  }
+  const std::string& name = group->get_ref<const std::string&>();
+  if (auto problem = ring::check_group_name(name)) {
+    error = *problem;
+    return std::nullopt;
+  }
+  return name;
+}
+
+}  // namespace
+
+void ControlServer::on_send(ControlSession& session, const json& request) {
+  std::string error;
+  const auto group = group_of(request, error);
+  const auto payload = group ? request_payload(request, error) : std::nullopt;
+  const auto safe = request.find("safe");
+  if (payload && safe != request.end() && !safe->is_boolean())
+    error = "\"safe\" must be true or false";
+  if (!error.empty()) {
+    session.write_line(to_line(error_reply(error)));
+    return;
+  }
+  const bool is_safe = safe != request.end() && safe->get<bool>();
+  auto sent = handler_.send(*group, *payload, is_safe);
+  session.write_line(to_line(sent.ok() ? ok_reply() : error_reply(sent.error().message)));
+}
+
+void ControlServer::on_listen(ControlSession& session, const json& request) {
+  std::string error;
+  const auto group = group_of(request, error);
+  if (!group) {
+    session.write_line(to_line(error_reply(error)));
+    return;
+  }
+  if (listener_count() >= kMaxListeners) {
+    session.write_line(to_line(
+        error_reply("too many listeners (" + std::to_string(kMaxListeners) + ") on this agent")));
+    return;
+  }
+  auto& ids = listeners_[*group];
+  if (ids.empty()) {
+    auto joined = handler_.join(*group);
+    if (!joined.ok()) {
+      listeners_.erase(*group);
+      session.write_line(to_line(error_reply(joined.error().message)));
+      return;
+    }
+  }
+  ids.insert(session.id());
+  session.set_listening(*group);
+  session.write_line(to_line(ok_reply()));
+}
+
+void ControlServer::on_close(ControlSession& session) {
+  const auto it = sessions_.find(session.id());
+  if (it == sessions_.end()) return;
+  const std::shared_ptr<ControlSession> keep = it->second;  // outlives the erase below
+  sessions_.erase(it);
+  if (!session.listening()) return;
+  auto group = listeners_.find(session.group());
+  KEEL_ASSERT(group != listeners_.end());
+  group->second.erase(session.id());
+  if (!group->second.empty()) return;
+  listeners_.erase(group);
+  if (!closed_) handler_.leave(session.group());
+}
+
+void ControlServer::publish_all(const json& event) {
+  std::set<std::uint64_t> ids;
+  for (const auto& [group, members] : listeners_) ids.insert(members.begin(), members.end());
+  stream_to(std::move(ids), to_line(event));
+}
+
+void ControlServer::publish(const std::string& group, const json& event) {
+  const auto it = listeners_.find(group);
+  if (it == listeners_.end()) return;
+  stream_to(it->second, to_line(event));
+}
+
+void ControlServer::stream_to(std::set<std::uint64_t> ids, const std::string& line) {
+  for (const std::uint64_t id : ids) {
+    const auto it = sessions_.find(id);
+    if (it == sessions_.end()) continue;
+    if (!it->second->stream_line(line)) {
+      spdlog::warn("control socket: a listener of group {} fell behind and was disconnected",
+                   it->second->group());
+    }
+  }
+}
+
+std::size_t ControlServer::listener_count() const {
+  std::size_t count = 0;
+  for (const auto& [group, ids] : listeners_) count += ids.size();
+  return count;
+}
+
+void ControlServer::close() {
+  if (closed_) return;
+  closed_ = true;
+  asio::error_code ignored;
+  acceptor_.close(ignored);
+  for (auto& [id, session] : std::map(sessions_)) session->close();
+  struct stat info {};
+  // Remove the file only if it is still ours (never another agent's socket).
+  if (socket_inode_ != 0 && ::lstat(path_.c_str(), &info) == 0 && info.st_ino == socket_inode_) {
+    ::unlink(path_.c_str());
+  }
+}
+
+}  // namespace keel::agent

@@ -1,0 +1,81 @@
+// ControlServer: the agent's local control socket (a Unix stream socket).
+//
+// open() prepares the path: creates a missing parent directory (mode 0755), replaces a stale
+// socket file only when nothing listens on it (refusing otherwise, and refusing to touch anything
+// that is not a socket), then binds with umask 077 so the socket is created mode 0600: only its
+// owner (root by default) can talk to the agent. close() stops accepting, closes every session
+// and removes the socket file if it is still the one this server created.
+//
+// Requests (docs/control-protocol.md): status, send, listen. The server parses and validates them
+// and calls the ControlHandler; it keeps the listeners per group, asks the handler to join a group
+// when its first listener arrives and to leave it when its last one goes, and fans events out.
+// Bounds: kMaxControlSessions connections, kMaxListeners listeners, and the per-session bounds of
+// ControlSession.
+//
+// Thread-safety: none; the io_context's thread only. open() changes the process umask for the
+// duration of bind().
+#pragma once
+
+#include <asio.hpp>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <string>
+
+#include "agent/control_session.hpp"
+#include "core/common/byte_io.hpp"
+#include "core/common/result.hpp"
+
+namespace keel::agent {
+
+// What the control socket asks of the agent.
+class ControlHandler {
+ public:
+  virtual ~ControlHandler() = default;
+  virtual nlohmann::json status() = 0;
+  virtual Result<Ok> send(const std::string& group, const Bytes& payload, bool safe) = 0;
+  virtual Result<Ok> join(const std::string& group) = 0;
+  virtual void leave(const std::string& group) = 0;
+};
+
+class ControlServer {
+ public:
+  static Result<std::unique_ptr<ControlServer>> open(asio::io_context& io, const std::string& path,
+                                                     ControlHandler& handler);
+  ~ControlServer();
+
+  void start();
+  void close();
+
+  // Sends an event line to every listener, or to those of `group`.
+  void publish_all(const nlohmann::json& event);
+  void publish(const std::string& group, const nlohmann::json& event);
+
+  std::size_t session_count() const { return sessions_.size(); }
+  std::size_t listener_count() const;
+
+ private:
+  ControlServer(asio::io_context& io, std::string path, ControlHandler& handler);
+  Result<Ok> bind();
+  void accept_next();
+  void on_accept(asio::local::stream_protocol::socket socket);
+  void on_line(ControlSession& session, const std::string& line);
+  void on_send(ControlSession& session, const nlohmann::json& request);
+  void on_listen(ControlSession& session, const nlohmann::json& request);
+  void on_close(ControlSession& session);
+  void stream_to(std::set<std::uint64_t> ids, const std::string& line);
+
+  std::string path_;
+  ControlHandler& handler_;
+  asio::local::stream_protocol::acceptor acceptor_;
+  std::map<std::uint64_t, std::shared_ptr<ControlSession>> sessions_;
+  std::map<std::string, std::set<std::uint64_t>> listeners_;  // group -> session ids
+  std::uint64_t next_id_ = 1;
+  std::uint64_t socket_inode_ = 0;
+  bool closed_ = false;
+  std::shared_ptr<int> alive_ = std::make_shared<int>(0);  // handlers hold it weakly
+};
+
+}  // namespace keel::agent

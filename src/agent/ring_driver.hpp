@@ -1,0 +1,101 @@
+// RingDriver: runs this host's Ring and ProcessGroups on an io_context.
+//
+// Every call into the ring (a packet, a timer expiry, leaving) is followed at once by executing
+// all the actions it produced, in order; after a submitted message (send, join, leave a group)
+// they run from a handler posted to the io_context, so a request's effects come after its reply
+// and never inside the code that made the request. Executing: Send goes to the sender function;
+// View and DeliveredMessage go to the process-group layer and, with the group events they cause, to
+// the RingEvents sink; the sync messages the group layer asks for are submitted as agreed messages.
+// Then one asio::steady_timer is re-armed at ring.next_deadline(), so the ring's timers run on
+// time without polling. Ring time is io::monotonic_now_us().
+//
+// Invariants: the timer is armed at next_deadline() whenever the driver is idle (or disarmed
+// when that is kNever); after leave_ring() the ring is never called again.
+// Thread-safety: none; everything runs on the io_context's thread.
+#pragma once
+
+#include <asio.hpp>
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <set>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "core/common/result.hpp"
+#include "core/common/types.hpp"
+#include "core/ring/groups.hpp"
+#include "core/ring/ring.hpp"
+
+namespace keel::agent {
+
+// The largest message one group send may carry: a ring message holds the group header too.
+constexpr std::size_t kMaxGroupPayloadBytes = (1u << 20) - 2 - ring::kMaxGroupNameBytes;
+
+// Receives what the ring delivers, in delivery order.
+class RingEvents {
+ public:
+  virtual ~RingEvents() = default;
+  virtual void on_view(const ring::View& view) = 0;
+  virtual void on_group_view(const ring::GroupView& view) = 0;
+  // `carrier` is the ring message that delivered it (origin, ring, seq, index, safe).
+  virtual void on_group_message(const ring::GroupMessage& message,
+                                const ring::DeliveredMessage& carrier) = 0;
+};
+
+struct RingDriverOptions {
+  NodeId self = kNoNode;
+  std::vector<NodeId> nodes;
+  ring::RingTunables tunables;
+  std::uint64_t ring_seq_floor = 0;
+};
+
+class RingDriver {
+ public:
+  using Sender = std::function<void(NodeId to, std::span<const std::uint8_t> bytes)>;
+
+  RingDriver(asio::io_context& io, const RingDriverOptions& options, Sender sender,
+             RingEvents& events);
+
+  // Runs the ring's first actions and arms the timer.
+  void start();
+  void on_packet(NodeId from, std::span<const std::uint8_t> bytes);
+
+  // Group requests; each becomes a ring message. Errors: bad group name, message too large, send
+  // queue full, or the ring already left.
+  Result<Ok> send(const std::string& group, const Bytes& payload, bool safe);
+  Result<Ok> join(const std::string& group);
+  void leave_group(const std::string& group);
+
+  // Announces the departure to the others, sends those packets at once and stops the timer.
+  void leave_ring();
+  bool has_left() const { return ring_.has_left(); }
+
+  const ring::Ring& ring() const { return ring_; }
+  const std::set<std::string>& joined_groups() const { return joined_; }
+
+ private:
+  void settle();
+  void execute(ring::Action& action);
+  void deliver_group_events(const ring::DeliveredMessage* carrier);
+  void submit_group_messages();
+  void arm_timer();
+  void on_timer(std::uint64_t generation);
+  Result<Ok> submit(Bytes bytes, ring::DeliveryKind kind);
+
+  asio::io_context& io_;
+  ring::Ring ring_;
+  ring::ProcessGroups groups_;
+  Sender sender_;
+  RingEvents& events_;
+  asio::steady_timer timer_;
+  std::optional<TimeUs> armed_for_;  // the deadline the pending wait is for
+  std::uint64_t timer_generation_ = 0;
+  std::set<std::string> joined_;
+  ring::State last_state_;
+  bool settling_ = false;       // executing actions: a submit is picked up by the running loop
+  bool settle_posted_ = false;  // a settle() for submitted messages is queued
+};
+
+}  // namespace keel::agent

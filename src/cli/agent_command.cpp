@@ -1,0 +1,97 @@
+// `keel agent`: runs this host's agent until SIGTERM or SIGINT (src/agent/agent.hpp does the work).
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <asio.hpp>
+#include <csignal>
+#include <cstring>
+#include <memory>
+#include <string>
+
+#include "agent/agent.hpp"
+#include "agent/logging.hpp"
+#include "cli/commands.hpp"
+#include "config/config.hpp"
+#include "io/sealed_packet.hpp"
+
+namespace keel::cli {
+
+namespace {
+
+struct AgentFlags {
+  std::string config = config::kDefaultConfigPath;
+  std::string node;
+};
+
+int fail(const std::string& message) {
+  fmt::print(stderr, "keel agent: {}\n", message);
+  return 1;
+}
+
+std::string hostname() {
+  char name[256] = {};
+  if (::gethostname(name, sizeof name - 1) != 0) return "";
+  return name;
+}
+
+// Everything the agent needs before it touches the network, or the reason it cannot start.
+Result<agent::AgentOptions> prepare(const AgentFlags& flags) {
+  auto config = config::load_config(flags.config);
+  if (!config.ok()) return config.error();
+  if (!flags.node.empty()) config.value().this_node = flags.node;
+  auto self = config::resolve_this_node(config.value(), hostname());
+  if (!self.ok()) return self.error();
+  auto key = io::read_key_file(config.value().key_file);
+  if (!key.ok()) return key.error();
+  return agent::AgentOptions{std::move(config).value(), std::move(self).value(), key.value()};
+}
+
+int run_agent(const AgentFlags& flags) {
+  auto options = prepare(flags);
+  if (!options.ok()) return fail(options.error().message);
+  if (auto logging = agent::setup_logging(options.value().config.agent.log_level); !logging.ok()) {
+    return fail(logging.error().message);
+  }
+  std::signal(SIGPIPE, SIG_IGN);  // a vanished control client is an error value, not a signal
+  asio::io_context io(1);
+  // Before start(): a SIGTERM that arrives from now on leaves the ring cleanly.
+  asio::signal_set signals(io, SIGINT, SIGTERM);
+  agent::Agent agent(io, std::move(options).value());
+  if (auto started = agent.start(); !started.ok()) {
+    spdlog::critical("cannot start: {}", started.error().message);
+    return fail(started.error().message);
+  }
+  signals.async_wait([&agent](const asio::error_code& error, int signal) {
+    if (error) return;
+    spdlog::info("received {}", ::strsignal(signal));
+    agent.shutdown();
+  });
+  try {
+    io.run();
+  } catch (const std::exception& error) {
+    spdlog::critical("stopped by an exception: {}", error.what());
+    return 1;
+  }
+  spdlog::info("stopped");
+  return 0;
+}
+
+}  // namespace
+
+void register_agent_command(CLI::App& app, int& exit_code) {
+  auto flags = std::make_shared<AgentFlags>();
+  CLI::App* command = app.add_subcommand(
+      "agent",
+      "Run this host's keel agent: the ring (membership and ordered messaging) on UDP, and the "
+      "control socket that `keel status` and `keel ring` talk to. Runs until SIGTERM or SIGINT, "
+      "then leaves the ring so the others re-form at once. Logs go to stderr (the journal under "
+      "systemd). Exits 1 with the reason when the config, the key or the sockets are not usable.");
+  command->add_option("--config", flags->config, "The cluster's config file")
+      ->capture_default_str();
+  command->add_option("--node", flags->node,
+                      "This host's node name (default: [cluster] node, else the hostname)");
+  command->callback([flags, &exit_code] { exit_code = run_agent(*flags); });
+}
+
+}  // namespace keel::cli

@@ -1,0 +1,614 @@
+// parse_config(): TOML text to a validated ClusterConfig.
+//
+// Checking runs in two passes. The first walks every section and key: unknown names (with a
+// suggestion), wrong types, values out of their own range, malformed names and addresses, missing
+// required keys. The second, which runs only when the first found nothing, checks what spans
+// several values: duplicates across nodes, the address family, the ring tunables together, and
+// the packet size against the MTU. Each pass reports the problem nearest the top of the file, so
+// a person fixing the file one message at a time works from top to bottom.
+//
+// toml++ is used with exceptions (the Debian build of the library has them); the parse error is
+// caught here and nothing escapes parse_config(). Text with non-ASCII characters outside
+// comments is refused before toml++ sees it (see diagnostics.hpp for why).
+#include "config/config.hpp"
+
+#include <arpa/inet.h>
+#include <fmt/format.h>
+#include <toml++/toml.h>
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <limits>
+
+#include "config/diagnostics.hpp"
+#include "core/ring/limits.hpp"
+#include "io/sealed_packet.hpp"
+
+namespace keel::config {
+namespace {
+
+using detail::closest;
+using detail::kNoLine;
+using detail::printable;
+using detail::Problems;
+using detail::valid_name;
+
+constexpr std::size_t kMaxConfigBytes = 1u << 20;
+constexpr std::size_t kMaxSocketPathBytes = 107;  // sun_path holds 108 bytes with the NUL
+constexpr std::uint32_t kMinMtu = 1280;
+constexpr std::uint32_t kMaxMtu = 65535;
+constexpr std::uint32_t kUdpHeaderBytes = 8;
+constexpr std::int64_t kMaxNodeId = 65535;
+
+constexpr std::array kLogLevels = {"trace", "debug", "info", "warn", "error"};
+
+struct Tunable {
+  const char* name;
+  std::uint32_t ring::RingTunables::*field;
+};
+
+// Every ring tunable a config file may set (report_receipts is for the simulator only).
+constexpr std::array<Tunable, 11> kTunables = {{
+    {"token_timeout_ms", &ring::RingTunables::token_timeout_ms},
+    {"token_retransmits", &ring::RingTunables::token_retransmits},
+    {"join_timeout_ms", &ring::RingTunables::join_timeout_ms},
+    {"consensus_timeout_ms", &ring::RingTunables::consensus_timeout_ms},
+    {"probe_interval_ms", &ring::RingTunables::probe_interval_ms},
+    {"token_hold_ms", &ring::RingTunables::token_hold_ms},
+    {"window_size", &ring::RingTunables::window_size},
+    {"max_messages_per_visit", &ring::RingTunables::max_messages_per_visit},
+    {"max_outstanding_messages", &ring::RingTunables::max_outstanding_messages},
+    {"max_packet_bytes", &ring::RingTunables::max_packet_bytes},
+    {"max_send_queue_messages", &ring::RingTunables::max_send_queue_messages},
+}};
+
+struct Section {
+  std::string_view name;   // as written in the file: "cluster", "node", ...
+  std::string_view label;  // as written in messages: "[cluster]", "[[node]]", ...
+  std::vector<std::string_view> keys;
+};
+
+const std::vector<Section>& sections() {
+  static const std::vector<Section> all = [] {
+    std::vector<Section> s = {
+        {"cluster", "[cluster]", {"name", "key_file", "node"}},
+        {"node", "[[node]]", {"id", "name", "address", "port"}},
+        {"transport", "[transport]", {"port", "mtu"}},
+        {"ring", "[ring]", {}},
+        {"agent", "[agent]", {"control_socket", "log_level"}},
+    };
+    for (const auto& t : kTunables) s[3].keys.emplace_back(t.name);
+    return s;
+  }();
+  return all;
+}
+
+const Section& section_named(std::string_view name) {
+  for (const auto& s : sections()) {
+    if (s.name == name) return s;
+  }
+  KEEL_ASSERT(false);
+  return sections().front();
+}
+
+// "an integer", "a string", ...: what a value is, for messages.
+std::string type_name(const toml::node& node) {
+  static constexpr std::array<const char*, 10> kNames = {
+      "nothing",   "a table", "an array", "a string",   "an integer", "a floating-point number",
+      "a boolean", "a date",  "a time",   "a date-time"};
+  static_assert(static_cast<int>(toml::node_type::date_time) == 9);
+  return kNames[static_cast<std::size_t>(node.type())];
+}
+
+int line_of(const toml::node& node) { return static_cast<int>(node.source().begin.line); }
+int line_of(const toml::key& key) { return static_cast<int>(key.source().begin.line); }
+
+// " (it belongs in [ring])" for a key that some other section defines, else nothing.
+std::string home_hint(std::string_view name) {
+  for (const auto& section : sections()) {
+    if (std::find(section.keys.begin(), section.keys.end(), name) != section.keys.end()) {
+      return fmt::format(" (it belongs in {})", section.label);
+    }
+  }
+  return "";
+}
+
+// Reports keys of `table` that `section` does not define, suggesting the intended name.
+void check_keys(const toml::table& table, const Section& section, Problems& problems) {
+  for (auto&& [key, value] : table) {
+    const auto name = key.str();
+    if (std::find(section.keys.begin(), section.keys.end(), name) != section.keys.end()) continue;
+    std::string message = fmt::format("unknown key '{}' in {}", printable(name), section.label);
+    if (auto guess = closest(name, section.keys)) {
+      message += fmt::format(" (did you mean {}?)", *guess);
+    } else {
+      message += home_hint(name);
+    }
+    problems.add(line_of(key), std::move(message));
+  }
+}
+
+// Reports top-level keys that are not a known section.
+void check_sections(const toml::table& root, Problems& problems) {
+  std::vector<std::string_view> names;
+  for (const auto& s : sections()) names.push_back(s.name);
+  for (auto&& [key, value] : root) {
+    const auto name = key.str();
+    if (std::find(names.begin(), names.end(), name) != names.end()) continue;
+    std::string message;
+    if (value.is_table() || value.is_array_of_tables()) {
+      const char* brackets = value.is_table() ? "[" : "[[";
+      const char* closing = value.is_table() ? "]" : "]]";
+      message = fmt::format("unknown section {}{}{}", brackets, printable(name), closing);
+      if (auto guess = closest(name, names)) {
+        message += fmt::format(" (did you mean {}?)", section_named(*guess).label);
+      }
+    } else {
+      message =
+          fmt::format("unknown key '{}' outside any section", printable(name)) + home_hint(name);
+    }
+    problems.add(line_of(key), std::move(message));
+  }
+}
+
+// Reads an optional integer key into `out` when present and within [low, high].
+template <typename T>
+bool read_integer(const toml::table& table, std::string_view key, std::string_view label,
+                  std::int64_t low, std::int64_t high, T& out, Problems& problems) {
+  const toml::node* node = table.get(key);
+  if (node == nullptr) return false;
+  const auto* integer = node->as_integer();
+  if (integer == nullptr) {
+    problems.add(line_of(*node),
+                 fmt::format("{} {} must be an integer, not {}", label, key, type_name(*node)));
+    return false;
+  }
+  const std::int64_t value = integer->get();
+  if (value < low || value > high) {
+    problems.add(line_of(*node), fmt::format("{} {} must be between {} and {} (got {})", label, key,
+                                             low, high, value));
+    return false;
+  }
+  out = static_cast<T>(value);
+  return true;
+}
+
+// Reads an optional string key into `out` when present.
+bool read_string(const toml::table& table, std::string_view key, std::string_view label,
+                 std::string& out, Problems& problems) {
+  const toml::node* node = table.get(key);
+  if (node == nullptr) return false;
+  const auto* text = node->as_string();
+  if (text == nullptr) {
+    problems.add(line_of(*node),
+                 fmt::format("{} {} must be a string, not {}", label, key, type_name(*node)));
+    return false;
+  }
+  const std::string& value = text->get();
+  if (std::any_of(value.begin(), value.end(), [](char c) { return c < ' ' || c == 0x7f; })) {
+    problems.add(line_of(*node),
+                 fmt::format("{} {} must not contain control characters", label, key));
+    return false;
+  }
+  out = value;
+  return true;
+}
+
+void check_name(const toml::table& table, std::string_view key, std::string_view what,
+                const std::string& name, Problems& problems) {
+  if (valid_name(name)) return;
+  problems.add(line_of(*table.get(key)),
+               fmt::format("{} \"{}\" must be 1 to {} characters of A-Z, a-z, 0-9, '.', '_', '-'",
+                           what, name, detail::kMaxNameBytes));
+}
+
+// Finds a section table; reports it if present but not a table.
+const toml::table* section_table(const toml::table& root, std::string_view name,
+                                 Problems& problems) {
+  const toml::node* node = root.get(name);
+  if (node == nullptr) return nullptr;
+  if (const auto* table = node->as_table()) {
+    check_keys(*table, section_named(name), problems);
+    return table;
+  }
+  problems.add(line_of(*node),
+               fmt::format("{} must be a section [{}], not {}", name, name, type_name(*node)));
+  return nullptr;
+}
+
+void read_cluster(const toml::table& root, ClusterConfig& config, Problems& problems) {
+  const toml::table* table = section_table(root, "cluster", problems);
+  if (table == nullptr) {
+    if (root.get("cluster") == nullptr) {
+      problems.add_missing(kNoLine, "no [cluster] section; it needs at least name = \"...\"");
+    }
+    return;
+  }
+  if (read_string(*table, "name", "[cluster]", config.cluster_name, problems)) {
+    check_name(*table, "name", "[cluster] name", config.cluster_name, problems);
+  } else if (table->get("name") == nullptr) {
+    problems.add_missing(line_of(*table), "[cluster] has no name; add name = \"...\"");
+  }
+  if (read_string(*table, "key_file", "[cluster]", config.key_file, problems) &&
+      (config.key_file.empty() || config.key_file.front() != '/')) {
+    problems.add(
+        line_of(*table->get("key_file")),
+        fmt::format("[cluster] key_file \"{}\" must be an absolute path", config.key_file));
+  }
+  std::string node;
+  if (read_string(*table, "node", "[cluster]", node, problems)) {
+    check_name(*table, "node", "[cluster] node", node, problems);
+    config.this_node = node;
+  }
+}
+
+void read_transport(const toml::table& root, ClusterConfig& config, Problems& problems) {
+  const toml::table* table = section_table(root, "transport", problems);
+  if (table == nullptr) return;
+  read_integer(*table, "port", "[transport]", 1, 65535, config.transport.port, problems);
+  read_integer(*table, "mtu", "[transport]", kMinMtu, kMaxMtu, config.transport.mtu, problems);
+}
+
+void read_agent(const toml::table& root, ClusterConfig& config, Problems& problems) {
+  const toml::table* table = section_table(root, "agent", problems);
+  if (table == nullptr) return;
+  auto& agent = config.agent;
+  if (read_string(*table, "control_socket", "[agent]", agent.control_socket, problems) &&
+      (agent.control_socket.empty() || agent.control_socket.front() != '/' ||
+       agent.control_socket.size() > kMaxSocketPathBytes)) {
+    problems.add(line_of(*table->get("control_socket")),
+                 fmt::format("[agent] control_socket must be an absolute path of at most {} bytes",
+                             kMaxSocketPathBytes));
+  }
+  if (read_string(*table, "log_level", "[agent]", agent.log_level, problems) &&
+      std::find(kLogLevels.begin(), kLogLevels.end(), agent.log_level) == kLogLevels.end()) {
+    std::string message = fmt::format(
+        "[agent] log_level \"{}\" is not one of trace, debug, info, warn, error", agent.log_level);
+    const std::vector<std::string_view> levels(kLogLevels.begin(), kLogLevels.end());
+    if (auto guess = closest(agent.log_level, levels)) {
+      message += fmt::format(" (did you mean {}?)", *guess);
+    }
+    problems.add(line_of(*table->get("log_level")), std::move(message));
+  }
+}
+
+// A node as read, with the lines later checks point at.
+struct NodeEntry {
+  NodeConfig node;
+  int line = kNoLine;  // the [[node]] header
+  int address_line = kNoLine;
+  int family = AF_UNSPEC;
+  std::array<std::uint8_t, 16> address_bytes{};  // canonical form, to find duplicates
+};
+
+// Parses an IPv4 or IPv6 literal; returns its family, or AF_UNSPEC.
+int parse_address(const std::string& text, std::array<std::uint8_t, 16>& bytes) {
+  if (inet_pton(AF_INET, text.c_str(), bytes.data()) == 1) return AF_INET;
+  if (inet_pton(AF_INET6, text.c_str(), bytes.data()) == 1) return AF_INET6;
+  return AF_UNSPEC;
+}
+
+std::string node_label(const NodeEntry& entry) {
+  if (valid_name(entry.node.name)) return fmt::format("node \"{}\"", entry.node.name);
+  return "[[node]]";
+}
+
+void read_node_address(const toml::table& table, NodeEntry& entry, Problems& problems) {
+  if (!read_string(table, "address", "[[node]]", entry.node.address, problems)) {
+    if (table.get("address") == nullptr) {
+      problems.add_missing(
+          entry.line, fmt::format("{} has no address; add address = \"IP\"", node_label(entry)));
+    }
+    return;
+  }
+  entry.address_line = line_of(*table.get("address"));
+  entry.family = parse_address(entry.node.address, entry.address_bytes);
+  if (entry.family == AF_UNSPEC) {
+    problems.add(entry.address_line,
+                 fmt::format("{}: address \"{}\" is not an IPv4 or IPv6 address", node_label(entry),
+                             entry.node.address));
+  }
+}
+
+std::optional<NodeEntry> read_node(const toml::node& element, std::uint16_t default_port,
+                                   Problems& problems) {
+  const auto* table = element.as_table();
+  if (table == nullptr) {
+    problems.add(line_of(element),
+                 fmt::format("each node must be a table [[node]], not {}", type_name(element)));
+    return std::nullopt;
+  }
+  check_keys(*table, section_named("node"), problems);
+  NodeEntry entry;
+  entry.line = line_of(*table);
+  entry.node.port = default_port;
+  bool ok = true;
+  if (read_string(*table, "name", "[[node]]", entry.node.name, problems)) {
+    check_name(*table, "name", "[[node]] name", entry.node.name, problems);
+  } else {
+    ok = false;
+    if (table->get("name") == nullptr) {
+      problems.add_missing(entry.line, "[[node]] has no name; add name = \"...\"");
+    }
+  }
+  if (!read_integer(*table, "id", "[[node]]", 1, kMaxNodeId, entry.node.id, problems)) {
+    ok = false;
+    if (table->get("id") == nullptr) {
+      problems.add_missing(
+          entry.line, fmt::format("{} has no id; add id = 1 .. {}", node_label(entry), kMaxNodeId));
+    }
+  }
+  read_node_address(*table, entry, problems);
+  read_integer(*table, "port", "[[node]]", 1, 65535, entry.node.port, problems);
+  if (!ok || entry.family == AF_UNSPEC) return std::nullopt;
+  return entry;
+}
+
+std::vector<NodeEntry> read_nodes(const toml::table& root, std::uint16_t default_port,
+                                  Problems& problems) {
+  std::vector<NodeEntry> entries;
+  const toml::node* node = root.get("node");
+  if (node == nullptr) {
+    problems.add_missing(kNoLine, "no [[node]] sections; the cluster needs at least one node");
+    return entries;
+  }
+  const auto* array = node->as_array();
+  if (array == nullptr) {
+    problems.add(
+        line_of(*node),
+        fmt::format("node must be an array of tables written [[node]], not {}", type_name(*node)));
+    return entries;
+  }
+  if (array->empty()) {
+    problems.add(line_of(*node), "node is empty; the cluster needs at least one [[node]]");
+  }
+  for (const auto& element : *array) {
+    if (auto entry = read_node(element, default_port, problems)) entries.push_back(*entry);
+  }
+  return entries;
+}
+
+// Second pass over the nodes: limits and uniqueness.
+void check_nodes(const std::vector<NodeEntry>& entries, Problems& problems) {
+  if (entries.size() > ring::kMaxNodes) {
+    problems.add(entries[ring::kMaxNodes].line,
+                 fmt::format("too many nodes: at most {} are supported", ring::kMaxNodes));
+    return;  // and the pairwise checks below stay cheap
+  }
+  for (std::size_t i = 0; i < entries.size(); ++i) {
+    const NodeEntry& later = entries[i];
+    for (std::size_t j = 0; j < i; ++j) {
+      const NodeEntry& earlier = entries[j];
+      const auto& n = later.node;
+      if (n.id == earlier.node.id) {
+        problems.add(later.line,
+                     fmt::format("{}: id {} is already used by node \"{}\" (line {})",
+                                 node_label(later), n.id, earlier.node.name, earlier.line));
+      }
+      if (n.name == earlier.node.name) {
+        problems.add(later.line, fmt::format("node name \"{}\" is already used (line {})", n.name,
+                                             earlier.line));
+      }
+      if (later.family == earlier.family && later.address_bytes == earlier.address_bytes) {
+        problems.add(
+            later.address_line,
+            fmt::format("{}: address {} is already used by node \"{}\" (line {})",
+                        node_label(later), n.address, earlier.node.name, earlier.address_line));
+      }
+      if (later.family != earlier.family) {
+        problems.add(
+            later.address_line,
+            fmt::format("{}: address {} is {} but node \"{}\" (line {}) uses {}; all "
+                        "nodes must use one address family",
+                        node_label(later), n.address, later.family == AF_INET ? "IPv4" : "IPv6",
+                        earlier.node.name, earlier.address_line,
+                        earlier.family == AF_INET ? "IPv4" : "IPv6"));
+      }
+    }
+  }
+}
+
+// The lines of the [ring] keys the file sets, by tunable name.
+using TunableLines = std::vector<std::pair<std::string_view, int>>;
+
+TunableLines read_ring(const toml::table& root, ring::RingTunables& tunables, Problems& problems) {
+  TunableLines lines;
+  const toml::table* table = section_table(root, "ring", problems);
+  if (table == nullptr) return lines;
+  constexpr auto kMax = std::numeric_limits<std::uint32_t>::max();
+  for (const auto& t : kTunables) {
+    if (read_integer(*table, t.name, "[ring]", 0, kMax, tunables.*t.field, problems)) {
+      lines.emplace_back(t.name, line_of(*table->get(t.name)));
+    }
+  }
+  return lines;
+}
+
+// The line to blame for a message from ring::validate(): the first tunable it names that the
+// file sets, else the [ring] header.
+int blame_line(const std::string& message, const TunableLines& set, const toml::table& root) {
+  std::size_t best_position = std::string::npos;
+  int best_line = kNoLine;
+  for (const auto& [name, line] : set) {
+    const std::size_t position = message.find(name);
+    if (position < best_position) {
+      best_position = position;
+      best_line = line;
+    }
+  }
+  if (best_line != kNoLine) return best_line;
+  const toml::node* section = root.get("ring");
+  return section != nullptr ? line_of(*section) : kNoLine;
+}
+
+// A message from ring::validate(), noting when the tunable it names is at its default.
+std::string ring_message(const std::string& problem, const TunableLines& set) {
+  const std::string_view field = std::string_view(problem).substr(0, problem.find(' '));
+  const bool is_set =
+      std::any_of(set.begin(), set.end(), [&](const auto& entry) { return entry.first == field; });
+  if (is_set) return "[ring] " + problem;
+  return fmt::format("[ring] {} ({} is not set here, so it has its default; set it too)", problem,
+                     field);
+}
+
+std::uint32_t ip_header_bytes(int family) { return family == AF_INET6 ? 40 : 20; }
+
+// Sizes ring packets to the MTU, or checks the size the file sets against it.
+void fit_packets(ClusterConfig& config, int family, const TunableLines& set, Problems& problems) {
+  const std::uint32_t overhead = ip_header_bytes(family) + kUdpHeaderBytes +
+                                 static_cast<std::uint32_t>(io::kSealOverheadBytes);
+  const std::uint32_t mtu = config.transport.mtu;
+  const std::uint32_t fit = mtu > overhead ? mtu - overhead : 0;
+  const auto explicit_size = std::find_if(set.begin(), set.end(), [](const auto& entry) {
+    return entry.first == std::string_view("max_packet_bytes");
+  });
+  if (explicit_size == set.end()) {
+    config.ring.max_packet_bytes =
+        std::clamp<std::uint32_t>(fit, ring::kMinPacketBytes, ring::kMaxPacketBytes);
+    return;
+  }
+  if (config.ring.max_packet_bytes > fit) {
+    problems.add(
+        explicit_size->second,
+        fmt::format("[ring] max_packet_bytes = {} does not fit transport mtu = {}: at "
+                    "most {} bytes fit after the {} ({}), UDP ({}) and seal ({}) headers",
+                    config.ring.max_packet_bytes, mtu, fit, family == AF_INET6 ? "IPv6" : "IPv4",
+                    ip_header_bytes(family), kUdpHeaderBytes, io::kSealOverheadBytes));
+  }
+}
+
+// Second pass: everything that depends on several values.
+void check_whole(const toml::table& root, ClusterConfig& config, std::vector<NodeEntry>& entries,
+                 const TunableLines& ring_lines, Problems& problems) {
+  check_nodes(entries, problems);
+  if (config.this_node && std::none_of(entries.begin(), entries.end(), [&](const NodeEntry& e) {
+        return e.node.name == *config.this_node;
+      })) {
+    const toml::node* key = root.at_path("cluster.node").node();
+    problems.add(
+        line_of(*key),
+        fmt::format("[cluster] node \"{}\" is not one of the [[node]] names", *config.this_node));
+  }
+  if (const auto ring_problem = ring::validate(config.ring)) {
+    problems.add(blame_line(*ring_problem, ring_lines, root),
+                 ring_message(*ring_problem, ring_lines));
+  } else if (!entries.empty()) {
+    fit_packets(config, entries.front().family, ring_lines, problems);
+  }
+  std::sort(entries.begin(), entries.end(),
+            [](const NodeEntry& a, const NodeEntry& b) { return a.node.id < b.node.id; });
+  for (const auto& entry : entries) config.nodes.push_back(entry.node);
+}
+
+Result<ClusterConfig> check(const toml::table& root, const std::string& source) {
+  Problems problems(source);
+  ClusterConfig config;
+  config.source = source;
+  check_sections(root, problems);
+  read_cluster(root, config, problems);
+  read_transport(root, config, problems);
+  std::vector<NodeEntry> entries = read_nodes(root, config.transport.port, problems);
+  const TunableLines ring_lines = read_ring(root, config.ring, problems);
+  read_agent(root, config, problems);
+  if (problems.any()) return problems.first();
+  check_whole(root, config, entries, ring_lines, problems);
+  if (problems.any()) return problems.first();
+  KEEL_ASSERT(!config.nodes.empty() && config.nodes.size() <= ring::kMaxNodes);
+  KEEL_ASSERT(!ring::validate(config.ring));
+  return config;
+}
+
+std::string configured_names(const ClusterConfig& config) {
+  std::string names;
+  for (const auto& node : config.nodes) {
+    if (!names.empty()) names += ", ";
+    names += node.name;
+  }
+  return names;
+}
+
+}  // namespace
+
+const NodeConfig* ClusterConfig::node_by_id(NodeId id) const {
+  for (const auto& node : nodes) {
+    if (node.id == id) return &node;
+  }
+  return nullptr;
+}
+
+const NodeConfig* ClusterConfig::node_by_name(const std::string& name) const {
+  for (const auto& node : nodes) {
+    if (node.name == name) return &node;
+  }
+  return nullptr;
+}
+
+std::vector<NodeId> ClusterConfig::node_ids() const {
+  std::vector<NodeId> ids;
+  ids.reserve(nodes.size());
+  for (const auto& node : nodes) ids.push_back(node.id);
+  return ids;
+}
+
+Result<ClusterConfig> parse_config(const std::string& text, const std::string& source) {
+  if (auto at = detail::find_non_ascii_outside_comments(text)) {
+    return Error{
+        fmt::format("{}:{}:{}: non-ASCII character outside a comment; keel's "
+                    "configuration is ASCII apart from comments",
+                    source, at->line, at->column)};
+  }
+  toml::table root;
+  try {
+    root = toml::parse(std::string_view(text), std::string_view(source));
+  } catch (const toml::parse_error& error) {
+    const auto& where = error.source().begin;
+    return Error{
+        fmt::format("{}:{}:{}: {}", source, where.line, where.column, error.description())};
+  }
+  return check(root, source);
+}
+
+Result<ClusterConfig> load_config(const std::string& path) {
+  std::FILE* file = std::fopen(path.c_str(), "rb");
+  if (file == nullptr) {
+    return Error{fmt::format("cannot open config file {}: {}", path, std::strerror(errno))};
+  }
+  std::string text;
+  std::array<char, 8192> buffer;
+  std::size_t got = 0;
+  while ((got = std::fread(buffer.data(), 1, buffer.size(), file)) > 0) {
+    text.append(buffer.data(), got);
+    if (text.size() > kMaxConfigBytes) break;
+  }
+  const bool failed = std::ferror(file) != 0;
+  const int error = errno;
+  std::fclose(file);
+  if (failed)
+    return Error{fmt::format("cannot read config file {}: {}", path, std::strerror(error))};
+  if (text.size() > kMaxConfigBytes) {
+    return Error{fmt::format("config file {} is larger than {} bytes", path, kMaxConfigBytes)};
+  }
+  return parse_config(text, path);
+}
+
+Result<NodeConfig> resolve_this_node(const ClusterConfig& config, const std::string& hostname) {
+  if (config.this_node) {
+    if (const NodeConfig* node = config.node_by_name(*config.this_node)) return *node;
+    return Error{
+        fmt::format("this host is set to be node \"{}\", which {} does not configure "
+                    "(its nodes: {})",
+                    *config.this_node, config.source, configured_names(config))};
+  }
+  if (const NodeConfig* node = config.node_by_name(hostname)) return *node;
+  const std::string short_name = hostname.substr(0, hostname.find('.'));
+  if (const NodeConfig* node = config.node_by_name(short_name)) return *node;
+  return Error{
+      fmt::format("this host's name \"{}\" is not a node in {} (its nodes: {}); set "
+                  "node = \"NAME\" in [cluster] or name the node on the command line",
+                  hostname, config.source, configured_names(config))};
+}
+
+}  // namespace keel::config

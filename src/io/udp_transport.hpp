@@ -1,0 +1,146 @@
+// UdpTransport: keel's packets on UDP, one socket bound to this node's address and port, every
+// datagram sealed under the cluster key (sealed_packet.hpp).
+//
+// send() seals a ring packet once and sends it unicast to one node, or to every other configured
+// node (kAllNodes). The receive loop opens each datagram and hands (sender, plaintext) to the
+// receiver; anything that fails to open, or that authenticates as a node other than the one
+// configured at its source address, is dropped, counted per reason and per source, and logged at
+// debug level with a rate limit. A send that fails (full socket buffer, unreachable network) is
+// counted and logged the same way: the ring retransmits, so a lost datagram is never fatal.
+//
+// Invariant: no datagram exceeds the MTU. open() refuses a configuration whose largest ring packet
+// plus the sealing overhead and the IP and UDP headers would not fit, and send() asserts it.
+//
+// Thread-safety: none. All calls and the receive handler run on the io_context's one thread; the
+// io_context must not run this transport's handlers after it is destroyed.
+#pragma once
+
+#include <asio.hpp>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "core/common/result.hpp"
+#include "core/common/types.hpp"
+#include "io/sealed_packet.hpp"
+
+namespace keel::io {
+
+constexpr std::size_t kUdpHeaderBytes = 8;
+constexpr std::size_t kIpv4HeaderBytes = 20;
+constexpr std::size_t kIpv6HeaderBytes = 40;
+constexpr std::size_t kMaxDatagramBytes = 65535;
+
+// A configured node as the transport sees it.
+struct TransportNode {
+  NodeId id = kNoNode;
+  std::string address;  // IPv4 or IPv6 literal
+  std::uint16_t port = 0;
+};
+
+// Datagrams from one source dropped before reaching the ring, by reason. The first four mirror
+// OpenStats; wrong_address counts packets that authenticated as another node than the one
+// configured at their source address.
+struct DropCounts {
+  std::uint64_t malformed = 0;
+  std::uint64_t forged = 0;
+  std::uint64_t replayed = 0;
+  std::uint64_t unknown_sender = 0;
+  std::uint64_t wrong_address = 0;
+  std::uint64_t total() const;
+};
+
+struct PeerStats {
+  NodeId id = kNoNode;
+  asio::ip::udp::endpoint endpoint;
+  std::uint64_t packets_opened = 0;
+  std::optional<TimeUs> last_heard_us;  // monotonic time of the last packet that opened
+  DropCounts dropped;
+};
+
+struct TransportStats {
+  std::uint64_t datagrams_sent = 0;
+  std::uint64_t send_errors = 0;         // datagrams the kernel refused (counted, not retried)
+  std::uint64_t receive_errors = 0;      // failed receive calls (the loop goes on)
+  DropCounts dropped_from_unconfigured;  // datagrams from addresses outside the config
+};
+
+struct TransportOptions {
+  NodeId self = kNoNode;
+  std::vector<TransportNode> nodes;  // the whole cluster, including self
+  std::uint32_t mtu = 1500;
+  std::size_t max_plaintext_bytes = 0;  // the largest packet send() will be given
+  ClusterKey key{};
+  std::uint64_t epoch = 0;  // the sealer's epoch: realtime microseconds at start
+};
+
+// Bytes left for a sealed datagram on a link of `mtu` bytes (IP and UDP headers removed).
+std::size_t max_sealed_bytes(std::uint32_t mtu, bool ipv6);
+
+class UdpTransport {
+ public:
+  using Receiver = std::function<void(NodeId from, std::span<const std::uint8_t> plaintext)>;
+
+  // Resolves every node's endpoint and binds this node's one; fails with a readable message.
+  static Result<std::unique_ptr<UdpTransport>> open(asio::io_context& io, TransportOptions options);
+
+  // Starts the receive loop; `receiver` is called for every packet that opens.
+  void start(Receiver receiver);
+  // Seals `plaintext` and sends it to `to`, or to every other node for kAllNodes.
+  void send(NodeId to, std::span<const std::uint8_t> plaintext);
+  // Normally a send that finds the socket buffer full is dropped (the ring retransmits); at
+  // shutdown the last packets (the ring's leave) must go out, so sends then wait for room.
+  void wait_on_full_buffer();
+  // Stops receiving and closes the socket. Idempotent.
+  void close();
+
+  asio::ip::udp::endpoint local_endpoint() const { return local_; }
+  const OpenStats& open_stats() const { return opener_.stats(); }
+  const TransportStats& stats() const { return stats_; }
+  const std::vector<PeerStats>& peers() const { return peers_; }  // every other node, by id
+
+ private:
+  UdpTransport(asio::io_context& io, const TransportOptions& options,
+               const std::vector<asio::ip::udp::endpoint>& endpoints, std::size_t self_index);
+
+  class LogLimiter {
+   public:
+    // True when a message may be logged now; every `period` the count of suppressed ones is
+    // returned through `suppressed` (once) so the caller can report it.
+    bool allow(TimeUs now, std::uint64_t& suppressed);
+
+   private:
+    TimeUs window_start_ = 0;
+    std::uint32_t logged_ = 0;
+    std::uint64_t suppressed_ = 0;
+  };
+
+  Result<Ok> bind();
+  void receive_next();
+  void on_datagram(std::size_t size);
+  void count_drop(PeerStats* peer, const OpenStats& before);
+  void log_drop(const std::string& why);
+  void send_datagram(const asio::ip::udp::endpoint& to, std::span<const std::uint8_t> sealed);
+  PeerStats* peer_at(const asio::ip::udp::endpoint& endpoint);
+
+  NodeId self_;
+  asio::ip::udp::endpoint local_;
+  std::size_t max_sealed_bytes_;
+  asio::ip::udp::socket socket_;
+  PacketSealer sealer_;
+  PacketOpener opener_;
+  std::vector<PeerStats> peers_;
+  Receiver receiver_;
+  std::vector<std::uint8_t> buffer_;
+  asio::ip::udp::endpoint source_;
+  TransportStats stats_;
+  LogLimiter receive_log_;
+  LogLimiter send_log_;
+  bool closed_ = false;
+};
+
+}  // namespace keel::io

@@ -1,0 +1,59 @@
+#include "lab/host_config.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+
+namespace keel::lab {
+
+namespace {
+
+// TOML basic string: the lab's paths and names hold no quotes or backslashes, but escape anyway.
+std::string quoted(const std::string& text) {
+  std::string out = "\"";
+  for (char c : text) {
+    if (c == '"' || c == '\\') out += '\\';
+    out += c;
+  }
+  return out + "\"";
+}
+
+}  // namespace
+
+std::string key_path(const std::string& dir) { return dir + "/cluster.key"; }
+
+std::string host_config_toml(const LabState& state, int index, const HostConfigSettings& settings) {
+  const HostState& self = state.host(index);
+  std::string text = fmt::format(
+      "# keel lab {}: host {} (written by `keel lab up`; docs/lab.md)\n"
+      "[cluster]\nname = {}\nkey_file = {}\nnode = {}\n",
+      state.prefix, self.name, quoted("lab-" + state.prefix), quoted(key_path(state.dir)),
+      quoted(self.name));
+  for (const auto& host : state.hosts) {
+    text += fmt::format("\n[[node]]\nid = {}\nname = {}\naddress = {}\n", host.index,
+                        quoted(host.name), quoted(host.address));
+  }
+  text += fmt::format("\n[transport]\nport = {}\n", kRingPort);
+  if (!settings.ring.empty()) {
+    text += "\n[ring]\n";
+    for (const auto& [key, value] : settings.ring) text += key + " = " + value + "\n";
+  }
+  text += fmt::format("\n[agent]\ncontrol_socket = {}\nlog_level = {}\n", quoted(self.socket),
+                      quoted(settings.log_level));
+  return text;
+}
+
+Result<std::pair<std::string, std::string>> parse_ring_setting(const std::string& text) {
+  const auto equals = text.find('=');
+  const std::string key = text.substr(0, std::min(equals, text.size()));
+  const bool key_ok = !key.empty() && std::all_of(key.begin(), key.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_';
+  });
+  const bool one_line = text.find_first_of("\r\n") == std::string::npos;
+  if (equals == std::string::npos || !key_ok || !one_line || equals + 1 == text.size()) {
+    return Error{"ring setting '" + text + "' is not KEY=VALUE (e.g. token_timeout_ms=200)"};
+  }
+  return std::pair{key, text.substr(equals + 1)};
+}
+
+}  // namespace keel::lab

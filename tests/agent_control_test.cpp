@@ -1,0 +1,246 @@
+// Agents in one process, each on its own io_context and thread, on 127.0.0.x: they form one
+// view, deliver group messages to every listener in one order, answer status, refuse bad
+// requests with error lines, and keep their control socket private and bounded.
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+
+#include "agent/control_protocol.hpp"
+#include "agent_test_support.hpp"
+
+namespace keel::agent {
+namespace {
+
+using namespace std::chrono_literals;
+using nlohmann::json;
+using testing::AgentThread;
+using testing::connect_or_die;
+using testing::group_has;
+using testing::in_ring_of;
+using testing::Listener;
+using testing::TestCluster;
+using testing::wait_until;
+
+const json kOk = json{{"ok", true}};
+
+// Starts an agent per node of `cluster` and waits until they are one ring.
+std::vector<std::unique_ptr<AgentThread>> start_ring(const TestCluster& cluster) {
+  std::vector<std::unique_ptr<AgentThread>> agents;
+  std::vector<NodeId> all;
+  for (int i = 1; i <= cluster.size(); ++i) {
+    agents.push_back(std::make_unique<AgentThread>(cluster.options(i)));
+    all.push_back(static_cast<NodeId>(i));
+  }
+  for (int i = 1; i <= cluster.size(); ++i) {
+    EXPECT_TRUE(wait_until(10s, [&] { return in_ring_of(cluster.socket_path(i), all); }))
+        << "node " << i << " did not join the ring of all nodes";
+  }
+  return agents;
+}
+
+json send_request(ControlClient& client, const std::string& group, const std::string& message,
+                  bool safe) {
+  auto reply =
+      client.request(json{{"op", "send"}, {"group", group}, {"message", message}, {"safe", safe}});
+  EXPECT_TRUE(reply.ok());
+  return reply.ok() ? reply.value() : json();
+}
+
+TEST(AgentControl, ThreeAgentsDeliverEveryMessageInOneOrder) {
+  TestCluster cluster(3);
+  auto agents = start_ring(cluster);
+  std::vector<std::unique_ptr<Listener>> listeners;
+  for (int i = 1; i <= 3; ++i) {
+    listeners.push_back(std::make_unique<Listener>(cluster.socket_path(i), "order"));
+  }
+  for (auto& listener : listeners) {
+    ASSERT_TRUE(listener->read_until(10s, group_has("order", {1, 2, 3})));
+  }
+  std::vector<ControlClient> senders;
+  for (int i = 1; i <= 3; ++i) senders.push_back(connect_or_die(cluster.socket_path(i)));
+  constexpr int kPerSender = 20;
+  for (int round = 0; round < kPerSender; ++round) {
+    for (int i = 0; i < 3; ++i) {
+      const std::string text = "n" + std::to_string(i + 1) + " #" + std::to_string(round);
+      EXPECT_EQ(send_request(senders[i], "order", text, round % 4 == 0), kOk);
+    }
+  }
+  for (auto& listener : listeners) {
+    ASSERT_TRUE(listener->read_until(
+        10s, [&](const json&) { return listener->messages().size() == 3 * kPerSender; }));
+  }
+  const std::vector<json> reference = listeners[0]->messages();
+  for (auto& listener : listeners) EXPECT_EQ(listener->messages(), reference);
+  // Each sender's messages arrive in the order it sent them.
+  std::map<NodeId, int> next;
+  for (const json& message : reference) {
+    const NodeId origin = message["origin"].get<NodeId>();
+    const std::string expected = "n" + std::to_string(origin) + " #" + std::to_string(next[origin]);
+    EXPECT_EQ(message["message"], expected);
+    EXPECT_EQ(message["safe"], next[origin] % 4 == 0);
+    ++next[origin];
+  }
+}
+
+TEST(AgentControl, StatusReportsNodeRingPeersAndCounters) {
+  TestCluster cluster(2);
+  auto agents = start_ring(cluster);
+  Listener listener(cluster.socket_path(1), "status-group");
+  ASSERT_TRUE(listener.read_until(5s, group_has("status-group", {1})));
+  auto status = testing::status_of(cluster.socket_path(1));
+  ASSERT_TRUE(status);
+  const json& s = *status;
+  EXPECT_EQ(s["ok"], true);
+  EXPECT_EQ(s["node"]["id"], 1);
+  EXPECT_EQ(s["node"]["name"], "n1");
+  EXPECT_EQ(s["cluster"], "test");
+  EXPECT_EQ(s["state"], "operational");
+  EXPECT_TRUE(s["ring"].is_string());
+  EXPECT_EQ(s["members"], json::parse(R"([{"id":1,"name":"n1"},{"id":2,"name":"n2"}])"));
+  ASSERT_EQ(s["peers"].size(), 1u);
+  const json& peer = s["peers"][0];
+  EXPECT_EQ(peer["id"], 2);
+  EXPECT_EQ(peer["address"], "127.0.0.2:" + std::to_string(cluster.ports[1]));
+  EXPECT_TRUE(peer["last_heard_ms"].is_number());
+  for (const char* reason :
+       {"malformed", "forged", "replayed", "unknown_sender", "wrong_address", "undecodable"}) {
+    EXPECT_EQ(peer["rejected"][reason], 0) << reason;
+  }
+  for (const char* counter : {"packets_sent", "packets_received", "messages_delivered",
+                              "retransmissions", "views_installed", "tokens_received"}) {
+    EXPECT_TRUE(s["ring_stats"][counter].is_number()) << counter;
+  }
+  EXPECT_GT(s["ring_stats"]["messages_delivered"], 0);
+  for (const char* counter : {"opened", "forged", "replayed", "malformed", "datagrams_sent"}) {
+    EXPECT_TRUE(s["transport_stats"][counter].is_number()) << counter;
+  }
+  EXPECT_EQ(s["send_queue"], 0);
+  EXPECT_EQ(s["groups"], json::array({"status-group"}));
+}
+
+TEST(AgentControl, BadRequestsGetErrorLinesAndTheSessionGoesOn) {
+  TestCluster cluster(1);
+  auto agents = start_ring(cluster);
+  ControlClient client = connect_or_die(cluster.socket_path(1));
+  const std::vector<std::string> bad = {
+      "not json",
+      "[1,2]",
+      R"({"no_op":1})",
+      R"({"op":"reboot"})",
+      R"({"op":"send"})",
+      R"({"op":"send","group":"has space","message":"x"})",
+      R"({"op":"send","group":"g"})",
+      R"({"op":"send","group":"g","message":"x","message_base64":"eA=="})",
+      R"({"op":"send","group":"g","message_base64":"not base64!"})",
+      R"({"op":"send","group":"g","message":"x","safe":"yes"})",
+      R"({"op":"listen","group":""})",
+  };
+  for (const std::string& line : bad) {
+    ASSERT_TRUE(client.write_line(line).ok());
+    auto reply = client.read_line();
+    ASSERT_TRUE(reply.ok()) << line;
+    const json parsed = json::parse(reply.value());
+    EXPECT_EQ(parsed["ok"], false) << line;
+    EXPECT_TRUE(parsed["error"].is_string() && !parsed["error"].get<std::string>().empty());
+  }
+  auto status = client.request(json{{"op", "status"}});
+  ASSERT_TRUE(status.ok());
+  EXPECT_EQ(status.value()["ok"], true);
+  auto sent = client.request(json{{"op", "send"}, {"group", "g"}, {"message_base64", "/w=="}});
+  ASSERT_TRUE(sent.ok());
+  EXPECT_EQ(sent.value(), kOk);
+}
+
+TEST(AgentControl, AnOverlongRequestLineEndsTheSession) {
+  TestCluster cluster(1);
+  auto agents = start_ring(cluster);
+  ControlClient client = connect_or_die(cluster.socket_path(1));
+  ASSERT_TRUE(client.write_line(std::string(kMaxRequestLineBytes + 10, 'x')).ok());
+  auto reply = client.read_line();
+  ASSERT_TRUE(reply.ok());
+  EXPECT_NE(reply.value().find("longer than"), std::string::npos) << reply.value();
+  EXPECT_FALSE(client.read_line().ok());                    // closed
+  EXPECT_TRUE(testing::status_of(cluster.socket_path(1)));  // the agent goes on
+}
+
+TEST(AgentControl, LastListenerLeavingLeavesTheGroup) {
+  TestCluster cluster(1);
+  auto agents = start_ring(cluster);
+  auto groups = [&] { return (*testing::status_of(cluster.socket_path(1)))["groups"]; };
+  {
+    Listener first(cluster.socket_path(1), "g");
+    Listener second(cluster.socket_path(1), "g");
+    ASSERT_TRUE(first.read_until(5s, group_has("g", {1})));
+    EXPECT_EQ(groups(), json::array({"g"}));
+  }
+  EXPECT_TRUE(wait_until(5s, [&] { return groups() == json::array(); }));
+}
+
+TEST(AgentControl, ListenersAreBounded) {
+  TestCluster cluster(1);
+  auto agents = start_ring(cluster);
+  std::vector<std::unique_ptr<Listener>> listeners;
+  for (std::size_t i = 0; i < kMaxListeners; ++i) {
+    listeners.push_back(std::make_unique<Listener>(cluster.socket_path(1), "g"));
+  }
+  ControlClient extra = connect_or_die(cluster.socket_path(1));
+  auto reply = extra.request(json{{"op", "listen"}, {"group", "g"}});
+  ASSERT_TRUE(reply.ok());
+  EXPECT_EQ(reply.value()["ok"], false);
+  EXPECT_NE(reply.value()["error"].get<std::string>().find("too many listeners"),
+            std::string::npos);
+}
+
+TEST(AgentControl, SocketIsPrivateAndItsDirectoryIsCreated) {
+  TestCluster cluster(1);
+  AgentOptions options = cluster.options(1);
+  const std::string directory = cluster.dir.file("run/keel");
+  options.config.agent.control_socket = directory + "/keel.sock";
+  AgentThread agent(options);
+  struct stat info {};
+  ASSERT_EQ(::stat(options.config.agent.control_socket.c_str(), &info), 0);
+  EXPECT_TRUE(S_ISSOCK(info.st_mode));
+  EXPECT_EQ(info.st_mode & 0777, 0600u);
+  ASSERT_EQ(::stat(directory.c_str(), &info), 0);
+  EXPECT_EQ(info.st_mode & 0777, 0755u);
+  agent.stop();
+  EXPECT_NE(::stat(options.config.agent.control_socket.c_str(), &info), 0);  // removed on exit
+}
+
+// A socket file left behind by a crashed agent: bound, never unlinked, nobody listening.
+void leave_stale_socket(const std::string& path) {
+  asio::io_context io;
+  asio::local::stream_protocol::acceptor acceptor(io);
+  acceptor.open();
+  acceptor.bind(asio::local::stream_protocol::endpoint(path));
+}
+
+TEST(AgentControl, StaleSocketIsReplacedALiveOneIsNot) {
+  TestCluster cluster(1);
+  leave_stale_socket(cluster.socket_path(1));
+  asio::io_context io;
+  Agent first(io, cluster.options(1));
+  auto started = first.start();
+  ASSERT_TRUE(started.ok()) << started.error().message;
+  Agent second(io, cluster.options(1));
+  auto refused = second.start();
+  ASSERT_FALSE(refused.ok());
+  // The UDP port is taken first; with another port, the live control socket is what refuses.
+  AgentOptions other = cluster.options(1);
+  other.config.nodes[0].port = testing::free_udp_port("127.0.0.1");
+  other.self.port = other.config.nodes[0].port;
+  Agent third(io, other);
+  refused = third.start();
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.error().message.find("listens on"), std::string::npos)
+      << refused.error().message;
+  first.shutdown();
+  testing::write_file(cluster.socket_path(1), "not a socket");
+  Agent fourth(io, cluster.options(1));
+  refused = fourth.start();
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.error().message.find("not a socket"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace keel::agent

@@ -1,0 +1,139 @@
+// UdpTransport on loopback: sealed packets go through, garbage, forgeries, replays and packets
+// from the wrong address are dropped and counted, and an MTU too small for the ring is refused.
+#include <gtest/gtest.h>
+
+#include "agent_test_support.hpp"
+#include "io/udp_transport.hpp"
+
+namespace keel::io {
+namespace {
+
+using agent::testing::free_udp_port;
+
+struct Received {
+  NodeId from = kNoNode;
+  Bytes plaintext;
+};
+
+ClusterKey key_of(std::uint8_t fill) {
+  ClusterKey key;
+  key.fill(fill);
+  return key;
+}
+
+class UdpTransportTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    for (int i = 1; i <= 3; ++i) {
+      const std::string address = "127.0.0." + std::to_string(i);
+      nodes_.push_back({static_cast<NodeId>(i), address, free_udp_port(address)});
+    }
+  }
+
+  std::unique_ptr<UdpTransport> open(NodeId self, const ClusterKey& key) {
+    auto transport = UdpTransport::open(io_, {self, nodes_, 1500, 1400, key, 1000 + self});
+    EXPECT_TRUE(transport.ok()) << transport.error().message;
+    transport.value()->start([this, self](NodeId from, std::span<const std::uint8_t> bytes) {
+      received_[self].push_back({from, Bytes(bytes.begin(), bytes.end())});
+    });
+    return std::move(transport).value();
+  }
+
+  // Runs the io_context until `condition` holds, at most two seconds.
+  bool run_until(const std::function<bool()>& condition) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+    while (!condition()) {
+      if (std::chrono::steady_clock::now() >= deadline) return false;
+      io_.run_one_for(std::chrono::milliseconds(10));
+    }
+    return true;
+  }
+
+  // A plain UDP socket at `address`:`port` sending raw bytes to node `to`.
+  void send_raw(const std::string& address, std::uint16_t port, NodeId to, const Bytes& bytes) {
+    asio::ip::udp::socket raw(io_, asio::ip::udp::endpoint(asio::ip::make_address(address), port));
+    const TransportNode& node = nodes_[to - 1];
+    raw.send_to(asio::buffer(bytes),
+                asio::ip::udp::endpoint(asio::ip::make_address(node.address), node.port));
+  }
+
+  asio::io_context io_;
+  std::vector<TransportNode> nodes_;
+  std::map<NodeId, std::vector<Received>> received_;
+};
+
+TEST_F(UdpTransportTest, SealedPacketsReachOneNodeOrAllOthers) {
+  auto one = open(1, key_of(7));
+  auto two = open(2, key_of(7));
+  auto three = open(3, key_of(7));
+  const Bytes hello{'h', 'i'};
+  one->send(2, hello);
+  ASSERT_TRUE(run_until([&] { return received_[2].size() == 1; }));
+  EXPECT_EQ(received_[2][0].from, 1u);
+  EXPECT_EQ(received_[2][0].plaintext, hello);
+  one->send(kAllNodes, Bytes{'x'});
+  ASSERT_TRUE(run_until([&] { return received_[2].size() == 2 && received_[3].size() == 1; }));
+  EXPECT_TRUE(received_[1].empty());
+  EXPECT_EQ(one->stats().datagrams_sent, 3u);
+  const PeerStats& peer = two->peers().front();
+  EXPECT_EQ(peer.id, 1u);
+  EXPECT_EQ(peer.packets_opened, 2u);
+  EXPECT_TRUE(peer.last_heard_us.has_value());
+  EXPECT_EQ(two->open_stats().opened, 2u);
+}
+
+TEST_F(UdpTransportTest, GarbageAndForgeriesAreCountedNotDelivered) {
+  auto one = open(1, key_of(7));
+  auto two = open(2, key_of(7));
+  auto three = open(3, key_of(9));  // another cluster's key
+  three->send(2, Bytes{'f'});
+  send_raw("127.0.0.1", 0, 2, Bytes{1, 2, 3});  // from an address no node has
+  ASSERT_TRUE(run_until([&] {
+    return two->peers()[1].dropped.forged == 1 &&
+           two->stats().dropped_from_unconfigured.malformed == 1;
+  }));
+  EXPECT_TRUE(received_[2].empty());
+  EXPECT_EQ(two->open_stats().forged, 1u);
+  EXPECT_EQ(two->open_stats().malformed, 1u);
+}
+
+TEST_F(UdpTransportTest, ReplaysAndWrongAddressesAreDropped) {
+  auto two = open(2, key_of(7));
+  // Node 3 has no transport here: a raw socket on its address plays it.
+  PacketSealer sealer(key_of(7), 3, 5);
+  const Bytes sealed = sealer.seal(Bytes{'r'});
+  send_raw("127.0.0.3", nodes_[2].port, 2, sealed);
+  ASSERT_TRUE(run_until([&] { return received_[2].size() == 1; }));
+  send_raw("127.0.0.3", nodes_[2].port, 2, sealed);  // the same packet again
+  ASSERT_TRUE(run_until([&] { return two->peers()[1].dropped.replayed == 1; }));
+  // Node 3's packet from node 1's address: authentic, but not where node 3 lives.
+  send_raw("127.0.0.1", nodes_[0].port, 2, sealer.seal(Bytes{'w'}));
+  ASSERT_TRUE(run_until([&] { return two->peers()[0].dropped.wrong_address == 1; }));
+  EXPECT_EQ(received_[2].size(), 1u);
+}
+
+TEST_F(UdpTransportTest, RefusesAnMtuTooSmallForTheRing) {
+  auto transport = UdpTransport::open(io_, {1, nodes_, 1400, 1400, key_of(7), 1});
+  ASSERT_FALSE(transport.ok());
+  EXPECT_NE(transport.error().message.find("mtu 1400"), std::string::npos)
+      << transport.error().message;
+  EXPECT_EQ(max_sealed_bytes(1500, false), 1472u);
+  EXPECT_EQ(max_sealed_bytes(1500, true), 1452u);
+}
+
+TEST_F(UdpTransportTest, RefusesAnAddressInUse) {
+  auto one = open(1, key_of(7));
+  auto again = UdpTransport::open(io_, {1, nodes_, 1500, 1400, key_of(7), 1});
+  ASSERT_FALSE(again.ok());
+  EXPECT_NE(again.error().message.find("cannot bind"), std::string::npos);
+}
+
+TEST_F(UdpTransportTest, SendAfterCloseIsIgnored) {
+  auto one = open(1, key_of(7));
+  one->close();
+  one->send(kAllNodes, Bytes{'x'});
+  EXPECT_EQ(one->stats().datagrams_sent, 0u);
+}
+
+}  // namespace
+}  // namespace keel::io
