@@ -80,6 +80,21 @@ Result<Ok> clear_socket_path(const std::string& path) {
   return Ok{};
 }
 
+// The request's "group", or an error message.
+std::optional<std::string> group_of(const json& request, std::string& error) {
+  const auto group = request.find("group");
+  if (group == request.end() || !group->is_string()) {
+    error = "the request needs \"group\": a string";
+    return std::nullopt;
+  }
+  const std::string& name = group->get_ref<const std::string&>();
+  if (auto problem = ring::check_group_name(name)) {
+    error = *problem;
+    return std::nullopt;
+  }
+  return name;
+}
+
 }  // namespace
 
 Result<std::unique_ptr<ControlServer>> ControlServer::open(asio::io_context& io,
@@ -185,32 +200,14 @@ void ControlServer::on_line(ControlSession& session, const std::string& line) {
   }
 }
 
-namespace {
-
-// The request's "group", or an error message.
-std::optional<std::string> group_of(const json& request, std::string& error) {
-  const auto group = request.find("group");
-  if (group == request.end() || !group->is_string()) {
-    error = "the request needs \"group\": a string";
-    return std::nullopt;
-  }
-  const std::string& name = group->get_ref<const std::string&>();
-  if (auto problem = ring::check_group_name(name)) {
-    error = *problem;
-    return std::nullopt;
-  }
-  return name;
-}
-
-}  // namespace
-
 void ControlServer::on_send(ControlSession& session, const json& request) {
   std::string error;
   const auto group = group_of(request, error);
   const auto payload = group ? request_payload(request, error) : std::nullopt;
   const auto safe = request.find("safe");
-  if (payload && safe != request.end() && !safe->is_boolean())
+  if (payload && safe != request.end() && !safe->is_boolean()) {
     error = "\"safe\" must be true or false";
+  }
   if (!error.empty()) {
     session.write_line(to_line(error_reply(error)));
     return;
