@@ -7,6 +7,9 @@
  * is measured directly). It stops once it has delivered --expect messages or after --timeout
  * seconds, and prints one JSON line: messages, bytes, seconds from first send to last delivery,
  * latency percentiles. With --rate R it paces its sends at R messages per second.
+ *
+ * With --watch it only joins and prints one JSON line per membership change of the group, with
+ * the time it was delivered (for failover timing), until it is killed.
  */
 #include <corosync/cpg.h>
 #include <errno.h>
@@ -31,6 +34,7 @@ static int64_t first_send_ns, last_delivery_ns;
 static int64_t* latencies;
 static uint64_t latency_capacity;
 static int members_now;
+static int watch;
 
 static int64_t now_ns(void) {
   struct timespec ts;
@@ -55,8 +59,13 @@ static void on_config(cpg_handle_t handle, const struct cpg_name* group,
                       const struct cpg_address* members, size_t n_members,
                       const struct cpg_address* left, size_t n_left,
                       const struct cpg_address* joined, size_t n_joined) {
-  (void)handle, (void)group, (void)members, (void)left, (void)n_left, (void)joined, (void)n_joined;
+  (void)handle, (void)group, (void)left, (void)joined;
   members_now = (int)n_members;
+  if (!watch) return;
+  printf("{\"tool\":\"corosync\",\"event\":\"confchg\",\"ns\":%" PRId64 ",\"members\":[", now_ns());
+  for (size_t i = 0; i < n_members; i++) printf("%s%" PRIu32, i ? "," : "", members[i].nodeid);
+  printf("],\"left\":%zu,\"joined\":%zu}\n", n_left, n_joined);
+  fflush(stdout);
 }
 
 static int compare(const void* a, const void* b) {
@@ -67,7 +76,8 @@ static int compare(const void* a, const void* b) {
 static void usage(void) {
   fprintf(stderr,
           "usage: cpg_bench --group NAME --members M [--send N] [--size BYTES] [--rate PER_S]\n"
-          "                 [--expect TOTAL] [--timeout SECONDS]\n");
+          "                 [--expect TOTAL] [--timeout SECONDS]\n"
+          "       cpg_bench --group NAME --watch\n");
   exit(2);
 }
 
@@ -85,6 +95,10 @@ int main(int argc, char** argv) {
   uint64_t send = 0, size = 100, expect = 0;
   double rate = 0;
   for (int i = 1; i < argc; i++) {
+    if (!strcmp(argv[i], "--watch")) {
+      watch = 1;
+      continue;
+    }
     if (i + 1 >= argc) usage();
     if (!strcmp(argv[i], "--group")) group_name = argv[++i];
     else if (!strcmp(argv[i], "--members")) members = atoi(argv[++i]);
@@ -101,9 +115,14 @@ int main(int argc, char** argv) {
 
   cpg_handle_t handle;
   cpg_callbacks_t callbacks = {.cpg_deliver_fn = on_deliver, .cpg_confchg_fn = on_config};
-  if (cpg_initialize(&handle, &callbacks) != CS_OK) {
-    fprintf(stderr, "cpg_bench: cannot connect to corosync\n");
-    return 1;
+  /* corosync may still be starting: retry for up to --timeout seconds. */
+  int64_t connect_deadline = now_ns() + (int64_t)timeout_s * 1000000000;
+  while (cpg_initialize(&handle, &callbacks) != CS_OK) {
+    if (now_ns() > connect_deadline) {
+      fprintf(stderr, "cpg_bench: cannot connect to corosync\n");
+      return 1;
+    }
+    usleep(20000);
   }
   struct cpg_name group;
   group.length = (uint32_t)strlen(group_name);
@@ -117,6 +136,11 @@ int main(int argc, char** argv) {
   int fd;
   cpg_fd_get(handle, &fd);
 
+  if (watch) {
+    for (;;) {
+      if (dispatch(handle, fd, 1000) != 0) return 1;
+    }
+  }
   int64_t deadline = now_ns() + (int64_t)timeout_s * 1000000000;
   while (members_now < members && now_ns() < deadline) dispatch(handle, fd, 100);
 
@@ -144,11 +168,14 @@ int main(int argc, char** argv) {
   }
   uint64_t n = delivered < latency_capacity ? delivered : latency_capacity;
   qsort(latencies, n, sizeof *latencies, compare);
-  double seconds = (double)(last_delivery_ns - first_send_ns) / 1e9;
   printf("{\"tool\":\"corosync\",\"node\":%" PRIu32 ",\"sent\":%" PRIu64 ",\"delivered\":%" PRIu64
-         ",\"bytes\":%" PRIu64 ",\"seconds\":%.6f,\"latency_p50_us\":%.1f,\"latency_p99_us\":%.1f}\n",
-         node, sent, delivered, delivered_bytes, seconds, n ? latencies[n / 2] / 1e3 : 0.0,
-         n ? latencies[(n * 99) / 100] / 1e3 : 0.0);
+         ",\"bytes\":%" PRIu64 ",\"first_send_ns\":%" PRId64 ",\"last_delivery_ns\":%" PRId64
+         ",\"latencies_ns\":[",
+         node, sent, delivered, delivered_bytes, first_send_ns, last_delivery_ns);
+  /* Every latency, so that percentiles are taken over all receivers together; capped. */
+  uint64_t step = n > 20000 ? n / 20000 : 1;
+  for (uint64_t i = 0; i < n; i += step) printf("%s%" PRId64, i ? "," : "", latencies[i]);
+  printf("]}\n");
   cpg_finalize(handle);
   return expect && delivered < expect ? 1 : 0;
 }

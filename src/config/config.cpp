@@ -78,7 +78,7 @@ const std::vector<Section>& sections() {
         {"node", "[[node]]", {"id", "name", "address", "port"}},
         {"transport", "[transport]", {"port", "mtu"}},
         {"ring", "[ring]", {}},
-        {"agent", "[agent]", {"control_socket", "log_level"}},
+        {"agent", "[agent]", {"control_socket", "log_level", "realtime_priority"}},
     };
     for (const auto& t : kTunables) s[3].keys.emplace_back(t.name);
     return s;
@@ -273,6 +273,7 @@ void read_agent(const toml::table& root, ClusterConfig& config, Problems& proble
     }
     problems.add(line_of(*table->get("log_level")), std::move(message));
   }
+  read_integer(*table, "realtime_priority", "[agent]", 0, 99, agent.realtime_priority, problems);
 }
 
 // A node as read, with the lines later checks point at.

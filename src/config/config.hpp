@@ -27,6 +27,7 @@
 //   [agent]
 //   control_socket = "/run/keel/keel.sock"
 //   log_level = "info"
+//   realtime_priority = 10
 //
 // Thread-safety: plain values.
 #pragma once
@@ -62,6 +63,9 @@ struct TransportConfig {
 struct AgentConfig {
   std::string control_socket = kDefaultControlSocket;
   std::string log_level = "info";  // trace, debug, info, warn, error
+  // SCHED_RR priority of the agent (1..99), so that a CPU hog cannot delay the token past its
+  // timeout and cause a view change; 0 leaves the agent an ordinary process.
+  int realtime_priority = 10;
 };
 
 struct ClusterConfig {

@@ -1,0 +1,295 @@
+// keel_ring_bench: keel's ring beside corosync in the same lab, in the same run (bench/RESULTS.md).
+//
+//   keel_ring_bench [--hosts 3,5] [--sizes 100,1024,8192] [--failovers 5] [--only keel|corosync]
+//                   [--out FILE]
+//   keel_ring_bench soak [--hosts 5] [--minutes 10] [--hogs 2] [--rate 20]
+//
+// For each host count it builds one lab (src/lab, as `keel lab` does), measures keel's agents,
+// stops them, starts corosync on the same hosts (token timeout 300 ms as keel's default, then
+// corosync's own defaults for failover) and measures the same things. Every row is printed as a
+// JSON line as soon as it is measured, and appended to --out.
+//
+// soak: a keel lab under light traffic with CPU hogs (busy processes, one per core by default)
+// for the given time, counting the view changes that nothing caused (the goal is zero).
+//
+// Root only (namespaces). The lab is torn down at the end, and by its cleanup guard if this
+// process dies first.
+#include <signal.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <atomic>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <optional>
+#include <thread>
+
+#include "corosync_host.hpp"
+#include "keel_client.hpp"
+#include "lab/cleanup_guard.hpp"
+#include "lab/lab.hpp"
+#include "measure.hpp"
+
+namespace keel::bench {
+namespace {
+
+using nlohmann::json;
+
+struct Paths {
+  std::string self;
+  std::string keel;
+  std::string cpg_bench;
+};
+
+Paths find_paths(const std::string& keel_override) {
+  const std::filesystem::path self = std::filesystem::read_symlink("/proc/self/exe");
+  Paths paths{self.string(), keel_override, (self.parent_path() / "cpg_bench").string()};
+  if (paths.keel.empty()) paths.keel = (self.parent_path().parent_path() / "keel").string();
+  return paths;
+}
+
+// A lab of `hosts` keel agents with a cleanup guard, or the error.
+struct GuardedLab {
+  std::optional<lab::CleanupGuard> guard;
+  std::optional<lab::Lab> lab;
+
+  ~GuardedLab() {
+    if (lab && lab->down(false) && guard) guard->disarm();
+  }
+};
+
+Result<Ok> build_lab(GuardedLab& built, int hosts, const Paths& paths) {
+  lab::LabOptions options;
+  options.hosts = hosts;
+  options.keel_binary = paths.keel;
+  options.config.log_level = "warn";
+  options.progress = [](const std::string& line) { std::cerr << "lab: " << line << "\n"; };
+  options.on_claimed = [&](const std::string& dir, const std::string& keel) {
+    if (auto armed = lab::CleanupGuard::arm(keel, dir))
+      built.guard.emplace(std::move(armed.value()));
+  };
+  auto made = lab::Lab::up(options);
+  if (!made) return made.error();
+  built.lab.emplace(std::move(made.value()));
+  return Ok{};
+}
+
+class Report {
+ public:
+  explicit Report(const std::string& path) {
+    if (!path.empty()) out_.open(path, std::ios::app);
+  }
+  void add(json row) {
+    std::cout << row.dump() << std::endl;
+    if (out_) out_ << row.dump() << std::endl;
+  }
+
+ private:
+  std::ofstream out_;
+};
+
+std::uint64_t messages_for(std::size_t size) {
+  const std::uint64_t by_bytes = 16'000'000 / size;
+  return std::clamp<std::uint64_t>(by_bytes, 2000, 40000);
+}
+
+// A run that fails (a membership change in the middle loses the other side's messages, for
+// instance) is reported as a row with its error, and the benchmark goes on.
+void add_row(Report& report, const std::string& tool, int hosts, const Load& load,
+             const Result<json>& row) {
+  if (row) {
+    report.add(row.value());
+    return;
+  }
+  report.add(json{{"tool", tool},
+                  {"hosts", hosts},
+                  {"size", load.size},
+                  {"senders", load.all_send ? "all" : "one"},
+                  {"error", row.error().message}});
+}
+
+template <typename Measure>
+void measure_traffic(Report& report, const std::string& tool, int hosts,
+                     const std::vector<std::size_t>& sizes, Measure&& measure) {
+  for (std::size_t size : sizes) {
+    for (bool all_send : {false, true}) {
+      Load load{size, all_send, messages_for(size), 0, all_send && size == 1024};
+      add_row(report, tool, hosts, load, measure(load));
+    }
+  }
+  // Latency at a moderate load: every host sends 1 KiB messages at 200/s for 10 s.
+  const Load moderate{1024, true, 0, 200, false};
+  add_row(report, tool, hosts, moderate, measure(moderate));
+}
+
+json idle_memory(const std::string& tool, int hosts, const std::vector<int>& pids) {
+  std::uint64_t peak = 0;
+  for (int pid : pids) peak = std::max(peak, rss_kib(pid));
+  return json{{"tool", tool}, {"hosts", hosts}, {"rss_idle_kib", peak}};
+}
+
+void bench_hosts(int hosts, const std::vector<std::size_t>& sizes, int failovers,
+                 const std::string& only, const Paths& paths, Report& report) {
+  GuardedLab built;
+  if (auto made = build_lab(built, hosts, paths); !made)
+    throw std::runtime_error(made.error().message);
+  lab::Lab& lab = *built.lab;
+  auto moderate = [hosts](Load load) {
+    if (load.rate > 0) load.total = static_cast<std::uint64_t>(load.rate * 10) * hosts;
+    return load;
+  };
+  if (only != "corosync") {
+    std::this_thread::sleep_for(std::chrono::seconds(2));  // let start-up allocations settle
+    report.add(idle_memory("keel", hosts, keel_agent_pids(lab)));
+    measure_traffic(report, "keel", hosts, sizes,
+                    [&](const Load& load) { return keel_traffic(lab, moderate(load)); });
+    auto failover = keel_failover(lab, failovers);
+    if (!failover) throw std::runtime_error(failover.error().message);
+    failover.value()["token_ms"] = 300;
+    report.add(failover.value());
+  }
+  if (only == "keel") return;
+  for (int host = 1; host <= hosts; ++host) {
+    if (auto stopped = lab.stop_agent(host); !stopped)
+      throw std::runtime_error(stopped.error().message);
+  }
+  for (std::optional<int> token : {std::optional<int>(300), std::optional<int>()}) {
+    if (auto written = write_corosync_configs(lab, {token}); !written) {
+      throw std::runtime_error(written.error().message);
+    }
+    Corosync corosync{{}, paths.cpg_bench};
+    for (int host = 1; host <= hosts; ++host) {
+      auto started = start_corosync(lab, host, paths.self);
+      if (!started) throw std::runtime_error(started.error().message);
+      corosync.daemons.push_back(started.value());
+    }
+    if (token) {
+      // Idle memory once the ring has formed (the first traffic run waits for that).
+      auto warm = corosync_traffic(lab, corosync, Load{100, false, 100, 0, false});
+      if (!warm) throw std::runtime_error(warm.error().message);
+      report.add(idle_memory("corosync", hosts, [&] {
+        std::vector<int> pids;
+        for (const auto& daemon : corosync.daemons) pids.push_back(daemon.pid);
+        return pids;
+      }()));
+      measure_traffic(report, "corosync", hosts, sizes, [&](const Load& load) {
+        return corosync_traffic(lab, corosync, moderate(load));
+      });
+    }
+    auto failover = corosync_failover(lab, corosync, failovers);
+    if (!failover) throw std::runtime_error(failover.error().message);
+    failover.value()["token_ms"] = token ? json(*token) : json("default");
+    report.add(failover.value());
+    lab::terminate_all(corosync.daemons, std::chrono::milliseconds(5000));
+  }
+}
+
+int run_benchmark(const std::vector<int>& host_counts, const std::vector<std::size_t>& sizes,
+                  int failovers, const std::string& only, const std::string& out,
+                  const Paths& paths) {
+  Report report(out);
+  for (int hosts : host_counts) {
+    try {
+      bench_hosts(hosts, sizes, failovers, only, paths, report);
+    } catch (const std::exception& error) {
+      std::cerr << "keel_ring_bench: " << hosts << " hosts: " << error.what() << "\n";
+      return 1;
+    }
+  }
+  return 0;
+}
+
+[[noreturn]] void hog() {
+  volatile std::uint64_t counter = 0;
+  for (;;) counter = counter + 1;
+}
+
+int run_soak(int hosts, int minutes, int hogs, double rate, const Paths& paths) {
+  GuardedLab built;
+  if (auto made = build_lab(built, hosts, paths); !made) {
+    std::cerr << "keel_ring_bench soak: " << made.error().message << "\n";
+    return 1;
+  }
+  lab::Lab& lab = *built.lab;
+  std::vector<lab::ProcessId> hog_processes;
+  for (int index = 0; index < hogs; ++index) {
+    auto started = lab::spawn({paths.self, "hog"}, {});
+    if (!started) {
+      std::cerr << "keel_ring_bench soak: " << started.error().message << "\n";
+      return 1;
+    }
+    (void)lab.adopt(started.value());
+    hog_processes.push_back(started.value());
+  }
+  const auto per_host = static_cast<std::uint64_t>(rate * 60 * minutes);
+  StartLine start(hosts);
+  std::vector<ClientResult> results(static_cast<std::size_t>(hosts));
+  std::vector<std::thread> threads;
+  for (int host = 1; host <= hosts; ++host) {
+    threads.emplace_back([&, host] {
+      ClientPlan plan;
+      plan.host = host;
+      plan.socket = lab.host(host).socket;
+      plan.members = hosts;
+      plan.send = per_host;
+      plan.size = 200;
+      plan.rate = rate;
+      plan.expect = per_host * static_cast<std::uint64_t>(hosts);
+      plan.timeout_ns = (static_cast<std::int64_t>(minutes) * 60 + 120) * 1'000'000'000;
+      results[static_cast<std::size_t>(host - 1)] = run_keel_client(plan, start);
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  lab::terminate_all(hog_processes, std::chrono::milliseconds(1000));
+  int spurious = 0;
+  json row{{"tool", "keel"}, {"soak_minutes", minutes}, {"hosts", hosts}, {"hogs", hogs}};
+  for (const auto& result : results) {
+    int views = 0;
+    for (const auto& view : result.views) {
+      if (view.kind == "regular" && view.seen_ns > result.first_send_ns) ++views;
+    }
+    spurious += views;
+    row["delivered"].push_back(result.delivered);
+    if (!result.error.empty()) row["errors"].push_back(result.error);
+  }
+  row["spurious_view_changes"] = spurious;
+  std::cout << row.dump() << std::endl;
+  return row.contains("errors") ? 1 : 0;
+}
+
+}  // namespace
+}  // namespace keel::bench
+
+int main(int argc, char** argv) {
+  using namespace keel::bench;
+  if (argc == 3 && std::string(argv[1]) == "corosync-host") return run_corosync_host(argv[2]);
+  if (argc == 2 && std::string(argv[1]) == "hog") hog();
+
+  CLI::App app{"keel's ring beside corosync, in one lab (see bench/RESULTS.md)"};
+  std::vector<int> host_counts{3, 5};
+  std::vector<std::size_t> sizes{100, 1024, 8192};
+  int failovers = 5;
+  std::string only, out, keel;
+  app.add_option("--hosts", host_counts, "host counts to measure")->delimiter(',');
+  app.add_option("--sizes", sizes, "message sizes in bytes")->delimiter(',');
+  app.add_option("--failovers", failovers, "link-down repetitions per configuration");
+  app.add_option("--only", only, "measure one tool")->check(CLI::IsMember({"keel", "corosync"}));
+  app.add_option("--out", out, "also append the JSON rows to this file");
+  app.add_option("--keel", keel, "the keel binary (default: ../keel beside this one)");
+  auto* soak = app.add_subcommand("soak", "view changes under CPU load, with default timeouts");
+  int soak_hosts = 5, minutes = 10, hogs = static_cast<int>(std::thread::hardware_concurrency());
+  double rate = 20;
+  soak->add_option("--hosts", soak_hosts, "hosts in the lab");
+  soak->add_option("--minutes", minutes, "how long");
+  soak->add_option("--hogs", hogs, "busy processes (default: one per core)");
+  soak->add_option("--rate", rate, "messages per second from each host");
+  CLI11_PARSE(app, argc, argv);
+  if (::geteuid() != 0) {
+    std::cerr << "keel_ring_bench: needs root (it builds network namespaces)\n";
+    return 1;
+  }
+  const Paths paths = find_paths(keel);
+  if (*soak) return run_soak(soak_hosts, minutes, hogs, rate, paths);
+  return run_benchmark(host_counts, sizes, failovers, only, out, paths);
+}
