@@ -6,6 +6,7 @@
 #include "cli/commands.hpp"
 #include "core/ring/limits.hpp"
 #include "sim/runner.hpp"
+#include "sim/vip_scenario.hpp"
 
 namespace keel::cli {
 
@@ -17,6 +18,7 @@ struct SimFlags {
   std::string partitions = "on";
   std::string crashes = "on";
   std::string pauses = "on";
+  bool vip = false;  // --vip: the floating-IP simulation (sim/vip_scenario.hpp)
 };
 
 // Parses "A:B" (A < B) into a half-open range of seeds.
@@ -47,6 +49,15 @@ int run(SimFlags& flags) {
     }
     options.seeds_begin = begin;
     options.seeds_end = end;
+  }
+  if (flags.vip) {
+    sim::VipCommandOptions vip{options.seed,
+                               options.seeds_begin,
+                               options.seeds_end,
+                               {options.scenario.hosts, options.trace}};
+    const int code = sim::run_vip_command(vip, std::cout);
+    std::cout.flush();
+    return code;
   }
   if (options.require_coverage && !options.seeds_begin && !options.soak_seconds) {
     std::cerr << "keel sim: --require-coverage needs a sweep (--seeds A:B) or a soak (--soak)\n";
@@ -109,6 +120,9 @@ void register_sim_command(CLI::App& app, int& exit_code) {
   sim->add_flag("--demo", o.demo, "A narrated, scripted run of five hosts");
   sim->add_flag("--figures", o.figures,
                 "Failover time and throughput per token rotation for 3, 5 and 16 hosts");
+  sim->add_flag("--vip", flags->vip,
+                "Simulate floating IPs (ring + groups + vip placement on every host); takes "
+                "--seed, --seeds, --hosts and --trace");
   sim->get_option("--seed")->excludes("--seeds");
   sim->get_option("--demo")->excludes("--seeds")->excludes("--figures");
   sim->get_option("--require-coverage")->excludes("--demo")->excludes("--figures");

@@ -1,0 +1,342 @@
+// VipNode (src/core/vip/vip_node.hpp) driven by a hand-made total order: every Broadcast goes to
+// one queue and is delivered to every node of the sender's component in queue order, as the
+// ring would. The simulator (keel sim --vip) runs the same node on the real ring with faults.
+#include "core/vip/vip_node.hpp"
+
+#include <gtest/gtest.h>
+
+#include <deque>
+#include <map>
+#include <memory>
+
+namespace keel::vip {
+namespace {
+
+constexpr TimeUs kSettle = 1'000'000;
+
+VipConfig config(std::size_t addresses, std::vector<NodeId> nodes) {
+  VipConfig c;
+  c.settle_us = kSettle;
+  c.startup_us = kSettle;
+  PoolConfig pool;
+  pool.name = "web";
+  for (std::size_t i = 0; i < addresses; ++i) {
+    pool.addresses.push_back("198.18.0." + std::to_string(i + 1) + "/24");
+  }
+  pool.nodes = std::move(nodes);
+  c.pools.push_back(pool);
+  return c;
+}
+
+struct Step {  // one acquire or release, in the order they happened
+  NodeId node;
+  std::uint32_t address;
+  bool acquire;
+};
+
+class Cluster {
+ public:
+  explicit Cluster(VipConfig c, std::vector<NodeId> nodes) : config_(std::move(c)) {
+    for (NodeId n : nodes) add(n);
+  }
+
+  void add(NodeId n, std::vector<std::uint32_t> adopted = {}) {
+    nodes_[n] = std::make_unique<VipNode>(n, config_, std::move(adopted));
+    nodes_[n]->set_healthy(0, true, now_);
+    collect(n);
+  }
+  VipNode& node(NodeId n) { return *nodes_.at(n); }
+
+  // Installs a regular view of `members` (one component) at every member.
+  void view(std::vector<NodeId> members) {
+    const RingId ring{++ring_seq_, members.front()};
+    for (NodeId n : members) {
+      node(n).on_view(ring::View{ring::View::Kind::regular, ring, {}, members}, now_);
+      collect(n);
+    }
+    component_[ring] = members;
+  }
+  // Delivers every queued broadcast to the members of its sender's view, in order.
+  void deliver() {
+    while (!queue_.empty()) {
+      auto [origin, bytes] = queue_.front();
+      queue_.pop_front();
+      auto decoded = decode_vip_message(bytes);
+      ASSERT_TRUE(decoded.ok());
+      for (NodeId n : component_.at(decoded.value().view)) {
+        if (node(n).view() != decoded.value().view) continue;
+        node(n).on_message(origin, bytes, now_);
+        collect(n);
+      }
+    }
+  }
+  void advance(TimeUs us) {
+    now_ += us;
+    for (auto& [n, v] : nodes_) {
+      v->on_tick(now_);
+      collect(n);
+    }
+  }
+  void settle() {
+    for (int i = 0; i < 20; ++i) {
+      deliver();
+      advance(kSettle);
+    }
+    deliver();
+  }
+  TimeUs now() const { return now_; }
+  void collect(NodeId n) {
+    for (auto& action : node(n).take_actions()) {
+      if (auto* b = std::get_if<Broadcast>(&action)) queue_.push_back({n, b->payload});
+      if (auto* a = std::get_if<Acquire>(&action)) steps.push_back({n, a->address, true});
+      if (auto* r = std::get_if<Release>(&action)) steps.push_back({n, r->address, false});
+      if (auto* t = std::get_if<Notice>(&action)) notices.push_back(t->text);
+    }
+  }
+  std::map<NodeId, std::size_t> counts() {
+    std::map<NodeId, std::size_t> out;
+    for (auto& [n, v] : nodes_) out[n] = v->held().size();
+    return out;
+  }
+  NodeId holder(std::uint32_t a) {
+    NodeId found = kNoNode;
+    for (auto& [n, v] : nodes_) {
+      if (v->held().count(a) != 0) {
+        EXPECT_EQ(found, kNoNode) << "two holders of address " << a;
+        found = n;
+      }
+    }
+    return found;
+  }
+
+  std::vector<Step> steps;
+  std::vector<std::string> notices;
+
+ private:
+  VipConfig config_;
+  std::map<NodeId, std::unique_ptr<VipNode>> nodes_;
+  std::deque<std::pair<NodeId, Bytes>> queue_;
+  std::map<RingId, std::vector<NodeId>> component_;
+  std::uint64_t ring_seq_ = 0;
+  TimeUs now_ = 1;
+};
+
+TEST(VipNode, AcquiresOnlyAfterSyncAndSettleThenBalances) {
+  Cluster c(config(6, {1, 2, 3}), {1, 2, 3});
+  c.view({1, 2, 3});
+  c.deliver();
+  EXPECT_TRUE(c.steps.empty());  // synced, but the settle time has not passed
+  EXPECT_EQ(c.node(1).next_deadline(), 1 + kSettle);
+  c.advance(kSettle);
+  c.deliver();
+  EXPECT_EQ(c.counts(), (std::map<NodeId, std::size_t>{{1, 2}, {2, 2}, {3, 2}}));
+  for (std::uint32_t a = 0; a < 6; ++a) {
+    EXPECT_NE(c.holder(a), kNoNode);
+  }
+  EXPECT_TRUE(c.node(1).quiescent());
+}
+
+TEST(VipNode, FailureMovesOnlyTheFailedNodesAddresses) {
+  Cluster c(config(6, {1, 2, 3}), {1, 2, 3});
+  c.view({1, 2, 3});
+  c.settle();
+  std::vector<NodeId> before;
+  for (std::uint32_t a = 0; a < 6; ++a) before.push_back(c.holder(a));
+  c.steps.clear();
+  c.node(3).set_healthy(0, false, c.now());  // stands in for host 3 being gone from the view
+  c.collect(3);
+  c.view({1, 2});
+  c.settle();
+  for (std::uint32_t a = 0; a < 6; ++a) {
+    if (before[a] != 3) {
+      EXPECT_EQ(c.holder(a), before[a]);
+    }
+    if (before[a] == 3) {
+      EXPECT_NE(c.holder(a), 3u);
+    }
+  }
+  EXPECT_EQ(c.node(1).held().size(), 3u);
+  EXPECT_EQ(c.node(2).held().size(), 3u);
+}
+
+TEST(VipNode, JoinReleasesBeforeTheNewHolderAcquires) {
+  Cluster c(config(4, {1, 2}), {1});
+  c.view({1});
+  c.settle();
+  EXPECT_EQ(c.node(1).held().size(), 4u);
+  c.add(2);
+  c.steps.clear();
+  c.view({1, 2});
+  c.settle();
+  EXPECT_EQ(c.node(2).held().size(), 2u);
+  std::map<std::uint32_t, bool> released;
+  for (const Step& s : c.steps) {
+    if (!s.acquire) released[s.address] = true;
+    if (s.acquire) {
+      EXPECT_TRUE(released[s.address]) << "acquired before the release";
+    }
+    if (s.acquire) {
+      EXPECT_EQ(s.node, 2u);
+    }
+  }
+  EXPECT_EQ(c.steps.size(), 4u);  // two releases, two acquires: only the joiner's share moved
+}
+
+TEST(VipNode, DrainHandsOverMakeBeforeBreak) {
+  Cluster c(config(4, {1, 2}), {1, 2});
+  c.view({1, 2});
+  c.settle();
+  c.steps.clear();
+  c.node(1).drain(c.now());
+  c.collect(1);
+  c.settle();
+  EXPECT_EQ(c.node(1).held().size(), 0u);
+  EXPECT_EQ(c.node(2).held().size(), 4u);
+  std::map<std::uint32_t, bool> acquired;
+  for (const Step& s : c.steps) {
+    if (s.acquire) acquired[s.address] = true;
+    if (!s.acquire) {
+      EXPECT_TRUE(acquired[s.address]) << "released before the new holder had it";
+    }
+  }
+  c.node(1).undrain(c.now());
+  c.collect(1);
+  c.settle();
+  EXPECT_EQ(c.node(1).held().size(), 2u);
+}
+
+TEST(VipNode, DrainedHostKeepsAddressesNobodyElseMayHold) {
+  Cluster c(config(2, {1}), {1, 2});
+  c.view({1, 2});
+  c.settle();
+  c.node(1).drain(c.now());
+  c.collect(1);
+  c.settle();
+  EXPECT_EQ(c.node(1).held().size(), 2u);
+  EXPECT_TRUE(c.node(1).quiescent());
+}
+
+TEST(VipNode, MergeReleasesDuplicatesOnTheLoser) {
+  Cluster c(config(4, {1, 2}), {1, 2});
+  c.view({1});
+  c.view({2});
+  c.settle();
+  EXPECT_EQ(c.node(1).held().size(), 4u);
+  EXPECT_EQ(c.node(2).held().size(), 4u);
+  c.steps.clear();
+  c.view({1, 2});
+  c.settle();
+  EXPECT_EQ(c.node(1).held().size(), 2u);
+  EXPECT_EQ(c.node(2).held().size(), 2u);
+  // Each duplicate went to the holder with fewer so far (ties: lower id): no new holder needed.
+  for (const Step& s : c.steps) {
+    EXPECT_FALSE(s.acquire);
+  }
+  EXPECT_EQ(c.steps.size(), 4u);
+  EXPECT_TRUE(c.node(1).held().count(0) != 0 && c.node(2).held().count(1) != 0);
+}
+
+TEST(VipNode, HealthLossReleasesAtOnceAndQuickRecoveryWaitsForTheTable) {
+  Cluster c(config(2, {1, 2}), {1, 2});
+  c.view({1, 2});
+  c.settle();
+  const std::size_t held = c.node(1).held().size();
+  ASSERT_EQ(held, 1u);
+  c.node(1).set_healthy(0, false, c.now());
+  c.collect(1);
+  EXPECT_TRUE(c.node(1).held().empty());  // before anything is delivered
+  c.node(1).set_healthy(0, true, c.now());
+  c.collect(1);
+  c.node(1).on_tick(c.now());
+  c.collect(1);
+  EXPECT_TRUE(c.node(1).held().empty());  // its unhealthy State is not back yet
+  c.settle();
+  for (std::uint32_t a = 0; a < 2; ++a) {
+    EXPECT_NE(c.holder(a), kNoNode);
+  }
+}
+
+TEST(VipNode, AdoptedAddressesAreKeptWithoutFlapping) {
+  Cluster c(config(2, {1, 2}), {2});
+  c.add(1, {0});
+  c.view({1, 2});
+  c.settle();
+  EXPECT_EQ(c.holder(0), 1u);
+  EXPECT_EQ(c.holder(1), 2u);
+  for (const Step& s : c.steps) {
+    EXPECT_FALSE(s.node == 1 && s.address == 0);
+  }
+}
+
+TEST(VipNode, TransitionalViewFreezesAndBadMessagesAreIgnored) {
+  Cluster c(config(2, {1, 2}), {1, 2});
+  c.view({1, 2});
+  c.settle();
+  VipNode& n = c.node(1);
+  n.on_view(ring::View{ring::View::Kind::transitional, {99, 1}, *n.view(), {1}}, c.now());
+  EXPECT_FALSE(n.synced());
+  const Bytes garbage{1, 2, 3};
+  n.on_message(2, garbage, c.now());
+  auto actions = n.take_actions();
+  ASSERT_EQ(actions.size(), 1u);
+  EXPECT_TRUE(std::holds_alternative<Notice>(actions[0]));
+}
+
+TEST(VipNode, ConfigMismatchBlocksAcquisition) {
+  VipConfig other = config(2, {1, 2});
+  other.pools[0].addresses[1] = "198.18.0.99/24";
+  VipNode a(1, config(2, {1, 2}));
+  VipNode b(2, other);
+  a.set_healthy(0, true, 1);
+  b.set_healthy(0, true, 1);
+  const ring::View view{ring::View::Kind::regular, {1, 1}, {}, {1, 2}};
+  a.on_view(view, 1);
+  b.on_view(view, 1);
+  std::vector<std::pair<NodeId, Bytes>> sent;
+  for (auto* n : {&a, &b}) {
+    for (auto& action : n->take_actions()) {
+      if (auto* bc = std::get_if<Broadcast>(&action)) sent.push_back({n->self(), bc->payload});
+    }
+  }
+  for (auto& [origin, bytes] : sent) a.on_message(origin, bytes, 1 + 2 * kSettle);
+  a.on_tick(1 + 2 * kSettle);
+  EXPECT_FALSE(a.synced());
+  EXPECT_TRUE(a.held().empty());
+  bool noticed = false;
+  for (auto& action : a.take_actions()) noticed |= std::holds_alternative<Notice>(action);
+  EXPECT_TRUE(noticed);
+}
+
+}  // namespace
+}  // namespace keel::vip
+
+namespace keel::vip {
+namespace {
+
+// A host that starts alone (most likely a restarted one that has not found the others yet) takes
+// nothing during startup_us; once it has shared a view with another host, a failure is taken
+// over with no wait at all (settle_us 0, the default).
+TEST(VipNodeStartup, AloneAtStartWaitsButFailoverDoesNot) {
+  VipConfig c = config(2, {1, 2});
+  c.settle_us = 0;
+  c.startup_us = 2'000'000;
+  Cluster cluster(c, {1, 2});
+  cluster.view({1});
+  cluster.deliver();
+  cluster.advance(1'000'000);
+  cluster.deliver();
+  EXPECT_TRUE(cluster.node(1).held().empty()) << "took addresses while alone at startup";
+  cluster.view({1, 2});
+  cluster.deliver();
+  cluster.advance(1);
+  cluster.deliver();
+  EXPECT_EQ(cluster.counts(), (std::map<NodeId, std::size_t>{{1, 1}, {2, 1}}));
+  cluster.view({1});  // node 2 fails
+  cluster.deliver();
+  cluster.advance(1);
+  cluster.deliver();
+  EXPECT_EQ(cluster.node(1).held().size(), 2u) << "failover waited for the startup time";
+}
+
+}  // namespace
+}  // namespace keel::vip
