@@ -1,0 +1,215 @@
+// Floating-IP addresses through rtnetlink (src/io/netlink_addresses.hpp): parsing without root;
+// adding, listing, adopting and deleting in a private network namespace as root.
+#include "io/netlink_addresses.hpp"
+
+#include <gtest/gtest.h>
+#include <linux/if_addr.h>
+#include <sys/stat.h>
+#include <sys/utsname.h>
+
+#include <algorithm>
+#include <memory>
+
+#include "netns_test_support.hpp"
+
+namespace keel::io {
+namespace {
+
+IpPrefix prefix(const std::string& text) {
+  auto parsed = parse_prefix(text);
+  KEEL_ASSERT(parsed.ok());
+  return parsed.value();
+}
+
+std::optional<InterfaceAddress> find(const std::vector<InterfaceAddress>& list,
+                                     const std::string& address) {
+  for (const auto& entry : list) {
+    if (entry.prefix.address.to_string() == address) return entry;
+  }
+  return std::nullopt;
+}
+
+TEST(IpPrefix, ParsesAndPrints) {
+  auto v4 = parse_prefix("198.18.0.10/24");
+  ASSERT_TRUE(v4.ok());
+  EXPECT_TRUE(v4.value().address.is_v4());
+  EXPECT_EQ(v4.value().prefix_length, 24);
+  EXPECT_EQ(to_string(v4.value()), "198.18.0.10/24");
+  auto v6 = parse_prefix("2001:2:0:6b::10/64");
+  ASSERT_TRUE(v6.ok());
+  EXPECT_EQ(to_string(v6.value()), "2001:2:0:6b::10/64");
+  EXPECT_TRUE(parse_prefix("2001:2::1/128").ok());
+}
+
+TEST(IpPrefix, RefusesBadText) {
+  for (const char* bad : {"198.18.0.10", "198.18.0.10/33", "198.18.0.10/", "198.18.0.10/2x",
+                          "host/24", "2001:2::1/129", "/24", "198.18.0.10/-1"}) {
+    EXPECT_FALSE(parse_prefix(bad).ok()) << bad;
+  }
+}
+
+bool kernel_at_least(int major, int minor) {
+  utsname name{};
+  if (::uname(&name) != 0) return false;
+  int found_major = 0;
+  int found_minor = 0;
+  if (std::sscanf(name.release, "%d.%d", &found_major, &found_minor) != 2) return false;
+  return found_major > major || (found_major == major && found_minor >= minor);
+}
+
+// One namespace with a veth pair (v0, v1), both up, and a NetlinkAddresses opened inside it.
+class NetlinkAddressesTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (auto reason = testing::netns_unavailable_reason()) GTEST_SKIP() << *reason;
+    netns_ = std::make_unique<testing::TestNamespace>(testing::unique_prefix() + "-a");
+    ASSERT_TRUE(netns_->created());
+    ASSERT_TRUE(netns_->ip({"link", "add", "v0", "type", "veth", "peer", "name", "v1"}));
+    ASSERT_TRUE(netns_->ip({"link", "set", "v0", "up"}));
+    ASSERT_TRUE(netns_->ip({"link", "set", "v1", "up"}));
+    auto opened = netns_->run([] { return NetlinkAddresses::open(); });
+    ASSERT_TRUE(opened);
+    ASSERT_TRUE(opened->ok()) << opened->error().message;
+    netlink_ = std::move(opened->value());
+  }
+
+  void TearDown() override {
+    netlink_.reset();  // the socket holds the namespace open
+    netns_.reset();
+  }
+
+  static bool ipv6_available() {
+    struct stat info {};
+    return ::stat("/proc/sys/net/ipv6", &info) == 0;
+  }
+
+  std::vector<InterfaceAddress> list_v0() {
+    auto listed = netlink_->list("v0");
+    EXPECT_TRUE(listed.ok()) << (listed.ok() ? "" : listed.error().message);
+    return listed.ok() ? listed.value() : std::vector<InterfaceAddress>{};
+  }
+
+  std::unique_ptr<testing::TestNamespace> netns_;
+  std::unique_ptr<NetlinkAddresses> netlink_;
+};
+
+TEST_F(NetlinkAddressesTest, AddsListsAndDeletesAMarkedIpv4Address) {
+  auto added = netlink_->add("v0", prefix("198.18.77.10/24"));
+  ASSERT_TRUE(added.ok()) << added.error().message;
+  EXPECT_EQ(added.value(), AddOutcome::kAdded);
+
+  const auto entry = find(list_v0(), "198.18.77.10");
+  ASSERT_TRUE(entry);
+  EXPECT_EQ(entry->prefix.prefix_length, 24);
+  EXPECT_TRUE(entry->keel_owned());
+  EXPECT_EQ(entry->protocol, kKeelAddressProtocol);
+  // ip(8) sees it too: the change is real, not an artefact of our own parsing.
+  EXPECT_NE(netns_->ip_output({"-4", "addr", "show", "dev", "v0"}).find("198.18.77.10/24"),
+            std::string::npos);
+
+  auto removed = netlink_->remove("v0", prefix("198.18.77.10/24"));
+  ASSERT_TRUE(removed.ok()) << removed.error().message;
+  EXPECT_EQ(removed.value(), DeleteOutcome::kDeleted);
+  EXPECT_FALSE(find(list_v0(), "198.18.77.10"));
+}
+
+TEST_F(NetlinkAddressesTest, AddsAMarkedIpv6AddressUsableAtOnce) {
+  if (!ipv6_available()) GTEST_SKIP() << "this kernel has no IPv6";
+  auto added = netlink_->add("v0", prefix("2001:2:0:6b::10/64"));
+  ASSERT_TRUE(added.ok()) << added.error().message;
+  EXPECT_EQ(added.value(), AddOutcome::kAdded);
+
+  const auto entry = find(list_v0(), "2001:2:0:6b::10");
+  ASSERT_TRUE(entry);
+  EXPECT_EQ(entry->prefix.prefix_length, 64);
+  EXPECT_TRUE(entry->keel_owned());
+  EXPECT_TRUE(entry->flags & IFA_F_NODAD);
+  EXPECT_FALSE(entry->flags & IFA_F_TENTATIVE);  // no DAD: usable now, not in a second
+
+  auto removed = netlink_->remove("v0", prefix("2001:2:0:6b::10/64"));
+  ASSERT_TRUE(removed.ok()) << removed.error().message;
+  EXPECT_EQ(removed.value(), DeleteOutcome::kDeleted);
+  EXPECT_FALSE(find(list_v0(), "2001:2:0:6b::10"));
+}
+
+TEST_F(NetlinkAddressesTest, OnlyMarkedAddressesReadAsKeels) {
+  ASSERT_TRUE(netns_->ip({"addr", "add", "198.18.77.20/24", "dev", "v0"}));
+  ASSERT_TRUE(netlink_->add("v0", prefix("198.18.77.21/24")).ok());
+  if (ipv6_available()) {
+    ASSERT_TRUE(netns_->ip({"addr", "add", "2001:2:0:6b::20/64", "dev", "v0", "nodad"}));
+    ASSERT_TRUE(netlink_->add("v0", prefix("2001:2:0:6b::21/64")).ok());
+  }
+
+  // What an agent restarting here would find: its own addresses, and someone else's.
+  const auto listed = list_v0();
+  ASSERT_TRUE(find(listed, "198.18.77.20"));
+  ASSERT_TRUE(find(listed, "198.18.77.21"));
+  EXPECT_FALSE(find(listed, "198.18.77.20")->keel_owned());
+  EXPECT_TRUE(find(listed, "198.18.77.21")->keel_owned());
+  if (ipv6_available()) {
+    ASSERT_TRUE(find(listed, "2001:2:0:6b::20"));
+    ASSERT_TRUE(find(listed, "2001:2:0:6b::21"));
+    EXPECT_FALSE(find(listed, "2001:2:0:6b::20")->keel_owned());
+    EXPECT_TRUE(find(listed, "2001:2:0:6b::21")->keel_owned());
+  }
+  const auto ours = std::count_if(listed.begin(), listed.end(),
+                                  [](const InterfaceAddress& entry) { return entry.keel_owned(); });
+  EXPECT_EQ(ours, ipv6_available() ? 2 : 1);  // link-local addresses are the kernel's
+}
+
+TEST_F(NetlinkAddressesTest, AddAndDeleteAreIdempotent) {
+  std::vector<std::string> addresses = {"198.18.77.30/24"};
+  if (ipv6_available()) addresses.push_back("2001:2:0:6b::30/64");
+  for (const auto& text : addresses) {
+    auto first = netlink_->add("v0", prefix(text));
+    auto second = netlink_->add("v0", prefix(text));
+    ASSERT_TRUE(first.ok() && second.ok()) << text;
+    EXPECT_EQ(first.value(), AddOutcome::kAdded) << text;
+    EXPECT_EQ(second.value(), AddOutcome::kAlreadyPresent) << text;
+
+    auto gone = netlink_->remove("v0", prefix(text));
+    auto again = netlink_->remove("v0", prefix(text));
+    ASSERT_TRUE(gone.ok() && again.ok()) << text;
+    EXPECT_EQ(gone.value(), DeleteOutcome::kDeleted) << text;
+    EXPECT_EQ(again.value(), DeleteOutcome::kAlreadyGone) << text;
+  }
+}
+
+TEST_F(NetlinkAddressesTest, AnUnknownInterfaceIsAClearError) {
+  auto added = netlink_->add("nosuch0", prefix("198.18.77.40/24"));
+  ASSERT_FALSE(added.ok());
+  EXPECT_NE(added.error().message.find("nosuch0"), std::string::npos) << added.error().message;
+  EXPECT_NE(added.error().message.find("no such interface"), std::string::npos)
+      << added.error().message;
+  EXPECT_FALSE(netlink_->list("nosuch0").ok());
+  EXPECT_FALSE(netlink_->remove("nosuch0", prefix("198.18.77.40/24")).ok());
+  EXPECT_FALSE(netlink_->interface_index("").ok());
+  EXPECT_FALSE(netlink_->interface_index("a-name-longer-than-fifteen").ok());
+
+  auto by_index = netlink_->add(987654, prefix("198.18.77.40/24"));
+  ASSERT_FALSE(by_index.ok());
+  EXPECT_NE(by_index.error().message.find("no such interface"), std::string::npos)
+      << by_index.error().message;
+}
+
+TEST_F(NetlinkAddressesTest, ResolvesNamesInItsOwnNamespace) {
+  // The test thread is in the root namespace, where v0 does not exist; the socket is not.
+  auto index = netlink_->interface_index("v0");
+  ASSERT_TRUE(index.ok()) << index.error().message;
+  EXPECT_GT(index.value(), 0);
+  auto loopback = netlink_->interface_index("lo");
+  ASSERT_TRUE(loopback.ok());
+  EXPECT_EQ(loopback.value(), 1);
+}
+
+TEST_F(NetlinkAddressesTest, TheMarkRoundTripsOnThisKernel) {
+  auto index = netlink_->interface_index("v0");
+  ASSERT_TRUE(index.ok());
+  auto supported = netlink_->mark_supported(index.value(), prefix("198.18.77.50/32"));
+  ASSERT_TRUE(supported.ok()) << supported.error().message;
+  EXPECT_EQ(supported.value(), kernel_at_least(6, 1));
+  EXPECT_FALSE(find(list_v0(), "198.18.77.50"));  // the probe is gone again
+}
+
+}  // namespace
+}  // namespace keel::io
