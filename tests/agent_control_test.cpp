@@ -82,6 +82,42 @@ TEST(AgentControl, ThreeAgentsDeliverEveryMessageInOneOrder) {
   }
 }
 
+// A listener that arrives after the ring formed starts with the current regular view and its
+// group's members (all "joined"), then gets the changes as they come.
+TEST(AgentControl, ALateListenerStartsWithTheCurrentViewAndGroup) {
+  TestCluster cluster(2);
+  auto agents = start_ring(cluster);
+  const auto ring = (*testing::status_of(cluster.socket_path(1)))["ring"];
+  const auto first_two = [](Listener& listener) {
+    return listener.read_until(5s, [&](const json&) { return listener.events().size() == 2; });
+  };
+  const json view = json{{"event", "view"},
+                         {"kind", "regular"},
+                         {"ring", ring},
+                         {"previous_ring", nullptr},
+                         {"members", {1, 2}}};
+
+  Listener first(cluster.socket_path(1), "g");  // the group has no members yet
+  ASSERT_TRUE(first.read_until(5s, group_has("g", {1})));
+  EXPECT_EQ(first.events().front(), view);
+  EXPECT_EQ(first.events()[1], json::parse(R"({"event":"group_view","group":"g","members":[1],
+                                               "joined":[1],"left":[]})"));
+
+  Listener second(cluster.socket_path(2), "g");
+  ASSERT_TRUE(first_two(second));
+  EXPECT_EQ(second.events()[0], view);
+  EXPECT_EQ(second.events()[1], json::parse(R"({"event":"group_view","group":"g","members":[1],
+                                                "joined":[1],"left":[]})"));
+  ASSERT_TRUE(second.read_until(5s, group_has("g", {1, 2})));
+  EXPECT_EQ(second.events().back()["joined"], json::array({2}));
+
+  Listener third(cluster.socket_path(2), "g");  // a second listener where the group is joined
+  ASSERT_TRUE(first_two(third));
+  EXPECT_EQ(third.events()[0], view);
+  EXPECT_EQ(third.events()[1], json::parse(R"({"event":"group_view","group":"g","members":[1,2],
+                                               "joined":[1,2],"left":[]})"));
+}
+
 TEST(AgentControl, StatusReportsNodeRingPeersAndCounters) {
   TestCluster cluster(2);
   auto agents = start_ring(cluster);

@@ -128,5 +128,24 @@ TEST(LabHostConfig, RingSettings) {
   EXPECT_FALSE(parse_ring_setting("x=1\n[agent]").ok());
 }
 
+TEST(LabHostConfig, TransportSettings) {
+  auto mode = parse_transport_setting("mode=broadcast");
+  ASSERT_TRUE(mode.ok());
+  EXPECT_EQ(mode.value(), (std::pair<std::string, std::string>{"mode", "\"broadcast\""}));
+  auto group = parse_transport_setting("group=198.18.0.255");
+  ASSERT_TRUE(group.ok());
+  EXPECT_EQ(group.value().second, "\"198.18.0.255\"");
+  EXPECT_EQ(parse_transport_setting("mtu=9000").value().second, "9000");
+  EXPECT_FALSE(parse_transport_setting("mode").ok());
+
+  const LabState state = sample_state("/tmp/keel-lab-kl12ab");
+  HostConfigSettings settings;
+  settings.transport = {mode.value(), group.value()};
+  auto config = config::parse_config(host_config_toml(state, 1, settings), "keel.toml");
+  ASSERT_TRUE(config.ok()) << config.error().message;
+  EXPECT_EQ(config.value().transport.mode, config::TransportMode::broadcast);
+  EXPECT_EQ(config.value().transport.group, "198.18.0.255");
+}
+
 }  // namespace
 }  // namespace keel::lab

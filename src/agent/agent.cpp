@@ -10,6 +10,37 @@
 
 namespace keel::agent {
 
+namespace {
+
+io::TransportMode transport_mode(config::TransportMode mode) {
+  switch (mode) {
+    case config::TransportMode::unicast:
+      return io::TransportMode::unicast;
+    case config::TransportMode::multicast:
+      return io::TransportMode::multicast;
+    case config::TransportMode::broadcast:
+      return io::TransportMode::broadcast;
+  }
+  KEEL_ASSERT(false);
+  return io::TransportMode::unicast;
+}
+
+io::TransportOptions transport_options(const AgentOptions& options, std::uint64_t boot_us) {
+  const config::ClusterConfig& config = options.config;
+  io::TransportOptions transport{options.self.id,      {},
+                                 config.transport.mtu, config.ring.max_packet_bytes,
+                                 options.key,          boot_us};
+  for (const config::NodeConfig& node : config.nodes) {
+    transport.nodes.push_back({node.id, node.address, node.port});
+  }
+  transport.mode = transport_mode(config.transport.mode);
+  transport.group = config.transport.group;
+  transport.multicast_ttl = config.transport.multicast_ttl;
+  return transport;
+}
+
+}  // namespace
+
 Agent::Agent(asio::io_context& io, AgentOptions options)
     : io_(io), options_(std::move(options)), watchdog_timer_(io) {}
 
@@ -22,16 +53,17 @@ Result<Ok> Agent::start() {
   // reuses a ring id nor has its packets taken for replays of the last run's.
   const std::uint64_t boot_us = io::realtime_now_us();
   const config::ClusterConfig& config = options_.config;
-  io::TransportOptions transport_options{options_.self.id,     {},
-                                         config.transport.mtu, config.ring.max_packet_bytes,
-                                         options_.key,         boot_us};
-  for (const config::NodeConfig& node : config.nodes) {
-    transport_options.nodes.push_back({node.id, node.address, node.port});
-  }
-  auto transport = io::UdpTransport::open(io_, std::move(transport_options));
+  auto transport = io::UdpTransport::open(io_, transport_options(options_, boot_us));
   if (!transport.ok()) return transport.error();
   auto control = ControlServer::open(io_, config.agent.control_socket, *this);
   if (!control.ok()) return control.error();
+  if (!config.vip.empty()) {
+    auto vip = VipService::open(io_, config, options_.self.id, [this](const Bytes& payload) {
+      return driver_->send(vip::kVipGroup, payload, false);
+    });
+    if (!vip.ok()) return vip.error();
+    vip_ = std::move(vip).value();
+  }
   transport_ = std::move(transport).value();
   control_ = std::move(control).value();
   driver_ = std::make_unique<RingDriver>(
@@ -42,10 +74,19 @@ Result<Ok> Agent::start() {
       [this](NodeId from, std::span<const std::uint8_t> bytes) { on_packet(from, bytes); });
   control_->start();
   driver_->start();
+  if (vip_) {
+    // A member from the start, so that its own states are delivered to it from the first view.
+    if (auto joined = driver_->join(vip::kVipGroup); !joined) return joined.error();
+    vip_->start();
+  }
   started_ = true;
-  spdlog::info("node {} ({}) of cluster {} started: UDP {}:{}, control socket {}", options_.self.id,
-               options_.self.name, config.cluster_name, options_.self.address, options_.self.port,
-               config.agent.control_socket);
+  const std::string group = config.transport.mode == config::TransportMode::unicast
+                                ? ""
+                                : " (" + std::string(config::to_string(config.transport.mode)) +
+                                      " to " + config.transport.group + ")";
+  spdlog::info("node {} ({}) of cluster {} started: UDP {}:{}{}, control socket {}",
+               options_.self.id, options_.self.name, config.cluster_name, options_.self.address,
+               options_.self.port, group, config.agent.control_socket);
   sd_notify(0, "READY=1");
   start_watchdog();
   return Ok{};
@@ -56,6 +97,8 @@ void Agent::shutdown() {
   stopped_ = true;
   sd_notify(0, "STOPPING=1");
   spdlog::info("leaving the ring and shutting down");
+  // Addresses go before the ring is left: the others take them over when they see the leave.
+  if (vip_) vip_->stop();
   transport_->wait_on_full_buffer();
   driver_->leave_ring();  // the leave packets are sent before this returns
   control_->close();
@@ -89,17 +132,19 @@ void Agent::on_view(const ring::View& view) {
     spdlog::info("view transitional {} from {}: [{}]", to_string(view.ring),
                  to_string(view.previous_ring), members);
   }
-  control_->publish_all(view_event(view));
+  control_->publish_view(view);
+  if (vip_) vip_->on_view(view);
 }
 
 void Agent::on_group_view(const ring::GroupView& view) {
   spdlog::debug("group {}: [{}]", view.group, describe_members(view.members));
-  control_->publish(view.group, group_view_event(view));
+  control_->publish_group_view(view);
 }
 
 void Agent::on_group_message(const ring::GroupMessage& message,
                              const ring::DeliveredMessage& carrier) {
   control_->publish(message.group, message_event(message, carrier));
+  if (vip_ && message.group == vip::kVipGroup) vip_->on_message(message.origin, message.payload);
 }
 
 nlohmann::json Agent::status() {
@@ -121,8 +166,21 @@ Result<Ok> Agent::join(const std::string& group) {
 
 void Agent::leave(const std::string& group) {
   if (stopped_) return;
+  if (vip_ && group == vip::kVipGroup) return;  // the floating IPs need it, listeners or not
   driver_->leave_group(group);
   spdlog::info("left group {} (its last listener went away)", group);
+}
+
+std::optional<nlohmann::json> Agent::command(const std::string& op, const nlohmann::json&) {
+  if (op != "vip_status" && op != "drain" && op != "undrain") return std::nullopt;
+  if (!vip_) return error_reply("this agent has no floating IPs ([vip] pools) configured");
+  if (op == "vip_status") {
+    nlohmann::json reply = ok_reply();
+    reply["vip"] = vip_->status();
+    return reply;
+  }
+  auto done = op == "drain" ? vip_->drain() : vip_->undrain();
+  return done ? ok_reply() : error_reply(done.error().message);
 }
 
 void Agent::start_watchdog() {

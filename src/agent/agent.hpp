@@ -1,6 +1,8 @@
 // Agent: `keel agent`, one per host. Wires this host's ring to the world: the UDP transport
-// (packets in and out), a RingDriver (the ring and process groups, their timer), and the control
-// socket (status, send, listen). Views are logged at info level with their members.
+// (packets in and out), a RingDriver (the ring and process groups, their timer), the control
+// socket (status, send, listen, vip_status, drain, undrain) and, when the config has [vip]
+// pools, the floating IPs (VipService, a member of the keel.vip group from the start). Views are
+// logged at info level with their members.
 //
 // start() binds the UDP socket and the control socket, then tells systemd READY=1; when systemd
 // asks for a watchdog (WATCHDOG_USEC), WATCHDOG=1 is sent at half that period from the event
@@ -21,6 +23,7 @@
 
 #include "agent/control_server.hpp"
 #include "agent/ring_driver.hpp"
+#include "agent/vip_service.hpp"
 #include "config/config.hpp"
 #include "io/sealed_packet.hpp"
 #include "io/udp_transport.hpp"
@@ -57,6 +60,8 @@ class Agent final : private RingEvents, private ControlHandler {
   Result<Ok> send(const std::string& group, const Bytes& payload, bool safe) override;
   Result<Ok> join(const std::string& group) override;
   void leave(const std::string& group) override;
+  std::optional<nlohmann::json> command(const std::string& op,
+                                        const nlohmann::json& request) override;
 
   Result<Ok> open_transport();
   void on_packet(NodeId from, std::span<const std::uint8_t> bytes);
@@ -69,6 +74,7 @@ class Agent final : private RingEvents, private ControlHandler {
   std::unique_ptr<io::UdpTransport> transport_;
   std::unique_ptr<RingDriver> driver_;
   std::unique_ptr<ControlServer> control_;
+  std::unique_ptr<VipService> vip_;              // only with [vip] pools
   std::map<NodeId, std::uint64_t> undecodable_;  // per peer: opened, but the ring refused it
   asio::steady_timer watchdog_timer_;
   std::chrono::microseconds watchdog_period_{0};

@@ -194,9 +194,12 @@ void ControlServer::on_line(ControlSession& session, const std::string& line) {
     on_send(session, request);
   } else if (name == "listen") {
     on_listen(session, request);
+  } else if (auto reply = handler_.command(name, request)) {
+    session.write_line(to_line(*reply));
   } else {
     session.write_line(
-        to_line(error_reply("unknown op \"" + name + "\" (expected status, send or listen)")));
+        to_line(error_reply("unknown op \"" + name +
+                            "\" (expected status, send, listen, vip_status, drain or undrain)")));
   }
 }
 
@@ -241,6 +244,32 @@ void ControlServer::on_listen(ControlSession& session, const json& request) {
   ids.insert(session.id());
   session.set_listening(*group);
   session.write_line(to_line(ok_reply()));
+  stream_current_state(session);
+}
+
+// A new listener learns where it stands at once: the last regular view, as if just installed,
+// and the group's members as if they had all just joined. Later events follow in order.
+void ControlServer::stream_current_state(ControlSession& session) {
+  if (!last_regular_view_) return;
+  session.stream_line(to_line(view_event(*last_regular_view_)));
+  const auto members = group_members_.find(session.group());
+  if (members == group_members_.end()) return;
+  session.stream_line(to_line(
+      group_view_event(ring::GroupView{session.group(), members->second, members->second, {}})));
+}
+
+void ControlServer::publish_view(const ring::View& view) {
+  if (view.regular()) last_regular_view_ = view;
+  publish_all(view_event(view));
+}
+
+void ControlServer::publish_group_view(const ring::GroupView& view) {
+  if (view.members.empty()) {
+    group_members_.erase(view.group);
+  } else {
+    group_members_[view.group] = view.members;
+  }
+  publish(view.group, group_view_event(view));
 }
 
 void ControlServer::on_close(ControlSession& session) {

@@ -9,6 +9,10 @@
 // Requests (docs/control-protocol.md): status, send, listen. The server parses and validates them
 // and calls the ControlHandler; it keeps the listeners per group, asks the handler to join a group
 // when its first listener arrives and to leave it when its last one goes, and fans events out.
+// It remembers the last regular view and every group's members as published, so that a listener
+// starts with where it stands (that view, and its group's members) rather than waiting for the
+// next change. What it remembers is bounded by the group layer's own bounds (kMaxGroupsPerHost per
+// node; groups without members are forgotten).
 // Bounds: kMaxControlSessions connections, kMaxListeners listeners, and the per-session bounds of
 // ControlSession.
 //
@@ -21,12 +25,17 @@
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <set>
 #include <string>
+#include <vector>
 
 #include "agent/control_session.hpp"
 #include "core/common/byte_io.hpp"
 #include "core/common/result.hpp"
+#include "core/common/types.hpp"
+#include "core/ring/events.hpp"
+#include "core/ring/groups.hpp"
 
 namespace keel::agent {
 
@@ -38,6 +47,9 @@ class ControlHandler {
   virtual Result<Ok> send(const std::string& group, const Bytes& payload, bool safe) = 0;
   virtual Result<Ok> join(const std::string& group) = 0;
   virtual void leave(const std::string& group) = 0;
+  // Any other op (vip_status, drain, undrain): the reply object, or nothing for an unknown op.
+  virtual std::optional<nlohmann::json> command(const std::string& op,
+                                                const nlohmann::json& request) = 0;
 };
 
 class ControlServer {
@@ -52,6 +64,9 @@ class ControlServer {
   // Sends an event line to every listener, or to those of `group`.
   void publish_all(const nlohmann::json& event);
   void publish(const std::string& group, const nlohmann::json& event);
+  // The ring's events: published as above, and remembered for listeners that come later.
+  void publish_view(const ring::View& view);
+  void publish_group_view(const ring::GroupView& view);
 
   std::size_t session_count() const { return sessions_.size(); }
   std::size_t listener_count() const;
@@ -65,6 +80,7 @@ class ControlServer {
   void on_send(ControlSession& session, const nlohmann::json& request);
   void on_listen(ControlSession& session, const nlohmann::json& request);
   void on_close(ControlSession& session);
+  void stream_current_state(ControlSession& session);
   void stream_to(std::set<std::uint64_t> ids, const std::string& line);
 
   std::string path_;
@@ -72,6 +88,8 @@ class ControlServer {
   asio::local::stream_protocol::acceptor acceptor_;
   std::map<std::uint64_t, std::shared_ptr<ControlSession>> sessions_;
   std::map<std::string, std::set<std::uint64_t>> listeners_;  // group -> session ids
+  std::optional<ring::View> last_regular_view_;
+  std::map<std::string, std::vector<NodeId>> group_members_;  // groups with members, as published
   std::uint64_t next_id_ = 1;
   std::uint64_t socket_inode_ = 0;
   bool closed_ = false;

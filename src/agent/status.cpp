@@ -64,6 +64,8 @@ json transport_stats_json(const io::UdpTransport& transport) {
               {"replayed", open.replayed},
               {"unknown_sender", open.unknown_sender},
               {"datagrams_sent", stats.datagrams_sent},
+              {"group_datagrams_sent", stats.group_datagrams_sent},
+              {"own_datagrams_ignored", stats.own_datagrams_ignored},
               {"send_errors", stats.send_errors},
               {"receive_errors", stats.receive_errors},
               {"dropped_from_unconfigured", drops_json(stats.dropped_from_unconfigured)}};

@@ -14,5 +14,7 @@ void register_agent_command(CLI::App& app, int& exit_code);
 void register_status_command(CLI::App& app, int& exit_code);
 void register_ring_command(CLI::App& app, int& exit_code);
 void register_lab_command(CLI::App& app, int& exit_code);
+void register_lab_probe_commands(CLI::App& app, int& exit_code);  // lab serve, lab probe
+void register_vip_commands(CLI::App& app, int& exit_code);        // vip, node
 
 }  // namespace keel::cli

@@ -30,6 +30,7 @@ struct LabFlags {
   std::string dir;
   std::string keel_binary;
   std::vector<std::string> ring_settings;
+  std::vector<std::string> transport_settings;
   std::string log_level = "info";
   std::vector<std::string> stand_in;
   int formation_timeout_s = 20;
@@ -67,6 +68,11 @@ int run_up(const LabFlags& flags) {
     auto setting = lab::parse_ring_setting(text);
     if (!setting) return fail("up", setting.error().message);
     options.config.ring.push_back(setting.value());
+  }
+  for (const auto& text : flags.transport_settings) {
+    auto setting = lab::parse_transport_setting(text);
+    if (!setting) return fail("up", setting.error().message);
+    options.config.transport.push_back(setting.value());
   }
   options.progress = [](const std::string& line) { fmt::print("keel lab up: {}\n", line); };
   // Until the lab is complete, a guard removes it if this command is interrupted.
@@ -266,6 +272,9 @@ void register_up(CLI::App* lab, const std::shared_ptr<LabFlags>& flags, int& exi
   up->add_option("--keel", flags->keel_binary, "keel binary for the agents (default: this one)");
   up->add_option("--ring", flags->ring_settings,
                  "A [ring] setting for every host, KEY=VALUE (e.g. token_timeout_ms=200); repeat");
+  up->add_option("--transport", flags->transport_settings,
+                 "A [transport] setting for every host, KEY=VALUE (e.g. mode=broadcast "
+                 "group=198.18.0.255: the lab's /24); repeat");
   up->add_option("--log-level", flags->log_level, "Agents' log level")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}));
   up->add_option("--timeout", flags->formation_timeout_s, "Seconds to wait for the view")

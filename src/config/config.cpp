@@ -24,6 +24,8 @@
 #include <limits>
 
 #include "config/diagnostics.hpp"
+#include "config/toml_fields.hpp"
+#include "config/vip_config_reader.hpp"
 #include "core/ring/limits.hpp"
 #include "io/sealed_packet.hpp"
 
@@ -32,8 +34,12 @@ namespace {
 
 using detail::closest;
 using detail::kNoLine;
+using detail::line_of;
 using detail::printable;
 using detail::Problems;
+using detail::read_integer;
+using detail::read_string;
+using detail::type_name;
 using detail::valid_name;
 
 constexpr std::size_t kMaxConfigBytes = 1u << 20;
@@ -44,6 +50,9 @@ constexpr std::uint32_t kUdpHeaderBytes = 8;
 constexpr std::int64_t kMaxNodeId = 65535;
 
 constexpr std::array kLogLevels = {"trace", "debug", "info", "warn", "error"};
+constexpr std::array kTransportModes = {"unicast", "multicast",
+                                        "broadcast"};  // TransportMode order
+constexpr std::int64_t kMaxMulticastTtl = 255;
 
 struct Tunable {
   const char* name;
@@ -76,9 +85,10 @@ const std::vector<Section>& sections() {
     std::vector<Section> s = {
         {"cluster", "[cluster]", {"name", "key_file", "node"}},
         {"node", "[[node]]", {"id", "name", "address", "port"}},
-        {"transport", "[transport]", {"port", "mtu"}},
+        {"transport", "[transport]", {"port", "mtu", "mode", "group", "multicast_ttl"}},
         {"ring", "[ring]", {}},
         {"agent", "[agent]", {"control_socket", "log_level", "realtime_priority"}},
+        {"vip", "[vip]", {"settle_ms", "startup_ms", "pool"}},
     };
     for (const auto& t : kTunables) s[3].keys.emplace_back(t.name);
     return s;
@@ -94,18 +104,6 @@ const Section& section_named(std::string_view name) {
   return sections().front();
 }
 
-// "an integer", "a string", ...: what a value is, for messages.
-std::string type_name(const toml::node& node) {
-  static constexpr std::array<const char*, 10> kNames = {
-      "nothing",   "a table", "an array", "a string",   "an integer", "a floating-point number",
-      "a boolean", "a date",  "a time",   "a date-time"};
-  static_assert(static_cast<int>(toml::node_type::date_time) == 9);
-  return kNames[static_cast<std::size_t>(node.type())];
-}
-
-int line_of(const toml::node& node) { return static_cast<int>(node.source().begin.line); }
-int line_of(const toml::key& key) { return static_cast<int>(key.source().begin.line); }
-
 // " (it belongs in [ring])" for a key that some other section defines, else nothing.
 std::string home_hint(std::string_view name) {
   for (const auto& section : sections()) {
@@ -118,17 +116,7 @@ std::string home_hint(std::string_view name) {
 
 // Reports keys of `table` that `section` does not define, suggesting the intended name.
 void check_keys(const toml::table& table, const Section& section, Problems& problems) {
-  for (auto&& [key, value] : table) {
-    const auto name = key.str();
-    if (std::find(section.keys.begin(), section.keys.end(), name) != section.keys.end()) continue;
-    std::string message = fmt::format("unknown key '{}' in {}", printable(name), section.label);
-    if (auto guess = closest(name, section.keys)) {
-      message += fmt::format(" (did you mean {}?)", *guess);
-    } else {
-      message += home_hint(name);
-    }
-    problems.add(line_of(key), std::move(message));
-  }
+  detail::check_keys(table, section.label, section.keys, problems, home_hint);
 }
 
 // Reports top-level keys that are not a known section.
@@ -152,49 +140,6 @@ void check_sections(const toml::table& root, Problems& problems) {
     }
     problems.add(line_of(key), std::move(message));
   }
-}
-
-// Reads an optional integer key into `out` when present and within [low, high].
-template <typename T>
-bool read_integer(const toml::table& table, std::string_view key, std::string_view label,
-                  std::int64_t low, std::int64_t high, T& out, Problems& problems) {
-  const toml::node* node = table.get(key);
-  if (node == nullptr) return false;
-  const auto* integer = node->as_integer();
-  if (integer == nullptr) {
-    problems.add(line_of(*node),
-                 fmt::format("{} {} must be an integer, not {}", label, key, type_name(*node)));
-    return false;
-  }
-  const std::int64_t value = integer->get();
-  if (value < low || value > high) {
-    problems.add(line_of(*node), fmt::format("{} {} must be between {} and {} (got {})", label, key,
-                                             low, high, value));
-    return false;
-  }
-  out = static_cast<T>(value);
-  return true;
-}
-
-// Reads an optional string key into `out` when present.
-bool read_string(const toml::table& table, std::string_view key, std::string_view label,
-                 std::string& out, Problems& problems) {
-  const toml::node* node = table.get(key);
-  if (node == nullptr) return false;
-  const auto* text = node->as_string();
-  if (text == nullptr) {
-    problems.add(line_of(*node),
-                 fmt::format("{} {} must be a string, not {}", label, key, type_name(*node)));
-    return false;
-  }
-  const std::string& value = text->get();
-  if (std::any_of(value.begin(), value.end(), [](char c) { return c < ' ' || c == 0x7f; })) {
-    problems.add(line_of(*node),
-                 fmt::format("{} {} must not contain control characters", label, key));
-    return false;
-  }
-  out = value;
-  return true;
 }
 
 void check_name(const toml::table& table, std::string_view key, std::string_view what,
@@ -245,11 +190,109 @@ void read_cluster(const toml::table& root, ClusterConfig& config, Problems& prob
   }
 }
 
-void read_transport(const toml::table& root, ClusterConfig& config, Problems& problems) {
+// Parses an IPv4 or IPv6 literal; returns its family, or AF_UNSPEC.
+int parse_address(const std::string& text, std::array<std::uint8_t, 16>& bytes) {
+  if (inet_pton(AF_INET, text.c_str(), bytes.data()) == 1) return AF_INET;
+  if (inet_pton(AF_INET6, text.c_str(), bytes.data()) == 1) return AF_INET6;
+  return AF_UNSPEC;
+}
+
+// The lines of the [transport] keys the second pass blames (kNoLine: not set).
+struct TransportLines {
+  int mode = kNoLine;
+  int group = kNoLine;
+  int multicast_ttl = kNoLine;
+};
+
+// False if the file sets a mode that is not one (the checks that depend on it are skipped).
+bool read_transport_mode(const toml::table& table, TransportConfig& transport,
+                         TransportLines& lines, Problems& problems) {
+  std::string mode;
+  if (!read_string(table, "mode", "[transport]", mode, problems))
+    return table.get("mode") == nullptr;
+  lines.mode = line_of(*table.get("mode"));
+  const auto known = std::find(kTransportModes.begin(), kTransportModes.end(), mode);
+  if (known == kTransportModes.end()) {
+    std::string message = fmt::format(
+        "[transport] mode \"{}\" is not one of unicast, multicast, broadcast", printable(mode));
+    const std::vector<std::string_view> modes(kTransportModes.begin(), kTransportModes.end());
+    if (auto guess = closest(mode, modes)) message += fmt::format(" (did you mean {}?)", *guess);
+    problems.add(lines.mode, std::move(message));
+    return false;
+  }
+  transport.mode = static_cast<TransportMode>(known - kTransportModes.begin());
+  return true;
+}
+
+// The group on its own: an address of the kind the mode needs. Its family against the nodes'
+// is checked in the second pass.
+void check_transport_group(const TransportConfig& transport, const TransportLines& lines,
+                           Problems& problems) {
+  const bool multicast = transport.mode == TransportMode::multicast;
+  if (transport.mode == TransportMode::unicast) {
+    if (lines.group != kNoLine) {
+      problems.add(lines.group,
+                   "[transport] group is used only with mode = \"multicast\" or \"broadcast\"");
+    }
+    return;
+  }
+  if (lines.group == kNoLine) {
+    problems.add_missing(
+        lines.mode,
+        fmt::format("[transport] mode = \"{}\" needs group = \"ADDRESS\" ({})",
+                    to_string(transport.mode),
+                    multicast ? "an IPv4 or IPv6 multicast group, e.g. 239.192.0.1"
+                              : "the subnet's IPv4 broadcast address, usually x.x.x.255"));
+    return;
+  }
+  std::array<std::uint8_t, 16> bytes{};
+  const int family = parse_address(transport.group, bytes);
+  const bool is_multicast = family == AF_INET6 ? bytes[0] == 0xff : (bytes[0] & 0xf0) == 0xe0;
+  if (family == AF_UNSPEC) {
+    problems.add(lines.group, fmt::format("[transport] group \"{}\" is not an IPv4 or IPv6 address",
+                                          transport.group));
+  } else if (multicast && !is_multicast) {
+    problems.add(lines.group,
+                 fmt::format("[transport] group {} is not a multicast address (IPv4 224.0.0.0/4 "
+                             "or IPv6 ff00::/8), which mode = \"multicast\" needs",
+                             transport.group));
+  } else if (!multicast && (family != AF_INET || is_multicast)) {
+    problems.add(
+        lines.group,
+        fmt::format("[transport] group {} is not an IPv4 broadcast address; mode = "
+                    "\"broadcast\" needs the subnet's broadcast address, usually x.x.x.255",
+                    transport.group));
+  } else if (!multicast &&
+             (bytes[0] == 0 || bytes[0] == 127 || transport.group == "255.255.255.255")) {
+    problems.add(lines.group,
+                 fmt::format("[transport] group {} cannot be used for broadcast: give the nodes' "
+                             "subnet's broadcast address, usually x.x.x.255",
+                             transport.group));
+  }
+}
+
+TransportLines read_transport(const toml::table& root, ClusterConfig& config, Problems& problems) {
+  TransportLines lines;
   const toml::table* table = section_table(root, "transport", problems);
-  if (table == nullptr) return;
-  read_integer(*table, "port", "[transport]", 1, 65535, config.transport.port, problems);
-  read_integer(*table, "mtu", "[transport]", kMinMtu, kMaxMtu, config.transport.mtu, problems);
+  if (table == nullptr) return lines;
+  TransportConfig& transport = config.transport;
+  read_integer(*table, "port", "[transport]", 1, 65535, transport.port, problems);
+  read_integer(*table, "mtu", "[transport]", kMinMtu, kMaxMtu, transport.mtu, problems);
+  const bool mode_known = read_transport_mode(*table, transport, lines, problems);
+  if (read_string(*table, "group", "[transport]", transport.group, problems)) {
+    lines.group = line_of(*table->get("group"));
+  }
+  if (read_integer(*table, "multicast_ttl", "[transport]", 1, kMaxMulticastTtl,
+                   transport.multicast_ttl, problems)) {
+    lines.multicast_ttl = line_of(*table->get("multicast_ttl"));
+  }
+  if (!mode_known) return lines;
+  if (lines.multicast_ttl != kNoLine && transport.mode != TransportMode::multicast) {
+    problems.add(lines.multicast_ttl,
+                 "[transport] multicast_ttl is used only with mode = \"multicast\"");
+  }
+  check_transport_group(transport, lines, problems);
+  return lines;
 }
 
 void read_agent(const toml::table& root, ClusterConfig& config, Problems& problems) {
@@ -281,16 +324,10 @@ struct NodeEntry {
   NodeConfig node;
   int line = kNoLine;  // the [[node]] header
   int address_line = kNoLine;
+  int port_line = kNoLine;  // kNoLine: the node has the [transport] port
   int family = AF_UNSPEC;
   std::array<std::uint8_t, 16> address_bytes{};  // canonical form, to find duplicates
 };
-
-// Parses an IPv4 or IPv6 literal; returns its family, or AF_UNSPEC.
-int parse_address(const std::string& text, std::array<std::uint8_t, 16>& bytes) {
-  if (inet_pton(AF_INET, text.c_str(), bytes.data()) == 1) return AF_INET;
-  if (inet_pton(AF_INET6, text.c_str(), bytes.data()) == 1) return AF_INET6;
-  return AF_UNSPEC;
-}
 
 std::string node_label(const NodeEntry& entry) {
   if (valid_name(entry.node.name)) return fmt::format("node \"{}\"", entry.node.name);
@@ -343,7 +380,9 @@ std::optional<NodeEntry> read_node(const toml::node& element, std::uint16_t defa
     }
   }
   read_node_address(*table, entry, problems);
-  read_integer(*table, "port", "[[node]]", 1, 65535, entry.node.port, problems);
+  if (read_integer(*table, "port", "[[node]]", 1, 65535, entry.node.port, problems)) {
+    entry.port_line = line_of(*table->get("port"));
+  }
   if (!ok || entry.family == AF_UNSPEC) return std::nullopt;
   return entry;
 }
@@ -408,6 +447,37 @@ void check_nodes(const std::vector<NodeEntry>& entries, Problems& problems) {
                         earlier.node.name, earlier.address_line,
                         earlier.family == AF_INET ? "IPv4" : "IPv6"));
       }
+    }
+  }
+}
+
+// Second pass over a multicast or broadcast group: against the nodes' addresses and ports.
+void check_group_against_nodes(const TransportConfig& transport, const TransportLines& lines,
+                               const std::vector<NodeEntry>& entries, Problems& problems) {
+  if (transport.mode == TransportMode::unicast || entries.empty()) return;
+  std::array<std::uint8_t, 16> bytes{};
+  const int family = parse_address(transport.group, bytes);
+  const NodeEntry& first = entries.front();
+  if (family != first.family) {
+    problems.add(lines.group,
+                 fmt::format("[transport] group {} is {} but node \"{}\" (line {}) uses {}; the "
+                             "group must be of the nodes' address family",
+                             transport.group, family == AF_INET ? "IPv4" : "IPv6", first.node.name,
+                             first.address_line, first.family == AF_INET ? "IPv4" : "IPv6"));
+  }
+  for (const NodeEntry& entry : entries) {
+    if (entry.family == family && entry.address_bytes == bytes) {
+      problems.add(lines.group,
+                   fmt::format("[transport] group {} is the address of node \"{}\" (line {})",
+                               transport.group, entry.node.name, entry.address_line));
+    }
+    if (entry.node.port != transport.port) {
+      problems.add(entry.port_line,
+                   fmt::format("{}: port {} differs from [transport] port {}; in {} mode every "
+                               "node must use the cluster port, where one datagram to the group "
+                               "{} reaches them all",
+                               node_label(entry), entry.node.port, transport.port,
+                               to_string(transport.mode), transport.group));
     }
   }
 }
@@ -483,8 +553,10 @@ void fit_packets(ClusterConfig& config, int family, const TunableLines& set, Pro
 
 // Second pass: everything that depends on several values.
 void check_whole(const toml::table& root, ClusterConfig& config, std::vector<NodeEntry>& entries,
-                 const TunableLines& ring_lines, Problems& problems) {
+                 const TransportLines& transport_lines, const TunableLines& ring_lines,
+                 Problems& problems) {
   check_nodes(entries, problems);
+  check_group_against_nodes(config.transport, transport_lines, entries, problems);
   if (config.this_node && std::none_of(entries.begin(), entries.end(), [&](const NodeEntry& e) {
         return e.node.name == *config.this_node;
       })) {
@@ -510,12 +582,15 @@ Result<ClusterConfig> check(const toml::table& root, const std::string& source) 
   config.source = source;
   check_sections(root, problems);
   read_cluster(root, config, problems);
-  read_transport(root, config, problems);
+  const TransportLines transport_lines = read_transport(root, config, problems);
   std::vector<NodeEntry> entries = read_nodes(root, config.transport.port, problems);
   const TunableLines ring_lines = read_ring(root, config.ring, problems);
   read_agent(root, config, problems);
   if (problems.any()) return problems.first();
-  check_whole(root, config, entries, ring_lines, problems);
+  check_whole(root, config, entries, transport_lines, ring_lines, problems);
+  if (problems.any()) return problems.first();
+  // [vip] names nodes, so it is read once they are known to be valid.
+  detail::read_vip(root, config.nodes, config.vip, problems);
   if (problems.any()) return problems.first();
   KEEL_ASSERT(!config.nodes.empty() && config.nodes.size() <= ring::kMaxNodes);
   KEEL_ASSERT(!ring::validate(config.ring));
@@ -532,6 +607,12 @@ std::string configured_names(const ClusterConfig& config) {
 }
 
 }  // namespace
+
+const char* to_string(TransportMode mode) {
+  const auto index = static_cast<std::size_t>(mode);
+  KEEL_ASSERT(index < kTransportModes.size());
+  return kTransportModes[index];
+}
 
 const NodeConfig* ClusterConfig::node_by_id(NodeId id) const {
   for (const auto& node : nodes) {

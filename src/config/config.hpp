@@ -20,6 +20,7 @@
 //   [transport]
 //   port = 5420
 //   mtu = 1500
+//   # mode = "unicast"      # or "multicast" or "broadcast", with group = "ADDRESS"
 //
 //   [ring]
 //   token_timeout_ms = 300   # any field of ring::RingTunables, same names
@@ -37,6 +38,7 @@
 #include <string>
 #include <vector>
 
+#include "config/vip_config.hpp"
 #include "core/common/result.hpp"
 #include "core/common/types.hpp"
 #include "core/ring/tunables.hpp"
@@ -55,9 +57,18 @@ struct NodeConfig {
   std::uint16_t port = kDefaultPort;
 };
 
+// How a packet for every node is sent: one datagram per node, or one to a group address.
+enum class TransportMode { unicast, multicast, broadcast };
+const char* to_string(TransportMode mode);  // "unicast", ...
+
 struct TransportConfig {
   std::uint16_t port = kDefaultPort;
   std::uint32_t mtu = 1500;  // link MTU; ring packets are sized to fit it after all headers
+  TransportMode mode = TransportMode::unicast;
+  // Multicast: an IPv4 or IPv6 multicast group. Broadcast: the nodes' subnet's IPv4 broadcast
+  // address. Empty in unicast mode. In the group modes every node's port is `port`.
+  std::string group;
+  int multicast_ttl = 1;  // 1 .. 255; multicast only
 };
 
 struct AgentConfig {
@@ -77,6 +88,7 @@ struct ClusterConfig {
   TransportConfig transport;
   ring::RingTunables ring;  // max_packet_bytes derived from transport.mtu
   AgentConfig agent;
+  VipConfig vip;  // [vip]: floating-IP pools (vip_config.hpp); empty when absent
 
   const NodeConfig* node_by_id(NodeId id) const;
   const NodeConfig* node_by_name(const std::string& name) const;

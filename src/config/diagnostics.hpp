@@ -23,11 +23,17 @@ class Problems {
  public:
   explicit Problems(std::string source) : source_(std::move(source)) {}
 
-  void add(int line, std::string message) { keep(first_, line, std::move(message)); }
+  void add(int line, std::string message) {
+    ++count_;
+    keep(first_, line, std::move(message));
+  }
   void add_missing(int line, std::string message) {
+    ++count_;
     keep(first_missing_, line, std::move(message));
   }
   bool any() const { return first_.has_value() || first_missing_.has_value(); }
+  // How many problems were added so far (a reader checks whether its own fields were fine).
+  std::size_t count() const { return count_; }
   Error first() const;
 
  private:
@@ -40,6 +46,7 @@ class Problems {
   std::string source_;
   std::optional<Entry> first_;
   std::optional<Entry> first_missing_;
+  std::size_t count_ = 0;
 };
 
 struct TextPosition {

@@ -1,8 +1,12 @@
 #include "io/udp_transport.hpp"
 
+#include <ifaddrs.h>
+#include <net/if.h>
+#include <netinet/in.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <cstring>
 
 #include "core/common/assert.hpp"
 #include "io/clock.hpp"
@@ -27,6 +31,41 @@ Result<asio::ip::udp::endpoint> resolve(const TransportNode& node) {
                  "' is not an IP address"};
   }
   return asio::ip::udp::endpoint(address, node.port);
+}
+
+// Where group datagrams go: the group's address at this node's port (every node's port is the
+// cluster port in these modes). Link-local IPv6 groups are scoped to the node's interface.
+Result<asio::ip::udp::endpoint> resolve_group(const TransportOptions& options,
+                                              const asio::ip::udp::endpoint& local) {
+  asio::error_code error;
+  auto address = asio::ip::make_address(options.group, error);
+  if (error) return Error{"transport group '" + options.group + "' is not an IP address"};
+  const bool multicast = options.mode == TransportMode::multicast;
+  if (address.is_v6() != local.address().is_v6() || address.is_multicast() != multicast ||
+      (!multicast && address.is_v6())) {
+    return Error{"transport group '" + options.group + "' is not " +
+                 (multicast ? "a multicast group" : "an IPv4 broadcast address") +
+                 " of this node's address family"};
+  }
+  return asio::ip::udp::endpoint(address, local.port());
+}
+
+// The index of the network interface that holds the IPv6 `address`, or 0.
+unsigned interface_index_of(const asio::ip::address& address) {
+  KEEL_ASSERT(address.is_v6());
+  const auto bytes = address.to_v6().to_bytes();
+  ifaddrs* list = nullptr;
+  if (::getifaddrs(&list) != 0) return 0;
+  unsigned index = 0;
+  for (const ifaddrs* entry = list; entry != nullptr && index == 0; entry = entry->ifa_next) {
+    if (entry->ifa_addr == nullptr || entry->ifa_addr->sa_family != AF_INET6) continue;
+    const auto* in6 = reinterpret_cast<const sockaddr_in6*>(entry->ifa_addr);
+    if (std::memcmp(&in6->sin6_addr, bytes.data(), bytes.size()) == 0) {
+      index = ::if_nametoindex(entry->ifa_name);
+    }
+  }
+  ::freeifaddrs(list);
+  return index;
 }
 
 std::vector<NodeId> other_ids(const TransportOptions& options) {
@@ -67,21 +106,32 @@ Result<std::unique_ptr<UdpTransport>> UdpTransport::open(asio::io_context& io,
                  std::to_string(room > kSealOverheadBytes ? room - kSealOverheadBytes : 0) +
                  " bytes, but the ring sends up to " + std::to_string(options.max_plaintext_bytes)};
   }
-  std::unique_ptr<UdpTransport> transport(new UdpTransport(io, options, endpoints, *self_index));
+  std::optional<asio::ip::udp::endpoint> group;
+  if (options.mode != TransportMode::unicast) {
+    auto resolved = resolve_group(options, endpoints[*self_index]);
+    if (!resolved.ok()) return resolved.error();
+    group = resolved.value();
+  }
+  std::unique_ptr<UdpTransport> transport(
+      new UdpTransport(io, options, endpoints, *self_index, group));
   if (auto bound = transport->bind(); !bound.ok()) return bound.error();
   return transport;
 }
 
 UdpTransport::UdpTransport(asio::io_context& io, const TransportOptions& options,
                            const std::vector<asio::ip::udp::endpoint>& endpoints,
-                           std::size_t self_index)
+                           std::size_t self_index, std::optional<asio::ip::udp::endpoint> group)
     : self_(options.self),
       local_(endpoints[self_index]),
       max_sealed_bytes_(max_sealed_bytes(options.mtu, local_.address().is_v6())),
-      socket_(io),
+      mode_(options.mode),
+      multicast_ttl_(options.multicast_ttl),
+      unicast_(io),
+      group_(group),
       sealer_(options.key, options.self, options.epoch),
-      opener_(options.key, other_ids(options)),
-      buffer_(kMaxDatagramBytes) {
+      opener_(options.key, other_ids(options)) {
+  KEEL_ASSERT(group_.has_value() == (mode_ != TransportMode::unicast));
+  if (group_) group_inlet_ = std::make_unique<Inlet>(io);
   for (std::size_t i = 0; i < options.nodes.size(); ++i) {
     if (i == self_index) continue;
     PeerStats peer;
@@ -94,34 +144,109 @@ UdpTransport::UdpTransport(asio::io_context& io, const TransportOptions& options
 }
 
 Result<Ok> UdpTransport::bind() {
+  asio::ip::udp::socket& socket = unicast_.socket;
   asio::error_code error;
-  socket_.open(local_.protocol(), error);
-  if (!error) socket_.bind(local_, error);
+  socket.open(local_.protocol(), error);
+  if (!error) socket.bind(local_, error);
   if (error) return Error{"cannot bind UDP " + describe(local_) + ": " + error.message()};
-  socket_.non_blocking(true, error);
+  socket.non_blocking(true, error);
   KEEL_ASSERT(!error);
   // Larger buffers absorb bursts of a full window; the kernel caps them silently.
-  socket_.set_option(asio::socket_base::receive_buffer_size(kSocketBufferBytes), error);
-  socket_.set_option(asio::socket_base::send_buffer_size(kSocketBufferBytes), error);
+  socket.set_option(asio::socket_base::receive_buffer_size(kSocketBufferBytes), error);
+  socket.set_option(asio::socket_base::send_buffer_size(kSocketBufferBytes), error);
+  if (mode_ == TransportMode::unicast) return Ok{};
+  if (auto set = set_group_send_options(); !set.ok()) return set;
+  return bind_group();
+}
+
+// Group datagrams are sent from the unicast socket, so that they carry this node's configured
+// address as their source, which is what receivers check.
+Result<Ok> UdpTransport::set_group_send_options() {
+  asio::ip::udp::socket& socket = unicast_.socket;
+  asio::error_code error;
+  if (mode_ == TransportMode::broadcast) {
+    socket.set_option(asio::socket_base::broadcast(true), error);  // else sendto() gets EACCES
+  } else if (local_.address().is_v4()) {
+    socket.set_option(asio::ip::multicast::outbound_interface(local_.address().to_v4()), error);
+  } else {
+    const unsigned index = interface_index_of(local_.address());
+    if (index == 0) return Error{"no network interface holds " + local_.address().to_string()};
+    socket.set_option(asio::ip::multicast::outbound_interface(index), error);
+  }
+  if (!error && mode_ == TransportMode::multicast) {
+    socket.set_option(asio::ip::multicast::hops(multicast_ttl_), error);
+    // Our own packets need not come back; the receive path drops them anyway if they do.
+    if (!error) socket.set_option(asio::ip::multicast::enable_loopback(false), error);
+  }
+  if (error) {
+    return Error{"cannot set up UDP " + describe(local_) + " to send to " + describe(*group_) +
+                 ": " + error.message()};
+  }
+  return Ok{};
+}
+
+// Why a second socket: on Linux a socket bound to a unicast address (198.18.0.11) receives no
+// datagram sent to the broadcast address (198.18.0.255) or to a multicast group, so group datagrams
+// need a socket bound to the group's address or to the wildcard address. The wildcard would serve
+// both, but then the kernel picks the source address of what we send by its routing table, and a
+// host with floating IPs on the same subnet could send from one of those, which receivers refuse
+// (wrong_address). So the unicast socket stays as it is, and a receive-only socket is bound to
+// group:port: it gets only the group's datagrams, and nothing sent to other local addresses.
+Result<Ok> UdpTransport::bind_group() {
+  asio::ip::udp::endpoint bound_to = *group_;
+  asio::ip::address_v6 group_v6;
+  unsigned index = 0;
+  if (mode_ == TransportMode::multicast && bound_to.address().is_v6()) {
+    index = interface_index_of(local_.address());
+    if (index == 0) return Error{"no network interface holds " + local_.address().to_string()};
+    group_v6 = bound_to.address().to_v6();
+    if (group_v6.is_multicast_link_local() || group_v6.is_multicast_node_local()) {
+      group_v6.scope_id(index);  // binding to a link-scoped group needs its interface
+      bound_to.address(group_v6);
+      group_->address(group_v6);
+    }
+  }
+  asio::ip::udp::socket& socket = group_inlet_->socket;
+  asio::error_code error;
+  socket.open(bound_to.protocol(), error);
+  if (!error) socket.bind(bound_to, error);
+  if (error) return Error{"cannot bind UDP " + describe(bound_to) + ": " + error.message()};
+  socket.set_option(asio::socket_base::receive_buffer_size(kSocketBufferBytes), error);
+  if (mode_ == TransportMode::multicast) {
+    // IP_ADD_MEMBERSHIP / IPV6_JOIN_GROUP on the interface that holds this node's address.
+    if (bound_to.address().is_v4()) {
+      socket.set_option(
+          asio::ip::multicast::join_group(bound_to.address().to_v4(), local_.address().to_v4()),
+          error);
+    } else {
+      socket.set_option(asio::ip::multicast::join_group(group_v6, index), error);
+    }
+    if (error) {
+      return Error{"cannot join multicast group " + bound_to.address().to_string() + " on " +
+                   local_.address().to_string() + ": " + error.message()};
+    }
+  }
   return Ok{};
 }
 
 void UdpTransport::start(Receiver receiver) {
   KEEL_ASSERT(!receiver_ && receiver);
   receiver_ = std::move(receiver);
-  receive_next();
+  receive_next(unicast_);
+  if (group_inlet_) receive_next(*group_inlet_);
 }
 
 void UdpTransport::wait_on_full_buffer() {
   asio::error_code ignored;
-  socket_.non_blocking(false, ignored);  // asio then waits for room in synchronous sends
+  unicast_.socket.non_blocking(false, ignored);  // asio then waits for room in synchronous sends
 }
 
 void UdpTransport::close() {
   if (closed_) return;
   closed_ = true;
   asio::error_code ignored;
-  socket_.close(ignored);
+  unicast_.socket.close(ignored);
+  if (group_inlet_) group_inlet_->socket.close(ignored);
 }
 
 void UdpTransport::send(NodeId to, std::span<const std::uint8_t> plaintext) {
@@ -129,6 +254,13 @@ void UdpTransport::send(NodeId to, std::span<const std::uint8_t> plaintext) {
   const Bytes sealed = sealer_.seal(plaintext);
   KEEL_ASSERT(sealed.size() == plaintext.size() + kSealOverheadBytes);
   KEEL_ASSERT(sealed.size() <= max_sealed_bytes_);
+  if (to == kAllNodes && group_) {
+    if (peers_.empty()) return;  // a cluster of one: nobody to tell
+    const std::uint64_t sent_before = stats_.datagrams_sent;
+    send_datagram(*group_, sealed);
+    stats_.group_datagrams_sent += stats_.datagrams_sent - sent_before;
+    return;
+  }
   if (to == kAllNodes) {
     for (const PeerStats& peer : peers_) send_datagram(peer.endpoint, sealed);
     return;
@@ -142,7 +274,7 @@ void UdpTransport::send(NodeId to, std::span<const std::uint8_t> plaintext) {
 void UdpTransport::send_datagram(const asio::ip::udp::endpoint& to,
                                  std::span<const std::uint8_t> sealed) {
   asio::error_code error;
-  socket_.send_to(asio::buffer(sealed.data(), sealed.size()), to, 0, error);
+  unicast_.socket.send_to(asio::buffer(sealed.data(), sealed.size()), to, 0, error);
   if (!error) {
     ++stats_.datagrams_sent;
     return;
@@ -155,35 +287,43 @@ void UdpTransport::send_datagram(const asio::ip::udp::endpoint& to,
   }
 }
 
-void UdpTransport::receive_next() {
+void UdpTransport::receive_next(Inlet& inlet) {
   if (closed_) return;
-  socket_.async_receive_from(asio::buffer(buffer_), source_,
-                             [this](const asio::error_code& error, std::size_t size) {
-                               if (error == asio::error::operation_aborted || closed_) return;
-                               if (error) {
-                                 ++stats_.receive_errors;
-                                 log_drop("receive failed: " + error.message());
-                               } else {
-                                 on_datagram(size);
-                               }
-                               receive_next();
-                             });
+  inlet.socket.async_receive_from(
+      asio::buffer(inlet.buffer), inlet.source,
+      [this, &inlet](const asio::error_code& error, std::size_t size) {
+        if (error == asio::error::operation_aborted || closed_) return;
+        if (error) {
+          ++stats_.receive_errors;
+          log_drop("receive failed: " + error.message());
+        } else {
+          on_datagram(inlet.source, std::span<const std::uint8_t>(inlet.buffer.data(), size));
+        }
+        receive_next(inlet);
+      });
 }
 
-void UdpTransport::on_datagram(std::size_t size) {
-  PeerStats* peer = peer_at(source_);
+void UdpTransport::on_datagram(const asio::ip::udp::endpoint& source,
+                               std::span<const std::uint8_t> bytes) {
+  if (source == local_) {
+    // Our own group datagram: a broadcast always comes back to its sender. Not opened, since the
+    // opener knows only the other nodes and would count it as a stranger's.
+    ++stats_.own_datagrams_ignored;
+    return;
+  }
+  PeerStats* peer = peer_at(source);
   const OpenStats before = opener_.stats();
-  auto opened = opener_.open(std::span<const std::uint8_t>(buffer_.data(), size));
+  auto opened = opener_.open(bytes);
   if (!opened.ok()) {
     count_drop(peer, before);
-    log_drop("dropped a datagram from " + describe(source_) + ": " + opened.error().message);
+    log_drop("dropped a datagram from " + describe(source) + ": " + opened.error().message);
     return;
   }
   const NodeId sender = opened.value().sender;
   if (peer == nullptr || peer->id != sender) {
     DropCounts& counts = peer ? peer->dropped : stats_.dropped_from_unconfigured;
     ++counts.wrong_address;
-    log_drop("dropped a datagram from " + describe(source_) + ": it authenticated as node " +
+    log_drop("dropped a datagram from " + describe(source) + ": it authenticated as node " +
              std::to_string(sender) + ", which is configured at another address");
     return;
   }

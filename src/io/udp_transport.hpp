@@ -1,12 +1,16 @@
 // UdpTransport: keel's packets on UDP, one socket bound to this node's address and port, every
 // datagram sealed under the cluster key (sealed_packet.hpp).
 //
-// send() seals a ring packet once and sends it unicast to one node, or to every other configured
-// node (kAllNodes). The receive loop opens each datagram and hands (sender, plaintext) to the
-// receiver; anything that fails to open, or that authenticates as a node other than the one
-// configured at its source address, is dropped, counted per reason and per source, and logged at
-// debug level with a rate limit. A send that fails (full socket buffer, unreachable network) is
-// counted and logged the same way: the ring retransmits, so a lost datagram is never fatal.
+// send() seals a ring packet once and sends it unicast to one node. A packet for every node
+// (kAllNodes) goes, by the mode: unicast, once to each other configured node; multicast or
+// broadcast, once to the group address at the cluster port, which every node receives on a second
+// socket bound to that address (see bind() for why a second socket). The receive loop opens each
+// datagram and hands (sender, plaintext) to the receiver; anything that fails to open, or that
+// authenticates as a node other than the one configured at its source address, is dropped,
+// counted per reason and per source, and logged at debug level with a rate limit. Our own group
+// datagrams coming back (a broadcast always loops back) are ignored before opening. A send that
+// fails (full socket buffer, unreachable network) is counted and logged the same way: the ring
+// retransmits, so a lost datagram is never fatal.
 //
 // Invariant: no datagram exceeds the MTU. open() refuses a configuration whose largest ring packet
 // plus the sealing overhead and the IP and UDP headers would not fit, and send() asserts it.
@@ -64,10 +68,15 @@ struct PeerStats {
 
 struct TransportStats {
   std::uint64_t datagrams_sent = 0;
-  std::uint64_t send_errors = 0;         // datagrams the kernel refused (counted, not retried)
-  std::uint64_t receive_errors = 0;      // failed receive calls (the loop goes on)
-  DropCounts dropped_from_unconfigured;  // datagrams from addresses outside the config
+  std::uint64_t group_datagrams_sent = 0;   // of those, sent once to the group for every node
+  std::uint64_t own_datagrams_ignored = 0;  // our own group datagrams, looped back to us
+  std::uint64_t send_errors = 0;            // datagrams the kernel refused (counted, not retried)
+  std::uint64_t receive_errors = 0;         // failed receive calls (the loop goes on)
+  DropCounts dropped_from_unconfigured;     // datagrams from addresses outside the config
 };
+
+// How a packet for every node leaves: one datagram per node, or one to a group address.
+enum class TransportMode { unicast, multicast, broadcast };
 
 struct TransportOptions {
   NodeId self = kNoNode;
@@ -76,6 +85,11 @@ struct TransportOptions {
   std::size_t max_plaintext_bytes = 0;  // the largest packet send() will be given
   ClusterKey key{};
   std::uint64_t epoch = 0;  // the sealer's epoch: realtime microseconds at start
+  TransportMode mode = TransportMode::unicast;
+  // Multicast: the group (IPv4 or IPv6). Broadcast: the subnet's IPv4 broadcast address. Every
+  // node's port must then be the same (the config checks it): group datagrams go to group:port.
+  std::string group{};
+  int multicast_ttl = 1;  // multicast hops; 1 keeps the ring's packets on the local link
 };
 
 // Bytes left for a sealed datagram on a link of `mtu` bytes (IP and UDP headers removed).
@@ -85,7 +99,8 @@ class UdpTransport {
  public:
   using Receiver = std::function<void(NodeId from, std::span<const std::uint8_t> plaintext)>;
 
-  // Resolves every node's endpoint and binds this node's one; fails with a readable message.
+  // Resolves every node's endpoint and binds this node's one (and the group's, joining a multicast
+  // group); fails with a readable message.
   static Result<std::unique_ptr<UdpTransport>> open(asio::io_context& io, TransportOptions options);
 
   // Starts the receive loop; `receiver` is called for every packet that opens.
@@ -95,7 +110,7 @@ class UdpTransport {
   // Normally a send that finds the socket buffer full is dropped (the ring retransmits); at
   // shutdown the last packets (the ring's leave) must go out, so sends then wait for room.
   void wait_on_full_buffer();
-  // Stops receiving and closes the socket. Idempotent.
+  // Stops receiving and closes the sockets. Idempotent.
   void close();
 
   asio::ip::udp::endpoint local_endpoint() const { return local_; }
@@ -105,7 +120,16 @@ class UdpTransport {
 
  private:
   UdpTransport(asio::io_context& io, const TransportOptions& options,
-               const std::vector<asio::ip::udp::endpoint>& endpoints, std::size_t self_index);
+               const std::vector<asio::ip::udp::endpoint>& endpoints, std::size_t self_index,
+               std::optional<asio::ip::udp::endpoint> group);
+
+  // A socket that receives, with the datagram being received on it.
+  struct Inlet {
+    explicit Inlet(asio::io_context& io) : socket(io), buffer(kMaxDatagramBytes) {}
+    asio::ip::udp::socket socket;
+    std::vector<std::uint8_t> buffer;
+    asio::ip::udp::endpoint source;
+  };
 
   class LogLimiter {
    public:
@@ -120,8 +144,10 @@ class UdpTransport {
   };
 
   Result<Ok> bind();
-  void receive_next();
-  void on_datagram(std::size_t size);
+  Result<Ok> set_group_send_options();
+  Result<Ok> bind_group();
+  void receive_next(Inlet& inlet);
+  void on_datagram(const asio::ip::udp::endpoint& source, std::span<const std::uint8_t> bytes);
   void count_drop(PeerStats* peer, const OpenStats& before);
   void log_drop(const std::string& why);
   void send_datagram(const asio::ip::udp::endpoint& to, std::span<const std::uint8_t> sealed);
@@ -130,13 +156,17 @@ class UdpTransport {
   NodeId self_;
   asio::ip::udp::endpoint local_;
   std::size_t max_sealed_bytes_;
-  asio::ip::udp::socket socket_;
+  TransportMode mode_;
+  int multicast_ttl_;
+  Inlet unicast_;  // bound to this node's address: sends everything, receives unicast
+  // Multicast and broadcast: the group's address at the cluster port, and a receive-only socket
+  // bound to it.
+  std::optional<asio::ip::udp::endpoint> group_;
+  std::unique_ptr<Inlet> group_inlet_;
   PacketSealer sealer_;
   PacketOpener opener_;
   std::vector<PeerStats> peers_;
   Receiver receiver_;
-  std::vector<std::uint8_t> buffer_;
-  asio::ip::udp::endpoint source_;
   TransportStats stats_;
   LogLimiter receive_log_;
   LogLimiter send_log_;

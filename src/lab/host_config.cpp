@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <optional>
 
 namespace keel::lab {
 
@@ -16,6 +17,20 @@ std::string quoted(const std::string& text) {
     out += c;
   }
   return out + "\"";
+}
+
+// KEY=VALUE with a plain identifier as the key, or nothing.
+std::optional<std::pair<std::string, std::string>> split_setting(const std::string& text) {
+  const auto equals = text.find('=');
+  const std::string key = text.substr(0, std::min(equals, text.size()));
+  const bool key_ok = !key.empty() && std::all_of(key.begin(), key.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_';
+  });
+  const bool one_line = text.find_first_of("\r\n") == std::string::npos;
+  if (equals == std::string::npos || !key_ok || !one_line || equals + 1 == text.size()) {
+    return std::nullopt;
+  }
+  return std::pair{key, text.substr(equals + 1)};
 }
 
 }  // namespace
@@ -34,26 +49,35 @@ std::string host_config_toml(const LabState& state, int index, const HostConfigS
                         quoted(host.name), quoted(host.address));
   }
   text += fmt::format("\n[transport]\nport = {}\n", kRingPort);
+  for (const auto& [key, value] : settings.transport) text += key + " = " + value + "\n";
   if (!settings.ring.empty()) {
     text += "\n[ring]\n";
     for (const auto& [key, value] : settings.ring) text += key + " = " + value + "\n";
   }
   text += fmt::format("\n[agent]\ncontrol_socket = {}\nlog_level = {}\n", quoted(self.socket),
                       quoted(settings.log_level));
+  if (!settings.extra.empty()) text += "\n" + settings.extra;
   return text;
 }
 
 Result<std::pair<std::string, std::string>> parse_ring_setting(const std::string& text) {
-  const auto equals = text.find('=');
-  const std::string key = text.substr(0, std::min(equals, text.size()));
-  const bool key_ok = !key.empty() && std::all_of(key.begin(), key.end(), [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_';
-  });
-  const bool one_line = text.find_first_of("\r\n") == std::string::npos;
-  if (equals == std::string::npos || !key_ok || !one_line || equals + 1 == text.size()) {
+  auto setting = split_setting(text);
+  if (!setting) {
     return Error{"ring setting '" + text + "' is not KEY=VALUE (e.g. token_timeout_ms=200)"};
   }
-  return std::pair{key, text.substr(equals + 1)};
+  return *setting;
+}
+
+Result<std::pair<std::string, std::string>> parse_transport_setting(const std::string& text) {
+  auto setting = split_setting(text);
+  if (!setting) {
+    return Error{"transport setting '" + text + "' is not KEY=VALUE (e.g. mode=broadcast)"};
+  }
+  auto& value = setting->second;
+  const bool number =
+      std::all_of(value.begin(), value.end(), [](char c) { return c >= '0' && c <= '9'; });
+  if (!number) value = quoted(value);
+  return *setting;
 }
 
 }  // namespace keel::lab

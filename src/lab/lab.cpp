@@ -160,6 +160,12 @@ Result<Ok> Lab::build_hosts(const LabOptions& options) {
     if (auto made = create_host_network(names, index); !made) return made;
     if (auto made = make_directory(host.dir, 0755); !made) return made;
   }
+  if (options.client) {
+    report(options, "client: namespace " + names.client_netns() + ", " + kClientAddress);
+    if (auto made = create_client_network(names); !made) return made;
+    state_.client = true;
+    if (auto saved = save(); !saved) return saved;
+  }
   if (auto applied = apply_faults(NetworkFaults{}); !applied) return applied;
   if (auto key = io::write_new_key_file(key_path(state_.dir)); !key) return key;
   for (int index = 1; index <= options.hosts; ++index) {

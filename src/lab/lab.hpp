@@ -36,6 +36,7 @@ struct LabOptions {
   // Run this in each namespace instead of `keel agent` (tests of the plumbing; no view wait).
   std::vector<std::string> stand_in;
   HostConfigSettings config;
+  bool client = false;  // also build the client namespace (names.hpp), for probing from outside
   Milliseconds formation_timeout{20000};
   std::function<void(const std::string&)> progress;  // one line per step; may be empty
   // Called once the directory is claimed and saved, before any kernel object is made, with the
@@ -87,6 +88,14 @@ class Lab {
 
   // Records a process (a listener) for down() to end.
   Result<Ok> adopt(const ProcessId& helper);
+  // The namespace of host `index`, or of the client for kClient.
+  static constexpr int kClient = 0;
+  std::string netns_of(int index) const;
+  // Starts `argv` inside that namespace, output appended to `log`, recorded for down() to end.
+  Result<ProcessId> start_in(int index, const std::vector<std::string>& argv,
+                             const std::string& log);
+  // The IPv4 addresses (without prefix length) on eth0 in that namespace, as the kernel has them.
+  Result<std::vector<std::string>> addresses(int index) const;
 
   Result<AgentView> agent_view(int index) const;
   // Waits until every host in `hosts` reports one operational view whose members are exactly

@@ -6,6 +6,9 @@
 //   host i         hI, network namespace PREFIX-hI
 //   host i's link  veth PREFIX-hI (bridge port, root namespace) <-> eth0 (inside PREFIX-hI)
 //   address        198.18.0.(10+i)/24 on eth0   (hosts 1..28: 198.18.0.11 .. 198.18.0.38)
+//   client         namespace PREFIX-cl, veth PREFIX-cl, 198.18.0.250/24: where the floating-IP
+//                  tests and the demo probe from (optional; no agent there)
+//   floating IPs   198.18.0.100 .. 198.18.0.199 are left free for pools
 //   nft table      bridge family, named PREFIX
 //   directory      /tmp/keel-lab-PREFIX unless given
 // Every lab uses the same addresses: each lab is its own layer-2 segment and the root namespace
@@ -30,6 +33,8 @@ constexpr const char* kAddressBase = "198.18.0.";  // inside 198.18.0.0/15 (RFC 
 constexpr int kAddressOffset = 10;
 constexpr int kPrefixLength = 24;
 constexpr std::uint16_t kRingPort = 5420;
+constexpr const char* kClientAddress = "198.18.0.250";
+constexpr int kFirstFloatingOctet = 100;  // floating IPs: 198.18.0.100 and up
 constexpr const char* kDefaultDirBase = "/tmp/keel-lab-";
 
 // "kl" and four hex digits mixed from `pid` and `nanoseconds` (a clock reading).
@@ -47,6 +52,7 @@ class LabNames {
   static std::string host(int index) { return "h" + std::to_string(index); }
   std::string netns(int index) const { return prefix_ + "-" + host(index); }
   std::string veth(int index) const { return netns(index); }
+  std::string client_netns() const { return prefix_ + "-cl"; }
   static std::string address(int index) {
     return kAddressBase + std::to_string(kAddressOffset + index);
   }

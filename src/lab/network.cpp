@@ -106,10 +106,11 @@ Result<Ok> create_bridge(const LabNames& names) {
   return run({"ip", "link", "set", names.bridge(), "up"});
 }
 
-Result<Ok> create_host_network(const LabNames& names, int index) {
-  const std::string netns = names.netns(index);
-  const std::string veth = names.veth(index);
-  const std::string address = LabNames::address(index) + "/" + std::to_string(kPrefixLength);
+namespace {
+
+// A namespace `netns` joined to the bridge by veth `veth`, with `address` on its eth0.
+Result<Ok> create_namespace_network(const LabNames& names, const std::string& netns,
+                                    const std::string& veth, const std::string& address) {
   std::vector<std::vector<std::string>> steps;
   steps.push_back({"ip", "netns", "add", netns});
   if (ipv6_present()) {
@@ -131,6 +132,19 @@ Result<Ok> create_host_network(const LabNames& names, int index) {
     if (auto done = run(step); !done) return done;
   }
   return Ok{};
+}
+
+}  // namespace
+
+Result<Ok> create_host_network(const LabNames& names, int index) {
+  return create_namespace_network(names, names.netns(index), names.veth(index),
+                                  LabNames::address(index) + "/" + std::to_string(kPrefixLength));
+}
+
+Result<Ok> create_client_network(const LabNames& names) {
+  return create_namespace_network(
+      names, names.client_netns(), names.client_netns(),
+      std::string(kClientAddress) + "/" + std::to_string(kPrefixLength));
 }
 
 Result<Ok> set_link(const std::string& veth, bool up) {

@@ -27,6 +27,8 @@ std::optional<std::string> lab_unavailable_reason();
 Result<Ok> create_bridge(const LabNames& names);
 // Namespace, veth pair on the bridge, address and loopback for host `index`.
 Result<Ok> create_host_network(const LabNames& names, int index);
+// The same for the lab's client (names.hpp): no agent runs there.
+Result<Ok> create_client_network(const LabNames& names);
 
 Result<Ok> set_link(const std::string& veth, bool up);
 // Loads an nft ruleset file (see network_faults.hpp) in one transaction.

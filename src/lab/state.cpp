@@ -147,6 +147,7 @@ std::string to_json(const LabState& state) {
                    {"bridge", state.names().bridge()},
                    {"nft_table", state.names().table()},
                    {"hosts", hosts},
+                   {"client", state.client},
                    {"faults", faults_value(state.faults)},
                    {"helpers", helpers}};
   return value.dump(2) + "\n";
@@ -165,6 +166,7 @@ Result<LabState> parse_state(const std::string& text, const std::string& source)
     state.stand_in = value.at("stand_in").get<std::vector<std::string>>();
     state.phase = phase_from(value.at("phase").get<std::string>());
     for (const auto& host : value.at("hosts")) state.hosts.push_back(host_from(host));
+    state.client = value.value("client", false);
     state.faults = faults_from(value.at("faults"));
     for (const auto& helper : value.at("helpers")) state.helpers.push_back(process_from(helper));
   } catch (const std::exception& error) {

@@ -46,6 +46,7 @@ struct LabState {
   std::vector<std::string> stand_in;  // if set, run instead of `keel agent` (plumbing tests)
   LabPhase phase = LabPhase::building;
   std::vector<HostState> hosts;
+  bool client = false;  // the client namespace (names.hpp) exists
   NetworkFaults faults;
   std::vector<ProcessId> helpers;  // listeners and the like, ended by teardown
 

@@ -69,6 +69,8 @@ class LabFixture : public ::testing::Test {
     options.keel_binary = KEEL_BINARY;
     options.stand_in = std::move(stand_in);
     options.formation_timeout = milliseconds{20000};
+    options.config = host_config_;
+    options.client = client_;
     options.on_claimed = [this](const std::string& dir, const std::string& keel) {
       auto armed = CleanupGuard::arm(keel, dir);
       if (armed) guard_.emplace(std::move(armed.value()));
@@ -145,6 +147,8 @@ class LabFixture : public ::testing::Test {
               << " sends acknowledged\n";
   }
 
+  HostConfigSettings host_config_;  // every host's keel.toml settings; set before build()
+  bool client_ = false;             // build the lab's client namespace too; set before build()
   std::optional<Lab> lab_;
   std::optional<CleanupGuard> guard_;
   std::unique_ptr<ListenerSet> listeners_;

@@ -1,0 +1,447 @@
+#include "agent/vip_service.hpp"
+
+#include <spawn.h>
+#include <spdlog/spdlog.h>
+#include <sys/wait.h>
+
+#include <algorithm>
+#include <chrono>
+
+#include "io/clock.hpp"
+
+extern char** environ;
+
+namespace keel::agent {
+namespace {
+
+using nlohmann::json;
+constexpr auto kBroadcastRetry = std::chrono::milliseconds(5);
+constexpr auto kHookReapPeriod = std::chrono::milliseconds(200);
+
+std::vector<std::uint8_t> address_bytes(const asio::ip::address& address) {
+  if (address.is_v4()) {
+    auto bytes = address.to_v4().to_bytes();
+    return {bytes.begin(), bytes.end()};
+  }
+  auto bytes = address.to_v6().to_bytes();
+  return {bytes.begin(), bytes.end()};
+}
+
+// Whether `address` lies in the subnet of `network` (its address and prefix length).
+bool in_subnet(const asio::ip::address& address, const io::IpPrefix& network) {
+  if (address.is_v4() != network.address.is_v4()) return false;
+  const auto a = address_bytes(address);
+  const auto b = address_bytes(network.address);
+  const std::size_t bits = network.prefix_length;
+  for (std::size_t bit = 0; bit < bits; ++bit) {
+    const std::uint8_t mask = static_cast<std::uint8_t>(0x80u >> (bit % 8));
+    if ((a[bit / 8] & mask) != (b[bit / 8] & mask)) return false;
+  }
+  return true;
+}
+
+std::string describe_prefixes(const std::vector<io::InterfaceAddress>& addresses) {
+  std::string text;
+  for (const auto& address : addresses) {
+    if (address.keel_owned()) continue;
+    if (!text.empty()) text += ", ";
+    text += io::to_string(address.prefix);
+  }
+  return text.empty() ? "no address" : text;
+}
+
+}  // namespace
+
+VipService::VipService(asio::io_context& io, const config::ClusterConfig& config, NodeId self,
+                       Broadcaster broadcast)
+    : io_(io),
+      config_(config.vip),
+      nodes_(config.nodes),
+      self_(self),
+      broadcast_(std::move(broadcast)),
+      timer_(io),
+      retry_timer_(io) {}
+
+VipService::~VipService() { stop(); }
+
+Result<std::unique_ptr<VipService>> VipService::open(asio::io_context& io,
+                                                     const config::ClusterConfig& config,
+                                                     NodeId self, Broadcaster broadcast) {
+  std::unique_ptr<VipService> service(new VipService(io, config, self, std::move(broadcast)));
+  auto netlink = io::NetlinkAddresses::open();
+  if (!netlink) return Error{"floating IPs: " + netlink.error().message};
+  service->netlink_ = std::move(netlink).value();
+  for (const auto& pool : service->config_.pools) {
+    Pool state;
+    state.config = &pool;
+    state.served = std::binary_search(pool.nodes.begin(), pool.nodes.end(), self);
+    service->pools_.push_back(std::move(state));
+    for (const auto& address : pool.addresses) {
+      auto prefix = io::parse_prefix(address.text);
+      if (!prefix) return Error{"floating IPs: " + prefix.error().message};
+      Address entry;
+      entry.pool = static_cast<std::uint32_t>(service->pools_.size() - 1);
+      entry.prefix = prefix.value();
+      entry.text = address.text;
+      entry.interface = pool.interface_for(self);
+      service->addresses_.push_back(std::move(entry));
+    }
+  }
+  auto adopted = service->reconcile_interfaces();
+  if (!adopted) return adopted.error();
+  service->make_node(std::move(adopted).value());
+  return service;
+}
+
+// Checks each served pool's interface and subnets; returns the addresses to adopt and deletes
+// keel's stale ones.
+Result<std::vector<std::uint32_t>> VipService::reconcile_interfaces() {
+  std::map<std::string, std::vector<io::InterfaceAddress>> present;
+  for (const auto& address : addresses_) {
+    const Pool& pool = pools_[address.pool];
+    if (!pool.served || present.count(address.interface) != 0) continue;
+    auto listed = netlink_->list(address.interface);
+    if (!listed) {
+      return Error{"pool " + pool.config->name + ": interface " + address.interface + ": " +
+                   listed.error().message};
+    }
+    present[address.interface] = std::move(listed).value();
+  }
+  std::vector<std::uint32_t> adopted;
+  for (std::uint32_t number = 0; number < addresses_.size(); ++number) {
+    Address& address = addresses_[number];
+    const Pool& pool = pools_[address.pool];
+    if (!pool.served) continue;
+    const auto& on_interface = present[address.interface];
+    const bool fits = std::any_of(on_interface.begin(), on_interface.end(), [&](const auto& a) {
+      return !a.keel_owned() && in_subnet(address.prefix.address, a.prefix);
+    });
+    if (!fits) {
+      return Error{"pool " + pool.config->name + ": address " + address.text +
+                   " is outside every subnet on " + address.interface + " (" +
+                   describe_prefixes(on_interface) + ")"};
+    }
+    const bool held = std::any_of(on_interface.begin(), on_interface.end(), [&](const auto& a) {
+      return a.keel_owned() && a.prefix == address.prefix;
+    });
+    if (held) {
+      adopted.push_back(number);
+      address.held = true;
+      address.since_us = io::monotonic_now_us();
+      address.why = "adopted at start (already on " + address.interface + ")";
+      spdlog::info("vip {}: adopted on {} (held before this start)", address.text,
+                   address.interface);
+    }
+  }
+  // keel's addresses that the config no longer gives this interface are stale.
+  for (const auto& [interface, listed] : present) {
+    for (const auto& found : listed) {
+      if (!found.keel_owned()) continue;
+      const bool configured = std::any_of(addresses_.begin(), addresses_.end(), [&](const auto& a) {
+        return a.interface == interface && a.prefix == found.prefix && pools_[a.pool].served;
+      });
+      if (configured) continue;
+      spdlog::warn("vip {}: stale on {} (no pool of this host has it), deleting",
+                   io::to_string(found.prefix), interface);
+      if (auto removed = netlink_->remove(interface, found.prefix); !removed) {
+        spdlog::error("vip {}: cannot delete: {}", io::to_string(found.prefix),
+                      removed.error().message);
+      }
+    }
+  }
+  return adopted;
+}
+
+void VipService::make_node(std::vector<std::uint32_t> adopted) {
+  node_ =
+      std::make_unique<vip::VipNode>(self_, config::core_vip_config(config_), std::move(adopted));
+}
+
+void VipService::start() {
+  for (std::uint32_t number = 0; number < pools_.size(); ++number) {
+    Pool& pool = pools_[number];
+    if (!pool.served) continue;
+    if (!pool.config->health) {
+      set_health(number, true, "no health check");
+      continue;
+    }
+    auto check = io::HealthCheck::create(
+        io_, *pool.config->health, [this, number](const io::HealthStatus& status) {
+          set_health(number, status.state == io::HealthState::kHealthy, status.last_error);
+        });
+    if (!check) {
+      spdlog::error("vip pool {}: health check: {}", pool.config->name, check.error().message);
+      continue;
+    }
+    pool.health = std::move(check).value();
+    pool.health->start();
+  }
+  run_actions();
+}
+
+void VipService::set_health(std::uint32_t pool, bool healthy, const std::string& why) {
+  if (stopped_) return;
+  Pool& state = pools_[pool];
+  if (state.healthy != healthy) {
+    spdlog::info("vip pool {}: {} here{}", state.config->name, healthy ? "healthy" : "unhealthy",
+                 why.empty() ? "" : " (" + why + ")");
+  }
+  state.healthy = healthy;
+  node_->set_healthy(pool, healthy, io::monotonic_now_us());
+  run_actions();
+}
+
+void VipService::on_view(const ring::View& view) {
+  if (stopped_) return;
+  node_->on_view(view, io::monotonic_now_us());
+  // After a merge the neighbours may still send to the other side's holder of an address this
+  // host kept (their caches followed the announcements made while the two sides were apart), so
+  // once the view has settled this host announces everything it holds again.
+  if (view.regular()) reannounce_ = true;
+  run_actions();
+}
+
+void VipService::on_message(NodeId origin, std::span<const std::uint8_t> payload) {
+  if (stopped_) return;
+  node_->on_message(origin, payload, io::monotonic_now_us());
+  run_actions();
+}
+
+Result<Ok> VipService::drain() {
+  if (stopped_) return Error{"the agent is shutting down"};
+  spdlog::info("vip: draining this host (its addresses move to others, added there first)");
+  node_->drain(io::monotonic_now_us());
+  run_actions();
+  return Ok{};
+}
+
+Result<Ok> VipService::undrain() {
+  if (stopped_) return Error{"the agent is shutting down"};
+  spdlog::info("vip: undraining this host");
+  node_->undrain(io::monotonic_now_us());
+  run_actions();
+  return Ok{};
+}
+
+void VipService::stop() {
+  if (stopped_) return;
+  stopped_ = true;
+  timer_.cancel();
+  retry_timer_.cancel();
+  for (auto& pool : pools_) {
+    if (pool.health) pool.health->stop();
+  }
+  for (std::uint32_t number = 0; number < addresses_.size(); ++number) {
+    if (addresses_[number].held) release(number, "released at shutdown");
+  }
+}
+
+void VipService::run_actions() {
+  if (stopped_) return;
+  for (auto& action : node_->take_actions()) {
+    if (auto* broadcast = std::get_if<vip::Broadcast>(&action)) {
+      pending_broadcasts_.push_back(std::move(broadcast->payload));
+    } else if (const auto* add = std::get_if<vip::Acquire>(&action)) {
+      acquire(add->address);
+    } else if (const auto* remove = std::get_if<vip::Release>(&action)) {
+      release(remove->address, "released: placement moved it");
+    } else if (const auto* notice = std::get_if<vip::Notice>(&action)) {
+      spdlog::warn("vip: {}", notice->text);
+    }
+  }
+  flush_broadcasts();
+  if (reannounce_ && node_->quiescent()) {
+    reannounce_ = false;
+    for (std::uint32_t number = 0; number < addresses_.size(); ++number) {
+      if (addresses_[number].held) announce(number, 0);
+    }
+  }
+  arm_timer();
+}
+
+void VipService::flush_broadcasts() {
+  while (!pending_broadcasts_.empty()) {
+    if (auto sent = broadcast_(pending_broadcasts_.front()); !sent) {
+      // The ring's send queue is full: the state must still go out, in order, so try again soon.
+      retry_timer_.expires_after(kBroadcastRetry);
+      retry_timer_.async_wait([this](const asio::error_code& error) {
+        if (!error && !stopped_) flush_broadcasts();
+      });
+      return;
+    }
+    pending_broadcasts_.pop_front();
+  }
+}
+
+void VipService::arm_timer() {
+  const TimeUs deadline = node_->next_deadline();
+  if (deadline == kNever) {
+    timer_.cancel();
+    return;
+  }
+  const TimeUs now = io::monotonic_now_us();
+  timer_.expires_after(std::chrono::microseconds(deadline > now ? deadline - now : 0));
+  timer_.async_wait([this](const asio::error_code& error) {
+    if (error || stopped_) return;
+    node_->on_tick(io::monotonic_now_us());
+    run_actions();
+  });
+}
+
+void VipService::acquire(std::uint32_t number) {
+  Address& address = addresses_[number];
+  auto added = netlink_->add(address.interface, address.prefix);
+  if (!added) {
+    spdlog::error("vip {}: cannot add to {}: {}; reporting pool {} unhealthy here", address.text,
+                  address.interface, added.error().message, pools_[address.pool].config->name);
+    address.why = "add failed: " + added.error().message;
+    // Posted: the core must not be re-entered from inside its own actions.
+    asio::post(io_,
+               [this, pool = address.pool, why = address.why] { set_health(pool, false, why); });
+    return;
+  }
+  address.held = true;
+  address.since_us = io::monotonic_now_us();
+  address.why = added.value() == io::AddOutcome::kAdded
+                    ? "acquired: placement gave it here"
+                    : "acquired: it was already on the interface";
+  ++address.acquisitions;
+  spdlog::info("vip {}: acquired on {}", address.text, address.interface);
+  announce(number, 0);
+  run_hook(pools_[address.pool].config->on_acquire, address);
+}
+
+void VipService::release(std::uint32_t number, const std::string& why) {
+  Address& address = addresses_[number];
+  auto removed = netlink_->remove(address.interface, address.prefix);
+  if (!removed) {
+    spdlog::error("vip {}: cannot delete from {}: {}", address.text, address.interface,
+                  removed.error().message);
+  }
+  address.held = false;
+  address.since_us = io::monotonic_now_us();
+  address.why = why;
+  spdlog::info("vip {}: {}", address.text, why);
+  run_hook(pools_[address.pool].config->on_release, address);
+}
+
+io::AddressAnnouncer* VipService::announcer(const std::string& interface) {
+  auto& slot = announcers_[interface];
+  if (!slot) {
+    auto opened = io::AddressAnnouncer::open(interface);
+    if (!opened) {
+      spdlog::error("vip: cannot announce on {}: {}", interface, opened.error().message);
+      return nullptr;
+    }
+    slot = std::move(opened).value();
+  }
+  return slot.get();
+}
+
+void VipService::announce(std::uint32_t number, std::uint32_t round) {
+  const Address& address = addresses_[number];
+  const auto& pool = *pools_[address.pool].config;
+  if (!address.held || round >= pool.announce_count) return;
+  if (auto* sender = announcer(address.interface)) {
+    if (auto sent = sender->announce(address.prefix.address); !sent) {
+      spdlog::warn("vip {}: announcement failed: {}", address.text, sent.error().message);
+    }
+    for (const auto& target : pool.notify) {
+      asio::error_code error;
+      const auto peer = asio::ip::make_address(target, error);
+      if (error || peer.is_v4() != address.prefix.address.is_v4()) continue;
+      if (auto sent = sender->announce_to(address.prefix.address, peer); !sent) {
+        spdlog::warn("vip {}: announcement to {} failed: {}", address.text, target,
+                     sent.error().message);
+      }
+    }
+  }
+  auto timer = std::make_shared<asio::steady_timer>(io_);
+  timer->expires_after(std::chrono::milliseconds(pool.announce_interval_ms));
+  timer->async_wait([this, timer, number, round](const asio::error_code& error) {
+    if (!error && !stopped_) announce(number, round + 1);
+  });
+}
+
+// Hooks run as `COMMAND... ADDRESS POOL` with KEEL_VIP_ADDRESS, KEEL_VIP_POOL and
+// KEEL_VIP_INTERFACE set; the agent does not wait for them, only reaps them.
+void VipService::run_hook(const std::string& command, const Address& address) {
+  reap_hooks();
+  if (command.empty()) return;
+  auto words = io::split_command(command);
+  if (!words) return;  // validated with the config
+  std::vector<std::string> argv = std::move(words).value();
+  argv.push_back(address.text);
+  argv.push_back(pools_[address.pool].config->name);
+  std::vector<char*> args;
+  for (auto& arg : argv) args.push_back(arg.data());
+  args.push_back(nullptr);
+  std::vector<std::string> env_strings = {"KEEL_VIP_ADDRESS=" + address.text,
+                                          "KEEL_VIP_POOL=" + pools_[address.pool].config->name,
+                                          "KEEL_VIP_INTERFACE=" + address.interface};
+  std::vector<char*> env;
+  for (char** entry = environ; *entry != nullptr; ++entry) env.push_back(*entry);
+  for (auto& entry : env_strings) env.push_back(entry.data());
+  env.push_back(nullptr);
+  pid_t pid = 0;
+  if (int error = ::posix_spawnp(&pid, args[0], nullptr, nullptr, args.data(), env.data());
+      error != 0) {
+    spdlog::error("vip {}: cannot run hook {}: {}", address.text, argv[0], std::strerror(error));
+    return;
+  }
+  hook_children_.push_back(pid);
+  auto timer = std::make_shared<asio::steady_timer>(io_);
+  timer->expires_after(kHookReapPeriod);
+  timer->async_wait([this, timer](const asio::error_code& error) {
+    if (!error) reap_hooks();
+  });
+}
+
+void VipService::reap_hooks() {
+  std::erase_if(hook_children_, [](int pid) {
+    int status = 0;
+    const pid_t done = ::waitpid(pid, &status, WNOHANG);
+    if (done == pid && (!WIFEXITED(status) || WEXITSTATUS(status) != 0)) {
+      spdlog::warn("vip hook (pid {}) failed with status {}", pid, status);
+    }
+    return done != 0;
+  });
+}
+
+json VipService::status() const {
+  const TimeUs now = io::monotonic_now_us();
+  json pools = json::array();
+  for (std::uint32_t number = 0; number < pools_.size(); ++number) {
+    const Pool& pool = pools_[number];
+    json addresses = json::array();
+    for (std::uint32_t a = 0; a < addresses_.size(); ++a) {
+      const Address& address = addresses_[a];
+      if (address.pool != number) continue;
+      const NodeId owner = node_->owner(a);
+      json entry{
+          {"address", address.text},   {"interface", address.interface},
+          {"held_here", address.held}, {"holder", owner == kNoNode ? json(nullptr) : json(owner)},
+          {"why", address.why},        {"acquisitions", address.acquisitions}};
+      if (address.since_us != 0) entry["since_ms_ago"] = (now - address.since_us) / 1000;
+      addresses.push_back(std::move(entry));
+    }
+    json entry{{"name", pool.config->name},
+               {"served_here", pool.served},
+               {"healthy_here", pool.healthy},
+               {"addresses", std::move(addresses)}};
+    if (pool.health) {
+      const auto& health = pool.health->status();
+      entry["health"] = {{"kind", io::to_string(pool.config->health->kind)},
+                         {"state", io::to_string(health.state)},
+                         {"checks", health.checks},
+                         {"last_error", health.last_error}};
+    }
+    pools.push_back(std::move(entry));
+  }
+  return json{{"drained", node_->drained()},
+              {"synced", node_->synced()},
+              {"quiescent", node_->quiescent()},
+              {"pools", std::move(pools)}};
+}
+
+}  // namespace keel::agent

@@ -1,0 +1,127 @@
+// VipService: this host's floating IPs. Wires the placement core (core/vip/vip_node.hpp) to the
+// kernel and to the ring:
+//   ring views and keel.vip group messages  -> VipNode
+//   VipNode Broadcast                       -> a keel.vip group message (retried while the
+//                                              ring's send queue is full)
+//   VipNode Acquire                         -> netlink add (marked as keel's), then gratuitous
+//                                              ARP / unsolicited NA rounds, then the on_acquire
+//                                              hook
+//   VipNode Release                         -> netlink delete, then the on_release hook
+//   health checks (io/health_check.hpp)     -> VipNode::set_healthy
+//   `keel node drain|undrain`               -> VipNode::drain / undrain
+// One steady_timer follows VipNode::next_deadline().
+//
+// At open(), before the ring runs: every pool this host may serve must have its interface, and
+// each address must lie in a subnet already configured on it (else the kernel would have no
+// route to announce it on; the error names both). Addresses carrying keel's mark are adopted if
+// the config still has them on that interface and deleted otherwise (stale). A failed add is
+// reported to the core as an unhealthy pool, so the address goes elsewhere.
+//
+// After every regular view, once placement has settled (VipNode::quiescent), every held address
+// is announced again: after a merge, neighbours may have followed the other side's holder.
+//
+// At shutdown (SIGTERM) every held address is deleted before the ring is left, so the others
+// take them over as soon as they see the leave. If the agent is killed instead, the addresses
+// stay on this host's interface until it restarts and reconciles; meanwhile the new holders'
+// announcements have moved the neighbours' caches (docs/vip.md discusses this).
+//
+// Thread-safety: none; everything on the agent's io_context thread.
+#pragma once
+
+#include <asio.hpp>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "config/config.hpp"
+#include "core/common/result.hpp"
+#include "core/ring/events.hpp"
+#include "core/vip/vip_node.hpp"
+#include "io/address_announcer.hpp"
+#include "io/health_check.hpp"
+#include "io/netlink_addresses.hpp"
+
+namespace keel::agent {
+
+class VipService {
+ public:
+  // Sends a payload to the keel.vip group (agreed order); an error when the ring refuses it.
+  using Broadcaster = std::function<Result<Ok>(const Bytes& payload)>;
+
+  static Result<std::unique_ptr<VipService>> open(asio::io_context& io,
+                                                  const config::ClusterConfig& config, NodeId self,
+                                                  Broadcaster broadcast);
+  ~VipService();
+  VipService(const VipService&) = delete;
+  VipService& operator=(const VipService&) = delete;
+
+  // Starts the health checks (pools without one are healthy at once).
+  void start();
+  void on_view(const ring::View& view);
+  void on_message(NodeId origin, std::span<const std::uint8_t> payload);
+  Result<Ok> drain();
+  Result<Ok> undrain();
+  // Deletes every held address and stops; nothing runs afterwards.
+  void stop();
+
+  // What `keel vip status` shows: every pool and address, its holder, since when and why.
+  nlohmann::json status() const;
+
+ private:
+  struct Address {
+    std::uint32_t pool = 0;
+    io::IpPrefix prefix;
+    std::string text;
+    std::string interface;
+    bool held = false;
+    TimeUs since_us = 0;  // when `held` last changed here
+    std::string why;      // what last happened to it here
+    std::uint64_t acquisitions = 0;
+  };
+  struct Pool {
+    const config::VipPoolConfig* config = nullptr;
+    bool served = false;  // this host is one of its nodes
+    std::unique_ptr<io::HealthCheck> health;
+    bool healthy = false;
+  };
+
+  VipService(asio::io_context& io, const config::ClusterConfig& config, NodeId self,
+             Broadcaster broadcast);
+  Result<std::vector<std::uint32_t>> reconcile_interfaces();
+  void make_node(std::vector<std::uint32_t> adopted);
+  void run_actions();
+  void acquire(std::uint32_t address);
+  void release(std::uint32_t address, const std::string& why);
+  void announce(std::uint32_t address, std::uint32_t round);
+  void flush_broadcasts();
+  void run_hook(const std::string& command, const Address& address);
+  void reap_hooks();
+  void arm_timer();
+  void set_health(std::uint32_t pool, bool healthy, const std::string& why);
+  io::AddressAnnouncer* announcer(const std::string& interface);
+
+  asio::io_context& io_;
+  config::VipConfig config_;
+  std::vector<config::NodeConfig> nodes_;
+  NodeId self_;
+  Broadcaster broadcast_;
+  std::unique_ptr<io::NetlinkAddresses> netlink_;
+  std::map<std::string, std::unique_ptr<io::AddressAnnouncer>> announcers_;
+  std::unique_ptr<vip::VipNode> node_;
+  std::vector<Pool> pools_;
+  std::vector<Address> addresses_;  // by global address number
+  std::deque<Bytes> pending_broadcasts_;
+  std::vector<int> hook_children_;
+  asio::steady_timer timer_;
+  asio::steady_timer retry_timer_;
+  bool reannounce_ = false;  // announce every held address once the view has settled
+  bool stopped_ = false;
+};
+
+}  // namespace keel::agent

@@ -1,0 +1,130 @@
+// `keel vip status` and `keel node drain|undrain`: the floating IPs as this host's agent sees
+// them, and the planned handover of this host's addresses (docs/vip.md).
+#include <fmt/format.h>
+
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "agent/control_client.hpp"
+#include "agent/control_protocol.hpp"
+#include "cli/commands.hpp"
+#include "cli/control_options.hpp"
+
+namespace keel::cli {
+
+using nlohmann::json;
+
+namespace {
+
+constexpr int kReplyTimeoutMs = 5000;
+
+struct VipFlags {
+  ControlOptions control;
+  bool json = false;
+};
+
+std::string field(const json& object, const char* key) {
+  const auto it = object.find(key);
+  if (it == object.end() || it->is_null()) return "-";
+  return it->is_string() ? it->get<std::string>() : it->dump();
+}
+
+// Sends one request to the local agent; prints the error and returns nothing on failure.
+std::optional<json> ask(const char* command, const ControlOptions& control, const json& request) {
+  auto fail = [command](const std::string& message) {
+    fmt::print(stderr, "keel {}: {}\n", command, message);
+    return std::nullopt;
+  };
+  auto path = agent::control_socket_path(control.config_path(), control.socket_path());
+  if (!path.ok()) return fail(path.error().message);
+  auto client = agent::ControlClient::connect(path.value());
+  if (!client.ok()) return fail(client.error().message);
+  client.value().set_timeout_ms(kReplyTimeoutMs);
+  auto reply = client.value().request(request);
+  if (!reply.ok()) return fail(reply.error().message);
+  if (reply.value().value("ok", false) != true) return fail(field(reply.value(), "error"));
+  return reply.value();
+}
+
+std::string age(const json& address) {
+  const auto it = address.find("since_ms_ago");
+  if (it == address.end() || !it->is_number()) return "-";
+  const auto ms = it->get<std::uint64_t>();
+  return ms < 10'000 ? fmt::format("{} ms", ms) : fmt::format("{} s", ms / 1000);
+}
+
+void print_vip(const json& reply) {
+  const json vip = reply.value("vip", json::object());
+  fmt::print("this host  {}{}\n", vip.value("drained", false) ? "drained" : "serving",
+             vip.value("synced", false) ? (vip.value("quiescent", false) ? ", settled" : ", moving")
+                                        : ", waiting for the view's states");
+  for (const json& pool : vip.value("pools", json::array())) {
+    std::string health = "no check";
+    if (pool.contains("health")) {
+      health = field(pool["health"], "kind") + " " + field(pool["health"], "state");
+      const std::string error = field(pool["health"], "last_error");
+      if (error != "-" && !error.empty()) health += " (" + error + ")";
+    }
+    fmt::print("\npool {}: {} here, health {}\n", field(pool, "name"),
+               !pool.value("served_here", false)   ? "not served"
+               : pool.value("healthy_here", false) ? "eligible"
+                                                   : "not eligible",
+               health);
+    fmt::print("  {:<28} {:<8} {:<6} {:<10} {}\n", "address", "holder", "here", "since", "why");
+    for (const json& address : pool.value("addresses", json::array())) {
+      fmt::print("  {:<28} {:<8} {:<6} {:<10} {}\n", field(address, "address"),
+                 field(address, "holder"), address.value("held_here", false) ? "yes" : "no",
+                 age(address), field(address, "why"));
+    }
+  }
+}
+
+}  // namespace
+
+void register_vip_commands(CLI::App& app, int& exit_code) {
+  auto flags = std::make_shared<VipFlags>();
+  CLI::App* vip = app.add_subcommand("vip", "Floating IPs (see docs/vip.md)");
+  vip->require_subcommand(1);
+  CLI::App* status = vip->add_subcommand(
+      "status",
+      "Every pool and address: which node holds it, whether this host does, since when and why, "
+      "and this host's health check for the pool.");
+  add_control_options(*status, flags->control);
+  status->add_flag("--json", flags->json, "Print the agent's reply, one JSON object");
+  status->callback([flags, &exit_code] {
+    auto reply = ask("vip status", flags->control, json{{"op", "vip_status"}});
+    if (!reply) {
+      exit_code = 1;
+      return;
+    }
+    if (flags->json) {
+      fmt::print("{}\n", agent::to_line(*reply));
+    } else {
+      print_vip(*reply);
+    }
+    exit_code = 0;
+  });
+
+  auto node_flags = std::make_shared<ControlOptions>();
+  CLI::App* node = app.add_subcommand("node", "This host's part in the cluster");
+  node->require_subcommand(1);
+  for (const char* op : {"drain", "undrain"}) {
+    const bool draining = std::string(op) == "drain";
+    CLI::App* command = node->add_subcommand(
+        op, draining ? "Hand this host's floating IPs to the others without refusing a connection: "
+                       "each new holder adds and announces an address before this host "
+                       "releases it. The host stays in the ring; `undrain` lets it serve again."
+                     : "Let this host hold floating IPs again after `keel node drain`; it takes "
+                       "its share back as placement decides.");
+    add_control_options(*command, *node_flags);
+    command->callback([node_flags, op, &exit_code] {
+      const std::string name = std::string("node ") + op;
+      auto reply = ask(name.c_str(), *node_flags, json{{"op", op}});
+      exit_code = reply ? 0 : 1;
+      if (reply) fmt::print("{}: done; `keel vip status` shows the addresses moving\n", op);
+    });
+  }
+}
+
+}  // namespace keel::cli

@@ -1,0 +1,326 @@
+// End-to-end tests of floating IPs: 4 frontends with real agents, 8 floating addresses on their
+// real interfaces, an HTTP responder on each host that names it, and a client namespace on the
+// same bridge probing every address 50 times a second. Each scenario checks the invariants from
+// the kernel's side (`ip addr` in every namespace: each address on exactly one live host, counts
+// within one of each other) and from the client's (every address answers again, from the host
+// the kernel says holds it).
+#include <algorithm>
+#include <csignal>
+#include <map>
+#include <set>
+#include <thread>
+
+#include "lab/probe.hpp"
+#include "lab_fixture.hpp"
+
+namespace keel::lab::testing {
+namespace {
+
+constexpr int kHosts = 4;
+constexpr int kAddresses = 8;
+constexpr std::uint16_t kHttpPort = 8080;
+
+std::vector<std::string> floating_addresses() {
+  std::vector<std::string> addresses;
+  for (int i = 0; i < kAddresses; ++i) {
+    addresses.push_back("198.18.0." + std::to_string(kFirstFloatingOctet + i));
+  }
+  return addresses;
+}
+
+std::string vip_toml() {
+  std::string addresses;
+  for (const auto& address : floating_addresses()) {
+    addresses += (addresses.empty() ? "\"" : ", \"") + address + "/24\"";
+  }
+  return "[[vip.pool]]\n"
+         "name = \"web\"\n"
+         "addresses = [" +
+         addresses +
+         "]\n"
+         "interface = \"eth0\"\n"
+         "announce_count = 3\n"
+         "announce_interval_ms = 50\n"
+         "[vip.pool.health]\n"
+         "kind = \"tcp\"\n"
+         "port = " +
+         std::to_string(kHttpPort) +
+         "\n"
+         "interval_ms = 100\n"
+         "timeout_ms = 100\n"
+         "rise = 2\n"
+         "fall = 2\n";
+}
+
+using Holders = std::map<std::string, std::vector<int>>;  // address -> hosts with it
+
+class VipE2e : public LabFixture {
+ protected:
+  void SetUp() override {
+    LabFixture::SetUp();
+    if (IsSkipped()) return;
+    host_config_.extra = vip_toml();
+    client_ = true;
+    ASSERT_NO_FATAL_FAILURE(build(kHosts));
+    for (int host = 1; host <= kHosts; ++host) ASSERT_NO_FATAL_FAILURE(start_responder(host));
+    std::vector<std::string> argv = {
+        KEEL_BINARY, "lab",          "probe", "--port", std::to_string(kHttpPort), "--interval-ms",
+        "20",        "--timeout-ms", "100",   "--out",  probe_log_path()};
+    for (const auto& address : floating_addresses()) {
+      argv.push_back("--target");
+      argv.push_back(address);
+    }
+    auto prober = lab_->start_in(Lab::kClient, argv, lab_->dir() + "/probe.err");
+    ASSERT_TRUE(prober.ok()) << prober.error().message;
+    ASSERT_NO_FATAL_FAILURE(wait_placement(all()));
+  }
+
+  std::string probe_log_path() const { return lab_->dir() + "/probe.jsonl"; }
+
+  void start_responder(int host) {
+    auto started = lab_->start_in(host,
+                                  {KEEL_BINARY, "lab", "serve", "--port", std::to_string(kHttpPort),
+                                   "--name", "h" + std::to_string(host)},
+                                  lab_->host(host).dir + "/serve.log");
+    ASSERT_TRUE(started.ok()) << started.error().message;
+    responders_[host] = started.value();
+  }
+
+  Holders holders() const {
+    Holders found;
+    for (const auto& address : floating_addresses()) found[address];
+    for (int host = 1; host <= kHosts; ++host) {
+      auto addresses = lab_->addresses(host);
+      EXPECT_TRUE(addresses.ok()) << addresses.error().message;
+      if (!addresses) continue;
+      for (const auto& address : addresses.value()) {
+        if (found.count(address) != 0) found[address].push_back(host);
+      }
+    }
+    return found;
+  }
+
+  static std::string describe(const Holders& holders) {
+    std::string text;
+    for (const auto& [address, hosts] : holders) {
+      text += address + ":";
+      for (int host : hosts) text += " h" + std::to_string(host);
+      text += hosts.empty() ? " nobody; " : "; ";
+    }
+    return text;
+  }
+
+  // Each address on exactly one of `live`, none on `live`'s others twice, counts within one.
+  static bool settled(const Holders& holders, const std::vector<int>& live) {
+    std::map<int, int> counts;
+    for (int host : live) counts[host] = 0;
+    for (const auto& [address, hosts] : holders) {
+      int on_live = 0;
+      for (int host : hosts) {
+        if (counts.count(host) != 0) {
+          ++on_live;
+          ++counts[host];
+        }
+      }
+      if (on_live != 1) return false;
+    }
+    int low = kAddresses, high = 0;
+    for (const auto& [host, count] : counts) {
+      low = std::min(low, count);
+      high = std::max(high, count);
+    }
+    return high - low <= 1;
+  }
+
+  // Waits until the kernel state is settled over `live` and the client has reached every address
+  // at its holder since then; returns the holders.
+  Holders wait_placement(const std::vector<int>& live, milliseconds timeout = milliseconds{20000}) {
+    const auto deadline = Clock::now() + timeout;
+    Holders now;
+    while (Clock::now() < deadline) {
+      now = holders();
+      if (settled(now, live) && client_agrees(now, live)) return now;
+      std::this_thread::sleep_for(milliseconds{50});
+    }
+    ADD_FAILURE() << "floating IPs did not settle on hosts " << ::testing::PrintToString(live)
+                  << ": " << describe(now);
+    return now;
+  }
+
+  // The latest probe of every address succeeded and was answered by a host of `live` that holds
+  // it according to `holders`.
+  bool client_agrees(const Holders& holders, const std::vector<int>& live) {
+    if (!probes_.read_more(probe_log_path())) return false;
+    const auto latest = probes_.latest(realtime_ms() - 1000);
+    for (const auto& [address, hosts] : holders) {
+      auto found = latest.find(address);
+      if (found == latest.end() || !found->second.ok) return false;
+      const std::string& answered = found->second.host;
+      const bool right = std::any_of(hosts.begin(), hosts.end(), [&](int host) {
+        return answered == "h" + std::to_string(host) &&
+               std::find(live.begin(), live.end(), host) != live.end();
+      });
+      if (!right) return false;
+    }
+    return true;
+  }
+
+  // The client's longest outage of any address since `since_ms`.
+  double longest_outage(double since_ms) {
+    EXPECT_TRUE(probes_.read_more(probe_log_path()).ok());
+    double longest = 0;
+    for (const auto& [target, summary] : probes_.summarize(since_ms, realtime_ms())) {
+      longest = std::max(longest, summary.longest_outage_ms);
+    }
+    return longest;
+  }
+
+  std::uint64_t failed_probes(double since_ms) {
+    EXPECT_TRUE(probes_.read_more(probe_log_path()).ok());
+    std::uint64_t failed = 0;
+    for (const auto& [target, summary] : probes_.summarize(since_ms, realtime_ms())) {
+      failed += summary.failures;
+    }
+    return failed;
+  }
+
+  static std::vector<std::string> held_by(const Holders& holders, int host) {
+    std::vector<std::string> held;
+    for (const auto& [address, hosts] : holders) {
+      if (std::find(hosts.begin(), hosts.end(), host) != hosts.end()) held.push_back(address);
+    }
+    return held;
+  }
+
+  // Addresses not held by `host` before stayed where they were (as far as the hosts other than
+  // `host` show: an isolated host may hold every address in its own component).
+  static void expect_only_moved_from(const Holders& before, const Holders& after, int host) {
+    auto others = [host](std::vector<int> hosts) {
+      std::erase(hosts, host);
+      return hosts;
+    };
+    for (const auto& [address, hosts] : before) {
+      if (std::find(hosts.begin(), hosts.end(), host) != hosts.end()) continue;
+      EXPECT_EQ(others(after.at(address)), hosts) << address << " moved though its holder was fine";
+    }
+  }
+
+  int keel_command(int host, const std::vector<std::string>& args) {
+    std::vector<std::string> argv = {KEEL_BINARY};
+    argv.insert(argv.end(), args.begin(), args.end());
+    argv.push_back("--socket");
+    argv.push_back(lab_->host(host).socket);
+    auto ran = run_capture(argv, milliseconds{10000});
+    EXPECT_TRUE(ran.ok()) << ran.error().message;
+    return ran ? ran.value().exit_code : -1;
+  }
+
+  ProbeLog probes_;
+  std::map<int, ProcessId> responders_;
+};
+
+TEST_F(VipE2e, FormationSpreadsAddressesEvenly) {
+  const Holders now = holders();
+  for (int host = 1; host <= kHosts; ++host) {
+    EXPECT_EQ(held_by(now, host).size(), 2u) << describe(now);
+  }
+  EXPECT_EQ(keel_command(1, {"vip", "status"}), 0);
+}
+
+TEST_F(VipE2e, LinkDownMovesOnlyThatHostsAddresses) {
+  const Holders before = holders();
+  const double fault = realtime_ms();
+  ASSERT_OK(lab_->set_link(4, false));
+  const Holders after = wait_placement({1, 2, 3});
+  expect_only_moved_from(before, after, 4);
+  report_timing("longest client outage after link down",
+                milliseconds(static_cast<int>(longest_outage(fault))));
+  ASSERT_OK(lab_->set_link(4, true));
+  const Holders healed = wait_placement(all());
+  EXPECT_EQ(held_by(healed, 4).size(), 2u) << describe(healed);
+}
+
+TEST_F(VipE2e, KilledAgentsAddressesAreTakenOverAndCleanedUpOnRestart) {
+  const Holders before = holders();
+  const auto victims = held_by(before, 4);
+  ASSERT_OK(lab_->kill_agent(4));
+  // The dead agent cannot release: its addresses stay on h4's interface, but the survivors
+  // take them over and their announcements move the client's ARP entries to them.
+  const Holders after = wait_placement({1, 2, 3});
+  expect_only_moved_from(before, after, 4);
+  ASSERT_OK(lab_->start_agent(4));
+  const Holders restarted = wait_placement(all());
+  for (const auto& [address, hosts] : restarted) EXPECT_EQ(hosts.size(), 1u) << address;
+}
+
+TEST_F(VipE2e, FrozenHostIsReplacedAndRejoinsWithoutDuplicates) {
+  const Holders before = holders();
+  ASSERT_OK(lab_->freeze(4));
+  const Holders after = wait_placement({1, 2, 3});
+  expect_only_moved_from(before, after, 4);
+  ASSERT_OK(lab_->thaw(4));
+  const Holders thawed = wait_placement(all());
+  for (const auto& [address, hosts] : thawed) EXPECT_EQ(hosts.size(), 1u) << address;
+}
+
+TEST_F(VipE2e, FailedHealthCheckMovesTheAddressesAway) {
+  const Holders before = holders();
+  ASSERT_TRUE(send_signal(responders_.at(2), SIGKILL));
+  ASSERT_TRUE(wait_gone(responders_.at(2), milliseconds{5000}));
+  const Holders after = wait_placement({1, 3, 4});
+  expect_only_moved_from(before, after, 2);
+  EXPECT_TRUE(held_by(after, 2).empty()) << describe(after);
+  ASSERT_NO_FATAL_FAILURE(start_responder(2));
+  const Holders recovered = wait_placement(all());
+  EXPECT_EQ(held_by(recovered, 2).size(), 2u) << describe(recovered);
+}
+
+TEST_F(VipE2e, PartitionHoldsEverythingOnBothSidesAndMergesWithoutDuplicates) {
+  ASSERT_OK(lab_->partition({{1, 2}, {3, 4}}));
+  // Each side serves every address (the client, on the bridge, may reach either).
+  const auto deadline = Clock::now() + milliseconds{15000};
+  bool both_sides = false;
+  while (!both_sides && Clock::now() < deadline) {
+    const Holders now = holders();
+    both_sides = std::all_of(now.begin(), now.end(), [](const auto& entry) {
+      const auto& hosts = entry.second;
+      const bool left = std::any_of(hosts.begin(), hosts.end(), [](int h) { return h <= 2; });
+      const bool right = std::any_of(hosts.begin(), hosts.end(), [](int h) { return h >= 3; });
+      return left && right;
+    });
+    std::this_thread::sleep_for(milliseconds{50});
+  }
+  EXPECT_TRUE(both_sides) << describe(holders());
+  ASSERT_OK(lab_->heal());
+  const Holders merged = wait_placement(all());
+  for (const auto& [address, hosts] : merged) EXPECT_EQ(hosts.size(), 1u) << address;
+}
+
+TEST_F(VipE2e, DrainHandsOverWithoutAFailedConnection) {
+  const Holders before = holders();
+  const double start = realtime_ms();
+  EXPECT_EQ(keel_command(1, {"node", "drain"}), 0);
+  const Holders drained = wait_placement({2, 3, 4});
+  expect_only_moved_from(before, drained, 1);
+  EXPECT_TRUE(held_by(drained, 1).empty()) << describe(drained);
+  EXPECT_EQ(failed_probes(start), 0u) << "a drain refused connections";
+  EXPECT_EQ(keel_command(1, {"node", "undrain"}), 0);
+  const Holders back = wait_placement(all());
+  EXPECT_EQ(held_by(back, 1).size(), 2u) << describe(back);
+}
+
+TEST_F(VipE2e, RestartedAgentAdoptsItsAddresses) {
+  const Holders before = holders();
+  const auto mine = held_by(before, 3);
+  ASSERT_EQ(mine.size(), 2u);
+  const double start = realtime_ms();
+  // SIGKILL and start again at once: well within the token timeout, so the others never see
+  // h3 go; the new agent finds its marked addresses and keeps them.
+  ASSERT_OK(lab_->restart_agent(3));
+  const Holders after = wait_placement(all());
+  EXPECT_EQ(held_by(after, 3), mine) << describe(after);
+  EXPECT_EQ(failed_probes(start), 0u) << "the restart flapped an address";
+}
+
+}  // namespace
+}  // namespace keel::lab::testing

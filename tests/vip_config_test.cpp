@@ -1,0 +1,186 @@
+// Tests for the [vip] section of parse_config(): a full pool lands in the right fields, and each
+// kind of mistake is reported with the line to fix.
+#include "config/vip_config.hpp"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "config/config.hpp"
+
+namespace keel::config {
+namespace {
+
+using ::testing::HasSubstr;
+
+// Three nodes on lines 1-17; a test's [vip] text starts on line 18.
+std::string with_vip(const std::string& vip) {
+  return "[cluster]\n"                 // 1
+         "name = \"site\"\n"           // 2
+         "[[node]]\n"                  // 3
+         "id = 1\n"                    // 4
+         "name = \"fe1\"\n"            // 5
+         "address = \"198.18.0.1\"\n"  // 6
+         "[[node]]\n"                  // 7
+         "id = 2\n"                    // 8
+         "name = \"fe2\"\n"            // 9
+         "address = \"198.18.0.2\"\n"  // 10
+         "[[node]]\n"                  // 11
+         "id = 3\n"                    // 12
+         "name = \"fe3\"\n"            // 13
+         "address = \"198.18.0.3\"\n"  // 14
+         "\n"                          // 15
+         "\n"                          // 16
+         "\n" +                        // 17
+         vip;
+}
+
+std::string error_of(const std::string& vip) {
+  auto parsed = parse_config(with_vip(vip), "keel.toml");
+  return parsed.ok() ? "(parsed without error)" : parsed.error().message;
+}
+
+const char* const kWebPool =
+    "[[vip.pool]]\n"                                         // 18
+    "name = \"web\"\n"                                       // 19
+    "addresses = [\"198.18.0.100/24\", \"2001:2::a/64\"]\n"  // 20
+    "interface = \"eth0\"\n";                                // 21
+
+TEST(VipConfig, FullPoolIsRead) {
+  auto parsed = parse_config(with_vip(std::string("[vip]\nsettle_ms = 250\n") + kWebPool +
+                                      "nodes = [\"fe2\", \"fe1\"]\n"
+                                      "announce_count = 5\n"
+                                      "announce_interval_ms = 50\n"
+                                      "notify = [\"198.18.0.254\"]\n"
+                                      "on_acquire = \"/bin/true acquire\"\n"
+                                      "[vip.pool.prefer]\n"
+                                      "\"198.18.0.100/24\" = \"fe2\"\n"
+                                      "[vip.pool.weights]\n"
+                                      "fe1 = 3\n"
+                                      "[vip.pool.interfaces]\n"
+                                      "fe2 = \"ens4\"\n"
+                                      "[vip.pool.health]\n"
+                                      "kind = \"http\"\n"
+                                      "port = 8080\n"
+                                      "path = \"/ok\"\n"
+                                      "rise = 1\n"),
+                             "keel.toml");
+  ASSERT_TRUE(parsed.ok()) << parsed.error().message;
+  const VipConfig& vip = parsed.value().vip;
+  EXPECT_EQ(vip.settle_ms, 250u);
+  ASSERT_EQ(vip.pools.size(), 1u);
+  const VipPoolConfig& pool = vip.pools[0];
+  EXPECT_EQ(pool.name, "web");
+  ASSERT_EQ(pool.addresses.size(), 2u);
+  EXPECT_EQ(pool.addresses[0].text, "198.18.0.100/24");
+  EXPECT_EQ(pool.addresses[1].text, "2001:2::a/64");
+  EXPECT_EQ(pool.nodes, (std::vector<NodeId>{1, 2}));
+  EXPECT_EQ(pool.interface_for(1), "eth0");
+  EXPECT_EQ(pool.interface_for(2), "ens4");
+  EXPECT_EQ(pool.announce_count, 5u);
+  EXPECT_EQ(pool.announce_interval_ms, 50u);
+  EXPECT_EQ(pool.notify, (std::vector<std::string>{"198.18.0.254"}));
+  EXPECT_EQ(pool.preferred.at("198.18.0.100/24"), 2u);
+  EXPECT_EQ(pool.weights.at(1), 3u);
+  ASSERT_TRUE(pool.health.has_value());
+  EXPECT_EQ(pool.health->kind, io::HealthCheckKind::kHttp);
+  EXPECT_EQ(pool.health->host, "127.0.0.1");
+  EXPECT_EQ(pool.health->port, 8080);
+  EXPECT_EQ(pool.health->path, "/ok");
+  EXPECT_EQ(pool.health->rise, 1u);
+
+  const vip::VipConfig core = core_vip_config(vip);
+  EXPECT_EQ(core.settle_us, 250'000);
+  ASSERT_EQ(core.pools.size(), 1u);
+  EXPECT_EQ(core.pools[0].addresses, (std::vector<std::string>{"198.18.0.100/24", "2001:2::a/64"}));
+}
+
+TEST(VipConfig, PoolWithoutNodesMayUseEveryNode) {
+  auto parsed = parse_config(with_vip(kWebPool), "keel.toml");
+  ASSERT_TRUE(parsed.ok()) << parsed.error().message;
+  EXPECT_EQ(parsed.value().vip.pools[0].nodes, (std::vector<NodeId>{1, 2, 3}));
+  EXPECT_FALSE(parsed.value().vip.pools[0].health.has_value());
+}
+
+TEST(VipConfig, AddressesAreCanonical) {
+  auto address = parse_vip_address("2001:0002:0::0A/64");
+  ASSERT_TRUE(address.has_value());
+  EXPECT_EQ(address->text, "2001:2::a/64");
+  EXPECT_FALSE(parse_vip_address("198.18.0.100").has_value());
+  EXPECT_FALSE(parse_vip_address("198.18.0.100/33").has_value());
+  EXPECT_FALSE(parse_vip_address("198.18.0.100/0").has_value());
+  EXPECT_FALSE(parse_vip_address("198.18.0.100/24x").has_value());
+  EXPECT_FALSE(parse_vip_address("web/24").has_value());
+}
+
+TEST(VipConfig, OverlappingPoolsAreRefused) {
+  EXPECT_EQ(error_of(std::string(kWebPool) + "[[vip.pool]]\n"                       // 22
+                                             "name = \"api\"\n"                     // 23
+                                             "addresses = [\"198.18.0.100/25\"]\n"  // 24
+                                             "interface = \"eth0\"\n"),             // 25
+            "keel.toml:22: [[vip.pool]] \"api\": address 198.18.0.100/25 is also in [[vip.pool]] "
+            "\"web\" (line 18); pools must not overlap");
+}
+
+TEST(VipConfig, DuplicatePoolNamesAreRefused) {
+  EXPECT_THAT(error_of(std::string(kWebPool) +
+                       "[[vip.pool]]\nname = \"web\"\naddresses = [\"198.18.0.101/24\"]\n"
+                       "interface = \"eth0\"\n"),
+              HasSubstr("keel.toml:22: [[vip.pool]] \"web\": another pool has this name"));
+}
+
+TEST(VipConfig, UnknownNodeGetsASuggestion) {
+  EXPECT_THAT(error_of(std::string(kWebPool) + "nodes = [\"fe1\", \"fe22\"]\n"),
+              HasSubstr("keel.toml:22: [[vip.pool]] \"web\": no node is named \"fe22\" (did you "
+                        "mean fe2?)"));
+}
+
+TEST(VipConfig, BadAddressIsNamed) {
+  EXPECT_THAT(error_of("[[vip.pool]]\nname = \"web\"\naddresses = [\"198.18.0.100\"]\n"
+                       "interface = \"eth0\"\n"),
+              HasSubstr("keel.toml:20: [[vip.pool]] \"web\": \"198.18.0.100\" is not an IPv4 or "
+                        "IPv6 address with a prefix length"));
+}
+
+TEST(VipConfig, NodeAddressCannotFloat) {
+  EXPECT_THAT(error_of("[[vip.pool]]\nname = \"web\"\naddresses = [\"198.18.0.2/24\"]\n"
+                       "interface = \"eth0\"\n"),
+              HasSubstr("keel.toml:18: [[vip.pool]] \"web\": address 198.18.0.2/24 is node "
+                        "\"fe2\"'s own address"));
+}
+
+TEST(VipConfig, PreferenceMustNameAPoolNodeAndAddress) {
+  EXPECT_THAT(error_of(std::string(kWebPool) + "nodes = [\"fe1\"]\n[vip.pool.prefer]\n"
+                                               "\"198.18.0.100/24\" = \"fe2\"\n"),
+              HasSubstr("keel.toml:24: [[vip.pool]] \"web\" prefer: node \"fe2\" is not one of "
+                        "the pool's nodes"));
+  EXPECT_THAT(error_of(std::string(kWebPool) + "[vip.pool.prefer]\n\"198.18.0.7/24\" = \"fe2\"\n"),
+              HasSubstr("keel.toml:23: [[vip.pool]] \"web\" prefer: \"198.18.0.7/24\" is not one "
+                        "of the pool's addresses"));
+}
+
+TEST(VipConfig, HealthCheckProblemsAreNamed) {
+  EXPECT_THAT(error_of(std::string(kWebPool) + "[vip.pool.health]\nkind = \"ping\"\n"),
+              HasSubstr("keel.toml:23: [[vip.pool]] \"web\" health: kind \"ping\" is not one of "
+                        "http, tcp, exec"));
+  EXPECT_THAT(error_of(std::string(kWebPool) + "[vip.pool.health]\nkind = \"exec\"\n"
+                                               "command = \"test -e '/run/ready\"\n"),
+              HasSubstr("keel.toml:24: [[vip.pool]] \"web\" health: command:"));
+  EXPECT_THAT(error_of(std::string(kWebPool) + "[vip.pool.health]\nkind = \"tcp\"\nprot = 80\n"),
+              HasSubstr("keel.toml:24: unknown key 'prot' in [vip.pool.health] (did you mean "
+                        "port?)"));
+}
+
+TEST(VipConfig, MissingInterfaceIsReported) {
+  EXPECT_EQ(error_of("[[vip.pool]]\nname = \"web\"\naddresses = [\"198.18.0.100/24\"]\n"),
+            "keel.toml:18: [[vip.pool]] \"web\" has no interface; add interface = \"eth0\"");
+}
+
+TEST(VipConfig, MisspeltPoolKeyGetsASuggestion) {
+  EXPECT_EQ(error_of(std::string(kWebPool) + "adresses = []\n"),
+            "keel.toml:22: unknown key 'adresses' in [[vip.pool]] (did you mean addresses?)");
+}
+
+}  // namespace
+}  // namespace keel::config
