@@ -7,7 +7,11 @@ packages=(build-essential cmake ninja-build g++ clang libclang-rt-14-dev clang-f
           nlohmann-json3-dev pkg-config libasio-dev libsodium-dev libsystemd-dev
           libtomlplusplus-dev libmnl-dev
           # the lab and end-to-end tests: namespaces, bridge faults, the incumbent to compare with
-          iproute2 nftables procps psmisc corosync libcpg-dev libcorosync-common-dev)
+          iproute2 nftables procps psmisc corosync libcpg-dev libcorosync-common-dev
+          # the frontends demo serves its page with nginx
+          nginx-light
+          # bench/vip compares keel's floating IPs with these
+          keepalived ucarp)
 
 missing=()
 for package in "${packages[@]}"; do

@@ -48,7 +48,7 @@ std::vector<Bound> bounds() {
          t.consensus_timeout_ms = 20000;
        }},
       {"join_timeout_ms must be less than consensus_timeout_ms",
-       [](T& t) { t.join_timeout_ms = 239; }, [](T& t) { t.join_timeout_ms = 240; }},
+       [](T& t) { t.join_timeout_ms = 79; }, [](T& t) { t.join_timeout_ms = 80; }},
       {"consensus_timeout_ms",
        [](T& t) {
          t.consensus_timeout_ms = 2;
@@ -155,7 +155,7 @@ TEST(Tunables, BaseFieldIsReportedBeforeDependentOne) {
   tunables.window_size = 0;  // max_messages_per_visit (17) now exceeds it too
   EXPECT_EQ(validate(tunables)->rfind("window_size", 0), 0u);
   tunables = RingTunables{};
-  tunables.consensus_timeout_ms = 0;  // join_timeout_ms (50) is no longer below it either
+  tunables.consensus_timeout_ms = 0;  // join_timeout_ms (25) is no longer below it either
   EXPECT_EQ(validate(tunables)->rfind("consensus_timeout_ms", 0), 0u);
 }
 

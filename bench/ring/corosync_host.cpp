@@ -11,6 +11,7 @@
 #include <fstream>
 #include <iostream>
 #include <random>
+#include <thread>
 
 #include "lab/process.hpp"
 
@@ -26,7 +27,11 @@ std::string corosync_dir(const lab::Lab& lab, int index) {
 std::string config_text(const lab::Lab& lab, const CorosyncSettings& settings) {
   std::string text = "# Written by keel_ring_bench for one lab host.\n";
   text += "totem {\n  version: 2\n  cluster_name: " + lab.state().prefix + "\n";
-  text += "  transport: knet\n  crypto_cipher: aes256\n  crypto_hash: sha256\n";
+  if (settings.transport == "knet") {
+    text += "  transport: knet\n  crypto_cipher: aes256\n  crypto_hash: sha256\n";
+  } else {
+    text += "  transport: " + settings.transport + "\n";
+  }
   if (settings.token_ms) {
     text += "  token: " + std::to_string(*settings.token_ms) + "\n  token_coefficient: 0\n";
   }
@@ -82,7 +87,17 @@ Result<lab::ProcessId> start_corosync(lab::Lab& lab, int index, const std::strin
       options);
   if (!process) return process.error();
   if (auto adopted = lab.adopt(process.value()); !adopted) return adopted.error();
-  return process.value();
+  // Clients enter this process's namespaces, so it must have made its own mount namespace
+  // first: wait until it has become corosync (run_corosync_host execs it after the mounts).
+  const std::string comm_path = "/proc/" + std::to_string(process.value().pid) + "/comm";
+  for (int waited_ms = 0; waited_ms < 10'000; waited_ms += 5) {
+    std::ifstream comm(comm_path);
+    std::string name;
+    if (!(comm >> name)) return Error{"corosync on " + host.name + " exited at start"};
+    if (name == "corosync") return process.value();
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return Error{"corosync on " + host.name + " did not start"};
 }
 
 std::vector<std::string> in_corosync_namespaces(const lab::ProcessId& process,

@@ -26,6 +26,9 @@ struct CorosyncSettings {
   // Totem token timeout; nothing: corosync's defaults (token 3000 ms plus token_coefficient
   // 650 ms for each node beyond two).
   std::optional<int> token_ms;
+  // "knet" (corosync 3's default: encrypted and authenticated like keel) or "udpu" (plain UDP
+  // unicast, no crypto).
+  std::string transport = "knet";
 };
 
 // Writes every host's corosync.conf and authkey under LAB/hI/corosync/{etc,var}.

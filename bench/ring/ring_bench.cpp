@@ -130,7 +130,8 @@ json idle_memory(const std::string& tool, int hosts, const std::vector<int>& pid
 }
 
 void bench_hosts(int hosts, const std::vector<std::size_t>& sizes, int failovers,
-                 const std::string& only, const Paths& paths, Report& report) {
+                 const std::string& only, const std::string& corosync_transport, const Paths& paths,
+                 Report& report) {
   GuardedLab built;
   if (auto made = build_lab(built, hosts, paths); !made)
     throw std::runtime_error(made.error().message);
@@ -155,7 +156,7 @@ void bench_hosts(int hosts, const std::vector<std::size_t>& sizes, int failovers
       throw std::runtime_error(stopped.error().message);
   }
   for (std::optional<int> token : {std::optional<int>(300), std::optional<int>()}) {
-    if (auto written = write_corosync_configs(lab, {token}); !written) {
+    if (auto written = write_corosync_configs(lab, {token, corosync_transport}); !written) {
       throw std::runtime_error(written.error().message);
     }
     Corosync corosync{{}, paths.cpg_bench};
@@ -186,12 +187,12 @@ void bench_hosts(int hosts, const std::vector<std::size_t>& sizes, int failovers
 }
 
 int run_benchmark(const std::vector<int>& host_counts, const std::vector<std::size_t>& sizes,
-                  int failovers, const std::string& only, const std::string& out,
-                  const Paths& paths) {
+                  int failovers, const std::string& only, const std::string& corosync_transport,
+                  const std::string& out, const Paths& paths) {
   Report report(out);
   for (int hosts : host_counts) {
     try {
-      bench_hosts(hosts, sizes, failovers, only, paths, report);
+      bench_hosts(hosts, sizes, failovers, only, corosync_transport, paths, report);
     } catch (const std::exception& error) {
       std::cerr << "keel_ring_bench: " << hosts << " hosts: " << error.what() << "\n";
       return 1;
@@ -270,12 +271,14 @@ int main(int argc, char** argv) {
   std::vector<int> host_counts{3, 5};
   std::vector<std::size_t> sizes{100, 1024, 8192};
   int failovers = 5;
-  std::string only, out, keel;
+  std::string only, out, keel, corosync_transport = "knet";
   app.add_option("--hosts", host_counts, "host counts to measure")->delimiter(',');
   app.add_option("--sizes", sizes, "message sizes in bytes")->delimiter(',');
   app.add_option("--failovers", failovers, "link-down repetitions per configuration");
   app.add_option("--only", only, "measure one tool")->check(CLI::IsMember({"keel", "corosync"}));
   app.add_option("--out", out, "also append the JSON rows to this file");
+  app.add_option("--corosync-transport", corosync_transport, "knet (default) or udpu")
+      ->check(CLI::IsMember({"knet", "udpu"}));
   app.add_option("--keel", keel, "the keel binary (default: ../keel beside this one)");
   auto* soak = app.add_subcommand("soak", "view changes under CPU load, with default timeouts");
   int soak_hosts = 5, minutes = 10, hogs = static_cast<int>(std::thread::hardware_concurrency());
@@ -291,5 +294,5 @@ int main(int argc, char** argv) {
   }
   const Paths paths = find_paths(keel);
   if (*soak) return run_soak(soak_hosts, minutes, hogs, rate, paths);
-  return run_benchmark(host_counts, sizes, failovers, only, out, paths);
+  return run_benchmark(host_counts, sizes, failovers, only, corosync_transport, out, paths);
 }

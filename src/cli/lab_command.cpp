@@ -15,6 +15,7 @@
 #include "cli/commands.hpp"
 #include "lab/cleanup_guard.hpp"
 #include "lab/demo.hpp"
+#include "lab/frontends_demo.hpp"
 #include "lab/lab.hpp"
 #include "lab/network.hpp"
 
@@ -336,8 +337,16 @@ void register_others(CLI::App* lab, const std::shared_ptr<LabFlags>& flags, int&
   demo_command->add_option("--pause", *pause_seconds, "Seconds to pause before each part")
       ->check(CLI::Range(0.0, 60.0));
   demo_command->add_option("--prefix", demo->prefix, "The lab's prefix (default: generated)");
-  demo_command->callback([demo, pause_seconds, &exit_code] {
+  auto frontends = std::make_shared<bool>(false);
+  demo_command->add_flag("--frontends", *frontends,
+                         "Instead: 4 frontends with nginx and 8 floating IPs, a client probing "
+                         "them, through link loss, a dead nginx, a partition and a drain");
+  demo_command->callback([demo, pause_seconds, frontends, &exit_code] {
     demo->pause = std::chrono::milliseconds(static_cast<int>(*pause_seconds * 1000));
+    if (*frontends) {
+      exit_code = lab::run_frontends_demo({demo->pause, demo->prefix});
+      return;
+    }
     exit_code = lab::run_lab_demo(*demo);
   });
 
