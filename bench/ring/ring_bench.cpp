@@ -28,6 +28,7 @@
 #include "corosync_host.hpp"
 #include "keel_client.hpp"
 #include "lab/cleanup_guard.hpp"
+#include "lab/host_config.hpp"
 #include "lab/lab.hpp"
 #include "measure.hpp"
 
@@ -59,9 +60,13 @@ struct GuardedLab {
   }
 };
 
+// keel's [ring] settings for every lab (--ring KEY=VALUE; empty: the defaults).
+std::vector<std::pair<std::string, std::string>> g_ring_settings;
+
 Result<Ok> build_lab(GuardedLab& built, int hosts, const Paths& paths) {
   lab::LabOptions options;
   options.hosts = hosts;
+  options.config.ring = g_ring_settings;
   options.keel_binary = paths.keel;
   options.config.log_level = "warn";
   options.progress = [](const std::string& line) { std::cerr << "lab: " << line << "\n"; };
@@ -280,6 +285,8 @@ int main(int argc, char** argv) {
   app.add_option("--corosync-transport", corosync_transport, "knet (default) or udpu")
       ->check(CLI::IsMember({"knet", "udpu"}));
   app.add_option("--keel", keel, "the keel binary (default: ../keel beside this one)");
+  std::vector<std::string> ring_settings;
+  app.add_option("--ring", ring_settings, "keel [ring] setting KEY=VALUE (repeat)");
   auto* soak = app.add_subcommand("soak", "view changes under CPU load, with default timeouts");
   int soak_hosts = 5, minutes = 10, hogs = static_cast<int>(std::thread::hardware_concurrency());
   double rate = 20;
@@ -291,6 +298,14 @@ int main(int argc, char** argv) {
   if (::geteuid() != 0) {
     std::cerr << "keel_ring_bench: needs root (it builds network namespaces)\n";
     return 1;
+  }
+  for (const auto& text : ring_settings) {
+    auto setting = keel::lab::parse_ring_setting(text);
+    if (!setting) {
+      std::cerr << "keel_ring_bench: " << setting.error().message << "\n";
+      return 2;
+    }
+    g_ring_settings.push_back(setting.value());
   }
   const Paths paths = find_paths(keel);
   if (*soak) return run_soak(soak_hosts, minutes, hogs, rate, paths);
