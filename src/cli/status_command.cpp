@@ -11,6 +11,7 @@
 #include "agent/control_protocol.hpp"
 #include "cli/commands.hpp"
 #include "cli/control_options.hpp"
+#include "cli/json_text.hpp"
 
 namespace keel::cli {
 
@@ -31,11 +32,7 @@ std::uint64_t number(const json& object, const char* key) {
   return it != object.end() && it->is_number_unsigned() ? it->get<std::uint64_t>() : 0;
 }
 
-std::string text(const json& object, const char* key) {
-  const auto it = object.find(key);
-  if (it == object.end() || it->is_null()) return "-";
-  return it->is_string() ? it->get<std::string>() : it->dump();
-}
+std::string text(const json& object, const char* key) { return json_text(object, key); }
 
 std::string join_members(const json& members) {
   std::string out;

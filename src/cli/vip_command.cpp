@@ -10,6 +10,7 @@
 #include "agent/control_protocol.hpp"
 #include "cli/commands.hpp"
 #include "cli/control_options.hpp"
+#include "cli/json_text.hpp"
 
 namespace keel::cli {
 
@@ -24,11 +25,7 @@ struct VipFlags {
   bool json = false;
 };
 
-std::string field(const json& object, const char* key) {
-  const auto it = object.find(key);
-  if (it == object.end() || it->is_null()) return "-";
-  return it->is_string() ? it->get<std::string>() : it->dump();
-}
+std::string field(const json& object, const char* key) { return json_text(object, key); }
 
 // Sends one request to the local agent; prints the error and returns nothing on failure.
 std::optional<json> ask(const char* command, const ControlOptions& control, const json& request) {

@@ -1,5 +1,6 @@
 #include "lab/network_faults.hpp"
 
+#include <algorithm>
 #include <set>
 
 namespace keel::lab {
@@ -55,9 +56,16 @@ std::string nft_ruleset(const LabNames& names, int hosts, const NetworkFaults& f
   text += "table " + table + " {\n";
   text += "  chain forward {\n";
   text += "    type filter hook forward priority filter; policy accept;\n";
+  // A partition separates hosts from hosts only: the client namespace (floating-IP labs) stays
+  // reachable from every side, as a router connected to both halves would be.
   for (const auto& group : faults.partition) {
-    const std::string ports = port_set(names, group);
-    text += "    ether type ip iifname " + ports + " oifname != " + ports + " drop\n";
+    std::vector<int> others;
+    for (int host = 1; host <= hosts; ++host) {
+      if (std::find(group.begin(), group.end(), host) == group.end()) others.push_back(host);
+    }
+    if (others.empty()) continue;
+    text += "    ether type ip iifname " + port_set(names, group) + " oifname " +
+            port_set(names, others) + " drop\n";
   }
   for (const auto& [from, to] : faults.cuts) {
     text += "    ether type ip iifname \"" + names.veth(from) + "\" oifname \"" + names.veth(to) +

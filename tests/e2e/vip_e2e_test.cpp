@@ -10,6 +10,7 @@
 #include <set>
 #include <thread>
 
+#include "lab/frontends.hpp"
 #include "lab/probe.hpp"
 #include "lab_fixture.hpp"
 
@@ -18,86 +19,35 @@ namespace {
 
 constexpr int kHosts = 4;
 constexpr int kAddresses = 8;
-constexpr std::uint16_t kHttpPort = 8080;
-
-std::vector<std::string> floating_addresses() {
-  std::vector<std::string> addresses;
-  for (int i = 0; i < kAddresses; ++i) {
-    addresses.push_back("198.18.0." + std::to_string(kFirstFloatingOctet + i));
-  }
-  return addresses;
-}
-
-std::string vip_toml() {
-  std::string addresses;
-  for (const auto& address : floating_addresses()) {
-    addresses += (addresses.empty() ? "\"" : ", \"") + address + "/24\"";
-  }
-  return "[[vip.pool]]\n"
-         "name = \"web\"\n"
-         "addresses = [" +
-         addresses +
-         "]\n"
-         "interface = \"eth0\"\n"
-         "announce_count = 3\n"
-         "announce_interval_ms = 50\n"
-         "[vip.pool.health]\n"
-         "kind = \"tcp\"\n"
-         "port = " +
-         std::to_string(kHttpPort) +
-         "\n"
-         "interval_ms = 100\n"
-         "timeout_ms = 100\n"
-         "rise = 2\n"
-         "fall = 2\n";
-}
-
-using Holders = std::map<std::string, std::vector<int>>;  // address -> hosts with it
+constexpr std::uint16_t kHttpPort = kWebPort;
 
 class VipE2e : public LabFixture {
  protected:
   void SetUp() override {
     LabFixture::SetUp();
     if (IsSkipped()) return;
-    host_config_.extra = vip_toml();
+    host_config_.extra = web_pool_toml(floating_addresses(kAddresses), kHttpPort);
     client_ = true;
     ASSERT_NO_FATAL_FAILURE(build(kHosts));
-    for (int host = 1; host <= kHosts; ++host) ASSERT_NO_FATAL_FAILURE(start_responder(host));
-    std::vector<std::string> argv = {
-        KEEL_BINARY, "lab",          "probe", "--port", std::to_string(kHttpPort), "--interval-ms",
-        "20",        "--timeout-ms", "100",   "--out",  probe_log_path()};
-    for (const auto& address : floating_addresses()) {
-      argv.push_back("--target");
-      argv.push_back(address);
-    }
-    auto prober = lab_->start_in(Lab::kClient, argv, lab_->dir() + "/probe.err");
+    for (int host = 1; host <= kHosts; ++host) ASSERT_NO_FATAL_FAILURE(start_web(host));
+    auto prober = start_prober(*lab_, floating_addresses(kAddresses), kHttpPort, 20);
     ASSERT_TRUE(prober.ok()) << prober.error().message;
+    probe_log_ = prober.value();
     ASSERT_NO_FATAL_FAILURE(wait_placement(all()));
   }
 
-  std::string probe_log_path() const { return lab_->dir() + "/probe.jsonl"; }
+  const std::string& probe_log_path() const { return probe_log_; }
 
-  void start_responder(int host) {
-    auto started = lab_->start_in(host,
-                                  {KEEL_BINARY, "lab", "serve", "--port", std::to_string(kHttpPort),
-                                   "--name", "h" + std::to_string(host)},
-                                  lab_->host(host).dir + "/serve.log");
+  void start_web(int host) {
+    auto started = start_responder(*lab_, host, kHttpPort);
     ASSERT_TRUE(started.ok()) << started.error().message;
     responders_[host] = started.value();
   }
 
   Holders holders() const {
-    Holders found;
-    for (const auto& address : floating_addresses()) found[address];
-    for (int host = 1; host <= kHosts; ++host) {
-      auto addresses = lab_->addresses(host);
-      EXPECT_TRUE(addresses.ok()) << addresses.error().message;
-      if (!addresses) continue;
-      for (const auto& address : addresses.value()) {
-        if (found.count(address) != 0) found[address].push_back(host);
-      }
-    }
-    return found;
+    auto found = floating_holders(*lab_, floating_addresses(kAddresses));
+    EXPECT_TRUE(found.ok()) << found.error().message;
+    return found ? found.value() : Holders{};
   }
 
   static std::string describe(const Holders& holders) {
@@ -110,28 +60,6 @@ class VipE2e : public LabFixture {
     return text;
   }
 
-  // Each address on exactly one of `live`, none on `live`'s others twice, counts within one.
-  static bool settled(const Holders& holders, const std::vector<int>& live) {
-    std::map<int, int> counts;
-    for (int host : live) counts[host] = 0;
-    for (const auto& [address, hosts] : holders) {
-      int on_live = 0;
-      for (int host : hosts) {
-        if (counts.count(host) != 0) {
-          ++on_live;
-          ++counts[host];
-        }
-      }
-      if (on_live != 1) return false;
-    }
-    int low = kAddresses, high = 0;
-    for (const auto& [host, count] : counts) {
-      low = std::min(low, count);
-      high = std::max(high, count);
-    }
-    return high - low <= 1;
-  }
-
   // Waits until the kernel state is settled over `live` and the client has reached every address
   // at its holder since then; returns the holders.
   Holders wait_placement(const std::vector<int>& live, milliseconds timeout = milliseconds{20000}) {
@@ -139,7 +67,7 @@ class VipE2e : public LabFixture {
     Holders now;
     while (Clock::now() < deadline) {
       now = holders();
-      if (settled(now, live) && client_agrees(now, live)) return now;
+      if (placement_settled(now, live) && client_agrees(now, live)) return now;
       std::this_thread::sleep_for(milliseconds{50});
     }
     ADD_FAILURE() << "floating IPs did not settle on hosts " << ::testing::PrintToString(live)
@@ -215,6 +143,7 @@ class VipE2e : public LabFixture {
     return ran ? ran.value().exit_code : -1;
   }
 
+  std::string probe_log_;
   ProbeLog probes_;
   std::map<int, ProcessId> responders_;
 };
@@ -270,7 +199,7 @@ TEST_F(VipE2e, FailedHealthCheckMovesTheAddressesAway) {
   const Holders after = wait_placement({1, 3, 4});
   expect_only_moved_from(before, after, 2);
   EXPECT_TRUE(held_by(after, 2).empty()) << describe(after);
-  ASSERT_NO_FATAL_FAILURE(start_responder(2));
+  ASSERT_NO_FATAL_FAILURE(start_web(2));
   const Holders recovered = wait_placement(all());
   EXPECT_EQ(held_by(recovered, 2).size(), 2u) << describe(recovered);
 }
