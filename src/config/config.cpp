@@ -25,6 +25,7 @@
 
 #include "config/diagnostics.hpp"
 #include "config/toml_fields.hpp"
+#include "config/transport_reader.hpp"
 #include "config/vip_config_reader.hpp"
 #include "core/ring/limits.hpp"
 #include "io/sealed_packet.hpp"
@@ -35,10 +36,13 @@ namespace {
 using detail::closest;
 using detail::kNoLine;
 using detail::line_of;
+using detail::parse_address;
 using detail::printable;
 using detail::Problems;
 using detail::read_integer;
 using detail::read_string;
+using detail::read_transport_mode_keys;
+using detail::TransportLines;
 using detail::type_name;
 using detail::valid_name;
 
@@ -50,9 +54,6 @@ constexpr std::uint32_t kUdpHeaderBytes = 8;
 constexpr std::int64_t kMaxNodeId = 65535;
 
 constexpr std::array kLogLevels = {"trace", "debug", "info", "warn", "error"};
-constexpr std::array kTransportModes = {"unicast", "multicast",
-                                        "broadcast"};  // TransportMode order
-constexpr std::int64_t kMaxMulticastTtl = 255;
 
 struct Tunable {
   const char* name;
@@ -190,87 +191,6 @@ void read_cluster(const toml::table& root, ClusterConfig& config, Problems& prob
   }
 }
 
-// Parses an IPv4 or IPv6 literal; returns its family, or AF_UNSPEC.
-int parse_address(const std::string& text, std::array<std::uint8_t, 16>& bytes) {
-  if (inet_pton(AF_INET, text.c_str(), bytes.data()) == 1) return AF_INET;
-  if (inet_pton(AF_INET6, text.c_str(), bytes.data()) == 1) return AF_INET6;
-  return AF_UNSPEC;
-}
-
-// The lines of the [transport] keys the second pass blames (kNoLine: not set).
-struct TransportLines {
-  int mode = kNoLine;
-  int group = kNoLine;
-  int multicast_ttl = kNoLine;
-};
-
-// False if the file sets a mode that is not one (the checks that depend on it are skipped).
-bool read_transport_mode(const toml::table& table, TransportConfig& transport,
-                         TransportLines& lines, Problems& problems) {
-  std::string mode;
-  if (!read_string(table, "mode", "[transport]", mode, problems))
-    return table.get("mode") == nullptr;
-  lines.mode = line_of(*table.get("mode"));
-  const auto known = std::find(kTransportModes.begin(), kTransportModes.end(), mode);
-  if (known == kTransportModes.end()) {
-    std::string message = fmt::format(
-        "[transport] mode \"{}\" is not one of unicast, multicast, broadcast", printable(mode));
-    const std::vector<std::string_view> modes(kTransportModes.begin(), kTransportModes.end());
-    if (auto guess = closest(mode, modes)) message += fmt::format(" (did you mean {}?)", *guess);
-    problems.add(lines.mode, std::move(message));
-    return false;
-  }
-  transport.mode = static_cast<TransportMode>(known - kTransportModes.begin());
-  return true;
-}
-
-// The group on its own: an address of the kind the mode needs. Its family against the nodes'
-// is checked in the second pass.
-void check_transport_group(const TransportConfig& transport, const TransportLines& lines,
-                           Problems& problems) {
-  const bool multicast = transport.mode == TransportMode::multicast;
-  if (transport.mode == TransportMode::unicast) {
-    if (lines.group != kNoLine) {
-      problems.add(lines.group,
-                   "[transport] group is used only with mode = \"multicast\" or \"broadcast\"");
-    }
-    return;
-  }
-  if (lines.group == kNoLine) {
-    problems.add_missing(
-        lines.mode,
-        fmt::format("[transport] mode = \"{}\" needs group = \"ADDRESS\" ({})",
-                    to_string(transport.mode),
-                    multicast ? "an IPv4 or IPv6 multicast group, e.g. 239.192.0.1"
-                              : "the subnet's IPv4 broadcast address, usually x.x.x.255"));
-    return;
-  }
-  std::array<std::uint8_t, 16> bytes{};
-  const int family = parse_address(transport.group, bytes);
-  const bool is_multicast = family == AF_INET6 ? bytes[0] == 0xff : (bytes[0] & 0xf0) == 0xe0;
-  if (family == AF_UNSPEC) {
-    problems.add(lines.group, fmt::format("[transport] group \"{}\" is not an IPv4 or IPv6 address",
-                                          transport.group));
-  } else if (multicast && !is_multicast) {
-    problems.add(lines.group,
-                 fmt::format("[transport] group {} is not a multicast address (IPv4 224.0.0.0/4 "
-                             "or IPv6 ff00::/8), which mode = \"multicast\" needs",
-                             transport.group));
-  } else if (!multicast && (family != AF_INET || is_multicast)) {
-    problems.add(
-        lines.group,
-        fmt::format("[transport] group {} is not an IPv4 broadcast address; mode = "
-                    "\"broadcast\" needs the subnet's broadcast address, usually x.x.x.255",
-                    transport.group));
-  } else if (!multicast &&
-             (bytes[0] == 0 || bytes[0] == 127 || transport.group == "255.255.255.255")) {
-    problems.add(lines.group,
-                 fmt::format("[transport] group {} cannot be used for broadcast: give the nodes' "
-                             "subnet's broadcast address, usually x.x.x.255",
-                             transport.group));
-  }
-}
-
 TransportLines read_transport(const toml::table& root, ClusterConfig& config, Problems& problems) {
   TransportLines lines;
   const toml::table* table = section_table(root, "transport", problems);
@@ -278,20 +198,7 @@ TransportLines read_transport(const toml::table& root, ClusterConfig& config, Pr
   TransportConfig& transport = config.transport;
   read_integer(*table, "port", "[transport]", 1, 65535, transport.port, problems);
   read_integer(*table, "mtu", "[transport]", kMinMtu, kMaxMtu, transport.mtu, problems);
-  const bool mode_known = read_transport_mode(*table, transport, lines, problems);
-  if (read_string(*table, "group", "[transport]", transport.group, problems)) {
-    lines.group = line_of(*table->get("group"));
-  }
-  if (read_integer(*table, "multicast_ttl", "[transport]", 1, kMaxMulticastTtl,
-                   transport.multicast_ttl, problems)) {
-    lines.multicast_ttl = line_of(*table->get("multicast_ttl"));
-  }
-  if (!mode_known) return lines;
-  if (lines.multicast_ttl != kNoLine && transport.mode != TransportMode::multicast) {
-    problems.add(lines.multicast_ttl,
-                 "[transport] multicast_ttl is used only with mode = \"multicast\"");
-  }
-  check_transport_group(transport, lines, problems);
+  read_transport_mode_keys(*table, transport, lines, problems);
   return lines;
 }
 
@@ -607,12 +514,6 @@ std::string configured_names(const ClusterConfig& config) {
 }
 
 }  // namespace
-
-const char* to_string(TransportMode mode) {
-  const auto index = static_cast<std::size_t>(mode);
-  KEEL_ASSERT(index < kTransportModes.size());
-  return kTransportModes[index];
-}
 
 const NodeConfig* ClusterConfig::node_by_id(NodeId id) const {
   for (const auto& node : nodes) {
