@@ -69,9 +69,9 @@ const SimCluster::Host& SimCluster::host(NodeId id) const {
 
 // ---- the event loop ----
 
-void SimCluster::push(TimeUs at, std::variant<PacketEvent, TimerEvent, ScheduledEvent> body) {
+void SimCluster::push(TimeUs at, EventBody body) {
   KEEL_ASSERT(at >= now_);
-  queue_.push(Event{at, order_++, std::move(body)});
+  queue_.push(at, std::move(body));
 }
 
 bool SimCluster::stale(const Event& event) const {
@@ -84,8 +84,7 @@ bool SimCluster::stale(const Event& event) const {
 bool SimCluster::step_before(TimeUs limit) {
   while (!checker_.failed() && !queue_.empty() && queue_.top().at <= limit) {
     // The element is moved out just before pop(); pop() compares only `at` and `order`.
-    Event event = std::move(const_cast<Event&>(queue_.top()));
-    queue_.pop();
+    Event event = queue_.take();
     if (stale(event)) continue;
     now_ = event.at;
     ++stats_.steps;

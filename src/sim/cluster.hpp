@@ -29,6 +29,7 @@
 
 #include "core/ring/ring.hpp"
 #include "sim/checkers.hpp"
+#include "sim/event_queue.hpp"
 #include "sim/message.hpp"
 #include "sim/network.hpp"
 #include "sim/random.hpp"
@@ -124,29 +125,6 @@ class SimCluster {
   void note(NodeId host, std::string text);  // a line in the trace
 
  private:
-  struct PacketEvent {
-    NodeId from = kNoNode;
-    NodeId to = kNoNode;
-    std::shared_ptr<const Bytes> bytes;
-  };
-  struct TimerEvent {
-    NodeId host = kNoNode;
-    std::uint64_t generation = 0;
-  };
-  struct ScheduledEvent {
-    std::string label;
-    std::function<void()> action;
-  };
-  struct Event {
-    TimeUs at = 0;
-    std::uint64_t order = 0;
-    std::variant<PacketEvent, TimerEvent, ScheduledEvent> body;
-  };
-  struct Later {
-    bool operator()(const Event& a, const Event& b) const {
-      return a.at != b.at ? a.at > b.at : a.order > b.order;
-    }
-  };
   struct Host {
     std::unique_ptr<ring::Ring> ring;
     HostState state = HostState::up;
@@ -161,7 +139,7 @@ class SimCluster {
 
   Host& host(NodeId id);
   const Host& host(NodeId id) const;
-  void push(TimeUs at, std::variant<PacketEvent, TimerEvent, ScheduledEvent> body);
+  void push(TimeUs at, EventBody body);
   bool stale(const Event& event) const;
   bool step_before(TimeUs limit);
   void process(Event& event);
@@ -183,8 +161,7 @@ class SimCluster {
   Checker checker_;
   Trace trace_;
   std::vector<Host> hosts_;  // by node id; index 0 unused
-  std::priority_queue<Event, std::vector<Event>, Later> queue_;
-  std::uint64_t order_ = 0;
+  EventQueue queue_;
   TimeUs now_ = 0;
   ClusterStats stats_;
   ring::RingStats retired_stats_;

@@ -55,15 +55,14 @@ VipCluster::VipCluster(VipClusterOptions options)
 
 // ---- the event loop ----
 
-void VipCluster::push(TimeUs at, std::variant<PacketEvent, TimerEvent, ScheduledEvent> body) {
+void VipCluster::push(TimeUs at, EventBody body) {
   KEEL_ASSERT(at >= now_);
-  queue_.push(Event{at, order_++, std::move(body)});
+  queue_.push(at, std::move(body));
 }
 
 bool VipCluster::step_before(TimeUs limit) {
   while (!failed() && !queue_.empty() && queue_.top().at <= limit) {
-    Event event = std::move(const_cast<Event&>(queue_.top()));
-    queue_.pop();
+    Event event = queue_.take();
     if (auto* timer = std::get_if<TimerEvent>(&event.body)) {
       const Host& h = hosts_[timer->host];
       if (!h.up || timer->generation != h.timer_generation) continue;

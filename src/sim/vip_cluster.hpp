@@ -28,6 +28,7 @@
 #include "core/ring/groups.hpp"
 #include "core/ring/ring.hpp"
 #include "core/vip/vip_node.hpp"
+#include "sim/event_queue.hpp"
 #include "sim/network.hpp"
 #include "sim/random.hpp"
 #include "sim/trace.hpp"
@@ -107,29 +108,6 @@ class VipCluster {
   void note(NodeId host, std::string text);
 
  private:
-  struct PacketEvent {
-    NodeId from = kNoNode;
-    NodeId to = kNoNode;
-    std::shared_ptr<const Bytes> bytes;
-  };
-  struct TimerEvent {
-    NodeId host = kNoNode;
-    std::uint64_t generation = 0;
-  };
-  struct ScheduledEvent {
-    std::string label;
-    std::function<void()> action;
-  };
-  struct Event {
-    TimeUs at = 0;
-    std::uint64_t order = 0;
-    std::variant<PacketEvent, TimerEvent, ScheduledEvent> body;
-  };
-  struct Later {
-    bool operator()(const Event& a, const Event& b) const {
-      return a.at != b.at ? a.at > b.at : a.order > b.order;
-    }
-  };
   struct Host {
     bool up = false;
     std::uint32_t incarnation = 0;
@@ -144,7 +122,7 @@ class VipCluster {
     std::uint32_t ticks_at_instant = 0;
   };
 
-  void push(TimeUs at, std::variant<PacketEvent, TimerEvent, ScheduledEvent> body);
+  void push(TimeUs at, EventBody body);
   bool step_before(TimeUs limit);
   void start_host(NodeId id);
   void pump(NodeId id);  // runs every pending action of the host's stack, re-arms its timer
@@ -164,8 +142,7 @@ class VipCluster {
   std::vector<Host> hosts_;  // by node id; index 0 unused
   std::vector<std::set<NodeId>> holders_;
   std::vector<VipEvent> events_;
-  std::priority_queue<Event, std::vector<Event>, Later> queue_;
-  std::uint64_t order_ = 0;
+  EventQueue queue_;
   TimeUs now_ = 0;
   std::uint64_t steps_ = 0;
   std::uint64_t acquires_ = 0;
