@@ -12,6 +12,8 @@ namespace keel::agent {
 
 namespace {
 
+constexpr TimeUs kHandoverTimeoutUs = 2'000'000;
+
 io::TransportMode transport_mode(config::TransportMode mode) {
   switch (mode) {
     case config::TransportMode::unicast:
@@ -42,7 +44,7 @@ io::TransportOptions transport_options(const AgentOptions& options, std::uint64_
 }  // namespace
 
 Agent::Agent(asio::io_context& io, AgentOptions options)
-    : io_(io), options_(std::move(options)), watchdog_timer_(io) {}
+    : io_(io), options_(std::move(options)), watchdog_timer_(io), handover_timer_(io) {}
 
 Agent::~Agent() { shutdown(); }
 
@@ -98,12 +100,40 @@ void Agent::shutdown() {
   sd_notify(0, "STOPPING=1");
   spdlog::info("leaving the ring and shutting down");
   // Addresses go before the ring is left: the others take them over when they see the leave.
+  handover_timer_.cancel();
   if (vip_) vip_->stop();
   transport_->wait_on_full_buffer();
   driver_->leave_ring();  // the leave packets are sent before this returns
   control_->close();
   transport_->close();
   watchdog_timer_.cancel();
+}
+
+void Agent::request_shutdown() {
+  if (!started_ || stopped_) return;
+  if (!vip_ || handing_over_) {
+    shutdown();
+    return;
+  }
+  handing_over_ = true;
+  spdlog::info("handing the floating IPs over before leaving (at most {} ms)",
+               kHandoverTimeoutUs / 1000);
+  (void)vip_->drain();
+  handover_deadline_us_ = io::monotonic_now_us() + kHandoverTimeoutUs;
+  poll_handover();
+}
+
+void Agent::poll_handover() {
+  if (stopped_) return;
+  if (vip_->handed_over() || io::monotonic_now_us() >= handover_deadline_us_) {
+    if (!vip_->handed_over()) spdlog::warn("handover not finished in time; leaving anyway");
+    shutdown();
+    return;
+  }
+  handover_timer_.expires_after(std::chrono::milliseconds(5));
+  handover_timer_.async_wait([this](const asio::error_code& error) {
+    if (!error) poll_handover();
+  });
 }
 
 void Agent::on_packet(NodeId from, std::span<const std::uint8_t> bytes) {

@@ -47,6 +47,10 @@ class Agent final : private RingEvents, private ControlHandler {
   Result<Ok> start();
   // Leaves the ring and closes everything. Idempotent.
   void shutdown();
+  // What SIGTERM asks for: with floating IPs, first hands this host's addresses to the others
+  // (a drain: each new holder adds an address before this host deletes it), for at most
+  // 2 s, then shutdown(). Called again while handing over: shutdown() at once.
+  void request_shutdown();
   bool running() const { return started_ && !stopped_; }
 
  private:
@@ -67,6 +71,7 @@ class Agent final : private RingEvents, private ControlHandler {
   void on_packet(NodeId from, std::span<const std::uint8_t> bytes);
   std::string describe_members(const std::vector<NodeId>& members) const;
   void start_watchdog();
+  void poll_handover();
   void on_watchdog();
 
   asio::io_context& io_;
@@ -77,6 +82,9 @@ class Agent final : private RingEvents, private ControlHandler {
   std::unique_ptr<VipService> vip_;              // only with [vip] pools
   std::map<NodeId, std::uint64_t> undecodable_;  // per peer: opened, but the ring refused it
   asio::steady_timer watchdog_timer_;
+  asio::steady_timer handover_timer_;
+  TimeUs handover_deadline_us_ = 0;
+  bool handing_over_ = false;
   std::chrono::microseconds watchdog_period_{0};
   TimeUs started_us_ = 0;
   bool started_ = false;

@@ -67,6 +67,8 @@ class VipService {
   void on_message(NodeId origin, std::span<const std::uint8_t> payload);
   Result<Ok> drain();
   Result<Ok> undrain();
+  // Drained, and every address that another host may hold has moved there.
+  bool handed_over() const { return node_->drained() && node_->quiescent(); }
   // Deletes every held address and stops; nothing runs afterwards.
   void stop();
 

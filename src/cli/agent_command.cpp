@@ -78,10 +78,11 @@ int run_agent(const AgentFlags& flags) {
     spdlog::critical("cannot start: {}", started.error().message);
     return fail(started.error().message);
   }
+  // Leaves gracefully: floating IPs are handed over first (bounded, see Agent::request_shutdown).
   signals.async_wait([&agent](const asio::error_code& error, int signal) {
     if (error) return;
     spdlog::info("received {}", ::strsignal(signal));
-    agent.shutdown();
+    agent.request_shutdown();
   });
   try {
     io.run();

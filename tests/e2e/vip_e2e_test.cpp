@@ -253,6 +253,20 @@ TEST_F(VipE2e, DrainHandsOverWithoutARefusedConnection) {
   EXPECT_EQ(held_by(back, 1).size(), 2u) << describe(back);
 }
 
+TEST_F(VipE2e, GracefulStopHandsOverFirst) {
+  const Holders before = holders();
+  const double start = realtime_ms();
+  ASSERT_OK(lab_->stop_agent(4));  // SIGTERM: a drain, then the leave
+  const Holders after = wait_placement({1, 2, 3});
+  expect_only_moved_from(before, after, 4);
+  EXPECT_TRUE(held_by(after, 4).empty()) << "a stopped agent left addresses behind";
+  EXPECT_EQ(refused_or_lost(start), 0u) << "a graceful stop refused or dropped connections";
+  EXPECT_LE(failed_probes(start), held_by(before, 4).size()) << "more than in-flight resets";
+  ASSERT_OK(lab_->start_agent(4));
+  const Holders back = wait_placement(all());
+  EXPECT_EQ(held_by(back, 4).size(), 2u) << describe(back);
+}
+
 TEST_F(VipE2e, RestartedAgentAdoptsItsAddresses) {
   const Holders before = holders();
   const auto mine = held_by(before, 3);
