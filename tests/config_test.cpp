@@ -10,20 +10,17 @@
 #include <initializer_list>
 #include <string>
 
+#include "config_test_support.hpp"
 #include "core/ring/limits.hpp"
 
 namespace keel::config {
 namespace {
 
+using test_support::base_with;
+using test_support::error_of;
+using test_support::lines;
 using ::testing::HasSubstr;
 using ::testing::StartsWith;
-
-// Joins lines with newlines, so that a test's line numbers are its list positions (from 1).
-std::string lines(std::initializer_list<const char*> list) {
-  std::string text;
-  for (const char* line : list) text += std::string(line) + "\n";
-  return text;
-}
 
 // Two valid nodes on lines 1-12; tests append sections from line 13 on.
 const char* const kCluster = "[cluster]";               // 1
@@ -35,18 +32,6 @@ const char* const kAddr1 = "address = \"198.18.0.1\"";  // 7
 const char* const kId2 = "id = 2";                      // 10
 const char* const kName2 = "name = \"fe2\"";            // 11
 const char* const kAddr2 = "address = \"198.18.0.2\"";  // 12
-
-std::string base_with(std::initializer_list<const char*> tail) {
-  std::string text =
-      lines({kCluster, kName, "", kNode, kId1, kName1, kAddr1, "", kNode, kId2, kName2, kAddr2});
-  return text + lines(tail);
-}
-
-std::string error_of(const std::string& text) {
-  auto parsed = parse_config(text, "keel.toml");
-  if (parsed.ok()) return "(parsed without error)";
-  return parsed.error().message;
-}
 
 const char* const kFullExample = R"(# The example from docs/configuration.md.
 [cluster]

@@ -9,32 +9,16 @@
 #include <string>
 
 #include "config/config.hpp"
+#include "config_test_support.hpp"
 
 namespace keel::config {
 namespace {
 
+using test_support::base_with;
+using test_support::error_of;
+using test_support::lines;
 using ::testing::HasSubstr;
 using ::testing::StartsWith;
-
-std::string lines(std::initializer_list<const char*> list) {
-  std::string text;
-  for (const char* line : list) text += std::string(line) + "\n";
-  return text;
-}
-
-// Two IPv4 nodes on lines 1-12, the second one on line 9; tests append from line 13 on.
-std::string base_with(std::initializer_list<const char*> tail) {
-  return lines({"[cluster]", "name = \"web\"", "", "[[node]]", "id = 1", "name = \"fe1\"",
-                "address = \"198.18.0.1\"", "", "[[node]]", "id = 2", "name = \"fe2\"",
-                "address = \"198.18.0.2\""}) +
-         lines(tail);
-}
-
-std::string error_of(const std::string& text) {
-  auto parsed = parse_config(text, "keel.toml");
-  if (parsed.ok()) return "(parsed without error)";
-  return parsed.error().message;
-}
 
 TEST(TransportModeConfig, UnicastIsTheDefault) {
   auto parsed = parse_config(base_with({}), "keel.toml");

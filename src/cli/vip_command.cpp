@@ -25,8 +25,6 @@ struct VipFlags {
   bool json = false;
 };
 
-std::string field(const json& object, const char* key) { return json_text(object, key); }
-
 // Sends one request to the local agent; prints the error and returns nothing on failure.
 std::optional<json> ask(const char* command, const ControlOptions& control, const json& request) {
   auto fail = [command](const std::string& message) {
@@ -40,7 +38,7 @@ std::optional<json> ask(const char* command, const ControlOptions& control, cons
   client.value().set_timeout_ms(kReplyTimeoutMs);
   auto reply = client.value().request(request);
   if (!reply.ok()) return fail(reply.error().message);
-  if (reply.value().value("ok", false) != true) return fail(field(reply.value(), "error"));
+  if (reply.value().value("ok", false) != true) return fail(json_text(reply.value(), "error"));
   return reply.value();
 }
 
@@ -59,20 +57,20 @@ void print_vip(const json& reply) {
   for (const json& pool : vip.value("pools", json::array())) {
     std::string health = "no check";
     if (pool.contains("health")) {
-      health = field(pool["health"], "kind") + " " + field(pool["health"], "state");
-      const std::string error = field(pool["health"], "last_error");
+      health = json_text(pool["health"], "kind") + " " + json_text(pool["health"], "state");
+      const std::string error = json_text(pool["health"], "last_error");
       if (error != "-" && !error.empty()) health += " (" + error + ")";
     }
-    fmt::print("\npool {}: {} here, health {}\n", field(pool, "name"),
+    fmt::print("\npool {}: {} here, health {}\n", json_text(pool, "name"),
                !pool.value("served_here", false)   ? "not served"
                : pool.value("healthy_here", false) ? "eligible"
                                                    : "not eligible",
                health);
     fmt::print("  {:<28} {:<8} {:<6} {:<10} {}\n", "address", "holder", "here", "since", "why");
     for (const json& address : pool.value("addresses", json::array())) {
-      fmt::print("  {:<28} {:<8} {:<6} {:<10} {}\n", field(address, "address"),
-                 field(address, "holder"), address.value("held_here", false) ? "yes" : "no",
-                 age(address), field(address, "why"));
+      fmt::print("  {:<28} {:<8} {:<6} {:<10} {}\n", json_text(address, "address"),
+                 json_text(address, "holder"), address.value("held_here", false) ? "yes" : "no",
+                 age(address), json_text(address, "why"));
     }
   }
 }
