@@ -11,7 +11,10 @@ packages=(build-essential cmake ninja-build g++ clang libclang-rt-14-dev clang-f
           # the frontends demo serves its page with nginx
           nginx-light
           # bench/vip compares keel's floating IPs with these
-          keepalived ucarp)
+          keepalived ucarp
+          # volumes: real NBD clients (nbdinfo, nbdcopy, nbdfuse, nbdsh, qemu-img, qemu-io), FUSE,
+          # loop devices and ext4 for the full stack; nbdkit and fio for bench/volume
+          libnbd-bin python3-libnbd qemu-utils fuse3 e2fsprogs util-linux nbdkit fio)
 
 missing=()
 for package in "${packages[@]}"; do

@@ -66,6 +66,14 @@ Result<Ok> Agent::start() {
     if (!vip.ok()) return vip.error();
     vip_ = std::move(vip).value();
   }
+  if (!config.volumes.empty()) {
+    auto volumes = VolumeService::open(io_, config, options_.self.id, options_.key,
+                                       [this](const Bytes& payload) {
+                                         return driver_->send(volume::kVolumeGroup, payload, true);
+                                       });
+    if (!volumes.ok()) return volumes.error();
+    volumes_ = std::move(volumes).value();
+  }
   transport_ = std::move(transport).value();
   control_ = std::move(control).value();
   driver_ = std::make_unique<RingDriver>(
@@ -80,6 +88,10 @@ Result<Ok> Agent::start() {
     // A member from the start, so that its own states are delivered to it from the first view.
     if (auto joined = driver_->join(vip::kVipGroup); !joined) return joined.error();
     vip_->start();
+  }
+  if (volumes_) {
+    if (auto joined = driver_->join(volume::kVolumeGroup); !joined) return joined.error();
+    volumes_->start();
   }
   started_ = true;
   const std::string group = config.transport.mode == config::TransportMode::unicast
@@ -102,6 +114,7 @@ void Agent::shutdown() {
   // Addresses go before the ring is left: the others take them over when they see the leave.
   handover_timer_.cancel();
   if (vip_) vip_->stop();
+  if (volumes_) volumes_->stop();
   transport_->wait_on_full_buffer();
   driver_->leave_ring();  // the leave packets are sent before this returns
   control_->close();
@@ -164,6 +177,7 @@ void Agent::on_view(const ring::View& view) {
   }
   control_->publish_view(view);
   if (vip_) vip_->on_view(view);
+  if (volumes_) volumes_->on_view(view);
 }
 
 void Agent::on_group_view(const ring::GroupView& view) {
@@ -175,6 +189,9 @@ void Agent::on_group_message(const ring::GroupMessage& message,
                              const ring::DeliveredMessage& carrier) {
   control_->publish(message.group, message_event(message, carrier));
   if (vip_ && message.group == vip::kVipGroup) vip_->on_message(message.origin, message.payload);
+  if (volumes_ && message.group == volume::kVolumeGroup) {
+    volumes_->on_message(message.origin, message.payload);
+  }
 }
 
 nlohmann::json Agent::status() {
@@ -197,11 +214,16 @@ Result<Ok> Agent::join(const std::string& group) {
 void Agent::leave(const std::string& group) {
   if (stopped_) return;
   if (vip_ && group == vip::kVipGroup) return;  // the floating IPs need it, listeners or not
+  if (volumes_ && group == volume::kVolumeGroup) return;
   driver_->leave_group(group);
   spdlog::info("left group {} (its last listener went away)", group);
 }
 
-std::optional<nlohmann::json> Agent::command(const std::string& op, const nlohmann::json&) {
+std::optional<nlohmann::json> Agent::command(const std::string& op, const nlohmann::json& request) {
+  if (op.rfind("volume_", 0) == 0) {
+    if (!volumes_) return error_reply("this agent has no volumes ([[volume]] sections) configured");
+    return volumes_->command(op, request);
+  }
   if (op != "vip_status" && op != "drain" && op != "undrain") return std::nullopt;
   if (!vip_) return error_reply("this agent has no floating IPs ([vip] pools) configured");
   if (op == "vip_status") {

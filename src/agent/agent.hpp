@@ -1,7 +1,8 @@
 // Agent: `keel agent`, one per host. Wires this host's ring to the world: the UDP transport
 // (packets in and out), a RingDriver (the ring and process groups, their timer), the control
 // socket (status, send, listen, vip_status, drain, undrain) and, when the config has [vip]
-// pools, the floating IPs (VipService, a member of the keel.vip group from the start). Views are
+// pools, the floating IPs (VipService, a member of the keel.vip group from the start), and with
+// [[volume]] sections the mirrored volumes (VolumeService, a member of keel.volume). Views are
 // logged at info level with their members.
 //
 // start() binds the UDP socket and the control socket, then tells systemd READY=1; when systemd
@@ -24,6 +25,7 @@
 #include "agent/control_server.hpp"
 #include "agent/ring_driver.hpp"
 #include "agent/vip_service.hpp"
+#include "agent/volume_service.hpp"
 #include "config/config.hpp"
 #include "io/sealed_packet.hpp"
 #include "io/udp_transport.hpp"
@@ -80,6 +82,7 @@ class Agent final : private RingEvents, private ControlHandler {
   std::unique_ptr<RingDriver> driver_;
   std::unique_ptr<ControlServer> control_;
   std::unique_ptr<VipService> vip_;              // only with [vip] pools
+  std::unique_ptr<VolumeService> volumes_;       // only with [[volume]] sections
   std::map<NodeId, std::uint64_t> undecodable_;  // per peer: opened, but the ring refused it
   asio::steady_timer watchdog_timer_;
   asio::steady_timer handover_timer_;

@@ -12,6 +12,7 @@
 #include "agent/control_protocol.hpp"
 #include "core/common/assert.hpp"
 #include "core/ring/group_wire.hpp"
+#include "io/unix_socket_path.hpp"
 
 namespace keel::agent {
 
@@ -43,43 +44,6 @@ Result<Ok> make_parent_directory(const std::string& path) {
   return Ok{};
 }
 
-// Whether some process accepts connections on the socket at `path`.
-Result<bool> someone_listens(const std::string& path) {
-  const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return Error{"socket(): " + errno_text()};
-  sockaddr_un address{};
-  address.sun_family = AF_UNIX;
-  std::memcpy(address.sun_path, path.c_str(), path.size() + 1);
-  const int connected = ::connect(fd, reinterpret_cast<const sockaddr*>(&address), sizeof address);
-  const int error = errno;
-  ::close(fd);
-  if (connected == 0) return true;
-  if (error == ECONNREFUSED) return false;
-  return Error{"cannot check whether an agent listens on " + path + ": " + std::strerror(error)};
-}
-
-// Leaves `path` free for bind(): removes a stale socket, refuses a live one or a non-socket.
-Result<Ok> clear_socket_path(const std::string& path) {
-  struct stat info {};
-  if (::lstat(path.c_str(), &info) != 0) {
-    if (errno == ENOENT) return Ok{};
-    return Error{"cannot inspect " + path + ": " + errno_text()};
-  }
-  if (!S_ISSOCK(info.st_mode)) {
-    return Error{path + " exists and is not a socket; remove it or set [agent] control_socket"};
-  }
-  auto listening = someone_listens(path);
-  if (!listening.ok()) return listening.error();
-  if (listening.value()) {
-    return Error{"another process (a running keel agent?) listens on " + path};
-  }
-  if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
-    return Error{"cannot remove the stale socket " + path + ": " + errno_text()};
-  }
-  spdlog::info("removed a stale control socket at {}", path);
-  return Ok{};
-}
-
 // The request's "group", or an error message.
 std::optional<std::string> group_of(const json& request, std::string& error) {
   const auto group = request.find("group");
@@ -105,7 +69,10 @@ Result<std::unique_ptr<ControlServer>> ControlServer::open(asio::io_context& io,
                  std::to_string(sizeof(sockaddr_un::sun_path) - 1) + " bytes"};
   }
   if (auto made = make_parent_directory(path); !made.ok()) return made.error();
-  if (auto cleared = clear_socket_path(path); !cleared.ok()) return cleared.error();
+  if (auto cleared = io::clear_socket_path(path, "control socket", " (a running keel agent?)",
+                                           "; remove it or set [agent] control_socket");
+      !cleared.ok())
+    return cleared.error();
   std::unique_ptr<ControlServer> server(new ControlServer(io, path, handler));
   if (auto bound = server->bind(); !bound.ok()) return bound.error();
   return server;

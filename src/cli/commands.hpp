@@ -16,5 +16,6 @@ void register_ring_command(CLI::App& app, int& exit_code);
 void register_lab_command(CLI::App& app, int& exit_code);
 void register_lab_probe_commands(CLI::App& app, int& exit_code);  // lab serve, lab probe
 void register_vip_commands(CLI::App& app, int& exit_code);        // vip, node
+void register_volume_commands(CLI::App& app, int& exit_code);
 
 }  // namespace keel::cli

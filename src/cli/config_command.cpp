@@ -26,6 +26,28 @@ std::string hostname() {
   return name.data();
 }
 
+void print_volumes(const config::ClusterConfig& config, const std::optional<NodeId>& self) {
+  if (config.volumes.empty()) return;
+  fmt::print("volumes    {}\n", config.volumes.size());
+  for (const auto& volume : config.volumes) {
+    std::string exports = volume.nbd_socket;
+    if (volume.nbd_listen) {
+      const std::string& host = volume.nbd_listen->host;
+      const bool v6 = host.find(':') != std::string::npos;
+      exports += fmt::format("{}{}:{}", exports.empty() ? "" : " and ",
+                             v6 ? "[" + host + "]" : host, volume.nbd_listen->port);
+    }
+    fmt::print("  {:<20} {} and {}, {}, {}, replication port {}, NBD on {}\n", volume.name,
+               config.node_by_id(volume.nodes[0])->name, config.node_by_id(volume.nodes[1])->name,
+               format_size(volume.size_bytes), volume.mode == volume::Mode::Sync ? "sync" : "async",
+               volume.replication_port, exports);
+    if (self && volume.has_node(*self)) {
+      fmt::print("  {:<20} this host: backing {}, metadata {}\n", "", volume.backing_for(*self),
+                 volume.metadata_for(*self));
+    }
+  }
+}
+
 void print_summary(const config::ClusterConfig& config, const std::optional<NodeId>& self,
                    const std::string& self_note) {
   fmt::print("{}: ok\n", config.source);
@@ -46,6 +68,7 @@ void print_summary(const config::ClusterConfig& config, const std::optional<Node
              ring.token_timeout_ms, ring.consensus_timeout_ms, ring.join_timeout_ms);
   fmt::print("agent      control socket {}, log level {}\n", config.agent.control_socket,
              config.agent.log_level);
+  print_volumes(config, self);
 }
 
 int run_check(const CheckFlags& flags) {

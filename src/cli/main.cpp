@@ -18,6 +18,7 @@ int main(int argc, char** argv) {
   keel::cli::register_lab_command(app, exit_code);
   keel::cli::register_lab_probe_commands(app, exit_code);  // after the lab command
   keel::cli::register_vip_commands(app, exit_code);
+  keel::cli::register_volume_commands(app, exit_code);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& error) {

@@ -7,6 +7,7 @@
 #include "core/ring/limits.hpp"
 #include "sim/runner.hpp"
 #include "sim/vip_scenario.hpp"
+#include "sim/volume_scenario.hpp"
 
 namespace keel::cli {
 
@@ -18,7 +19,8 @@ struct SimFlags {
   std::string partitions = "on";
   std::string crashes = "on";
   std::string pauses = "on";
-  bool vip = false;  // --vip: the floating-IP simulation (sim/vip_scenario.hpp)
+  bool vip = false;     // --vip: the floating-IP simulation (sim/vip_scenario.hpp)
+  bool volume = false;  // --volume: the mirrored-volume simulation (sim/volume_scenario.hpp)
 };
 
 // Parses "A:B" (A < B) into a half-open range of seeds.
@@ -56,6 +58,13 @@ int run(SimFlags& flags) {
                                options.seeds_end,
                                {options.scenario.hosts, options.trace}};
     const int code = sim::run_vip_command(vip, std::cout);
+    std::cout.flush();
+    return code;
+  }
+  if (flags.volume) {
+    sim::VolumeCommandOptions volume{options.seed, options.seeds_begin, options.seeds_end,
+                                     options.trace};
+    const int code = sim::run_volume_command(volume, std::cout);
     std::cout.flush();
     return code;
   }
@@ -123,6 +132,10 @@ void register_sim_command(CLI::App& app, int& exit_code) {
   sim->add_flag("--vip", flags->vip,
                 "Simulate floating IPs (ring + groups + vip placement on every host); takes "
                 "--seed, --seeds, --hosts and --trace");
+  sim->add_flag("--volume", flags->volume,
+                "Simulate a mirrored volume (two replicas and a witness, disk caches, crashes, "
+                "failover); takes --seed, --seeds and --trace");
+  sim->get_option("--vip")->excludes("--volume");
   sim->get_option("--seed")->excludes("--seeds");
   sim->get_option("--demo")->excludes("--seeds")->excludes("--figures");
   sim->get_option("--require-coverage")->excludes("--demo")->excludes("--figures");

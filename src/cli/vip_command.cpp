@@ -8,6 +8,7 @@
 
 #include "agent/control_client.hpp"
 #include "agent/control_protocol.hpp"
+#include "cli/ask_agent.hpp"
 #include "cli/commands.hpp"
 #include "cli/control_options.hpp"
 #include "cli/json_text.hpp"
@@ -18,29 +19,10 @@ using nlohmann::json;
 
 namespace {
 
-constexpr int kReplyTimeoutMs = 5000;
-
 struct VipFlags {
   ControlOptions control;
   bool json = false;
 };
-
-// Sends one request to the local agent; prints the error and returns nothing on failure.
-std::optional<json> ask(const char* command, const ControlOptions& control, const json& request) {
-  auto fail = [command](const std::string& message) {
-    fmt::print(stderr, "keel {}: {}\n", command, message);
-    return std::nullopt;
-  };
-  auto path = agent::control_socket_path(control.config_path(), control.socket_path());
-  if (!path.ok()) return fail(path.error().message);
-  auto client = agent::ControlClient::connect(path.value());
-  if (!client.ok()) return fail(client.error().message);
-  client.value().set_timeout_ms(kReplyTimeoutMs);
-  auto reply = client.value().request(request);
-  if (!reply.ok()) return fail(reply.error().message);
-  if (reply.value().value("ok", false) != true) return fail(json_text(reply.value(), "error"));
-  return reply.value();
-}
 
 std::string age(const json& address) {
   const auto it = address.find("since_ms_ago");
@@ -88,7 +70,7 @@ void register_vip_commands(CLI::App& app, int& exit_code) {
   add_control_options(*status, flags->control);
   status->add_flag("--json", flags->json, "Print the agent's reply, one JSON object");
   status->callback([flags, &exit_code] {
-    auto reply = ask("vip status", flags->control, json{{"op", "vip_status"}});
+    auto reply = ask_agent("vip status", flags->control, json{{"op", "vip_status"}});
     if (!reply) {
       exit_code = 1;
       return;
@@ -115,7 +97,7 @@ void register_vip_commands(CLI::App& app, int& exit_code) {
     add_control_options(*command, *node_flags);
     command->callback([node_flags, op, &exit_code] {
       const std::string name = std::string("node ") + op;
-      auto reply = ask(name.c_str(), *node_flags, json{{"op", op}});
+      auto reply = ask_agent(name, *node_flags, json{{"op", op}});
       exit_code = reply ? 0 : 1;
       if (reply) fmt::print("{}: done; `keel vip status` shows the addresses moving\n", op);
     });

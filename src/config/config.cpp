@@ -27,6 +27,7 @@
 #include "config/toml_fields.hpp"
 #include "config/transport_reader.hpp"
 #include "config/vip_config_reader.hpp"
+#include "config/volume_config_reader.hpp"
 #include "core/ring/limits.hpp"
 #include "io/sealed_packet.hpp"
 
@@ -90,6 +91,7 @@ const std::vector<Section>& sections() {
         {"ring", "[ring]", {}},
         {"agent", "[agent]", {"control_socket", "log_level", "realtime_priority"}},
         {"vip", "[vip]", {"settle_ms", "startup_ms", "pool"}},
+        {"volume", "[[volume]]", detail::volume_keys()},
     };
     for (const auto& t : kTunables) s[3].keys.emplace_back(t.name);
     return s;
@@ -496,8 +498,9 @@ Result<ClusterConfig> check(const toml::table& root, const std::string& source) 
   if (problems.any()) return problems.first();
   check_whole(root, config, entries, transport_lines, ring_lines, problems);
   if (problems.any()) return problems.first();
-  // [vip] names nodes, so it is read once they are known to be valid.
+  // [vip] and [[volume]] name nodes, so they are read once the nodes are known to be valid.
   detail::read_vip(root, config.nodes, config.vip, problems);
+  detail::read_volumes(root, config.nodes, config.volumes, problems);
   if (problems.any()) return problems.first();
   KEEL_ASSERT(!config.nodes.empty() && config.nodes.size() <= ring::kMaxNodes);
   KEEL_ASSERT(!ring::validate(config.ring));
@@ -534,6 +537,13 @@ std::vector<NodeId> ClusterConfig::node_ids() const {
   ids.reserve(nodes.size());
   for (const auto& node : nodes) ids.push_back(node.id);
   return ids;
+}
+
+const VolumeConfig* ClusterConfig::volume_by_name(const std::string& name) const {
+  for (const auto& volume : volumes) {
+    if (volume.name == name) return &volume;
+  }
+  return nullptr;
 }
 
 Result<ClusterConfig> parse_config(const std::string& text, const std::string& source) {

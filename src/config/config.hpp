@@ -30,6 +30,9 @@
 //   log_level = "info"
 //   realtime_priority = 10
 //
+//   [vip] and [[vip.pool]]: floating IPs (vip_config.hpp)
+//   [[volume]]: mirrored volumes (volume_config.hpp)
+//
 // Thread-safety: plain values.
 #pragma once
 
@@ -39,6 +42,7 @@
 #include <vector>
 
 #include "config/vip_config.hpp"
+#include "config/volume_config.hpp"
 #include "core/common/result.hpp"
 #include "core/common/types.hpp"
 #include "core/ring/tunables.hpp"
@@ -89,10 +93,12 @@ struct ClusterConfig {
   ring::RingTunables ring;  // max_packet_bytes derived from transport.mtu
   AgentConfig agent;
   VipConfig vip;  // [vip]: floating-IP pools (vip_config.hpp); empty when absent
+  std::vector<VolumeConfig> volumes;  // [[volume]]: mirrored volumes (volume_config.hpp)
 
   const NodeConfig* node_by_id(NodeId id) const;
   const NodeConfig* node_by_name(const std::string& name) const;
   std::vector<NodeId> node_ids() const;
+  const VolumeConfig* volume_by_name(const std::string& name) const;
 };
 
 // Parses and validates TOML text. `source` names it in error messages.

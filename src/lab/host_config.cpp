@@ -33,6 +33,16 @@ std::optional<std::pair<std::string, std::string>> split_setting(const std::stri
   return std::pair{key, text.substr(equals + 1)};
 }
 
+// "{host}" in the extra TOML stands for the host's own directory, so that per-host files
+// (a volume's backing file, its NBD socket) differ between hosts that share one filesystem.
+std::string expand_host_dir(std::string text, const std::string& host_dir) {
+  for (std::size_t at = text.find("{host}"); at != std::string::npos;
+       at = text.find("{host}", at + host_dir.size())) {
+    text.replace(at, 6, host_dir);
+  }
+  return text;
+}
+
 }  // namespace
 
 std::string key_path(const std::string& dir) { return dir + "/cluster.key"; }
@@ -56,7 +66,7 @@ std::string host_config_toml(const LabState& state, int index, const HostConfigS
   }
   text += fmt::format("\n[agent]\ncontrol_socket = {}\nlog_level = {}\n", quoted(self.socket),
                       quoted(settings.log_level));
-  if (!settings.extra.empty()) text += "\n" + settings.extra;
+  if (!settings.extra.empty()) text += "\n" + expand_host_dir(settings.extra, self.dir);
   return text;
 }
 

@@ -20,7 +20,8 @@ struct HostConfigSettings {
   // More lines of the [transport] table (after its port), e.g. {"mode", "\"broadcast\""}.
   std::vector<std::pair<std::string, std::string>> transport;
   std::string log_level = "info";
-  // TOML appended after everything else, the same on every host (e.g. [vip] pools).
+  // TOML appended after everything else, the same on every host (e.g. [vip] pools) except that
+  // "{host}" becomes the host's directory (LAB/hI).
   std::string extra;
 };
 

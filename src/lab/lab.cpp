@@ -133,6 +133,9 @@ Result<Ok> Lab::build(const LabOptions& options) {
   if (auto saved = save(); !saved) return saved;
   if (options.on_claimed) options.on_claimed(state.dir, state.keel_binary);
   if (auto built = build_hosts(options); !built) return built;
+  if (options.before_agents) {
+    if (auto prepared = options.before_agents(state); !prepared) return prepared;
+  }
   for (int index = 1; index <= options.hosts; ++index) {
     if (auto started = start_agent(index); !started) return started;
   }

@@ -42,6 +42,9 @@ struct LabOptions {
   // Called once the directory is claimed and saved, before any kernel object is made, with the
   // directory and the keel binary: the place to arm a CleanupGuard. May be empty.
   std::function<void(const std::string& dir, const std::string& keel_binary)> on_claimed;
+  // Called once every host's directory and keel.toml exist, before any agent starts (e.g. to
+  // run `keel volume create` on the hosts that hold a volume). An error stops the build.
+  std::function<Result<Ok>(const LabState& state)> before_agents;
 };
 
 // What wait_for_view saw: the common view, and how long it took.

@@ -71,6 +71,7 @@ class LabFixture : public ::testing::Test {
     options.formation_timeout = milliseconds{20000};
     options.config = host_config_;
     options.client = client_;
+    options.before_agents = options_hook_;
     options.on_claimed = [this](const std::string& dir, const std::string& keel) {
       auto armed = CleanupGuard::arm(keel, dir);
       if (armed) guard_.emplace(std::move(armed.value()));
@@ -149,6 +150,8 @@ class LabFixture : public ::testing::Test {
 
   HostConfigSettings host_config_;  // every host's keel.toml settings; set before build()
   bool client_ = false;             // build the lab's client namespace too; set before build()
+  // Runs once the hosts' configs exist, before the agents start; set before build().
+  std::function<Result<Ok>(const LabState&)> options_hook_;
   std::optional<Lab> lab_;
   std::optional<CleanupGuard> guard_;
   std::unique_ptr<ListenerSet> listeners_;

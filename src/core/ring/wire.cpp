@@ -31,6 +31,7 @@
 #include <string_view>
 
 #include "core/common/assert.hpp"
+#include "core/common/problem_reader.hpp"
 #include "core/ring/limits.hpp"
 
 namespace keel::ring::wire {
@@ -303,28 +304,9 @@ std::string hex(unsigned value) {
 
 // A ByteReader that also remembers why it failed. Once failed, every read returns zero or empty
 // and nothing more is allocated, so callers check ok() once at the end.
-class Reader {
+class Reader : public ProblemReader {
  public:
-  explicit Reader(std::span<const std::uint8_t> in) : in_(in) {}
-
-  std::uint8_t u8() { return in_.u8(); }
-  std::uint16_t u16() { return in_.u16(); }
-  std::uint32_t u32() { return in_.u32(); }
-  std::uint64_t u64() { return in_.u64(); }
-  bool ok() const { return in_.ok(); }
-  std::size_t remaining() const { return in_.remaining(); }
-
-  void fail(std::string problem) {
-    if (ok() && problem_.empty()) problem_ = std::move(problem);
-    in_.fail();
-  }
-  std::string problem() const { return problem_.empty() ? "packet truncated" : problem_; }
-
-  bool boolean(std::string_view what) {
-    const std::uint8_t value = u8();
-    if (value > 1) fail(std::string(what) + " is not a boolean (" + std::to_string(value) + ")");
-    return value == 1;
-  }
+  explicit Reader(std::span<const std::uint8_t> in) : ProblemReader(in, "packet truncated") {}
 
   RingId ring_id() {
     RingId ring;
@@ -342,7 +324,7 @@ class Reader {
       return 0;
     }
     if (items * item_bytes > remaining()) {
-      in_.fail();  // truncated
+      fail_truncated();
       return 0;
     }
     return items;
@@ -370,7 +352,7 @@ class Reader {
       fail(*problem);
       return chunk;
     }
-    const auto data = in_.bytes(length);  // empty, and the reader failed, if truncated
+    const auto data = bytes(length);  // empty, and the reader failed, if truncated
     chunk.data.assign(data.begin(), data.end());
     return chunk;
   }
@@ -388,10 +370,6 @@ class Reader {
     for (std::size_t i = 0; i < chunks && ok(); ++i) message.chunks.push_back(chunk());
     return message;
   }
-
- private:
-  ByteReader in_;
-  std::string problem_;
 };
 
 McastPacket read_mcast(Reader& in) {

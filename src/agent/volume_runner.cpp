@@ -1,0 +1,430 @@
+#include "agent/volume_runner.hpp"
+
+#include <fmt/format.h>
+#include <sodium.h>
+#include <spdlog/spdlog.h>
+
+#include <cerrno>
+
+#include "agent/volume_identity.hpp"
+#include "core/common/assert.hpp"
+#include "io/clock.hpp"
+
+namespace keel::agent {
+
+namespace {
+
+std::uint64_t random_seed() {
+  std::uint64_t seed = 0;
+  randombytes_buf(&seed, sizeof seed);
+  return seed | 1;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<VolumeRunner>> VolumeRunner::open(asio::io_context& io,
+                                                         const config::ClusterConfig& cluster,
+                                                         const config::VolumeConfig& volume,
+                                                         NodeId self, const io::ClusterKey& key,
+                                                         Hooks hooks) {
+  std::unique_ptr<VolumeRunner> runner(new VolumeRunner(io, volume, self, std::move(hooks)));
+  const std::string& name = volume.name;
+  auto header = volume_metadata_header(volume, self);
+  auto metadata = io::VolumeMetadataFile::open(volume.metadata_for(self), header);
+  if (!metadata.ok()) {
+    return Error{"volume " + name + ": " + metadata.error().message + " (run `keel volume create " +
+                 name + "` on this node first)"};
+  }
+  runner->metadata_ = std::make_unique<io::VolumeMetadataFile>(std::move(metadata).value());
+  io::BlockFileOptions disk_options;
+  disk_options.path = volume.backing_for(self);
+  disk_options.size_bytes = volume.size_bytes;
+  auto disk = io::BlockFile::open(io, disk_options);
+  if (!disk.ok()) return Error{"volume " + name + ": " + disk.error().message};
+  runner->disk_ = std::move(disk).value();
+
+  volume::DirtyBitmap bitmap(volume.size_bytes);
+  auto loaded = runner->metadata_->read_bitmap(bitmap);
+  if (!loaded.ok()) return Error{"volume " + name + ": " + loaded.error().message};
+  if (loaded.value().damaged_pages > 0) {
+    spdlog::warn("volume {}: {} damaged bitmap page(s) read as all dirty", name,
+                 loaded.value().damaged_pages);
+  }
+  const volume::PersistentState state = runner->metadata_->state();
+  volume::ReplicaConfig replica;
+  replica.self = self;
+  replica.peer = runner->peer_;
+  replica.size_bytes = volume.size_bytes;
+  replica.volume_digest = volume_digest(volume);
+  replica.mode = volume.mode;
+  replica.resync_rate_bytes_s = volume.resync_rate_bytes_s;
+  replica.activity_log_extents = volume.activity_log_extents;
+  replica.generation_seed = random_seed();
+  runner->replica_ = std::make_unique<volume::Replica>(replica, state, std::move(bitmap),
+                                                       runner->metadata_->activity_extents());
+
+  const config::NodeConfig* own = cluster.node_by_id(self);
+  const config::NodeConfig* other = cluster.node_by_id(runner->peer_);
+  KEEL_ASSERT(own && other);
+  runner->peer_name_ = other->name;
+  io::ReplicationLinkOptions link{
+      name,           volume.size_bytes,       self, runner->peer_, own->address,
+      other->address, volume.replication_port, key};
+  VolumeRunner* raw = runner.get();
+  auto opened = io::ReplicationLink::open(io, link,
+                                          {[raw] {
+                                             raw->replica_->on_peer_connected();
+                                             raw->run_actions();
+                                           },
+                                           [raw](const volume::PeerMessage& message) {
+                                             raw->replica_->on_peer_message(message);
+                                             raw->run_actions();
+                                           },
+                                           [raw](const std::string&) {
+                                             raw->replica_->on_peer_disconnected();
+                                             raw->run_actions();
+                                           }});
+  if (!opened.ok()) return opened.error();
+  runner->link_ = std::move(opened).value();
+
+  io::NbdServerOptions nbd_options;
+  nbd_options.export_name = name;
+  nbd_options.description = "keel mirrored volume " + name;
+  nbd_options.unix_path = volume.nbd_socket;
+  if (volume.nbd_listen) {
+    nbd_options.tcp_address = volume.nbd_listen->host;
+    nbd_options.tcp_port = volume.nbd_listen->port;
+  }
+  auto nbd = io::NbdServer::open(io, *runner, nbd_options);
+  if (!nbd.ok()) return Error{"volume " + name + ": " + nbd.error().message};
+  runner->nbd_ = std::move(nbd).value();
+  return runner;
+}
+
+VolumeRunner::VolumeRunner(asio::io_context& io, const config::VolumeConfig& volume, NodeId self,
+                           Hooks hooks)
+    : io_(io),
+      config_(volume),
+      self_(self),
+      peer_(volume.nodes[0] == self ? volume.nodes[1] : volume.nodes[0]),
+      hooks_(std::move(hooks)),
+      timer_(io) {}
+
+VolumeRunner::~VolumeRunner() { stop(); }
+
+void VolumeRunner::start() {
+  const volume::ReplicaStatus status = replica_->status();
+  spdlog::info("volume {}: {} {}, {} bytes out of sync; NBD export ready", config_.name,
+               volume::to_string(status.role), volume::to_string(status.disk),
+               status.out_of_sync_bytes);
+  link_->start();
+  nbd_->start();
+  run_actions();
+}
+
+void VolumeRunner::stop() {
+  if (stopped_) return;
+  stopped_ = true;
+  timer_.cancel();
+  if (nbd_) nbd_->close();
+  if (link_) link_->close();
+  metadata_worker_.join();
+  for (auto& [id, done] : requests_) done(ESHUTDOWN);
+  requests_.clear();
+}
+
+void VolumeRunner::on_peer_left() {
+  if (link_ && link_->connected()) link_->drop("the peer left the ring's view");
+}
+
+void VolumeRunner::on_peer_outdated_recorded(volume::Generation generation) {
+  replica_->on_peer_outdated_recorded(generation);
+  run_actions();
+}
+
+void VolumeRunner::on_told_outdated(volume::Generation as_of) {
+  replica_->on_told_outdated(as_of);
+  run_actions();
+}
+
+namespace {
+Result<Ok> to_ok(Result<bool> done) {
+  if (!done.ok()) return done.error();
+  return Ok{};
+}
+}  // namespace
+
+Result<Ok> VolumeRunner::promote(bool force) {
+  auto done = to_ok(replica_->promote(force));
+  run_actions();
+  return done;
+}
+
+Result<Ok> VolumeRunner::demote() {
+  auto done = to_ok(replica_->demote());
+  run_actions();
+  return done;
+}
+
+Result<Ok> VolumeRunner::discard_local() {
+  auto done = to_ok(replica_->discard_local_data());
+  run_actions();
+  return done;
+}
+
+Result<Ok> VolumeRunner::verify() {
+  auto done = to_ok(replica_->start_verify());
+  run_actions();
+  return done;
+}
+
+std::string VolumeRunner::unavailable_reason() const {
+  if (replica_->serves_io()) return "";
+  const volume::ReplicaStatus status = replica_->status();
+  if (status.role != volume::Role::Primary) {
+    return "volume " + config_.name + " is secondary on this node; its primary serves it" +
+           (status.peer_role == volume::Role::Primary ? " (node " + peer_name_ + ")" : "");
+  }
+  return "volume " + config_.name + " cannot serve on this node: disk " +
+         std::string(volume::to_string(status.disk));
+}
+
+volume::RequestId VolumeRunner::remember(Done done) {
+  const volume::RequestId id = next_request_++;
+  requests_.emplace(id, std::move(done));
+  return id;
+}
+
+void VolumeRunner::read(std::uint64_t offset, std::uint32_t length, std::byte* into, Done done) {
+  if (!replica_->serves_io()) return done(ESHUTDOWN);
+  disk_->read(offset, length, into, std::move(done));
+}
+
+void VolumeRunner::write(std::uint64_t offset, volume::Payload data, bool fua, Done done) {
+  replica_->on_write(remember(std::move(done)), offset, std::move(data), fua);
+  run_actions();
+}
+
+void VolumeRunner::flush(Done done) {
+  replica_->on_flush(remember(std::move(done)));
+  run_actions();
+}
+
+void VolumeRunner::trim(std::uint64_t offset, std::uint32_t length, bool fua, Done done) {
+  // TRIM reads back as zeroes on both copies, so that verify never sees a false difference.
+  write_zeroes(offset, length, fua, std::move(done));
+}
+
+void VolumeRunner::write_zeroes(std::uint64_t offset, std::uint32_t length, bool fua, Done done) {
+  replica_->on_write_zeroes(remember(std::move(done)), offset, length, fua);
+  run_actions();
+}
+
+void VolumeRunner::run_actions() {
+  // Completions call back into the replica synchronously only through posted handlers, but a
+  // Complete may start a new request at once (the NBD connection reads on): guard re-entry.
+  if (running_actions_ || stopped_) return;
+  running_actions_ = true;
+  for (;;) {
+    std::vector<volume::Action> actions = replica_->take_actions();
+    if (actions.empty()) break;
+    for (volume::Action& action : actions) {
+      std::visit(
+          [this](auto& a) {
+            using T = std::decay_t<decltype(a)>;
+            if constexpr (std::is_same_v<T, volume::DiskWrite>) {
+              execute(a);
+            } else if constexpr (std::is_same_v<T, volume::DiskZero>) {
+              const volume::IoId io = a.io;
+              disk_->write_zeroes(a.offset, a.length, true, a.fua, [this, io](int error) {
+                replica_->on_disk_done(io, error);
+                run_actions();
+              });
+            } else if constexpr (std::is_same_v<T, volume::DiskFlush>) {
+              const volume::IoId io = a.io;
+              disk_->flush([this, io](int error) {
+                replica_->on_disk_done(io, error);
+                run_actions();
+              });
+            } else if constexpr (std::is_same_v<T, volume::DiskRead>) {
+              execute(a);
+            } else if constexpr (std::is_same_v<T, volume::Persist>) {
+              execute(a);
+            } else if constexpr (std::is_same_v<T, volume::SendToPeer>) {
+              link_->send(a.message);
+            } else if constexpr (std::is_same_v<T, volume::ClosePeer>) {
+              link_->drop(a.reason);
+            } else if constexpr (std::is_same_v<T, volume::Complete>) {
+              complete(a);
+            } else if constexpr (std::is_same_v<T, volume::RecordPeerOutdated>) {
+              spdlog::warn("volume {}: peer {} unreachable; recording its copy as outdated",
+                           config_.name, peer_name_);
+              if (hooks_.record_outdated) hooks_.record_outdated(config_.name, a.generation);
+            } else if constexpr (std::is_same_v<T, volume::WithdrawPeerOutdated>) {
+              if (hooks_.clear_outdated) hooks_.clear_outdated(config_.name, a.generation);
+            } else if constexpr (std::is_same_v<T, volume::Notice>) {
+              const auto level = a.level == volume::Notice::Level::Error     ? spdlog::level::err
+                                 : a.level == volume::Notice::Level::Warning ? spdlog::level::warn
+                                                                             : spdlog::level::info;
+              spdlog::log(level, "volume {}: {}", config_.name, a.text);
+            }
+          },
+          action);
+    }
+  }
+  running_actions_ = false;
+  note_resync(replica_->status());
+  arm_timer();
+}
+
+void VolumeRunner::note_resync(const volume::ReplicaStatus& status) {
+  const bool resyncing =
+      status.link == volume::LinkState::SyncSource || status.link == volume::LinkState::SyncTarget;
+  if (resyncing && resync_started_us_ == 0) resync_started_us_ = io::monotonic_now_us();
+  if (!resyncing) resync_started_us_ = 0;
+}
+
+void VolumeRunner::execute(volume::DiskWrite& action) {
+  const volume::IoId io = action.io;
+  disk_->write(action.offset, action.data, action.fua, [this, io](int error) {
+    replica_->on_disk_done(io, error);
+    run_actions();
+  });
+}
+
+void VolumeRunner::execute(volume::DiskRead& action) {
+  auto buffer = std::make_shared<volume::Bytes>(action.length);
+  const volume::IoId io = action.io;
+  disk_->read(action.offset, action.length, buffer->data(), [this, io, buffer](int error) {
+    replica_->on_disk_read_done(io, error, buffer);
+    run_actions();
+  });
+}
+
+void VolumeRunner::execute(volume::Persist& action) {
+  // The pages' bytes as they are now: the bitmap goes on changing while the worker writes.
+  auto pages = std::make_shared<std::vector<std::pair<std::uint64_t, io::BitmapPage>>>();
+  for (const std::uint64_t page : action.bitmap_pages) {
+    pages->emplace_back(page, io::BitmapPage{});
+    replica_->bitmap().page_bytes(page, pages->back().second);
+  }
+  asio::post(metadata_worker_, [this, id = action.id, pages, state = action.state,
+                                extents = action.activity_extents] {
+    int error = 0;
+    if (auto written = metadata_->write_bitmap_pages(*pages); !written.ok()) {
+      spdlog::error("volume {}: writing the bitmap: {}", config_.name, written.error().message);
+      error = EIO;
+    }
+    if (auto written = metadata_->write_state(state, extents); !error && !written.ok()) {
+      spdlog::error("volume {}: writing the metadata: {}", config_.name, written.error().message);
+      error = EIO;
+    }
+    asio::post(io_, [this, id, error] {
+      if (stopped_) return;
+      replica_->on_persisted(id, error);
+      run_actions();
+    });
+  });
+}
+
+void VolumeRunner::complete(const volume::Complete& action) {
+  auto found = requests_.find(action.request);
+  KEEL_ASSERT(found != requests_.end());
+  Done done = std::move(found->second);
+  requests_.erase(found);
+  if (action.error != 0) ++requests_failed_;
+  done(action.error);
+}
+
+void VolumeRunner::arm_timer() {
+  const TimeUs deadline = replica_->next_deadline();
+  if (deadline == kNever || stopped_) return;
+  const TimeUs now = io::monotonic_now_us();
+  timer_.expires_after(std::chrono::microseconds(deadline > now ? deadline - now : 0));
+  timer_.async_wait([this](const asio::error_code& error) {
+    if (error || stopped_) return;
+    replica_->on_tick(io::monotonic_now_us());
+    run_actions();
+  });
+}
+
+}  // namespace keel::agent
+
+namespace keel::agent {
+
+namespace {
+
+std::string hex(std::uint64_t value) { return fmt::format("{:016x}", value); }
+
+}  // namespace
+
+nlohmann::json VolumeRunner::status() const {
+  const volume::ReplicaStatus status = replica_->status();
+  nlohmann::json peer{{"node", peer_}, {"name", peer_name_}};
+  if (status.peer_role) peer["role"] = volume::to_string(*status.peer_role);
+  if (status.peer_disk) peer["disk"] = volume::to_string(*status.peer_disk);
+  nlohmann::json history = nlohmann::json::array();
+  for (const volume::Generation generation : status.generations.history) {
+    history.push_back(hex(generation));
+  }
+  const TimeUs now = io::monotonic_now_us();
+  std::uint64_t rate = 0;
+  if (resync_started_us_ != 0 && now > resync_started_us_) {
+    rate = status.resync_done_bytes * 1'000'000 / (now - resync_started_us_);
+  }
+  const io::ReplicationLinkStats& link = link_->stats();
+  const io::NbdServerStats& nbd = nbd_->stats();
+  return {
+      {"name", config_.name},
+      {"role", volume::to_string(status.role)},
+      {"disk", volume::to_string(status.disk)},
+      {"link", volume::to_string(status.link)},
+      {"mode", volume::to_string(config_.mode)},
+      {"size_bytes", config_.size_bytes},
+      {"peer", peer},
+      {"suspended", status.suspended},
+      {"peer_outdated", status.peer_outdated},
+      {"out_of_sync_bytes", status.out_of_sync_bytes},
+      {"writes_in_flight", status.writes_in_flight},
+      {"requests_failed", requests_failed_},
+      {"refused_reason", status.refused_reason},
+      {"generations",
+       {{"current", hex(status.generations.current)},
+        {"bitmap", hex(status.generations.bitmap)},
+        {"history", history}}},
+      {"resync",
+       {{"total_bytes", status.resync_total_bytes},
+        {"done_bytes", status.resync_done_bytes},
+        {"blocks", status.resynced_blocks},
+        {"rate_bytes_s", rate}}},
+      {"verify",
+       {{"running", status.verify_running},
+        {"done_bytes", status.verify_done_bytes},
+        {"mismatched_blocks", status.verify_mismatched_blocks}}},
+      {"replication",
+       {{"connects", link.connects},
+        {"auth_failures", link.auth_failures},
+        {"bytes_sent", link.bytes_sent},
+        {"bytes_received", link.bytes_received},
+        {"malformed_frames", link.malformed}}},
+      {"nbd",
+       {{"export", config_.nbd_socket.empty() ? std::string("tcp") : config_.nbd_socket},
+        {"connections", nbd_->connection_count()},
+        {"bytes_read", nbd.bytes_read},
+        {"bytes_written", nbd.bytes_written},
+        {"protocol_errors", nbd.protocol_errors},
+        {"error_replies", nbd.error_replies}}},
+  };
+}
+
+}  // namespace keel::agent
+
+namespace keel::agent {
+
+std::optional<volume::Generation> VolumeRunner::own_outdate_record() const {
+  const volume::PersistentState& state = replica_->persistent_state();
+  if (!state.peer_outdated) return std::nullopt;
+  return state.generations.current;
+}
+
+}  // namespace keel::agent

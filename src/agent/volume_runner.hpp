@@ -1,0 +1,114 @@
+// VolumeRunner: one mirrored volume on this node. Wires the replication core
+// (core/volume/replica.hpp) to the world:
+//   Replica DiskWrite/Zero/Flush/Read  -> io::BlockFile (a thread pool on the backing file)
+//   Replica Persist                    -> io::VolumeMetadataFile, on one worker thread, in order
+//   Replica SendToPeer / ClosePeer     -> io::ReplicationLink (TCP to the other node)
+//   Replica RecordPeerOutdated         -> the ring (VolumeService broadcasts it to keel.volume)
+//   Replica Complete                   -> the NBD request waiting for it
+//   NBD requests (io::NbdServer)       -> this BlockDevice: reads straight from the backing file
+//                                         while this node serves; writes, zeroing and flushes
+//                                         through the Replica
+// A steady_timer follows Replica::next_deadline() (resync pacing, verify).
+//
+// open() loads the metadata that `keel volume create` wrote; without it the volume is refused
+// with the command to run. Thread-safety: none; everything on the agent's io_context thread
+// (the block file's and the metadata's workers post their completions back to it).
+#pragma once
+
+#include <asio.hpp>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "config/config.hpp"
+#include "core/common/result.hpp"
+#include "core/volume/replica.hpp"
+#include "io/block_device.hpp"
+#include "io/block_file.hpp"
+#include "io/nbd_server.hpp"
+#include "io/replication_link.hpp"
+#include "io/volume_metadata.hpp"
+
+namespace keel::agent {
+
+class VolumeRunner final : public io::BlockDevice {
+ public:
+  struct Hooks {
+    // Record through the ring that the peer's copy is outdated as of `generation`.
+    std::function<void(const std::string& volume, volume::Generation generation)> record_outdated;
+    // The peer's copy is up to date again: withdraw the record.
+    std::function<void(const std::string& volume, volume::Generation generation)> clear_outdated;
+  };
+
+  static Result<std::unique_ptr<VolumeRunner>> open(asio::io_context& io,
+                                                    const config::ClusterConfig& cluster,
+                                                    const config::VolumeConfig& volume, NodeId self,
+                                                    const io::ClusterKey& key, Hooks hooks);
+  ~VolumeRunner() override;
+
+  void start();
+  void stop();
+  const std::string& name() const { return config_.name; }
+  NodeId peer() const { return peer_; }
+
+  // The ring: the peer left this node's view (drop the link at once rather than wait for TCP).
+  void on_peer_left();
+  void on_peer_outdated_recorded(volume::Generation generation);
+  void on_told_outdated(volume::Generation as_of);
+  // The record this node's copy made of its peer, if its persisted state says there is one
+  // (repeated at start: the agents that knew it may all have restarted).
+  std::optional<volume::Generation> own_outdate_record() const;
+
+  Result<Ok> promote(bool force);
+  Result<Ok> demote();
+  Result<Ok> discard_local();
+  Result<Ok> verify();
+  nlohmann::json status() const;
+
+  // io::BlockDevice (the NBD export)
+  std::uint64_t size_bytes() const override { return config_.size_bytes; }
+  bool writable() const override { return true; }
+  bool can_multi_conn() const override { return true; }
+  std::string unavailable_reason() const override;
+  void read(std::uint64_t offset, std::uint32_t length, std::byte* into, Done done) override;
+  void write(std::uint64_t offset, volume::Payload data, bool fua, Done done) override;
+  void flush(Done done) override;
+  void trim(std::uint64_t offset, std::uint32_t length, bool fua, Done done) override;
+  void write_zeroes(std::uint64_t offset, std::uint32_t length, bool fua, Done done) override;
+
+ private:
+  VolumeRunner(asio::io_context& io, const config::VolumeConfig& volume, NodeId self, Hooks hooks);
+  void run_actions();
+  void execute(volume::DiskWrite& action);
+  void execute(volume::Persist& action);
+  void execute(volume::DiskRead& action);
+  void complete(const volume::Complete& action);
+  void arm_timer();
+  volume::RequestId remember(Done done);
+  void note_resync(const volume::ReplicaStatus& status);
+
+  asio::io_context& io_;
+  config::VolumeConfig config_;
+  NodeId self_;
+  NodeId peer_;
+  std::string peer_name_;
+  Hooks hooks_;
+  std::unique_ptr<io::BlockFile> disk_;
+  std::unique_ptr<io::VolumeMetadataFile> metadata_;
+  asio::thread_pool metadata_worker_{1};
+  std::unique_ptr<volume::Replica> replica_;
+  std::unique_ptr<io::ReplicationLink> link_;
+  std::unique_ptr<io::NbdServer> nbd_;
+  std::map<volume::RequestId, Done> requests_;
+  volume::RequestId next_request_ = 1;
+  asio::steady_timer timer_;
+  bool running_actions_ = false;
+  bool stopped_ = false;
+  std::uint64_t requests_failed_ = 0;
+  TimeUs resync_started_us_ = 0;  // when the running resync began (0: none)
+};
+
+}  // namespace keel::agent

@@ -1,0 +1,78 @@
+// VolumeService: this node's mirrored volumes ([[volume]] sections) and its share of the cluster's
+// outdate records (core/volume/outdate_records.hpp).
+//
+// Every agent of a cluster with volumes joins the keel.volume group, whether or not it holds a
+// copy: the records must be known by a majority, which the other hosts make. For each volume this
+// node holds, a VolumeRunner serves it. The ring's side:
+//   a regular view            -> quorum or not; what this node knows is broadcast again; a peer
+//                                that left the view has its replication link dropped at once
+//   a record delivered        -> when it is this node's, in a quorate view: the runner may now
+//                                acknowledge writes without its peer; when it names this node:
+//                                its copy is marked Outdated
+// Commands (the control socket): volume_status, volume_promote (refused without quorum unless
+// forced), volume_demote, volume_verify, volume_resolve.
+//
+// Thread-safety: none; everything on the agent's io_context thread.
+#pragma once
+
+#include <asio.hpp>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <span>
+#include <string>
+
+#include "agent/volume_runner.hpp"
+#include "config/config.hpp"
+#include "core/common/byte_io.hpp"
+#include "core/common/result.hpp"
+#include "core/ring/events.hpp"
+#include "core/volume/outdate_records.hpp"
+
+namespace keel::agent {
+
+class VolumeService {
+ public:
+  // Sends a payload to the keel.volume group with safe delivery; an error when the ring refuses.
+  using Broadcaster = std::function<Result<Ok>(const Bytes& payload)>;
+
+  static Result<std::unique_ptr<VolumeService>> open(asio::io_context& io,
+                                                     const config::ClusterConfig& config,
+                                                     NodeId self, const io::ClusterKey& key,
+                                                     Broadcaster broadcast);
+  ~VolumeService();
+  VolumeService(const VolumeService&) = delete;
+  VolumeService& operator=(const VolumeService&) = delete;
+
+  void start();
+  void stop();
+  void on_view(const ring::View& view);
+  void on_message(NodeId origin, std::span<const std::uint8_t> payload);
+  // A volume_* control request; nothing for other ops.
+  std::optional<nlohmann::json> command(const std::string& op, const nlohmann::json& request);
+
+ private:
+  VolumeService(asio::io_context& io, const config::ClusterConfig& config, NodeId self,
+                Broadcaster broadcast);
+  VolumeRunner* find(const std::string& name);
+  void enqueue(Bytes payload);
+  void flush_broadcasts();
+  nlohmann::json status(const std::string& only) const;
+  Result<Ok> promote(VolumeRunner& runner, bool force);
+
+  asio::io_context& io_;
+  const config::ClusterConfig& config_;
+  NodeId self_;
+  Broadcaster broadcast_;
+  volume::OutdateRecords records_;
+  std::map<std::string, std::unique_ptr<VolumeRunner>> runners_;
+  std::deque<Bytes> pending_;
+  asio::steady_timer retry_timer_;
+  std::vector<NodeId> members_;
+  bool stopped_ = false;
+};
+
+}  // namespace keel::agent

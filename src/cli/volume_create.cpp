@@ -1,0 +1,73 @@
+#include "cli/volume_create.hpp"
+
+#include <fmt/format.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "agent/volume_identity.hpp"
+#include "config/config.hpp"
+#include "io/block_file.hpp"
+#include "io/volume_metadata.hpp"
+
+namespace keel::cli {
+
+namespace {
+
+int fail(const std::string& message) {
+  fmt::print(stderr, "keel volume create: {}\n", message);
+  return 1;
+}
+
+std::string hostname() {
+  char name[256] = {};
+  if (::gethostname(name, sizeof name - 1) != 0) return "";
+  return name;
+}
+
+}  // namespace
+
+int create_volume(const VolumeCreateOptions& options) {
+  auto config = config::load_config(options.config);
+  if (!config.ok()) return fail(config.error().message);
+  if (!options.node.empty()) config.value().this_node = options.node;
+  auto self = config::resolve_this_node(config.value(), hostname());
+  if (!self.ok()) return fail(self.error().message);
+  const config::VolumeConfig* volume = config.value().volume_by_name(options.volume);
+  if (!volume) return fail("no [[volume]] named \"" + options.volume + "\" in " + options.config);
+  const NodeId id = self.value().id;
+  if (volume->nodes[0] != id && volume->nodes[1] != id) {
+    return fail("volume " + volume->name + " is not on this node (" + self.value().name + ")");
+  }
+  const std::string backing = volume->backing_for(id);
+  const std::string metadata_path = volume->metadata_for(id);
+  struct stat info {};
+  const bool fresh = ::stat(backing.c_str(), &info) != 0;
+  auto created = io::VolumeMetadataFile::create(
+      metadata_path, agent::volume_metadata_header(*volume, id), options.force);
+  if (!created.ok()) return fail(created.error().message);
+  {
+    // Creating (sparse) or checking the size of the backing file, the way the agent opens it.
+    asio::io_context io;
+    io::BlockFileOptions disk;
+    disk.path = backing;
+    disk.size_bytes = volume->size_bytes;
+    disk.create = true;
+    disk.threads = 1;
+    auto made = io::BlockFile::open(io, disk);
+    if (!made.ok()) return fail(made.error().message);
+  }
+  volume::PersistentState state;
+  state.disk = fresh ? volume::DiskState::UpToDate : volume::DiskState::Inconsistent;
+  state.generations.current = fresh ? agent::empty_generation(*volume) : 0;
+  if (auto written = created.value().write_state(state, {}); !written.ok()) {
+    return fail(written.error().message);
+  }
+  fmt::print("volume {} on {}: {} bytes at {}, metadata {}; this copy is {}\n", volume->name,
+             self.value().name, volume->size_bytes, backing, metadata_path,
+             fresh ? "UpToDate (new and empty: no initial sync needed if the other copy is new "
+                     "too)"
+                   : "Inconsistent (existing data: the other copy will be synced over it)");
+  return 0;
+}
+
+}  // namespace keel::cli

@@ -1,0 +1,66 @@
+#include "core/volume/activity_log.hpp"
+
+#include "core/common/assert.hpp"
+
+namespace keel::volume {
+
+ActivityLog::ActivityLog(std::size_t capacity) : capacity_(capacity) { KEEL_ASSERT(capacity_ > 0); }
+
+bool ActivityLog::contains(std::uint64_t extent) const { return entries_.contains(extent); }
+
+ActivityLog::Admit ActivityLog::begin_write(std::uint64_t extent,
+                                            std::optional<std::uint64_t>& evicted) {
+  evicted.reset();
+  if (auto it = entries_.find(extent); it != entries_.end()) {
+    order_.splice(order_.begin(), order_, it->second.position);  // most recently used
+    ++it->second.in_flight;
+    return Admit::AlreadyIn;
+  }
+  if (order_.size() >= capacity_) {
+    // The least recently used extent without writes in flight makes room.
+    auto victim = order_.end();
+    for (auto it = order_.rbegin(); it != order_.rend(); ++it) {
+      if (entries_.at(*it).in_flight == 0) {
+        victim = std::prev(it.base());
+        break;
+      }
+    }
+    if (victim == order_.end()) return Admit::Full;
+    evicted = *victim;
+    entries_.erase(*victim);
+    order_.erase(victim);
+  }
+  order_.push_front(extent);
+  entries_.emplace(extent, Entry{order_.begin(), 1});
+  KEEL_ASSERT(order_.size() <= capacity_ && entries_.size() == order_.size());
+  return Admit::AddedNeedsPersist;
+}
+
+void ActivityLog::end_write(std::uint64_t extent) {
+  auto it = entries_.find(extent);
+  KEEL_ASSERT(it != entries_.end());
+  KEEL_ASSERT(it->second.in_flight > 0);
+  --it->second.in_flight;
+}
+
+std::vector<std::uint64_t> ActivityLog::extents() const {
+  return std::vector<std::uint64_t>(order_.begin(), order_.end());
+}
+
+void ActivityLog::load(const std::vector<std::uint64_t>& extents) {
+  clear();
+  for (std::uint64_t extent : extents) {
+    if (order_.size() >= capacity_) break;  // a smaller capacity than when it was written
+    if (entries_.contains(extent)) continue;
+    order_.push_back(extent);  // the persisted order is most recent first
+    entries_.emplace(extent, Entry{std::prev(order_.end()), 0});
+  }
+}
+
+void ActivityLog::clear() {
+  for (const auto& [extent, entry] : entries_) KEEL_ASSERT(entry.in_flight == 0);
+  order_.clear();
+  entries_.clear();
+}
+
+}  // namespace keel::volume

@@ -1,0 +1,50 @@
+// ActivityLog: the 4 MiB extents of the volume that may have writes in flight on the primary.
+//
+// Before a write to an extent outside the log is issued to the local disk, the extent enters the
+// log and the log is persisted (replica.cpp waits for that). After a primary crash, every extent
+// in the persisted log is marked dirty, so the resync that follows copies those and only those:
+// a write the crashed primary made but the peer never got can only lie there. The log holds at
+// most `capacity` extents; taking a new one evicts the least recently used extent that has no
+// write in flight (if all are busy, the write waits).
+//
+// Invariants: size() <= capacity(); an extent with in-flight writes is never evicted.
+// Thread-safety: none (owned by one Replica).
+#pragma once
+
+#include <cstdint>
+#include <list>
+#include <map>
+#include <optional>
+#include <vector>
+
+namespace keel::volume {
+
+class ActivityLog {
+ public:
+  explicit ActivityLog(std::size_t capacity);
+
+  std::size_t capacity() const { return capacity_; }
+  std::size_t size() const { return order_.size(); }
+  bool contains(std::uint64_t extent) const;
+
+  enum class Admit { AlreadyIn, AddedNeedsPersist, Full };
+  // Count a write in flight on `extent`; add it (evicting an idle extent into `evicted`) if it
+  // was not in the log. Full: every extent is busy; try again when a write completes.
+  Admit begin_write(std::uint64_t extent, std::optional<std::uint64_t>& evicted);
+  void end_write(std::uint64_t extent);
+
+  std::vector<std::uint64_t> extents() const;  // the persisted form, any order
+  void load(const std::vector<std::uint64_t>& extents);
+  void clear();
+
+ private:
+  struct Entry {
+    std::list<std::uint64_t>::iterator position;  // in order_, most recent at the front
+    std::uint32_t in_flight = 0;
+  };
+  std::size_t capacity_;
+  std::list<std::uint64_t> order_;
+  std::map<std::uint64_t, Entry> entries_;
+};
+
+}  // namespace keel::volume

@@ -1,0 +1,122 @@
+#include "core/volume/generations.hpp"
+
+#include <algorithm>
+
+#include "core/common/assert.hpp"
+
+namespace keel::volume {
+namespace {
+
+bool in_history(const Generations& side, Generation generation) {
+  if (generation == 0) return false;
+  return std::find(side.history.begin(), side.history.end(), generation) != side.history.end();
+}
+
+ConnectPlan mirror(ConnectPlan plan) {
+  switch (plan) {
+    case ConnectPlan::BecomeSyncSource:
+      return ConnectPlan::BecomeSyncTarget;
+    case ConnectPlan::BecomeSyncTarget:
+      return ConnectPlan::BecomeSyncSource;
+    case ConnectPlan::FullSyncSource:
+      return ConnectPlan::FullSyncTarget;
+    case ConnectPlan::FullSyncTarget:
+      return ConnectPlan::FullSyncSource;
+    default:
+      return plan;
+  }
+}
+
+// Rule 1 for a local side that is Inconsistent while the peer is consistent.
+ConnectPlan inconsistent_local(const ConnectSide& local, const ConnectSide& peer) {
+  const Generations& l = local.generations;
+  const Generations& p = peer.generations;
+  if (p.bitmap != 0 && p.bitmap == l.current) return ConnectPlan::BecomeSyncTarget;
+  return ConnectPlan::FullSyncTarget;
+}
+
+// Rules 3 to 6, from the local side's point of view (both sides consistent or both not).
+ConnectPlan by_history(const ConnectSide& local, const ConnectSide& peer) {
+  const Generations& l = local.generations;
+  const Generations& p = peer.generations;
+  const bool local_newer = l.bitmap != 0 && l.bitmap == p.current;
+  const bool peer_newer = p.bitmap != 0 && p.bitmap == l.current;
+  if (local_newer && peer_newer) return ConnectPlan::SplitBrain;  // crossed: trust neither
+  if (local_newer) return ConnectPlan::BecomeSyncSource;
+  if (peer_newer) return ConnectPlan::BecomeSyncTarget;
+  const bool only_local_discards = local.discard_local && !peer.discard_local;
+  const bool only_peer_discards = peer.discard_local && !local.discard_local;
+  if (l.bitmap != 0 && l.bitmap == p.bitmap) {
+    if (only_local_discards) return ConnectPlan::BecomeSyncTarget;
+    if (only_peer_discards) return ConnectPlan::BecomeSyncSource;
+    return ConnectPlan::SplitBrain;
+  }
+  const bool local_knows = in_history(l, p.current) || in_history(l, p.bitmap);
+  const bool peer_knows = in_history(p, l.current) || in_history(p, l.bitmap);
+  if (local_knows && !peer_knows) return ConnectPlan::FullSyncSource;
+  if (peer_knows && !local_knows) return ConnectPlan::FullSyncTarget;
+  if (only_local_discards) return ConnectPlan::FullSyncTarget;
+  if (only_peer_discards) return ConnectPlan::FullSyncSource;
+  return ConnectPlan::Unrelated;
+}
+
+}  // namespace
+
+std::string_view to_string(ConnectPlan plan) {
+  switch (plan) {
+    case ConnectPlan::InSync:
+      return "InSync";
+    case ConnectPlan::BecomeSyncSource:
+      return "BecomeSyncSource";
+    case ConnectPlan::BecomeSyncTarget:
+      return "BecomeSyncTarget";
+    case ConnectPlan::FullSyncSource:
+      return "FullSyncSource";
+    case ConnectPlan::FullSyncTarget:
+      return "FullSyncTarget";
+    case ConnectPlan::SplitBrain:
+      return "SplitBrain";
+    case ConnectPlan::Unrelated:
+      return "Unrelated";
+  }
+  return "?";
+}
+
+ConnectPlan decide_on_connect(const ConnectSide& local, const ConnectSide& peer) {
+  const bool local_inconsistent = local.disk == DiskState::Inconsistent;
+  const bool peer_inconsistent = peer.disk == DiskState::Inconsistent;
+  const Generations& l = local.generations;
+  const Generations& p = peer.generations;
+  if (local_inconsistent && !peer_inconsistent) return inconsistent_local(local, peer);
+  if (peer_inconsistent && !local_inconsistent) return mirror(inconsistent_local(peer, local));
+  if (l.current == p.current) {
+    if (local.primary_at_crash && !peer.primary_at_crash) return ConnectPlan::BecomeSyncSource;
+    if (peer.primary_at_crash && !local.primary_at_crash) return ConnectPlan::BecomeSyncTarget;
+    return ConnectPlan::InSync;
+  }
+  if (local_inconsistent && peer_inconsistent) return ConnectPlan::Unrelated;
+  return by_history(local, peer);
+}
+
+Generations start_tracking(const Generations& now, Generation fresh) {
+  KEEL_ASSERT(fresh != 0);
+  KEEL_ASSERT(fresh != now.current);
+  Generations next = now;
+  if (next.bitmap == 0) next.bitmap = now.current;
+  next.current = fresh;
+  return next;
+}
+
+Generations finish_resync(const Generations& source) {
+  Generations next = source;
+  if (source.bitmap != 0) {
+    for (std::size_t i = kHistoryGenerations - 1; i > 0; --i) {
+      next.history[i] = next.history[i - 1];
+    }
+    next.history[0] = source.bitmap;
+    next.bitmap = 0;
+  }
+  return next;
+}
+
+}  // namespace keel::volume

@@ -1,0 +1,64 @@
+// Generations: at connect time, who has the newer data, whether the dirty bitmap is enough to
+// resync, and whether the two copies were written apart (split brain).
+//
+// Each copy carries Generations (types.hpp). The rules that keep them meaningful, applied by
+// replica.cpp:
+//   - While both copies are connected and identical, both have the same `current` and no
+//     `bitmap` generation.
+//   - A primary that starts writing without its peer (the peer disconnected, or a promotion
+//     while alone) moves `current` into `bitmap` (if `bitmap` is 0) and takes a fresh `current`;
+//     from then on its dirty bitmap records every block it writes.
+//   - When a resync completes, the source's `bitmap` moves into history (newest first) and is
+//     cleared; the target takes the source's generations.
+//
+// decide_on_connect() compares the two sides' generations the same way on both hosts (it is
+// symmetric: swapping the arguments swaps the answer's direction), so both agree on the plan.
+//
+// Thread-safety: pure functions.
+#pragma once
+
+#include "core/volume/types.hpp"
+
+namespace keel::volume {
+
+struct ConnectSide {
+  Generations generations;
+  DiskState disk = DiskState::Inconsistent;
+  bool primary_at_crash = false;
+  bool discard_local = false;  // this side asked to become the target of the next resync
+};
+
+enum class ConnectPlan : std::uint8_t {
+  InSync = 0,            // same data: nothing to copy (beyond the bitmaps' union, if any)
+  BecomeSyncSource = 1,  // the local copy is newer: send the blocks of the bitmaps' union
+  BecomeSyncTarget = 2,  // the peer's copy is newer: receive the blocks of the bitmaps' union
+  FullSyncSource = 3,    // newer, and the bitmap does not cover the difference: copy everything
+  FullSyncTarget = 4,
+  SplitBrain = 5,  // both wrote apart since their common generation: refuse
+  Unrelated = 6,   // no common history: refuse
+};
+std::string_view to_string(ConnectPlan plan);
+
+// The plan for the local side. Rules in order:
+//  1. An Inconsistent side facing a consistent one is a full-sync target (unless the bitmap rule
+//     below applies, which is cheaper); two Inconsistent sides with different generations are
+//     Unrelated.
+//  2. Equal `current`: InSync, except that a side with primary_at_crash is the source (its
+//     activity-log extents may hold writes the other never got; the bitmaps carry them).
+//  3. local.bitmap == peer.current: BecomeSyncSource (the peer did not write since we split).
+//     peer.bitmap == local.current: BecomeSyncTarget.
+//  4. Both bitmap generations non-zero and equal (both wrote since the same split): SplitBrain,
+//     unless exactly one side has discard_local, which makes it the target (bitmap-based).
+//  5. local history contains peer.current (or peer.bitmap): FullSyncSource; the mirror image:
+//     FullSyncTarget.
+//  6. Otherwise Unrelated; with discard_local on exactly one side, FullSync in that direction.
+ConnectPlan decide_on_connect(const ConnectSide& local, const ConnectSide& peer);
+
+// The local side's generations after it starts writing without its peer (see above). `fresh` is
+// a new random generation (never 0).
+Generations start_tracking(const Generations& now, Generation fresh);
+
+// The source's generations after a completed resync (the target adopts them).
+Generations finish_resync(const Generations& source);
+
+}  // namespace keel::volume

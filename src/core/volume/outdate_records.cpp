@@ -1,0 +1,133 @@
+#include "core/volume/outdate_records.hpp"
+
+#include "core/common/assert.hpp"
+
+namespace keel::volume {
+
+namespace {
+
+constexpr std::uint8_t kRecordsType = 1;
+constexpr std::uint8_t kClearType = 2;
+constexpr std::uint8_t kDiscardType = 3;
+constexpr std::size_t kMaxVolumeNameBytes = 64;
+
+void write_record(ByteWriter& out, const OutdateRecord& record) {
+  KEEL_ASSERT(record.volume.size() <= kMaxVolumeNameBytes);
+  out.u8(static_cast<std::uint8_t>(record.volume.size()));
+  out.bytes({reinterpret_cast<const std::uint8_t*>(record.volume.data()), record.volume.size()});
+  out.u32(record.node);
+  out.u64(record.generation);
+  out.u32(record.recorder);
+}
+
+std::optional<OutdateRecord> read_record(ByteReader& in) {
+  OutdateRecord record;
+  const std::size_t length = in.u8();
+  if (length == 0 || length > kMaxVolumeNameBytes) return std::nullopt;
+  const auto name = in.bytes(length);
+  record.volume.assign(reinterpret_cast<const char*>(name.data()), name.size());
+  record.node = in.u32();
+  record.generation = in.u64();
+  record.recorder = in.u32();
+  if (!in.ok() || record.node == kNoNode || record.recorder == kNoNode) return std::nullopt;
+  return record;
+}
+
+}  // namespace
+
+OutdateRecords::OutdateRecords(NodeId self, std::size_t configured_nodes)
+    : self_(self), configured_nodes_(configured_nodes) {
+  KEEL_ASSERT(configured_nodes > 0);
+}
+
+keel::Bytes OutdateRecords::on_regular_view(const std::vector<NodeId>& members) {
+  quorate_ = members.size() * 2 > configured_nodes_;
+  keel::Bytes out;
+  if (records_.empty()) return out;
+  ByteWriter writer(out);
+  writer.u8(kRecordsType);
+  const std::size_t count = std::min(records_.size(), kMaxRecordsPerMessage);
+  writer.u16(static_cast<std::uint16_t>(count));
+  std::size_t written = 0;
+  for (const auto& [key, record] : records_) {
+    if (written++ == count) break;
+    write_record(writer, record);
+  }
+  return out;
+}
+
+void OutdateRecords::on_transitional_view() { quorate_ = false; }
+
+keel::Bytes OutdateRecords::record_message(const OutdateRecord& record) {
+  keel::Bytes out;
+  ByteWriter writer(out);
+  writer.u8(kRecordsType);
+  writer.u16(1);
+  write_record(writer, record);
+  return out;
+}
+
+keel::Bytes OutdateRecords::clear_message(const std::string& volume, NodeId node,
+                                          Generation generation) {
+  keel::Bytes out;
+  ByteWriter writer(out);
+  writer.u8(kClearType);
+  write_record(writer, OutdateRecord{volume, node, generation, node});
+  return out;
+}
+
+keel::Bytes OutdateRecords::discard_message(const std::string& volume, NodeId node, NodeId asker) {
+  keel::Bytes out;
+  ByteWriter writer(out);
+  writer.u8(kDiscardType);
+  write_record(writer, OutdateRecord{volume, node, 0, asker});
+  return out;
+}
+
+OutdateRecords::Delivered OutdateRecords::on_message(NodeId origin,
+                                                     std::span<const std::uint8_t> payload) {
+  Delivered delivered;
+  ByteReader in(payload);
+  const std::uint8_t type = in.u8();
+  if (type == kDiscardType) {
+    const auto request = read_record(in);
+    if (request && in.at_end() && request->node == self_) {
+      delivered.discard_mine.push_back(request->volume);
+    }
+    return delivered;
+  }
+  if (type == kClearType) {
+    const auto cleared = read_record(in);
+    if (!cleared || !in.at_end()) return delivered;
+    auto found = records_.find({cleared->volume, cleared->node});
+    if (found != records_.end() && found->second.generation == cleared->generation) {
+      records_.erase(found);
+      if (cleared->node == self_) {
+        delivered.cleared_mine.emplace_back(cleared->volume, cleared->generation);
+      }
+    }
+    return delivered;
+  }
+  if (type != kRecordsType) return delivered;
+  const std::size_t count = in.u16();
+  if (count > kMaxRecordsPerMessage) return delivered;
+  for (std::size_t i = 0; i < count; ++i) {
+    const auto record = read_record(in);
+    if (!record) return delivered;
+    auto& slot = records_[{record->volume, record->node}];
+    slot = *record;
+    if (record->recorder == self_ && origin == self_ && quorate_) {
+      delivered.recorded_mine.push_back(*record);
+    }
+    if (record->node == self_) delivered.about_me.push_back(*record);
+  }
+  return delivered;
+}
+
+std::optional<OutdateRecord> OutdateRecords::find(const std::string& volume, NodeId node) const {
+  auto found = records_.find({volume, node});
+  if (found == records_.end()) return std::nullopt;
+  return found->second;
+}
+
+}  // namespace keel::volume

@@ -1,0 +1,244 @@
+// The replication link: Hello, the connect decision, the bitmap exchange, refusals and loss.
+//
+// Handshake: each side sends Hello when its transport comes up. On the peer's Hello each side
+// checks protocol, volume and roles, computes decide_on_connect() from what its own Hello said
+// (both sides compute from the same two Hellos, so they agree), and sends its dirty bitmap's
+// non-zero words. On the peer's last BitmapWords both bitmaps are united and the plan starts.
+#include <algorithm>
+
+#include "core/common/assert.hpp"
+#include "core/volume/replica_core.hpp"
+
+namespace keel::volume::detail {
+
+bool ReplicaCore::link_alive() const { return link_ == LinkState::Connecting || peer_ready(); }
+
+ConnectSide ReplicaCore::local_side() const {
+  return ConnectSide{state_.generations, state_.disk, state_.primary_at_crash,
+                     state_.discard_local};
+}
+
+void ReplicaCore::on_peer_connected() {
+  if (link_alive()) drop_connection();  // a new transport replaces the old one
+  ++connection_;
+  link_ = LinkState::Connecting;
+  hello_received_ = false;
+  bitmap_received_ = false;
+  peer_role_.reset();
+  peer_disk_.reset();
+  hello_side_ = local_side();
+  Hello hello;
+  hello.volume_digest = config_.volume_digest;
+  hello.node = config_.self;
+  hello.role = role_;
+  hello.disk = state_.disk;
+  hello.generations = state_.generations;
+  hello.primary_at_crash = state_.primary_at_crash;
+  hello.discard_local = state_.discard_local;
+  hello.dirty_blocks = bitmap_.set_count();
+  send(hello);
+}
+
+void ReplicaCore::on_peer_disconnected() {
+  if (!link_alive()) return;  // already dropped (refused, or replaced)
+  notice(Notice::Level::Warning, "replication link lost");
+  drop_connection();
+  progress();
+}
+
+// The peer's offsets and lengths must lie inside the volume (decode() bounds them too).
+bool ReplicaCore::peer_range_ok(std::uint64_t offset, std::uint64_t length) {
+  if (offset <= config_.size_bytes && length <= config_.size_bytes - offset) return true;
+  refuse(LinkState::StandAlone, "the peer addressed bytes outside the volume");
+  return false;
+}
+
+void ReplicaCore::on_peer_message(const PeerMessage& message) {
+  if (!link_alive()) return;  // after a refusal, until the link is closed
+  if (std::optional<PeerOp> op = peer_op_from(message)) {
+    if (role_ == Role::Primary) {
+      refuse(LinkState::StandAlone, "the peer replicates to a primary: two primaries");
+    } else if (peer_range_ok(op->offset, op->length)) {
+      queue_peer_op(std::move(*op));
+    }
+    return progress();
+  }
+  std::visit(
+      [this](const auto& m) {
+        using T = std::decay_t<decltype(m)>;
+        if constexpr (std::is_same_v<T, Hello>) {
+          on_hello(m);
+        } else if constexpr (std::is_same_v<T, BitmapWords>) {
+          on_bitmap_words(m);
+        } else if constexpr (std::is_same_v<T, WriteAck>) {
+          on_write_ack(m);
+        } else if constexpr (std::is_same_v<T, BarrierAck>) {
+          on_barrier_ack(m);
+        } else if constexpr (std::is_same_v<T, ResyncAck>) {
+          on_resync_ack(m);
+        } else if constexpr (std::is_same_v<T, VerifyReply>) {
+          on_verify_reply(m);
+        } else if constexpr (std::is_same_v<T, StateUpdate>) {
+          on_state_update(m);
+        } else if constexpr (std::is_same_v<T, Refuse>) {
+          on_refuse(m);
+        }
+      },
+      message);
+  progress();
+}
+
+void ReplicaCore::on_hello(const Hello& hello) {
+  if (link_ != LinkState::Connecting || hello_received_) {
+    return refuse(LinkState::StandAlone, "the peer sent a second Hello");
+  }
+  hello_received_ = true;
+  if (hello.protocol_version != kPeerProtocolVersion) {
+    return refuse(LinkState::StandAlone, "the peer speaks replication protocol " +
+                                             std::to_string(hello.protocol_version) +
+                                             ", this node " + std::to_string(kPeerProtocolVersion) +
+                                             ": upgrade one of them");
+  }
+  if (hello.volume_digest != config_.volume_digest) {
+    return refuse(LinkState::StandAlone,
+                  "the peer's volume differs in name or size: check both nodes' configuration");
+  }
+  peer_role_ = hello.role;
+  peer_disk_ = hello.disk;
+  if (role_ == Role::Primary && hello.role == Role::Primary) {
+    return refuse(LinkState::StandAlone, "both nodes are primary: demote one of them");
+  }
+  const ConnectSide peer{hello.generations, hello.disk, hello.primary_at_crash,
+                         hello.discard_local};
+  plan_ = decide_on_connect(hello_side_, peer);
+  const bool target =
+      plan_ == ConnectPlan::BecomeSyncTarget || plan_ == ConnectPlan::FullSyncTarget;
+  if (plan_ == ConnectPlan::SplitBrain) {
+    return refuse(LinkState::SplitBrain,
+                  "split brain: both copies were written apart; on the node whose changes should "
+                  "be thrown away run `keel volume resolve <volume> --discard-local`");
+  }
+  if (plan_ == ConnectPlan::Unrelated) {
+    return refuse(LinkState::Unrelated,
+                  "the copies share no history (wrong peer or wrong disk?); if one copy should be "
+                  "overwritten, run `keel volume resolve <volume> --discard-local` on its node");
+  }
+  if (target && role_ == Role::Primary) {
+    return refuse(LinkState::StandAlone,
+                  "the primary's copy is older than the peer's: demote it before connecting");
+  }
+  send_bitmap();
+}
+
+void ReplicaCore::send_bitmap() {
+  const auto words = bitmap_.nonzero_words();
+  std::size_t sent = 0;
+  do {
+    BitmapWords frame;
+    const std::size_t end = std::min(words.size(), sent + kMaxBitmapWordsPerFrame);
+    frame.words.assign(words.begin() + static_cast<std::ptrdiff_t>(sent),
+                       words.begin() + static_cast<std::ptrdiff_t>(end));
+    sent = end;
+    frame.last = sent == words.size();
+    send(std::move(frame));
+  } while (sent < words.size());
+}
+
+void ReplicaCore::on_bitmap_words(const BitmapWords& words) {
+  if (!hello_received_ || bitmap_received_) {
+    return refuse(LinkState::StandAlone, "the peer sent its bitmap out of turn");
+  }
+  const std::uint64_t word_count = (bitmap_.blocks() + 63) / 64;
+  for (const auto& [index, word] : words.words) {
+    if (index >= word_count) {
+      return refuse(LinkState::StandAlone, "the peer's bitmap is larger than the volume");
+    }
+    bitmap_.or_word(index, word);
+  }
+  if (!words.last) return;
+  bitmap_received_ = true;
+  start_after_handshake();
+}
+
+void ReplicaCore::start_after_handshake() {
+  refused_reason_.clear();
+  switch (plan_) {
+    case ConnectPlan::InSync: {
+      if (bitmap_.set_count() == 0) {
+        link_ = LinkState::Connected;
+        const bool peer_up_to_date = peer_disk_ == DiskState::UpToDate;
+        if (peer_up_to_date && state_.disk == DiskState::Outdated) {
+          state_.disk = DiskState::UpToDate;  // same generation: the same data
+        }
+        if (peer_up_to_date) state_.peer_outdated = false;
+        persist();
+        notice(Notice::Level::Info, "connected: the copies are in sync");
+        return;
+      }
+      // Same data state but blocks marked on either side: the primary (else the lower node id)
+      // copies them, which both sides decide alike.
+      const bool source =
+          role_ == Role::Primary || (peer_role_ != Role::Primary && config_.self < config_.peer);
+      return source ? start_resync_source(false) : start_resync_target(false);
+    }
+    case ConnectPlan::BecomeSyncSource:
+      return start_resync_source(false);
+    case ConnectPlan::FullSyncSource:
+      return start_resync_source(true);
+    case ConnectPlan::BecomeSyncTarget:
+      return start_resync_target(false);
+    case ConnectPlan::FullSyncTarget:
+      return start_resync_target(true);
+    case ConnectPlan::SplitBrain:
+    case ConnectPlan::Unrelated:
+      KEEL_ASSERT(false);  // refused at Hello
+  }
+}
+
+void ReplicaCore::refuse(LinkState reason, std::string text) {
+  if (link_alive()) {
+    send(Refuse{reason, text});
+    actions_.emplace_back(ClosePeer{text});
+    drop_connection();
+  }
+  link_ = (reason == LinkState::SplitBrain || reason == LinkState::Unrelated)
+              ? reason
+              : LinkState::StandAlone;
+  notice(Notice::Level::Error, "connection refused: " + text);
+  refused_reason_ = std::move(text);
+}
+
+void ReplicaCore::on_refuse(const Refuse& refusal) {
+  actions_.emplace_back(ClosePeer{"the peer refused: " + refusal.text});
+  drop_connection();
+  link_ = (refusal.reason == LinkState::SplitBrain || refusal.reason == LinkState::Unrelated)
+              ? refusal.reason
+              : LinkState::StandAlone;
+  refused_reason_ = "the peer refused: " + refusal.text;
+  notice(Notice::Level::Error, refused_reason_);
+}
+
+// Tears the connection down: what the peer may lack goes into the bitmap; a primary that was
+// replicating starts a new generation and has the peer recorded outdated.
+void ReplicaCore::drop_connection() {
+  const bool was_replicating = replicating();
+  link_ = LinkState::StandAlone;
+  if (role_ == Role::Primary) {
+    forget_peer_for_writes();
+    if (was_replicating) track_without_peer();
+  }
+  resync_running_ = false;
+  resync_chunks_.clear();  // reads still in flight find no chunk and are dropped
+  target_resync_ = false;
+  if (verify_running_) notice(Notice::Level::Warning, "verify stopped: replication link lost");
+  verify_running_ = false;
+  verify_chunks_.clear();
+  verify_retry_.clear();
+  hello_received_ = false;
+  bitmap_received_ = false;
+  peer_role_.reset();
+  peer_disk_.reset();
+  persist();
+}
+
+}  // namespace keel::volume::detail

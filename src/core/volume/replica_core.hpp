@@ -1,0 +1,256 @@
+// ReplicaCore: the state machine behind Replica (replica.hpp), private to src/core/volume. Split
+// by concern across replica*.cpp:
+//   replica.cpp          construction, status, persistence, completions' dispatch, ticks
+//   replica_roles.cpp    promote, demote, outdating, discard-local
+//   replica_writes.cpp   the primary's application path: overlap order, activity log, epochs,
+//                        barriers, transfer log, completion and suspension
+//   replica_peer.cpp     the secondary's side: replicated writes, barriers, resync writes, verify
+//                        reads, in arrival order
+//   replica_connect.cpp  Hello, decide_on_connect, bitmap exchange, refusals, disconnects
+//   replica_resync.cpp   the resync source and the rate limit
+//   replica_verify.cpp   online verify
+//
+// Invariants (asserted where they change): every IoId in io_owner_ belongs to exactly one pending
+// operation; app_ is in issue (sequence) order; the transfer log's epochs never decrease; a write
+// of epoch e is never sent after Barrier e; every queue is bounded (kMax* below).
+//
+// Thread-safety: none.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/volume/activity_log.hpp"
+#include "core/volume/generations.hpp"
+#include "core/volume/replica.hpp"
+
+namespace keel::volume::detail {
+
+// Application requests outstanding on the primary; beyond this they are refused with EBUSY (the
+// shell bounds its NBD queue far lower).
+constexpr std::size_t kMaxAppRequests = 4096;
+// Operations the peer may have queued here; a peer exceeding it is disconnected.
+constexpr std::size_t kMaxPeerOps = 65536;
+
+struct AppRequest {
+  enum class Kind : std::uint8_t { Write, Zero, Flush };
+  enum class Stage : std::uint8_t { Queued, WaitingPersist, Issued, LocalDone };
+  Kind kind = Kind::Write;
+  RequestId request = 0;
+  bool internal = false;  // the demote's own flush: no Complete
+  std::uint64_t offset = 0;
+  std::uint64_t length = 0;
+  Payload data;
+  bool fua = false;
+  Stage stage = Stage::Queued;
+  std::uint64_t persist_id = 0;        // WaitingPersist: until on_persisted reaches it
+  std::vector<std::uint64_t> extents;  // activity-log extents held (ended when finished)
+  int local_error = 0;
+  bool sent = false;        // DataWrite / Barrier sent on the current connection
+  bool peer_acked = false;  // WriteAck / BarrierAck came
+  std::uint64_t epoch = 0;  // the write's epoch, or the epoch a flush's barrier ends
+  bool completed = false;   // Complete was emitted (async writes wait on for the ack)
+};
+
+struct TransferEntry {  // a write sent to the peer, not yet covered by a BarrierAck
+  std::uint64_t epoch = 0;
+  std::uint64_t sequence = 0;
+  std::uint64_t offset = 0;
+  std::uint64_t length = 0;
+};
+
+struct PeerOp {  // something the peer asked of this copy, in arrival order
+  enum class Kind : std::uint8_t { Write, Zero, Resync, Verify, Barrier, ResyncDone };
+  Kind kind = Kind::Write;
+  std::uint64_t connection = 0;
+  std::uint64_t sequence = 0;  // Write/Zero: the primary's sequence; Barrier: the epoch
+  std::uint64_t offset = 0;
+  std::uint64_t length = 0;
+  Payload data;
+  bool fua = false;
+  Generations generations;  // ResyncDone
+  bool issued = false;
+  IoId io = 0;
+};
+
+struct ChunkIo {  // a resync or verify chunk in flight on the source
+  std::uint64_t offset = 0;
+  std::uint32_t length = 0;
+  IoId io = 0;
+  bool reading = true;       // the local read has not completed
+  bool invalidated = false;  // an application write to it was issued after the read
+  std::optional<std::uint64_t> local_digest;  // verify
+  std::optional<std::uint64_t> peer_digest;   // verify
+};
+
+struct IoOwner {
+  enum class Kind : std::uint8_t { App, Peer, Resync, Verify };
+  Kind kind = Kind::App;
+  std::uint64_t key = 0;  // App: sequence; Peer: op number; Resync/Verify: chunk offset
+};
+
+class ReplicaCore {
+ public:
+  ReplicaCore(const ReplicaConfig& config, const PersistentState& loaded, DirtyBitmap bitmap,
+              const std::vector<std::uint64_t>& activity_extents);
+
+  void on_write(RequestId request, std::uint64_t offset, Payload data, bool fua);
+  void on_write_zeroes(RequestId request, std::uint64_t offset, std::uint64_t length, bool fua);
+  void on_flush(RequestId request);
+  bool serves_io() const;
+  void on_disk_done(IoId io, int error);
+  void on_disk_read_done(IoId io, int error, Payload data);
+  void on_persisted(std::uint64_t persist_id, int error);
+  void on_peer_connected();
+  void on_peer_message(const PeerMessage& message);
+  void on_peer_disconnected();
+  void on_peer_outdated_recorded(Generation generation);
+  void on_told_outdated(Generation as_of);  // 0: unconditional
+  Result<bool> promote(bool force);
+  Result<bool> demote();
+  Result<bool> discard_local_data();
+  Result<bool> start_verify();
+  void on_tick(TimeUs now);
+  TimeUs next_deadline() const;
+  std::vector<Action> take_actions();
+  ReplicaStatus status() const;
+  const DirtyBitmap& bitmap() const { return bitmap_; }
+  const PersistentState& persistent_state() const { return state_; }
+
+ private:
+  // ---- replica.cpp ----
+  void progress();  // issue and complete whatever can go now (called after every event)
+  std::uint64_t persist();
+  IoId new_io(IoOwner owner);
+  Generation fresh_generation();
+  void notice(Notice::Level level, std::string text);
+  void send(PeerMessage message);
+  bool replicating() const;  // the peer receives application writes
+  bool peer_ready() const;   // handshake done on the current connection
+  bool rate_allows() const;
+  void rate_charge(std::uint64_t bytes);
+  bool app_write_in_flight(std::uint64_t offset, std::uint64_t length) const;
+
+  // ---- replica_writes.cpp ----
+  void submit(AppRequest request);
+  void issue_app_requests();
+  bool try_admit(AppRequest& request);
+  void issue_write(std::uint64_t sequence, AppRequest& request);
+  void issue_flush(std::uint64_t sequence, AppRequest& request);
+  void maybe_auto_barrier();
+  void complete_app_requests();
+  bool finished(const AppRequest& request) const;
+  void app_io_done(std::uint64_t sequence, int error);
+  void on_write_ack(const WriteAck& ack);
+  void on_barrier_ack(const BarrierAck& ack);
+  void forget_peer_for_writes();
+  bool suspended() const;
+
+  // ---- replica_roles.cpp ----
+  void finish_demote_if_ready();
+  void track_without_peer();
+  void on_state_update(const StateUpdate& update);
+  void send_state_update();
+
+  // ---- replica_peer.cpp ----
+  static std::optional<PeerOp> peer_op_from(const PeerMessage& message);
+  void queue_peer_op(PeerOp op);
+  void issue_peer_ops();
+  bool peer_op_blocked(std::map<std::uint64_t, PeerOp>::iterator it) const;
+  void issue_peer_op(std::uint64_t number, PeerOp& op);
+  void peer_op_done(std::uint64_t number, int error, const Payload& data);
+  void finish_as_target(const PeerOp& op, int error);
+  void on_local_disk_error(std::string_view what, int error);
+
+  // ---- replica_connect.cpp ----
+  bool peer_range_ok(std::uint64_t offset, std::uint64_t length);
+  void on_hello(const Hello& hello);
+  void on_bitmap_words(const BitmapWords& words);
+  void on_refuse(const Refuse& refuse);
+  void send_bitmap();
+  void start_after_handshake();
+  void refuse(LinkState reason, std::string text);
+  void drop_connection();
+  bool link_alive() const;  // a connection exists (handshake or later)
+  ConnectSide local_side() const;
+
+  // ---- replica_resync.cpp ----
+  void start_resync_source(bool full);
+  void start_resync_target(bool full);
+  void issue_resync_reads();
+  void resync_read_done(IoId io, std::uint64_t offset, int error, const Payload& data);
+  void on_resync_ack(const ResyncAck& ack);
+  void finish_resync_if_done();
+  void invalidate_chunks(std::uint64_t offset, std::uint64_t length);
+  bool chunk_in_flight(std::uint64_t offset, std::uint64_t length) const;
+
+  // ---- replica_verify.cpp ----
+  void issue_verify_reads();
+  void verify_read_done(IoId io, std::uint64_t offset, int error, const Payload& data);
+  void on_verify_reply(const VerifyReply& reply);
+  void check_verify_chunk(std::uint64_t offset);
+  void finish_verify_if_done();
+
+  ReplicaConfig config_;
+  PersistentState state_;  // what the next Persist writes; the in-memory truth
+  DirtyBitmap bitmap_;
+  ActivityLog activity_;
+  std::uint64_t generation_state_ = 0;  // splitmix64
+  TimeUs now_ = 0;
+  std::vector<Action> actions_;
+
+  Role role_ = Role::Secondary;
+  bool promote_persisted_ = true;  // false until primary_at_crash is durable after promote
+  std::uint64_t promote_persist_id_ = 0;
+  bool demoting_ = false;
+  std::uint64_t next_persist_id_ = 1;
+  std::uint64_t persisted_id_ = 0;  // the highest completed Persist
+  IoId next_io_ = 1;
+  std::map<IoId, IoOwner> io_owner_;
+
+  // Primary application path.
+  std::map<std::uint64_t, AppRequest> app_;  // by sequence
+  std::uint64_t next_sequence_ = 1;
+  std::uint64_t epoch_ = 1;
+  std::uint64_t epoch_writes_ = 0;  // writes sent in the current epoch
+  std::deque<TransferEntry> transfer_log_;
+  Generation outdating_ = 0;  // RecordPeerOutdated asked for this generation, not yet answered
+
+  // Link.
+  LinkState link_ = LinkState::StandAlone;
+  std::uint64_t connection_ = 0;  // counts connections; peer ops remember theirs
+  bool hello_received_ = false;
+  bool bitmap_received_ = false;
+  ConnectSide hello_side_;  // what our Hello said
+  ConnectPlan plan_ = ConnectPlan::InSync;
+  std::optional<Role> peer_role_;
+  std::optional<DiskState> peer_disk_;
+  std::string refused_reason_;
+
+  // Secondary: the peer's operations.
+  std::map<std::uint64_t, PeerOp> peer_ops_;
+  std::uint64_t next_peer_op_ = 1;
+  std::uint64_t target_persist_id_ = 0;  // resync writes wait until Inconsistent is durable
+
+  // Resync source and verify (shared rate limit).
+  bool resync_running_ = false;
+  std::uint64_t resync_cursor_ = 0;                 // block
+  std::map<std::uint64_t, ChunkIo> resync_chunks_;  // by offset
+  std::uint64_t resync_total_bytes_ = 0;
+  std::uint64_t resync_done_bytes_ = 0;
+  std::uint64_t resynced_blocks_ = 0;
+  bool target_resync_ = false;  // SyncTarget: counts resync_done_bytes_ as blocks arrive
+  TimeUs rate_next_us_ = 0;
+  bool verify_running_ = false;
+  std::uint64_t verify_cursor_ = 0;         // bytes
+  std::deque<std::uint64_t> verify_retry_;  // chunk offsets to verify again
+  std::map<std::uint64_t, ChunkIo> verify_chunks_;
+  std::uint64_t verify_done_bytes_ = 0;
+  std::uint64_t verify_mismatched_blocks_ = 0;
+};
+
+}  // namespace keel::volume::detail

@@ -1,0 +1,170 @@
+// The secondary's side: the peer's writes, barriers, resync blocks and verify reads, applied in
+// arrival order. Overlapping operations wait for earlier ones; nothing after a barrier starts
+// before the barrier's flush is done, so this copy is always a prefix of the primary's at epoch
+// granularity.
+#include "core/common/assert.hpp"
+#include "core/volume/replica_core.hpp"
+
+namespace keel::volume::detail {
+namespace {
+
+bool is_barrier(const PeerOp& op) {
+  return op.kind == PeerOp::Kind::Barrier || op.kind == PeerOp::Kind::ResyncDone;
+}
+
+bool overlaps(const PeerOp& a, const PeerOp& b) {
+  return a.offset < b.offset + b.length && b.offset < a.offset + a.length;
+}
+
+}  // namespace
+
+// The messages that ask something of this copy, as queued operations (others: nullopt).
+std::optional<PeerOp> ReplicaCore::peer_op_from(const PeerMessage& message) {
+  PeerOp op;
+  if (const auto* write = std::get_if<DataWrite>(&message)) {
+    const bool zero = write->zero_length != 0;
+    op.kind = zero ? PeerOp::Kind::Zero : PeerOp::Kind::Write;
+    op.sequence = write->sequence;
+    op.offset = write->offset;
+    op.length = zero ? write->zero_length : (write->data ? write->data->size() : 0);
+    op.data = write->data;
+    op.fua = write->fua;
+  } else if (const auto* barrier = std::get_if<Barrier>(&message)) {
+    op.kind = PeerOp::Kind::Barrier;
+    op.sequence = barrier->epoch;
+  } else if (const auto* resync = std::get_if<ResyncData>(&message)) {
+    op.kind = PeerOp::Kind::Resync;
+    op.offset = resync->offset;
+    op.length = resync->data ? resync->data->size() : 0;
+    op.data = resync->data;
+  } else if (const auto* done = std::get_if<ResyncDone>(&message)) {
+    op.kind = PeerOp::Kind::ResyncDone;
+    op.generations = done->generations;
+  } else if (const auto* verify = std::get_if<VerifyRequest>(&message)) {
+    op.kind = PeerOp::Kind::Verify;
+    op.offset = verify->offset;
+    op.length = verify->length;
+  } else {
+    return std::nullopt;
+  }
+  return op;
+}
+
+void ReplicaCore::queue_peer_op(PeerOp op) {
+  if (peer_ops_.size() >= kMaxPeerOps) {
+    actions_.emplace_back(ClosePeer{"the peer exceeded the queue of replicated operations"});
+    drop_connection();
+    return;
+  }
+  op.connection = connection_;
+  peer_ops_.emplace(next_peer_op_++, std::move(op));
+}
+
+void ReplicaCore::issue_peer_ops() {
+  // A resync target writes nothing until its Inconsistent state is durable: a crash must never
+  // leave it claiming UpToDate over a half-changed copy.
+  if (target_persist_id_ > persisted_id_) return;
+  for (auto it = peer_ops_.begin(); it != peer_ops_.end(); ++it) {
+    PeerOp& op = it->second;
+    if (is_barrier(op)) {
+      // Everything before it has completed when it is first in the queue.
+      if (!op.issued && it == peer_ops_.begin()) issue_peer_op(it->first, op);
+      return;
+    }
+    if (op.issued) continue;
+    if (!peer_op_blocked(it)) issue_peer_op(it->first, op);
+  }
+}
+
+bool ReplicaCore::peer_op_blocked(std::map<std::uint64_t, PeerOp>::iterator it) const {
+  for (auto earlier = peer_ops_.begin(); earlier != it; ++earlier) {
+    if (overlaps(earlier->second, it->second)) return true;
+  }
+  return false;
+}
+
+void ReplicaCore::issue_peer_op(std::uint64_t number, PeerOp& op) {
+  KEEL_ASSERT(!op.issued);
+  op.issued = true;
+  op.io = new_io(IoOwner{IoOwner::Kind::Peer, number});
+  switch (op.kind) {
+    case PeerOp::Kind::Write:
+      actions_.emplace_back(DiskWrite{op.io, op.offset, op.data, op.fua});
+      break;
+    case PeerOp::Kind::Zero:
+      actions_.emplace_back(DiskZero{op.io, op.offset, op.length, op.fua});
+      break;
+    case PeerOp::Kind::Resync:
+      actions_.emplace_back(DiskWrite{op.io, op.offset, op.data, false});
+      break;
+    case PeerOp::Kind::Verify:
+      actions_.emplace_back(DiskRead{op.io, op.offset, static_cast<std::uint32_t>(op.length)});
+      break;
+    case PeerOp::Kind::Barrier:
+    case PeerOp::Kind::ResyncDone:
+      actions_.emplace_back(DiskFlush{op.io});
+      break;
+  }
+}
+
+void ReplicaCore::peer_op_done(std::uint64_t number, int error, const Payload& data) {
+  auto node = peer_ops_.extract(number);
+  KEEL_ASSERT(!node.empty());
+  const PeerOp op = std::move(node.mapped());
+  KEEL_ASSERT(op.issued);
+  const bool answer = op.connection == connection_ && link_alive();
+  if (error != 0 && op.kind != PeerOp::Kind::Verify) {
+    on_local_disk_error("a replicated write", error);
+  }
+  switch (op.kind) {
+    case PeerOp::Kind::Write:
+    case PeerOp::Kind::Zero:
+      if (answer) send(WriteAck{op.sequence, error});
+      break;
+    case PeerOp::Kind::Resync:
+      if (target_resync_) resync_done_bytes_ += op.length;
+      if (answer) send(ResyncAck{op.offset, static_cast<std::uint32_t>(op.length), error});
+      break;
+    case PeerOp::Kind::Verify: {
+      const bool whole = error == 0 && data && data->size() == op.length;
+      const std::uint64_t digest = whole ? digest_bytes(data->data(), data->size()) : 0;
+      if (answer) send(VerifyReply{op.offset, static_cast<std::uint32_t>(op.length), digest});
+      break;
+    }
+    case PeerOp::Kind::Barrier:
+      if (answer) send(BarrierAck{op.sequence, error});
+      break;
+    case PeerOp::Kind::ResyncDone:
+      if (answer) finish_as_target(op, error);
+      break;
+  }
+}
+
+// Every resync block before the ResyncDone is durable: this copy now equals the source's.
+void ReplicaCore::finish_as_target(const PeerOp& op, int error) {
+  if (error != 0) {
+    notice(Notice::Level::Error, "flushing the resynced copy failed; it stays Inconsistent");
+    return;
+  }
+  state_.generations = op.generations;
+  state_.disk = DiskState::UpToDate;
+  state_.discard_local = false;
+  state_.primary_at_crash = false;
+  bitmap_.clear_all();
+  target_resync_ = false;
+  link_ = LinkState::Connected;
+  persist();
+  send_state_update();
+  notice(Notice::Level::Info, "resync complete: this copy is UpToDate");
+}
+
+void ReplicaCore::on_local_disk_error(std::string_view what, int error) {
+  notice(Notice::Level::Error,
+         std::string(what) + " failed on the local disk (error " + std::to_string(error) + ")");
+  if (state_.disk == DiskState::Inconsistent) return;
+  state_.disk = DiskState::Inconsistent;  // it misses a write the primary has
+  persist();
+  if (peer_ready()) send_state_update();
+}
+
+}  // namespace keel::volume::detail

@@ -1,0 +1,139 @@
+// Resync: the source copies the dirty bitmap's blocks to the target in chunks, at most
+// resync_in_flight_chunks at a time, at resync_rate_bytes_s, while application writes continue.
+//
+// Never overwriting a newer application write: a chunk is not read while an application write to
+// it is in flight, and a read that an application write overtook (issued after the read) is
+// thrown away; its blocks stay set and a later pass reads them again. A chunk's ResyncData is sent
+// the moment its read completes, so every later write to those blocks follows it on the link,
+// and the target applies the two in that order.
+#include <algorithm>
+
+#include "core/common/assert.hpp"
+#include "core/volume/replica_core.hpp"
+
+namespace keel::volume::detail {
+
+void ReplicaCore::start_resync_source(bool full) {
+  if (full) bitmap_.set_all();
+  link_ = LinkState::SyncSource;
+  resync_running_ = true;
+  resync_cursor_ = 0;
+  resync_total_bytes_ = bitmap_.dirty_bytes();
+  resync_done_bytes_ = 0;
+  resynced_blocks_ = 0;
+  persist();
+  notice(Notice::Level::Info, std::string(full ? "full " : "") + "resync to the peer: " +
+                                  std::to_string(resync_total_bytes_) + " bytes");
+}
+
+void ReplicaCore::start_resync_target(bool full) {
+  KEEL_ASSERT(role_ != Role::Primary);
+  if (full) bitmap_.set_all();
+  link_ = LinkState::SyncTarget;
+  target_resync_ = true;
+  resync_total_bytes_ = bitmap_.dirty_bytes();
+  resync_done_bytes_ = 0;
+  state_.disk = DiskState::Inconsistent;  // durable before the first resync block lands
+  target_persist_id_ = persist();
+  notice(Notice::Level::Info, std::string(full ? "full " : "") + "resync from the peer: " +
+                                  std::to_string(resync_total_bytes_) + " bytes");
+}
+
+bool ReplicaCore::chunk_in_flight(std::uint64_t offset, std::uint64_t length) const {
+  return std::any_of(resync_chunks_.begin(), resync_chunks_.end(), [&](const auto& entry) {
+    const ChunkIo& c = entry.second;
+    return c.offset < offset + length && offset < c.offset + c.length;
+  });
+}
+
+void ReplicaCore::issue_resync_reads() {
+  if (link_ != LinkState::SyncSource) return;
+  const std::uint64_t blocks = bitmap_.blocks();
+  const std::uint64_t chunk_blocks = config_.resync_chunk_bytes / kBlockBytes;
+  while (resync_chunks_.size() < config_.resync_in_flight_chunks && rate_allows()) {
+    std::uint64_t first = bitmap_.next_set(resync_cursor_);
+    if (first >= blocks) {
+      // A pass is over; blocks left set (reads thrown away) wait for the chunks in flight.
+      if (!resync_chunks_.empty() || bitmap_.set_count() == 0) return;
+      resync_cursor_ = 0;
+      first = bitmap_.next_set(0);
+    }
+    std::uint64_t end = first + 1;
+    while (end < blocks && end - first < chunk_blocks && bitmap_.test(end)) ++end;
+    const std::uint64_t offset = first * kBlockBytes;
+    const std::uint64_t length = (end - first) * kBlockBytes;
+    if (chunk_in_flight(offset, length)) {
+      resync_cursor_ = end;
+      continue;
+    }
+    if (app_write_in_flight(offset, length)) return;  // retried when the write completes
+    const IoId io = new_io(IoOwner{IoOwner::Kind::Resync, offset});
+    ChunkIo chunk;
+    chunk.offset = offset;
+    chunk.length = static_cast<std::uint32_t>(length);
+    chunk.io = io;
+    resync_chunks_.emplace(offset, chunk);
+    actions_.emplace_back(DiskRead{io, offset, chunk.length});
+    rate_charge(length);
+    resync_cursor_ = end;
+  }
+}
+
+void ReplicaCore::resync_read_done(IoId io, std::uint64_t offset, int error, const Payload& data) {
+  const auto it = resync_chunks_.find(offset);
+  if (it == resync_chunks_.end() || it->second.io != io) return;  // from a dropped connection
+  ChunkIo& chunk = it->second;
+  KEEL_ASSERT(chunk.reading);
+  if (error != 0 || chunk.invalidated) {
+    if (error != 0) {
+      notice(Notice::Level::Error, "resync read failed at offset " + std::to_string(offset) +
+                                       " (error " + std::to_string(error) + ")");
+    }
+    resync_chunks_.erase(it);  // its blocks stay set: read again on a later pass
+    return;
+  }
+  KEEL_ASSERT(data && data->size() == chunk.length);
+  chunk.reading = false;
+  send(ResyncData{offset, data});
+}
+
+void ReplicaCore::on_resync_ack(const ResyncAck& ack) {
+  const auto it = resync_chunks_.find(ack.offset);
+  if (it == resync_chunks_.end() || it->second.reading) return;
+  const ChunkIo chunk = it->second;
+  resync_chunks_.erase(it);
+  if (ack.error != 0) {
+    notice(Notice::Level::Error, "the peer failed a resync write at offset " +
+                                     std::to_string(ack.offset) + " (error " +
+                                     std::to_string(ack.error) + ")");
+    return;
+  }
+  bitmap_.clear_range(chunk.offset, chunk.length);
+  resync_done_bytes_ += chunk.length;
+  resynced_blocks_ += chunk.length / kBlockBytes;
+}
+
+void ReplicaCore::finish_resync_if_done() {
+  if (!resync_running_ || link_ != LinkState::SyncSource) return;
+  if (!resync_chunks_.empty() || bitmap_.set_count() != 0) return;
+  resync_running_ = false;
+  state_.generations = finish_resync(state_.generations);
+  if (role_ != Role::Primary) state_.primary_at_crash = false;  // the peer has those extents
+  link_ = LinkState::Connected;
+  send(ResyncDone{state_.generations});
+  persist();
+  notice(Notice::Level::Info,
+         "resync to the peer complete: " + std::to_string(resynced_blocks_) + " blocks");
+}
+
+void ReplicaCore::invalidate_chunks(std::uint64_t offset, std::uint64_t length) {
+  for (auto* chunks : {&resync_chunks_, &verify_chunks_}) {
+    for (auto& [chunk_offset, chunk] : *chunks) {
+      if (chunk.reading && chunk.offset < offset + length && offset < chunk.offset + chunk.length) {
+        chunk.invalidated = true;
+      }
+    }
+  }
+}
+
+}  // namespace keel::volume::detail

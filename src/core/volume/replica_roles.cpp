@@ -1,0 +1,159 @@
+// Roles and outdating: promote, demote, discard-local, and the ring's answers.
+#include <algorithm>
+#include <cerrno>
+
+#include "core/common/assert.hpp"
+#include "core/volume/replica_core.hpp"
+
+namespace keel::volume::detail {
+
+Result<bool> ReplicaCore::promote(bool force) {
+  if (role_ == Role::Primary)
+    return demoting_ ? Result<bool>(Error{"a demote is in progress"}) : Result<bool>(false);
+  if (peer_ready() && peer_role_ == Role::Primary) {
+    return Error{"the peer is primary; demote it first (two primaries are never allowed)"};
+  }
+  if (link_ == LinkState::SyncTarget) {
+    return Error{"this copy is receiving a resync; promote it once the resync completes"};
+  }
+  bool renegotiate = false;
+  if (state_.disk != DiskState::UpToDate) {
+    const std::string disk(to_string(state_.disk));
+    if (!force) {
+      return Error{"the local copy is " + disk +
+                   ": it may lack acknowledged writes; promote with --force only if the other "
+                   "copy is lost for good"};
+    }
+    notice(Notice::Level::Error, "forced promotion of an " + disk + " copy");
+    if (state_.disk == DiskState::Inconsistent) {
+      // Its content was never a whole copy: a new data state that no bitmap relates to, so the
+      // peer gets a full sync.
+      state_.generations.current = fresh_generation();
+      state_.generations.bitmap = 0;
+      renegotiate = peer_ready();
+    }
+    state_.disk = DiskState::UpToDate;
+  }
+  role_ = Role::Primary;
+  if (renegotiate) {
+    actions_.emplace_back(ClosePeer{"forced promotion: the peer needs a full sync"});
+    drop_connection();
+  }
+  if (!replicating()) {
+    track_without_peer();
+    if (force) {
+      // The operator forced it (a node without quorum would never get the ring's record):
+      // writes are acknowledged without waiting for it.
+      state_.peer_outdated = true;
+      notice(Notice::Level::Error,
+             "forced primary without its peer: acknowledging writes without a majority's record "
+             "that the peer is outdated");
+    }
+  }
+  state_.primary_at_crash = true;  // durable before the first write is served
+  promote_persisted_ = false;
+  promote_persist_id_ = persist();
+  if (peer_ready()) send_state_update();
+  notice(Notice::Level::Info, "promoted to primary");
+  progress();
+  return true;
+}
+
+Result<bool> ReplicaCore::demote() {
+  if (role_ != Role::Primary) return false;
+  if (demoting_) return false;
+  demoting_ = true;
+  // Requests that never reached the disk are refused; those in flight finish first.
+  for (auto it = app_.begin(); it != app_.end();) {
+    if (it->second.stage == AppRequest::Stage::Queued) {
+      actions_.emplace_back(Complete{it->second.request, ESHUTDOWN});
+      it = app_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  AppRequest flush;
+  flush.kind = AppRequest::Kind::Flush;
+  flush.internal = true;
+  app_.emplace(next_sequence_++, std::move(flush));
+  progress();
+  return true;
+}
+
+void ReplicaCore::finish_demote_if_ready() {
+  if (!demoting_ || !app_.empty()) return;
+  demoting_ = false;
+  role_ = Role::Secondary;
+  state_.primary_at_crash = false;
+  persist();
+  if (peer_ready()) send_state_update();
+  notice(Notice::Level::Info, "demoted to secondary");
+}
+
+// This primary writes without its peer from now on: a new data state, tracked in the bitmap,
+// and the peer's copy recorded outdated through the ring.
+void ReplicaCore::track_without_peer() {
+  KEEL_ASSERT(role_ == Role::Primary);
+  state_.generations = start_tracking(state_.generations, fresh_generation());
+  state_.peer_outdated = false;
+  outdating_ = state_.generations.current;
+  actions_.emplace_back(RecordPeerOutdated{outdating_});
+}
+
+void ReplicaCore::on_peer_outdated_recorded(Generation generation) {
+  if (generation == 0 || generation != outdating_) return;  // superseded
+  outdating_ = 0;
+  if (link_ == LinkState::Connected) return;  // the peer is back and in sync already
+  state_.peer_outdated = true;
+  persist();
+  progress();
+}
+
+void ReplicaCore::on_told_outdated(Generation as_of) {
+  if (role_ == Role::Primary) {
+    notice(Notice::Level::Warning, "told outdated while primary: ignored");
+    return;
+  }
+  if (state_.disk != DiskState::UpToDate) return;
+  // This copy had (or has moved on from) that generation: the record is stale.
+  const Generations& g = state_.generations;
+  const bool known = as_of == g.current || as_of == g.bitmap ||
+                     std::find(g.history.begin(), g.history.end(), as_of) != g.history.end();
+  const bool caught_up = as_of != 0 && known;
+  if (caught_up) return;
+  state_.disk = DiskState::Outdated;
+  persist();
+  if (peer_ready()) send_state_update();
+  notice(Notice::Level::Warning, "the peer recorded this copy as outdated");
+}
+
+Result<bool> ReplicaCore::discard_local_data() {
+  if (role_ == Role::Primary) return Error{"demote this node before discarding its data"};
+  if (state_.discard_local) return false;
+  state_.discard_local = true;
+  persist();
+  if (link_ == LinkState::SplitBrain || link_ == LinkState::Unrelated) {
+    link_ = LinkState::StandAlone;  // something changed: reconnecting may succeed now
+    refused_reason_.clear();
+  }
+  notice(Notice::Level::Warning,
+         "local changes will be discarded: the next connection resyncs this copy from the peer");
+  return true;
+}
+
+void ReplicaCore::on_state_update(const StateUpdate& update) {
+  peer_role_ = update.role;
+  peer_disk_ = update.disk;
+  if (role_ == Role::Primary && update.role == Role::Primary) {
+    refuse(LinkState::StandAlone, "both nodes are primary: demote one of them");
+    return;
+  }
+  if (update.disk == DiskState::UpToDate && state_.peer_outdated && link_ == LinkState::Connected) {
+    state_.peer_outdated = false;
+    persist();
+  }
+}
+
+void ReplicaCore::send_state_update() { send(StateUpdate{role_, state_.disk, state_.generations}); }
+
+}  // namespace keel::volume::detail

@@ -1,0 +1,259 @@
+// The primary's application path: writes, zeroing and flushes in issue order, the activity log,
+// epochs and barriers, the transfer log, completion, and suspension without the peer.
+#include <cerrno>
+
+#include "core/common/assert.hpp"
+#include "core/volume/replica_core.hpp"
+
+namespace keel::volume::detail {
+namespace {
+
+void complete(std::vector<Action>& actions, RequestId request, int error) {
+  actions.emplace_back(Complete{request, error});
+}
+
+bool overlaps(const AppRequest& a, const AppRequest& b) {
+  return a.offset < b.offset + b.length && b.offset < a.offset + a.length;
+}
+
+}  // namespace
+
+void ReplicaCore::on_write(RequestId request, std::uint64_t offset, Payload data, bool fua) {
+  AppRequest r;
+  r.kind = AppRequest::Kind::Write;
+  r.request = request;
+  r.offset = offset;
+  r.length = data ? data->size() : 0;
+  r.data = std::move(data);
+  r.fua = fua;
+  submit(std::move(r));
+}
+
+void ReplicaCore::on_write_zeroes(RequestId request, std::uint64_t offset, std::uint64_t length,
+                                  bool fua) {
+  AppRequest r;
+  r.kind = AppRequest::Kind::Zero;
+  r.request = request;
+  r.offset = offset;
+  r.length = length;
+  r.fua = fua;
+  submit(std::move(r));
+}
+
+void ReplicaCore::on_flush(RequestId request) {
+  AppRequest r;
+  r.kind = AppRequest::Kind::Flush;
+  r.request = request;
+  submit(std::move(r));
+}
+
+void ReplicaCore::submit(AppRequest request) {
+  if (role_ != Role::Primary) return complete(actions_, request.request, EROFS);
+  if (demoting_) return complete(actions_, request.request, ESHUTDOWN);
+  if (request.kind != AppRequest::Kind::Flush) {
+    const bool too_big = request.kind == AppRequest::Kind::Write && request.length > kMaxDataBytes;
+    const bool outside =
+        request.offset > config_.size_bytes || request.length > config_.size_bytes - request.offset;
+    if (too_big || outside) return complete(actions_, request.request, EINVAL);
+    if (request.length == 0) return complete(actions_, request.request, 0);
+    const std::uint64_t extents =
+        (request.offset + request.length - 1) / kExtentBytes - request.offset / kExtentBytes + 1;
+    if (extents > activity_.capacity()) return complete(actions_, request.request, EINVAL);
+  }
+  if (app_.size() >= kMaxAppRequests) return complete(actions_, request.request, EBUSY);
+  const std::uint64_t sequence = next_sequence_++;
+  app_.emplace(sequence, std::move(request));
+  progress();
+}
+
+void ReplicaCore::issue_app_requests() {
+  if (role_ != Role::Primary || !promote_persisted_) return;  // held until serving
+  bool all_issued = true;  // every earlier request reached the disk (and the link)
+  for (auto& [sequence, r] : app_) {
+    if (r.stage == AppRequest::Stage::WaitingPersist && persisted_id_ >= r.persist_id) {
+      issue_write(sequence, r);
+    }
+    if (r.stage == AppRequest::Stage::Queued) {
+      if (r.kind == AppRequest::Kind::Flush) {
+        if (!all_issued) return;  // nothing passes a flush: epochs follow issue order
+        issue_flush(sequence, r);
+        continue;
+      }
+      bool blocked = false;
+      for (auto& [earlier_sequence, earlier] : app_) {
+        if (earlier_sequence >= sequence) break;
+        if (earlier.kind == AppRequest::Kind::Flush) continue;
+        if (earlier.stage != AppRequest::Stage::LocalDone && overlaps(earlier, r)) {
+          blocked = true;
+          break;
+        }
+      }
+      const bool log_full =
+          replicating() && transfer_log_.size() >= 2 * config_.max_unacked_epoch_writes;
+      if (!blocked && !log_full && try_admit(r)) issue_write(sequence, r);
+    }
+    if (r.stage == AppRequest::Stage::Queued || r.stage == AppRequest::Stage::WaitingPersist) {
+      all_issued = false;
+    }
+  }
+}
+
+// Holds the request's activity-log extents; true when it may go to disk now.
+bool ReplicaCore::try_admit(AppRequest& r) {
+  KEEL_ASSERT(r.extents.empty());
+  const std::uint64_t first = r.offset / kExtentBytes;
+  const std::uint64_t last = (r.offset + r.length - 1) / kExtentBytes;
+  bool added = false;
+  for (std::uint64_t extent = first; extent <= last; ++extent) {
+    std::optional<std::uint64_t> evicted;
+    const ActivityLog::Admit admit = activity_.begin_write(extent, evicted);
+    if (admit == ActivityLog::Admit::Full) {
+      for (std::uint64_t held : r.extents) activity_.end_write(held);
+      r.extents.clear();
+      return false;  // every extent busy: retried when a write finishes
+    }
+    r.extents.push_back(extent);
+    added = added || admit == ActivityLog::Admit::AddedNeedsPersist;
+  }
+  if (!added) return true;
+  // The persist carries every bitmap page changed so far (an evicted extent's dirty bits among
+  // them, written before the log that no longer names the extent).
+  r.persist_id = persist();
+  r.stage = AppRequest::Stage::WaitingPersist;
+  return false;
+}
+
+void ReplicaCore::issue_write(std::uint64_t sequence, AppRequest& r) {
+  KEEL_ASSERT(r.stage == AppRequest::Stage::Queued || r.stage == AppRequest::Stage::WaitingPersist);
+  KEEL_ASSERT(!r.extents.empty());
+  r.stage = AppRequest::Stage::Issued;
+  const IoId io = new_io(IoOwner{IoOwner::Kind::App, sequence});
+  invalidate_chunks(r.offset, r.length);  // resync/verify reads of these blocks are now stale
+  const bool zero = r.kind == AppRequest::Kind::Zero;
+  if (replicating()) {
+    r.epoch = epoch_;
+    r.sent = true;
+    DataWrite write{
+        sequence, epoch_, r.offset, zero ? r.length : 0, r.fua, zero ? nullptr : r.data};
+    send(std::move(write));
+    KEEL_ASSERT(transfer_log_.empty() || transfer_log_.back().epoch <= epoch_);
+    transfer_log_.push_back(TransferEntry{epoch_, sequence, r.offset, r.length});
+    ++epoch_writes_;
+    maybe_auto_barrier();
+  } else {
+    bitmap_.set_range(r.offset, r.length);  // the peer will need it
+  }
+  if (zero) {
+    actions_.emplace_back(DiskZero{io, r.offset, r.length, r.fua});
+  } else {
+    actions_.emplace_back(DiskWrite{io, r.offset, r.data, r.fua});
+  }
+}
+
+void ReplicaCore::issue_flush(std::uint64_t sequence, AppRequest& r) {
+  KEEL_ASSERT(r.stage == AppRequest::Stage::Queued);
+  r.stage = AppRequest::Stage::Issued;
+  const IoId io = new_io(IoOwner{IoOwner::Kind::App, sequence});
+  if (replicating()) {
+    r.epoch = epoch_;
+    r.sent = true;
+    send(Barrier{epoch_});
+    ++epoch_;
+    epoch_writes_ = 0;
+  }
+  actions_.emplace_back(DiskFlush{io});
+}
+
+// Bounds the transfer log: an epoch never holds more than max_unacked_epoch_writes writes.
+void ReplicaCore::maybe_auto_barrier() {
+  if (epoch_writes_ < config_.max_unacked_epoch_writes) return;
+  send(Barrier{epoch_});
+  ++epoch_;
+  epoch_writes_ = 0;
+}
+
+void ReplicaCore::app_io_done(std::uint64_t sequence, int error) {
+  auto it = app_.find(sequence);
+  KEEL_ASSERT(it != app_.end());
+  AppRequest& r = it->second;
+  KEEL_ASSERT(r.stage == AppRequest::Stage::Issued);
+  r.stage = AppRequest::Stage::LocalDone;
+  r.local_error = error;
+  if (error != 0 && r.kind != AppRequest::Kind::Flush) {
+    bitmap_.set_range(r.offset, r.length);  // the copies may differ now
+    notice(Notice::Level::Error, "local disk write failed at offset " + std::to_string(r.offset) +
+                                     " (error " + std::to_string(error) + ")");
+  }
+}
+
+bool ReplicaCore::suspended() const {
+  return role_ == Role::Primary && config_.mode == Mode::Sync && !replicating() &&
+         !state_.peer_outdated;
+}
+
+bool ReplicaCore::finished(const AppRequest& r) const {
+  return r.stage == AppRequest::Stage::LocalDone && (!r.sent || r.peer_acked);
+}
+
+void ReplicaCore::complete_app_requests() {
+  const bool held = suspended();
+  for (auto it = app_.begin(); it != app_.end();) {
+    AppRequest& r = it->second;
+    if (!r.completed && !held && r.stage == AppRequest::Stage::LocalDone) {
+      const bool peer_has_it = !r.sent || r.peer_acked;
+      if (config_.mode == Mode::Async || peer_has_it) {
+        r.completed = true;
+        if (!r.internal) complete(actions_, r.request, r.local_error);
+      }
+    }
+    if (r.completed && finished(r)) {
+      for (std::uint64_t extent : r.extents) activity_.end_write(extent);
+      it = app_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
+void ReplicaCore::on_write_ack(const WriteAck& ack) {
+  const auto it = app_.find(ack.sequence);
+  if (it == app_.end() || !it->second.sent) return;  // from before a reconnect
+  AppRequest& r = it->second;
+  if (r.kind == AppRequest::Kind::Flush) return;  // not a write: a confused peer
+  r.peer_acked = true;
+  if (ack.error != 0) {
+    bitmap_.set_range(r.offset, r.length);
+    notice(Notice::Level::Warning, "peer failed a replicated write (error " +
+                                       std::to_string(ack.error) + "); blocks marked out of sync");
+  }
+}
+
+void ReplicaCore::on_barrier_ack(const BarrierAck& ack) {
+  while (!transfer_log_.empty() && transfer_log_.front().epoch <= ack.epoch) {
+    const TransferEntry& entry = transfer_log_.front();
+    if (ack.error != 0) bitmap_.set_range(entry.offset, entry.length);
+    transfer_log_.pop_front();
+  }
+  if (ack.error != 0) {
+    notice(Notice::Level::Warning, "peer failed a barrier (error " + std::to_string(ack.error) +
+                                       "); its writes marked out of sync");
+  }
+  for (auto& [sequence, r] : app_) {
+    if (r.kind == AppRequest::Kind::Flush && r.sent && r.epoch <= ack.epoch) r.peer_acked = true;
+  }
+}
+
+// The link is gone: whatever the peer may lack goes into the bitmap, and no ack will come.
+void ReplicaCore::forget_peer_for_writes() {
+  for (const TransferEntry& entry : transfer_log_) bitmap_.set_range(entry.offset, entry.length);
+  transfer_log_.clear();
+  epoch_writes_ = 0;
+  for (auto& [sequence, r] : app_) {
+    if (r.kind != AppRequest::Kind::Flush && r.stage != AppRequest::Stage::Queued) {
+      bitmap_.set_range(r.offset, r.length);
+    }
+    r.sent = false;
+  }
+}
+
+}  // namespace keel::volume::detail

@@ -1,0 +1,92 @@
+// Value types shared by the volume core (replication of one mirrored block device between two
+// nodes), its persistent metadata, the agent's volume service and the CLI.
+//
+// A volume is a byte array of `size_bytes`, a whole number of 4 KiB blocks. Two nodes keep a
+// copy each; at most one is Primary (serves I/O over NBD). Generations (DRBD's "UUIDs") name a
+// state of the data: when the data stops being identical on both copies the side that writes
+// starts a new current generation and remembers the old one as its bitmap generation, so that at
+// the next connection both sides can tell who has newer data and whether the dirty bitmap alone
+// is enough to resync (see generations.hpp).
+//
+// Thread-safety: plain values.
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string_view>
+#include <vector>
+
+#include "core/common/types.hpp"
+
+namespace keel::volume {
+
+constexpr std::uint32_t kBlockBytes = 4096;       // the unit of the dirty bitmap and of resync
+constexpr std::uint64_t kExtentBytes = 4u << 20;  // the unit of the activity log (4 MiB)
+constexpr std::size_t kHistoryGenerations = 2;
+
+enum class Role : std::uint8_t { Secondary = 0, Primary = 1 };
+
+// The state of this node's copy.
+enum class DiskState : std::uint8_t {
+  Inconsistent = 0,  // being resynced, never synced, or unknown content: never promotable
+  Outdated = 1,      // consistent but known to miss writes the peer has: promotable only forced
+  UpToDate = 2,      // has every acknowledged write
+};
+
+// The replication link as the core sees it.
+enum class LinkState : std::uint8_t {
+  StandAlone = 0,  // not connected (peer down, or connection refused)
+  Connecting = 1,  // transport up, handshake (Hello exchange) in progress
+  Connected = 2,   // replicating, copies in sync
+  SyncSource = 3,  // replicating, and copying what the peer lacks to it
+  SyncTarget = 4,  // replicating, and receiving what this copy lacks
+  SplitBrain = 5,  // both sides wrote as primary apart: refused until resolved by a person
+  Unrelated = 6,   // the two copies share no history: refused (wrong peer or wrong disk)
+};
+
+enum class Mode : std::uint8_t {
+  Sync = 0,   // a write is acknowledged when both copies have it (the default)
+  Async = 1,  // a write is acknowledged after the local write; the peer follows
+};
+
+std::string_view to_string(Role role);
+std::string_view to_string(DiskState state);
+std::string_view to_string(LinkState state);
+std::string_view to_string(Mode mode);
+
+// A 64-bit random identifier of a data state; 0 means "none". The core never draws random
+// numbers: the caller hands fresh ones in (next_generation in the events).
+using Generation = std::uint64_t;
+
+struct Generations {
+  Generation current = 0;
+  Generation bitmap = 0;  // the current generation when the bitmap started tracking; 0: none
+  std::array<Generation, kHistoryGenerations> history{};  // older bitmap generations, newest first
+
+  bool operator==(const Generations&) const = default;
+};
+
+// Bytes shared between the disk write and the network send of the same request, so that the hot
+// path never copies data after it was read from the client's socket.
+using Bytes = std::vector<std::byte>;
+using Payload = std::shared_ptr<const Bytes>;
+
+// What the volume service persists besides the bitmap and the activity log (see
+// io/volume_metadata.hpp for the file format).
+struct PersistentState {
+  Generations generations;
+  DiskState disk = DiskState::Inconsistent;
+  // Set while this node is primary, cleared on a clean demote: after a crash it says that the
+  // activity log's extents may hold writes the peer never saw.
+  bool primary_at_crash = false;
+  // Set by `keel volume resolve --discard-local` until the next resync from the peer completes.
+  bool discard_local = false;
+  // This node recorded (through the ring) that the peer's copy is outdated.
+  bool peer_outdated = false;
+
+  bool operator==(const PersistentState&) const = default;
+};
+
+}  // namespace keel::volume

@@ -1,0 +1,131 @@
+// BlockFile: asynchronous I/O on the file or block device that holds a volume's data.
+//
+// A small pool of threads (kDefaultBlockFileThreads) runs pread/pwrite/fdatasync and zeroing on
+// one descriptor and posts each completion, `done(error)`, to the io_context given at open():
+// completions always run on that context's thread, never inside the call that queued them. Data
+// moves straight between the caller's buffer (or the write's shared Payload) and the kernel; the
+// hot path copies nothing.
+//
+// Zeroing: on a regular file, fallocate(PUNCH_HOLE | KEEP_SIZE) when the range may be
+// deallocated and fallocate(ZERO_RANGE | KEEP_SIZE) otherwise; on a block device, BLKZEROOUT.
+// Where those are unsupported (some filesystems, some devices), zeroes are written. Either way
+// the range reads back as zeroes afterwards.
+//
+// open() checks the backing store against the configured size: a regular file must have exactly
+// that size (a missing one is created sparse at that size when `create` is set); a block device
+// must hold at least that many bytes (only the first size_bytes are used).
+//
+// Errors are errno values passed to `done` (and returned by the *_sync helpers); nothing throws.
+// Bounds: at most kMaxQueuedBlockJobs jobs wait; one more completes at once with EAGAIN.
+//
+// Thread-safety: the asynchronous calls and close() are made from the io_context's thread; the
+// *_sync helpers may be called from any one thread while no asynchronous job runs (tools use
+// them without an io_context loop). The destructor closes.
+#pragma once
+
+#include <asio.hpp>
+#include <condition_variable>
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <span>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "core/common/result.hpp"
+#include "core/volume/types.hpp"
+
+namespace keel::io {
+
+constexpr std::size_t kDefaultBlockFileThreads = 4;
+constexpr std::size_t kMaxBlockFileThreads = 64;
+constexpr std::size_t kMaxQueuedBlockJobs = 4096;
+
+struct BlockFileOptions {
+  std::string path;
+  std::uint64_t size_bytes = 0;
+  bool create = false;     // create a missing regular file (sparse, mode 0600)
+  bool read_only = false;  // open O_RDONLY; writes then fail with EBADF
+  std::size_t threads = kDefaultBlockFileThreads;
+};
+
+struct BlockFileStats {
+  std::uint64_t reads = 0;
+  std::uint64_t writes = 0;
+  std::uint64_t flushes = 0;
+  std::uint64_t zeroings = 0;
+  std::uint64_t zero_fallback_writes = 0;  // zeroings done by writing zeroes
+  std::uint64_t errors = 0;
+};
+
+class BlockFile {
+ public:
+  using Done = std::function<void(int error)>;
+
+  static Result<std::unique_ptr<BlockFile>> open(asio::io_context& io, BlockFileOptions options);
+  ~BlockFile();
+  BlockFile(const BlockFile&) = delete;
+  BlockFile& operator=(const BlockFile&) = delete;
+
+  // `into` holds `length` bytes and stays valid until `done` runs.
+  void read(std::uint64_t offset, std::uint32_t length, std::byte* into, Done done);
+  // Writes all of `data`; with `fua`, fdatasync before `done`.
+  void write(std::uint64_t offset, volume::Payload data, bool fua, Done done);
+  // Zeroes [offset, offset + length); `may_unmap` allows deallocating (punching a hole).
+  void write_zeroes(std::uint64_t offset, std::uint64_t length, bool may_unmap, bool fua,
+                    Done done);
+  void flush(Done done);
+
+  // Synchronous forms for tools and tests: 0 or an errno value.
+  int read_sync(std::uint64_t offset, std::span<std::byte> into);
+  int write_sync(std::uint64_t offset, std::span<const std::byte> data);
+  int write_zeroes_sync(std::uint64_t offset, std::uint64_t length, bool may_unmap);
+  int flush_sync();
+
+  // Runs the jobs already queued, stops the threads and closes the descriptor; later calls
+  // complete with ESHUTDOWN. Idempotent.
+  void close();
+
+  std::uint64_t size_bytes() const { return size_bytes_; }
+  const std::string& path() const { return path_; }
+  bool read_only() const { return read_only_; }
+  bool is_block_device() const { return block_device_; }
+  // Counters, updated by the worker threads: read them on the io_context thread for a snapshot
+  // that may lag by the jobs in progress.
+  BlockFileStats stats() const;
+
+ private:
+  struct Job {
+    std::function<int()> work;
+    Done done;
+    // Keeps io_.run() from returning while a completion is still to be posted.
+    asio::executor_work_guard<asio::io_context::executor_type> guard;
+  };
+
+  BlockFile(asio::io_context& io, int fd, const BlockFileOptions& options, bool block_device);
+  void submit(std::function<int()> work, Done done);
+  void run_worker();
+  void check_range(std::uint64_t offset, std::uint64_t length) const;
+  int zero_range(std::uint64_t offset, std::uint64_t length, bool may_unmap);
+  int write_zero_chunks(std::uint64_t offset, std::uint64_t length);
+
+  asio::io_context& io_;
+  int fd_ = -1;
+  std::string path_;
+  std::uint64_t size_bytes_ = 0;
+  bool read_only_ = false;
+  bool block_device_ = false;
+
+  mutable std::mutex mutex_;  // guards queue_, stopping_ and stats_
+  std::condition_variable wake_;
+  std::deque<Job> queue_;
+  bool stopping_ = false;
+  BlockFileStats stats_;
+  std::vector<std::thread> threads_;
+};
+
+}  // namespace keel::io

@@ -1,0 +1,334 @@
+#include "io/nbd_connection.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "core/common/assert.hpp"
+
+namespace keel::io {
+
+using nbd::Action;
+using nbd::Command;
+using nbd::Request;
+using nbd::Verdict;
+
+namespace {
+// Replies gathered into one write: enough to amortise the system call under pipelining.
+constexpr std::size_t kRepliesPerWrite = 16;
+}  // namespace
+
+std::uint32_t to_nbd_error(int error) {
+  switch (error) {
+    case 0:
+      return nbd::kErrorNone;
+    case EPERM:
+    case EROFS:
+    case EBADF:  // a device opened read-only
+      return nbd::kEperm;
+    case ENOMEM:
+      return nbd::kEnomem;
+    case EINVAL:
+      return nbd::kEinval;
+    case ENOSPC:
+    case EDQUOT:
+    case EFBIG:  // the protocol asks for these to be reported as ENOSPC
+      return nbd::kEnospc;
+    case EOVERFLOW:
+      return nbd::kEoverflow;
+    case EOPNOTSUPP:
+      return nbd::kEnotsup;
+    case ESHUTDOWN:
+      return nbd::kEshutdown;
+    default:
+      return nbd::kEio;
+  }
+}
+
+nbd::ExportInfo NbdShared::export_info() const {
+  return nbd::ExportInfo{export_name,
+                         description,
+                         device.size_bytes(),
+                         device.writable(),
+                         device.can_multi_conn(),
+                         device.unavailable_reason()};
+}
+
+NbdConnection::NbdConnection(Socket socket, std::string peer, std::uint64_t id,
+                             std::shared_ptr<NbdShared> shared)
+    : socket_(std::move(socket)),
+      peer_(std::move(peer)),
+      id_(id),
+      shared_(std::move(shared)),
+      handshake_(shared_->export_info()) {}
+
+void NbdConnection::start() {
+  send(Outgoing{nbd::Handshake::greeting(), nullptr});
+  read_negotiation();
+}
+
+void NbdConnection::close() {
+  if (closed_) return;
+  closed_ = true;
+  asio::error_code ignored;
+  socket_.shutdown(asio::socket_base::shutdown_both, ignored);
+  socket_.close(ignored);
+  replies_.clear();
+  KEEL_ASSERT(shared_->stats.connections_open > 0);
+  --shared_->stats.connections_open;
+  spdlog::debug("nbd: connection {} from {} closed", id_, peer_);
+  if (shared_->on_closed) shared_->on_closed(id_);
+}
+
+// ---- Negotiation ------------------------------------------------------------------------------
+
+void NbdConnection::read_negotiation() {
+  // Never more than the handshake wants: what follows the GO belongs to the request reader.
+  const std::size_t wanted = std::min(negotiation_buffer_.size(), handshake_.bytes_wanted());
+  KEEL_ASSERT(wanted > 0);
+  socket_.async_read_some(
+      asio::buffer(negotiation_buffer_.data(), wanted),
+      [self = shared_from_this()](const asio::error_code& error, std::size_t count) {
+        if (self->closed_) return;
+        if (error) return self->on_read_error(error);
+        self->on_negotiation_bytes(count);
+      });
+}
+
+void NbdConnection::on_negotiation_bytes(std::size_t count) {
+  handshake_.set_export(shared_->export_info());  // availability may have changed
+  auto step = handshake_.feed({negotiation_buffer_.data(), count});
+  KEEL_ASSERT(step.consumed == count);
+  if (!step.to_send.empty()) send(Outgoing{std::move(step.to_send), nullptr});
+  switch (handshake_.state()) {
+    case nbd::HandshakeState::transmission:
+      session_ = handshake_.session();
+      ++shared_->stats.handshakes_completed;
+      spdlog::info("nbd: {} connected to export '{}' ({} bytes{}{})", peer_, shared_->export_name,
+                   session_.size_bytes, session_.writable ? "" : ", read-only",
+                   session_.structured_replies ? ", structured replies" : "");
+      return read_header();
+    case nbd::HandshakeState::closed:
+      if (handshake_.close_reason() == nbd::CloseReason::protocol_error) {
+        return fail("negotiation: " + handshake_.close_message());
+      }
+      if (handshake_.close_reason() == nbd::CloseReason::export_refused) {
+        ++shared_->stats.handshakes_refused;
+        spdlog::info("nbd: {} refused: {}", peer_, handshake_.close_message());
+      }
+      return close_when_idle();
+    default:
+      return read_negotiation();
+  }
+}
+
+// ---- Requests ---------------------------------------------------------------------------------
+
+bool NbdConnection::may_read_more() const {
+  const std::size_t backlog = in_flight_ + replies_.size() + writing_.size();
+  return !closed_ && !finishing_ && !reading_ &&
+         handshake_.state() == nbd::HandshakeState::transmission &&
+         backlog < nbd::kMaxRequestsInFlight && buffered_bytes_ < kMaxConnectionBufferBytes;
+}
+
+void NbdConnection::read_header() {
+  if (!may_read_more()) return;  // resumed when a request completes or a reply is written
+  reading_ = true;
+  asio::async_read(socket_, asio::buffer(header_),
+                   [self = shared_from_this()](const asio::error_code& error, std::size_t) {
+                     self->reading_ = false;
+                     if (self->closed_) return;
+                     if (error) return self->on_read_error(error);
+                     self->on_header();
+                   });
+}
+
+void NbdConnection::on_header() {
+  auto decoded = nbd::decode_request(header_);
+  if (!decoded.ok()) return fail(decoded.error().message);
+  const Request& request = decoded.value();
+  Verdict verdict = nbd::check_request(request, session_);
+  if (verdict.action == Action::close) return fail(verdict.reason);
+  if (request.type < nbd::kCommandKinds) {
+    ++shared_->stats.requests[request.type];
+  } else {
+    ++shared_->stats.unknown_requests;
+  }
+  if (verdict.action == Action::disconnect) {
+    // No reply; what is in flight is still answered, then the connection closes.
+    spdlog::debug("nbd: {} disconnects", peer_);
+    finishing_ = true;
+    return close_when_idle();
+  }
+  if (verdict.payload_follows && request.length > 0) return read_payload(request, verdict);
+  dispatch(request, verdict, nullptr);
+  read_header();
+}
+
+void NbdConnection::read_payload(const Request& request, Verdict verdict) {
+  // The buffer the payload lands in is the one the device and replication share: no copy later.
+  auto buffer = std::make_shared<volume::Bytes>(request.length);
+  buffered_bytes_ += request.length;
+  reading_ = true;
+  asio::async_read(socket_, asio::buffer(buffer->data(), buffer->size()),
+                   [self = shared_from_this(), request, verdict = std::move(verdict), buffer](
+                       const asio::error_code& error, std::size_t) {
+                     self->reading_ = false;
+                     self->buffered_bytes_ -= buffer->size();
+                     if (self->closed_) return;
+                     if (error) return self->on_read_error(error);
+                     self->dispatch(request, verdict, buffer);
+                     self->read_header();
+                   });
+}
+
+void NbdConnection::dispatch(const Request& request, const Verdict& verdict,
+                             volume::Payload payload) {
+  if (verdict.action == Action::reply_error) {
+    spdlog::debug("nbd: {}: request {} refused: {}", peer_, request.type, verdict.reason);
+    return reply_error(request, verdict.error, verdict.reason);
+  }
+  KEEL_ASSERT(verdict.action == Action::execute);
+  execute(request, std::move(payload));
+}
+
+void NbdConnection::execute(const Request& request, volume::Payload payload) {
+  BlockDevice& device = shared_->device;
+  auto done = [self = shared_from_this(), request](int error) {
+    self->on_done(request, error, nullptr);
+  };
+  switch (static_cast<Command>(request.type)) {
+    case Command::read:
+      return execute_read(request);
+    case Command::write:
+      KEEL_ASSERT(payload && payload->size() == request.length);
+      buffered_bytes_ += request.length;  // until the device is done with it
+      ++in_flight_;
+      return device.write(request.offset, std::move(payload), request.fua(), std::move(done));
+    case Command::flush:
+      ++in_flight_;
+      return device.flush(std::move(done));
+    case Command::trim:
+      ++in_flight_;
+      return device.trim(request.offset, request.length, request.fua(), std::move(done));
+    case Command::write_zeroes:
+      ++in_flight_;
+      return device.write_zeroes(request.offset, request.length, request.fua(), std::move(done));
+    case Command::disconnect:
+      break;
+  }
+  KEEL_ASSERT(false);  // check_request() lets only the commands above through
+}
+
+void NbdConnection::execute_read(const Request& request) {
+  auto buffer = std::make_shared<volume::Bytes>(request.length);
+  buffered_bytes_ += request.length;
+  ++in_flight_;
+  std::byte* into = buffer->data();
+  shared_->device.read(request.offset, request.length, into,
+                       [self = shared_from_this(), request, buffer](int error) {
+                         self->on_done(request, error, buffer);
+                       });
+}
+
+void NbdConnection::on_done(const Request& request, int error,
+                            std::shared_ptr<volume::Bytes> data) {
+  KEEL_ASSERT(in_flight_ > 0);
+  --in_flight_;
+  if (request.is(Command::write)) buffered_bytes_ -= request.length;
+  if (data && error != 0) buffered_bytes_ -= data->size();  // a failed read sends no data
+  if (closed_) return;
+  if (error != 0) {
+    ++shared_->stats.device_errors;
+    reply_error(request, to_nbd_error(error), std::strerror(error));
+  } else if (request.is(Command::read)) {
+    KEEL_ASSERT(data && data->size() == request.length);
+    shared_->stats.bytes_read += request.length;
+    if (session_.structured_replies) {
+      const auto head =
+          nbd::encode_offset_data_header(request.cookie, request.offset, request.length, true);
+      send(Outgoing{Bytes(head.begin(), head.end()), std::move(data)});
+    } else {
+      const auto head = nbd::encode_simple_reply(request.cookie, nbd::kErrorNone);
+      send(Outgoing{Bytes(head.begin(), head.end()), std::move(data)});
+    }
+  } else {
+    if (request.is(Command::write)) shared_->stats.bytes_written += request.length;
+    const auto head = nbd::encode_simple_reply(request.cookie, nbd::kErrorNone);
+    send(Outgoing{Bytes(head.begin(), head.end()), nullptr});
+  }
+  read_header();
+  close_when_idle();
+}
+
+void NbdConnection::reply_error(const Request& request, std::uint32_t error,
+                                const std::string& message) {
+  KEEL_ASSERT(error != nbd::kErrorNone);
+  ++shared_->stats.error_replies;
+  // Structured replies are the protocol's way to carry a message, and READ must use them once
+  // negotiated; other commands keep simple replies.
+  if (session_.structured_replies && request.is(Command::read)) {
+    return send(Outgoing{nbd::encode_error_reply(request.cookie, error, message), nullptr});
+  }
+  const auto head = nbd::encode_simple_reply(request.cookie, error);
+  send(Outgoing{Bytes(head.begin(), head.end()), nullptr});
+}
+
+// ---- Writing ----------------------------------------------------------------------------------
+
+void NbdConnection::send(Outgoing reply) {
+  if (closed_) return;
+  replies_.push_back(std::move(reply));
+  write_next();
+}
+
+void NbdConnection::write_next() {
+  if (closed_ || !writing_.empty() || replies_.empty()) return;
+  std::vector<asio::const_buffer> buffers;
+  while (!replies_.empty() && writing_.size() < kRepliesPerWrite) {
+    writing_.push_back(std::move(replies_.front()));
+    replies_.pop_front();
+    const Outgoing& reply = writing_.back();
+    buffers.emplace_back(reply.head.data(), reply.head.size());
+    if (reply.data) buffers.emplace_back(reply.data->data(), reply.data->size());
+  }
+  asio::async_write(socket_, buffers,
+                    [self = shared_from_this()](const asio::error_code& error, std::size_t) {
+                      for (const Outgoing& sent : self->writing_) {
+                        if (sent.data) self->buffered_bytes_ -= sent.data->size();
+                      }
+                      self->writing_.clear();
+                      if (self->closed_) return;
+                      if (error) {
+                        spdlog::info("nbd: {}: write failed: {}", self->peer_, error.message());
+                        return self->close();
+                      }
+                      self->write_next();
+                      self->read_header();
+                      self->close_when_idle();
+                    });
+}
+
+void NbdConnection::close_when_idle() {
+  if (closed_) return;
+  if (handshake_.state() == nbd::HandshakeState::closed) finishing_ = true;
+  if (finishing_ && in_flight_ == 0 && replies_.empty() && writing_.empty()) close();
+}
+
+void NbdConnection::on_read_error(const asio::error_code& error) {
+  if (error == asio::error::eof) {
+    spdlog::debug("nbd: {} hung up", peer_);
+  } else {
+    spdlog::info("nbd: {}: read failed: {}", peer_, error.message());
+  }
+  close();
+}
+
+void NbdConnection::fail(const std::string& why) {
+  ++shared_->stats.protocol_errors;
+  spdlog::warn("nbd: closing the connection from {}: {}", peer_, why);
+  close();
+}
+
+}  // namespace keel::io

@@ -1,0 +1,435 @@
+#include "io/replication_link.hpp"
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sodium.h>
+#include <spdlog/spdlog.h>
+
+#include <array>
+#include <cstring>
+
+#include "core/common/assert.hpp"
+
+namespace keel::io {
+
+namespace {
+
+constexpr std::array<char, 8> kGreetingMagic{'K', 'E', 'E', 'L', 'R', 'E', 'P', 'L'};
+constexpr std::uint32_t kLinkVersion = 1;
+constexpr std::size_t kNonceBytes = 32;
+constexpr std::size_t kGreetingBytes = kGreetingMagic.size() + 4 + 4 + kNonceBytes;
+constexpr std::size_t kProofBytes = crypto_auth_hmacsha256_BYTES;
+constexpr std::size_t kMaxGatheredFrames = 64;
+constexpr const char* kProofLabel = "keel replication link v1";
+
+void put_u32(std::uint8_t* out, std::uint32_t value) {
+  for (int i = 3; i >= 0; --i) {
+    out[i] = static_cast<std::uint8_t>(value & 0xff);
+    value >>= 8;
+  }
+}
+
+std::uint32_t get_u32(const std::uint8_t* in) {
+  std::uint32_t value = 0;
+  for (int i = 0; i < 4; ++i) value = (value << 8) | in[i];
+  return value;
+}
+
+using Nonce = std::array<std::uint8_t, kNonceBytes>;
+using Proof = std::array<std::uint8_t, kProofBytes>;
+
+// HMAC over the label, the volume, the verifier's nonce, the prover's nonce and the prover's id:
+// a proof made for one connection, direction and volume is worthless for any other.
+Proof make_proof(const ClusterKey& key, const std::string& volume, const Nonce& verifier_nonce,
+                 const Nonce& prover_nonce, NodeId prover) {
+  crypto_auth_hmacsha256_state state;
+  crypto_auth_hmacsha256_init(&state, key.data(), key.size());
+  crypto_auth_hmacsha256_update(&state, reinterpret_cast<const unsigned char*>(kProofLabel),
+                                std::strlen(kProofLabel) + 1);
+  crypto_auth_hmacsha256_update(&state, reinterpret_cast<const unsigned char*>(volume.data()),
+                                volume.size() + 0);
+  crypto_auth_hmacsha256_update(&state, verifier_nonce.data(), verifier_nonce.size());
+  crypto_auth_hmacsha256_update(&state, prover_nonce.data(), prover_nonce.size());
+  std::array<std::uint8_t, 4> id{};
+  put_u32(id.data(), prover);
+  crypto_auth_hmacsha256_update(&state, id.data(), id.size());
+  Proof proof{};
+  crypto_auth_hmacsha256_final(&state, proof.data());
+  return proof;
+}
+
+void tune_socket(asio::ip::tcp::socket& socket, std::uint32_t user_timeout_ms) {
+  asio::error_code ignored;
+  socket.set_option(asio::ip::tcp::no_delay(true), ignored);
+  socket.set_option(asio::socket_base::keep_alive(true), ignored);
+  const int fd = socket.native_handle();
+  const int timeout = static_cast<int>(user_timeout_ms);
+  (void)::setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &timeout, sizeof timeout);
+  const int idle_s = std::max(1, timeout / 3000);
+  const int interval_s = 1;
+  const int count = 3;
+  (void)::setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle_s, sizeof idle_s);
+  (void)::setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &interval_s, sizeof interval_s);
+  (void)::setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &count, sizeof count);
+}
+
+}  // namespace
+
+// One TCP connection: the greeting and proofs, then frames both ways. Owned by a shared_ptr that
+// every pending handler holds, so a dropped connection lives until its last handler ran.
+class ReplicationLink::Connection : public std::enable_shared_from_this<Connection> {
+ public:
+  Connection(ReplicationLink& link, asio::ip::tcp::socket socket)
+      : link_(link), socket_(std::move(socket)) {
+    randombytes_buf(own_nonce_.data(), own_nonce_.size());
+  }
+
+  void start() {
+    tune_socket(socket_, link_.options_.user_timeout_ms);
+    auto self = shared_from_this();
+    std::uint8_t* out = greeting_out_.data();
+    std::memcpy(out, kGreetingMagic.data(), kGreetingMagic.size());
+    put_u32(out + 8, kLinkVersion);
+    put_u32(out + 12, link_.options_.self);
+    std::memcpy(out + 16, own_nonce_.data(), kNonceBytes);
+    asio::async_write(socket_, asio::buffer(greeting_out_),
+                      [self](const asio::error_code& error, std::size_t) {
+                        if (error) self->fail("sending the greeting: " + error.message());
+                      });
+    asio::async_read(socket_, asio::buffer(greeting_in_),
+                     [self](const asio::error_code& error, std::size_t) {
+                       if (error) return self->fail("reading the greeting: " + error.message());
+                       self->on_greeting();
+                     });
+  }
+
+  void send(const volume::PeerMessage& message) {
+    if (closed_) return;
+    Frame frame{volume::encode_header(message), nullptr};
+    if (const auto* write = std::get_if<volume::DataWrite>(&message)) frame.payload = write->data;
+    if (const auto* data = std::get_if<volume::ResyncData>(&message)) frame.payload = data->data;
+    const std::size_t bytes = frame.head.size() + (frame.payload ? frame.payload->size() : 0);
+    link_.queued_bytes_ += bytes;
+    queue_.push_back(std::move(frame));
+    if (!writing_) write_some();
+  }
+
+  void close(const std::string& why) {
+    if (closed_) return;
+    closed_ = true;
+    asio::error_code ignored;
+    socket_.shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
+    socket_.close(ignored);
+    for (const Frame& frame : queue_) {
+      link_.queued_bytes_ -= frame.head.size() + (frame.payload ? frame.payload->size() : 0);
+    }
+    queue_.clear();
+    (void)why;
+  }
+
+  bool authenticated() const { return authenticated_; }
+  bool closed() const { return closed_; }
+
+ private:
+  struct Frame {
+    volume::Bytes head;
+    volume::Payload payload;
+  };
+
+  void fail(const std::string& why) {
+    if (closed_) return;
+    close(why);
+    link_.on_closed(this, why);
+  }
+
+  void on_greeting() {
+    const std::uint8_t* in = greeting_in_.data();
+    if (std::memcmp(in, kGreetingMagic.data(), kGreetingMagic.size()) != 0) {
+      ++link_.stats_.auth_failures;
+      return fail("the peer is not a keel replication link (bad greeting)");
+    }
+    if (get_u32(in + 8) != kLinkVersion) {
+      ++link_.stats_.auth_failures;
+      return fail("the peer speaks replication link version " + std::to_string(get_u32(in + 8)));
+    }
+    if (get_u32(in + 12) != link_.options_.peer) {
+      ++link_.stats_.auth_failures;
+      return fail("the peer says it is node " + std::to_string(get_u32(in + 12)) +
+                  ", expected node " + std::to_string(link_.options_.peer));
+    }
+    std::memcpy(peer_nonce_.data(), in + 16, kNonceBytes);
+    proof_out_ = make_proof(link_.options_.key, link_.options_.volume, peer_nonce_, own_nonce_,
+                            link_.options_.self);
+    auto self = shared_from_this();
+    asio::async_write(socket_, asio::buffer(proof_out_),
+                      [self](const asio::error_code& error, std::size_t) {
+                        if (error) self->fail("sending the proof: " + error.message());
+                      });
+    asio::async_read(socket_, asio::buffer(proof_in_),
+                     [self](const asio::error_code& error, std::size_t) {
+                       if (error) return self->fail("reading the proof: " + error.message());
+                       self->on_proof();
+                     });
+  }
+
+  void on_proof() {
+    const Proof expected = make_proof(link_.options_.key, link_.options_.volume, own_nonce_,
+                                      peer_nonce_, link_.options_.peer);
+    if (sodium_memcmp(expected.data(), proof_in_.data(), kProofBytes) != 0) {
+      ++link_.stats_.auth_failures;
+      return fail("the peer's proof does not match the cluster key");
+    }
+    authenticated_ = true;
+    link_.on_authenticated(shared_from_this());
+    if (!closed_) read_header();
+  }
+
+  void read_header() {
+    auto self = shared_from_this();
+    head_.resize(volume::kFrameHeaderBytes);
+    asio::async_read(socket_, asio::buffer(head_),
+                     [self](const asio::error_code& error, std::size_t) {
+                       if (error) return self->fail(self->read_error(error));
+                       self->on_header();
+                     });
+  }
+
+  std::string read_error(const asio::error_code& error) const {
+    return error == asio::error::eof ? "the peer closed the connection"
+                                     : "receiving: " + error.message();
+  }
+
+  void on_header() {
+    auto header = volume::decode_frame_header(head_.data(), head_.size());
+    if (!header.ok()) return malformed(header.error().message);
+    const auto [type, body_bytes] = header.value();
+    const bool payload = volume::has_payload(type);
+    const std::size_t fixed = payload ? volume::payload_offset(type) : body_bytes;
+    if (fixed > body_bytes) return malformed("a frame shorter than its fixed fields");
+    head_.resize(volume::kFrameHeaderBytes + fixed);
+    auto self = shared_from_this();
+    asio::async_read(
+        socket_, asio::buffer(head_.data() + volume::kFrameHeaderBytes, fixed),
+        [self, payload, rest = body_bytes - fixed](const asio::error_code& error, std::size_t) {
+          if (error) return self->fail(self->read_error(error));
+          if (!payload) return self->deliver(nullptr);
+          self->read_payload(rest);
+        });
+  }
+
+  void read_payload(std::size_t bytes) {
+    auto buffer = std::make_shared<volume::Bytes>(bytes);
+    auto self = shared_from_this();
+    asio::async_read(socket_, asio::buffer(buffer->data(), buffer->size()),
+                     [self, buffer](const asio::error_code& error, std::size_t) {
+                       if (error) return self->fail(self->read_error(error));
+                       self->deliver(buffer);
+                     });
+  }
+
+  void deliver(volume::Payload payload) {
+    const std::uint64_t volume_bytes = link_.options_.volume_bytes;
+    auto message = payload ? volume::decode_split(head_.data(), head_.size(), payload, volume_bytes)
+                           : volume::decode(head_.data(), head_.size(), volume_bytes);
+    if (!message.ok()) return malformed(message.error().message);
+    ++link_.stats_.frames_received;
+    link_.stats_.bytes_received += head_.size() + (payload ? payload->size() : 0);
+    auto self = shared_from_this();
+    if (link_.handlers_.message) link_.handlers_.message(message.value());
+    if (!closed_) read_header();
+  }
+
+  void malformed(const std::string& why) {
+    ++link_.stats_.malformed;
+    spdlog::warn("volume {}: malformed replication frame from node {}: {}", link_.options_.volume,
+                 link_.options_.peer, why);
+    fail("a malformed frame: " + why);
+  }
+
+  void write_some() {
+    if (queue_.empty() || closed_) return;
+    writing_ = true;
+    std::vector<asio::const_buffer> buffers;
+    std::size_t frames = 0;
+    std::size_t bytes = 0;
+    for (const Frame& frame : queue_) {
+      if (frames == kMaxGatheredFrames) break;
+      buffers.emplace_back(frame.head.data(), frame.head.size());
+      bytes += frame.head.size();
+      if (frame.payload && !frame.payload->empty()) {
+        buffers.emplace_back(frame.payload->data(), frame.payload->size());
+        bytes += frame.payload->size();
+      }
+      ++frames;
+    }
+    auto self = shared_from_this();
+    asio::async_write(socket_, buffers,
+                      [self, frames, bytes](const asio::error_code& error, std::size_t) {
+                        self->writing_ = false;
+                        if (self->closed_) return;
+                        if (error) return self->fail("sending: " + error.message());
+                        for (std::size_t i = 0; i < frames; ++i) self->queue_.pop_front();
+                        self->link_.queued_bytes_ -= bytes;
+                        self->link_.stats_.frames_sent += frames;
+                        self->link_.stats_.bytes_sent += bytes;
+                        self->write_some();
+                      });
+  }
+
+  ReplicationLink& link_;
+  asio::ip::tcp::socket socket_;
+  Nonce own_nonce_{};
+  Nonce peer_nonce_{};
+  std::array<std::uint8_t, kGreetingBytes> greeting_out_{};
+  std::array<std::uint8_t, kGreetingBytes> greeting_in_{};
+  Proof proof_out_{};
+  Proof proof_in_{};
+  volume::Bytes head_;
+  std::deque<Frame> queue_;
+  bool writing_ = false;
+  bool authenticated_ = false;
+  bool closed_ = false;
+};
+
+Result<std::unique_ptr<ReplicationLink>> ReplicationLink::open(asio::io_context& io,
+                                                               ReplicationLinkOptions options,
+                                                               Handlers handlers) {
+  KEEL_ASSERT(options.self != options.peer);
+  std::unique_ptr<ReplicationLink> link(
+      new ReplicationLink(io, std::move(options), std::move(handlers)));
+  if (!link->dials()) {
+    if (auto listening = link->listen(); !listening) return listening.error();
+  }
+  return link;
+}
+
+ReplicationLink::ReplicationLink(asio::io_context& io, ReplicationLinkOptions options,
+                                 Handlers handlers)
+    : io_(io), options_(std::move(options)), handlers_(std::move(handlers)), retry_timer_(io) {}
+
+ReplicationLink::~ReplicationLink() { close(); }
+
+Result<Ok> ReplicationLink::listen() {
+  asio::error_code error;
+  const auto address = asio::ip::make_address(options_.self_address, error);
+  if (error) return Error{"replication address " + options_.self_address + ": " + error.message()};
+  const asio::ip::tcp::endpoint endpoint(address, options_.port);
+  acceptor_ = std::make_unique<asio::ip::tcp::acceptor>(io_);
+  acceptor_->open(endpoint.protocol(), error);
+  if (!error) acceptor_->set_option(asio::socket_base::reuse_address(true), error);
+  if (!error) acceptor_->bind(endpoint, error);
+  if (!error) acceptor_->listen(asio::socket_base::max_listen_connections, error);
+  if (error) {
+    return Error{"volume " + options_.volume + ": cannot listen for replication on " +
+                 options_.self_address + ":" + std::to_string(options_.port) + ": " +
+                 error.message()};
+  }
+  return Ok{};
+}
+
+void ReplicationLink::start() {
+  if (dials()) {
+    dial();
+  } else {
+    accept();
+  }
+}
+
+bool ReplicationLink::connected() const { return current_ && current_->authenticated(); }
+
+void ReplicationLink::accept() {
+  if (closed_) return;
+  acceptor_->async_accept([this](const asio::error_code& error, asio::ip::tcp::socket socket) {
+    if (closed_ || error == asio::error::operation_aborted) return;
+    if (!error) {
+      // The newest connection wins: after a peer restart the old one may not have noticed yet.
+      adopt(std::make_shared<Connection>(*this, std::move(socket)));
+    }
+    accept();
+  });
+}
+
+void ReplicationLink::dial() {
+  if (closed_ || current_) return;
+  asio::error_code error;
+  const auto address = asio::ip::make_address(options_.peer_address, error);
+  KEEL_ASSERT(!error);
+  auto socket = std::make_shared<asio::ip::tcp::socket>(io_);
+  const asio::ip::tcp::endpoint peer(address, options_.port);
+  socket->open(peer.protocol(), error);
+  if (!error) {
+    // Bind to our own node address so the peer sees the source it expects (several lab hosts
+    // share one machine; real hosts have several interfaces).
+    socket->bind(asio::ip::tcp::endpoint(asio::ip::make_address(options_.self_address), 0), error);
+  }
+  if (error) {
+    spdlog::warn("volume {}: replication socket: {}", options_.volume, error.message());
+    return schedule_dial();
+  }
+  socket->async_connect(peer, [this, socket](const asio::error_code& connect_error) {
+    if (closed_) return;
+    if (connect_error) return schedule_dial();
+    adopt(std::make_shared<Connection>(*this, std::move(*socket)));
+  });
+}
+
+void ReplicationLink::schedule_dial() {
+  if (closed_) return;
+  retry_timer_.expires_after(std::chrono::milliseconds(options_.retry_ms));
+  retry_timer_.async_wait([this](const asio::error_code& error) {
+    if (!error) dial();
+  });
+}
+
+void ReplicationLink::adopt(std::shared_ptr<Connection> connection) {
+  if (current_) drop("a new connection from the peer replaces this one");
+  current_ = std::move(connection);
+  current_->start();
+}
+
+void ReplicationLink::on_authenticated(const std::shared_ptr<Connection>& connection) {
+  if (connection != current_) return;
+  ++stats_.connects;
+  spdlog::info("volume {}: replication link to node {} up", options_.volume, options_.peer);
+  if (handlers_.connected) handlers_.connected();
+}
+
+void ReplicationLink::on_closed(const Connection* connection, const std::string& why) {
+  if (connection != current_.get()) return;
+  const bool was_up = current_->authenticated();
+  current_.reset();
+  if (was_up) {
+    spdlog::warn("volume {}: replication link to node {} down: {}", options_.volume, options_.peer,
+                 why);
+    if (handlers_.disconnected) handlers_.disconnected(why);
+  } else {
+    spdlog::debug("volume {}: replication connection failed: {}", options_.volume, why);
+  }
+  if (dials()) schedule_dial();
+}
+
+void ReplicationLink::send(const volume::PeerMessage& message) {
+  if (!connected()) return;
+  current_->send(message);
+}
+
+void ReplicationLink::drop(const std::string& why) {
+  if (!current_) return;
+  auto connection = current_;
+  connection->close(why);
+  on_closed(connection.get(), why);
+}
+
+void ReplicationLink::close() {
+  if (closed_) return;
+  closed_ = true;
+  retry_timer_.cancel();
+  if (acceptor_) {
+    asio::error_code ignored;
+    acceptor_->close(ignored);
+  }
+  if (current_) current_->close("closing");
+  current_.reset();
+}
+
+}  // namespace keel::io

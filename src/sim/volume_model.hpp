@@ -1,0 +1,89 @@
+// VolumeModel: what the application was told about the volume, for the volume simulator's
+// checkers: every write issued to the primary (blocks and the tag each block got), whether it
+// was acknowledged, and when a flush (or FUA) made it durable.
+//
+// A copy satisfies the model when every block holds the latest acknowledged value or the value
+// of a write issued after it (in flight, failed, or lost with a crashed primary: the application
+// never learnt its fate); a block no acknowledged write reached may also still hold its initial
+// zeroes. An acknowledged write may be missing from a copy that lost power before the write was
+// flushed, when every node that held it when it was acknowledged lost power before it was
+// flushed, or when a primary without a replicating peer lost power before it was flushed (a
+// resync then spreads the loss): flushed data survives power loss, unflushed data only process
+// crashes and the other node's loss, not both.
+//
+// Thread-safety: none.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/common/types.hpp"
+#include "sim/volume_disk.hpp"
+
+namespace keel::sim {
+
+class VolumeModel {
+ public:
+  explicit VolumeModel(std::uint64_t blocks) : history_(blocks) {}
+
+  // Tags for a new write of `count` blocks at `first` (distinct from every other write's).
+  std::vector<BlockTag> fresh_tags(std::uint64_t first, std::uint64_t count);
+  void issue_write(std::uint64_t request, int node, std::uint64_t first, std::vector<BlockTag> tags,
+                   bool fua);
+  void issue_flush(std::uint64_t request, TimeUs now);
+  // A completion; false if the request is unknown. `holders`: a bit per node (1 << node) that had
+  // the write when it was acknowledged (the primary, and its peer when replicating).
+  bool complete(std::uint64_t request, int error, TimeUs now, unsigned holders);
+  // `alone`: the node was primary without a replicating peer, so its copy was the only one
+  // the volume's history would continue from.
+  void power_loss(int node, TimeUs now, bool alone) {
+    power_losses_[node].push_back(now);
+    if (alone) lone_power_losses_.push_back(now);
+  }
+  // The node crashed: its requests will never complete.
+  void abandon(int node);
+
+  // Blocks written by requests still in flight, for choosing (mostly) non-overlapping writes.
+  bool in_flight(std::uint64_t first, std::uint64_t count) const;
+  std::size_t pending() const { return pending_.size(); }
+  bool is_flush(std::uint64_t request) const { return flushes_.count(request) != 0; }
+  bool is_fua(std::uint64_t request) const {
+    auto found = pending_.find(request);
+    return found != pending_.end() && writes_[found->second].fua;
+  }
+  std::size_t pending_on(int node) const;
+  std::uint64_t acked_writes() const { return acked_writes_; }
+
+  // The first block of `view` (the copy on `node`) that breaks the model, described.
+  std::optional<std::string> check_copy(const std::vector<BlockTag>& view, int node) const;
+
+ private:
+  struct Write {
+    int node = 0;
+    std::uint64_t first = 0;
+    std::vector<BlockTag> tags;
+    bool fua = false;
+    bool acked = false;
+    bool done = false;  // completed, with or without an error
+    TimeUs acked_at = 0;
+    unsigned holders = 0;
+    std::optional<TimeUs> flushed_at;
+  };
+  bool lost_power(const Write& write, int node) const;
+  bool excused(const Write& write, int node) const;
+
+  std::uint64_t next_write_ = 1;
+  std::vector<Write> writes_;
+  std::vector<std::vector<std::size_t>> history_;  // by block: writes in issue order
+  std::map<std::uint64_t, std::size_t> pending_;   // request -> write
+  std::map<std::uint64_t, TimeUs> flushes_;        // request -> issued at
+  std::map<std::uint64_t, int> in_flight_blocks_;
+  std::map<int, std::vector<TimeUs>> power_losses_;
+  std::vector<TimeUs> lone_power_losses_;
+  std::uint64_t acked_writes_ = 0;
+};
+
+}  // namespace keel::sim

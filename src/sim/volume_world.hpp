@@ -1,0 +1,207 @@
+// VolumeWorld: two replicas of one mirrored volume (node ids 1 and 2, indexes 0 and 1) and a
+// witness (node 3) on a simulated clock, the shell around two volume::Replica state machines
+// that the agent's volume service will be on real hosts.
+//
+// What it simulates, every delay drawn from the world's Rng:
+//   - a disk per replica with a volatile cache (SimDisk): DiskWrite/DiskZero complete after a
+//     delay into the cache, DiskFlush makes what had completed when it was issued durable, DiskRead
+//     returns the cached view when it completes;
+//   - a metadata store per replica: Persist actions complete one after the other, each durable
+//     when it completes (the bitmap pages' bytes are taken when the replica asks);
+//   - the replication link: one ordered stream per connection with random latency. A break ends
+//     the connection (messages in flight are lost, each side hears of it at its own time); a
+//     ClosePeer still delivers what the closing side had sent. While both replicas are up and the
+//     ring puts them in one group, a new connection follows after a random delay
+//     (on_peer_connected on both sides; a second later after a refusal);
+//   - the ring as an oracle over groups of {1,2,3}: a node is quorate when its group holds two up
+//     nodes; RecordPeerOutdated is answered after a delay while the asker is quorate, and the
+//     record reaches the outdated node (on_told_outdated) once it is quorate with a node that
+//     knows it. A persisted peer_outdated going back to false withdraws the record, as the agent
+//     does;
+//   - crashes: a process crash keeps the disk cache, a power loss keeps only durable data and a
+//     random choice of cached blocks; both lose the metadata persists not yet complete. A restart
+//     rebuilds the Replica from the metadata store, as the agent does.
+// Application requests are the scenario's (submit_*); completions go to `on_complete`.
+// Thread-safety: none.
+#pragma once
+
+#include <array>
+#include <functional>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "core/volume/replica.hpp"
+#include "sim/event_queue.hpp"
+#include "sim/random.hpp"
+#include "sim/trace.hpp"
+#include "sim/volume_coverage.hpp"
+#include "sim/volume_disk.hpp"
+
+namespace keel::sim {
+
+struct VolumeWorldOptions {
+  std::uint64_t seed = 1;
+  std::uint64_t volume_bytes = 1u << 20;
+  volume::Mode mode = volume::Mode::Sync;
+  TimeUs disk_min_us = 20;
+  TimeUs disk_max_us = 2'000;
+  TimeUs persist_min_us = 50;
+  TimeUs persist_max_us = 3'000;
+  TimeUs link_min_us = 30;
+  TimeUs link_max_us = 1'500;
+  TimeUs reconnect_min_us = 5'000;
+  TimeUs reconnect_max_us = 200'000;
+  TimeUs ring_min_us = 1'000;
+  TimeUs ring_max_us = 40'000;
+  std::uint64_t resync_rate_bytes_s = 0;
+  std::uint32_t resync_chunk_bytes = 64u << 10;
+  std::size_t trace_capacity = 300;
+};
+
+constexpr NodeId kWitness = 3;
+
+class VolumeWorld {
+ public:
+  explicit VolumeWorld(VolumeWorldOptions options);
+  VolumeWorld(const VolumeWorld&) = delete;
+  VolumeWorld& operator=(const VolumeWorld&) = delete;
+
+  // ---- running ----
+  TimeUs now() const { return now_; }
+  bool step();  // false when no event is left or a check failed
+  void run_until(TimeUs time);
+  void at(TimeUs time, std::string label, std::function<void()> action);
+
+  // ---- faults ----
+  void break_link(const std::string& why);
+  // Ring groups of node ids 1..3 (a replica link needs 1 and 2 in one group).
+  void set_groups(const std::vector<std::vector<NodeId>>& groups);
+  void crash(int node, bool power_loss);
+  void restart(int node);
+
+  // ---- operator and application ----
+  Result<bool> promote(int node, bool force);
+  Result<bool> demote(int node);
+  Result<bool> discard_local(int node);
+  void submit_write(int node, volume::RequestId request, std::uint64_t first_block,
+                    const std::vector<BlockTag>& tags, bool fua);
+  void submit_zero(int node, volume::RequestId request, std::uint64_t first_block,
+                   std::uint64_t blocks, bool fua);
+  void submit_flush(int node, volume::RequestId request);
+  std::function<void(int node, volume::RequestId request, int error)> on_complete;
+  // Called after every event (the checkers).
+  std::function<void()> after_event;
+
+  // ---- inspection ----
+  const VolumeWorldOptions& options() const { return options_; }
+  std::uint64_t blocks() const { return options_.volume_bytes / volume::kBlockBytes; }
+  bool up(int node) const { return nodes_[node].up; }
+  const volume::Replica& replica(int node) const { return *nodes_[node].replica; }
+  const SimDisk& disk(int node) const { return nodes_[node].disk; }
+  bool quorate(NodeId id) const;
+  bool link_possible() const;  // both up, in one ring group
+  bool connected(int node) const { return nodes_[node].connection != 0; }
+  std::uint64_t pending_ios(int node) const { return nodes_[node].ios.size(); }
+  std::uint64_t pending_persists(int node) const { return nodes_[node].persists.size(); }
+
+  // ---- checking ----
+  void fail(const std::string& text);
+  bool failed() const { return violation_.has_value(); }
+  const std::optional<std::string>& violation() const { return violation_; }
+  void note(int node, std::string text);
+  Trace& trace() { return trace_; }
+  VolumeCoverage& coverage() { return coverage_; }
+  std::uint64_t steps() const { return steps_; }
+  std::uint64_t messages() const { return messages_; }
+
+ private:
+  struct Io {
+    volume::Action action;
+    std::uint64_t flush_cut = 0;  // DiskFlush: SimDisk::completed() when issued
+  };
+  struct PendingPersist {
+    volume::Persist persist;
+    std::map<std::uint64_t, std::array<std::byte, volume::kBitmapPageBytes>> pages;
+  };
+  struct Node {
+    NodeId id = kNoNode;
+    volume::ReplicaConfig config;
+    bool up = false;
+    std::uint32_t incarnation = 0;
+    std::optional<volume::Replica> replica;
+    SimDisk disk{0};
+    volume::PersistentState saved_state;
+    std::map<std::uint64_t, std::array<std::byte, volume::kBitmapPageBytes>> saved_pages;
+    std::vector<std::uint64_t> saved_extents;
+    std::vector<PendingPersist> persists;  // in order; the first is being written
+    std::map<volume::IoId, Io> ios;
+    std::uint64_t connection = 0;  // the connection this side is on (0: none)
+    std::uint64_t timer_generation = 0;
+    TimeUs timer_at = kNever;
+    std::uint32_t ticks_at_instant = 0;
+    TimeUs last_tick_at = kNever;
+    bool was_suspended = false;
+  };
+  struct Connection {
+    std::uint64_t id = 0;
+    bool alive = false;
+    int closer = -1;                       // a ClosePeer from this side: its messages still arrive
+    std::array<TimeUs, 2> last_arrival{};  // per receiving side
+  };
+  struct Record {
+    NodeId about = kNoNode;
+    volume::Generation generation = 0;
+    std::set<NodeId> knowers;
+    std::set<std::pair<NodeId, std::uint32_t>> told;  // (node, incarnation)
+  };
+
+  // volume_world.cpp
+  void push_event(TimeUs at, std::string label, std::function<void()> action);
+  // Runs `action` after `delay_us` unless the node crashed (or restarted) since.
+  void later(int node, TimeUs delay_us, std::string label, std::function<void()> action);
+  void start(int node);
+  void pump(int node);
+  void run_action(int node, volume::Action& action);
+  void run_disk(int node, volume::Action action);
+  void disk_done(int node, volume::IoId io);
+  void start_persist(int node);
+  void persist_done(int node);
+  void rearm_timer(int node);
+  void observe(int node);
+  TimeUs delay(TimeUs lo, TimeUs hi) { return rng_.uniform(lo, hi); }
+
+  // volume_world_link.cpp
+  void send(int from, volume::PeerMessage message);
+  void close_from(int node, const std::string& why);
+  void end_connection(int closer, const std::string& why);
+  void disconnect_side(int node, std::uint64_t connection);
+  void maybe_connect();
+  void connect_now();
+  void ring_step();
+  void ring_tell();
+  void ring_request(int node, volume::Generation generation);
+  void ring_withdraw(int node);
+  std::set<NodeId> group_of(NodeId id) const;
+
+  VolumeWorldOptions options_;
+  Rng rng_;
+  Trace trace_;
+  EventQueue queue_;
+  TimeUs now_ = 0;
+  std::uint64_t steps_ = 0;
+  std::uint64_t messages_ = 0;
+  std::array<Node, 2> nodes_;
+  Connection link_;
+  std::uint64_t next_connection_ = 1;
+  bool connect_scheduled_ = false;
+  std::array<int, 4> group_{0, 0, 0, 0};  // by node id
+  std::vector<Record> records_;
+  std::map<std::pair<int, std::uint32_t>, std::vector<volume::Generation>> outdate_requests_;
+  std::optional<std::string> violation_;
+  VolumeCoverage coverage_{};
+};
+
+}  // namespace keel::sim

@@ -1,0 +1,112 @@
+// BlockFile (src/io/block_file.hpp): opening against the configured size, synchronous and
+// asynchronous I/O, zeroing, and completions after close.
+#include "io/block_file.hpp"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
+namespace keel::io {
+namespace {
+
+constexpr std::uint64_t kBytes = 1 << 20;
+
+class BlockFileTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char pattern[] = "/tmp/keel-blockfile-test-XXXXXX";
+    ASSERT_NE(::mkdtemp(pattern), nullptr);
+    dir_ = pattern;
+    path_ = dir_ + "/data.img";
+  }
+  void TearDown() override {
+    std::error_code ignored;
+    std::filesystem::remove_all(dir_, ignored);
+  }
+  std::unique_ptr<BlockFile> open(bool create = true, std::uint64_t bytes = kBytes) {
+    auto file = BlockFile::open(io_, BlockFileOptions{path_, bytes, create, false, 2});
+    EXPECT_TRUE(file.ok()) << file.error().message;
+    return file.ok() ? std::move(file.value()) : nullptr;
+  }
+  // Runs the io_context until `done` has been called once; returns its error.
+  int wait(const std::function<void(BlockFile::Done)>& start) {
+    int result = -1;
+    start([&](int error) { result = error; });
+    io_.restart();
+    io_.run();  // returns when the job's work guard and its completion are gone
+    return result;
+  }
+
+  std::string dir_;
+  std::string path_;
+  asio::io_context io_;
+};
+
+std::vector<std::byte> filled(std::size_t bytes, std::uint8_t value) {
+  return std::vector<std::byte>(bytes, static_cast<std::byte>(value));
+}
+
+TEST_F(BlockFileTest, CreatesASparseFileOfTheConfiguredSize) {
+  auto file = open();
+  ASSERT_NE(file, nullptr);
+  EXPECT_EQ(std::filesystem::file_size(path_), kBytes);
+  EXPECT_FALSE(file->is_block_device());
+}
+
+TEST_F(BlockFileTest, RefusesAFileOfAnotherSizeWithAClearMessage) {
+  std::ofstream(path_) << "short";
+  auto file = BlockFile::open(io_, BlockFileOptions{path_, kBytes, true, false, 2});
+  ASSERT_FALSE(file.ok());
+  EXPECT_NE(file.error().message.find("is 5 bytes, but the volume is configured with 1048576"),
+            std::string::npos)
+      << file.error().message;
+  auto missing = BlockFile::open(io_, BlockFileOptions{dir_ + "/none", kBytes, false, false, 2});
+  ASSERT_FALSE(missing.ok());
+  EXPECT_NE(missing.error().message.find("cannot open"), std::string::npos);
+  auto directory = BlockFile::open(io_, BlockFileOptions{dir_, kBytes, false, true, 2});
+  ASSERT_FALSE(directory.ok());
+}
+
+TEST_F(BlockFileTest, SyncReadWriteAndZeroing) {
+  auto file = open();
+  ASSERT_NE(file, nullptr);
+  const auto ones = filled(8192, 0xff);
+  ASSERT_EQ(file->write_sync(4096, ones), 0);
+  auto back = filled(8192, 0);
+  ASSERT_EQ(file->read_sync(4096, back), 0);
+  EXPECT_EQ(back, ones);
+  ASSERT_EQ(file->write_zeroes_sync(4096, 4096, /*may_unmap=*/true), 0);
+  ASSERT_EQ(file->write_zeroes_sync(8192 + 100, 10, /*may_unmap=*/false), 0);
+  ASSERT_EQ(file->read_sync(4096, back), 0);
+  for (std::size_t i = 0; i < back.size(); ++i) {
+    const bool zero = i < 4096 || (i >= 4196 && i < 4206);
+    ASSERT_EQ(back[i], zero ? std::byte{0} : std::byte{0xff}) << i;
+  }
+  EXPECT_EQ(file->flush_sync(), 0);
+  EXPECT_EQ(file->stats().errors, 0u);
+}
+
+TEST_F(BlockFileTest, AsyncOperationsCompleteOnTheIoContext) {
+  auto file = open();
+  ASSERT_NE(file, nullptr);
+  auto data = std::make_shared<const volume::Bytes>(filled(4096, 0x5a));
+  EXPECT_EQ(wait([&](BlockFile::Done done) { file->write(kBytes - 4096, data, true, done); }), 0);
+  auto into = filled(4096, 0);
+  EXPECT_EQ(wait([&](BlockFile::Done done) { file->read(kBytes - 4096, 4096, into.data(), done); }),
+            0);
+  EXPECT_EQ(into, *data);
+  EXPECT_EQ(wait([&](BlockFile::Done done) { file->flush(done); }), 0);
+  EXPECT_EQ(wait([&](BlockFile::Done done) {
+              file->write_zeroes(kBytes - 4096, 4096, true, true, done);
+            }),
+            0);
+  ASSERT_EQ(file->read_sync(kBytes - 4096, into), 0);
+  EXPECT_EQ(into, filled(4096, 0));
+  file->close();
+  EXPECT_EQ(wait([&](BlockFile::Done done) { file->flush(done); }), ESHUTDOWN);
+}
+
+}  // namespace
+}  // namespace keel::io

@@ -1,0 +1,60 @@
+// ActivityLog: admission, LRU eviction of idle extents only, Full, load.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+
+#include "core/volume/activity_log.hpp"
+
+namespace keel::volume {
+namespace {
+
+using Admit = ActivityLog::Admit;
+
+TEST(VolumeActivityLog, AddsThenFindsExtents) {
+  ActivityLog log(2);
+  std::optional<std::uint64_t> evicted;
+  EXPECT_EQ(log.begin_write(7, evicted), Admit::AddedNeedsPersist);
+  EXPECT_FALSE(evicted);
+  EXPECT_EQ(log.begin_write(7, evicted), Admit::AlreadyIn);
+  EXPECT_TRUE(log.contains(7));
+  EXPECT_EQ(log.size(), 1u);
+  log.end_write(7);
+  log.end_write(7);
+}
+
+TEST(VolumeActivityLog, EvictsTheLeastRecentlyUsedIdleExtent) {
+  ActivityLog log(2);
+  std::optional<std::uint64_t> evicted;
+  EXPECT_EQ(log.begin_write(1, evicted), Admit::AddedNeedsPersist);
+  EXPECT_EQ(log.begin_write(2, evicted), Admit::AddedNeedsPersist);
+  log.end_write(2);
+  // 1 is older but busy: 2 goes.
+  EXPECT_EQ(log.begin_write(3, evicted), Admit::AddedNeedsPersist);
+  EXPECT_EQ(evicted, 2u);
+  EXPECT_FALSE(log.contains(2));
+  EXPECT_EQ(log.size(), 2u);
+  // Both busy now: full.
+  EXPECT_EQ(log.begin_write(4, evicted), Admit::Full);
+  EXPECT_FALSE(log.contains(4));
+  log.end_write(1);
+  EXPECT_EQ(log.begin_write(4, evicted), Admit::AddedNeedsPersist);
+  EXPECT_EQ(evicted, 1u);
+  log.end_write(3);
+  log.end_write(4);
+}
+
+TEST(VolumeActivityLog, LoadKeepsOrderAndCapacity) {
+  ActivityLog log(3);
+  log.load({9, 8, 7, 6});
+  EXPECT_EQ(log.size(), 3u);
+  EXPECT_EQ(log.extents(), (std::vector<std::uint64_t>{9, 8, 7}));
+  std::optional<std::uint64_t> evicted;
+  EXPECT_EQ(log.begin_write(5, evicted), Admit::AddedNeedsPersist);
+  EXPECT_EQ(evicted, 7u);  // the least recent of the loaded ones
+  log.end_write(5);
+  log.clear();
+  EXPECT_EQ(log.size(), 0u);
+}
+
+}  // namespace
+}  // namespace keel::volume

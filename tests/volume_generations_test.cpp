@@ -1,0 +1,102 @@
+// Generations: decide_on_connect's rules, its symmetry, and the tracking/resync transitions.
+#include <gtest/gtest.h>
+
+#include "core/volume/generations.hpp"
+
+namespace keel::volume {
+namespace {
+
+ConnectSide side(Generation current, Generation bitmap = 0, DiskState disk = DiskState::UpToDate) {
+  ConnectSide s;
+  s.generations.current = current;
+  s.generations.bitmap = bitmap;
+  s.disk = disk;
+  return s;
+}
+
+ConnectPlan mirror(ConnectPlan plan) {
+  switch (plan) {
+    case ConnectPlan::BecomeSyncSource:
+      return ConnectPlan::BecomeSyncTarget;
+    case ConnectPlan::BecomeSyncTarget:
+      return ConnectPlan::BecomeSyncSource;
+    case ConnectPlan::FullSyncSource:
+      return ConnectPlan::FullSyncTarget;
+    case ConnectPlan::FullSyncTarget:
+      return ConnectPlan::FullSyncSource;
+    default:
+      return plan;
+  }
+}
+
+// Both hosts compute the plan; they must agree.
+ConnectPlan decide(const ConnectSide& local, const ConnectSide& peer) {
+  const ConnectPlan plan = decide_on_connect(local, peer);
+  EXPECT_EQ(decide_on_connect(peer, local), mirror(plan)) << to_string(plan);
+  return plan;
+}
+
+TEST(VolumeGenerations, EqualCurrentIsInSyncUnlessOneCrashedAsPrimary) {
+  EXPECT_EQ(decide(side(5), side(5)), ConnectPlan::InSync);
+  ConnectSide crashed = side(5);
+  crashed.primary_at_crash = true;
+  EXPECT_EQ(decide(crashed, side(5)), ConnectPlan::BecomeSyncSource);
+}
+
+TEST(VolumeGenerations, TrackingSideIsTheBitmapSource) {
+  const Generations tracked = start_tracking(Generations{5, 0, {}}, 9);
+  EXPECT_EQ(tracked.current, 9u);
+  EXPECT_EQ(tracked.bitmap, 5u);
+  ConnectSide primary{tracked, DiskState::UpToDate, true, false};
+  EXPECT_EQ(decide(primary, side(5, 0, DiskState::Outdated)), ConnectPlan::BecomeSyncSource);
+  // Tracking again keeps the split point.
+  EXPECT_EQ(start_tracking(tracked, 11).bitmap, 5u);
+}
+
+TEST(VolumeGenerations, BothWroteApartIsSplitBrainUnlessOneDiscards) {
+  ConnectSide a = side(9, 5);
+  ConnectSide b = side(10, 5);
+  EXPECT_EQ(decide(a, b), ConnectPlan::SplitBrain);
+  b.discard_local = true;
+  EXPECT_EQ(decide(a, b), ConnectPlan::BecomeSyncSource);
+  a.discard_local = true;
+  EXPECT_EQ(decide(a, b), ConnectPlan::SplitBrain);
+}
+
+TEST(VolumeGenerations, InconsistentSideIsTarget) {
+  EXPECT_EQ(decide(side(3, 0, DiskState::Inconsistent), side(7)), ConnectPlan::FullSyncTarget);
+  // An interrupted bitmap resync resumes from the bitmap.
+  EXPECT_EQ(decide(side(3, 0, DiskState::Inconsistent), side(7, 3)), ConnectPlan::BecomeSyncTarget);
+  EXPECT_EQ(decide(side(3, 0, DiskState::Inconsistent), side(4, 0, DiskState::Inconsistent)),
+            ConnectPlan::Unrelated);
+}
+
+TEST(VolumeGenerations, HistoryGivesFullSyncAndStrangersAreUnrelated) {
+  ConnectSide old_side = side(20, 0);
+  old_side.generations.history = {15, 5};
+  EXPECT_EQ(decide(old_side, side(5)), ConnectPlan::FullSyncSource);
+  EXPECT_EQ(decide(side(1), side(2)), ConnectPlan::Unrelated);
+  ConnectSide discarding = side(2);
+  discarding.discard_local = true;
+  EXPECT_EQ(decide(side(1), discarding), ConnectPlan::FullSyncSource);
+}
+
+TEST(VolumeGenerations, FinishResyncMovesTheBitmapIntoHistory) {
+  const Generations done = finish_resync(Generations{9, 5, {3, 1}});
+  EXPECT_EQ(done.current, 9u);
+  EXPECT_EQ(done.bitmap, 0u);
+  EXPECT_EQ(done.history[0], 5u);
+  EXPECT_EQ(done.history[1], 3u);
+  EXPECT_EQ(finish_resync(done), done);
+}
+
+TEST(VolumeGenerations, NamesArePrintable) {
+  EXPECT_EQ(to_string(ConnectPlan::SplitBrain), "SplitBrain");
+  EXPECT_EQ(to_string(LinkState::SyncTarget), "SyncTarget");
+  EXPECT_EQ(to_string(DiskState::Outdated), "Outdated");
+  EXPECT_EQ(to_string(Role::Primary), "Primary");
+  EXPECT_EQ(to_string(Mode::Async), "async");
+}
+
+}  // namespace
+}  // namespace keel::volume

@@ -1,0 +1,113 @@
+// Replica under crashes: failover after a primary crash, a secondary crash, a resync target crash,
+// and the asynchronous mode's peer loss.
+#include "volume_test_support.hpp"
+
+namespace keel::volume::testing {
+namespace {
+
+TEST(VolumeReplicaFailure, FailoverAfterPrimaryCrashOverwritesTheCrashedExtents) {
+  World world;
+  start_connected(world);
+  world.a().r().on_write(1, 0, pattern(4096, 1), false);
+  world.run();
+  world.hold_wire[1] = true;  // the next write never reaches B
+  world.a().r().on_write(2, 8192, pattern(4096, 2), false);
+  world.run();
+  world.hold_wire[1] = false;
+  world.crash(0);
+  world.run();
+  // B takes over and writes elsewhere.
+  ASSERT_TRUE(world.b().r().promote(false).ok());
+  world.run();
+  world.b().r().on_write(3, 10u << 20, pattern(4096, 3), false);
+  world.run();
+  EXPECT_EQ(world.b().error_of(3), 0);
+  world.connect();
+  world.run();
+  EXPECT_EQ(world.b().r().status().link, LinkState::Connected);
+  EXPECT_EQ(world.a().r().status().link, LinkState::Connected);
+  EXPECT_TRUE(world.same_disks());
+  EXPECT_EQ(world.a().disk[8192], std::byte{0});  // the write B never had is gone
+  EXPECT_EQ(world.a().r().status().disk, DiskState::UpToDate);
+  EXPECT_FALSE(world.a().r().persistent_state().primary_at_crash);
+}
+
+TEST(VolumeReplicaFailure, SecondaryCrashLosesNothingTheBitmapDoesNotCover) {
+  World world;
+  start_connected(world);
+  world.b().hold_disk = true;  // B receives the writes but never applies them
+  for (RequestId i = 1; i <= 5; ++i) {
+    world.a().r().on_write(i, i * (1u << 20), pattern(4096, static_cast<std::uint8_t>(i)), false);
+  }
+  world.run();
+  world.b().hold_disk = false;
+  world.crash(1);
+  world.run();
+  for (RequestId i = 1; i <= 5; ++i) EXPECT_EQ(world.a().error_of(i), 0);
+  EXPECT_EQ(world.a().r().bitmap().set_count(), 5u);
+  world.connect();
+  world.run();
+  EXPECT_EQ(world.a().r().status().link, LinkState::Connected);
+  EXPECT_TRUE(world.same_disks());
+}
+
+TEST(VolumeReplicaFailure, TargetCrashDuringResyncResumesFromTheBitmap) {
+  World world;
+  start_connected(world);
+  world.disconnect();
+  world.run();
+  for (RequestId i = 1; i <= 40; ++i) {
+    world.a().r().on_write(i, i * 65536, pattern(4096, static_cast<std::uint8_t>(i)), false);
+  }
+  world.run();
+  world.connect();
+  while (world.a().r().status().resync_done_bytes < 10 * kBlockBytes) {  // part of the resync
+    ASSERT_TRUE(world.step());
+  }
+  ASSERT_EQ(world.b().r().status().link, LinkState::SyncTarget);
+  world.crash(1);
+  world.run();
+  EXPECT_EQ(world.b().r().status().disk, DiskState::Inconsistent);
+  EXPECT_FALSE(world.b().r().promote(false).ok());
+  world.connect();
+  world.run();
+  EXPECT_EQ(world.b().r().status().disk, DiskState::UpToDate);
+  EXPECT_TRUE(world.same_disks());
+  // The target keeps the bitmaps' union until its copy is durable (its safety net if acked
+  // blocks were lost in the crash), so the second pass may copy the union again; never more.
+  EXPECT_LE(world.a().r().status().resynced_blocks, 40u);
+}
+
+TEST(VolumeReplicaFailure, AsyncPrimaryKeepsServingAndRecordsThePeerOutdated) {
+  World world(Mode::Async);
+  start_connected(world);
+  world.answer_outdate = false;
+  world.disconnect();
+  world.a().r().on_write(1, 0, pattern(4096, 1), false);
+  world.run();
+  EXPECT_EQ(world.a().error_of(1), 0);
+  EXPECT_FALSE(world.a().r().status().suspended);
+  EXPECT_EQ(world.a().outdate_requests.size(), 1u);
+  EXPECT_TRUE(world.a().r().bitmap().test(0));
+}
+
+TEST(VolumeReplicaFailure, StateSurvivesARestartAsSecondary) {
+  World world;
+  start_connected(world);
+  world.a().r().on_write(1, 0, pattern(4096, 1), false);
+  world.run();
+  ASSERT_TRUE(world.a().r().demote().ok());
+  world.run();
+  world.disconnect();
+  world.crash(0);
+  world.crash(1);
+  EXPECT_EQ(world.a().r().status().role, Role::Secondary);
+  EXPECT_EQ(world.a().r().bitmap().set_count(), 0u);
+  world.connect();
+  world.run();
+  EXPECT_EQ(world.a().r().status().link, LinkState::Connected);
+  EXPECT_EQ(world.a().r().status().resynced_blocks, 0u);
+}
+
+}  // namespace
+}  // namespace keel::volume::testing

@@ -1,0 +1,188 @@
+// Replica, the application path: synchronous writes, flushes and barriers, FUA, the secondary's
+// epoch order, overlapping writes, async mode, and refusals.
+#include <cerrno>
+
+#include "volume_test_support.hpp"
+
+namespace keel::volume::testing {
+namespace {
+
+TEST(VolumeReplica, SyncWriteCompletesOnlyAfterThePeerAcks) {
+  World world;
+  start_connected(world);
+  world.hold_wire[0] = true;  // acks to the primary wait
+  world.a().r().on_write(1, 8192, pattern(4096, 1), false);
+  world.run();
+  EXPECT_FALSE(world.a().has_completed(1));
+  EXPECT_TRUE(world.same_disks());  // both copies have it; the ack is what is missing
+  EXPECT_EQ(world.a().r().status().writes_in_flight, 1u);
+  world.hold_wire[0] = false;
+  world.run();
+  EXPECT_EQ(world.a().error_of(1), 0);
+  EXPECT_EQ(world.a().r().status().writes_in_flight, 0u);
+  EXPECT_EQ(world.a().r().bitmap().set_count(), 0u);
+}
+
+TEST(VolumeReplica, FlushWaitsForTheBarrierAck) {
+  World world;
+  start_connected(world);
+  world.a().r().on_write(1, 0, pattern(4096, 1), false);
+  world.run();
+  world.hold_wire[0] = true;
+  world.a().r().on_flush(2);
+  world.run();
+  EXPECT_FALSE(world.a().has_completed(2));
+  EXPECT_EQ(world.b().flushes, 1u);  // the secondary flushed for the barrier
+  world.hold_wire[0] = false;
+  world.run();
+  EXPECT_EQ(world.a().error_of(2), 0);
+  EXPECT_EQ(world.a().flushes, 1u);
+}
+
+TEST(VolumeReplica, FuaIsDurableOnBothCopies) {
+  World world;
+  start_connected(world);
+  world.a().r().on_write(1, 0, pattern(4096, 3), true);
+  world.run();
+  EXPECT_EQ(world.a().error_of(1), 0);
+  ASSERT_FALSE(world.a().disk_writes.empty());
+  ASSERT_FALSE(world.b().disk_writes.empty());
+  EXPECT_TRUE(world.a().disk_writes.back().fua);
+  EXPECT_TRUE(world.b().disk_writes.back().fua);
+}
+
+TEST(VolumeReplica, SecondaryStartsNoWriteOfTheNextEpochBeforeTheBarrier) {
+  World world;
+  start_connected(world);
+  world.b().hold_disk = true;
+  world.a().r().on_write(1, 0, pattern(4096, 1), false);
+  world.a().r().on_flush(2);
+  world.a().r().on_write(3, 1 << 20, pattern(4096, 2), false);  // no overlap, next epoch
+  world.run();
+  // The secondary issued the first write only; the barrier's flush and the next write wait.
+  ASSERT_EQ(world.b().disk_queue.size(), 1u);
+  EXPECT_TRUE(std::holds_alternative<DiskWrite>(world.b().disk_queue.front()));
+  world.disk_one(1);
+  world.run();
+  ASSERT_EQ(world.b().disk_queue.size(), 1u);
+  EXPECT_TRUE(std::holds_alternative<DiskFlush>(world.b().disk_queue.front()));
+  world.disk_one(1);
+  world.run();
+  ASSERT_EQ(world.b().disk_queue.size(), 1u);
+  const auto* second = std::get_if<DiskWrite>(&world.b().disk_queue.front());
+  ASSERT_NE(second, nullptr);
+  EXPECT_EQ(second->offset, 1u << 20);
+  world.b().hold_disk = false;
+  world.run();
+  EXPECT_EQ(world.a().error_of(1), 0);
+  EXPECT_EQ(world.a().error_of(2), 0);
+  EXPECT_EQ(world.a().error_of(3), 0);
+  EXPECT_TRUE(world.same_disks());
+}
+
+TEST(VolumeReplica, OverlappingWritesApplyInIssueOrderOnBothCopies) {
+  World world;
+  start_connected(world);
+  world.a().hold_disk = true;
+  world.b().hold_disk = true;
+  world.a().r().on_write(1, 0, pattern(8192, 1), false);
+  world.a().r().on_write(2, 4096, pattern(8192, 2), false);  // overlaps the first
+  world.a().r().on_write(3, 1 << 20, pattern(4096, 3), false);
+  world.run();
+  // The overlapping write waits for the first locally; the unrelated one goes.
+  EXPECT_EQ(world.a().disk_queue.size(), 2u);
+  EXPECT_EQ(world.b().disk_queue.size(), 2u);
+  world.a().hold_disk = false;
+  world.b().hold_disk = false;
+  world.run();
+  EXPECT_TRUE(world.same_disks());
+  EXPECT_EQ(world.a().disk[4096], (*pattern(8192, 2))[0]);
+  EXPECT_EQ(world.a().completed.size(), 3u);
+}
+
+TEST(VolumeReplica, ZeroingIsReplicated) {
+  World world;
+  start_connected(world);
+  world.a().r().on_write(1, 0, pattern(65536, 5), false);
+  world.a().r().on_write_zeroes(2, 4096, 8192, false);
+  world.run();
+  EXPECT_EQ(world.a().error_of(2), 0);
+  EXPECT_TRUE(world.same_disks());
+  EXPECT_EQ(world.b().disk[4096], std::byte{0});
+  EXPECT_NE(world.b().disk[0], std::byte{0});
+}
+
+TEST(VolumeReplica, AsyncWriteCompletesAfterTheLocalWrite) {
+  World world(Mode::Async);
+  start_connected(world);
+  world.hold_wire[1] = true;  // the peer has not even received it
+  world.a().r().on_write(1, 0, pattern(4096, 1), false);
+  world.run();
+  EXPECT_EQ(world.a().error_of(1), 0);
+  EXPECT_FALSE(world.same_disks());
+  world.hold_wire[1] = false;
+  world.run();
+  EXPECT_TRUE(world.same_disks());
+}
+
+TEST(VolumeReplica, SecondaryRefusesWritesAndNewExtentsArePersistedFirst) {
+  World world;
+  start_connected(world);
+  world.b().r().on_write(1, 0, pattern(4096, 1), false);
+  world.run();
+  EXPECT_EQ(world.b().error_of(1), EROFS);
+  world.a().hold_persist = true;
+  world.a().r().on_write(2, 9u << 20, pattern(4096, 1), false);  // a new extent
+  world.run();
+  EXPECT_TRUE(world.a().disk_writes.empty());  // waits for the activity log on disk
+  world.a().hold_persist = false;
+  world.run();
+  EXPECT_EQ(world.a().error_of(2), 0);
+  EXPECT_EQ(world.a().saved_extents.front(), 2u);
+}
+
+TEST(VolumeReplica, ManyWritesInsertBarriersAndDrainTheTransferLog) {
+  World world;
+  start_connected(world);
+  for (RequestId i = 1; i <= 300; ++i) {
+    world.a().r().on_write(i, (i % 64) * 4096, pattern(4096, static_cast<std::uint8_t>(i)), false);
+  }
+  world.run();
+  EXPECT_EQ(world.a().completed.size(), 300u);
+  EXPECT_GE(world.b().flushes, 4u);  // barriers every 64 writes
+  EXPECT_TRUE(world.same_disks());
+}
+
+TEST(VolumeReplica, PeerWriteErrorMarksTheBlocks) {
+  World world;
+  start_connected(world);
+  world.b().fail_next_write = EIO;
+  world.a().r().on_write(1, 0, pattern(4096, 1), false);
+  world.run();
+  EXPECT_EQ(world.a().error_of(1), 0);
+  EXPECT_TRUE(world.a().r().bitmap().test(0));
+  EXPECT_EQ(world.b().r().status().disk, DiskState::Inconsistent);
+  EXPECT_EQ(world.a().r().status().peer_disk, DiskState::Inconsistent);
+}
+
+TEST(VolumeReplica, DemoteFinishesInFlightWritesThenRefuses) {
+  World world;
+  start_connected(world);
+  world.a().hold_persist = true;
+  world.a().r().on_write(1, 0, pattern(4096, 1), false);
+  world.a().r().on_write(2, 0, pattern(4096, 2), false);  // queued behind the first
+  ASSERT_TRUE(world.a().r().demote().ok());
+  world.a().hold_persist = false;
+  world.run();
+  EXPECT_EQ(world.a().error_of(1), 0);
+  EXPECT_EQ(world.a().error_of(2), ESHUTDOWN);
+  EXPECT_EQ(world.a().r().status().role, Role::Secondary);
+  EXPECT_FALSE(world.a().saved_state.primary_at_crash);
+  EXPECT_EQ(world.b().r().status().peer_role, Role::Secondary);
+  world.a().r().on_flush(3);
+  world.run();
+  EXPECT_EQ(world.a().error_of(3), EROFS);
+}
+
+}  // namespace
+}  // namespace keel::volume::testing
