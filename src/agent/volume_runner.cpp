@@ -1,6 +1,8 @@
 #include "agent/volume_runner.hpp"
 
 #include <fmt/format.h>
+#include <pthread.h>
+#include <sched.h>
 #include <sodium.h>
 #include <spdlog/spdlog.h>
 
@@ -113,6 +115,12 @@ VolumeRunner::VolumeRunner(asio::io_context& io, const config::VolumeConfig& vol
 VolumeRunner::~VolumeRunner() { stop(); }
 
 void VolumeRunner::start() {
+  // The metadata worker writes and syncs files: ordinary priority (see BlockFile::run_worker).
+  asio::post(metadata_worker_, [] {
+    sched_param ordinary{};
+    (void)::pthread_setschedparam(::pthread_self(), SCHED_OTHER, &ordinary);
+  });
+  replica_->on_tick(io::monotonic_now_us());
   const volume::ReplicaStatus status = replica_->status();
   spdlog::info("volume {}: {} {}, {} bytes out of sync; NBD export ready", config_.name,
                volume::to_string(status.role), volume::to_string(status.disk),

@@ -3,6 +3,8 @@
 #include <fcntl.h>
 #include <linux/falloc.h>
 #include <linux/fs.h>
+#include <pthread.h>
+#include <sched.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -164,6 +166,10 @@ void BlockFile::submit(std::function<int()> work, Done done) {
 }
 
 void BlockFile::run_worker() {
+  // The agent runs at real-time priority so that a busy machine cannot delay the ring's token;
+  // bulk copying into the page cache must not share that priority, or heavy I/O would delay it.
+  sched_param ordinary{};
+  (void)::pthread_setschedparam(::pthread_self(), SCHED_OTHER, &ordinary);
   for (;;) {
     std::optional<Job> job;
     {
