@@ -24,7 +24,7 @@ enum class VolumeMark : std::uint8_t {
   forced_promotion,                // a forced promotion (split brain on purpose)
   split_brain_detected,            // a connection refused as SplitBrain
   split_brain_resolved,            // discard-local and a resync after it
-  split_brain_unforced,  // refused as split brain with no forced promotion (a core finding)
+  split_brain_unforced,  // refused as split brain with no forced promotion (a checker failure)
   overlapping_writes,    // the workload had overlapping writes in flight
   fua_write,             // an acknowledged FUA write
   flush_acked,           // an acknowledged flush

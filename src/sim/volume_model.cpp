@@ -15,7 +15,7 @@ std::vector<BlockTag> VolumeModel::fresh_tags(std::uint64_t first, std::uint64_t
 }
 
 void VolumeModel::issue_write(std::uint64_t request, int node, std::uint64_t first,
-                              std::vector<BlockTag> tags, bool fua) {
+                              std::vector<BlockTag> tags, bool fua, TimeUs now) {
   KEEL_ASSERT(first + tags.size() <= history_.size());
   const std::size_t index = writes_.size();
   for (std::uint64_t block = first; block < first + tags.size(); ++block) {
@@ -27,19 +27,39 @@ void VolumeModel::issue_write(std::uint64_t request, int node, std::uint64_t fir
   write.first = first;
   write.tags = std::move(tags);
   write.fua = fua;
+  write.issued_at = now;
   writes_.push_back(std::move(write));
   pending_[request] = index;
 }
 
-void VolumeModel::issue_flush(std::uint64_t request, TimeUs now) { flushes_[request] = now; }
+void VolumeModel::issue_foreign_write(int node, std::uint64_t first, std::vector<BlockTag> tags) {
+  KEEL_ASSERT(first + tags.size() <= history_.size());
+  for (std::uint64_t block = first; block < first + tags.size(); ++block) {
+    history_[block].push_back(writes_.size());
+  }
+  Write write;
+  write.node = node;
+  write.first = first;
+  write.tags = std::move(tags);
+  write.done = true;
+  writes_.push_back(std::move(write));
+}
+
+// The flush covers the writes acknowledged before it was issued: by order, not time (an
+// acknowledgement at the same instant but after the flush's issue is not covered).
+void VolumeModel::issue_flush(std::uint64_t request, TimeUs /*now*/) {
+  flushes_[request] = acked_writes_;
+}
 
 bool VolumeModel::complete(std::uint64_t request, int error, TimeUs now, unsigned holders) {
   if (auto flush = flushes_.find(request); flush != flushes_.end()) {
-    const TimeUs issued = flush->second;
+    const std::uint64_t acked_before = flush->second;
     flushes_.erase(flush);
     if (error != 0) return true;
     for (Write& write : writes_) {  // covers every write acknowledged before it was issued
-      if (write.acked && !write.flushed_at && write.acked_at <= issued) write.flushed_at = now;
+      if (write.acked && !write.flushed_at && write.ack_number <= acked_before) {
+        write.flushed_at = now;
+      }
     }
     return true;
   }
@@ -56,7 +76,7 @@ bool VolumeModel::complete(std::uint64_t request, int error, TimeUs now, unsigne
   write.acked_at = now;
   write.holders = holders;
   if (write.fua) write.flushed_at = now;
-  ++acked_writes_;
+  write.ack_number = ++acked_writes_;
   return true;
 }
 
@@ -84,18 +104,20 @@ std::size_t VolumeModel::pending_on(int node) const {
       pending_.begin(), pending_.end(), [&](auto& p) { return writes_[p.second].node == node; }));
 }
 
+// The node lost power after the write was issued (its cache may have held it, even when the
+// acknowledgement came after the loss) and before it was flushed.
 bool VolumeModel::lost_power(const Write& write, int node) const {
   auto losses = power_losses_.find(node);
   if (losses == power_losses_.end()) return false;
   return std::any_of(losses->second.begin(), losses->second.end(), [&](TimeUs at) {
-    return write.acked_at <= at && (!write.flushed_at || *write.flushed_at > at);
+    return write.issued_at <= at && (!write.flushed_at || *write.flushed_at > at);
   });
 }
 
 bool VolumeModel::excused(const Write& write, int node) const {
-  if (lost_power(write, node)) return true;
+  if (write.lost || lost_power(write, node)) return true;
   for (TimeUs at : lone_power_losses_) {
-    if (write.acked_at <= at && (!write.flushed_at || *write.flushed_at > at)) return true;
+    if (write.issued_at <= at && (!write.flushed_at || *write.flushed_at > at)) return true;
   }
   for (int holder = 0; holder < 2; ++holder) {
     if ((write.holders & (1u << holder)) != 0 && !lost_power(write, holder)) return false;
@@ -134,6 +156,22 @@ std::optional<std::string> VolumeModel::check_copy(const std::vector<BlockTag>& 
            ") or a later one was expected";
   }
   return std::nullopt;
+}
+
+void VolumeModel::adopt(const std::vector<BlockTag>& view, int node) {
+  KEEL_ASSERT(view.size() == history_.size());
+  for (std::uint64_t block = 0; block < view.size(); ++block) {
+    const auto& history = history_[block];
+    std::size_t held = 0;  // one past the write the copy holds (0: none of them)
+    for (std::size_t i = 0; i < history.size(); ++i) {
+      const Write& write = writes_[history[i]];
+      if (write.tags[block - write.first] == view[block]) held = i + 1;
+    }
+    for (std::size_t i = held; i < history.size(); ++i) {
+      Write& write = writes_[history[i]];
+      if (write.acked && lost_power(write, node)) write.lost = true;
+    }
+  }
 }
 
 }  // namespace keel::sim

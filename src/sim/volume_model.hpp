@@ -5,11 +5,12 @@
 // A copy satisfies the model when every block holds the latest acknowledged value or the value
 // of a write issued after it (in flight, failed, or lost with a crashed primary: the application
 // never learnt its fate); a block no acknowledged write reached may also still hold its initial
-// zeroes. An acknowledged write may be missing from a copy that lost power before the write was
-// flushed, when every node that held it when it was acknowledged lost power before it was
-// flushed, or when a primary without a replicating peer lost power before it was flushed (a
-// resync then spreads the loss): flushed data survives power loss, unflushed data only process
-// crashes and the other node's loss, not both.
+// zeroes. An acknowledged write may be missing from a copy that lost power after the write was
+// issued and before it was flushed, when every node that held it when it was acknowledged lost
+// power before it was flushed, when a primary without a replicating peer lost power before it
+// was flushed (a resync then spreads the loss), or when a copy that lost it so was promoted
+// (adopt(): its copy is the history from then on): flushed data survives power loss, unflushed
+// data only process crashes and the other node's loss, not both.
 //
 // Thread-safety: none.
 #pragma once
@@ -32,7 +33,11 @@ class VolumeModel {
   // Tags for a new write of `count` blocks at `first` (distinct from every other write's).
   std::vector<BlockTag> fresh_tags(std::uint64_t first, std::uint64_t count);
   void issue_write(std::uint64_t request, int node, std::uint64_t first, std::vector<BlockTag> tags,
-                   bool fua);
+                   bool fua, TimeUs now);
+  // A write the workload does not follow (a forced primary's, apart): it never completes for
+  // the model, but a copy may hold it where no acknowledged write came after it (the forced
+  // side's history legitimately continues when the other side acknowledged nothing apart).
+  void issue_foreign_write(int node, std::uint64_t first, std::vector<BlockTag> tags);
   void issue_flush(std::uint64_t request, TimeUs now);
   // A completion; false if the request is unknown. `holders`: a bit per node (1 << node) that had
   // the write when it was acknowledged (the primary, and its peer when replicating).
@@ -59,6 +64,9 @@ class VolumeModel {
 
   // The first block of `view` (the copy on `node`) that breaks the model, described.
   std::optional<std::string> check_copy(const std::vector<BlockTag>& view, int node) const;
+  // `node` was promoted with `view`: the acknowledged writes its copy lacks because it lost power
+  // before they were flushed are lost for the volume from now on (its copy is the history).
+  void adopt(const std::vector<BlockTag>& view, int node);
 
  private:
   struct Write {
@@ -68,7 +76,10 @@ class VolumeModel {
     bool fua = false;
     bool acked = false;
     bool done = false;  // completed, with or without an error
+    bool lost = false;  // a promoted copy lacked it (its power loss): excused everywhere
+    TimeUs issued_at = 0;
     TimeUs acked_at = 0;
+    std::uint64_t ack_number = 0;  // 1 for the first acknowledged write, and so on
     unsigned holders = 0;
     std::optional<TimeUs> flushed_at;
   };
@@ -77,9 +88,9 @@ class VolumeModel {
 
   std::uint64_t next_write_ = 1;
   std::vector<Write> writes_;
-  std::vector<std::vector<std::size_t>> history_;  // by block: writes in issue order
-  std::map<std::uint64_t, std::size_t> pending_;   // request -> write
-  std::map<std::uint64_t, TimeUs> flushes_;        // request -> issued at
+  std::vector<std::vector<std::size_t>> history_;   // by block: writes in issue order
+  std::map<std::uint64_t, std::size_t> pending_;    // request -> write
+  std::map<std::uint64_t, std::uint64_t> flushes_;  // request -> writes acknowledged at issue
   std::map<std::uint64_t, int> in_flight_blocks_;
   std::map<int, std::vector<TimeUs>> power_losses_;
   std::vector<TimeUs> lone_power_losses_;

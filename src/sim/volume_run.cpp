@@ -123,18 +123,24 @@ class VolumeRun {
   }
 
   // A forced promotion of a replica cut off from the primary: a split brain on purpose. Its own
-  // writes are not the model's (the primary keeps the workload); the heal discards them.
+  // writes are not the model's (the primary keeps the workload); the heal discards them, unless
+  // the primary acknowledged nothing apart, when no split brain is seen and the forced side's
+  // history legitimately continues (the model accepts its writes where nothing acknowledged
+  // came after them).
   void force(int node) {
     if (forced_ >= 0 || healed_ || !world_.up(node) || primary(node)) return;
     if (!world_.promote(node, true).ok()) return;
     hit(world_.coverage(), VolumeMark::forced_promotion);
     forced_ = node;
+    forced_ever_ = true;
     const std::uint64_t writes = rng_.uniform(1, 3);
     for (std::uint64_t i = 0; i < writes; ++i) {
       const std::uint64_t first = rng_.uniform(0, world_.blocks() - 1);
       const volume::RequestId request = next_request_++;
       rogue_.insert(request);
-      world_.submit_write(node, request, first, model_.fresh_tags(first, 1), false);
+      const std::vector<BlockTag> tags = model_.fresh_tags(first, 1);
+      model_.issue_foreign_write(node, first, tags);
+      world_.submit_write(node, request, first, tags, false);
     }
   }
 
@@ -173,7 +179,7 @@ class VolumeRun {
                           (zero ? "" : std::to_string(tags[0] >> 16)) + " blocks " +
                           std::to_string(first) + "+" + std::to_string(count) +
                           (fua ? " fua" : ""));
-    model_.issue_write(request, node, first, tags, fua);
+    model_.issue_write(request, node, first, tags, fua, world_.now());
     if (zero) {
       world_.submit_zero(node, request, first, count, fua);
     } else {
@@ -219,7 +225,9 @@ class VolumeRun {
     if (winner_ >= 0) {
       if (!world_.up(winner_) || !world_.quorate(id(winner_))) return;
       const bool force = world_.replica(winner_).status().disk != DiskState::UpToDate;
-      if (world_.promote(winner_, force).ok()) promoted(winner_);
+      if (!world_.promote(winner_, force).ok()) return;
+      forced_ever_ = forced_ever_ || force;
+      promoted(winner_);
       return;
     }
     for (int node : {1 - target_, target_}) {
@@ -247,9 +255,10 @@ class VolumeRun {
     target_ = node;
     winner_ = -1;
     if (auto problem = model_.check_copy(world_.disk(node).view(), node)) {
-      world_.fail("node " + std::to_string(id(node)) +
-                  " was promoted without force but lacks acknowledged data: " + *problem);
+      return world_.fail("node " + std::to_string(id(node)) +
+                         " was promoted without force but lacks acknowledged data: " + *problem);
     }
+    model_.adopt(world_.disk(node).view(), node);
   }
 
   void heal() {
@@ -264,10 +273,8 @@ class VolumeRun {
   // copies are connected, in sync and quiet, and compare them.
   void settle() {
     if (forced_ < 0 && split_seen_) {
-      // Refused as split brain although nobody was promoted by force: the core's doing (see
-      // the mark); resolved like the forced case, keeping the workload's side.
-      if (!unforced_marked_) hit(world_.coverage(), VolumeMark::split_brain_unforced);
-      unforced_marked_ = true;
+      // Refused as split brain after a forced promotion earlier in the run was resolved (the
+      // winner promoted with force): resolved alike, keeping the workload's side.
       forced_ = 1 - target_;
     }
     if (forced_ >= 0) {
@@ -315,6 +322,11 @@ class VolumeRun {
       if (!split_marked_) hit(world_.coverage(), VolumeMark::split_brain_detected);
       split_marked_ = true;
       split_seen_ = true;
+      if (!forced_ever_) {
+        // Only a forced promotion lets both sides acknowledge writes apart (docs/volume.md).
+        hit(world_.coverage(), VolumeMark::split_brain_unforced);
+        return world_.fail("refused as split brain although no promotion was forced");
+      }
     }
     if (replicating(a.link) && replicating(b.link)) {
       if (apart_acks_[0] > 0 && apart_acks_[1] > 0) {
@@ -351,7 +363,7 @@ class VolumeRun {
   bool done_ = false;
   bool split_seen_ = false;
   bool split_marked_ = false;  // the split brain marks count runs, not refusals
-  bool unforced_marked_ = false;
+  bool forced_ever_ = false;   // a promotion with force happened in this run
   std::array<std::size_t, 2> outstanding_{};
   std::array<std::uint64_t, 2> apart_acks_{};
   std::array<DiskState, 2> last_disk_{DiskState::UpToDate, DiskState::UpToDate};

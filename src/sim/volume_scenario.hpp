@@ -15,7 +15,7 @@
 //   - never two primaries while connected;
 //   - a replica promoted without force holds every acknowledged write (volume_model.hpp);
 //   - two sides that both acknowledged writes apart are refused as SplitBrain at connect, never
-//     resynced.
+//     resynced; and a split brain is only ever seen after a forced promotion.
 // After the fault phase everything heals (a split brain is resolved by discarding the forced
 // side), the workload stops, and within kVolumeSettleBoundUs both copies must be connected,
 // UpToDate and byte-identical, and satisfy the model.

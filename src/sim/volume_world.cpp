@@ -125,9 +125,12 @@ void VolumeWorld::start(int node) {
   volume::DirtyBitmap bitmap(options_.volume_bytes);
   for (const auto& [page, bytes] : n.saved_pages) bitmap.load_page(page, bytes);
   n.replica.emplace(n.config, n.saved_state, std::move(bitmap), n.saved_extents);
+  // The agent announces the record its persisted state says it made (the ring may have lost it).
+  if (n.saved_state.peer_outdated) ring_announce(node, n.saved_state.generations.current);
   n.connection = 0;
   n.timer_at = kNever;
   n.was_suspended = false;
+  n.release_pending = false;
   if (n.saved_state.primary_at_crash && !n.saved_extents.empty()) {
     hit(coverage_, VolumeMark::primary_crash_al);
   }
@@ -167,6 +170,8 @@ void VolumeWorld::run_action(int node, volume::Action& action) {
     note(node,
          "asks the ring to record the peer outdated as of " + std::to_string(record->generation));
     outdate_requests_[{node, n.incarnation}].push_back(record->generation);
+  } else if (auto* withdraw = std::get_if<volume::WithdrawPeerOutdated>(&action)) {
+    ring_withdraw(node, withdraw->generation);
   } else if (auto* notice = std::get_if<volume::Notice>(&action)) {
     note(node, "notice: " + notice->text);
   } else {
@@ -256,11 +261,9 @@ void VolumeWorld::persist_done(int node) {
   KEEL_ASSERT(!n.persists.empty());
   PendingPersist done = std::move(n.persists.front());
   n.persists.erase(n.persists.begin());
-  const bool withdraw = n.saved_state.peer_outdated && !done.persist.state.peer_outdated;
   for (auto& [page, bytes] : done.pages) n.saved_pages[page] = bytes;
   n.saved_state = done.persist.state;
   n.saved_extents = done.persist.activity_extents;
-  if (withdraw) ring_withdraw(node);
   n.replica->on_persisted(done.persist.id, 0);
   if (!n.persists.empty()) start_persist(node);
   pump(node);
@@ -294,6 +297,8 @@ void VolumeWorld::observe(int node) {
     hit(coverage_, VolumeMark::suspended);
     note(node, "suspended");
   }
+  if (!suspended && n.release_pending) hit(coverage_, VolumeMark::outdate_recorded_after_suspend);
+  if (!suspended) n.release_pending = false;
   n.was_suspended = suspended;
 }
 

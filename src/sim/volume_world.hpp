@@ -16,8 +16,9 @@
 //   - the ring as an oracle over groups of {1,2,3}: a node is quorate when its group holds two up
 //     nodes; RecordPeerOutdated is answered after a delay while the asker is quorate, and the
 //     record reaches the outdated node (on_told_outdated) once it is quorate with a node that
-//     knows it. A persisted peer_outdated going back to false withdraws the record, as the agent
-//     does;
+//     knows it. WithdrawPeerOutdated clears the record of that generation (and a request for it
+//     still in flight, which the ring would deliver first), and a restart with peer_outdated
+//     persisted announces the record again, as the agent does;
 //   - crashes: a process crash keeps the disk cache, a power loss keeps only durable data and a
 //     random choice of cached blocks; both lose the metadata persists not yet complete. A restart
 //     rebuilds the Replica from the metadata store, as the agent does.
@@ -144,6 +145,7 @@ class VolumeWorld {
     std::uint32_t ticks_at_instant = 0;
     TimeUs last_tick_at = kNever;
     bool was_suspended = false;
+    bool release_pending = false;  // the ring recorded the peer while this node was suspended
   };
   struct Connection {
     std::uint64_t id = 0;
@@ -183,7 +185,8 @@ class VolumeWorld {
   void ring_step();
   void ring_tell();
   void ring_request(int node, volume::Generation generation);
-  void ring_withdraw(int node);
+  void ring_withdraw(int node, volume::Generation generation);
+  void ring_announce(int node, volume::Generation generation);
   std::set<NodeId> group_of(NodeId id) const;
 
   VolumeWorldOptions options_;

@@ -191,10 +191,32 @@ bool VolumeWorld::quorate(NodeId id) const {
   return group_of(id).size() >= 2;
 }
 
-void VolumeWorld::ring_withdraw(int node) {
+void VolumeWorld::ring_withdraw(int node, volume::Generation generation) {
   const NodeId peer = nodes_[node].config.peer;
-  std::erase_if(records_, [&](const Record& record) { return record.about == peer; });
-  note(node, "withdraws the record of its peer being outdated");
+  std::erase_if(records_, [&](const Record& record) {
+    return record.about == peer && record.generation == generation;
+  });
+  auto pending = outdate_requests_.find({node, nodes_[node].incarnation});
+  if (pending != outdate_requests_.end()) std::erase(pending->second, generation);
+  note(node, "withdraws the record of its peer being outdated as of " + std::to_string(generation));
+}
+
+// A broadcast of a record the node made before it restarted: every member of its group keeps it
+// (replacing what it held about that copy), and it spreads as any other.
+void VolumeWorld::ring_announce(int node, volume::Generation generation) {
+  const Node& n = nodes_[node];
+  const NodeId peer = n.config.peer;
+  const std::set<NodeId> group = group_of(n.id);
+  auto same = std::find_if(records_.begin(), records_.end(), [&](const Record& r) {
+    return r.about == peer && r.generation == generation;
+  });
+  if (same != records_.end()) {
+    same->knowers.insert(group.begin(), group.end());
+  } else {
+    std::erase_if(records_, [&](const Record& r) { return r.about == peer; });
+    records_.push_back(Record{peer, generation, group, {}});
+  }
+  note(node, "announces its record of the peer outdated as of " + std::to_string(generation));
 }
 
 void VolumeWorld::ring_step() {
@@ -216,13 +238,11 @@ void VolumeWorld::ring_step() {
     for (volume::Generation generation : generations) {
       std::erase_if(records_, [&](const Record& r) { return r.about == n.config.peer; });
       records_.push_back(Record{n.config.peer, generation, group_of(n.id), {}});
-      const bool was_suspended = n.replica->status().suspended;
       note(node, "ring recorded the peer outdated as of " + std::to_string(generation));
+      // The release follows once the record is durable (observe() marks it).
+      if (n.replica->status().suspended) n.release_pending = true;
       n.replica->on_peer_outdated_recorded(generation);
       pump(node);
-      if (was_suspended && n.up && !n.replica->status().suspended) {
-        hit(coverage_, VolumeMark::outdate_recorded_after_suspend);
-      }
     }
   }
   ring_tell();

@@ -115,6 +115,18 @@ void VolumeLab::write_pattern(int host, std::uint64_t offset, std::uint64_t byte
   ASSERT_TRUE(ran.ok()) << ran.error().message;
 }
 
+void VolumeLab::verify_clean(int primary) {
+  ASSERT_OK(volume_command(primary, {"verify", kVolume}));
+  wait_status(
+      primary,
+      [](const nlohmann::json& s) {
+        return !s["verify"].value("running", true) &&
+               s["verify"].value("done_bytes", 0ull) == kVolumeBytes;
+      },
+      "verify finished");
+  EXPECT_EQ(status(primary)["verify"].value("mismatched_blocks", 1ull), 0u);
+}
+
 bool VolumeLab::copies_identical() {
   auto compared = run_capture({"cmp", "-s", backing(1), backing(2)}, milliseconds{30000});
   return compared.ok() && compared.value().exit_code == 0;
@@ -246,15 +258,7 @@ TEST_F(VolumeE2e, RealClientsAndRoleChange) {
   ASSERT_OK(run_checked({"cmp", "-n", std::to_string(16 << 20), in, out}));
 
   // Online verify finds nothing to fix; the backing files are identical.
-  ASSERT_OK(volume_command(2, {"verify", kVolume}));
-  wait_status(
-      2,
-      [](const nlohmann::json& s) {
-        return !s["verify"].value("running", true) &&
-               s["verify"].value("done_bytes", 0ull) == kVolumeBytes;
-      },
-      "verify finished");
-  EXPECT_EQ(status(2)["verify"].value("mismatched_blocks", 1ull), 0u);
+  ASSERT_NO_FATAL_FAILURE(verify_clean(2));
   EXPECT_TRUE(copies_identical());
 }
 
@@ -309,6 +313,7 @@ TEST_F(VolumeE2e, ResyncCopiesOnlyChangedBlocks) {
   const auto source = status(1);
   EXPECT_EQ(source["resync"].value("blocks", 0ull), 141u) << source.dump();
   EXPECT_TRUE(copies_identical());
+  ASSERT_NO_FATAL_FAILURE(verify_clean(1));
 }
 
 TEST_F(VolumeE2e, SplitBrainIsDetectedAndResolved) {

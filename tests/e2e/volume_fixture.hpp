@@ -38,6 +38,8 @@ class VolumeLab : public LabFixture {
 
   // Writes `bytes` of a pattern at `offset` through the export of `host` (qemu-io, with a flush).
   void write_pattern(int host, std::uint64_t offset, std::uint64_t bytes, int pattern);
+  // `keel volume verify` on the primary: runs to the end and finds no difference.
+  void verify_clean(int primary);
   // Whether both backing files are byte-identical.
   bool copies_identical();
 };

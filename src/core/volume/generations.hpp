@@ -10,6 +10,10 @@
 //     from then on its dirty bitmap records every block it writes.
 //   - When a resync completes, the source's `bitmap` moves into history (newest first) and is
 //     cleared; the target takes the source's generations.
+//   - In sync mode the new generations are persisted only once the peer is recorded outdated
+//     (before that nothing is acknowledged): a copy that crashes in between comes back with the
+//     generations from before the split plus dirty bits, so a peer promoted meanwhile is simply
+//     its sync source (rule 3), not a split brain (rule 4) (replica_roles.cpp).
 //
 // decide_on_connect() compares the two sides' generations the same way on both hosts (it is
 // symmetric: swapping the arguments swaps the answer's direction), so both agree on the plan.

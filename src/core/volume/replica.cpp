@@ -84,6 +84,8 @@ ReplicaCore::ReplicaCore(const ReplicaConfig& config, const PersistentState& loa
     }
   }
   activity_.load(activity_extents);
+  // The shell re-announces this record at start (the recorder's memory of it is the flag).
+  if (state_.peer_outdated) record_generation_ = state_.generations.current;
 }
 
 bool ReplicaCore::serves_io() const {
@@ -127,6 +129,7 @@ std::uint64_t ReplicaCore::persist() {
   p.id = next_persist_id_++;
   p.bitmap_pages = bitmap_.take_changed_pages();
   p.state = state_;
+  if (durable_generations_) p.state.generations = *durable_generations_;
   p.activity_extents = activity_.extents();
   const std::uint64_t id = p.id;
   actions_.emplace_back(std::move(p));

@@ -23,7 +23,12 @@
 //     crash-consistent prefix of the primary's at epoch (flush) granularity.
 //   - Resync copies the dirty bitmap's blocks (all blocks for a full sync) from the source, in
 //     the background at the configured rate, and never overwrites a newer application write.
-//   - Split brain and unrelated data are detected at connect and refused, never merged.
+//   - Split brain and unrelated data are detected at connect and refused, never merged. A copy
+//     that acknowledged nothing apart (a sync primary that crashed before its peer was recorded
+//     outdated) is no split brain: it becomes the resync target.
+//   - Every RecordPeerOutdated is withdrawn (WithdrawPeerOutdated, same generation) once the
+//     peer's copy is up to date again; a record persisted as peer_outdated is the shell's to
+//     announce again at start (generation: the persisted current one).
 //   - Promotion refuses an Outdated or Inconsistent copy, a peer that is primary, and (through
 //     the caller) a node without quorum; `force` overrides the disk-state check only.
 //

@@ -27,6 +27,7 @@ void ReplicaCore::on_peer_connected() {
   peer_role_.reset();
   peer_disk_.reset();
   hello_side_ = local_side();
+  hello_role_ = role_;
   Hello hello;
   hello.volume_digest = config_.volume_digest;
   hello.node = config_.self;
@@ -162,6 +163,9 @@ void ReplicaCore::on_bitmap_words(const BitmapWords& words) {
 
 void ReplicaCore::start_after_handshake() {
   refused_reason_.clear();
+  // A role or disk change since our Hello (a demote finished, the ring said outdated) is news
+  // to the peer, which decided on the Hello; the plan itself rests on the two Hellos.
+  if (role_ != hello_role_ || state_.disk != hello_side_.disk) send_state_update();
   switch (plan_) {
     case ConnectPlan::InSync: {
       if (bitmap_.set_count() == 0) {
@@ -169,16 +173,17 @@ void ReplicaCore::start_after_handshake() {
         const bool peer_up_to_date = peer_disk_ == DiskState::UpToDate;
         if (peer_up_to_date && state_.disk == DiskState::Outdated) {
           state_.disk = DiskState::UpToDate;  // same generation: the same data
+          send_state_update();
         }
-        if (peer_up_to_date) state_.peer_outdated = false;
+        if (peer_up_to_date) peer_up_to_date_again();
         persist();
         notice(Notice::Level::Info, "connected: the copies are in sync");
         return;
       }
       // Same data state but blocks marked on either side: the primary (else the lower node id)
-      // copies them, which both sides decide alike.
-      const bool source =
-          role_ == Role::Primary || (peer_role_ != Role::Primary && config_.self < config_.peer);
+      // copies them, which both sides decide alike from the two Hellos.
+      const bool source = hello_role_ == Role::Primary ||
+                          (peer_role_ != Role::Primary && config_.self < config_.peer);
       return source ? start_resync_source(false) : start_resync_target(false);
     }
     case ConnectPlan::BecomeSyncSource:

@@ -153,6 +153,7 @@ class ReplicaCore {
   // ---- replica_roles.cpp ----
   void finish_demote_if_ready();
   void track_without_peer();
+  void peer_up_to_date_again();
   void on_state_update(const StateUpdate& update);
   void send_state_update();
 
@@ -219,6 +220,14 @@ class ReplicaCore {
   std::uint64_t epoch_writes_ = 0;  // writes sent in the current epoch
   std::deque<TransferEntry> transfer_log_;
   Generation outdating_ = 0;  // RecordPeerOutdated asked for this generation, not yet answered
+  // The record the ring holds from this replica (answered, or re-announced by the shell at start
+  // from the persisted peer_outdated and current generation); 0: none known.
+  Generation record_generation_ = 0;
+  // Sync mode, between the split and the ring's record: nothing is acknowledged, so what is
+  // persisted keeps naming the data state before the split (these generations) while the bitmap
+  // marks the unacknowledged changes; see track_without_peer(). Unset: persist state_'s own.
+  std::optional<Generations> durable_generations_;
+  std::uint64_t outdated_persist_id_ = 0;  // writes stay suspended until peer_outdated is durable
 
   // Link.
   LinkState link_ = LinkState::StandAlone;
@@ -226,6 +235,7 @@ class ReplicaCore {
   bool hello_received_ = false;
   bool bitmap_received_ = false;
   ConnectSide hello_side_;  // what our Hello said
+  Role hello_role_ = Role::Secondary;
   ConnectPlan plan_ = ConnectPlan::InSync;
   std::optional<Role> peer_role_;
   std::optional<DiskState> peer_disk_;

@@ -118,6 +118,7 @@ void ReplicaCore::finish_resync_if_done() {
   if (!resync_chunks_.empty() || bitmap_.set_count() != 0) return;
   resync_running_ = false;
   state_.generations = finish_resync(state_.generations);
+  durable_generations_.reset();  // the peer holds every change now: nothing is apart any more
   if (role_ != Role::Primary) state_.primary_at_crash = false;  // the peer has those extents
   link_ = LinkState::Connected;
   send(ResyncDone{state_.generations});

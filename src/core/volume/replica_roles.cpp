@@ -10,10 +10,12 @@ namespace keel::volume::detail {
 Result<bool> ReplicaCore::promote(bool force) {
   if (role_ == Role::Primary)
     return demoting_ ? Result<bool>(Error{"a demote is in progress"}) : Result<bool>(false);
-  if (peer_ready() && peer_role_ == Role::Primary) {
+  if (link_alive() && peer_role_ == Role::Primary) {
     return Error{"the peer is primary; demote it first (two primaries are never allowed)"};
   }
-  if (link_ == LinkState::SyncTarget) {
+  const bool target_plan = hello_received_ && (plan_ == ConnectPlan::BecomeSyncTarget ||
+                                               plan_ == ConnectPlan::FullSyncTarget);
+  if (link_ == LinkState::SyncTarget || (link_ == LinkState::Connecting && target_plan)) {
     return Error{"this copy is receiving a resync; promote it once the resync completes"};
   }
   bool renegotiate = false;
@@ -34,6 +36,13 @@ Result<bool> ReplicaCore::promote(bool force) {
     }
     state_.disk = DiskState::UpToDate;
   }
+  if (link_ == LinkState::Connecting && !renegotiate) {
+    // The peer's Hello named this node secondary and its generations from before: rather than
+    // patch a handshake both sides decided on, connect again with the new role (the next Hello
+    // says primary; the bitmap resync that follows carries the new generation to the peer).
+    actions_.emplace_back(ClosePeer{"promoted during the handshake: connecting again"});
+    drop_connection();
+  }
   role_ = Role::Primary;
   if (renegotiate) {
     actions_.emplace_back(ClosePeer{"forced promotion: the peer needs a full sync"});
@@ -45,6 +54,7 @@ Result<bool> ReplicaCore::promote(bool force) {
       // The operator forced it (a node without quorum would never get the ring's record):
       // writes are acknowledged without waiting for it.
       state_.peer_outdated = true;
+      durable_generations_.reset();
       notice(Notice::Level::Error,
              "forced primary without its peer: acknowledging writes without a majority's record "
              "that the peer is outdated");
@@ -91,22 +101,55 @@ void ReplicaCore::finish_demote_if_ready() {
 }
 
 // This primary writes without its peer from now on: a new data state, tracked in the bitmap,
-// and the peer's copy recorded outdated through the ring.
+// and the peer's copy recorded outdated through the ring (again when it was recorded already:
+// the record follows the current generation; the older one keeps the peer outdated meanwhile).
+//
+// Sync mode, peer not yet recorded: until the record is in, nothing is acknowledged (suspended),
+// so every change since the split is unacknowledged. The persisted generations keep naming the
+// state before the split (durable_generations_) and the bitmap marks the changes. After a crash
+// in that window this copy is therefore "the old data state plus dirty blocks": facing a peer
+// that was promoted meanwhile (its bitmap generation is that old state) it becomes the bitmap
+// resync's target and its unacknowledged changes are overwritten, instead of both sides
+// showing the same bitmap generation and being refused as a split brain although only one of
+// them acknowledged anything. Async mode acknowledges without the record: real generations.
 void ReplicaCore::track_without_peer() {
   KEEL_ASSERT(role_ == Role::Primary);
-  state_.generations = start_tracking(state_.generations, fresh_generation());
-  state_.peer_outdated = false;
+  const Generations before = state_.generations;
+  state_.generations = start_tracking(before, fresh_generation());
+  if (config_.mode == Mode::Sync && !state_.peer_outdated && !durable_generations_) {
+    durable_generations_ = before;
+  }
   outdating_ = state_.generations.current;
   actions_.emplace_back(RecordPeerOutdated{outdating_});
 }
 
 void ReplicaCore::on_peer_outdated_recorded(Generation generation) {
-  if (generation == 0 || generation != outdating_) return;  // superseded
+  if (generation == 0 || generation != outdating_) return;  // superseded or withdrawn
   outdating_ = 0;
-  if (link_ == LinkState::Connected) return;  // the peer is back and in sync already
+  record_generation_ = generation;
+  if (link_ == LinkState::Connected && peer_disk_ == DiskState::UpToDate) {
+    peer_up_to_date_again();  // the peer is back and in sync already
+    persist();
+    return;
+  }
   state_.peer_outdated = true;
-  persist();
+  durable_generations_.reset();  // acknowledged from now on: the real generations
+  outdated_persist_id_ = persist();
   progress();
+}
+
+// The peer's copy is up to date again (a resync to it completed, or it connected in sync, or it
+// is the newer copy): withdraw every record this replica made (the one the ring holds and the
+// one in flight, which the ring delivers first), and persist the real generations again.
+void ReplicaCore::peer_up_to_date_again() {
+  if (record_generation_ != 0) actions_.emplace_back(WithdrawPeerOutdated{record_generation_});
+  if (outdating_ != 0 && outdating_ != record_generation_) {
+    actions_.emplace_back(WithdrawPeerOutdated{outdating_});
+  }
+  record_generation_ = 0;
+  outdating_ = 0;
+  state_.peer_outdated = false;
+  durable_generations_.reset();
 }
 
 void ReplicaCore::on_told_outdated(Generation as_of) {
@@ -148,8 +191,9 @@ void ReplicaCore::on_state_update(const StateUpdate& update) {
     refuse(LinkState::StandAlone, "both nodes are primary: demote one of them");
     return;
   }
-  if (update.disk == DiskState::UpToDate && state_.peer_outdated && link_ == LinkState::Connected) {
-    state_.peer_outdated = false;
+  const bool recorded = state_.peer_outdated || record_generation_ != 0 || outdating_ != 0;
+  if (update.disk == DiskState::UpToDate && recorded && link_ == LinkState::Connected) {
+    peer_up_to_date_again();
     persist();
   }
 }

@@ -186,9 +186,11 @@ void ReplicaCore::app_io_done(std::uint64_t sequence, int error) {
   }
 }
 
+// Released once the ring's record is in and durable (a restart must not forget it: see
+// track_without_peer()).
 bool ReplicaCore::suspended() const {
-  return role_ == Role::Primary && config_.mode == Mode::Sync && !replicating() &&
-         !state_.peer_outdated;
+  const bool recorded = state_.peer_outdated && persisted_id_ >= outdated_persist_id_;
+  return role_ == Role::Primary && config_.mode == Mode::Sync && !replicating() && !recorded;
 }
 
 bool ReplicaCore::finished(const AppRequest& r) const {

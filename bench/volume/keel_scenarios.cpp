@@ -1,0 +1,191 @@
+#include "keel_scenarios.hpp"
+
+#include <cmath>
+#include <filesystem>
+#include <iostream>
+#include <thread>
+
+#include "core/volume/dirty_bitmap.hpp"
+
+namespace keel::bench {
+namespace {
+
+using nlohmann::json;
+
+constexpr Milliseconds kResyncTimeout{30 * 60 * 1000};
+constexpr Milliseconds kPoll{50};
+constexpr std::uint64_t kBytesPerBitmapPage = volume::kBitsPerPage * volume::kBlockBytes;
+
+double round1(double value) { return std::round(value * 10) / 10; }
+double ms_since(Clock::time_point start) { return seconds_since(start) * 1000; }
+
+std::uint64_t json_u64(const json& object, const char* key) {
+  return object.contains(key) && object[key].is_number() ? object[key].get<std::uint64_t>() : 0;
+}
+
+}  // namespace
+
+Result<Ok> resync_after_disconnect(KeelTarget& keel, Context& context, const std::string& source,
+                                   std::uint64_t bytes) {
+  if (auto ready = keel.wait_in_sync(1, 2, Milliseconds{120000}); !ready) return ready;
+  if (auto stopped = keel.lab().stop_agent(2); !stopped) return stopped;
+  // The write while h2 is away: h1 first records h2 outdated through the ring (its I/O waits
+  // meanwhile), then marks every block it writes in its bitmap.
+  double write_seconds = 0;
+  auto written =
+      run_tool({"nbdcopy", "--flush", source, keel.uri_of(1)}, kResyncTimeout, &write_seconds);
+  if (!written) return written.error();
+  const json before = keel.status(1);
+  const std::uint64_t dirty = json_u64(before, "out_of_sync_bytes");
+  if (dirty == 0) return Error{"nothing out of sync after writing alone: " + before.dump()};
+  // Pages of the bitmap a contiguous dirty range from offset 0 occupies (the write is one).
+  const std::uint64_t pages = (dirty + kBytesPerBitmapPage - 1) / kBytesPerBitmapPage;
+  {
+    json row{{"target", "keel"}, {"test", "bitmap_after_disconnect"}};
+    row.update({{"written_bytes", bytes},
+                {"write_seconds", write_seconds},
+                {"write_degraded_mb_s", round1(mb_per_s(bytes, write_seconds))},
+                {"out_of_sync_bytes", dirty},
+                {"dirty_blocks", dirty / volume::kBlockBytes},
+                {"bitmap_pages", pages},
+                {"bitmap_memory_kib", pages * volume::kBitmapPageBytes / 1024},
+                {"full_bitmap_kib", (context.options.size / volume::kBlockBytes + 7) / 8 / 1024}});
+    context.report.add(row);
+  }
+
+  const auto start = Clock::now();
+  const double h1_cpu_before = cpu_seconds(keel.lab().host(1).agent.pid);
+  if (auto started = keel.lab().start_agent(2); !started) return started;
+  const double agent_ready_ms = ms_since(start);
+  double sync_seen_ms = -1;
+  std::uint64_t rate_seen = 0;
+  json last;
+  for (;;) {
+    if (interrupted()) return Error{"interrupted"};
+    if (Clock::now() - start > kResyncTimeout) {
+      return Error{"resync did not finish; last status of h1: " + last.dump()};
+    }
+    last = keel.status(1);
+    const std::string link = last.value("link", "");
+    if (link == "SyncSource") {
+      if (sync_seen_ms < 0) sync_seen_ms = ms_since(start);
+      rate_seen =
+          std::max(rate_seen, json_u64(last.value("resync", json::object()), "rate_bytes_s"));
+    }
+    if (in_sync_primary(last)) break;
+    std::this_thread::sleep_for(kPoll);
+  }
+  const double total_s = seconds_since(start);
+  const double h1_cpu = cpu_seconds(keel.lab().host(1).agent.pid) - h1_cpu_before;
+  const double h2_cpu = cpu_seconds(keel.lab().host(2).agent.pid);
+  if (sync_seen_ms < 0) sync_seen_ms = agent_ready_ms;  // too quick to see: from the agent's start
+  const double resync_s = total_s - sync_seen_ms / 1000;
+  const double rate = mb_per_s(dirty, total_s);
+  const double rate_only = mb_per_s(dirty, resync_s);
+  context.report.set("resync_mbps", "keel", rate);
+  context.report.set("resync_only_mbps", "keel", rate_only);
+  json row{{"target", "keel"}, {"test", "resync"}};
+  row.update({{"resynced_bytes", dirty},
+              {"seconds_from_agent_start", total_s},
+              {"agent_answering_ms", round1(agent_ready_ms)},
+              {"sync_source_seen_ms", round1(sync_seen_ms)},
+              {"mb_s", round1(rate)},
+              {"mb_s_from_resync_start", round1(rate_only)},
+              {"status_rate_peak_mb_s", round1(static_cast<double>(rate_seen) / 1e6)},
+              {"resync_blocks", json_u64(last.value("resync", json::object()), "blocks")},
+              {"cpu_s",
+               {{"source agent (h1)", std::round(h1_cpu * 100) / 100},
+                {"target agent (h2, since its start)", std::round(h2_cpu * 100) / 100}}}});
+  context.report.add(row);
+
+  // A plain local copy of the same bytes: h1's copy (just written, in the page cache, like the
+  // data the resync reads) to a file on the same disk, made durable. Twice: into a new file, and
+  // over that file again, which is what the resync did to h2's copy (written before); the
+  // baseline is the second.
+  const std::string copy = context.options.work_dir + "/copy.img";
+  const std::uint64_t block = 4u << 20;
+  double fresh_seconds = 0, overwrite_seconds = 0;
+  const std::vector<std::string> dd{"dd", "if=" + keel.backing_of(1), "of=" + copy, "bs=4M",
+                                    "count=" + std::to_string((dirty + block - 1) / block)};
+  auto fresh_argv = dd, overwrite_argv = dd;
+  fresh_argv.push_back("conv=fsync");
+  overwrite_argv.push_back("conv=fsync,notrunc");
+  auto fresh = run_tool(fresh_argv, kResyncTimeout, &fresh_seconds);
+  auto overwrite = fresh ? run_tool(overwrite_argv, kResyncTimeout, &overwrite_seconds) : fresh;
+  std::error_code error;
+  std::filesystem::remove(copy, error);
+  if (!overwrite) return overwrite.error();
+  const double copy_rate = mb_per_s(dirty, overwrite_seconds);
+  context.report.set("resync_mbps", "raw", copy_rate);
+  context.report.set("resync_only_mbps", "raw", copy_rate);
+  context.report.add(json{{"target", "raw"},
+                          {"test", "local_copy"},
+                          {"tool", "dd bs=4M conv=fsync"},
+                          {"bytes", dirty},
+                          {"new_file_seconds", fresh_seconds},
+                          {"new_file_mb_s", round1(mb_per_s(dirty, fresh_seconds))},
+                          {"overwrite_seconds", overwrite_seconds},
+                          {"mb_s", round1(copy_rate)}});
+  return keel.wait_in_sync(1, 2, Milliseconds{60000});
+}
+
+Result<Ok> time_to_promote(KeelTarget& keel, Context& context) {
+  if (auto ready = keel.wait_in_sync(1, 2, Milliseconds{120000}); !ready) return ready;
+  const auto start = Clock::now();
+  if (auto killed = keel.lab().kill_agent(1); !killed) return killed;
+  const double kill_ms = ms_since(start);
+  int attempts = 0;
+  double promote_ms = 0;
+  std::string last_error;
+  for (;;) {
+    if (interrupted()) return Error{"interrupted"};
+    if (Clock::now() - start > Milliseconds{60000}) {
+      return Error{"h2 could not be promoted in 60 s: " + last_error};
+    }
+    ++attempts;
+    const auto attempt = Clock::now();
+    auto promoted = keel.volume_command(2, {"promote", KeelTarget::kVolume});
+    if (promoted) {
+      promote_ms = ms_since(attempt);
+      break;
+    }
+    last_error = promoted.error().message;
+    std::this_thread::sleep_for(Milliseconds{10});
+  }
+  const double promoted_at_ms = ms_since(start);
+  keel.set_primary(2);
+  int reads = 0;
+  double read_ms = 0;
+  for (;;) {
+    if (interrupted()) return Error{"interrupted"};
+    if (Clock::now() - start > Milliseconds{120000}) {
+      return Error{"no read on h2's export: " + last_error};
+    }
+    ++reads;
+    const auto attempt = Clock::now();
+    auto read = run_tool({"qemu-io", "-r", "-f", "raw", "-c", "read 0 4096", keel.uri_of(2)},
+                         Milliseconds{10000});
+    if (read && read.value().find("read 4096/4096") != std::string::npos) {
+      read_ms = ms_since(attempt);
+      break;
+    }
+    last_error = read ? read.value() : read.error().message;
+    std::this_thread::sleep_for(Milliseconds{10});
+  }
+  const double total_ms = ms_since(start);
+  context.report.set("promote_total_ms", "keel", total_ms);
+  context.report.set("promote_command_ms", "keel", promote_ms);
+  json row{{"target", "keel"}, {"test", "promote"}};
+  row.update({{"total_ms", round1(total_ms)},
+              {"kill_ms", round1(kill_ms)},
+              {"promote_attempts", attempts},
+              {"promoted_at_ms", round1(promoted_at_ms)},
+              {"promote_command_ms", round1(promote_ms)},
+              {"read_attempts", reads},
+              {"first_read_command_ms", round1(read_ms)},
+              {"h2_status", keel.status(2).value("disk", "")}});
+  context.report.add(row);
+  return Ok{};
+}
+
+}  // namespace keel::bench
