@@ -22,6 +22,11 @@ bool wanted(const Options& options, const std::string& target) {
   return std::find(options.only.begin(), options.only.end(), target) != options.only.end();
 }
 
+bool test_wanted(const Options& options, const std::string& test) {
+  return options.tests.empty() ||
+         std::find(options.tests.begin(), options.tests.end(), test) != options.tests.end();
+}
+
 bool interrupted() { return interrupted_flag.load(); }
 
 // SIGINT, SIGTERM and SIGHUP are blocked in every thread (the children the lab spawns get an

@@ -22,6 +22,9 @@ struct Options {
   int runtime = 15;                 // seconds per time-based fio job
   std::vector<std::string> only{"keel", "nbdkit", "raw"};
   bool skip_ext4 = false;
+  // Which measurements to run (seq_write, seq_read, the fio job names, ext4, resync, promote);
+  // empty: all of them.
+  std::vector<std::string> tests;
   int activity_log_extents = 0;  // keel's volume setting; 0: keel's default (64)
   std::string out;               // JSON lines appended here too
   std::string keel;              // the keel binary
@@ -29,6 +32,7 @@ struct Options {
 };
 
 bool wanted(const Options& options, const std::string& target);
+bool test_wanted(const Options& options, const std::string& test);
 
 // Set by the signal thread on SIGINT, SIGTERM or SIGHUP; every step checks it.
 bool interrupted();

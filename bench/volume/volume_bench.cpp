@@ -107,18 +107,27 @@ void bench_target(Target& target, Context& context, const std::string& resync_so
                             {"seconds", seconds_since(started_at)},
                             {"load_average", load_average()}});
     record_rss(target, context, "rss_idle_mb");
-    ok &= step(target, context, "seq_write", [&] { return seq_write(target, context); });
-    ok &= step(target, context, "seq_read", [&] { return seq_read(target, context); });
+    const Options& options = context.options;
+    if (test_wanted(options, "seq_write")) {
+      ok &= step(target, context, "seq_write", [&] { return seq_write(target, context); });
+    }
+    if (test_wanted(options, "seq_read")) {
+      ok &= step(target, context, "seq_read", [&] { return seq_read(target, context); });
+    }
     ok &= step(target, context, "fio", [&] { return fio_jobs(target, context); });
     record_rss(target, context, "rss_after_mb");
-    if (!context.options.skip_ext4) {
+    if (!options.skip_ext4 && test_wanted(options, "ext4")) {
       ok &= step(target, context, "ext4", [&] { return ext4_jobs(target, context); });
     }
     if (auto* keel = dynamic_cast<KeelTarget*>(&target)) {
-      ok &= step(target, context, "resync", [&] {
-        return resync_after_disconnect(*keel, context, resync_source, context.options.size / 2);
-      });
-      ok &= step(target, context, "promote", [&] { return time_to_promote(*keel, context); });
+      if (test_wanted(options, "resync")) {
+        ok &= step(target, context, "resync", [&] {
+          return resync_after_disconnect(*keel, context, resync_source, options.size / 2);
+        });
+      }
+      if (test_wanted(options, "promote")) {
+        ok &= step(target, context, "promote", [&] { return time_to_promote(*keel, context); });
+      }
     }
   }
   if (!ok) {
@@ -208,6 +217,11 @@ int main(int argc, char** argv) {
       ->delimiter(',')
       ->check(CLI::IsMember({"keel", "nbdkit", "raw"}));
   app.add_flag("--skip-ext4", options.skip_ext4, "skip the ext4 workloads");
+  app.add_option("--tests", options.tests, "measurements to run (default: all)")
+      ->delimiter(',')
+      ->check(CLI::IsMember({"seq_write", "seq_read", "randwrite_qd1", "randwrite_qd32",
+                             "randwrite_fsync", "randread_qd1", "randread_qd32", "ext4", "resync",
+                             "promote"}));
   app.add_option("--activity-log-extents", options.activity_log_extents,
                  "keel's activity_log_extents for the volume (default: keel's, 64)")
       ->check(CLI::Range(1, 4096));

@@ -279,6 +279,7 @@ Result<Ok> fio_jobs(Target& target, Context& context) {
   const Milliseconds timeout{(context.options.runtime + 300) * 1000};
   std::string errors;
   for (const FioJob& job : kFioJobs) {
+    if (!test_wanted(context.options, job.name)) continue;
     const CpuMeter cpu(target);
     auto ran =
         run_sampled(fio_argv(target, job, context.options.runtime), timeout, target.server_pid());

@@ -205,7 +205,11 @@ volume::RequestId VolumeRunner::remember(Done done) {
 
 void VolumeRunner::read(std::uint64_t offset, std::uint32_t length, std::byte* into, Done done) {
   if (!replica_->serves_io()) return done(ESHUTDOWN);
-  disk_->read(offset, length, into, std::move(done));
+  // From the page cache on this thread when it can be (no hand-off to a worker and back); the
+  // completion is posted all the same, as BlockDevice promises.
+  const int cached = disk_->read_cached(offset, {into, length});
+  if (cached == EAGAIN) return disk_->read(offset, length, into, std::move(done));
+  asio::post(io_, [done = std::move(done), cached] { done(cached); });
 }
 
 void VolumeRunner::write(std::uint64_t offset, volume::Payload data, bool fua, Done done) {
@@ -229,8 +233,9 @@ void VolumeRunner::write_zeroes(std::uint64_t offset, std::uint32_t length, bool
 }
 
 void VolumeRunner::run_actions() {
-  // Completions call back into the replica synchronously only through posted handlers, but a
-  // Complete may start a new request at once (the NBD connection reads on): guard re-entry.
+  // Writes into the page cache and cached reads complete inside this loop (the next
+  // take_actions() collects what follows), and a Complete may start a new request at once (the
+  // NBD connection reads on): guard re-entry.
   if (running_actions_ || stopped_) return;
   running_actions_ = true;
   for (;;) {
@@ -294,6 +299,12 @@ void VolumeRunner::note_resync(const volume::ReplicaStatus& status) {
 
 void VolumeRunner::execute(volume::DiskWrite& action) {
   const volume::IoId io = action.io;
+  if (!action.fua) {
+    // Into the page cache on this thread: a hand-off to a worker and back costs more than the
+    // copy. The core takes the completion at once (run_actions() is looping already).
+    replica_->on_disk_done(io, disk_->write_sync(action.offset, *action.data));
+    return;
+  }
   disk_->write(action.offset, action.data, action.fua, [this, io](int error) {
     replica_->on_disk_done(io, error);
     run_actions();
@@ -303,6 +314,10 @@ void VolumeRunner::execute(volume::DiskWrite& action) {
 void VolumeRunner::execute(volume::DiskRead& action) {
   auto buffer = std::make_shared<volume::Bytes>(action.length);
   const volume::IoId io = action.io;
+  if (const int cached = disk_->read_cached(action.offset, *buffer); cached != EAGAIN) {
+    replica_->on_disk_read_done(io, cached, buffer);
+    return;
+  }
   disk_->read(action.offset, action.length, buffer->data(), [this, io, buffer](int error) {
     replica_->on_disk_read_done(io, error, buffer);
     run_actions();

@@ -1,18 +1,22 @@
 // VolumeRunner: one mirrored volume on this node. Wires the replication core
 // (core/volume/replica.hpp) to the world:
-//   Replica DiskWrite/Zero/Flush/Read  -> io::BlockFile (a thread pool on the backing file)
+//   Replica DiskWrite/Read             -> io::BlockFile on this thread (into the page cache; a
+//                                         read the cache cannot serve, and FUA, go to its pool)
+//   Replica DiskZero/Flush             -> io::BlockFile's thread pool
 //   Replica Persist                    -> io::VolumeMetadataFile, on one worker thread, in order
 //   Replica SendToPeer / ClosePeer     -> io::ReplicationLink (TCP to the other node)
 //   Replica RecordPeerOutdated         -> the ring (VolumeService broadcasts it to keel.volume)
 //   Replica Complete                   -> the NBD request waiting for it
 //   NBD requests (io::NbdServer)       -> this BlockDevice: reads straight from the backing file
-//                                         while this node serves; writes, zeroing and flushes
-//                                         through the Replica
+//                                         (the page cache first) while this node serves; writes,
+//                                         zeroing and flushes through the Replica
 // A steady_timer follows Replica::next_deadline() (resync pacing, verify).
 //
 // open() loads the metadata that `keel volume create` wrote; without it the volume is refused
-// with the command to run. Thread-safety: none; everything on the agent's io_context thread
-// (the block file's and the metadata's workers post their completions back to it).
+// with the command to run. Thread-safety: none; everything on the io_context given to open(),
+// which is the volume's own thread (agent/volume_thread.hpp), never the ring's: writes into the
+// page cache run on it and may wait on the kernel. The block file's and the metadata's workers
+// post their completions back to it.
 #pragma once
 
 #include <asio.hpp>

@@ -14,21 +14,31 @@ Result<std::unique_ptr<VolumeService>> VolumeService::open(asio::io_context& io,
                                                            Broadcaster broadcast) {
   std::unique_ptr<VolumeService> service(new VolumeService(io, config, self, std::move(broadcast)));
   VolumeService* raw = service.get();
-  VolumeRunner::Hooks hooks{
-      [raw](const std::string& volume, volume::Generation generation) {
-        const VolumeRunner* runner = raw->find(volume);
-        raw->enqueue(volume::OutdateRecords::record_message(
-            {volume, runner->peer(), generation, raw->self_}));
-      },
-      [raw](const std::string& volume, volume::Generation generation) {
-        const VolumeRunner* runner = raw->find(volume);
-        raw->enqueue(volume::OutdateRecords::clear_message(volume, runner->peer(), generation));
-      }};
+  // The hooks run on a volume's thread: the ring is the agent's, so hand the record over to it.
+  VolumeRunner::Hooks hooks{[raw](const std::string& volume, volume::Generation generation) {
+                              asio::post(raw->io_, [raw, volume, generation] {
+                                if (const Hosted* hosted = raw->find(volume)) {
+                                  raw->enqueue(volume::OutdateRecords::record_message(
+                                      {volume, hosted->runner->peer(), generation, raw->self_}));
+                                }
+                              });
+                            },
+                            [raw](const std::string& volume, volume::Generation generation) {
+                              asio::post(raw->io_, [raw, volume, generation] {
+                                if (const Hosted* hosted = raw->find(volume)) {
+                                  raw->enqueue(volume::OutdateRecords::clear_message(
+                                      volume, hosted->runner->peer(), generation));
+                                }
+                              });
+                            }};
   for (const config::VolumeConfig& volume : config.volumes) {
     if (std::find(volume.nodes.begin(), volume.nodes.end(), self) == volume.nodes.end()) continue;
-    auto runner = VolumeRunner::open(io, config, volume, self, key, hooks);
+    Hosted hosted;
+    hosted.thread = std::make_unique<VolumeThread>(volume.name);
+    auto runner = VolumeRunner::open(hosted.thread->context(), config, volume, self, key, hooks);
     if (!runner.ok()) return runner.error();
-    service->runners_.emplace(volume.name, std::move(runner).value());
+    hosted.runner = std::move(runner).value();
+    service->runners_.emplace(volume.name, std::move(hosted));
   }
   return service;
 }
@@ -45,9 +55,20 @@ VolumeService::VolumeService(asio::io_context& io, const config::ClusterConfig& 
 VolumeService::~VolumeService() { stop(); }
 
 void VolumeService::start() {
-  for (auto& [name, runner] : runners_) {
-    runner->start();
-    if (auto generation = runner->own_outdate_record()) {
+  for (auto& [name, hosted] : runners_) {
+    VolumeRunner* runner = hosted.runner.get();
+    hosted.thread->start();
+    // Before the first ring event is posted to it, and so that its record is known at once.
+    auto record = hosted.thread->call<Result<std::optional<volume::Generation>>>(
+        [runner]() -> Result<std::optional<volume::Generation>> {
+          runner->start();
+          return runner->own_outdate_record();
+        });
+    if (!record.ok()) {
+      spdlog::error("volume {}: {}", name, record.error().message);
+      continue;
+    }
+    if (auto generation = record.value()) {
       enqueue(volume::OutdateRecords::record_message({name, runner->peer(), *generation, self_}));
     }
   }
@@ -57,12 +78,22 @@ void VolumeService::stop() {
   if (stopped_) return;
   stopped_ = true;
   retry_timer_.cancel();
-  for (auto& [name, runner] : runners_) runner->stop();
+  for (auto& [name, hosted] : runners_) {
+    VolumeRunner* runner = hosted.runner.get();
+    hosted.thread->stop([runner] { runner->stop(); });
+  }
 }
 
-VolumeRunner* VolumeService::find(const std::string& name) {
+VolumeService::Hosted* VolumeService::find(const std::string& name) {
   auto found = runners_.find(name);
-  return found == runners_.end() ? nullptr : found->second.get();
+  return found == runners_.end() ? nullptr : &found->second;
+}
+
+Result<Ok> VolumeService::on_runner(Hosted& hosted, std::function<Result<Ok>(VolumeRunner&)> work) {
+  if (stopped_) return Error{"the agent is shutting down"};
+  VolumeRunner* runner = hosted.runner.get();
+  return hosted.thread->call<Result<Ok>>(
+      [runner, work = std::move(work)] { return work(*runner); });
 }
 
 void VolumeService::on_view(const ring::View& view) {
@@ -71,9 +102,10 @@ void VolumeService::on_view(const ring::View& view) {
     return;
   }
   members_ = view.members;
-  for (auto& [name, runner] : runners_) {
+  for (auto& [name, hosted] : runners_) {
+    VolumeRunner* runner = hosted.runner.get();
     if (std::find(members_.begin(), members_.end(), runner->peer()) == members_.end()) {
-      runner->on_peer_left();
+      hosted.thread->post([runner] { runner->on_peer_left(); });
     }
   }
   Bytes known = records_.on_regular_view(view.members);
@@ -83,23 +115,33 @@ void VolumeService::on_view(const ring::View& view) {
 void VolumeService::on_message(NodeId origin, std::span<const std::uint8_t> payload) {
   const auto delivered = records_.on_message(origin, payload);
   for (const volume::OutdateRecord& record : delivered.recorded_mine) {
-    if (VolumeRunner* runner = find(record.volume)) {
+    if (Hosted* hosted = find(record.volume)) {
       spdlog::info("volume {}: node {}'s copy is recorded outdated by a majority", record.volume,
                    record.node);
-      runner->on_peer_outdated_recorded(record.generation);
+      VolumeRunner* runner = hosted->runner.get();
+      hosted->thread->post([runner, generation = record.generation] {
+        runner->on_peer_outdated_recorded(generation);
+      });
     }
   }
   for (const std::string& volume : delivered.discard_mine) {
-    VolumeRunner* runner = find(volume);
-    if (!runner) continue;
+    Hosted* hosted = find(volume);
+    if (!hosted) continue;
     spdlog::warn("volume {}: the peer asked to discard this node's changes (split brain resolve)",
                  volume);
-    if (auto done = runner->discard_local(); !done.ok()) {
-      spdlog::error("volume {}: cannot discard local changes: {}", volume, done.error().message);
-    }
+    VolumeRunner* runner = hosted->runner.get();
+    hosted->thread->post([runner, volume] {
+      if (auto done = runner->discard_local(); !done.ok()) {
+        spdlog::error("volume {}: cannot discard local changes: {}", volume, done.error().message);
+      }
+    });
   }
   for (const volume::OutdateRecord& record : delivered.about_me) {
-    if (VolumeRunner* runner = find(record.volume)) runner->on_told_outdated(record.generation);
+    if (Hosted* hosted = find(record.volume)) {
+      VolumeRunner* runner = hosted->runner.get();
+      hosted->thread->post(
+          [runner, generation = record.generation] { runner->on_told_outdated(generation); });
+    }
   }
 }
 
@@ -122,7 +164,8 @@ void VolumeService::flush_broadcasts() {
   }
 }
 
-Result<Ok> VolumeService::promote(VolumeRunner& runner, bool force) {
+Result<Ok> VolumeService::promote(Hosted& hosted, bool force) {
+  const VolumeRunner& runner = *hosted.runner;
   if (!records_.quorate()) {
     const std::string why = "this node sees " + std::to_string(members_.size()) + " of " +
                             std::to_string(config_.nodes.size()) +
@@ -130,10 +173,12 @@ Result<Ok> VolumeService::promote(VolumeRunner& runner, bool force) {
     if (!force) return Error{"refusing to promote volume " + runner.name() + ": " + why};
     spdlog::error("volume {}: FORCED promotion without quorum ({})", runner.name(), why);
   }
-  if (auto record = records_.find(runner.name(), self_)) {
-    runner.on_told_outdated(record->generation);
-  }
-  return runner.promote(force);
+  std::optional<volume::Generation> told;
+  if (auto record = records_.find(runner.name(), self_)) told = record->generation;
+  return on_runner(hosted, [told, force](VolumeRunner& on_thread) {
+    if (told) on_thread.on_told_outdated(*told);
+    return on_thread.promote(force);
+  });
 }
 
 std::optional<nlohmann::json> VolumeService::command(const std::string& op,
@@ -145,23 +190,23 @@ std::optional<nlohmann::json> VolumeService::command(const std::string& op,
     reply["volumes"] = status(name);
     return reply;
   }
-  VolumeRunner* runner = find(name);
-  if (!runner) {
+  Hosted* hosted = find(name);
+  if (!hosted) {
     return error_reply("no volume named \"" + name + "\" on this node (this node holds " +
                        std::to_string(runners_.size()) + " volume(s); see keel volume status)");
   }
   const bool force = request.value("force", false);
   Result<Ok> done = Error{"unknown volume command " + op};
-  if (op == "volume_promote") done = promote(*runner, force);
-  if (op == "volume_demote") done = runner->demote();
-  if (op == "volume_verify") done = runner->verify();
+  if (op == "volume_promote") done = promote(*hosted, force);
+  if (op == "volume_demote") done = on_runner(*hosted, [](VolumeRunner& r) { return r.demote(); });
+  if (op == "volume_verify") done = on_runner(*hosted, [](VolumeRunner& r) { return r.verify(); });
   if (op == "volume_resolve") {
     const std::string discard = request.value("discard", "");
     if (discard == "local") {
-      done = runner->discard_local();
+      done = on_runner(*hosted, [](VolumeRunner& r) { return r.discard_local(); });
     } else if (discard == "peer") {
       // The peer's agent runs the discard when the ring delivers this to it.
-      enqueue(volume::OutdateRecords::discard_message(name, runner->peer(), self_));
+      enqueue(volume::OutdateRecords::discard_message(name, hosted->runner->peer(), self_));
       done = Ok{};
     } else {
       done = Error{"volume_resolve needs discard = \"local\" or \"peer\""};
@@ -170,11 +215,16 @@ std::optional<nlohmann::json> VolumeService::command(const std::string& op,
   return done.ok() ? ok_reply() : error_reply(done.error().message);
 }
 
-nlohmann::json VolumeService::status(const std::string& only) const {
+nlohmann::json VolumeService::status(const std::string& only) {
   nlohmann::json volumes = nlohmann::json::array();
-  for (const auto& [name, runner] : runners_) {
+  for (const auto& [name, hosted] : runners_) {
     if (!only.empty() && name != only) continue;
-    nlohmann::json entry = runner->status();
+    const VolumeRunner* runner = hosted.runner.get();
+    auto answered = hosted.thread->call<Result<nlohmann::json>>(
+        [runner]() -> Result<nlohmann::json> { return runner->status(); });
+    nlohmann::json entry =
+        answered.ok() ? std::move(answered).value()
+                      : nlohmann::json{{"name", name}, {"error", answered.error().message}};
     entry["quorum"] = records_.quorate();
     volumes.push_back(std::move(entry));
   }

@@ -12,7 +12,10 @@
 // Commands (the control socket): volume_status, volume_promote (refused without quorum unless
 // forced), volume_demote, volume_verify, volume_resolve.
 //
-// Thread-safety: none; everything on the agent's io_context thread.
+// Each runner lives on its own VolumeThread (agent/volume_thread.hpp): ring events are posted to
+// it, commands wait for its answer (with a deadline), and the runner's hooks post back here.
+//
+// Thread-safety: the service itself runs on the agent's io_context thread only.
 #pragma once
 
 #include <asio.hpp>
@@ -26,6 +29,7 @@
 #include <string>
 
 #include "agent/volume_runner.hpp"
+#include "agent/volume_thread.hpp"
 #include "config/config.hpp"
 #include "core/common/byte_io.hpp"
 #include "core/common/result.hpp"
@@ -57,18 +61,26 @@ class VolumeService {
  private:
   VolumeService(asio::io_context& io, const config::ClusterConfig& config, NodeId self,
                 Broadcaster broadcast);
-  VolumeRunner* find(const std::string& name);
+  // One volume this node holds: the runner and the thread it lives on.
+  struct Hosted {
+    std::unique_ptr<VolumeThread> thread;
+    std::unique_ptr<VolumeRunner> runner;
+  };
+
+  Hosted* find(const std::string& name);
+  // Runs `work` with the runner on its thread and waits for the result (see VolumeThread::call).
+  Result<Ok> on_runner(Hosted& hosted, std::function<Result<Ok>(VolumeRunner&)> work);
   void enqueue(Bytes payload);
   void flush_broadcasts();
-  nlohmann::json status(const std::string& only) const;
-  Result<Ok> promote(VolumeRunner& runner, bool force);
+  nlohmann::json status(const std::string& only);
+  Result<Ok> promote(Hosted& hosted, bool force);
 
   asio::io_context& io_;
   const config::ClusterConfig& config_;
   NodeId self_;
   Broadcaster broadcast_;
   volume::OutdateRecords records_;
-  std::map<std::string, std::unique_ptr<VolumeRunner>> runners_;
+  std::map<std::string, Hosted> runners_;
   std::deque<Bytes> pending_;
   asio::steady_timer retry_timer_;
   std::vector<NodeId> members_;

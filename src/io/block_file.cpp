@@ -7,6 +7,7 @@
 #include <sched.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -218,6 +219,26 @@ void BlockFile::write_zeroes(std::uint64_t offset, std::uint64_t length, bool ma
 
 void BlockFile::flush(Done done) {
   submit([this] { return flush_sync(); }, std::move(done));
+}
+
+int BlockFile::read_cached(std::uint64_t offset, std::span<std::byte> into) {
+  check_range(offset, into.size());
+  iovec vector{into.data(), into.size()};
+  ssize_t got = 0;
+  do {
+    got = ::preadv2(fd_, &vector, 1, static_cast<off_t>(offset), RWF_NOWAIT);
+  } while (got < 0 && errno == EINTR);
+  // A short read stops where the cache does; the worker reads the whole range again.
+  if ((got < 0 && (errno == EAGAIN || errno == EOPNOTSUPP)) ||
+      (got >= 0 && static_cast<std::size_t>(got) < into.size())) {
+    return EAGAIN;
+  }
+  const int error = got < 0 ? errno : 0;
+  std::lock_guard lock(mutex_);
+  ++stats_.reads;
+  ++stats_.cached_reads;
+  if (error != 0) ++stats_.errors;
+  return error;
 }
 
 // Each *_sync helper counts itself; an error is counted once, where it is returned.

@@ -18,9 +18,12 @@
 // Errors are errno values passed to `done` (and returned by the *_sync helpers); nothing throws.
 // Bounds: at most kMaxQueuedBlockJobs jobs wait; one more completes at once with EAGAIN.
 //
-// Thread-safety: the asynchronous calls and close() are made from the io_context's thread; the
-// *_sync helpers may be called from any one thread while no asynchronous job runs (tools use
-// them without an io_context loop). The destructor closes.
+// Thread-safety: the asynchronous calls, read_cached() and close() are made from the
+// io_context's thread; the *_sync helpers from that thread too while the loop runs, or from any
+// one thread while no asynchronous job runs (tools use them without an io_context loop). Jobs on
+// the workers and the calling thread may overlap: ordering between overlapping ranges is the
+// caller's (the replication core never issues two overlapping writes at once). The destructor
+// closes.
 #pragma once
 
 #include <asio.hpp>
@@ -55,6 +58,7 @@ struct BlockFileOptions {
 
 struct BlockFileStats {
   std::uint64_t reads = 0;
+  std::uint64_t cached_reads = 0;  // of `reads`, served on the caller's thread (read_cached)
   std::uint64_t writes = 0;
   std::uint64_t flushes = 0;
   std::uint64_t zeroings = 0;
@@ -80,7 +84,14 @@ class BlockFile {
                     Done done);
   void flush(Done done);
 
-  // Synchronous forms for tools and tests: 0 or an errno value.
+  // Reads on the calling thread if the kernel can do it without waiting for the disk (the page
+  // cache holds every byte): 0, or EAGAIN when it would wait (nothing is counted then; use
+  // read()), or another errno value.
+  int read_cached(std::uint64_t offset, std::span<std::byte> into);
+
+  // Synchronous forms for tools and tests, and for writes the caller chooses to make on its own
+  // thread (into the page cache; they may wait while the kernel throttles dirty pages): 0 or an
+  // errno value.
   int read_sync(std::uint64_t offset, std::span<std::byte> into);
   int write_sync(std::uint64_t offset, std::span<const std::byte> data);
   int write_zeroes_sync(std::uint64_t offset, std::uint64_t length, bool may_unmap);
