@@ -103,7 +103,7 @@ TEST(VolumeConfig, DefaultsFillTheRest) {
   EXPECT_EQ(data.resync_rate_bytes_s, 100ull << 20);
   EXPECT_EQ(data.nbd_socket, "/run/keel/nbd-data.sock");
   EXPECT_FALSE(data.nbd_listen.has_value());
-  EXPECT_EQ(data.activity_log_extents, 64u);
+  EXPECT_EQ(data.activity_log_extents, 1237u);
   EXPECT_TRUE(parse_config(with_volumes(""), "keel.toml").value().volumes.empty());
 }
 

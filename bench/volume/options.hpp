@@ -25,7 +25,7 @@ struct Options {
   // Which measurements to run (seq_write, seq_read, the fio job names, ext4, resync, promote);
   // empty: all of them.
   std::vector<std::string> tests;
-  int activity_log_extents = 0;  // keel's volume setting; 0: keel's default (64)
+  int activity_log_extents = 0;  // keel's volume setting; 0: keel's default (1237)
   std::string out;               // JSON lines appended here too
   std::string keel;              // the keel binary
   std::string work_dir;          // temporary files (the random source, nbdkit's and the raw file)

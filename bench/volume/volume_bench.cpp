@@ -223,7 +223,7 @@ int main(int argc, char** argv) {
                              "randwrite_fsync", "randread_qd1", "randread_qd32", "ext4", "resync",
                              "promote"}));
   app.add_option("--activity-log-extents", options.activity_log_extents,
-                 "keel's activity_log_extents for the volume (default: keel's, 64)")
+                 "keel's activity_log_extents for the volume (default: keel's, 1237)")
       ->check(CLI::Range(1, 4096));
   app.add_option("--out", options.out, "also append the JSON rows to this file");
   app.add_option("--keel", options.keel, "the keel binary (default: ../keel beside this one)");

@@ -16,6 +16,10 @@ namespace keel::agent {
 
 namespace {
 
+// Reads and writes up to this size run on the volume's thread when the page cache allows; the
+// larger ones, whose copying costs more than a hand-off to a worker, run in the pool in parallel.
+constexpr std::size_t kInlineIoBytes = 64 * 1024;
+
 std::uint64_t random_seed() {
   std::uint64_t seed = 0;
   randombytes_buf(&seed, sizeof seed);
@@ -205,8 +209,10 @@ volume::RequestId VolumeRunner::remember(Done done) {
 
 void VolumeRunner::read(std::uint64_t offset, std::uint32_t length, std::byte* into, Done done) {
   if (!replica_->serves_io()) return done(ESHUTDOWN);
-  // From the page cache on this thread when it can be (no hand-off to a worker and back); the
-  // completion is posted all the same, as BlockDevice promises.
+  // Small reads from the page cache on this thread when it can be (no hand-off to a worker and
+  // back); the completion is posted all the same, as BlockDevice promises. Large ones go to the
+  // pool, where their copying runs beside this thread's work.
+  if (length > kInlineIoBytes) return disk_->read(offset, length, into, std::move(done));
   const int cached = disk_->read_cached(offset, {into, length});
   if (cached == EAGAIN) return disk_->read(offset, length, into, std::move(done));
   asio::post(io_, [done = std::move(done), cached] { done(cached); });
@@ -286,22 +292,23 @@ void VolumeRunner::run_actions() {
     }
   }
   running_actions_ = false;
-  note_resync(replica_->status());
+  note_resync(replica_->link_state());
   arm_timer();
 }
 
-void VolumeRunner::note_resync(const volume::ReplicaStatus& status) {
+void VolumeRunner::note_resync(volume::LinkState link) {
   const bool resyncing =
-      status.link == volume::LinkState::SyncSource || status.link == volume::LinkState::SyncTarget;
+      link == volume::LinkState::SyncSource || link == volume::LinkState::SyncTarget;
   if (resyncing && resync_started_us_ == 0) resync_started_us_ = io::monotonic_now_us();
   if (!resyncing) resync_started_us_ = 0;
 }
 
 void VolumeRunner::execute(volume::DiskWrite& action) {
   const volume::IoId io = action.io;
-  if (!action.fua) {
-    // Into the page cache on this thread: a hand-off to a worker and back costs more than the
-    // copy. The core takes the completion at once (run_actions() is looping already).
+  if (!action.fua && action.data->size() <= kInlineIoBytes) {
+    // Into the page cache on this thread: for a small write, a hand-off to a worker and back
+    // costs more than the copy. The core takes the completion at once (run_actions() is looping
+    // already).
     replica_->on_disk_done(io, disk_->write_sync(action.offset, *action.data));
     return;
   }
@@ -314,7 +321,9 @@ void VolumeRunner::execute(volume::DiskWrite& action) {
 void VolumeRunner::execute(volume::DiskRead& action) {
   auto buffer = std::make_shared<volume::Bytes>(action.length);
   const volume::IoId io = action.io;
-  if (const int cached = disk_->read_cached(action.offset, *buffer); cached != EAGAIN) {
+  const int cached =
+      action.length <= kInlineIoBytes ? disk_->read_cached(action.offset, *buffer) : EAGAIN;
+  if (cached != EAGAIN) {
     replica_->on_disk_read_done(io, cached, buffer);
     return;
   }
@@ -356,16 +365,21 @@ void VolumeRunner::complete(const volume::Complete& action) {
   Done done = std::move(found->second);
   requests_.erase(found);
   if (action.error != 0) ++requests_failed_;
-  done(action.error);
+  // Posted: a write into the page cache may complete inside the device call that issued it,
+  // and BlockDevice promises never to call back from there.
+  asio::post(io_, [done = std::move(done), error = action.error] { done(error); });
 }
 
 void VolumeRunner::arm_timer() {
   const TimeUs deadline = replica_->next_deadline();
-  if (deadline == kNever || stopped_) return;
+  // Re-arming costs a system call: only for a new deadline (a stale one just ticks early).
+  if (deadline == kNever || deadline == armed_for_ || stopped_) return;
+  armed_for_ = deadline;
   const TimeUs now = io::monotonic_now_us();
   timer_.expires_after(std::chrono::microseconds(deadline > now ? deadline - now : 0));
   timer_.async_wait([this](const asio::error_code& error) {
     if (error || stopped_) return;
+    armed_for_ = kNever;
     replica_->on_tick(io::monotonic_now_us());
     run_actions();
   });

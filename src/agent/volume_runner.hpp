@@ -92,7 +92,7 @@ class VolumeRunner final : public io::BlockDevice {
   void complete(const volume::Complete& action);
   void arm_timer();
   volume::RequestId remember(Done done);
-  void note_resync(const volume::ReplicaStatus& status);
+  void note_resync(volume::LinkState link);
 
   asio::io_context& io_;
   config::VolumeConfig config_;
@@ -109,6 +109,7 @@ class VolumeRunner final : public io::BlockDevice {
   std::map<volume::RequestId, Done> requests_;
   volume::RequestId next_request_ = 1;
   asio::steady_timer timer_;
+  TimeUs armed_for_ = kNever;  // the deadline timer_ waits for
   bool running_actions_ = false;
   bool stopped_ = false;
   std::uint64_t requests_failed_ = 0;

@@ -12,7 +12,7 @@
 //   resync_rate = "100MiB"               # bytes per second; 0: unlimited
 //   nbd_socket = "/run/keel/nbd-data.sock"   # default /run/keel/nbd-<name>.sock; "": none
 //   nbd_listen = "198.18.0.10:10809"     # TCP export, IPv4 or [IPv6]:port; default none
-//   activity_log_extents = 64            # hot 4 MiB extents the activity log holds
+//   activity_log_extents = 1237          # hot 4 MiB extents the activity log holds
 //   [volume.backing_on]                  # node -> its own backing path
 //   b2 = "/dev/vdb"
 //   [volume.metadata_on]                 # node -> its own metadata path
@@ -43,7 +43,7 @@ namespace keel::config {
 
 constexpr std::uint16_t kDefaultReplicationPort = 7789;
 constexpr std::uint64_t kDefaultResyncRateBytesS = 100ull << 20;
-constexpr std::uint32_t kDefaultActivityLogExtents = 64;
+constexpr std::uint32_t kDefaultActivityLogExtents = 1237;  // about 4.8 GiB, as DRBD
 constexpr std::uint32_t kMaxActivityLogExtents = 4096;
 constexpr std::uint64_t kMaxVolumeBytes = 64ull << 40;
 constexpr std::uint64_t kMaxResyncRateBytesS = 1ull << 40;

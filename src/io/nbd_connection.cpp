@@ -108,7 +108,7 @@ void NbdConnection::on_negotiation_bytes(std::size_t count) {
       spdlog::info("nbd: {} connected to export '{}' ({} bytes{}{})", peer_, shared_->export_name,
                    session_.size_bytes, session_.writable ? "" : ", read-only",
                    session_.structured_replies ? ", structured replies" : "");
-      return read_header();
+      return pump();
     case nbd::HandshakeState::closed:
       if (handshake_.close_reason() == nbd::CloseReason::protocol_error) {
         return fail("negotiation: " + handshake_.close_message());
@@ -132,24 +132,42 @@ bool NbdConnection::may_read_more() const {
          backlog < nbd::kMaxRequestsInFlight && buffered_bytes_ < kMaxConnectionBufferBytes;
 }
 
-void NbdConnection::read_header() {
-  if (!may_read_more()) return;  // resumed when a request completes or a reply is written
-  reading_ = true;
-  asio::async_read(socket_, asio::buffer(header_),
-                   [self = shared_from_this()](const asio::error_code& error, std::size_t) {
-                     self->reading_ = false;
-                     if (self->closed_) return;
-                     if (error) return self->on_read_error(error);
-                     self->on_header();
-                   });
+// Parses every whole request the buffer holds while the backlog allows, then receives more.
+void NbdConnection::pump() {
+  while (may_read_more()) {  // else resumed when a request completes or a reply is written
+    if (in_.size() < header_.size()) return receive_more();
+    std::memcpy(header_.data(), in_.data().data(), header_.size());
+    in_.consume(header_.size());
+    if (!on_header()) return;
+  }
 }
 
-void NbdConnection::on_header() {
+void NbdConnection::receive_more() {
+  reading_ = true;
+  socket_.async_read_some(
+      in_.space(), [self = shared_from_this()](const asio::error_code& error, std::size_t count) {
+        self->reading_ = false;
+        if (self->closed_) return;
+        if (error) return self->on_read_error(error);
+        self->in_.commit(count);
+        self->pump();
+      });
+}
+
+// True when the next request may be parsed at once; false when the connection is closing or a
+// payload is being received (pump() resumes after it).
+bool NbdConnection::on_header() {
   auto decoded = nbd::decode_request(header_);
-  if (!decoded.ok()) return fail(decoded.error().message);
+  if (!decoded.ok()) {
+    fail(decoded.error().message);
+    return false;
+  }
   const Request& request = decoded.value();
   Verdict verdict = nbd::check_request(request, session_);
-  if (verdict.action == Action::close) return fail(verdict.reason);
+  if (verdict.action == Action::close) {
+    fail(verdict.reason);
+    return false;
+  }
   if (request.type < nbd::kCommandKinds) {
     ++shared_->stats.requests[request.type];
   } else {
@@ -159,19 +177,25 @@ void NbdConnection::on_header() {
     // No reply; what is in flight is still answered, then the connection closes.
     spdlog::debug("nbd: {} disconnects", peer_);
     finishing_ = true;
-    return close_when_idle();
+    close_when_idle();
+    return false;
   }
   if (verdict.payload_follows && request.length > 0) return read_payload(request, verdict);
   dispatch(request, verdict, nullptr);
-  read_header();
+  return !closed_;
 }
 
-void NbdConnection::read_payload(const Request& request, Verdict verdict) {
+bool NbdConnection::read_payload(const Request& request, Verdict verdict) {
   // The buffer the payload lands in is the one the device and replication share: no copy later.
   auto buffer = std::make_shared<volume::Bytes>(request.length);
+  const std::size_t got = in_.take({buffer->data(), buffer->size()});
+  if (got == buffer->size()) {
+    dispatch(request, verdict, buffer);
+    return !closed_;
+  }
   buffered_bytes_ += request.length;
   reading_ = true;
-  asio::async_read(socket_, asio::buffer(buffer->data(), buffer->size()),
+  asio::async_read(socket_, asio::buffer(buffer->data() + got, buffer->size() - got),
                    [self = shared_from_this(), request, verdict = std::move(verdict), buffer](
                        const asio::error_code& error, std::size_t) {
                      self->reading_ = false;
@@ -179,8 +203,9 @@ void NbdConnection::read_payload(const Request& request, Verdict verdict) {
                      if (self->closed_) return;
                      if (error) return self->on_read_error(error);
                      self->dispatch(request, verdict, buffer);
-                     self->read_header();
+                     self->pump();
                    });
+  return false;
 }
 
 void NbdConnection::dispatch(const Request& request, const Verdict& verdict,
@@ -258,7 +283,7 @@ void NbdConnection::on_done(const Request& request, int error,
     const auto head = nbd::encode_simple_reply(request.cookie, nbd::kErrorNone);
     send(Outgoing{Bytes(head.begin(), head.end()), nullptr});
   }
-  read_header();
+  pump();
   close_when_idle();
 }
 
@@ -305,7 +330,7 @@ void NbdConnection::write_next() {
                         return self->close();
                       }
                       self->write_next();
-                      self->read_header();
+                      self->pump();
                       self->close_when_idle();
                     });
 }

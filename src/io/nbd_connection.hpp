@@ -28,12 +28,16 @@
 #include "core/nbd/nbd_handshake.hpp"
 #include "core/nbd/nbd_wire.hpp"
 #include "io/block_device.hpp"
+#include "io/stream_buffer.hpp"
 
 namespace keel::io {
 
 // A connection stops reading requests while its requests at the device and replies not yet
 // written reach kMaxRequestsInFlight, or while the data buffers they hold reach this many bytes
 // (a client that does not read its replies must not make the server hold gigabytes).
+// Requests are received this many bytes at a time at most (a larger payload goes straight to
+// its own buffer).
+constexpr std::size_t kReceiveBufferBytes = 128 * 1024;
 constexpr std::size_t kMaxConnectionBufferBytes = 4 * std::size_t{nbd::kMaximumPayloadBytes};
 static_assert(kMaxConnectionBufferBytes >= nbd::kMaximumPayloadBytes, "one request always fits");
 
@@ -93,9 +97,10 @@ class NbdConnection : public std::enable_shared_from_this<NbdConnection> {
 
   void read_negotiation();
   void on_negotiation_bytes(std::size_t count);
-  void read_header();
-  void on_header();
-  void read_payload(const nbd::Request& request, nbd::Verdict verdict);
+  void pump();
+  void receive_more();
+  bool on_header();
+  bool read_payload(const nbd::Request& request, nbd::Verdict verdict);
   void dispatch(const nbd::Request& request, const nbd::Verdict& verdict, volume::Payload payload);
   void execute(const nbd::Request& request, volume::Payload payload);
   void execute_read(const nbd::Request& request);
@@ -116,11 +121,12 @@ class NbdConnection : public std::enable_shared_from_this<NbdConnection> {
   nbd::Session session_;
   std::array<std::uint8_t, 1024> negotiation_buffer_{};
   std::array<std::uint8_t, nbd::kRequestBytes> header_{};
-  std::deque<Outgoing> replies_;    // waiting to be written
-  std::vector<Outgoing> writing_;   // in the write under way
-  std::size_t in_flight_ = 0;       // requests at the device
-  std::size_t buffered_bytes_ = 0;  // data held for requests at the device and unsent replies
-  bool reading_ = false;
+  StreamBuffer in_{kReceiveBufferBytes};  // requests received, not yet parsed
+  std::deque<Outgoing> replies_;          // waiting to be written
+  std::vector<Outgoing> writing_;         // in the write under way
+  std::size_t in_flight_ = 0;             // requests at the device
+  std::size_t buffered_bytes_ = 0;        // data held for requests at the device and unsent replies
+  bool reading_ = false;  // a receive is under way (into in_, or a payload straight to its buffer)
   bool finishing_ = false;  // DISC, or a negotiation that ended: close once all is written
   bool closed_ = false;
 };

@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include "core/common/assert.hpp"
+#include "io/stream_buffer.hpp"
 
 namespace keel::io {
 
@@ -20,6 +21,7 @@ constexpr std::size_t kNonceBytes = 32;
 constexpr std::size_t kGreetingBytes = kGreetingMagic.size() + 4 + 4 + kNonceBytes;
 constexpr std::size_t kProofBytes = crypto_auth_hmacsha256_BYTES;
 constexpr std::size_t kMaxGatheredFrames = 64;
+constexpr std::size_t kReceiveBufferBytes = 128 * 1024;
 constexpr const char* kProofLabel = "keel replication link v1";
 
 void put_u32(std::uint8_t* out, std::uint32_t value) {
@@ -181,17 +183,48 @@ class ReplicationLink::Connection : public std::enable_shared_from_this<Connecti
     }
     authenticated_ = true;
     link_.on_authenticated(shared_from_this());
-    if (!closed_) read_header();
+    if (!closed_) pump();
   }
 
-  void read_header() {
+  // Parses every whole frame the buffer holds, then receives more; a payload or body larger
+  // than what is buffered is read straight into its own buffer.
+  void pump() {
+    while (!closed_) {
+      const auto data = in_.data();
+      if (data.size() < volume::kFrameHeaderBytes) return receive_more();
+      auto header = volume::decode_frame_header(data.data(), volume::kFrameHeaderBytes);
+      if (!header.ok()) return malformed(header.error().message);
+      const auto [type, body_bytes] = header.value();
+      const bool payload = volume::has_payload(type);
+      const std::size_t fixed = payload ? volume::payload_offset(type) : body_bytes;
+      if (fixed > body_bytes) return malformed("a frame shorter than its fixed fields");
+      const std::size_t head_bytes = volume::kFrameHeaderBytes + fixed;
+      const std::size_t rest = body_bytes - fixed;
+      head_.resize(head_bytes);
+      if (data.size() < head_bytes) {
+        if (head_bytes < in_.capacity()) return receive_more();
+        // A body larger than the buffer: what is buffered, then the rest straight into head_.
+        const std::size_t got = in_.take({head_.data(), head_.size()});
+        auto self = shared_from_this();
+        asio::async_read(socket_, asio::buffer(head_.data() + got, head_bytes - got),
+                         [self, payload, rest](const asio::error_code& error, std::size_t) {
+                           if (error) return self->fail(self->read_error(error));
+                           if (self->after_head(payload, rest)) self->pump();
+                         });
+        return;
+      }
+      in_.take({head_.data(), head_.size()});
+      if (!after_head(payload, rest)) return;
+    }
+  }
+
+  void receive_more() {
     auto self = shared_from_this();
-    head_.resize(volume::kFrameHeaderBytes);
-    asio::async_read(socket_, asio::buffer(head_),
-                     [self](const asio::error_code& error, std::size_t) {
-                       if (error) return self->fail(self->read_error(error));
-                       self->on_header();
-                     });
+    socket_.async_read_some(in_.space(), [self](const asio::error_code& error, std::size_t count) {
+      if (error) return self->fail(self->read_error(error));
+      self->in_.commit(count);
+      self->pump();
+    });
   }
 
   std::string read_error(const asio::error_code& error) const {
@@ -199,32 +232,27 @@ class ReplicationLink::Connection : public std::enable_shared_from_this<Connecti
                                      : "receiving: " + error.message();
   }
 
-  void on_header() {
-    auto header = volume::decode_frame_header(head_.data(), head_.size());
-    if (!header.ok()) return malformed(header.error().message);
-    const auto [type, body_bytes] = header.value();
-    const bool payload = volume::has_payload(type);
-    const std::size_t fixed = payload ? volume::payload_offset(type) : body_bytes;
-    if (fixed > body_bytes) return malformed("a frame shorter than its fixed fields");
-    head_.resize(volume::kFrameHeaderBytes + fixed);
+  // head_ holds the frame's header and fixed fields; delivers the frame now (true) or once its
+  // payload has been read (false: pump() resumes then).
+  bool after_head(bool payload, std::size_t rest) {
+    if (!payload) {
+      deliver(nullptr);
+      return !closed_;
+    }
+    auto buffer = std::make_shared<volume::Bytes>(rest);
+    const std::size_t got = in_.take({buffer->data(), buffer->size()});
+    if (got == rest) {
+      deliver(buffer);
+      return !closed_;
+    }
     auto self = shared_from_this();
-    asio::async_read(
-        socket_, asio::buffer(head_.data() + volume::kFrameHeaderBytes, fixed),
-        [self, payload, rest = body_bytes - fixed](const asio::error_code& error, std::size_t) {
-          if (error) return self->fail(self->read_error(error));
-          if (!payload) return self->deliver(nullptr);
-          self->read_payload(rest);
-        });
-  }
-
-  void read_payload(std::size_t bytes) {
-    auto buffer = std::make_shared<volume::Bytes>(bytes);
-    auto self = shared_from_this();
-    asio::async_read(socket_, asio::buffer(buffer->data(), buffer->size()),
+    asio::async_read(socket_, asio::buffer(buffer->data() + got, rest - got),
                      [self, buffer](const asio::error_code& error, std::size_t) {
                        if (error) return self->fail(self->read_error(error));
                        self->deliver(buffer);
+                       self->pump();
                      });
+    return false;
   }
 
   void deliver(volume::Payload payload) {
@@ -236,7 +264,6 @@ class ReplicationLink::Connection : public std::enable_shared_from_this<Connecti
     link_.stats_.bytes_received += head_.size() + (payload ? payload->size() : 0);
     auto self = shared_from_this();
     if (link_.handlers_.message) link_.handlers_.message(message.value());
-    if (!closed_) read_header();
   }
 
   void malformed(const std::string& why) {
@@ -285,6 +312,7 @@ class ReplicationLink::Connection : public std::enable_shared_from_this<Connecti
   Proof proof_out_{};
   Proof proof_in_{};
   volume::Bytes head_;
+  StreamBuffer in_{kReceiveBufferBytes};
   std::deque<Frame> queue_;
   bool writing_ = false;
   bool authenticated_ = false;

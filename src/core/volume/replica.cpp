@@ -49,6 +49,7 @@ void Replica::on_tick(TimeUs now) { core_->on_tick(now); }
 TimeUs Replica::next_deadline() const { return core_->next_deadline(); }
 std::vector<Action> Replica::take_actions() { return core_->take_actions(); }
 ReplicaStatus Replica::status() const { return core_->status(); }
+LinkState Replica::link_state() const { return core_->link_state(); }
 const DirtyBitmap& Replica::bitmap() const { return core_->bitmap(); }
 const PersistentState& Replica::persistent_state() const { return core_->persistent_state(); }
 

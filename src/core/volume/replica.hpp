@@ -191,6 +191,7 @@ class Replica {
 
   std::vector<Action> take_actions();
   ReplicaStatus status() const;
+  LinkState link_state() const;  // status().link, without building the rest
   const DirtyBitmap& bitmap() const;
   const PersistentState& persistent_state() const;
 

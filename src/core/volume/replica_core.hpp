@@ -118,6 +118,7 @@ class ReplicaCore {
   TimeUs next_deadline() const;
   std::vector<Action> take_actions();
   ReplicaStatus status() const;
+  LinkState link_state() const { return link_; }
   const DirtyBitmap& bitmap() const { return bitmap_; }
   const PersistentState& persistent_state() const { return state_; }
 
