@@ -7,9 +7,11 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <random>
+#include <thread>
 
 #include "core/nbd/nbd_handshake.hpp"
 #include "core/nbd/nbd_wire.hpp"
+#include "io/nbd_connection.hpp"
 #include "nbd_test_support.hpp"
 
 namespace keel::testing {
@@ -286,6 +288,47 @@ TEST_F(NbdServerTest, PipelinedRequestsAreAllAnswered) {
   for (std::uint64_t cookie = 0; cookie < kRequests; ++cookie) {
     EXPECT_EQ(data[cookie * 4096 + 4095], static_cast<char>(cookie)) << cookie;
   }
+}
+
+TEST_F(NbdServerTest, DripFedAndOversizedRequestsAreParsed) {
+  start_server();
+  RawClient client(socket_path_);
+  ASSERT_TRUE(negotiate(client));
+  // A write whose header and payload arrive a few bytes at a time, then one whose payload is
+  // larger than the connection's receive buffer, then a read of both: the parser must resume
+  // mid-header and mid-payload, and take a large payload straight into its own buffer.
+  constexpr std::uint32_t kSmall = 4096;
+  constexpr std::uint32_t kLarge = 3 * io::kNbdReceiveBufferBytes / 2;
+  const nbd::Request small{0, static_cast<std::uint16_t>(nbd::Command::write), 1, 0, kSmall};
+  const auto small_header = nbd::encode_request(small);
+  Bytes first(small_header.begin(), small_header.end());
+  first.insert(first.end(), kSmall, 0xa5);
+  for (std::size_t at = 0; at < first.size(); at += 7) {
+    const std::size_t piece = std::min<std::size_t>(7, first.size() - at);
+    ASSERT_TRUE(client.send({first.data() + at, piece}));
+    if (at < 64) std::this_thread::yield();  // the header in separate segments, usually
+  }
+  const nbd::Request large{0, static_cast<std::uint16_t>(nbd::Command::write), 2, kSmall, kLarge};
+  const auto large_header = nbd::encode_request(large);
+  Bytes second(large_header.begin(), large_header.end());
+  for (std::uint32_t i = 0; i < kLarge; ++i) second.push_back(static_cast<std::uint8_t>(i % 251));
+  ASSERT_TRUE(client.send(second));
+  for (std::uint64_t cookie : {1u, 2u}) {
+    const auto reply = client.receive(nbd::kSimpleReplyBytes);
+    ASSERT_TRUE(reply.has_value()) << cookie;
+    const auto expected = nbd::encode_simple_reply(cookie, nbd::kErrorNone);
+    EXPECT_TRUE(std::equal(expected.begin(), expected.end(), reply->begin())) << cookie;
+  }
+  const nbd::Request read{0, static_cast<std::uint16_t>(nbd::Command::read), 3, 0, kSmall + kLarge};
+  ASSERT_TRUE(client.send(nbd::encode_request(read)));
+  const auto answer = client.receive(nbd::kSimpleReplyBytes + kSmall + kLarge);
+  ASSERT_TRUE(answer.has_value());
+  const std::uint8_t* data = answer->data() + nbd::kSimpleReplyBytes;
+  for (std::uint32_t i = 0; i < kSmall; ++i) ASSERT_EQ(data[i], 0xa5) << i;
+  for (std::uint32_t i = 0; i < kLarge; ++i) {
+    ASSERT_EQ(data[kSmall + i], static_cast<std::uint8_t>(i % 251)) << i;
+  }
+  EXPECT_EQ(stats().protocol_errors, 0u);
 }
 
 }  // namespace

@@ -145,8 +145,12 @@ class RawClient {
 
   bool connected() const { return connected_; }
   bool send(std::span<const std::uint8_t> bytes) {
-    return ::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL) ==
-           static_cast<ssize_t>(bytes.size());
+    for (std::size_t sent = 0; sent < bytes.size();) {
+      const ssize_t n = ::send(fd_, bytes.data() + sent, bytes.size() - sent, MSG_NOSIGNAL);
+      if (n <= 0) return false;
+      sent += static_cast<std::size_t>(n);
+    }
+    return true;
   }
   // Exactly `count` bytes, or nothing if the connection ended (or timed out) first.
   std::optional<Bytes> receive(std::size_t count) {

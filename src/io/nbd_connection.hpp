@@ -37,7 +37,7 @@ namespace keel::io {
 // (a client that does not read its replies must not make the server hold gigabytes).
 // Requests are received this many bytes at a time at most (a larger payload goes straight to
 // its own buffer).
-constexpr std::size_t kReceiveBufferBytes = 128 * 1024;
+constexpr std::size_t kNbdReceiveBufferBytes = 128 * 1024;
 constexpr std::size_t kMaxConnectionBufferBytes = 4 * std::size_t{nbd::kMaximumPayloadBytes};
 static_assert(kMaxConnectionBufferBytes >= nbd::kMaximumPayloadBytes, "one request always fits");
 
@@ -121,11 +121,11 @@ class NbdConnection : public std::enable_shared_from_this<NbdConnection> {
   nbd::Session session_;
   std::array<std::uint8_t, 1024> negotiation_buffer_{};
   std::array<std::uint8_t, nbd::kRequestBytes> header_{};
-  StreamBuffer in_{kReceiveBufferBytes};  // requests received, not yet parsed
-  std::deque<Outgoing> replies_;          // waiting to be written
-  std::vector<Outgoing> writing_;         // in the write under way
-  std::size_t in_flight_ = 0;             // requests at the device
-  std::size_t buffered_bytes_ = 0;        // data held for requests at the device and unsent replies
+  StreamBuffer in_{kNbdReceiveBufferBytes};  // requests received, not yet parsed
+  std::deque<Outgoing> replies_;             // waiting to be written
+  std::vector<Outgoing> writing_;            // in the write under way
+  std::size_t in_flight_ = 0;                // requests at the device
+  std::size_t buffered_bytes_ = 0;  // data held for requests at the device and unsent replies
   bool reading_ = false;  // a receive is under way (into in_, or a payload straight to its buffer)
   bool finishing_ = false;  // DISC, or a negotiation that ended: close once all is written
   bool closed_ = false;
