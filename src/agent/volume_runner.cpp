@@ -207,6 +207,11 @@ volume::RequestId VolumeRunner::remember(Done done) {
   return id;
 }
 
+int VolumeRunner::read_descriptor(std::uint64_t, std::uint32_t) {
+  // Reads come from this copy whenever it serves (as in read()).
+  return replica_->serves_io() ? disk_->descriptor() : -1;
+}
+
 void VolumeRunner::read(std::uint64_t offset, std::uint32_t length, std::byte* into, Done done) {
   if (!replica_->serves_io()) return done(ESHUTDOWN);
   // Small reads from the page cache on this thread when it can be (no hand-off to a worker and

@@ -77,6 +77,7 @@ class VolumeRunner final : public io::BlockDevice {
   bool writable() const override { return true; }
   bool can_multi_conn() const override { return true; }
   std::string unavailable_reason() const override;
+  int read_descriptor(std::uint64_t offset, std::uint32_t length) override;
   void read(std::uint64_t offset, std::uint32_t length, std::byte* into, Done done) override;
   void write(std::uint64_t offset, volume::Payload data, bool fua, Done done) override;
   void flush(Done done) override;

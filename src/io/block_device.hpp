@@ -34,6 +34,14 @@ class BlockDevice {
   // node is secondary; the primary is b1"). Asked at every NBD_OPT_GO.
   virtual std::string unavailable_reason() const = 0;
 
+  // A descriptor whose bytes at [offset, offset + length) are this device's, for the server to
+  // send from directly (sendfile: one copy, no buffer); -1 when the read must go through read().
+  // Asked for large reads only; the descriptor stays open while the server runs.
+  virtual int read_descriptor(std::uint64_t offset, std::uint32_t length) {
+    (void)offset;
+    (void)length;
+    return -1;
+  }
   // `into` holds `length` bytes and stays valid until `done` runs.
   virtual void read(std::uint64_t offset, std::uint32_t length, std::byte* into, Done done) = 0;
   // `fua`: the data is on stable storage when `done` runs.

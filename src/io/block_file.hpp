@@ -103,6 +103,7 @@ class BlockFile {
 
   std::uint64_t size_bytes() const { return size_bytes_; }
   const std::string& path() const { return path_; }
+  int descriptor() const { return fd_; }  // -1 once closed; for sendfile by the NBD server
   bool read_only() const { return read_only_; }
   bool is_block_device() const { return block_device_; }
   // Counters, updated by the worker threads: read them on the io_context thread for a snapshot

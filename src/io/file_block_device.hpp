@@ -27,6 +27,7 @@ class FileBlockDevice final : public BlockDevice {
   bool can_multi_conn() const override { return true; }
   std::string unavailable_reason() const override { return unavailable_reason_; }
 
+  int read_descriptor(std::uint64_t, std::uint32_t) override { return file_.descriptor(); }
   void read(std::uint64_t offset, std::uint32_t length, std::byte* into, Done done) override;
   void write(std::uint64_t offset, volume::Payload data, bool fua, Done done) override;
   void flush(Done done) override;

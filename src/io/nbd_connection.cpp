@@ -1,6 +1,7 @@
 #include "io/nbd_connection.hpp"
 
 #include <spdlog/spdlog.h>
+#include <sys/sendfile.h>
 
 #include <cerrno>
 #include <cstring>
@@ -64,7 +65,10 @@ NbdConnection::NbdConnection(Socket socket, std::string peer, std::uint64_t id,
       handshake_(shared_->export_info()) {}
 
 void NbdConnection::start() {
-  send(Outgoing{nbd::Handshake::greeting(), nullptr});
+  // sendfile() must not block the loop when the socket is full (send_file waits instead).
+  asio::error_code ignored;
+  socket_.native_non_blocking(true, ignored);
+  send(Outgoing{nbd::Handshake::greeting(), nullptr, {}});
   read_negotiation();
 }
 
@@ -100,7 +104,7 @@ void NbdConnection::on_negotiation_bytes(std::size_t count) {
   handshake_.set_export(shared_->export_info());  // availability may have changed
   auto step = handshake_.feed({negotiation_buffer_.data(), count});
   KEEL_ASSERT(step.consumed == count);
-  if (!step.to_send.empty()) send(Outgoing{std::move(step.to_send), nullptr});
+  if (!step.to_send.empty()) send(Outgoing{std::move(step.to_send), nullptr, {}});
   switch (handshake_.state()) {
     case nbd::HandshakeState::transmission:
       session_ = handshake_.session();
@@ -247,6 +251,15 @@ void NbdConnection::execute(const Request& request, volume::Payload payload) {
 }
 
 void NbdConnection::execute_read(const Request& request) {
+  if (request.length >= kZeroCopyReadBytes) {
+    const int fd = shared_->device.read_descriptor(request.offset, request.length);
+    if (fd >= 0) {
+      ++shared_->stats.zero_copy_reads;
+      shared_->stats.bytes_read += request.length;
+      return send(Outgoing{read_reply_head(request), nullptr,
+                           FileRange{fd, request.offset, request.length}});
+    }
+  }
   auto buffer = std::make_shared<volume::Bytes>(request.length);
   buffered_bytes_ += request.length;
   ++in_flight_;
@@ -270,18 +283,11 @@ void NbdConnection::on_done(const Request& request, int error,
   } else if (request.is(Command::read)) {
     KEEL_ASSERT(data && data->size() == request.length);
     shared_->stats.bytes_read += request.length;
-    if (session_.structured_replies) {
-      const auto head =
-          nbd::encode_offset_data_header(request.cookie, request.offset, request.length, true);
-      send(Outgoing{Bytes(head.begin(), head.end()), std::move(data)});
-    } else {
-      const auto head = nbd::encode_simple_reply(request.cookie, nbd::kErrorNone);
-      send(Outgoing{Bytes(head.begin(), head.end()), std::move(data)});
-    }
+    send(Outgoing{read_reply_head(request), std::move(data), {}});
   } else {
     if (request.is(Command::write)) shared_->stats.bytes_written += request.length;
     const auto head = nbd::encode_simple_reply(request.cookie, nbd::kErrorNone);
-    send(Outgoing{Bytes(head.begin(), head.end()), nullptr});
+    send(Outgoing{Bytes(head.begin(), head.end()), nullptr, {}});
   }
   pump();
   close_when_idle();
@@ -294,10 +300,10 @@ void NbdConnection::reply_error(const Request& request, std::uint32_t error,
   // Structured replies are the protocol's way to carry a message, and READ must use them once
   // negotiated; other commands keep simple replies.
   if (session_.structured_replies && request.is(Command::read)) {
-    return send(Outgoing{nbd::encode_error_reply(request.cookie, error, message), nullptr});
+    return send(Outgoing{nbd::encode_error_reply(request.cookie, error, message), nullptr, {}});
   }
   const auto head = nbd::encode_simple_reply(request.cookie, error);
-  send(Outgoing{Bytes(head.begin(), head.end()), nullptr});
+  send(Outgoing{Bytes(head.begin(), head.end()), nullptr, {}});
 }
 
 // ---- Writing ----------------------------------------------------------------------------------
@@ -308,31 +314,82 @@ void NbdConnection::send(Outgoing reply) {
   write_next();
 }
 
+Bytes NbdConnection::read_reply_head(const Request& request) const {
+  if (session_.structured_replies) {
+    const auto head =
+        nbd::encode_offset_data_header(request.cookie, request.offset, request.length, true);
+    return Bytes(head.begin(), head.end());
+  }
+  const auto head = nbd::encode_simple_reply(request.cookie, nbd::kErrorNone);
+  return Bytes(head.begin(), head.end());
+}
+
 void NbdConnection::write_next() {
   if (closed_ || !writing_.empty() || replies_.empty()) return;
   std::vector<asio::const_buffer> buffers;
-  while (!replies_.empty() && writing_.size() < kRepliesPerWrite) {
+  FileRange file;
+  while (!replies_.empty() && writing_.size() < kRepliesPerWrite && file.fd < 0) {
     writing_.push_back(std::move(replies_.front()));
     replies_.pop_front();
     const Outgoing& reply = writing_.back();
     buffers.emplace_back(reply.head.data(), reply.head.size());
     if (reply.data) buffers.emplace_back(reply.data->data(), reply.data->size());
+    file = reply.file;  // a reply sent from a file ends the gathered write: its bytes follow
   }
   asio::async_write(socket_, buffers,
-                    [self = shared_from_this()](const asio::error_code& error, std::size_t) {
-                      for (const Outgoing& sent : self->writing_) {
-                        if (sent.data) self->buffered_bytes_ -= sent.data->size();
-                      }
-                      self->writing_.clear();
-                      if (self->closed_) return;
+                    [self = shared_from_this(), file](const asio::error_code& error, std::size_t) {
+                      if (self->closed_) return self->after_write(self->writing_.size());
                       if (error) {
                         spdlog::info("nbd: {}: write failed: {}", self->peer_, error.message());
+                        self->after_write(self->writing_.size());
                         return self->close();
                       }
-                      self->write_next();
-                      self->pump();
-                      self->close_when_idle();
+                      if (file.fd >= 0) return self->send_file(file, self->writing_.size());
+                      self->after_write(self->writing_.size());
                     });
+}
+
+// Sends the rest of a read reply from its file, waiting for room in the socket when it is full.
+void NbdConnection::send_file(FileRange range, std::size_t replies) {
+  while (range.length > 0 && !closed_) {
+    auto offset = static_cast<off_t>(range.offset);
+    const ssize_t sent = ::sendfile(socket_.native_handle(), range.fd, &offset, range.length);
+    if (sent > 0) {
+      range.offset += static_cast<std::uint64_t>(sent);
+      range.length -= static_cast<std::uint32_t>(sent);
+      continue;
+    }
+    if (sent < 0 && errno == EINTR) continue;
+    if (sent < 0 && errno == EAGAIN) {
+      socket_.async_wait(asio::socket_base::wait_write, [self = shared_from_this(), range,
+                                                         replies](const asio::error_code& error) {
+        if (error && !self->closed_) {
+          spdlog::info("nbd: {}: write failed: {}", self->peer_, error.message());
+          self->close();
+        }
+        self->send_file(range, replies);
+      });
+      return;
+    }
+    // The header is out already, so the reply cannot become an error: the connection ends.
+    ++shared_->stats.device_errors;
+    spdlog::warn("nbd: {}: sending a read from the volume's file failed: {}", peer_,
+                 sent < 0 ? std::strerror(errno) : "the file ended early");
+    close();
+  }
+  after_write(replies);
+}
+
+void NbdConnection::after_write(std::size_t replies) {
+  KEEL_ASSERT(replies == writing_.size());
+  for (const Outgoing& sent : writing_) {
+    if (sent.data) buffered_bytes_ -= sent.data->size();
+  }
+  writing_.clear();
+  if (closed_) return;
+  write_next();
+  pump();
+  close_when_idle();
 }
 
 void NbdConnection::close_when_idle() {

@@ -5,8 +5,10 @@
 // on the device while the next headers are read; replies go out in completion order, one
 // gathered write at a time. A WRITE's payload is read straight into the fresh buffer that
 // becomes its Payload; a READ's reply is sent from the buffer the device filled, header and data
-// in one write. Malformed or hostile input (bad magic, an oversized write, a broken negotiation)
-// closes this connection only, logged at warn with the peer.
+// in one write, or, for a large read from a device that offers its file, by sendfile from the
+// file straight to the socket (the page cache's bytes copied once, and no buffer held). Malformed
+// or hostile input (bad magic, an oversized write, a broken negotiation) closes this connection
+// only, logged at warn with the peer.
 //
 // Lifetime: owned by shared_ptr. Every pending socket handler and device completion holds one,
 // so a completion that arrives after close() finds the connection (and its buffers) alive, sees
@@ -38,6 +40,8 @@ namespace keel::io {
 // Requests are received this many bytes at a time at most (a larger payload goes straight to
 // its own buffer).
 constexpr std::size_t kNbdReceiveBufferBytes = 128 * 1024;
+// Reads this large or larger are sent from the device's file with sendfile when it offers one.
+constexpr std::uint32_t kZeroCopyReadBytes = 64 * 1024;
 constexpr std::size_t kMaxConnectionBufferBytes = 4 * std::size_t{nbd::kMaximumPayloadBytes};
 static_assert(kMaxConnectionBufferBytes >= nbd::kMaximumPayloadBytes, "one request always fits");
 
@@ -50,10 +54,11 @@ struct NbdServerStats {
   std::uint64_t protocol_errors = 0;       // connections closed for malformed or hostile input
   std::array<std::uint64_t, nbd::kCommandKinds> requests{};  // indexed by command number
   std::uint64_t unknown_requests = 0;
-  std::uint64_t bytes_read = 0;     // sent to clients by successful reads
-  std::uint64_t bytes_written = 0;  // taken from clients by successful writes
-  std::uint64_t error_replies = 0;  // replies carrying an error, from checks or from the device
-  std::uint64_t device_errors = 0;  // of those, errors the device returned
+  std::uint64_t bytes_read = 0;       // sent to clients by successful reads
+  std::uint64_t zero_copy_reads = 0;  // of those reads, sent from the file by sendfile
+  std::uint64_t bytes_written = 0;    // taken from clients by successful writes
+  std::uint64_t error_replies = 0;    // replies carrying an error, from checks or from the device
+  std::uint64_t device_errors = 0;    // of those, errors the device returned
 
   std::uint64_t request_count(nbd::Command command) const {
     return requests[static_cast<std::size_t>(command)];
@@ -89,10 +94,17 @@ class NbdConnection : public std::enable_shared_from_this<NbdConnection> {
   bool closed() const { return closed_; }
 
  private:
-  // A reply: its header bytes, and a read's data sent from the device's buffer.
+  // Bytes of a file sent after a reply's header (a large read, by sendfile).
+  struct FileRange {
+    int fd = -1;
+    std::uint64_t offset = 0;
+    std::uint32_t length = 0;
+  };
+  // A reply: its header bytes, and a read's data sent from the device's buffer or a file.
   struct Outgoing {
     Bytes head;
     std::shared_ptr<volume::Bytes> data;
+    FileRange file;
   };
 
   void read_negotiation();
@@ -106,8 +118,11 @@ class NbdConnection : public std::enable_shared_from_this<NbdConnection> {
   void execute_read(const nbd::Request& request);
   void on_done(const nbd::Request& request, int error, std::shared_ptr<volume::Bytes> data);
   void reply_error(const nbd::Request& request, std::uint32_t error, const std::string& message);
+  Bytes read_reply_head(const nbd::Request& request) const;
   void send(Outgoing reply);
   void write_next();
+  void after_write(std::size_t replies);
+  void send_file(FileRange range, std::size_t replies);
   void close_when_idle();
   bool may_read_more() const;
   void on_read_error(const asio::error_code& error);
