@@ -58,3 +58,27 @@ TEST(VolumeActivityLog, LoadKeepsOrderAndCapacity) {
 
 }  // namespace
 }  // namespace keel::volume
+
+namespace keel::volume {
+namespace {
+
+TEST(VolumeActivityLog, PrefetchAddsIdleExtentsAndEvictsOnlyIdleOnes) {
+  ActivityLog log(2);
+  std::optional<std::uint64_t> evicted;
+  ASSERT_EQ(log.begin_write(10, evicted), ActivityLog::Admit::AddedNeedsPersist);
+  EXPECT_TRUE(log.prefetch(11));
+  EXPECT_FALSE(log.prefetch(11));  // already in
+  EXPECT_TRUE(log.contains(11));
+  // Full, with 10 busy: a prefetch may evict only the idle 11.
+  EXPECT_TRUE(log.prefetch(12));
+  EXPECT_FALSE(log.contains(11));
+  EXPECT_TRUE(log.contains(10));
+  // A prefetched extent needs no write of its own: the next write finds it in.
+  ASSERT_EQ(log.begin_write(12, evicted), ActivityLog::Admit::AlreadyIn);
+  // Both busy now: nothing can be prefetched.
+  EXPECT_FALSE(log.prefetch(13));
+  EXPECT_EQ(log.size(), 2u);
+}
+
+}  // namespace
+}  // namespace keel::volume

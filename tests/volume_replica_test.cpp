@@ -1,5 +1,6 @@
 // Replica, the application path: synchronous writes, flushes and barriers, FUA, the secondary's
 // epoch order, overlapping writes, async mode, and refusals.
+#include <algorithm>
 #include <cerrno>
 
 #include "volume_test_support.hpp"
@@ -139,6 +140,26 @@ TEST(VolumeReplica, SecondaryRefusesWritesAndNewExtentsArePersistedFirst) {
   world.run();
   EXPECT_EQ(world.a().error_of(2), 0);
   EXPECT_EQ(world.a().saved_extents.front(), 2u);
+}
+
+TEST(VolumeReplica, ASequentialStreamBringsTheNextExtentsIntoTheLogInOneUpdate) {
+  World world;
+  world.a().config.activity_log_extents = 128;  // large enough to prefetch
+  world.rebuild(0);
+  start_connected(world);
+  world.a().r().on_write(1, 0, pattern(4096, 1), false);  // extent 0: new, alone
+  world.run();
+  EXPECT_EQ(world.a().saved_extents, (std::vector<std::uint64_t>{0}));
+  world.a().r().on_write(2, 4u << 20, pattern(4096, 2), false);  // extent 1, after 0: a stream
+  world.run();
+  std::vector<std::uint64_t> saved = world.a().saved_extents;
+  std::sort(saved.begin(), saved.end());
+  EXPECT_EQ(saved, (std::vector<std::uint64_t>{0, 1, 2, 3}));  // up to the volume's end
+  const std::size_t persists = world.a().persists;
+  world.a().r().on_write(3, 8u << 20, pattern(4096, 3), false);  // extent 2: already in
+  world.run();
+  EXPECT_EQ(world.a().persists, persists);  // no log update for it
+  EXPECT_EQ(world.a().error_of(3), 0);
 }
 
 TEST(VolumeReplica, ManyWritesInsertBarriersAndDrainTheTransferLog) {

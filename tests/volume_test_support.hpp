@@ -64,7 +64,7 @@ struct Node {
   std::vector<Notice> notices;
   std::vector<DiskWrite> disk_writes;  // executed, in order
   std::uint64_t flushes = 0;
-
+  std::size_t persists = 0;  // Persist actions executed
   Replica& r() { return *replica; }
   bool has_completed(RequestId request) const {
     return std::any_of(completed.begin(), completed.end(),
@@ -241,6 +241,7 @@ class World {
     }
     n.saved_state = p.state;
     n.saved_extents = p.activity_extents;
+    ++n.persists;
     n.r().on_persisted(p.id, 0);
     return true;
   }

@@ -16,24 +16,36 @@ ActivityLog::Admit ActivityLog::begin_write(std::uint64_t extent,
     ++it->second.in_flight;
     return Admit::AlreadyIn;
   }
-  if (order_.size() >= capacity_) {
-    // The least recently used extent without writes in flight makes room.
-    auto victim = order_.end();
-    for (auto it = order_.rbegin(); it != order_.rend(); ++it) {
-      if (entries_.at(*it).in_flight == 0) {
-        victim = std::prev(it.base());
-        break;
-      }
-    }
-    if (victim == order_.end()) return Admit::Full;
-    evicted = *victim;
-    entries_.erase(*victim);
-    order_.erase(victim);
-  }
+  if (!make_room(evicted)) return Admit::Full;
   order_.push_front(extent);
   entries_.emplace(extent, Entry{order_.begin(), 1});
   KEEL_ASSERT(order_.size() <= capacity_ && entries_.size() == order_.size());
   return Admit::AddedNeedsPersist;
+}
+
+bool ActivityLog::prefetch(std::uint64_t extent) {
+  if (entries_.contains(extent)) return false;
+  std::optional<std::uint64_t> evicted;
+  if (!make_room(evicted)) return false;
+  order_.push_front(extent);
+  entries_.emplace(extent, Entry{order_.begin(), 0});
+  KEEL_ASSERT(order_.size() <= capacity_ && entries_.size() == order_.size());
+  return true;
+}
+
+bool ActivityLog::make_room(std::optional<std::uint64_t>& evicted) {
+  if (order_.size() < capacity_) return true;
+  // The least recently used extent without writes in flight makes room.
+  for (auto it = order_.rbegin(); it != order_.rend(); ++it) {
+    if (entries_.at(*it).in_flight == 0) {
+      const auto victim = std::prev(it.base());
+      evicted = *victim;
+      entries_.erase(*victim);
+      order_.erase(victim);
+      return true;
+    }
+  }
+  return false;
 }
 
 void ActivityLog::end_write(std::uint64_t extent) {

@@ -5,7 +5,10 @@
 // in the persisted log is marked dirty, so the resync that follows copies those and only those:
 // a write the crashed primary made but the peer never got can only lie there. The log holds at
 // most `capacity` extents; taking a new one evicts the least recently used extent that has no
-// write in flight (if all are busy, the write waits).
+// write in flight (if all are busy, the write waits). A write that starts a new extent right
+// after one in the log looks like a sequential stream: the extents ahead of it are added in the
+// same update (prefetch), so that a stream waits for one update per several extents. Extra
+// extents in the log only make the resync after a crash copy a little more.
 //
 // Invariants: size() <= capacity(); an extent with in-flight writes is never evicted.
 // Thread-safety: none (owned by one Replica).
@@ -32,12 +35,20 @@ class ActivityLog {
   // was not in the log. Full: every extent is busy; try again when a write completes.
   Admit begin_write(std::uint64_t extent, std::optional<std::uint64_t>& evicted);
   void end_write(std::uint64_t extent);
+  // Adds `extent` with no write in flight, ahead of a sequential stream reaching it, so that one
+  // log update covers several extents (evicting an idle one if the log is full). True when it
+  // was added; false when it was already in, or every extent is busy.
+  bool prefetch(std::uint64_t extent);
 
   std::vector<std::uint64_t> extents() const;  // the persisted form, any order
   void load(const std::vector<std::uint64_t>& extents);
   void clear();
 
  private:
+  // Evicts the least recently used idle extent into `evicted` if the log is full; false when
+  // every extent is busy.
+  bool make_room(std::optional<std::uint64_t>& evicted);
+
   struct Entry {
     std::list<std::uint64_t>::iterator position;  // in order_, most recent at the front
     std::uint32_t in_flight = 0;

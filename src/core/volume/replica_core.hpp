@@ -33,6 +33,10 @@ namespace keel::volume::detail {
 // Application requests outstanding on the primary; beyond this they are refused with EBUSY (the
 // shell bounds its NBD queue far lower).
 constexpr std::size_t kMaxAppRequests = 4096;
+// A sequential stream entering a new extent brings this many following extents into the
+// activity log with it, when the log holds at least kMinExtentsForPrefetch.
+constexpr std::uint64_t kPrefetchExtents = 7;
+constexpr std::size_t kMinExtentsForPrefetch = 128;
 // Operations the peer may have queued here; a peer exceeding it is disconnected.
 constexpr std::size_t kMaxPeerOps = 65536;
 
@@ -140,6 +144,7 @@ class ReplicaCore {
   void submit(AppRequest request);
   void issue_app_requests();
   bool try_admit(AppRequest& request);
+  void prefetch_extents_after(std::uint64_t first, std::uint64_t last);
   void issue_write(std::uint64_t sequence, AppRequest& request);
   void issue_flush(std::uint64_t sequence, AppRequest& request);
   void maybe_auto_barrier();

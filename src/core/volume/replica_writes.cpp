@@ -116,11 +116,25 @@ bool ReplicaCore::try_admit(AppRequest& r) {
     added = added || admit == ActivityLog::Admit::AddedNeedsPersist;
   }
   if (!added) return true;
+  prefetch_extents_after(first, last);
   // The persist carries every bitmap page changed so far (an evicted extent's dirty bits among
   // them, written before the log that no longer names the extent).
   r.persist_id = persist();
   r.stage = AppRequest::Stage::WaitingPersist;
   return false;
+}
+
+// A new extent right after one in the log: a sequential stream. The extents it will reach next
+// join the log in the same update. Only with a log large enough that this cannot crowd out the
+// extents that scattered writes keep hot.
+void ReplicaCore::prefetch_extents_after(std::uint64_t first, std::uint64_t last) {
+  if (first == 0 || !activity_.contains(first - 1)) return;
+  if (activity_.capacity() < kMinExtentsForPrefetch) return;
+  const std::uint64_t extents = (config_.size_bytes + kExtentBytes - 1) / kExtentBytes;
+  for (std::uint64_t extent = last + 1; extent <= last + kPrefetchExtents && extent < extents;
+       ++extent) {
+    activity_.prefetch(extent);
+  }
 }
 
 void ReplicaCore::issue_write(std::uint64_t sequence, AppRequest& r) {
