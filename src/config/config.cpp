@@ -24,6 +24,7 @@
 #include <limits>
 
 #include "config/diagnostics.hpp"
+#include "config/node_reader.hpp"
 #include "config/toml_fields.hpp"
 #include "config/transport_reader.hpp"
 #include "config/vip_config_reader.hpp"
@@ -34,9 +35,13 @@
 namespace keel::config {
 namespace {
 
+using detail::check_group_against_nodes;
+using detail::check_name;
+using detail::check_nodes;
 using detail::closest;
 using detail::kNoLine;
 using detail::line_of;
+using detail::NodeEntry;
 using detail::parse_address;
 using detail::printable;
 using detail::Problems;
@@ -52,7 +57,6 @@ constexpr std::size_t kMaxSocketPathBytes = 107;  // sun_path holds 108 bytes wi
 constexpr std::uint32_t kMinMtu = 1280;
 constexpr std::uint32_t kMaxMtu = 65535;
 constexpr std::uint32_t kUdpHeaderBytes = 8;
-constexpr std::int64_t kMaxNodeId = 65535;
 
 constexpr std::array kLogLevels = {"trace", "debug", "info", "warn", "error"};
 
@@ -145,14 +149,6 @@ void check_sections(const toml::table& root, Problems& problems) {
   }
 }
 
-void check_name(const toml::table& table, std::string_view key, std::string_view what,
-                const std::string& name, Problems& problems) {
-  if (valid_name(name)) return;
-  problems.add(line_of(*table.get(key)),
-               fmt::format("{} \"{}\" must be 1 to {} characters of A-Z, a-z, 0-9, '.', '_', '-'",
-                           what, name, detail::kMaxNameBytes));
-}
-
 // Finds a section table; reports it if present but not a table.
 const toml::table* section_table(const toml::table& root, std::string_view name,
                                  Problems& problems) {
@@ -226,169 +222,6 @@ void read_agent(const toml::table& root, ClusterConfig& config, Problems& proble
     problems.add(line_of(*table->get("log_level")), std::move(message));
   }
   read_integer(*table, "realtime_priority", "[agent]", 0, 99, agent.realtime_priority, problems);
-}
-
-// A node as read, with the lines later checks point at.
-struct NodeEntry {
-  NodeConfig node;
-  int line = kNoLine;  // the [[node]] header
-  int address_line = kNoLine;
-  int port_line = kNoLine;  // kNoLine: the node has the [transport] port
-  int family = AF_UNSPEC;
-  std::array<std::uint8_t, 16> address_bytes{};  // canonical form, to find duplicates
-};
-
-std::string node_label(const NodeEntry& entry) {
-  if (valid_name(entry.node.name)) return fmt::format("node \"{}\"", entry.node.name);
-  return "[[node]]";
-}
-
-void read_node_address(const toml::table& table, NodeEntry& entry, Problems& problems) {
-  if (!read_string(table, "address", "[[node]]", entry.node.address, problems)) {
-    if (table.get("address") == nullptr) {
-      problems.add_missing(
-          entry.line, fmt::format("{} has no address; add address = \"IP\"", node_label(entry)));
-    }
-    return;
-  }
-  entry.address_line = line_of(*table.get("address"));
-  entry.family = parse_address(entry.node.address, entry.address_bytes);
-  if (entry.family == AF_UNSPEC) {
-    problems.add(entry.address_line,
-                 fmt::format("{}: address \"{}\" is not an IPv4 or IPv6 address", node_label(entry),
-                             entry.node.address));
-  }
-}
-
-std::optional<NodeEntry> read_node(const toml::node& element, std::uint16_t default_port,
-                                   Problems& problems) {
-  const auto* table = element.as_table();
-  if (table == nullptr) {
-    problems.add(line_of(element),
-                 fmt::format("each node must be a table [[node]], not {}", type_name(element)));
-    return std::nullopt;
-  }
-  check_keys(*table, section_named("node"), problems);
-  NodeEntry entry;
-  entry.line = line_of(*table);
-  entry.node.port = default_port;
-  bool ok = true;
-  if (read_string(*table, "name", "[[node]]", entry.node.name, problems)) {
-    check_name(*table, "name", "[[node]] name", entry.node.name, problems);
-  } else {
-    ok = false;
-    if (table->get("name") == nullptr) {
-      problems.add_missing(entry.line, "[[node]] has no name; add name = \"...\"");
-    }
-  }
-  if (!read_integer(*table, "id", "[[node]]", 1, kMaxNodeId, entry.node.id, problems)) {
-    ok = false;
-    if (table->get("id") == nullptr) {
-      problems.add_missing(
-          entry.line, fmt::format("{} has no id; add id = 1 .. {}", node_label(entry), kMaxNodeId));
-    }
-  }
-  read_node_address(*table, entry, problems);
-  if (read_integer(*table, "port", "[[node]]", 1, 65535, entry.node.port, problems)) {
-    entry.port_line = line_of(*table->get("port"));
-  }
-  if (!ok || entry.family == AF_UNSPEC) return std::nullopt;
-  return entry;
-}
-
-std::vector<NodeEntry> read_nodes(const toml::table& root, std::uint16_t default_port,
-                                  Problems& problems) {
-  std::vector<NodeEntry> entries;
-  const toml::node* node = root.get("node");
-  if (node == nullptr) {
-    problems.add_missing(kNoLine, "no [[node]] sections; the cluster needs at least one node");
-    return entries;
-  }
-  const auto* array = node->as_array();
-  if (array == nullptr) {
-    problems.add(
-        line_of(*node),
-        fmt::format("node must be an array of tables written [[node]], not {}", type_name(*node)));
-    return entries;
-  }
-  if (array->empty()) {
-    problems.add(line_of(*node), "node is empty; the cluster needs at least one [[node]]");
-  }
-  for (const auto& element : *array) {
-    if (auto entry = read_node(element, default_port, problems)) entries.push_back(*entry);
-  }
-  return entries;
-}
-
-// Second pass over the nodes: limits and uniqueness.
-void check_nodes(const std::vector<NodeEntry>& entries, Problems& problems) {
-  if (entries.size() > ring::kMaxNodes) {
-    problems.add(entries[ring::kMaxNodes].line,
-                 fmt::format("too many nodes: at most {} are supported", ring::kMaxNodes));
-    return;  // and the pairwise checks below stay cheap
-  }
-  for (std::size_t i = 0; i < entries.size(); ++i) {
-    const NodeEntry& later = entries[i];
-    for (std::size_t j = 0; j < i; ++j) {
-      const NodeEntry& earlier = entries[j];
-      const auto& n = later.node;
-      if (n.id == earlier.node.id) {
-        problems.add(later.line,
-                     fmt::format("{}: id {} is already used by node \"{}\" (line {})",
-                                 node_label(later), n.id, earlier.node.name, earlier.line));
-      }
-      if (n.name == earlier.node.name) {
-        problems.add(later.line, fmt::format("node name \"{}\" is already used (line {})", n.name,
-                                             earlier.line));
-      }
-      if (later.family == earlier.family && later.address_bytes == earlier.address_bytes) {
-        problems.add(
-            later.address_line,
-            fmt::format("{}: address {} is already used by node \"{}\" (line {})",
-                        node_label(later), n.address, earlier.node.name, earlier.address_line));
-      }
-      if (later.family != earlier.family) {
-        problems.add(
-            later.address_line,
-            fmt::format("{}: address {} is {} but node \"{}\" (line {}) uses {}; all "
-                        "nodes must use one address family",
-                        node_label(later), n.address, later.family == AF_INET ? "IPv4" : "IPv6",
-                        earlier.node.name, earlier.address_line,
-                        earlier.family == AF_INET ? "IPv4" : "IPv6"));
-      }
-    }
-  }
-}
-
-// Second pass over a multicast or broadcast group: against the nodes' addresses and ports.
-void check_group_against_nodes(const TransportConfig& transport, const TransportLines& lines,
-                               const std::vector<NodeEntry>& entries, Problems& problems) {
-  if (transport.mode == TransportMode::unicast || entries.empty()) return;
-  std::array<std::uint8_t, 16> bytes{};
-  const int family = parse_address(transport.group, bytes);
-  const NodeEntry& first = entries.front();
-  if (family != first.family) {
-    problems.add(lines.group,
-                 fmt::format("[transport] group {} is {} but node \"{}\" (line {}) uses {}; the "
-                             "group must be of the nodes' address family",
-                             transport.group, family == AF_INET ? "IPv4" : "IPv6", first.node.name,
-                             first.address_line, first.family == AF_INET ? "IPv4" : "IPv6"));
-  }
-  for (const NodeEntry& entry : entries) {
-    if (entry.family == family && entry.address_bytes == bytes) {
-      problems.add(lines.group,
-                   fmt::format("[transport] group {} is the address of node \"{}\" (line {})",
-                               transport.group, entry.node.name, entry.address_line));
-    }
-    if (entry.node.port != transport.port) {
-      problems.add(entry.port_line,
-                   fmt::format("{}: port {} differs from [transport] port {}; in {} mode every "
-                               "node must use the cluster port, where one datagram to the group "
-                               "{} reaches them all",
-                               node_label(entry), entry.node.port, transport.port,
-                               to_string(transport.mode), transport.group));
-    }
-  }
 }
 
 // The lines of the [ring] keys the file sets, by tunable name.
@@ -492,7 +325,11 @@ Result<ClusterConfig> check(const toml::table& root, const std::string& source) 
   check_sections(root, problems);
   read_cluster(root, config, problems);
   const TransportLines transport_lines = read_transport(root, config, problems);
-  std::vector<NodeEntry> entries = read_nodes(root, config.transport.port, problems);
+  const auto check_node_keys = [](const toml::table& table, Problems& found) {
+    check_keys(table, section_named("node"), found);
+  };
+  std::vector<NodeEntry> entries =
+      detail::read_nodes(root, config.transport.port, check_node_keys, problems);
   const TunableLines ring_lines = read_ring(root, config.ring, problems);
   read_agent(root, config, problems);
   if (problems.any()) return problems.first();

@@ -94,4 +94,12 @@ bool read_string_array(const toml::table& table, std::string_view key, std::stri
   return true;
 }
 
+void check_name(const toml::table& table, std::string_view key, std::string_view what,
+                const std::string& name, Problems& problems) {
+  if (valid_name(name)) return;
+  problems.add(line_of(*table.get(key)),
+               fmt::format("{} \"{}\" must be 1 to {} characters of A-Z, a-z, 0-9, '.', '_', '-'",
+                           what, name, kMaxNameBytes));
+}
+
 }  // namespace keel::config::detail

@@ -57,6 +57,10 @@ bool read_string(const toml::table& table, std::string_view key, std::string_vie
                  std::string& out, Problems& problems);
 bool read_bool(const toml::table& table, std::string_view key, std::string_view label, bool& out,
                Problems& problems);
+// Reports a name (cluster, node, ...) that is not 1 to kMaxNameBytes of [A-Za-z0-9._-].
+void check_name(const toml::table& table, std::string_view key, std::string_view what,
+                const std::string& name, Problems& problems);
+
 // An array of strings; each element checked as read_string checks a string.
 bool read_string_array(const toml::table& table, std::string_view key, std::string_view label,
                        std::vector<std::string>& out, Problems& problems);
