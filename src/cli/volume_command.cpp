@@ -36,6 +36,10 @@ std::string bytes_text(std::uint64_t bytes) {
 }
 
 void print_volume(const json& volume) {
+  if (volume.contains("error")) {  // the volume's thread did not answer (a stalled disk)
+    fmt::print("volume {}: NO ANSWER: {}\n", json_text(volume, "name"), json_text(volume, "error"));
+    return;
+  }
   const json peer = volume.value("peer", json::object());
   fmt::print("volume {}: {} {}, link {}{}\n", json_text(volume, "name"), json_text(volume, "role"),
              json_text(volume, "disk"), json_text(volume, "link"),
