@@ -6,6 +6,16 @@
 namespace keel::volume::testing {
 namespace {
 
+// The peer goes away and the ring records nothing: node a's write `request` at `offset` is
+// written locally and held (suspended), never acknowledged.
+void write_while_the_ring_is_silent(World& world, RequestId request, std::uint64_t offset) {
+  world.answer_outdate = false;
+  world.disconnect();
+  world.run();
+  world.a().r().on_write(request, offset, pattern(4096, static_cast<std::uint8_t>(request)), false);
+  world.run();
+}
+
 // Runs the world and returns the generations `node` withdrew (WithdrawPeerOutdated). The shared
 // World leaves actions it does not know in the node's disk queue; this keeps that queue held,
 // takes them out and executes the disk operations one by one.
@@ -134,11 +144,7 @@ TEST(VolumeReplicaOutdate, DemotionDuringTheHandshakeIsAnnounced) {
 TEST(VolumeReplicaOutdate, WritesWaitUntilTheRecordIsDurable) {
   World world;
   start_connected(world);
-  world.answer_outdate = false;
-  world.disconnect();
-  world.run();
-  world.a().r().on_write(1, 0, pattern(4096, 1), false);
-  world.run();
+  write_while_the_ring_is_silent(world, 1, 0);
   world.a().hold_persist = true;
   world.answer_outdate = true;
   world.run();
@@ -162,11 +168,7 @@ TEST(VolumeReplicaOutdate, SuspendedPrimaryThatCrashedBecomesTheTarget) {
   world.run();
   ASSERT_EQ(world.a().error_of(1), 0);
   const Generations before = world.a().r().status().generations;
-  world.answer_outdate = false;
-  world.disconnect();
-  world.run();
-  world.a().r().on_write(2, 4096, pattern(4096, 2), false);  // written locally, never acked
-  world.run();
+  write_while_the_ring_is_silent(world, 2, 4096);  // written locally, never acked
   EXPECT_FALSE(world.a().has_completed(2));
   EXPECT_EQ(world.a().saved_state.generations, before);  // the durable state before the split
   world.crash(0);
@@ -192,11 +194,7 @@ TEST(VolumeReplicaOutdate, SuspendedPrimaryThatCrashedBecomesTheTarget) {
 TEST(VolumeReplicaOutdate, TwoSuspendedPrimariesAreNoSplitBrain) {
   World world;
   start_connected(world);
-  world.answer_outdate = false;
-  world.disconnect();
-  world.run();
-  world.a().r().on_write(1, 0, pattern(4096, 1), false);
-  world.run();
+  write_while_the_ring_is_silent(world, 1, 0);
   world.crash(0);
   world.a().outdate_requests.clear();
   ASSERT_TRUE(world.b().r().promote(false).ok());
