@@ -35,7 +35,6 @@ class VolumeThread {
   VolumeThread& operator=(const VolumeThread&) = delete;
 
   asio::io_context& context() { return io_; }
-  bool running() const { return thread_.joinable(); }
 
   void start();
   // Runs `last` on the thread (to close what lives there), then ends the loop and joins it.

@@ -338,19 +338,19 @@ void NbdConnection::write_next() {
   }
   asio::async_write(socket_, buffers,
                     [self = shared_from_this(), file](const asio::error_code& error, std::size_t) {
-                      if (self->closed_) return self->after_write(self->writing_.size());
+                      if (self->closed_) return self->after_write();
                       if (error) {
                         spdlog::info("nbd: {}: write failed: {}", self->peer_, error.message());
-                        self->after_write(self->writing_.size());
+                        self->after_write();
                         return self->close();
                       }
-                      if (file.fd >= 0) return self->send_file(file, self->writing_.size());
-                      self->after_write(self->writing_.size());
+                      if (file.fd >= 0) return self->send_file(file);
+                      self->after_write();
                     });
 }
 
 // Sends the rest of a read reply from its file, waiting for room in the socket when it is full.
-void NbdConnection::send_file(FileRange range, std::size_t replies) {
+void NbdConnection::send_file(FileRange range) {
   while (range.length > 0 && !closed_) {
     auto offset = static_cast<off_t>(range.offset);
     const ssize_t sent = ::sendfile(socket_.native_handle(), range.fd, &offset, range.length);
@@ -361,13 +361,13 @@ void NbdConnection::send_file(FileRange range, std::size_t replies) {
     }
     if (sent < 0 && errno == EINTR) continue;
     if (sent < 0 && errno == EAGAIN) {
-      socket_.async_wait(asio::socket_base::wait_write, [self = shared_from_this(), range,
-                                                         replies](const asio::error_code& error) {
+      socket_.async_wait(asio::socket_base::wait_write, [self = shared_from_this(),
+                                                         range](const asio::error_code& error) {
         if (error && !self->closed_) {
           spdlog::info("nbd: {}: write failed: {}", self->peer_, error.message());
           self->close();
         }
-        self->send_file(range, replies);
+        self->send_file(range);
       });
       return;
     }
@@ -377,11 +377,11 @@ void NbdConnection::send_file(FileRange range, std::size_t replies) {
                  sent < 0 ? std::strerror(errno) : "the file ended early");
     close();
   }
-  after_write(replies);
+  after_write();
 }
 
-void NbdConnection::after_write(std::size_t replies) {
-  KEEL_ASSERT(replies == writing_.size());
+// The gathered write (and its file bytes, if any) is out, or the connection closed under it.
+void NbdConnection::after_write() {
   for (const Outgoing& sent : writing_) {
     if (sent.data) buffered_bytes_ -= sent.data->size();
   }

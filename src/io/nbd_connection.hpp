@@ -121,8 +121,8 @@ class NbdConnection : public std::enable_shared_from_this<NbdConnection> {
   Bytes read_reply_head(const nbd::Request& request) const;
   void send(Outgoing reply);
   void write_next();
-  void after_write(std::size_t replies);
-  void send_file(FileRange range, std::size_t replies);
+  void after_write();
+  void send_file(FileRange range);
   void close_when_idle();
   bool may_read_more() const;
   void on_read_error(const asio::error_code& error);
