@@ -2,7 +2,9 @@
 
 #include <cmath>
 #include <filesystem>
+#include <functional>
 #include <iostream>
+#include <optional>
 #include <thread>
 
 #include "core/volume/dirty_bitmap.hpp"
@@ -21,6 +23,35 @@ double ms_since(Clock::time_point start) { return seconds_since(start) * 1000; }
 
 std::uint64_t json_u64(const json& object, const char* key) {
   return object.contains(key) && object[key].is_number() ? object[key].get<std::uint64_t>() : 0;
+}
+
+struct Retried {
+  int attempts = 0;
+  double last_attempt_ms = 0;  // how long the attempt that succeeded took
+};
+
+// Runs `attempt` every 10 ms until it succeeds (returns nothing) or `limit` has passed since
+// `start`; the error then names `what` and the last attempt's complaint.
+Result<Retried> retry_every_10ms(Clock::time_point start, Milliseconds limit,
+                                 const std::string& what,
+                                 const std::function<std::optional<std::string>()>& attempt) {
+  Retried retried;
+  std::string last_error;
+  for (;;) {
+    if (interrupted()) return Error{"interrupted"};
+    if (Clock::now() - start > limit) {
+      return Error{what + " in " + std::to_string(limit.count() / 1000) + " s: " + last_error};
+    }
+    ++retried.attempts;
+    const auto began = Clock::now();
+    auto complaint = attempt();
+    if (!complaint) {
+      retried.last_attempt_ms = ms_since(began);
+      return retried;
+    }
+    last_error = *complaint;
+    std::this_thread::sleep_for(Milliseconds{10});
+  }
 }
 
 }  // namespace
@@ -134,44 +165,27 @@ Result<Ok> time_to_promote(KeelTarget& keel, Context& context) {
   const auto start = Clock::now();
   if (auto killed = keel.lab().kill_agent(1); !killed) return killed;
   const double kill_ms = ms_since(start);
-  int attempts = 0;
-  double promote_ms = 0;
-  std::string last_error;
-  for (;;) {
-    if (interrupted()) return Error{"interrupted"};
-    if (Clock::now() - start > Milliseconds{60000}) {
-      return Error{"h2 could not be promoted in 60 s: " + last_error};
-    }
-    ++attempts;
-    const auto attempt = Clock::now();
-    auto promoted = keel.volume_command(2, {"promote", KeelTarget::kVolume});
-    if (promoted) {
-      promote_ms = ms_since(attempt);
-      break;
-    }
-    last_error = promoted.error().message;
-    std::this_thread::sleep_for(Milliseconds{10});
-  }
+  const auto promoted = retry_every_10ms(
+      start, Milliseconds{60000}, "h2 could not be promoted", [&]() -> std::optional<std::string> {
+        auto done = keel.volume_command(2, {"promote", KeelTarget::kVolume});
+        if (done) return std::nullopt;
+        return done.error().message;
+      });
+  if (!promoted) return promoted.error();
+  const double promote_ms = promoted.value().last_attempt_ms;
+  const int attempts = promoted.value().attempts;
   const double promoted_at_ms = ms_since(start);
   keel.set_primary(2);
-  int reads = 0;
-  double read_ms = 0;
-  for (;;) {
-    if (interrupted()) return Error{"interrupted"};
-    if (Clock::now() - start > Milliseconds{120000}) {
-      return Error{"no read on h2's export: " + last_error};
-    }
-    ++reads;
-    const auto attempt = Clock::now();
-    auto read = run_tool({"qemu-io", "-r", "-f", "raw", "-c", "read 0 4096", keel.uri_of(2)},
-                         Milliseconds{10000});
-    if (read && read.value().find("read 4096/4096") != std::string::npos) {
-      read_ms = ms_since(attempt);
-      break;
-    }
-    last_error = read ? read.value() : read.error().message;
-    std::this_thread::sleep_for(Milliseconds{10});
-  }
+  const auto first_read = retry_every_10ms(
+      start, Milliseconds{120000}, "no read on h2's export", [&]() -> std::optional<std::string> {
+        auto read = run_tool({"qemu-io", "-r", "-f", "raw", "-c", "read 0 4096", keel.uri_of(2)},
+                             Milliseconds{10000});
+        if (read && read.value().find("read 4096/4096") != std::string::npos) return std::nullopt;
+        return read ? read.value() : read.error().message;
+      });
+  if (!first_read) return first_read.error();
+  const double read_ms = first_read.value().last_attempt_ms;
+  const int reads = first_read.value().attempts;
   const double total_ms = ms_since(start);
   context.report.set("promote_total_ms", "keel", total_ms);
   context.report.set("promote_command_ms", "keel", promote_ms);

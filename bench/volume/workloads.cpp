@@ -244,35 +244,37 @@ void record_rss(Target& target, Context& context, const std::string& metric) {
   context.report.add(row);
 }
 
-Result<Ok> seq_write(Target& target, Context& context) {
-  const std::string destination = target.uri().empty() ? target.file() : target.uri();
+namespace {
+
+// Times one nbdcopy of the whole volume and reports it as `test` (MB/s, and the server's CPU).
+Result<Ok> timed_copy(Target& target, Context& context, const std::string& test,
+                      const std::vector<std::string>& argv) {
   double seconds = 0;
   const CpuMeter cpu(target);
-  auto copied =
-      run_tool({"nbdcopy", "--flush", context.source, destination}, kCopyTimeout, &seconds);
+  auto copied = run_tool(argv, kCopyTimeout, &seconds);
   if (!copied) return copied.error();
   const double rate = mb_per_s(context.options.size, seconds);
-  context.report.set("seq_write_mbps", target.name(), rate);
-  json row = base_row(target, "seq_write");
+  context.report.set(test + "_mbps", target.name(), rate);
+  json row = base_row(target, test);
   row.update({{"bytes", context.options.size}, {"seconds", seconds}, {"mb_s", round1(rate)}});
   if (target.server_pid() != 0) row["server_cpu_s"] = cpu.used();
   context.report.add(row);
   return Ok{};
 }
 
+std::string export_or_file(const Target& target) {
+  return target.uri().empty() ? target.file() : target.uri();
+}
+
+}  // namespace
+
+Result<Ok> seq_write(Target& target, Context& context) {
+  return timed_copy(target, context, "seq_write",
+                    {"nbdcopy", "--flush", context.source, export_or_file(target)});
+}
+
 Result<Ok> seq_read(Target& target, Context& context) {
-  const std::string source = target.uri().empty() ? target.file() : target.uri();
-  double seconds = 0;
-  const CpuMeter cpu(target);
-  auto copied = run_tool({"nbdcopy", source, "null:"}, kCopyTimeout, &seconds);
-  if (!copied) return copied.error();
-  const double rate = mb_per_s(context.options.size, seconds);
-  context.report.set("seq_read_mbps", target.name(), rate);
-  json row = base_row(target, "seq_read");
-  row.update({{"bytes", context.options.size}, {"seconds", seconds}, {"mb_s", round1(rate)}});
-  if (target.server_pid() != 0) row["server_cpu_s"] = cpu.used();
-  context.report.add(row);
-  return Ok{};
+  return timed_copy(target, context, "seq_read", {"nbdcopy", export_or_file(target), "null:"});
 }
 
 Result<Ok> fio_jobs(Target& target, Context& context) {
