@@ -2,12 +2,15 @@
 // run, seen by the same client probe (bench/RESULTS.md).
 //
 //   keel_vip_bench [--hosts 4] [--addresses 4] [--repetitions 10] [--only keel,keepalived,ucarp]
-//                  [--interval-ms 10] [--timeout-ms 50] [--out FILE] [--keel PATH]
+//                  [--faults link_down,freeze,stop,drain] [--keel-configs defaults,tuned]
+//                  [--tuned TOKEN,CONSENSUS,JOIN,HOLD] [--interval-ms 10] [--timeout-ms 50]
+//                  [--in-flight N] [--out FILE] [--keel PATH]
 //
 // One lab (src/lab, as `keel lab` does) with the client namespace: an HTTP responder on every
 // host (`keel lab serve`) and one prober in the client (`keel lab probe`) connecting to every
-// floating address every --interval-ms. The tools run one after the other on the same hosts:
-// keel with its default ring timeouts, keel with the quick-LAN timeouts of docs/configuration.md,
+// floating address every --interval-ms, several probes of an address in flight at once so that
+// an outage's end is seen to within one interval. The tools run one after the other on the same
+// hosts: keel with its default ring timeouts, keel with a fast-LAN profile (--tuned),
 // keepalived with the fastest advertisement interval it accepts and with its default, ucarp
 // with its default. For each tool and fault, each repetition waits until placement has settled,
 // picks a host holding an address (the hosts take turns), injects the fault, waits until the
@@ -56,8 +59,13 @@ struct Options {
   int addresses = 4;
   int repetitions = 10;
   std::vector<std::string> only{"keel", "keepalived", "ucarp"};
+  std::vector<std::string> faults{"link_down", "freeze", "stop", "drain"};
+  // keel's tuned profile: token, consensus and join timeouts and token hold, in ms.
+  std::vector<std::uint32_t> tuned{15, 8, 2, 3};
+  std::vector<std::string> keel_configs{"defaults", "tuned"};
   int interval_ms = 10;
   int timeout_ms = 50;
+  int in_flight = 0;  // 0: enough that a probe starts every interval (timeout / interval + 1)
   std::string out;
   std::string keel;
 };
@@ -109,6 +117,10 @@ Result<Ok> build_lab(GuardedLab& built, const Options& options, const std::strin
   return Ok{};
 }
 
+int probes_in_flight(const Options& options) {
+  return options.in_flight > 0 ? options.in_flight : options.timeout_ms / options.interval_ms + 1;
+}
+
 Result<Ok> start_client_side(lab::Lab& lab, const Options& options,
                              const std::vector<std::string>& addresses,
                              const std::string& probe_log) {
@@ -128,6 +140,8 @@ Result<Ok> start_client_side(lab::Lab& lab, const Options& options,
                                    std::to_string(options.interval_ms),
                                    "--timeout-ms",
                                    std::to_string(options.timeout_ms),
+                                   "--in-flight",
+                                   std::to_string(probes_in_flight(options)),
                                    "--out",
                                    probe_log};
   for (const auto& address : addresses) {
@@ -263,6 +277,10 @@ void bench_tool(Tool& tool, const Options& options, Observer& observer, Report& 
     return;
   }
   for (Fault fault : tool.faults()) {
+    if (std::find(options.faults.begin(), options.faults.end(), fault_name(fault)) ==
+        options.faults.end()) {
+      continue;
+    }
     Tally tally;
     int failures = 0;
     for (int rep = 0; tally.repetitions < options.repetitions; ++rep) {
@@ -317,7 +335,8 @@ json machine_row(const Options& options) {
               {"hosts", options.hosts},
               {"addresses", options.addresses},
               {"probe_interval_ms", options.interval_ms},
-              {"probe_timeout_ms", options.timeout_ms}};
+              {"probe_timeout_ms", options.timeout_ms},
+              {"probes_in_flight", probes_in_flight(options)}};
 }
 
 struct Timeouts {
@@ -339,6 +358,11 @@ bool wanted(const Options& options, const std::string& tool) {
   return std::find(options.only.begin(), options.only.end(), tool) != options.only.end();
 }
 
+bool configured(const Options& options, const std::string& keel_config) {
+  return std::find(options.keel_configs.begin(), options.keel_configs.end(), keel_config) !=
+         options.keel_configs.end();
+}
+
 int run(const Options& options, const std::string& keel) {
   Report report(options.out);
   report.add(machine_row(options));
@@ -346,15 +370,15 @@ int run(const Options& options, const std::string& keel) {
   lab::HostConfigSettings keel_default;
   keel_default.log_level = "warn";
   keel_default.extra = vip_toml(addresses);
-  // A quiet-LAN profile: token 40 ms, consensus 20 ms, joins every 5 ms, token hold 5 ms (the
-  // ring loses the token after 40 ms of silence, so only for a LAN with nothing between hosts).
+  // A fast-LAN profile (--tuned): the ring loses the token after a few tens of ms of silence,
+  // so only for a LAN with nothing between the hosts and an agent that runs real-time.
   const ring::RingTunables defaults;
-  constexpr std::uint32_t tuned_token = 40, tuned_consensus = 20, tuned_join = 5;
+  const Timeouts tuned{options.tuned[0], options.tuned[1], options.tuned[2]};
   lab::HostConfigSettings keel_tuned = keel_default;
-  keel_tuned.ring = {{"token_timeout_ms", std::to_string(tuned_token)},
-                     {"consensus_timeout_ms", std::to_string(tuned_consensus)},
-                     {"join_timeout_ms", std::to_string(tuned_join)},
-                     {"token_hold_ms", "5"}};
+  keel_tuned.ring = {{"token_timeout_ms", std::to_string(tuned.token_timeout_ms)},
+                     {"consensus_timeout_ms", std::to_string(tuned.consensus_timeout_ms)},
+                     {"join_timeout_ms", std::to_string(tuned.join_timeout_ms)},
+                     {"token_hold_ms", std::to_string(options.tuned[3])}};
 
   GuardedLab built;
   if (auto made = build_lab(built, options, keel, keel_default); !made) {
@@ -370,13 +394,15 @@ int run(const Options& options, const std::string& keel) {
   Observer observer(lab, addresses, probe_log);
 
   std::vector<std::unique_ptr<Tool>> tools;
-  if (wanted(options, "keel")) {
+  if (wanted(options, "keel") && configured(options, "defaults")) {
     tools.push_back(
         make_keel_tool(lab, "defaults (" + describe_timeouts(defaults) + ")", keel_default));
-    tools.push_back(make_keel_tool(
-        lab,
-        "quiet LAN (" + describe_timeouts(Timeouts{tuned_token, tuned_consensus, tuned_join}) + ")",
-        keel_tuned));
+  }
+  if (wanted(options, "keel") && configured(options, "tuned")) {
+    tools.push_back(make_keel_tool(lab,
+                                   "fast LAN (" + describe_timeouts(tuned) + ", hold " +
+                                       std::to_string(options.tuned[3]) + " ms)",
+                                   keel_tuned));
   }
   if (wanted(options, "keepalived")) {
     tools.push_back(make_daemon_tool(lab, "VRRPv3, advert_int 0.01 s (fastest)",
@@ -388,9 +414,9 @@ int run(const Options& options, const std::string& keel) {
     tools.push_back(make_daemon_tool(lab, "advbase 1 s (default), broadcast to 198.18.0.255",
                                      DaemonSettings{DaemonKind::ucarp, 2, "1", addresses}));
   }
-  // Lab::up started keel's agents with the default configuration; stop them if keel is not
-  // measured, so that the others start from no holder.
-  if (!wanted(options, "keel")) {
+  // Lab::up started keel's agents with the default configuration; stop them unless that is what
+  // is measured first, so that the first tool starts from no holder with its own configuration.
+  if (!wanted(options, "keel") || !configured(options, "defaults")) {
     auto none = make_keel_tool(lab, "", keel_default);
     (void)none->stop();
   }
@@ -415,9 +441,23 @@ int main(int argc, char** argv) {
   app.add_option("--only", options.only, "tools to measure")
       ->delimiter(',')
       ->check(CLI::IsMember({"keel", "keepalived", "ucarp"}));
+  app.add_option("--faults", options.faults, "faults to inject")
+      ->delimiter(',')
+      ->check(CLI::IsMember({"link_down", "freeze", "stop", "drain"}));
+  app.add_option("--keel-configs", options.keel_configs, "keel's configurations to measure")
+      ->delimiter(',')
+      ->check(CLI::IsMember({"defaults", "tuned"}));
+  app.add_option("--tuned", options.tuned,
+                 "keel's tuned profile: token,consensus,join timeouts and token hold in ms")
+      ->delimiter(',')
+      ->expected(4);
   app.add_option("--interval-ms", options.interval_ms, "probe interval per address")
       ->check(CLI::Range(1, 1000));
   app.add_option("--timeout-ms", options.timeout_ms, "probe timeout")->check(CLI::Range(1, 5000));
+  app.add_option("--in-flight", options.in_flight,
+                 "probes of one address in flight at once (default: timeout / interval + 1, so "
+                 "that one starts every interval)")
+      ->check(CLI::Range(0, 1000));
   app.add_option("--out", options.out, "also append the JSON rows to this file");
   app.add_option("--keel", options.keel, "the keel binary (default: ../keel beside this one)");
   CLI11_PARSE(app, argc, argv);

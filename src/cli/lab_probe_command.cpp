@@ -33,6 +33,12 @@ void register_lab_probe_commands(CLI::App& app, int& exit_code) {
       ->capture_default_str();
   probe_command->add_option("--timeout-ms", probe->timeout_ms, "A probe slower than this fails")
       ->capture_default_str();
+  probe_command
+      ->add_option("--in-flight", probe->in_flight,
+                   "Probes of one target in flight at once: more than 1 starts one every interval "
+                   "even while earlier ones wait for their timeout")
+      ->check(CLI::Range(1, 1000))
+      ->capture_default_str();
   probe_command->add_option("--out", probe->out, "The log file (appended)")->required();
   probe_command->callback([probe, &exit_code] {
     auto probed = lab::run_prober(*probe);

@@ -15,6 +15,7 @@
 #include <cstring>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <thread>
 
 namespace keel::lab {
 namespace {
@@ -44,16 +45,22 @@ class Fd {
   int fd_;
 };
 
-// One target's probe in flight, as a small state machine driven by poll().
+// One probe in flight, as a small state machine driven by poll().
 struct Probe {
-  enum class Phase { idle, connecting, reading };
-  std::string target;
-  sockaddr_in address{};
-  Phase phase = Phase::idle;
+  enum class Phase { connecting, reading };
+  Phase phase = Phase::connecting;
   Fd socket;
   double started_ms = 0;
-  double next_ms = 0;
   std::string answer;
+};
+
+// A target and its probes in flight: at most ProbeOptions::in_flight at once, so that one
+// probe waiting out its timeout does not hide what later ones would have seen.
+struct Target {
+  std::string name;
+  sockaddr_in address{};
+  double next_ms = 0;
+  std::vector<Probe> probes;
 };
 
 void serve_one(int client) {
@@ -100,85 +107,92 @@ Result<Ok> run_http_responder(const ServeOptions& options) {
       if (errno == EINTR || errno == ECONNABORTED) continue;
       return Error{errno_text("accept")};
     }
-    serve_one(client.get());
-    (void)::send(client.get(), response.data(), response.size(), MSG_NOSIGNAL);
+    // A thread per connection: a client that connected and then went silent (its address moved
+    // to another host mid-connection) must not hold up the answers to everyone else.
+    std::thread([client = std::move(client), response]() {
+      serve_one(client.get());
+      (void)::send(client.get(), response.data(), response.size(), MSG_NOSIGNAL);
+    }).detach();
   }
 }
 
 Result<Ok> run_prober(const ProbeOptions& options) {
   std::FILE* out = std::fopen(options.out.c_str(), "a");
   if (out == nullptr) return Error{errno_text(("open " + options.out).c_str())};
-  std::vector<Probe> probes(options.targets.size());
-  for (std::size_t i = 0; i < probes.size(); ++i) {
-    probes[i].target = options.targets[i];
-    probes[i].address.sin_family = AF_INET;
-    probes[i].address.sin_port = htons(options.port);
-    if (inet_pton(AF_INET, options.targets[i].c_str(), &probes[i].address.sin_addr) != 1) {
+  std::vector<Target> targets(options.targets.size());
+  for (std::size_t i = 0; i < targets.size(); ++i) {
+    targets[i].name = options.targets[i];
+    targets[i].address.sin_family = AF_INET;
+    targets[i].address.sin_port = htons(options.port);
+    if (inet_pton(AF_INET, options.targets[i].c_str(), &targets[i].address.sin_addr) != 1) {
       std::fclose(out);
       return Error{"not an IPv4 address: " + options.targets[i]};
     }
   }
-  auto finish = [&](Probe& probe, bool ok, const std::string& detail) {
+  const std::size_t in_flight = static_cast<std::size_t>(std::max(1, options.in_flight));
+  // Logs the probe and marks it done (socket closed); done probes are swept after each round.
+  auto finish = [&](const Target& target, Probe& probe, bool ok, const std::string& detail) {
     const double now = realtime_ms();
     json line{{"t", probe.started_ms},
-              {"target", probe.target},
+              {"target", target.name},
               {"ok", ok},
               {"ms", std::round((now - probe.started_ms) * 100) / 100}};
     line[ok ? "host" : "error"] = detail;
     std::fputs((line.dump() + "\n").c_str(), out);
     std::fflush(out);
     probe.socket.reset();
-    probe.phase = Probe::Phase::idle;
-    probe.answer.clear();
-    probe.next_ms = std::max(probe.started_ms + options.interval_ms, now);
+  };
+  auto start_probe = [&](Target& target, double now) {
+    Probe& probe = target.probes.emplace_back();
+    probe.started_ms = now;
+    probe.socket = Fd(::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+    const int rc = ::connect(probe.socket.get(), reinterpret_cast<const sockaddr*>(&target.address),
+                             sizeof target.address);
+    if (rc != 0 && errno != EINPROGRESS) finish(target, probe, false, errno_text("connect"));
   };
   for (;;) {
     const double now = realtime_ms();
     std::vector<pollfd> fds;
-    std::vector<Probe*> polled;
+    std::vector<std::pair<Target*, Probe*>> polled;
     double wake = now + options.interval_ms;
-    for (auto& probe : probes) {
-      if (probe.phase == Probe::Phase::idle && probe.next_ms <= now) {
-        probe.started_ms = now;
-        probe.socket = Fd(::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
-        const int rc = ::connect(probe.socket.get(), reinterpret_cast<sockaddr*>(&probe.address),
-                                 sizeof probe.address);
-        if (rc != 0 && errno != EINPROGRESS) {
-          finish(probe, false, errno_text("connect"));
+    for (auto& target : targets) {
+      if (target.probes.size() < in_flight && target.next_ms <= now) {
+        // With one probe at a time the next starts an interval after this one started or when
+        // it ends, whichever is later; with more, every interval.
+        target.next_ms = now + options.interval_ms;
+        start_probe(target, now);
+      }
+      if (target.probes.size() < in_flight) wake = std::min(wake, target.next_ms);
+      for (auto& probe : target.probes) {
+        if (probe.socket.get() < 0) continue;
+        if (now - probe.started_ms > options.timeout_ms) {
+          finish(
+              target, probe, false,
+              probe.phase == Probe::Phase::connecting ? "connect: timed out" : "answer: timed out");
           continue;
         }
-        probe.phase = Probe::Phase::connecting;
+        wake = std::min(wake, probe.started_ms + options.timeout_ms);
+        fds.push_back(
+            {probe.socket.get(),
+             static_cast<short>(probe.phase == Probe::Phase::connecting ? POLLOUT : POLLIN), 0});
+        polled.emplace_back(&target, &probe);
       }
-      if (probe.phase == Probe::Phase::idle) {
-        wake = std::min(wake, probe.next_ms);
-        continue;
-      }
-      if (now - probe.started_ms > options.timeout_ms) {
-        finish(
-            probe, false,
-            probe.phase == Probe::Phase::connecting ? "connect: timed out" : "answer: timed out");
-        continue;
-      }
-      wake = std::min(wake, probe.started_ms + options.timeout_ms);
-      fds.push_back({probe.socket.get(),
-                     static_cast<short>(probe.phase == Probe::Phase::connecting ? POLLOUT : POLLIN),
-                     0});
-      polled.push_back(&probe);
     }
     const int wait_ms = std::max(0, static_cast<int>(wake - realtime_ms()) + 1);
     if (::poll(fds.data(), fds.size(), wait_ms) < 0 && errno != EINTR) {
       return Error{errno_text("poll")};
     }
     for (std::size_t i = 0; i < fds.size(); ++i) {
-      Probe& probe = *polled[i];
       if (fds[i].revents == 0) continue;
+      Target& target = *polled[i].first;
+      Probe& probe = *polled[i].second;
       if (probe.phase == Probe::Phase::connecting) {
         int error = 0;
         socklen_t length = sizeof error;
         ::getsockopt(probe.socket.get(), SOL_SOCKET, SO_ERROR, &error, &length);
         if (error != 0) {
           errno = error;
-          finish(probe, false, errno_text("connect"));
+          finish(target, probe, false, errno_text("connect"));
           continue;
         }
         static const char kRequest[] = "GET / HTTP/1.0\r\nHost: keel-lab\r\n\r\n";
@@ -195,12 +209,15 @@ Result<Ok> run_prober(const ProbeOptions& options) {
       if (n < 0 && (errno == EAGAIN || errno == EINTR)) continue;
       const auto body = probe.answer.find("\r\n\r\n");
       if (n < 0 || probe.answer.rfind("HTTP/1.", 0) != 0 || body == std::string::npos) {
-        finish(probe, false, n < 0 ? errno_text("answer") : "answer: not HTTP");
+        finish(target, probe, false, n < 0 ? errno_text("answer") : "answer: not HTTP");
         continue;
       }
       std::string host = probe.answer.substr(body + 4);
       while (!host.empty() && (host.back() == '\n' || host.back() == '\r')) host.pop_back();
-      finish(probe, true, host.empty() ? "?" : host);
+      finish(target, probe, true, host.empty() ? "?" : host);
+    }
+    for (auto& target : targets) {
+      std::erase_if(target.probes, [](const Probe& probe) { return probe.socket.get() < 0; });
     }
   }
 }

@@ -36,6 +36,10 @@ struct ProbeOptions {
   std::uint16_t port = 8080;
   int interval_ms = 10;
   int timeout_ms = 200;
+  // Probes of one target that may be in flight at once. 1: the next starts when the last ends
+  // (at most every interval). More: one starts every interval while earlier ones wait, so an
+  // outage's end is seen to within one interval even when failed probes time out.
+  int in_flight = 1;
   std::string out;  // the log file (appended)
 };
 // Probes until killed.
