@@ -5,7 +5,7 @@ set -euo pipefail
 packages=(build-essential cmake ninja-build g++ clang libclang-rt-14-dev clang-format
           libgtest-dev libgmock-dev libbenchmark-dev libcli11-dev libfmt-dev libspdlog-dev
           nlohmann-json3-dev pkg-config libasio-dev libsodium-dev libsystemd-dev
-          libtomlplusplus-dev libmnl-dev
+          libtomlplusplus-dev libmnl-dev libnftables-dev
           # the lab and end-to-end tests: namespaces, bridge faults, the incumbent to compare with
           iproute2 nftables procps psmisc corosync libcpg-dev libcorosync-common-dev
           # the frontends demo serves its page with nginx

@@ -48,27 +48,29 @@ const char* const kWebPool =
     "interface = \"eth0\"\n";                                // 21
 
 TEST(VipConfig, FullPoolIsRead) {
-  auto parsed = parse_config(with_vip(std::string("[vip]\nsettle_ms = 250\n") + kWebPool +
-                                      "nodes = [\"fe2\", \"fe1\"]\n"
-                                      "announce_count = 5\n"
-                                      "announce_interval_ms = 50\n"
-                                      "notify = [\"198.18.0.254\"]\n"
-                                      "on_acquire = \"/bin/true acquire\"\n"
-                                      "[vip.pool.prefer]\n"
-                                      "\"198.18.0.100/24\" = \"fe2\"\n"
-                                      "[vip.pool.weights]\n"
-                                      "fe1 = 3\n"
-                                      "[vip.pool.interfaces]\n"
-                                      "fe2 = \"ens4\"\n"
-                                      "[vip.pool.health]\n"
-                                      "kind = \"http\"\n"
-                                      "port = 8080\n"
-                                      "path = \"/ok\"\n"
-                                      "rise = 1\n"),
-                             "keel.toml");
+  auto parsed =
+      parse_config(with_vip(std::string("[vip]\nsettle_ms = 250\nhandover_ms = 0\n") + kWebPool +
+                            "nodes = [\"fe2\", \"fe1\"]\n"
+                            "announce_count = 5\n"
+                            "announce_interval_ms = 50\n"
+                            "notify = [\"198.18.0.254\"]\n"
+                            "on_acquire = \"/bin/true acquire\"\n"
+                            "[vip.pool.prefer]\n"
+                            "\"198.18.0.100/24\" = \"fe2\"\n"
+                            "[vip.pool.weights]\n"
+                            "fe1 = 3\n"
+                            "[vip.pool.interfaces]\n"
+                            "fe2 = \"ens4\"\n"
+                            "[vip.pool.health]\n"
+                            "kind = \"http\"\n"
+                            "port = 8080\n"
+                            "path = \"/ok\"\n"
+                            "rise = 1\n"),
+                   "keel.toml");
   ASSERT_TRUE(parsed.ok()) << parsed.error().message;
   const VipConfig& vip = parsed.value().vip;
   EXPECT_EQ(vip.settle_ms, 250u);
+  EXPECT_EQ(vip.handover_ms, 0u);
   ASSERT_EQ(vip.pools.size(), 1u);
   const VipPoolConfig& pool = vip.pools[0];
   EXPECT_EQ(pool.name, "web");
@@ -175,6 +177,15 @@ TEST(VipConfig, HealthCheckProblemsAreNamed) {
 TEST(VipConfig, MissingInterfaceIsReported) {
   EXPECT_EQ(error_of("[[vip.pool]]\nname = \"web\"\naddresses = [\"198.18.0.100/24\"]\n"),
             "keel.toml:18: [[vip.pool]] \"web\" has no interface; add interface = \"eth0\"");
+}
+
+TEST(VipConfig, HandoverPeriodHasADefaultAndARange) {
+  auto parsed = parse_config(with_vip(kWebPool), "keel.toml");
+  ASSERT_TRUE(parsed.ok()) << parsed.error().message;
+  EXPECT_EQ(parsed.value().vip.handover_ms, 1000u);
+  const std::string error = error_of(std::string("[vip]\nhandover_ms = 700000\n") + kWebPool);
+  EXPECT_NE(error.find("handover_ms"), std::string::npos) << error;
+  EXPECT_NE(error.find("keel.toml:"), std::string::npos) << error;
 }
 
 TEST(VipConfig, MisspeltPoolKeyGetsASuggestion) {

@@ -129,10 +129,12 @@ void Agent::request_shutdown() {
     return;
   }
   handing_over_ = true;
-  spdlog::info("handing the floating IPs over before leaving (at most {} ms)",
-               kHandoverTimeoutUs / 1000);
+  // The handover period keeps connections opened here just before the switch working.
+  const TimeUs limit_us =
+      kHandoverTimeoutUs + static_cast<TimeUs>(vip_->handover_period().count()) * 1000;
+  spdlog::info("handing the floating IPs over before leaving (at most {} ms)", limit_us / 1000);
   (void)vip_->drain();
-  handover_deadline_us_ = io::monotonic_now_us() + kHandoverTimeoutUs;
+  handover_deadline_us_ = io::monotonic_now_us() + limit_us;
   poll_handover();
 }
 

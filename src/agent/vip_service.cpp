@@ -90,7 +90,27 @@ Result<std::unique_ptr<VipService>> VipService::open(asio::io_context& io,
   auto adopted = service->reconcile_interfaces();
   if (!adopted) return adopted.error();
   service->make_node(std::move(adopted).value());
+  service->open_handover();
   return service;
+}
+
+void VipService::open_handover() {
+  std::unique_ptr<io::HandoverRules> rules;
+  if (config_.handover_ms > 0) {
+    auto opened = io::HandoverRules::open();
+    if (opened) {
+      rules = std::move(opened).value();
+    } else {
+      spdlog::warn("vip: no connection handover on drains: {}", opened.error().message);
+    }
+  }
+  handover_ = std::make_unique<VipHandover>(io_, std::chrono::milliseconds(config_.handover_ms),
+                                            std::move(rules));
+  for (const auto& address : addresses_) {
+    if (pools_[address.pool].served && address.prefix.address.is_v4()) {
+      handover_->clear_leftovers(address.prefix.address.to_v4());
+    }
+  }
 }
 
 // Checks each served pool's interface and subnets; returns the addresses to adopt and deletes
@@ -231,6 +251,7 @@ void VipService::stop() {
   for (auto& pool : pools_) {
     if (pool.health) pool.health->stop();
   }
+  if (handover_) handover_->finish_all();
   for (std::uint32_t number = 0; number < addresses_.size(); ++number) {
     if (addresses_[number].held) release(number, "released at shutdown");
   }
@@ -244,7 +265,11 @@ void VipService::run_actions() {
     } else if (const auto* add = std::get_if<vip::Acquire>(&action)) {
       acquire(add->address);
     } else if (const auto* remove = std::get_if<vip::Release>(&action)) {
-      release(remove->address, "released: placement moved it");
+      if (node_->drained()) {
+        release_after_handover(remove->address);
+      } else {
+        release(remove->address, "released: placement moved it");
+      }
     } else if (const auto* notice = std::get_if<vip::Notice>(&action)) {
       spdlog::warn("vip: {}", notice->text);
     }
@@ -290,8 +315,12 @@ void VipService::arm_timer() {
 
 void VipService::acquire(std::uint32_t number) {
   Address& address = addresses_[number];
+  if (handover_ && handover_->kept(number)) handover_->take_back(number);
+  // Before the address exists here: no neighbour can switch to this host before the rule is in.
+  start_forwarding(number);
   auto added = netlink_->add(address.interface, address.prefix);
   if (!added) {
+    if (handover_) handover_->stop_forwarding(number);
     spdlog::error("vip {}: cannot add to {}: {}; reporting pool {} unhealthy here", address.text,
                   address.interface, added.error().message, pools_[address.pool].config->name);
     address.why = "add failed: " + added.error().message;
@@ -313,6 +342,7 @@ void VipService::acquire(std::uint32_t number) {
 
 void VipService::release(std::uint32_t number, const std::string& why) {
   Address& address = addresses_[number];
+  if (handover_) handover_->stop_forwarding(number);
   auto removed = netlink_->remove(address.interface, address.prefix);
   if (!removed) {
     spdlog::error("vip {}: cannot delete from {}: {}", address.text, address.interface,
@@ -323,6 +353,45 @@ void VipService::release(std::uint32_t number, const std::string& why) {
   address.why = why;
   spdlog::info("vip {}: {}", address.text, why);
   run_hook(pools_[address.pool].config->on_release, address);
+}
+
+// A drained host's address, just taken over by its new holder: kept (silent) for the handover
+// period so that the connections the neighbours opened here before they switched can finish.
+void VipService::release_after_handover(std::uint32_t number) {
+  Address& address = addresses_[number];
+  if (!handover_->enabled() || !address.prefix.address.is_v4()) {
+    release(number, "released: handed over (drained)");
+    return;
+  }
+  address.held = false;
+  address.since_us = io::monotonic_now_us();
+  address.why = "handed over (drained); kept without ARP for open connections";
+  spdlog::info("vip {}: {}", address.text, address.why);
+  handover_->keep_quietly(number, address.prefix.address.to_v4(), [this, number] {
+    release(number, "released: handed over (drained), handover period over");
+  });
+}
+
+// The new holder of a drained host's IPv4 address sends that host the packets of connections
+// it does not know, when the drained host's address is on the pool's subnet (the same link).
+void VipService::start_forwarding(std::uint32_t number) {
+  const Address& address = addresses_[number];
+  const NodeId from = node_->handover_from(number);
+  if (!handover_ || !handover_->enabled() || from == kNoNode || from == self_ ||
+      !address.prefix.address.is_v4()) {
+    return;
+  }
+  auto node =
+      std::find_if(nodes_.begin(), nodes_.end(), [&](const auto& n) { return n.id == from; });
+  if (node == nodes_.end()) return;
+  asio::error_code error;
+  const auto old_holder = asio::ip::make_address(node->address, error);
+  if (error || !in_subnet(old_holder, address.prefix)) {
+    spdlog::info("vip {}: no connection handover from node {}: its address {} is not on {}",
+                 address.text, node->name, node->address, io::to_string(address.prefix));
+    return;
+  }
+  handover_->forward(number, address.prefix.address.to_v4(), old_holder.to_v4(), address.interface);
 }
 
 io::AddressAnnouncer* VipService::announcer(const std::string& interface) {

@@ -7,6 +7,10 @@
 //                                              ARP / unsolicited NA rounds, then the on_acquire
 //                                              hook
 //   VipNode Release                         -> netlink delete, then the on_release hook
+//                                              (after a drain's handover of an IPv4 address:
+//                                              kept without ARP for [vip] handover_ms first,
+//                                              while the new holder forwards the connections it
+//                                              does not know here: agent/vip_handover.hpp)
 //   health checks (io/health_check.hpp)     -> VipNode::set_healthy
 //   `keel node drain|undrain`               -> VipNode::drain / undrain
 // One steady_timer follows VipNode::next_deadline().
@@ -39,6 +43,7 @@
 #include <string>
 #include <vector>
 
+#include "agent/vip_handover.hpp"
 #include "config/config.hpp"
 #include "core/common/result.hpp"
 #include "core/ring/events.hpp"
@@ -67,8 +72,14 @@ class VipService {
   void on_message(NodeId origin, std::span<const std::uint8_t> payload);
   Result<Ok> drain();
   Result<Ok> undrain();
-  // Drained, and every address that another host may hold has moved there.
-  bool handed_over() const { return node_->drained() && node_->quiescent(); }
+  // Drained, every address that another host may hold has moved there, and no address is still
+  // kept for the connections open at the switch.
+  bool handed_over() const {
+    return node_->drained() && node_->quiescent() && (!handover_ || handover_->idle());
+  }
+  std::chrono::milliseconds handover_period() const {
+    return std::chrono::milliseconds(config_.handover_ms);
+  }
   // Deletes every held address and stops; nothing runs afterwards.
   void stop();
 
@@ -100,6 +111,9 @@ class VipService {
   void run_actions();
   void acquire(std::uint32_t address);
   void release(std::uint32_t address, const std::string& why);
+  void release_after_handover(std::uint32_t address);
+  void start_forwarding(std::uint32_t address);
+  void open_handover();
   void announce(std::uint32_t address, std::uint32_t round);
   void flush_broadcasts();
   void run_hook(const std::string& command, const Address& address);
@@ -116,6 +130,7 @@ class VipService {
   std::unique_ptr<io::NetlinkAddresses> netlink_;
   std::map<std::string, std::unique_ptr<io::AddressAnnouncer>> announcers_;
   std::unique_ptr<vip::VipNode> node_;
+  std::unique_ptr<VipHandover> handover_;
   std::vector<Pool> pools_;
   std::vector<Address> addresses_;  // by global address number
   std::deque<Bytes> pending_broadcasts_;

@@ -94,7 +94,7 @@ const std::vector<Section>& sections() {
         {"transport", "[transport]", {"port", "mtu", "mode", "group", "multicast_ttl"}},
         {"ring", "[ring]", {}},
         {"agent", "[agent]", {"control_socket", "log_level", "realtime_priority"}},
-        {"vip", "[vip]", {"settle_ms", "startup_ms", "pool"}},
+        {"vip", "[vip]", {"settle_ms", "startup_ms", "handover_ms", "pool"}},
         {"volume", "[[volume]]", detail::volume_keys()},
     };
     for (const auto& t : kTunables) s[3].keys.emplace_back(t.name);

@@ -22,7 +22,7 @@ using detail::read_string;
 using detail::read_string_array;
 using detail::type_name;
 
-const std::vector<std::string_view> kVipKeys = {"settle_ms", "startup_ms", "pool"};
+const std::vector<std::string_view> kVipKeys = {"settle_ms", "startup_ms", "handover_ms", "pool"};
 const std::vector<std::string_view> kPoolKeys = {
     "name",   "addresses",  "interface",  "nodes",  "announce_count", "announce_interval_ms",
     "notify", "on_acquire", "on_release", "prefer", "weights",        "interfaces",
@@ -417,6 +417,7 @@ void read_vip(const toml::table& root, const std::vector<NodeConfig>& nodes, Vip
   check_keys(*vip, "[vip]", kVipKeys, problems);
   read_integer(*vip, "settle_ms", "[vip]", 0, kMaxSettleMs, out.settle_ms, problems);
   read_integer(*vip, "startup_ms", "[vip]", 0, kMaxSettleMs, out.startup_ms, problems);
+  read_integer(*vip, "handover_ms", "[vip]", 0, kMaxSettleMs, out.handover_ms, problems);
   const toml::node* pools = vip->get("pool");
   if (pools == nullptr) return;
   const auto* array = pools->as_array();

@@ -3,6 +3,7 @@
 //   [vip]
 //   settle_ms = 0                      # wait after a view change before taking addresses over
 //   startup_ms = 2000                  # a freshly started host alone in its view waits this long
+//   handover_ms = 1000                 # a drain keeps old connections to the old holder this long
 //
 //   [[vip.pool]]
 //   name = "web"
@@ -84,6 +85,10 @@ struct VipConfig {
   std::vector<VipPoolConfig> pools;
   std::uint32_t settle_ms = 0;
   std::uint32_t startup_ms = 2000;
+  // After a drain's make-before-break handover of an IPv4 address, for this long the new holder
+  // passes packets of connections it does not know to the old holder, which keeps the address
+  // (without answering ARP for it): connections open at the switch are not reset. 0: off.
+  std::uint32_t handover_ms = 1000;
   bool empty() const { return pools.empty(); }
 };
 

@@ -1,0 +1,95 @@
+#include "agent/vip_handover.hpp"
+
+#include <spdlog/spdlog.h>
+
+namespace keel::agent {
+
+VipHandover::VipHandover(asio::io_context& io, std::chrono::milliseconds period,
+                         std::unique_ptr<io::HandoverRules> rules)
+    : io_(io), period_(period), rules_(std::move(rules)) {}
+
+VipHandover::~VipHandover() { finish_all(); }
+
+void VipHandover::warn_once(const std::string& what, const Error& error) {
+  if (warned_) {
+    spdlog::debug("vip handover: {}: {}", what, error.message);
+    return;
+  }
+  warned_ = true;
+  spdlog::warn("vip handover: {}: {} (connections open at a drain's switch may be reset)", what,
+               error.message);
+}
+
+void VipHandover::clear_leftovers(const asio::ip::address_v4& address) {
+  if (!rules_) return;
+  if (auto done = rules_->stop_forwarding(address); !done) warn_once("clearing", done.error());
+  if (auto done = rules_->unsilence(address); !done) warn_once("clearing", done.error());
+}
+
+void VipHandover::forward(std::uint32_t number, const asio::ip::address_v4& address,
+                          const asio::ip::address_v4& old_holder, const std::string& interface) {
+  if (!rules_) return;
+  stop_forwarding(number);
+  if (auto done = rules_->forward_unknown(address, old_holder, interface); !done) {
+    warn_once("forwarding " + address.to_string(), done.error());
+    return;
+  }
+  spdlog::info("vip {}: for {} ms, connections this host does not know go to {}",
+               address.to_string(), period_.count(), old_holder.to_string());
+  Timed& entry = forwarded_[number];
+  entry.address = address;
+  entry.timer = std::make_unique<asio::steady_timer>(io_, period_);
+  entry.timer->async_wait([this, number](const asio::error_code& error) {
+    if (!error) stop_forwarding(number);
+  });
+}
+
+void VipHandover::stop_forwarding(std::uint32_t number) {
+  auto found = forwarded_.find(number);
+  if (found == forwarded_.end()) return;
+  found->second.timer->cancel();
+  if (auto done = rules_->stop_forwarding(found->second.address); !done) {
+    warn_once("ending forwarding", done.error());
+  }
+  forwarded_.erase(found);
+}
+
+void VipHandover::keep_quietly(std::uint32_t number, const asio::ip::address_v4& address,
+                               std::function<void()> release) {
+  if (!rules_) {
+    release();
+    return;
+  }
+  if (auto done = rules_->silence(address); !done) {
+    warn_once("silencing " + address.to_string(), done.error());
+    release();
+    return;
+  }
+  Timed& entry = kept_[number];
+  entry.address = address;
+  entry.release = std::move(release);
+  entry.timer = std::make_unique<asio::steady_timer>(io_, period_);
+  entry.timer->async_wait([this, number](const asio::error_code& error) {
+    if (!error) end_kept(number, true);
+  });
+}
+
+void VipHandover::end_kept(std::uint32_t number, bool release) {
+  auto found = kept_.find(number);
+  if (found == kept_.end()) return;
+  Timed entry = std::move(found->second);
+  kept_.erase(found);
+  entry.timer->cancel();
+  // Deleted before ARP is allowed again, so that the address is never announced from here.
+  if (release) entry.release();
+  if (auto done = rules_->unsilence(entry.address); !done) warn_once("unsilencing", done.error());
+}
+
+void VipHandover::take_back(std::uint32_t number) { end_kept(number, false); }
+
+void VipHandover::finish_all() {
+  while (!kept_.empty()) end_kept(kept_.begin()->first, true);
+  while (!forwarded_.empty()) stop_forwarding(forwarded_.begin()->first);
+}
+
+}  // namespace keel::agent

@@ -1,0 +1,68 @@
+// VipHandover: the timed side of a drain's connection handover (io/handover_rules.hpp explains
+// the rules). For `period` after a make-before-break handover of an IPv4 address:
+//   - on the new holder, packets of connections it does not know are forwarded to the old holder
+//     (forward(); undone when the period ends or the address is released here);
+//   - on the old holder, the address stays on the interface without ARP (keep_quietly()), and
+//     is deleted when the period ends, by the callback given, unless placement gives the address
+//     back here first (take_back()).
+// finish_all() ends every period at once (agent shutdown). A host whose rules cannot be installed
+// hands over as before, and says so once in the log.
+//
+// Thread-safety: none; the agent's io_context thread.
+#pragma once
+
+#include <asio.hpp>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "io/handover_rules.hpp"
+
+namespace keel::agent {
+
+class VipHandover {
+ public:
+  // `rules` may be null: nothing is installed and keep_quietly() releases at once.
+  VipHandover(asio::io_context& io, std::chrono::milliseconds period,
+              std::unique_ptr<io::HandoverRules> rules);
+  ~VipHandover();
+
+  bool enabled() const { return rules_ != nullptr; }
+  std::chrono::milliseconds period() const { return period_; }
+
+  // Removes rules a previous run of the agent left behind for `address`.
+  void clear_leftovers(const asio::ip::address_v4& address);
+  void forward(std::uint32_t number, const asio::ip::address_v4& address,
+               const asio::ip::address_v4& old_holder, const std::string& interface);
+  void stop_forwarding(std::uint32_t number);
+  // Silences `address` and calls `release` when the period ends (at once if silencing fails).
+  void keep_quietly(std::uint32_t number, const asio::ip::address_v4& address,
+                    std::function<void()> release);
+  bool kept(std::uint32_t number) const { return kept_.count(number) != 0; }
+  // Placement gave a kept address back to this host: it is no longer released, and speaks ARP.
+  void take_back(std::uint32_t number);
+  // No address kept quietly (a stopping agent waits for this before it leaves the ring).
+  bool idle() const { return kept_.empty(); }
+  void finish_all();
+
+ private:
+  struct Timed {
+    asio::ip::address_v4 address;
+    std::unique_ptr<asio::steady_timer> timer;
+    std::function<void()> release;  // kept addresses only
+  };
+  void warn_once(const std::string& what, const Error& error);
+  void end_kept(std::uint32_t number, bool release);
+
+  asio::io_context& io_;
+  std::chrono::milliseconds period_;
+  std::unique_ptr<io::HandoverRules> rules_;
+  std::map<std::uint32_t, Timed> forwarded_;  // by address number
+  std::map<std::uint32_t, Timed> kept_;
+  bool warned_ = false;
+};
+
+}  // namespace keel::agent
