@@ -61,8 +61,9 @@ struct Options {
   std::vector<std::string> only{"keel", "keepalived", "ucarp"};
   std::vector<std::string> faults{"link_down", "freeze", "stop", "drain"};
   // keel's tuned profile: token, consensus and join timeouts and token hold, in ms.
-  std::vector<std::uint32_t> tuned{15, 8, 2, 3};
+  std::vector<std::uint32_t> tuned{10, 5, 1, 2};
   std::vector<std::string> keel_configs{"defaults", "tuned"};
+  std::string keel_log_level = "warn";  // the agents' logs stay in the lab directory
   int interval_ms = 10;
   int timeout_ms = 50;
   int in_flight = 0;  // 0: enough that a probe starts every interval (timeout / interval + 1)
@@ -368,7 +369,7 @@ int run(const Options& options, const std::string& keel) {
   report.add(machine_row(options));
   const auto addresses = floating_addresses(options.addresses);
   lab::HostConfigSettings keel_default;
-  keel_default.log_level = "warn";
+  keel_default.log_level = options.keel_log_level;
   keel_default.extra = vip_toml(addresses);
   // A fast-LAN profile (--tuned): the ring loses the token after a few tens of ms of silence,
   // so only for a LAN with nothing between the hosts and an agent that runs real-time.
@@ -447,6 +448,9 @@ int main(int argc, char** argv) {
   app.add_option("--keel-configs", options.keel_configs, "keel's configurations to measure")
       ->delimiter(',')
       ->check(CLI::IsMember({"defaults", "tuned"}));
+  app.add_option("--keel-log-level", options.keel_log_level,
+                 "keel agents' log level (their logs stay in the lab directory)")
+      ->check(CLI::IsMember({"debug", "info", "warn", "error"}));
   app.add_option("--tuned", options.tuned,
                  "keel's tuned profile: token,consensus,join timeouts and token hold in ms")
       ->delimiter(',')
