@@ -78,8 +78,8 @@ Result<Ok> Agent::start() {
   control_ = std::move(control).value();
   driver_ = std::make_unique<RingDriver>(
       io_, RingDriverOptions{options_.self.id, config.node_ids(), config.ring, boot_us},
-      [this](NodeId to, std::span<const std::uint8_t> bytes) { transport_->send(to, bytes); },
-      static_cast<RingEvents&>(*this));
+      [this](NodeId to, std::span<const std::uint8_t> bytes) { transport_->queue(to, bytes); },
+      [this] { transport_->flush(); }, static_cast<RingEvents&>(*this));
   transport_->start(
       [this](NodeId from, std::span<const std::uint8_t> bytes) { on_packet(from, bytes); });
   control_->start();

@@ -77,9 +77,15 @@ PacketSealer::PacketSealer(const ClusterKey& key, NodeId self, std::uint64_t epo
 }
 
 Bytes PacketSealer::seal(std::span<const std::uint8_t> plaintext) {
+  Bytes out;
+  seal_into(plaintext, out);
+  return out;
+}
+
+void PacketSealer::seal_into(std::span<const std::uint8_t> plaintext, Bytes& out) {
   KEEL_ASSERT(counter_ < std::numeric_limits<std::uint64_t>::max());
   ++counter_;
-  Bytes out;
+  out.clear();
   out.reserve(kSealOverheadBytes + plaintext.size());
   encode_header(Header{kSealMagic, kSealVersion, self_, epoch_, counter_}, out);
   out.resize(kHeaderBytes + kNonceBytes + plaintext.size() + kTagBytes);
@@ -90,7 +96,6 @@ Bytes PacketSealer::seal(std::span<const std::uint8_t> plaintext) {
                                              plaintext.size(), out.data(), kHeaderBytes, nullptr,
                                              nonce, key_.data());
   KEEL_ASSERT(sealed_bytes == plaintext.size() + kTagBytes);
-  return out;
 }
 
 PacketOpener::PacketOpener(const ClusterKey& key, std::vector<NodeId> known)

@@ -41,6 +41,8 @@ class PacketSealer {
  public:
   PacketSealer(const ClusterKey& key, NodeId self, std::uint64_t epoch);
   Bytes seal(std::span<const std::uint8_t> plaintext);
+  // The same into `out` (replacing its contents), reusing its capacity.
+  void seal_into(std::span<const std::uint8_t> plaintext, Bytes& out);
 
  private:
   ClusterKey key_;
