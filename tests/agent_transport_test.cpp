@@ -112,6 +112,40 @@ TEST_F(UdpTransportTest, ReplaysAndWrongAddressesAreDropped) {
   EXPECT_EQ(received_[2].size(), 1u);
 }
 
+// Queued packets wait for flush(), then all arrive, in order, whatever their number (batches
+// of kMaxBatchDatagrams fill and go out on their own).
+TEST_F(UdpTransportTest, QueuedPacketsGoOutOnFlushInOrder) {
+  auto one = open(1, key_of(7));
+  auto two = open(2, key_of(7));
+  auto three = open(3, key_of(7));
+  constexpr std::size_t kPackets = 3 * kMaxBatchDatagrams + 5;
+  one->queue(kAllNodes, Bytes{0});
+  io_.run_for(std::chrono::milliseconds(20));
+  EXPECT_TRUE(received_[2].empty());  // nothing before the flush
+  for (std::size_t i = 1; i < kPackets; ++i) {
+    one->queue(i % 2 == 0 ? kAllNodes : 3, Bytes{static_cast<std::uint8_t>(i)});
+  }
+  one->flush();
+  ASSERT_TRUE(run_until([&] {
+    return received_[3].size() == kPackets && received_[2].size() == (kPackets + 1) / 2;
+  }));
+  for (std::size_t i = 0; i < kPackets; ++i) {
+    EXPECT_EQ(received_[3][i].plaintext, Bytes{static_cast<std::uint8_t>(i)});
+  }
+  EXPECT_EQ(one->stats().datagrams_sent, kPackets + (kPackets + 1) / 2);
+  EXPECT_EQ(one->stats().send_errors, 0u);
+}
+
+// A datagram longer than any sealed packet of the cluster is cut at the receive buffer: counted
+// malformed, never opened.
+TEST_F(UdpTransportTest, AnOversizedDatagramIsCountedMalformed) {
+  auto two = open(2, key_of(7));
+  send_raw("127.0.0.1", nodes_[0].port, 2, Bytes(1500, 0x4b));
+  ASSERT_TRUE(run_until([&] { return two->peers()[0].dropped.malformed == 1; }));
+  EXPECT_TRUE(received_[2].empty());
+  EXPECT_EQ(two->open_stats().malformed, 0u);  // the opener never saw it
+}
+
 TEST_F(UdpTransportTest, RefusesAnMtuTooSmallForTheRing) {
   auto transport = UdpTransport::open(io_, {1, nodes_, 1400, 1400, key_of(7), 1});
   ASSERT_FALSE(transport.ok());

@@ -66,6 +66,23 @@ TEST(SealedPacketTest, HeaderIsInTheDocumentedLayout) {
                           second.begin() + kHeaderBytes));  // a fresh nonce
 }
 
+// Nonces are the sealer's random prefix and the counter: never repeated by one sealer, and two
+// sealers (a restart, another node) differ in the prefix.
+TEST(SealedPacketTest, NoncesArePrefixAndCounter) {
+  PacketSealer sealer(key_of(7), 1, kEpoch);
+  PacketSealer other(key_of(7), 1, kEpoch);
+  const auto nonce = [](const Bytes& sealed) {
+    return Bytes(sealed.begin() + kHeaderBytes, sealed.begin() + kHeaderBytes + kNonceBytes);
+  };
+  const Bytes first = nonce(sealer.seal(bytes_of("x")));
+  const Bytes second = nonce(sealer.seal(bytes_of("x")));
+  EXPECT_TRUE(std::equal(first.begin(), first.begin() + 16, second.begin()));
+  EXPECT_EQ(Bytes(first.begin() + 16, first.end()), (Bytes{0, 0, 0, 0, 0, 0, 0, 1}));
+  EXPECT_EQ(Bytes(second.begin() + 16, second.end()), (Bytes{0, 0, 0, 0, 0, 0, 0, 2}));
+  const Bytes others = nonce(other.seal(bytes_of("x")));
+  EXPECT_FALSE(std::equal(first.begin(), first.begin() + 16, others.begin()));
+}
+
 TEST(SealedPacketTest, EveryAlteredByteIsRefused) {
   PacketSealer sealer(key_of(7), 1, kEpoch);
   const Bytes sealed = sealer.seal(bytes_of("a ring packet"));

@@ -13,14 +13,18 @@
 #include <optional>
 #include <string_view>
 
+#include "agent/control_frames.hpp"
+
 namespace keel::bench {
 namespace {
 
-constexpr std::size_t kSendWindow = 256;         // unanswered send requests
-constexpr std::int64_t kRetryPauseNs = 500'000;  // after a full send queue
+constexpr std::size_t kSendWindow = 256;                // unanswered send requests (JSON)
+constexpr std::size_t kMaxUnwrittenBytes = 256 * 1024;  // frames queued here, not yet written
+constexpr std::int64_t kRetryPauseNs = 500'000;         // after a full send queue
 constexpr std::size_t kMaxLatencySamples = 4'000'000;
 
-// A non-blocking Unix stream connection that reads and writes whole lines.
+// A non-blocking Unix stream connection that reads and writes whole lines, and once switched,
+// binary frames (agent/control_frames.hpp).
 class LineSocket {
  public:
   ~LineSocket() {
@@ -43,7 +47,11 @@ class LineSocket {
   }
   int fd() const { return fd_; }
   void queue(std::string_view line) { out_.append(line); }
+  std::string& output() { return out_; }
   bool wants_write() const { return written_ < out_.size(); }
+  std::size_t unwritten() const { return out_.size() - written_; }
+  // From the next unread byte on, the input is frames.
+  void read_frames() { frames_ = true; }
   bool flush(std::string& error) {
     while (written_ < out_.size()) {
       const ssize_t n = ::send(fd_, out_.data() + written_, out_.size() - written_, MSG_NOSIGNAL);
@@ -60,9 +68,10 @@ class LineSocket {
     }
     return true;
   }
-  // Reads what is there; calls on_line for each complete line. False on EOF or error.
-  template <typename OnLine>
-  bool read(OnLine&& on_line, std::string& error) {
+  // Reads what is there; calls on_line for each complete line and, once switched to frames (which
+  // on_line may do), on_frame for each complete frame. False on EOF or error.
+  template <typename OnLine, typename OnFrame>
+  bool read(OnLine&& on_line, OnFrame&& on_frame, std::string& error) {
     char chunk[65536];
     for (;;) {
       const ssize_t n = ::recv(fd_, chunk, sizeof chunk, 0);
@@ -78,8 +87,21 @@ class LineSocket {
       in_.append(chunk, static_cast<std::size_t>(n));
     }
     std::size_t start = 0;
-    for (std::size_t end; (end = in_.find('\n', start)) != std::string::npos; start = end + 1) {
+    for (std::size_t end; !frames_ && (end = in_.find('\n', start)) != std::string::npos;
+         start = end + 1) {
       on_line(std::string_view(in_).substr(start, end - start));
+    }
+    while (frames_) {
+      const auto parse = agent::parse_frame(
+          {reinterpret_cast<const std::uint8_t*>(in_.data()) + start, in_.size() - start},
+          std::size_t{64} << 20);
+      if (parse.status == agent::FrameParse::Status::invalid) {
+        error = "bad frame from the agent: " + parse.error;
+        return false;
+      }
+      if (parse.status == agent::FrameParse::Status::incomplete) break;
+      on_frame(parse.frame);
+      start += parse.consumed;
     }
     in_.erase(0, start);
     return true;
@@ -87,6 +109,7 @@ class LineSocket {
 
  private:
   int fd_ = -1;
+  bool frames_ = false;
   std::string out_;
   std::size_t written_ = 0;
   std::string in_;
@@ -99,13 +122,8 @@ std::string payload(int host, std::uint64_t seq, std::int64_t sent_ns, std::size
   return text;
 }
 
-// The send time inside a delivered message line, found without a JSON parse: the payload is
-// ours and needs no escaping, and parsing every line would make the client the bottleneck.
-std::optional<std::int64_t> sent_time(std::string_view line) {
-  constexpr std::string_view kKey = "\"message\":\"k";
-  const auto at = line.find(kKey);
-  if (at == std::string_view::npos) return std::nullopt;
-  auto rest = line.substr(at + kKey.size());
+// The send time in one of our payloads ("k<host>.<seq>.<sent_ns>.xxx"), from just after the 'k'.
+std::optional<std::int64_t> payload_time(std::string_view rest) {
   for (int dots = 0; dots < 2; ++dots) {
     const auto dot = rest.find('.');
     if (dot == std::string_view::npos) return std::nullopt;
@@ -118,6 +136,15 @@ std::optional<std::int64_t> sent_time(std::string_view line) {
   }
   if (digits == 0) return std::nullopt;
   return value;
+}
+
+// The send time inside a delivered message line, found without a JSON parse: the payload is
+// ours and needs no escaping, and parsing every line would make the client the bottleneck.
+std::optional<std::int64_t> sent_time(std::string_view line) {
+  constexpr std::string_view kKey = "\"message\":\"k";
+  const auto at = line.find(kKey);
+  if (at == std::string_view::npos) return std::nullopt;
+  return payload_time(line.substr(at + kKey.size()));
 }
 
 std::size_t message_bytes(std::string_view line) {
@@ -167,7 +194,13 @@ class Client {
       start_.abandon();
       return result_;
     }
-    listen_.queue(R"({"op":"listen","group":")" + plan_.group + "\"}\n");
+    if (plan_.binary) {
+      listen_.queue(R"({"op":"listen","format":"binary","group":")" + plan_.group + "\"}\n");
+      sender_.queue(R"({"op":"send_stream","group":")" + plan_.group + "\"}\n");
+    } else {
+      listen_.queue(R"({"op":"listen","group":")" + plan_.group + "\"}\n");
+      send_ready_ = true;
+    }
     if (!wait_for_members() || !start_.arrive_and_wait(deadline_)) {
       if (result_.error.empty()) result_.error = "the other clients never got ready";
       start_.abandon();
@@ -195,7 +228,7 @@ class Client {
   }
 
   bool wait_for_members() {
-    while (result_.error.empty() && !group_ready_) {
+    while (result_.error.empty() && !(group_ready_ && send_ready_)) {
       if (now_ns() > deadline_) {
         result_.error = "group " + plan_.group + " never reached " + std::to_string(plan_.members) +
                         " members on host " + std::to_string(plan_.host);
@@ -206,7 +239,27 @@ class Client {
     return result_.error.empty();
   }
 
+  // Binary: frames go out as fast as the socket takes them; the agent holds a sender back by
+  // reading no further while its send queue is full.
+  void queue_frames() {
+    const std::int64_t now = now_ns();
+    while (next_seq_ < plan_.send && sender_.unwritten() < kMaxUnwrittenBytes) {
+      if (plan_.rate > 0 &&
+          static_cast<double>(next_seq_) >=
+              static_cast<double>(now - result_.first_send_ns) * plan_.rate / 1e9) {
+        return;
+      }
+      agent::append_frame(sender_.output(), agent::FrameType::agreed_message,
+                          std::string_view(payload(plan_.host, next_seq_++, now_ns(), plan_.size)));
+      ++result_.sent;
+    }
+  }
+
   void queue_sends() {
+    if (plan_.binary) {
+      queue_frames();
+      return;
+    }
     const std::int64_t now = now_ns();
     while (inflight_.size() < kSendWindow) {
       std::uint64_t seq;
@@ -240,14 +293,29 @@ class Client {
     }
     if (!listen_.flush(result_.error) || !sender_.flush(result_.error)) return;
     if ((fds[0].revents & (POLLIN | POLLHUP | POLLERR)) != 0) {
-      listen_.read([&](std::string_view line) { on_event(line); }, result_.error);
+      listen_.read([&](std::string_view line) { on_event(line); },
+                   [&](const agent::Frame& frame) { on_event_frame(frame); }, result_.error);
     }
     if ((fds[1].revents & (POLLIN | POLLHUP | POLLERR)) != 0) {
-      sender_.read([&](std::string_view line) { on_reply(line); }, result_.error);
+      sender_.read([&](std::string_view line) { on_reply(line); },
+                   [&](const agent::Frame& frame) {
+                     result_.error =
+                         "send stream ended: " + std::string(frame.body.begin(), frame.body.end());
+                   },
+                   result_.error);
     }
   }
 
   void on_reply(std::string_view line) {
+    if (plan_.binary) {  // the reply to send_stream; frames follow
+      if (line.find("\"ok\":true") == std::string_view::npos) {
+        result_.error = "send_stream refused: " + std::string(line);
+        return;
+      }
+      send_ready_ = true;
+      sender_.read_frames();
+      return;
+    }
     if (inflight_.empty()) {
       result_.error = "a reply to no request: " + std::string(line);
       return;
@@ -265,15 +333,37 @@ class Client {
     }
   }
 
+  void on_event_frame(const agent::Frame& frame) {
+    if (frame.type == static_cast<std::uint8_t>(agent::FrameType::json_event)) {
+      on_event(
+          std::string_view(reinterpret_cast<const char*>(frame.body.data()), frame.body.size()));
+      return;
+    }
+    const auto event = agent::decode_message_event(frame.body);
+    if (frame.type != static_cast<std::uint8_t>(agent::FrameType::message_event) || !event) return;
+    const std::string_view text(reinterpret_cast<const char*>(event->payload.data()),
+                                event->payload.size());
+    const auto sent = text.empty() || text[0] != 'k' ? std::nullopt : payload_time(text.substr(1));
+    if (!sent) return;
+    record_delivery(now_ns(), *sent, text.size());
+  }
+
+  void record_delivery(std::int64_t now, std::int64_t sent, std::size_t bytes) {
+    if (result_.latencies_ns.size() < kMaxLatencySamples)
+      result_.latencies_ns.push_back(now - sent);
+    ++result_.delivered;
+    result_.bytes += bytes;
+    result_.last_delivery_ns = now;
+  }
+
   void on_event(std::string_view line) {
     const std::int64_t now = now_ns();
+    if (plan_.binary && !listening_) {  // the reply to listen; frames follow
+      listening_ = true;
+      listen_.read_frames();
+    }
     if (auto sent = sent_time(line)) {
-      if (result_.latencies_ns.size() < kMaxLatencySamples) {
-        result_.latencies_ns.push_back(now - *sent);
-      }
-      ++result_.delivered;
-      result_.bytes += message_bytes(line);
-      result_.last_delivery_ns = now;
+      record_delivery(now, *sent, message_bytes(line));
       return;
     }
     auto event = nlohmann::json::parse(line, nullptr, false);
@@ -302,6 +392,8 @@ class Client {
   LineSocket sender_;
   std::int64_t deadline_ = 0;
   bool group_ready_ = false;
+  bool send_ready_ = false;  // JSON: at once; binary: once send_stream is answered
+  bool listening_ = false;   // binary: the listen reply was read
   std::uint64_t next_seq_ = 0;
   std::deque<std::uint64_t> inflight_;
   std::deque<std::uint64_t> retry_;

@@ -2,8 +2,11 @@
 // its control socket exactly as an application would (docs/control-protocol.md).
 //
 // Each client holds two connections: a `listen` stream on the benchmark group, and a send
-// connection on which `send` requests are pipelined (up to kSendWindow unanswered), so that the
-// socket round trip does not limit throughput. A "send queue full" reply is flow control: that
+// connection. By default both use the binary frames an application moving many messages would
+// (docs/control-protocol.md, "Binary frames"): a `send_stream` connection the client writes
+// frames to as fast as the agent reads them, and a binary listen stream. With `binary` off they
+// use JSON lines: `send` requests pipelined (up to kSendWindow unanswered), so that the socket
+// round trip does not limit throughput; a "send queue full" reply is flow control there: that
 // message is sent again a moment later. Every message carries the sending host, a sequence number
 // and its send time; the listener records each delivery's latency, and every view and group view
 // with the time it was read (for failover timing).
@@ -59,6 +62,7 @@ struct ClientPlan {
   std::uint64_t expect = 0;  // stop once this many are delivered (0: once sent)
   std::int64_t timeout_ns = 60'000'000'000;
   const std::atomic<bool>* stop = nullptr;  // watch mode: run until set (send == expect == 0)
+  bool binary = true;                       // binary frames, else JSON lines
   std::function<void(int host, const ViewRecord&)> on_view;  // called on the client's thread
 };
 

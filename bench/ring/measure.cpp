@@ -227,7 +227,7 @@ std::vector<int> keel_agent_pids(const lab::Lab& lab) {
   return pids;
 }
 
-Result<json> keel_traffic(const lab::Lab& lab, const Load& load) {
+Result<json> keel_traffic(const lab::Lab& lab, const Load& load, bool binary) {
   const int hosts = lab.host_count();
   const int senders = load.all_send ? hosts : 1;
   const std::uint64_t per_sender = load.total / static_cast<std::uint64_t>(senders);
@@ -247,6 +247,7 @@ Result<json> keel_traffic(const lab::Lab& lab, const Load& load) {
       plan.rate = load.rate;
       plan.expect = per_sender * static_cast<std::uint64_t>(senders);
       plan.timeout_ns = 60'000 * kNsPerMs;
+      plan.binary = binary;
       results[static_cast<std::size_t>(host - 1)] = run_keel_client(plan, start);
     });
   }
@@ -261,6 +262,7 @@ Result<json> keel_traffic(const lab::Lab& lab, const Load& load) {
                        result.last_delivery_ns, std::move(result.latencies_ns)});
   }
   auto row = summarize("keel", hosts, load, figures);
+  row["control"] = binary ? "binary" : "json";
   if (load.sample_memory) row["rss_loaded_kib"] = peak;
   return row;
 }

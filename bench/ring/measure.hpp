@@ -29,7 +29,8 @@ struct Corosync {
   std::string cpg_bench;                // path of the client
 };
 
-Result<nlohmann::json> keel_traffic(const lab::Lab& lab, const Load& load);
+// keel's clients use binary frames on the control socket (`binary`), or JSON lines.
+Result<nlohmann::json> keel_traffic(const lab::Lab& lab, const Load& load, bool binary = true);
 Result<nlohmann::json> corosync_traffic(lab::Lab& lab, const Corosync& corosync, const Load& load);
 
 // Takes the last host's link down, times the new view on every survivor (the slowest one

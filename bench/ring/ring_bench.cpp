@@ -1,7 +1,7 @@
 // keel_ring_bench: keel's ring beside corosync in the same lab, in the same run (bench/RESULTS.md).
 //
 //   keel_ring_bench [--hosts 3,5] [--sizes 100,1024,8192] [--failovers 5] [--only keel|corosync]
-//                   [--out FILE]
+//                   [--keel-control binary|json] [--out FILE]
 //   keel_ring_bench soak [--hosts 5] [--minutes 10] [--hogs 2] [--rate 20]
 //
 // For each host count it builds one lab (src/lab, as `keel lab` does), measures keel's agents,
@@ -62,6 +62,8 @@ struct GuardedLab {
 
 // keel's [ring] settings for every lab (--ring KEY=VALUE; empty: the defaults).
 std::vector<std::pair<std::string, std::string>> g_ring_settings;
+// How keel's clients talk to their agents (--keel-control): binary frames or JSON lines.
+bool g_keel_binary = true;
 
 Result<Ok> build_lab(GuardedLab& built, int hosts, const Paths& paths) {
   lab::LabOptions options;
@@ -148,8 +150,9 @@ void bench_hosts(int hosts, const std::vector<std::size_t>& sizes, int failovers
   if (only != "corosync") {
     std::this_thread::sleep_for(std::chrono::seconds(2));  // let start-up allocations settle
     report.add(idle_memory("keel", hosts, keel_agent_pids(lab)));
-    measure_traffic(report, "keel", hosts, sizes,
-                    [&](const Load& load) { return keel_traffic(lab, moderate(load)); });
+    measure_traffic(report, "keel", hosts, sizes, [&](const Load& load) {
+      return keel_traffic(lab, moderate(load), g_keel_binary);
+    });
     auto failover = keel_failover(lab, failovers);
     if (!failover) throw std::runtime_error(failover.error().message);
     failover.value()["token_ms"] = 300;
@@ -287,6 +290,10 @@ int main(int argc, char** argv) {
   app.add_option("--keel", keel, "the keel binary (default: ../keel beside this one)");
   std::vector<std::string> ring_settings;
   app.add_option("--ring", ring_settings, "keel [ring] setting KEY=VALUE (repeat)");
+  std::string keel_control = "binary";
+  app.add_option("--keel-control", keel_control,
+                 "how keel's clients send and listen: binary frames (default) or json lines")
+      ->check(CLI::IsMember({"binary", "json"}));
   auto* soak = app.add_subcommand("soak", "view changes under CPU load, with default timeouts");
   int soak_hosts = 5, minutes = 10, hogs = static_cast<int>(std::thread::hardware_concurrency());
   double rate = 20;
@@ -307,6 +314,7 @@ int main(int argc, char** argv) {
     }
     g_ring_settings.push_back(setting.value());
   }
+  g_keel_binary = keel_control == "binary";
   const Paths paths = find_paths(keel);
   if (*soak) return run_soak(soak_hosts, minutes, hogs, rate, paths);
   return run_benchmark(host_counts, sizes, failovers, only, corosync_transport, out, paths);

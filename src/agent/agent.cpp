@@ -78,8 +78,8 @@ Result<Ok> Agent::start() {
   control_ = std::move(control).value();
   driver_ = std::make_unique<RingDriver>(
       io_, RingDriverOptions{options_.self.id, config.node_ids(), config.ring, boot_us},
-      [this](NodeId to, std::span<const std::uint8_t> bytes) { transport_->send(to, bytes); },
-      static_cast<RingEvents&>(*this));
+      [this](NodeId to, std::span<const std::uint8_t> bytes) { transport_->queue(to, bytes); },
+      [this] { transport_->flush(); }, static_cast<RingEvents&>(*this));
   transport_->start(
       [this](NodeId from, std::span<const std::uint8_t> bytes) { on_packet(from, bytes); });
   control_->start();
@@ -189,7 +189,7 @@ void Agent::on_group_view(const ring::GroupView& view) {
 
 void Agent::on_group_message(const ring::GroupMessage& message,
                              const ring::DeliveredMessage& carrier) {
-  control_->publish(message.group, message_event(message, carrier));
+  control_->publish_message(message, carrier);
   if (vip_ && message.group == vip::kVipGroup) vip_->on_message(message.origin, message.payload);
   if (volumes_ && message.group == volume::kVolumeGroup) {
     volumes_->on_message(message.origin, message.payload);
@@ -205,6 +205,10 @@ nlohmann::json Agent::status() {
 Result<Ok> Agent::send(const std::string& group, const Bytes& payload, bool safe) {
   if (stopped_) return Error{"the agent is shutting down"};
   return driver_->send(group, payload, safe);
+}
+
+bool Agent::send_queue_full() const {
+  return driver_->ring().send_queue_length() >= driver_->ring().tunables().max_send_queue_messages;
 }
 
 Result<Ok> Agent::join(const std::string& group) {

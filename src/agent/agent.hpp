@@ -64,6 +64,7 @@ class Agent final : private RingEvents, private ControlHandler {
   // ControlHandler
   nlohmann::json status() override;
   Result<Ok> send(const std::string& group, const Bytes& payload, bool safe) override;
+  bool send_queue_full() const override;
   Result<Ok> join(const std::string& group) override;
   void leave(const std::string& group) override;
   std::optional<nlohmann::json> command(const std::string& op,

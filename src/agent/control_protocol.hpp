@@ -1,5 +1,6 @@
 // The control socket's protocol: newline-delimited JSON, one request per line, one reply line per
-// request; a `listen` session then carries one event line per delivery. docs/control-protocol.md
+// request; a `listen` session then carries one event line per delivery (or binary frames,
+// control_frames.hpp, and a `send_stream` session carries send frames). docs/control-protocol.md
 // is the reference; this file holds its limits and the encoding of replies and events, shared by
 // the agent (control_server) and the clients (control_client, the CLI).
 //
@@ -28,6 +29,9 @@ constexpr std::size_t kMaxListeners = 32;
 constexpr std::size_t kMaxListenerBacklogBytes = 16u << 20;
 // A reply or event line as a client reads it (the backlog bound covers any one line).
 constexpr std::size_t kMaxReplyLineBytes = kMaxListenerBacklogBytes;
+// A send frame's length (type byte and message): a message of 1 MiB. The message limit proper
+// (1 MiB less the group header) is checked when it is sent.
+constexpr std::size_t kMaxSendFrameBytes = 1 + (1u << 20);
 
 // Serialises a reply or event without its newline; invalid UTF-8 (never produced here) would be
 // replaced rather than thrown.

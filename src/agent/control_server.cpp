@@ -138,6 +138,10 @@ void ControlServer::on_accept(asio::local::stream_protocol::socket socket) {
       },
       [this, alive](ControlSession& s) {
         if (!alive.expired()) on_close(s);
+      },
+      [this, alive](ControlSession& s, const Frame& frame) {
+        // A session outliving the server has nowhere to send to: it waits to be closed.
+        return alive.expired() ? ControlSession::FrameOutcome::retry : on_frame(s, frame);
       });
   sessions_.emplace(id, session);
   session->start();
@@ -151,7 +155,8 @@ void ControlServer::on_line(ControlSession& session, const std::string& line) {
   }
   const auto op = request.find("op");
   if (op == request.end() || !op->is_string()) {
-    session.write_line(to_line(error_reply("a request needs \"op\": status, send or listen")));
+    session.write_line(
+        to_line(error_reply("a request needs \"op\": status, send, send_stream or listen")));
     return;
   }
   const std::string& name = op->get_ref<const std::string&>();
@@ -159,6 +164,8 @@ void ControlServer::on_line(ControlSession& session, const std::string& line) {
     session.write_line(to_line(handler_.status()));
   } else if (name == "send") {
     on_send(session, request);
+  } else if (name == "send_stream") {
+    on_send_stream(session, request);
   } else if (name == "listen") {
     on_listen(session, request);
   } else if (auto reply = handler_.command(name, request)) {
@@ -166,7 +173,8 @@ void ControlServer::on_line(ControlSession& session, const std::string& line) {
   } else {
     session.write_line(
         to_line(error_reply("unknown op \"" + name +
-                            "\" (expected status, send, listen, vip_status, drain or undrain)")));
+                            "\" (expected status, send, send_stream, listen, vip_status, "
+                            "drain or undrain)")));
   }
 }
 
@@ -187,11 +195,41 @@ void ControlServer::on_send(ControlSession& session, const json& request) {
   session.write_line(to_line(sent.ok() ? ok_reply() : error_reply(sent.error().message)));
 }
 
+void ControlServer::on_send_stream(ControlSession& session, const json& request) {
+  std::string error;
+  const auto group = group_of(request, error);
+  if (!group) {
+    session.write_line(to_line(error_reply(error)));
+    return;
+  }
+  session.write_line(to_line(ok_reply()));
+  session.set_sending(*group);
+}
+
+ControlSession::FrameOutcome ControlServer::on_frame(ControlSession& session, const Frame& frame) {
+  const bool agreed = frame.type == static_cast<std::uint8_t>(FrameType::agreed_message);
+  const bool safe = frame.type == static_cast<std::uint8_t>(FrameType::safe_message);
+  if (!agreed && !safe) {
+    session.finish(to_line(error_reply("unknown send frame type " + std::to_string(frame.type))));
+    return ControlSession::FrameOutcome::taken;
+  }
+  if (handler_.send_queue_full()) return ControlSession::FrameOutcome::retry;
+  auto sent = handler_.send(session.group(), Bytes(frame.body.begin(), frame.body.end()), safe);
+  if (!sent.ok()) session.finish(to_line(error_reply(sent.error().message)));
+  return ControlSession::FrameOutcome::taken;
+}
+
 void ControlServer::on_listen(ControlSession& session, const json& request) {
   std::string error;
   const auto group = group_of(request, error);
   if (!group) {
     session.write_line(to_line(error_reply(error)));
+    return;
+  }
+  const auto format = request.find("format");
+  const bool binary = format != request.end() && *format == "binary";
+  if (format != request.end() && !binary && *format != "json") {
+    session.write_line(to_line(error_reply("\"format\" must be \"json\" or \"binary\"")));
     return;
   }
   if (listener_count() >= kMaxListeners) {
@@ -209,7 +247,7 @@ void ControlServer::on_listen(ControlSession& session, const json& request) {
     }
   }
   ids.insert(session.id());
-  session.set_listening(*group);
+  session.set_listening(*group, binary);
   session.write_line(to_line(ok_reply()));
   stream_current_state(session);
 }
@@ -263,6 +301,29 @@ void ControlServer::publish(const std::string& group, const json& event) {
   const auto it = listeners_.find(group);
   if (it == listeners_.end()) return;
   stream_to(it->second, to_line(event));
+}
+
+void ControlServer::publish_message(const ring::GroupMessage& message,
+                                    const ring::DeliveredMessage& carrier) {
+  const auto it = listeners_.find(message.group);
+  if (it == listeners_.end()) return;
+  // Each format is encoded at most once, and only if a listener reads it.
+  std::optional<std::string> line;
+  std::optional<std::string> frame;
+  for (const std::uint64_t id : it->second) {
+    const auto session = sessions_.find(id);
+    if (session == sessions_.end()) continue;
+    ControlSession& listener = *session->second;
+    std::optional<std::string>& encoded = listener.binary_events() ? frame : line;
+    if (!encoded) {
+      encoded = listener.binary_events() ? message_event_frame(message, carrier)
+                                         : to_line(message_event(message, carrier)) + '\n';
+    }
+    if (!listener.stream_encoded(*encoded)) {
+      spdlog::warn("control socket: a listener of group {} fell behind and was disconnected",
+                   listener.group());
+    }
+  }
 }
 
 void ControlServer::stream_to(std::set<std::uint64_t> ids, const std::string& line) {

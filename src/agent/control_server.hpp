@@ -6,9 +6,12 @@
 // owner (root by default) can talk to the agent. close() stops accepting, closes every session
 // and removes the socket file if it is still the one this server created.
 //
-// Requests (docs/control-protocol.md): status, send, listen. The server parses and validates them
-// and calls the ControlHandler; it keeps the listeners per group, asks the handler to join a group
-// when its first listener arrives and to leave it when its last one goes, and fans events out.
+// Requests (docs/control-protocol.md): status, send, send_stream, listen. The server parses and
+// validates them and calls the ControlHandler; it keeps the listeners per group, asks the handler
+// to join a group when its first listener arrives and to leave it when its last one goes, and fans
+// events out (a message is encoded once per format, JSON line or binary frame, and only for a
+// format some listener of its group reads). Frames from a send_stream session are sent to its
+// group; while the handler's send queue is full, the session is told to retry.
 // It remembers the last regular view and every group's members as published, so that a listener
 // starts with where it stands (that view, and its group's members) rather than waiting for the
 // next change. What it remembers is bounded by the group layer's own bounds (kMaxGroupsPerHost per
@@ -45,6 +48,8 @@ class ControlHandler {
   virtual ~ControlHandler() = default;
   virtual nlohmann::json status() = 0;
   virtual Result<Ok> send(const std::string& group, const Bytes& payload, bool safe) = 0;
+  // Whether send() would fail now only because the send queue is full.
+  virtual bool send_queue_full() const { return false; }
   virtual Result<Ok> join(const std::string& group) = 0;
   virtual void leave(const std::string& group) = 0;
   // Any other op (vip_status, drain, undrain): the reply object, or nothing for an unknown op.
@@ -64,6 +69,8 @@ class ControlServer {
   // Sends an event line to every listener, or to those of `group`.
   void publish_all(const nlohmann::json& event);
   void publish(const std::string& group, const nlohmann::json& event);
+  // A delivered group message, to the listeners of its group.
+  void publish_message(const ring::GroupMessage& message, const ring::DeliveredMessage& carrier);
   // The ring's events: published as above, and remembered for listeners that come later.
   void publish_view(const ring::View& view);
   void publish_group_view(const ring::GroupView& view);
@@ -78,6 +85,8 @@ class ControlServer {
   void on_accept(asio::local::stream_protocol::socket socket);
   void on_line(ControlSession& session, const std::string& line);
   void on_send(ControlSession& session, const nlohmann::json& request);
+  void on_send_stream(ControlSession& session, const nlohmann::json& request);
+  ControlSession::FrameOutcome on_frame(ControlSession& session, const Frame& frame);
   void on_listen(ControlSession& session, const nlohmann::json& request);
   void on_close(ControlSession& session);
   void stream_current_state(ControlSession& session);

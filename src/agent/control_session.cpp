@@ -8,12 +8,14 @@
 namespace keel::agent {
 
 ControlSession::ControlSession(asio::local::stream_protocol::socket socket, std::uint64_t id,
-                               LineHandler on_line, CloseHandler on_close)
+                               LineHandler on_line, CloseHandler on_close, FrameHandler on_frame)
     : socket_(std::move(socket)),
       id_(id),
       on_line_(std::move(on_line)),
       on_close_(std::move(on_close)),
-      grace_timer_(socket_.get_executor()) {}
+      on_frame_(std::move(on_frame)),
+      grace_timer_(socket_.get_executor()),
+      retry_timer_(socket_.get_executor()) {}
 
 void ControlSession::start() { read_request(); }
 
@@ -46,6 +48,9 @@ void ControlSession::on_request(const asio::error_code& error, std::size_t size)
     read_paused_ = false;
     input_.clear();
     discard_input();
+  } else if (sending_) {
+    read_paused_ = false;
+    take_frames();  // frames may have come right behind the request line
   } else if (!writing_) {
     read_paused_ = false;
     read_request();
@@ -66,21 +71,84 @@ void ControlSession::discard_input() {
                           });
 }
 
+void ControlSession::read_frames() {
+  // Reads straight into the tail of input_; nothing else touches input_ until this completes.
+  const std::size_t kept = input_.size();
+  input_.resize(kept + kReadChunkBytes);
+  auto self = shared_from_this();
+  socket_.async_read_some(asio::buffer(input_.data() + kept, kReadChunkBytes),
+                          [self, kept](const asio::error_code& error, std::size_t size) {
+                            self->input_.resize(kept + (error ? 0 : size));
+                            if (self->closed_) return;
+                            if (error) {
+                              self->close();
+                            } else {
+                              self->take_frames();
+                            }
+                          });
+}
+
+// Hands every complete frame in input_ to the server, then reads more. input_ holds at most one
+// incomplete frame (bounded by kMaxSendFrameBytes) and one read chunk.
+void ControlSession::take_frames() {
+  KEEL_ASSERT(sending_ && on_frame_);
+  std::size_t offset = 0;
+  while (!closed_ && !finishing_) {
+    const auto rest = std::span<const std::uint8_t>(
+        reinterpret_cast<const std::uint8_t*>(input_.data()) + offset, input_.size() - offset);
+    const FrameParse parse = parse_frame(rest, kMaxSendFrameBytes);
+    if (parse.status == FrameParse::Status::incomplete) break;
+    if (parse.status == FrameParse::Status::invalid) {
+      finish(to_line(error_reply(parse.error)));
+      return;
+    }
+    if (on_frame_(*this, parse.frame) == FrameOutcome::retry) {
+      input_.erase(0, offset);
+      auto self = shared_from_this();
+      retry_timer_.expires_after(std::chrono::milliseconds(kRetryPauseMs));
+      retry_timer_.async_wait([self](const asio::error_code& error) {
+        if (!error && !self->closed_) self->take_frames();
+      });
+      return;
+    }
+    offset += parse.consumed;
+  }
+  input_.erase(0, offset);
+  if (!closed_ && !finishing_) read_frames();
+}
+
 void ControlSession::write_line(const std::string& line) {
   if (closed_ || finishing_) return;
-  output_.push_back(line + '\n');
-  output_bytes_ += output_.back().size();
-  if (!writing_) write_next();
+  std::string bytes;
+  bytes.reserve(line.size() + 1);
+  bytes.append(line).push_back('\n');
+  queue(std::move(bytes));
+}
+
+std::string ControlSession::encode_event(const std::string& line) const {
+  std::string bytes;
+  if (binary_events_) {
+    append_frame(bytes, FrameType::json_event, std::string_view(line));
+  } else {
+    bytes.reserve(line.size() + 1);
+    bytes.append(line).push_back('\n');
+  }
+  return bytes;
 }
 
 bool ControlSession::stream_line(const std::string& line) {
   if (closed_ || finishing_) return false;
-  if (output_bytes_ + line.size() + 1 <= kMaxListenerBacklogBytes) {
-    write_line(line);
+  return stream_encoded(encode_event(line));
+}
+
+bool ControlSession::stream_encoded(std::string bytes) {
+  if (closed_ || finishing_) return false;
+  if (output_bytes_ + bytes.size() <= kMaxListenerBacklogBytes) {
+    queue(std::move(bytes));
     return true;
   }
-  // Drop what has not started to go out; the line being written must finish whole.
-  while (output_.size() > (writing_ ? 1u : 0u)) {
+  // Drop what has not started to go out; the events being written must finish whole.
+  while (output_.size() > writing_) {
     output_bytes_ -= output_.back().size();
     output_.pop_back();
   }
@@ -91,34 +159,50 @@ bool ControlSession::stream_line(const std::string& line) {
 
 void ControlSession::finish(const std::string& line) {
   if (closed_ || finishing_) return;
-  write_line(line);
+  queue(encode_event(line));
   finishing_ = true;
   close_later();
 }
 
-void ControlSession::write_next() {
-  KEEL_ASSERT(!writing_ && !output_.empty());
-  writing_ = true;
-  auto self = shared_from_this();
-  asio::async_write(
-      socket_, asio::buffer(output_.front()),
-      [self](const asio::error_code& error, std::size_t) { self->on_written(error); });
+void ControlSession::queue(std::string bytes) {
+  output_bytes_ += bytes.size();
+  output_.push_back(std::move(bytes));
+  if (!writing_) write_next();
 }
 
-void ControlSession::on_written(const asio::error_code& error) {
-  writing_ = false;
+void ControlSession::write_next() {
+  KEEL_ASSERT(!writing_ && !output_.empty());
+  write_buffers_.clear();
+  for (const std::string& bytes : output_) {
+    if (write_buffers_.size() == kMaxWriteBatch) break;
+    write_buffers_.emplace_back(bytes.data(), bytes.size());
+  }
+  writing_ = write_buffers_.size();
+  auto self = shared_from_this();
+  // The buffers stay valid: output_ is a deque (push_back keeps references) and its first
+  // `writing_` entries are never removed before this completes.
+  asio::async_write(socket_, write_buffers_,
+                    [self, entries = writing_](const asio::error_code& error, std::size_t) {
+                      self->on_written(error, entries);
+                    });
+}
+
+void ControlSession::on_written(const asio::error_code& error, std::size_t entries) {
+  writing_ = 0;
   if (closed_) return;
   if (error) {
     close();
     return;
   }
-  output_bytes_ -= output_.front().size();
-  output_.pop_front();
+  for (std::size_t i = 0; i < entries; ++i) {
+    output_bytes_ -= output_.front().size();
+    output_.pop_front();
+  }
   if (!output_.empty()) {
     write_next();
   } else if (finishing_) {
     close();
-  } else if (read_paused_ && !listening_) {
+  } else if (read_paused_ && !listening_ && !sending_) {
     read_paused_ = false;
     read_request();
   }
@@ -132,9 +216,17 @@ void ControlSession::close_later() {
   });
 }
 
-void ControlSession::set_listening(std::string group) {
-  KEEL_ASSERT(!listening_);
+void ControlSession::set_listening(std::string group, bool binary) {
+  KEEL_ASSERT(!listening_ && !sending_);
   listening_ = true;
+  binary_events_ = binary;
+  group_ = std::move(group);
+}
+
+void ControlSession::set_sending(std::string group) {
+  KEEL_ASSERT(!listening_ && !sending_ && on_frame_);
+  sending_ = true;
+  binary_events_ = true;
   group_ = std::move(group);
 }
 
@@ -143,6 +235,7 @@ void ControlSession::close() {
   closed_ = true;
   asio::error_code ignored;
   grace_timer_.cancel();
+  retry_timer_.cancel();
   socket_.close(ignored);  // pending operations complete as aborted; their buffers stay alive
   auto self = shared_from_this();
   asio::post(socket_.get_executor(), [self] { self->on_close_(*self); });

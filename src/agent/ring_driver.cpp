@@ -16,12 +16,13 @@ constexpr int kMaxSettleRounds = 64;
 }  // namespace
 
 RingDriver::RingDriver(asio::io_context& io, const RingDriverOptions& options, Sender sender,
-                       RingEvents& events)
+                       Flush flush, RingEvents& events)
     : io_(io),
       ring_(options.self, options.nodes, options.tunables, options.ring_seq_floor,
             io::monotonic_now_us()),
       groups_(options.self),
       sender_(std::move(sender)),
+      flush_(std::move(flush)),
       events_(events),
       timer_(io),
       last_state_(ring_.state()) {}
@@ -101,6 +102,7 @@ void RingDriver::settle() {
     if (actions.empty()) break;
     for (ring::Action& action : actions) execute(action);
   }
+  flush_();
   settling_ = false;
   if (ring_.state() != last_state_) {
     last_state_ = ring_.state();

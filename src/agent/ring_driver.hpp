@@ -1,13 +1,14 @@
 // RingDriver: runs this host's Ring and ProcessGroups on an io_context.
 //
 // Every call into the ring (a packet, a timer expiry, leaving) is followed at once by executing
-// all the actions it produced, in order; after a submitted message (send, join, leave a group)
-// they run from a handler posted to the io_context, so a request's effects come after its reply
-// and never inside the code that made the request. Executing: Send goes to the sender function;
-// View and DeliveredMessage go to the process-group layer and, with the group events they cause, to
-// the RingEvents sink; the sync messages the group layer asks for are submitted as agreed messages.
-// Then one asio::steady_timer is re-armed at ring.next_deadline(), so the ring's timers run on
-// time without polling. Ring time is io::monotonic_now_us().
+// all the actions it produced, in order, then by one call of the flush function (the sender may
+// hold packets until then, to send them together); after a submitted message (send, join, leave a
+// group) they run from a handler posted to the io_context, so a request's effects come after its
+// reply and never inside the code that made the request. Executing: Send goes to the sender
+// function; View and DeliveredMessage go to the process-group layer and, with the group events they
+// cause, to the RingEvents sink; the sync messages the group layer asks for are submitted as agreed
+// messages. Then one asio::steady_timer is re-armed at ring.next_deadline(), so the ring's timers
+// run on time without polling. Ring time is io::monotonic_now_us().
 //
 // Invariants: the timer is armed at next_deadline() whenever the driver is idle (or disarmed
 // when that is kNever); after leave_ring() the ring is never called again.
@@ -54,8 +55,9 @@ struct RingDriverOptions {
 class RingDriver {
  public:
   using Sender = std::function<void(NodeId to, std::span<const std::uint8_t> bytes)>;
+  using Flush = std::function<void()>;
 
-  RingDriver(asio::io_context& io, const RingDriverOptions& options, Sender sender,
+  RingDriver(asio::io_context& io, const RingDriverOptions& options, Sender sender, Flush flush,
              RingEvents& events);
 
   // Runs the ring's first actions and arms the timer.
@@ -88,6 +90,7 @@ class RingDriver {
   ring::Ring ring_;
   ring::ProcessGroups groups_;
   Sender sender_;
+  Flush flush_;
   RingEvents& events_;
   asio::steady_timer timer_;
   std::optional<TimeUs> armed_for_;  // the deadline the pending wait is for

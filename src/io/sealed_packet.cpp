@@ -74,23 +74,34 @@ PacketSealer::PacketSealer(const ClusterKey& key, NodeId self, std::uint64_t epo
     : key_(key), self_(self), epoch_(epoch) {
   ensure_sodium();
   KEEL_ASSERT(self != kNoNode);
+  static_assert(kNoncePrefixBytes + 8 == kNonceBytes);
+  randombytes_buf(nonce_prefix_.data(), nonce_prefix_.size());
 }
 
 Bytes PacketSealer::seal(std::span<const std::uint8_t> plaintext) {
+  Bytes out;
+  seal_into(plaintext, out);
+  return out;
+}
+
+void PacketSealer::seal_into(std::span<const std::uint8_t> plaintext, Bytes& out) {
   KEEL_ASSERT(counter_ < std::numeric_limits<std::uint64_t>::max());
   ++counter_;
-  Bytes out;
+  out.clear();
   out.reserve(kSealOverheadBytes + plaintext.size());
   encode_header(Header{kSealMagic, kSealVersion, self_, epoch_, counter_}, out);
   out.resize(kHeaderBytes + kNonceBytes + plaintext.size() + kTagBytes);
+  // The nonce: this sealer's random prefix, then the packet's counter (unique per packet).
   std::uint8_t* nonce = out.data() + kHeaderBytes;
-  randombytes_buf(nonce, kNonceBytes);
+  std::memcpy(nonce, nonce_prefix_.data(), nonce_prefix_.size());
+  for (std::size_t i = 0; i < 8; ++i) {
+    nonce[nonce_prefix_.size() + i] = static_cast<std::uint8_t>(counter_ >> (56 - 8 * i));
+  }
   unsigned long long sealed_bytes = 0;
   crypto_aead_xchacha20poly1305_ietf_encrypt(nonce + kNonceBytes, &sealed_bytes, plaintext.data(),
                                              plaintext.size(), out.data(), kHeaderBytes, nullptr,
                                              nonce, key_.data());
   KEEL_ASSERT(sealed_bytes == plaintext.size() + kTagBytes);
-  return out;
 }
 
 PacketOpener::PacketOpener(const ClusterKey& key, std::vector<NodeId> known)

@@ -4,10 +4,14 @@
 //
 // Layout of a sealed packet (all integers big-endian):
 //   magic u16 0x4b53 ("KS") | version u8 1 | sender node id u32 | epoch u64 | counter u64 |
-//   nonce (24 bytes, random) | ciphertext of the ring packet | tag (16 bytes)
+//   nonce (24 bytes) | ciphertext of the ring packet | tag (16 bytes)
 // The header up to the nonce is the AEAD's associated data (XChaCha20-Poly1305, libsodium).
-// `epoch` is chosen by the sender at start (its boot time in microseconds) and `counter` rises
-// by one per packet. A receiver keeps, per sender, the highest epoch seen and a window of the
+// A sealer's nonces are 16 random bytes drawn when it is created, then the packet's counter: never
+// repeated under the key (the random part tells sealers apart: below 2^-64 odds of a clash among
+// 2^32 sealers), and drawing no randomness per packet (a getrandom() system call each with
+// libsodium's default generator). Receivers take the nonce as it comes; they never check how it was
+// made. `epoch` is chosen by the sender at start (its boot time in microseconds) and `counter`
+// rises by one per packet. A receiver keeps, per sender, the highest epoch seen and a window of the
 // last 1024 counters in it: an older epoch, a counter below the window or one already seen is a
 // replay. Decryption happens before any of that state changes, so forgeries cannot move it.
 //
@@ -41,12 +45,16 @@ class PacketSealer {
  public:
   PacketSealer(const ClusterKey& key, NodeId self, std::uint64_t epoch);
   Bytes seal(std::span<const std::uint8_t> plaintext);
+  // The same into `out` (replacing its contents), reusing its capacity.
+  void seal_into(std::span<const std::uint8_t> plaintext, Bytes& out);
 
  private:
   ClusterKey key_;
   NodeId self_;
   std::uint64_t epoch_;
   std::uint64_t counter_ = 0;
+  static constexpr std::size_t kNoncePrefixBytes = 16;
+  std::array<std::uint8_t, kNoncePrefixBytes> nonce_prefix_{};
 };
 
 struct OpenStats {

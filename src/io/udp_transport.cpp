@@ -3,12 +3,16 @@
 #include <ifaddrs.h>
 #include <net/if.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <spdlog/spdlog.h>
+#include <sys/socket.h>
 
 #include <algorithm>
+#include <array>
 #include <cstring>
 
 #include "core/common/assert.hpp"
+#include "core/ring/limits.hpp"
 #include "io/clock.hpp"
 
 namespace keel::io {
@@ -18,6 +22,8 @@ namespace {
 constexpr TimeUs kLogWindowUs = 1'000'000;
 constexpr std::uint32_t kLogsPerWindow = 10;
 constexpr int kSocketBufferBytes = 4 << 20;
+// A packet for every node fits in one batch.
+static_assert(ring::kMaxNodes - 1 <= kMaxBatchDatagrams);
 
 std::string describe(const asio::ip::udp::endpoint& endpoint) {
   return endpoint.address().to_string() + ":" + std::to_string(endpoint.port());
@@ -236,10 +242,7 @@ void UdpTransport::start(Receiver receiver) {
   if (group_inlet_) receive_next(*group_inlet_);
 }
 
-void UdpTransport::wait_on_full_buffer() {
-  asio::error_code ignored;
-  unicast_.socket.non_blocking(false, ignored);  // asio then waits for room in synchronous sends
-}
+void UdpTransport::wait_on_full_buffer() { block_on_full_ = true; }
 
 void UdpTransport::close() {
   if (closed_) return;
@@ -250,57 +253,158 @@ void UdpTransport::close() {
 }
 
 void UdpTransport::send(NodeId to, std::span<const std::uint8_t> plaintext) {
-  if (closed_) return;
-  const Bytes sealed = sealer_.seal(plaintext);
-  KEEL_ASSERT(sealed.size() == plaintext.size() + kSealOverheadBytes);
-  KEEL_ASSERT(sealed.size() <= max_sealed_bytes_);
-  if (to == kAllNodes && group_) {
-    if (peers_.empty()) return;  // a cluster of one: nobody to tell
-    const std::uint64_t sent_before = stats_.datagrams_sent;
-    send_datagram(*group_, sealed);
-    stats_.group_datagrams_sent += stats_.datagrams_sent - sent_before;
-    return;
-  }
-  if (to == kAllNodes) {
-    for (const PeerStats& peer : peers_) send_datagram(peer.endpoint, sealed);
-    return;
-  }
-  auto it = std::find_if(peers_.begin(), peers_.end(),
-                         [to](const PeerStats& peer) { return peer.id == to; });
-  KEEL_ASSERT(it != peers_.end());  // the ring only addresses configured nodes
-  send_datagram(it->endpoint, sealed);
+  queue(to, plaintext);
+  flush();
 }
 
-void UdpTransport::send_datagram(const asio::ip::udp::endpoint& to,
-                                 std::span<const std::uint8_t> sealed) {
-  asio::error_code error;
-  unicast_.socket.send_to(asio::buffer(sealed.data(), sealed.size()), to, 0, error);
-  if (!error) {
-    ++stats_.datagrams_sent;
-    return;
+void UdpTransport::queue(NodeId to, std::span<const std::uint8_t> plaintext) {
+  if (closed_) return;
+  if (to == kAllNodes && peers_.empty()) return;  // a cluster of one: nobody to tell
+  const PeerStats* only = nullptr;                // the one peer `to` names
+  if (to != kAllNodes) {
+    auto it = std::find_if(peers_.begin(), peers_.end(),
+                           [to](const PeerStats& peer) { return peer.id == to; });
+    KEEL_ASSERT(it != peers_.end());  // the ring only addresses configured nodes
+    only = &*it;
   }
+  const bool to_group = to == kAllNodes && group_;
+  const std::size_t datagrams = only != nullptr || to_group ? 1 : peers_.size();
+  KEEL_ASSERT(datagrams <= kMaxBatchDatagrams);
+  if (outgoing_.size() + datagrams > kMaxBatchDatagrams) flush();
+  if (sealed_used_ == sealed_.size()) sealed_.emplace_back();
+  Bytes& sealed = sealed_[sealed_used_];
+  sealer_.seal_into(plaintext, sealed);
+  KEEL_ASSERT(sealed.size() == plaintext.size() + kSealOverheadBytes);
+  KEEL_ASSERT(sealed.size() <= max_sealed_bytes_);
+  if (only != nullptr) {
+    outgoing_.push_back(Outgoing{sealed_used_, &only->endpoint});
+  } else if (to_group) {
+    outgoing_.push_back(Outgoing{sealed_used_, &*group_});
+  } else {
+    for (const PeerStats& peer : peers_)
+      outgoing_.push_back(Outgoing{sealed_used_, &peer.endpoint});
+  }
+  ++sealed_used_;
+}
+
+void UdpTransport::flush() {
+  std::array<mmsghdr, kMaxBatchDatagrams> messages{};
+  std::array<iovec, kMaxBatchDatagrams> vectors{};
+  KEEL_ASSERT(outgoing_.size() <= kMaxBatchDatagrams);
+  for (std::size_t i = 0; i < outgoing_.size(); ++i) {
+    Bytes& sealed = sealed_[outgoing_[i].packet];
+    vectors[i] = iovec{sealed.data(), sealed.size()};
+    messages[i].msg_hdr.msg_iov = &vectors[i];
+    messages[i].msg_hdr.msg_iovlen = 1;
+    // sendmmsg() does not write through msg_name; the cast only drops asio's const.
+    messages[i].msg_hdr.msg_name = const_cast<sockaddr*>(outgoing_[i].to->data());
+    messages[i].msg_hdr.msg_namelen = static_cast<socklen_t>(outgoing_[i].to->size());
+  }
+  const int fd = unicast_.socket.native_handle();
+  std::size_t done = 0;
+  while (!closed_ && done < outgoing_.size()) {
+    const int sent = ::sendmmsg(fd, &messages[done], static_cast<unsigned>(outgoing_.size() - done),
+                                MSG_DONTWAIT);
+    if (sent > 0) {
+      for (std::size_t i = done; i < done + static_cast<std::size_t>(sent); ++i) {
+        ++stats_.datagrams_sent;
+        if (group_ && outgoing_[i].to == &*group_) ++stats_.group_datagrams_sent;
+      }
+      done += static_cast<std::size_t>(sent);
+      continue;
+    }
+    const int error = errno;
+    if (error == EINTR) continue;
+    if (error == EAGAIN && block_on_full_) {
+      pollfd writable{fd, POLLOUT, 0};
+      ::poll(&writable, 1, 100);
+      continue;
+    }
+    // This datagram is lost (the ring retransmits); the rest go on.
+    count_send_error(*outgoing_[done].to, error);
+    ++done;
+  }
+  outgoing_.clear();
+  sealed_used_ = 0;
+}
+
+void UdpTransport::count_send_error(const asio::ip::udp::endpoint& to, int error) {
   ++stats_.send_errors;
   std::uint64_t suppressed = 0;
   if (send_log_.allow(monotonic_now_us(), suppressed)) {
-    spdlog::debug("send to {} failed: {}{}", describe(to), error.message(),
+    spdlog::debug("send to {} failed: {}{}", describe(to), std::strerror(error),
                   suppressed ? " (" + std::to_string(suppressed) + " similar suppressed)" : "");
   }
 }
 
 void UdpTransport::receive_next(Inlet& inlet) {
   if (closed_) return;
-  inlet.socket.async_receive_from(
-      asio::buffer(inlet.buffer), inlet.source,
-      [this, &inlet](const asio::error_code& error, std::size_t size) {
-        if (error == asio::error::operation_aborted || closed_) return;
-        if (error) {
-          ++stats_.receive_errors;
-          log_drop("receive failed: " + error.message());
-        } else {
-          on_datagram(inlet.source, std::span<const std::uint8_t>(inlet.buffer.data(), size));
-        }
-        receive_next(inlet);
-      });
+  inlet.socket.async_wait(asio::socket_base::wait_read,
+                          [this, &inlet](const asio::error_code& error) {
+                            if (error == asio::error::operation_aborted || closed_) return;
+                            if (error) {
+                              ++stats_.receive_errors;
+                              log_drop("receive failed: " + error.message());
+                            } else {
+                              drain(inlet);
+                            }
+                            receive_next(inlet);
+                          });
+}
+
+// Takes what the socket holds, a batch per call, until it is empty (or after kMaxDrainRounds
+// batches, so that timers and the control socket get their turn).
+void UdpTransport::drain(Inlet& inlet) {
+  constexpr int kMaxDrainRounds = 8;
+  if (!inlet.buffers) {
+    inlet.buffer_bytes = max_sealed_bytes_ + 1;
+    inlet.buffers.reset(new std::uint8_t[inlet.buffer_bytes * kMaxBatchDatagrams]);
+  }
+  std::array<mmsghdr, kMaxBatchDatagrams> messages{};
+  std::array<iovec, kMaxBatchDatagrams> vectors{};
+  std::array<sockaddr_storage, kMaxBatchDatagrams> sources{};
+  for (int round = 0; round < kMaxDrainRounds && !closed_; ++round) {
+    for (std::size_t i = 0; i < kMaxBatchDatagrams; ++i) {
+      vectors[i] = iovec{inlet.buffers.get() + i * inlet.buffer_bytes, inlet.buffer_bytes};
+      messages[i].msg_hdr = msghdr{};
+      messages[i].msg_hdr.msg_iov = &vectors[i];
+      messages[i].msg_hdr.msg_iovlen = 1;
+      messages[i].msg_hdr.msg_name = &sources[i];
+      messages[i].msg_hdr.msg_namelen = sizeof(sockaddr_storage);
+    }
+    const int got = ::recvmmsg(inlet.socket.native_handle(), messages.data(), kMaxBatchDatagrams,
+                               MSG_DONTWAIT, nullptr);
+    if (got < 0) {
+      if (errno == EINTR) continue;
+      if (errno != EAGAIN && errno != EWOULDBLOCK) {
+        ++stats_.receive_errors;
+        log_drop(std::string("receive failed: ") + std::strerror(errno));
+      }
+      return;
+    }
+    for (std::size_t i = 0; i < static_cast<std::size_t>(got) && !closed_; ++i) {
+      asio::ip::udp::endpoint source;
+      KEEL_ASSERT(messages[i].msg_hdr.msg_namelen <= source.capacity());
+      std::memcpy(source.data(), &sources[i], messages[i].msg_hdr.msg_namelen);
+      source.resize(messages[i].msg_hdr.msg_namelen);
+      const std::span<const std::uint8_t> bytes(
+          static_cast<const std::uint8_t*>(vectors[i].iov_base), messages[i].msg_len);
+      if ((messages[i].msg_hdr.msg_flags & MSG_TRUNC) != 0) {
+        on_oversized(source, messages[i].msg_len);
+      } else {
+        on_datagram(source, bytes);
+      }
+    }
+    if (static_cast<std::size_t>(got) < kMaxBatchDatagrams) return;
+  }
+}
+
+void UdpTransport::on_oversized(const asio::ip::udp::endpoint& source, std::size_t size) {
+  PeerStats* peer = peer_at(source);
+  DropCounts& counts = peer ? peer->dropped : stats_.dropped_from_unconfigured;
+  ++counts.malformed;
+  log_drop("dropped a datagram from " + describe(source) + ": longer than any packet of this " +
+           "cluster (" + std::to_string(size) + " bytes or more)");
 }
 
 void UdpTransport::on_datagram(const asio::ip::udp::endpoint& source,

@@ -4,13 +4,17 @@
 // send() seals a ring packet once and sends it unicast to one node. A packet for every node
 // (kAllNodes) goes, by the mode: unicast, once to each other configured node; multicast or
 // broadcast, once to the group address at the cluster port, which every node receives on a second
-// socket bound to that address (see bind() for why a second socket). The receive loop opens each
-// datagram and hands (sender, plaintext) to the receiver; anything that fails to open, or that
-// authenticates as a node other than the one configured at its source address, is dropped,
-// counted per reason and per source, and logged at debug level with a rate limit. Our own group
-// datagrams coming back (a broadcast always loops back) are ignored before opening. A send that
-// fails (full socket buffer, unreachable network) is counted and logged the same way: the ring
-// retransmits, so a lost datagram is never fatal.
+// socket bound to that address (see bind() for why a second socket). queue() does the same but
+// holds the datagrams until flush() (or until kMaxBatchDatagrams wait), which sends them all, in
+// order, with one sendmmsg(): the ring driver queues everything one event produces (a token
+// visit: up to a window of messages to every node, then the token) and flushes once. The receive
+// loop waits for a socket to be readable, takes up to kMaxBatchDatagrams datagrams per recvmmsg()
+// until it is drained, opens each and hands (sender, plaintext) to the receiver; anything that
+// fails to open, or that authenticates as a node other than the one configured at its source
+// address, is dropped, counted per reason and per source, and logged at debug level with a rate
+// limit. Our own group datagrams coming back (a broadcast always loops back) are ignored before
+// opening. A send that fails (full socket buffer, unreachable network) is counted and logged the
+// same way: the ring retransmits, so a lost datagram is never fatal.
 //
 // Invariant: no datagram exceeds the MTU. open() refuses a configuration whose largest ring packet
 // plus the sealing overhead and the IP and UDP headers would not fit, and send() asserts it.
@@ -38,6 +42,8 @@ constexpr std::size_t kUdpHeaderBytes = 8;
 constexpr std::size_t kIpv4HeaderBytes = 20;
 constexpr std::size_t kIpv6HeaderBytes = 40;
 constexpr std::size_t kMaxDatagramBytes = 65535;
+// Datagrams per sendmmsg()/recvmmsg() call.
+constexpr std::size_t kMaxBatchDatagrams = 64;
 
 // A configured node as the transport sees it.
 struct TransportNode {
@@ -107,6 +113,10 @@ class UdpTransport {
   void start(Receiver receiver);
   // Seals `plaintext` and sends it to `to`, or to every other node for kAllNodes.
   void send(NodeId to, std::span<const std::uint8_t> plaintext);
+  // As send(), but the datagrams wait for flush() (earlier ones go out if the batch fills).
+  void queue(NodeId to, std::span<const std::uint8_t> plaintext);
+  // Sends every queued datagram, in the order queued.
+  void flush();
   // Normally a send that finds the socket buffer full is dropped (the ring retransmits); at
   // shutdown the last packets (the ring's leave) must go out, so sends then wait for room.
   void wait_on_full_buffer();
@@ -123,12 +133,19 @@ class UdpTransport {
                const std::vector<asio::ip::udp::endpoint>& endpoints, std::size_t self_index,
                std::optional<asio::ip::udp::endpoint> group);
 
-  // A socket that receives, with the datagram being received on it.
+  // A socket that receives, with room for one batch of datagrams (allocated at the first
+  // receive, each buffer one byte larger than any datagram of this cluster: a longer one shows
+  // as truncated).
   struct Inlet {
-    explicit Inlet(asio::io_context& io) : socket(io), buffer(kMaxDatagramBytes) {}
+    explicit Inlet(asio::io_context& io) : socket(io) {}
     asio::ip::udp::socket socket;
-    std::vector<std::uint8_t> buffer;
-    asio::ip::udp::endpoint source;
+    std::unique_ptr<std::uint8_t[]> buffers;
+    std::size_t buffer_bytes = 0;
+  };
+  // A datagram waiting for flush(): its sealed bytes in sealed_[packet], its destination.
+  struct Outgoing {
+    std::size_t packet = 0;
+    const asio::ip::udp::endpoint* to = nullptr;
   };
 
   class LogLimiter {
@@ -147,10 +164,12 @@ class UdpTransport {
   Result<Ok> set_group_send_options();
   Result<Ok> bind_group();
   void receive_next(Inlet& inlet);
+  void drain(Inlet& inlet);
+  void on_oversized(const asio::ip::udp::endpoint& source, std::size_t size);
   void on_datagram(const asio::ip::udp::endpoint& source, std::span<const std::uint8_t> bytes);
   void count_drop(PeerStats* peer, const OpenStats& before);
   void log_drop(const std::string& why);
-  void send_datagram(const asio::ip::udp::endpoint& to, std::span<const std::uint8_t> sealed);
+  void count_send_error(const asio::ip::udp::endpoint& to, int error);
   PeerStats* peer_at(const asio::ip::udp::endpoint& endpoint);
 
   NodeId self_;
@@ -170,6 +189,11 @@ class UdpTransport {
   TransportStats stats_;
   LogLimiter receive_log_;
   LogLimiter send_log_;
+  // Sealed packets of the batch (their capacity is kept from batch to batch) and the datagrams.
+  std::vector<Bytes> sealed_;
+  std::size_t sealed_used_ = 0;
+  std::vector<Outgoing> outgoing_;
+  bool block_on_full_ = false;
   bool closed_ = false;
 };
 

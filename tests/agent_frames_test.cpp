@@ -1,0 +1,241 @@
+// The control socket's binary frames with real agents on 127.0.0.x: messages sent as frames on a
+// send_stream connection reach binary and JSON listeners alike, in the same order, with the same
+// fields; a binary listener starts with where it stands, as JSON event frames; a bad frame ends a
+// send stream with an error frame; a bulk sender that outruns the ring is held back, not refused.
+#include <gtest/gtest.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#include <cstring>
+
+#include "agent/control_frames.hpp"
+#include "agent/control_protocol.hpp"
+#include "agent_test_support.hpp"
+
+namespace keel::agent {
+namespace {
+
+using namespace std::chrono_literals;
+using nlohmann::json;
+using testing::AgentThread;
+using testing::group_has;
+using testing::in_ring_of;
+using testing::Listener;
+using testing::TestCluster;
+using testing::wait_until;
+
+// A raw connection to the control socket: one request line, then frames.
+class FrameClient {
+ public:
+  explicit FrameClient(const std::string& path) {
+    fd_ = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_un address{};
+    address.sun_family = AF_UNIX;
+    std::memcpy(address.sun_path, path.c_str(), path.size() + 1);
+    EXPECT_EQ(::connect(fd_, reinterpret_cast<const sockaddr*>(&address), sizeof address), 0);
+  }
+  ~FrameClient() { ::close(fd_); }
+
+  void write(const std::string& bytes) {
+    for (std::size_t done = 0; done < bytes.size();) {
+      const ssize_t n = ::send(fd_, bytes.data() + done, bytes.size() - done, MSG_NOSIGNAL);
+      ASSERT_GT(n, 0) << std::strerror(errno);
+      done += static_cast<std::size_t>(n);
+    }
+  }
+  // The reply line to the request that switches the connection.
+  json request(const json& request) {
+    write(request.dump() + "\n");
+    while (in_.find('\n') == std::string::npos) {
+      if (!fill(5000)) return json();
+    }
+    const auto end = in_.find('\n');
+    const json reply = json::parse(in_.substr(0, end));
+    in_.erase(0, end + 1);
+    return reply;
+  }
+  // The next frame (type, body), or nothing if none comes within `timeout_ms` or the agent
+  // closed the connection.
+  std::optional<std::pair<std::uint8_t, std::string>> frame(int timeout_ms = 5000) {
+    for (;;) {
+      const auto parse = parse_frame(
+          {reinterpret_cast<const std::uint8_t*>(in_.data()), in_.size()}, std::size_t{64} << 20);
+      EXPECT_NE(parse.status, FrameParse::Status::invalid);
+      if (parse.status == FrameParse::Status::complete) {
+        auto out = std::make_pair(parse.frame.type,
+                                  std::string(parse.frame.body.begin(), parse.frame.body.end()));
+        in_.erase(0, parse.consumed);
+        return out;
+      }
+      if (parse.status == FrameParse::Status::invalid || !fill(timeout_ms)) return std::nullopt;
+    }
+  }
+  // Frames until the message events number `count`; JSON events are kept in json_events().
+  std::vector<MessageEvent> messages(std::size_t count, std::vector<std::string>& payloads) {
+    std::vector<MessageEvent> out;
+    while (out.size() < count) {
+      auto next = frame();
+      if (!next) break;
+      if (next->first == static_cast<std::uint8_t>(FrameType::json_event)) {
+        json_events_.push_back(json::parse(next->second));
+        continue;
+      }
+      EXPECT_EQ(next->first, static_cast<std::uint8_t>(FrameType::message_event));
+      const auto body = std::span<const std::uint8_t>(
+          reinterpret_cast<const std::uint8_t*>(next->second.data()), next->second.size());
+      auto event = decode_message_event(body);
+      EXPECT_TRUE(event.has_value());
+      if (!event) break;
+      payloads.emplace_back(event->payload.begin(), event->payload.end());
+      event->payload = {};
+      out.push_back(*event);
+    }
+    return out;
+  }
+  const std::vector<json>& json_events() const { return json_events_; }
+
+ private:
+  bool fill(int timeout_ms) {
+    pollfd readable{fd_, POLLIN, 0};
+    if (::poll(&readable, 1, timeout_ms) <= 0) return false;
+    char chunk[65536];
+    const ssize_t n = ::recv(fd_, chunk, sizeof chunk, 0);
+    if (n <= 0) return false;
+    in_.append(chunk, static_cast<std::size_t>(n));
+    return true;
+  }
+
+  int fd_ = -1;
+  std::string in_;
+  std::vector<json> json_events_;
+};
+
+const json kOk = json{{"ok", true}};
+
+std::vector<std::unique_ptr<AgentThread>> start_ring(const TestCluster& cluster) {
+  std::vector<std::unique_ptr<AgentThread>> agents;
+  std::vector<NodeId> all;
+  for (int i = 1; i <= cluster.size(); ++i) {
+    agents.push_back(std::make_unique<AgentThread>(cluster.options(i)));
+    all.push_back(static_cast<NodeId>(i));
+  }
+  for (int i = 1; i <= cluster.size(); ++i) {
+    EXPECT_TRUE(wait_until(10s, [&] { return in_ring_of(cluster.socket_path(i), all); }));
+  }
+  return agents;
+}
+
+std::string message_frame(const std::string& text, bool safe) {
+  std::string out;
+  append_frame(out, safe ? FrameType::safe_message : FrameType::agreed_message,
+               std::string_view(text));
+  return out;
+}
+
+TEST(AgentFrames, FramesReachBinaryAndJsonListenersInOneOrder) {
+  TestCluster cluster(2);
+  auto agents = start_ring(cluster);
+  FrameClient binary(cluster.socket_path(2));
+  EXPECT_EQ(binary.request(json{{"op", "listen"}, {"group", "bulk"}, {"format", "binary"}}), kOk);
+  Listener text(cluster.socket_path(1), "bulk");
+  ASSERT_TRUE(text.read_until(10s, group_has("bulk", {1, 2})));
+
+  FrameClient sender(cluster.socket_path(1));
+  EXPECT_EQ(sender.request(json{{"op", "send_stream"}, {"group", "bulk"}}), kOk);
+  constexpr int kMessages = 300;
+  std::string frames;
+  for (int i = 0; i < kMessages; ++i) frames += message_frame("m" + std::to_string(i), i % 7 == 0);
+  frames += message_frame(std::string("\xff\x00z", 3), false);  // not UTF-8: base64 in JSON
+  sender.write(frames);
+
+  std::vector<std::string> payloads;
+  const auto events = binary.messages(kMessages + 1, payloads);
+  ASSERT_EQ(events.size(), std::size_t{kMessages + 1});
+  ASSERT_TRUE(text.read_until(
+      10s, [&](const json&) { return text.messages().size() == std::size_t{kMessages + 1}; }));
+  const auto json_messages = text.messages();
+  for (int i = 0; i <= kMessages; ++i) {
+    const json& expected = json_messages[static_cast<std::size_t>(i)];
+    const MessageEvent& got = events[static_cast<std::size_t>(i)];
+    EXPECT_EQ(got.origin, 1u);
+    EXPECT_EQ(to_string(got.ring), expected["ring"]);
+    EXPECT_EQ(got.seq, expected["seq"]);
+    EXPECT_EQ(got.index, expected["index"]);
+    EXPECT_EQ(got.safe, expected["safe"]);
+    const auto payload = event_payload(expected);
+    ASSERT_TRUE(payload.has_value());
+    EXPECT_EQ(payloads[static_cast<std::size_t>(i)], std::string(payload->begin(), payload->end()));
+    if (i < kMessages) {
+      EXPECT_EQ(payloads[static_cast<std::size_t>(i)], "m" + std::to_string(i));
+      EXPECT_EQ(got.safe, i % 7 == 0);
+    }
+  }
+  // The binary listener started with the view and the group as JSON event frames.
+  ASSERT_GE(binary.json_events().size(), 2u);
+  EXPECT_EQ(binary.json_events()[0]["event"], "view");
+  EXPECT_EQ(binary.json_events()[0]["members"], json::array({1, 2}));
+  EXPECT_TRUE(group_has("bulk", {1, 2})(binary.json_events().back()));
+}
+
+TEST(AgentFrames, ABadFrameEndsTheSendStreamWithAnErrorFrame) {
+  TestCluster cluster(1);
+  auto agents = start_ring(cluster);
+  {
+    FrameClient sender(cluster.socket_path(1));
+    EXPECT_EQ(sender.request(json{{"op", "send_stream"}, {"group", "g"}}), kOk);
+    std::string bad;
+    append_frame(bad, FrameType::json_event, std::string_view("{}"));
+    sender.write(bad);
+    const auto last = sender.frame();
+    ASSERT_TRUE(last.has_value());
+    EXPECT_EQ(last->first, static_cast<std::uint8_t>(FrameType::json_event));
+    const json error = json::parse(last->second);
+    EXPECT_EQ(error["ok"], false);
+    EXPECT_NE(error["error"].get<std::string>().find("unknown send frame type 16"),
+              std::string::npos);
+    EXPECT_FALSE(sender.frame(2000).has_value());  // closed
+  }
+  {
+    FrameClient sender(cluster.socket_path(1));
+    EXPECT_EQ(sender.request(json{{"op", "send_stream"}, {"group", "g"}}), kOk);
+    sender.write(std::string("\x01\x00\x00\x02", 4));  // longer than any message
+    const auto last = sender.frame();
+    ASSERT_TRUE(last.has_value());
+    EXPECT_NE(json::parse(last->second)["error"].get<std::string>().find("frame length"),
+              std::string::npos);
+  }
+  FrameClient refused(cluster.socket_path(1));
+  EXPECT_EQ(refused.request(json{{"op", "send_stream"}, {"group", "bad group"}})["ok"], false);
+  EXPECT_EQ(refused.request(json{{"op", "listen"}, {"group", "g"}, {"format", "xml"}})["ok"],
+            false);
+  EXPECT_TRUE(testing::status_of(cluster.socket_path(1)));  // the agent goes on
+}
+
+// More messages than the send queue holds, written at once: the agent stops reading while the
+// queue is full and takes the rest as it drains. Nothing is refused or lost.
+TEST(AgentFrames, ABulkSenderIsHeldBackNotRefused) {
+  TestCluster cluster(2);
+  auto agents = start_ring(cluster);
+  FrameClient binary(cluster.socket_path(2));
+  EXPECT_EQ(binary.request(json{{"op", "listen"}, {"group", "flood"}, {"format", "binary"}}), kOk);
+  Listener text(cluster.socket_path(1), "flood");
+  ASSERT_TRUE(text.read_until(10s, group_has("flood", {1, 2})));
+  const std::size_t count = ring::RingTunables{}.max_send_queue_messages * 3;
+  std::thread writer([&] {
+    FrameClient sender(cluster.socket_path(1));
+    EXPECT_EQ(sender.request(json{{"op", "send_stream"}, {"group", "flood"}}), kOk);
+    std::string frames;
+    for (std::size_t i = 0; i < count; ++i) frames += message_frame(std::to_string(i), false);
+    sender.write(frames);
+    EXPECT_FALSE(sender.frame(100).has_value());  // no error frame
+  });
+  std::vector<std::string> payloads;
+  const auto events = binary.messages(count, payloads);
+  writer.join();
+  ASSERT_EQ(payloads.size(), count);
+  for (std::size_t i = 0; i < count; ++i) EXPECT_EQ(payloads[i], std::to_string(i));
+}
+
+}  // namespace
+}  // namespace keel::agent
