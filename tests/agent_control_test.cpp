@@ -18,25 +18,11 @@ using testing::connect_or_die;
 using testing::group_has;
 using testing::in_ring_of;
 using testing::Listener;
+using testing::start_ring;
 using testing::TestCluster;
 using testing::wait_until;
 
 const json kOk = json{{"ok", true}};
-
-// Starts an agent per node of `cluster` and waits until they are one ring.
-std::vector<std::unique_ptr<AgentThread>> start_ring(const TestCluster& cluster) {
-  std::vector<std::unique_ptr<AgentThread>> agents;
-  std::vector<NodeId> all;
-  for (int i = 1; i <= cluster.size(); ++i) {
-    agents.push_back(std::make_unique<AgentThread>(cluster.options(i)));
-    all.push_back(static_cast<NodeId>(i));
-  }
-  for (int i = 1; i <= cluster.size(); ++i) {
-    EXPECT_TRUE(wait_until(10s, [&] { return in_ring_of(cluster.socket_path(i), all); }))
-        << "node " << i << " did not join the ring of all nodes";
-  }
-  return agents;
-}
 
 json send_request(ControlClient& client, const std::string& group, const std::string& message,
                   bool safe) {

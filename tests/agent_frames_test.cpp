@@ -22,6 +22,7 @@ using testing::AgentThread;
 using testing::group_has;
 using testing::in_ring_of;
 using testing::Listener;
+using testing::start_ring;
 using testing::TestCluster;
 using testing::wait_until;
 
@@ -112,19 +113,6 @@ class FrameClient {
 };
 
 const json kOk = json{{"ok", true}};
-
-std::vector<std::unique_ptr<AgentThread>> start_ring(const TestCluster& cluster) {
-  std::vector<std::unique_ptr<AgentThread>> agents;
-  std::vector<NodeId> all;
-  for (int i = 1; i <= cluster.size(); ++i) {
-    agents.push_back(std::make_unique<AgentThread>(cluster.options(i)));
-    all.push_back(static_cast<NodeId>(i));
-  }
-  for (int i = 1; i <= cluster.size(); ++i) {
-    EXPECT_TRUE(wait_until(10s, [&] { return in_ring_of(cluster.socket_path(i), all); }));
-  }
-  return agents;
-}
 
 std::string message_frame(const std::string& text, bool safe) {
   std::string out;

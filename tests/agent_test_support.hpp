@@ -211,4 +211,20 @@ inline std::function<bool(const json&)> group_has(const std::string& group,
   };
 }
 
+// Starts an agent per node of `cluster` and waits until they are one ring.
+inline std::vector<std::unique_ptr<AgentThread>> start_ring(const TestCluster& cluster) {
+  std::vector<std::unique_ptr<AgentThread>> agents;
+  std::vector<NodeId> all;
+  for (int i = 1; i <= cluster.size(); ++i) {
+    agents.push_back(std::make_unique<AgentThread>(cluster.options(i)));
+    all.push_back(static_cast<NodeId>(i));
+  }
+  for (int i = 1; i <= cluster.size(); ++i) {
+    EXPECT_TRUE(wait_until(std::chrono::seconds(10),
+                           [&] { return in_ring_of(cluster.socket_path(i), all); }))
+        << "node " << i << " did not join the ring of all nodes";
+  }
+  return agents;
+}
+
 }  // namespace keel::agent::testing

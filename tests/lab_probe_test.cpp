@@ -163,44 +163,36 @@ std::string temp_log(const char* name) {
   return path.string();
 }
 
-TEST(LabProbe, OneProbeInFlightWaitsOutEachTimeout) {
+// Probe starts of a prober with `in_flight` probes at once against a listener that never
+// answers (every probe waits out its 60 ms timeout), once `want` are logged.
+std::vector<double> silent_probe_starts(int in_flight, std::size_t want, const char* name) {
   SilentListener listener;
-  ASSERT_GE(listener.fd, 0);
+  EXPECT_GE(listener.fd, 0);
   ProbeOptions options;
   options.targets = {"127.0.0.1"};
   options.port = listener.port;
   options.interval_ms = 10;
   options.timeout_ms = 60;
-  options.in_flight = 1;
-  options.out = temp_log("one");
+  options.in_flight = in_flight;
+  options.out = temp_log(name);
   std::vector<double> starts;
   {
     Child prober([&] { (void)run_prober(options); });
-    ASSERT_TRUE(prober.started());
-    starts = probe_starts(options.out, 6, std::chrono::seconds(5));
+    EXPECT_TRUE(prober.started());
+    starts = probe_starts(options.out, want, std::chrono::seconds(5));
   }
   std::filesystem::remove(options.out);
+  return starts;
+}
+
+TEST(LabProbe, OneProbeInFlightWaitsOutEachTimeout) {
+  const auto starts = silent_probe_starts(1, 6, "one");
   ASSERT_GE(starts.size(), 6u);
   EXPECT_GE(median_gap(starts), 55.0);
 }
 
 TEST(LabProbe, SeveralInFlightStartOneEveryInterval) {
-  SilentListener listener;
-  ASSERT_GE(listener.fd, 0);
-  ProbeOptions options;
-  options.targets = {"127.0.0.1"};
-  options.port = listener.port;
-  options.interval_ms = 10;
-  options.timeout_ms = 60;
-  options.in_flight = 8;
-  options.out = temp_log("several");
-  std::vector<double> starts;
-  {
-    Child prober([&] { (void)run_prober(options); });
-    ASSERT_TRUE(prober.started());
-    starts = probe_starts(options.out, 20, std::chrono::seconds(5));
-  }
-  std::filesystem::remove(options.out);
+  const auto starts = silent_probe_starts(8, 20, "several");
   ASSERT_GE(starts.size(), 20u);
   EXPECT_LT(median_gap(starts), 20.0);
   // Never more than in_flight at once: each probe lasts a timeout, so at most 8 start per 60 ms.
