@@ -18,13 +18,10 @@ namespace {
 
 using namespace std::chrono_literals;
 using nlohmann::json;
-using testing::AgentThread;
 using testing::group_has;
-using testing::in_ring_of;
 using testing::Listener;
 using testing::start_ring;
 using testing::TestCluster;
-using testing::wait_until;
 
 // A raw connection to the control socket: one request line, then frames.
 class FrameClient {
@@ -37,6 +34,8 @@ class FrameClient {
     EXPECT_EQ(::connect(fd_, reinterpret_cast<const sockaddr*>(&address), sizeof address), 0);
   }
   ~FrameClient() { ::close(fd_); }
+  FrameClient(const FrameClient&) = delete;
+  FrameClient& operator=(const FrameClient&) = delete;
 
   void write(const std::string& bytes) {
     for (std::size_t done = 0; done < bytes.size();) {
@@ -114,6 +113,22 @@ class FrameClient {
 
 const json kOk = json{{"ok", true}};
 
+// A binary listener on node 2 and a JSON listener on node 1 of `group`, both in the group.
+struct BothListeners {
+  BothListeners(const TestCluster& cluster, const std::string& group)
+      : binary(cluster.socket_path(2)), text(cluster.socket_path(1), group), group_(group) {}
+  bool ready() {
+    const json listen{{"op", "listen"}, {"group", group_}, {"format", "binary"}};
+    EXPECT_EQ(binary.request(listen), kOk);
+    return text.read_until(10s, group_has(group_, {1, 2}));
+  }
+  FrameClient binary;
+  Listener text;
+
+ private:
+  std::string group_;
+};
+
 std::string message_frame(const std::string& text, bool safe) {
   std::string out;
   append_frame(out, safe ? FrameType::safe_message : FrameType::agreed_message,
@@ -124,10 +139,10 @@ std::string message_frame(const std::string& text, bool safe) {
 TEST(AgentFrames, FramesReachBinaryAndJsonListenersInOneOrder) {
   TestCluster cluster(2);
   auto agents = start_ring(cluster);
-  FrameClient binary(cluster.socket_path(2));
-  EXPECT_EQ(binary.request(json{{"op", "listen"}, {"group", "bulk"}, {"format", "binary"}}), kOk);
-  Listener text(cluster.socket_path(1), "bulk");
-  ASSERT_TRUE(text.read_until(10s, group_has("bulk", {1, 2})));
+  BothListeners both(cluster, "bulk");
+  ASSERT_TRUE(both.ready());
+  FrameClient& binary = both.binary;
+  Listener& text = both.text;
 
   FrameClient sender(cluster.socket_path(1));
   EXPECT_EQ(sender.request(json{{"op", "send_stream"}, {"group", "bulk"}}), kOk);
@@ -205,10 +220,9 @@ TEST(AgentFrames, ABadFrameEndsTheSendStreamWithAnErrorFrame) {
 TEST(AgentFrames, ABulkSenderIsHeldBackNotRefused) {
   TestCluster cluster(2);
   auto agents = start_ring(cluster);
-  FrameClient binary(cluster.socket_path(2));
-  EXPECT_EQ(binary.request(json{{"op", "listen"}, {"group", "flood"}, {"format", "binary"}}), kOk);
-  Listener text(cluster.socket_path(1), "flood");
-  ASSERT_TRUE(text.read_until(10s, group_has("flood", {1, 2})));
+  BothListeners both(cluster, "flood");
+  ASSERT_TRUE(both.ready());
+  FrameClient& binary = both.binary;
   const std::size_t count = ring::RingTunables{}.max_send_queue_messages * 3;
   std::thread writer([&] {
     FrameClient sender(cluster.socket_path(1));
