@@ -315,7 +315,7 @@ void VipService::arm_timer() {
 
 void VipService::acquire(std::uint32_t number) {
   Address& address = addresses_[number];
-  if (handover_ && handover_->kept(number)) handover_->take_back(number);
+  if (handover_) handover_->take_back(number);  // a no-op unless it is kept here
   // Before the address exists here: no neighbour can switch to this host before the rule is in.
   start_forwarding(number);
   auto added = netlink_->add(address.interface, address.prefix);
