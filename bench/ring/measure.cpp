@@ -1,11 +1,13 @@
 #include "measure.hpp"
 
 #include <signal.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <fstream>
+#include <iterator>
 #include <map>
 #include <mutex>
 #include <sstream>
@@ -221,6 +223,28 @@ std::uint64_t rss_kib(int pid) {
   return 0;
 }
 
+double cpu_seconds(const std::vector<int>& pids) {
+  const double ticks_per_second = static_cast<double>(::sysconf(_SC_CLK_TCK));
+  double total = 0;
+  for (int pid : pids) {
+    std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    // Fields after the command name, which is in parentheses and may hold spaces: utime and
+    // stime are the 12th and 13th of them.
+    const auto close = text.rfind(')');
+    if (close == std::string::npos) continue;
+    std::istringstream fields(text.substr(close + 2));
+    std::string field;
+    std::uint64_t utime = 0, stime = 0;
+    for (int index = 1; index <= 13 && fields >> field; ++index) {
+      if (index == 12) utime = std::stoull(field);
+      if (index == 13) stime = std::stoull(field);
+    }
+    total += static_cast<double>(utime + stime) / ticks_per_second;
+  }
+  return total;
+}
+
 std::vector<int> keel_agent_pids(const lab::Lab& lab) {
   std::vector<int> pids;
   for (int host = 1; host <= lab.host_count(); ++host) pids.push_back(lab.host(host).agent.pid);
@@ -235,6 +259,7 @@ Result<json> keel_traffic(const lab::Lab& lab, const Load& load, bool binary) {
   std::vector<ClientResult> results(static_cast<std::size_t>(hosts));
   std::optional<MemorySampler> memory;
   if (load.sample_memory) memory.emplace(keel_agent_pids(lab));
+  const double cpu_before = cpu_seconds(keel_agent_pids(lab));
   std::vector<std::thread> threads;
   for (int host = 1; host <= hosts; ++host) {
     threads.emplace_back([&, host] {
@@ -252,6 +277,7 @@ Result<json> keel_traffic(const lab::Lab& lab, const Load& load, bool binary) {
     });
   }
   for (auto& thread : threads) thread.join();
+  const double cpu = cpu_seconds(keel_agent_pids(lab)) - cpu_before;
   const std::uint64_t peak = memory ? memory->finish() : 0;
   std::vector<HostFigures> figures;
   for (auto& result : results) {
@@ -263,6 +289,7 @@ Result<json> keel_traffic(const lab::Lab& lab, const Load& load, bool binary) {
   }
   auto row = summarize("keel", hosts, load, figures);
   row["control"] = binary ? "binary" : "json";
+  row["daemons_cpu_s"] = std::round(cpu * 100) / 100;
   if (load.sample_memory) row["rss_loaded_kib"] = peak;
   return row;
 }
@@ -275,6 +302,7 @@ Result<json> corosync_traffic(lab::Lab& lab, const Corosync& corosync, const Loa
   const std::uint64_t per_sender = load.total / static_cast<std::uint64_t>(senders);
   std::optional<MemorySampler> memory;
   if (load.sample_memory) memory.emplace(pids_of(corosync.daemons));
+  const double cpu_before = cpu_seconds(pids_of(corosync.daemons));
   std::vector<lab::ProcessId> clients;
   std::vector<std::string> outputs;
   for (int host = 1; host <= hosts; ++host) {
@@ -312,6 +340,7 @@ Result<json> corosync_traffic(lab::Lab& lab, const Corosync& corosync, const Loa
       return Error{"cpg_bench did not finish"};
     }
   }
+  const double cpu = cpu_seconds(pids_of(corosync.daemons)) - cpu_before;
   const std::uint64_t peak = memory ? memory->finish() : 0;
   std::vector<HostFigures> figures;
   for (int host = 1; host <= hosts; ++host) {
@@ -331,6 +360,7 @@ Result<json> corosync_traffic(lab::Lab& lab, const Corosync& corosync, const Loa
                        result.value("latencies_ns", std::vector<std::int64_t>{})});
   }
   auto row = summarize("corosync", hosts, load, figures);
+  row["daemons_cpu_s"] = std::round(cpu * 100) / 100;
   if (load.sample_memory) row["rss_loaded_kib"] = peak;
   return row;
 }

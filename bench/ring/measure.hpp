@@ -40,6 +40,8 @@ Result<nlohmann::json> corosync_failover(lab::Lab& lab, const Corosync& corosync
 
 // Resident memory of a process in KiB (VmRSS), 0 if it is gone.
 std::uint64_t rss_kib(int pid);
+// CPU time (user + system) the processes have used so far, in seconds.
+double cpu_seconds(const std::vector<int>& pids);
 std::vector<int> keel_agent_pids(const lab::Lab& lab);
 
 }  // namespace keel::bench

@@ -1,7 +1,7 @@
 // keel_ring_bench: keel's ring beside corosync in the same lab, in the same run (bench/RESULTS.md).
 //
 //   keel_ring_bench [--hosts 3,5] [--sizes 100,1024,8192] [--failovers 5] [--only keel|corosync]
-//                   [--keel-control binary|json] [--out FILE]
+//                   [--keel-control binary|json] [--loads throughput,latency] [--out FILE]
 //   keel_ring_bench soak [--hosts 5] [--minutes 10] [--hogs 2] [--rate 20]
 //
 // For each host count it builds one lab (src/lab, as `keel lab` does), measures keel's agents,
@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <atomic>
 #include <filesystem>
 #include <fstream>
@@ -64,6 +65,9 @@ struct GuardedLab {
 std::vector<std::pair<std::string, std::string>> g_ring_settings;
 // How keel's clients talk to their agents (--keel-control): binary frames or JSON lines.
 bool g_keel_binary = true;
+// Which traffic runs to measure (--loads): the flat-out throughput runs, the moderate-load latency.
+bool g_throughput = true;
+bool g_latency = true;
 
 Result<Ok> build_lab(GuardedLab& built, int hosts, const Paths& paths) {
   lab::LabOptions options;
@@ -119,7 +123,7 @@ void add_row(Report& report, const std::string& tool, int hosts, const Load& loa
 template <typename Measure>
 void measure_traffic(Report& report, const std::string& tool, int hosts,
                      const std::vector<std::size_t>& sizes, Measure&& measure) {
-  for (std::size_t size : sizes) {
+  for (std::size_t size : g_throughput ? sizes : std::vector<std::size_t>{}) {
     for (bool all_send : {false, true}) {
       Load load{size, all_send, messages_for(size), 0, all_send && size == 1024};
       add_row(report, tool, hosts, load, measure(load));
@@ -127,7 +131,7 @@ void measure_traffic(Report& report, const std::string& tool, int hosts,
   }
   // Latency at a moderate load: every host sends 1 KiB messages at 200/s for 10 s.
   const Load moderate{1024, true, 0, 200, false};
-  add_row(report, tool, hosts, moderate, measure(moderate));
+  if (g_latency) add_row(report, tool, hosts, moderate, measure(moderate));
 }
 
 json idle_memory(const std::string& tool, int hosts, const std::vector<int>& pids) {
@@ -294,6 +298,10 @@ int main(int argc, char** argv) {
   app.add_option("--keel-control", keel_control,
                  "how keel's clients send and listen: binary frames (default) or json lines")
       ->check(CLI::IsMember({"binary", "json"}));
+  std::vector<std::string> loads{"throughput", "latency"};
+  app.add_option("--loads", loads, "traffic runs to measure (default: throughput,latency)")
+      ->delimiter(',')
+      ->check(CLI::IsMember({"throughput", "latency"}));
   auto* soak = app.add_subcommand("soak", "view changes under CPU load, with default timeouts");
   int soak_hosts = 5, minutes = 10, hogs = static_cast<int>(std::thread::hardware_concurrency());
   double rate = 20;
@@ -315,6 +323,8 @@ int main(int argc, char** argv) {
     g_ring_settings.push_back(setting.value());
   }
   g_keel_binary = keel_control == "binary";
+  g_throughput = std::find(loads.begin(), loads.end(), "throughput") != loads.end();
+  g_latency = std::find(loads.begin(), loads.end(), "latency") != loads.end();
   const Paths paths = find_paths(keel);
   if (*soak) return run_soak(soak_hosts, minutes, hogs, rate, paths);
   return run_benchmark(host_counts, sizes, failovers, only, corosync_transport, out, paths);
