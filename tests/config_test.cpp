@@ -327,10 +327,11 @@ TEST(ConfigTest, ControlCharactersAreRefused) {
 }
 
 TEST(ConfigTest, TunablesOverrideTheDefaults) {
-  auto parsed = parse_config(
-      base_with({"[ring]", "token_timeout_ms = 1000", "token_hold_ms = 50", "window_size = 80",
-                 "max_messages_per_visit = 20", "max_send_queue_messages = 100"}),
-      "keel.toml");
+  auto parsed =
+      parse_config(base_with({"[ring]", "token_timeout_ms = 1000", "token_hold_ms = 50",
+                              "window_size = 80", "max_messages_per_visit = 20",
+                              "max_send_queue_messages = 100", "idle_rotations_before_hold = 5"}),
+                   "keel.toml");
   ASSERT_TRUE(parsed.ok()) << parsed.error().message;
   const auto& r = parsed.value().ring;
   EXPECT_EQ(r.token_timeout_ms, 1000u);
@@ -338,6 +339,7 @@ TEST(ConfigTest, TunablesOverrideTheDefaults) {
   EXPECT_EQ(r.window_size, 80u);
   EXPECT_EQ(r.max_messages_per_visit, 20u);
   EXPECT_EQ(r.max_send_queue_messages, 100u);
+  EXPECT_EQ(r.idle_rotations_before_hold, 5u);
   EXPECT_EQ(r.join_timeout_ms, ring::RingTunables{}.join_timeout_ms);
 }
 

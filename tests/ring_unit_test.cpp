@@ -368,6 +368,29 @@ TEST(RingUnit, SubmitElsewhereWakesTheHeldTokenAtOnce) {
   bench.expect_clean();
 }
 
+// Light traffic should not pay for a wake-up per message: after a message the token keeps going
+// round for idle_rotations_before_hold idle rotations before the representative holds it.
+TEST(RingUnit, TokenIsHeldOnlyAfterTheIdleRotations) {
+  RingTunables tunables;
+  tunables.idle_rotations_before_hold = 12;
+  Bench bench(3, tunables);
+  ASSERT_TRUE(bench.form());
+  bench.run_for(300 * kMs);
+  const auto mark = [&](Mark m) { return bench.ring(1).coverage()[mark_index(m)]; };
+  ASSERT_TRUE(bench.submit(2, pattern(100, 1), DeliveryKind::agreed).ok());
+  ASSERT_TRUE(bench.run_until([&] { return !bench.delivered(1).empty(); }, bench.now() + kSecond));
+  const std::uint64_t held = mark(Mark::token_held_idle);
+  const std::uint64_t tokens = bench.ring(1).stats().tokens_received;
+  ASSERT_TRUE(
+      bench.run_until([&] { return mark(Mark::token_held_idle) > held; }, bench.now() + kSecond));
+  // The message's rotation and the one after it are busy, then 12 idle ones go unheld; the 13th
+  // is held. A hold right away would take 2 or 3; counting from the wrong place, more.
+  const std::uint64_t rotations = bench.ring(1).stats().tokens_received - tokens;
+  EXPECT_GE(rotations, 13u);
+  EXPECT_LE(rotations, 15u);
+  bench.expect_clean();
+}
+
 // Formation, traffic, a host cut off and merged back: every state and timer is exercised.
 TEST(RingUnit, NextDeadlineIsNeverInThePast) {
   Bench bench(4);
@@ -414,10 +437,10 @@ TEST(RingUnit, TickBeforeTheDeadlineChangesNothing) {
 
 TEST(RingUnit, TunablesValidationRejectsBadValues) {
   RingTunables tunables;
-  tunables.max_messages_per_visit = 60;  // above window_size (50)
+  tunables.max_messages_per_visit = 160;  // above window_size (150)
   auto problem = validate(tunables);
   ASSERT_TRUE(problem.has_value());
-  EXPECT_EQ(*problem, "max_messages_per_visit must be between 1 and window_size = 50 (got 60)");
+  EXPECT_EQ(*problem, "max_messages_per_visit must be between 1 and window_size = 150 (got 160)");
   tunables = RingTunables{};
   tunables.join_timeout_ms = tunables.consensus_timeout_ms;
   problem = validate(tunables);

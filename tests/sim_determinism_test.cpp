@@ -90,11 +90,11 @@ TEST(SimScenario, PlanRespectsDisabledFaults) {
 TEST(SimScenario, StormsLeavesAndFlowControlComeFromTheSeed) {
   int storms = 0;
   int leaves = 0;
-  int wide_windows = 0;
+  int other_windows = 0;
   for (std::uint64_t seed = 0; seed < 200; ++seed) {
     const ScenarioPlan plan = plan_scenario(seed, ScenarioOptions{});
     storms += !plan.storm.empty();
-    wide_windows += plan.tunables.window_size != ring::RingTunables{}.window_size;
+    other_windows += plan.tunables.window_size != ring::RingTunables{}.window_size;
     bool storm_burst = false;
     for (const auto& fault : plan.faults) {
       EXPECT_LT(fault.at, plan.fault_phase_us) << describe(fault);
@@ -105,7 +105,7 @@ TEST(SimScenario, StormsLeavesAndFlowControlComeFromTheSeed) {
   }
   EXPECT_GT(storms, 5);
   EXPECT_GT(leaves, 5);
-  EXPECT_GT(wide_windows, 5);
+  EXPECT_GT(other_windows, 5);
 }
 
 TEST(SimScenario, DisablingFaultsKeepsAStormsBursts) {

@@ -74,6 +74,8 @@ std::vector<Bound> bounds() {
          t.token_hold_ms = 3;
          t.token_timeout_ms = 10;
        }},
+      {"idle_rotations_before_hold", [](T& t) { t.idle_rotations_before_hold = 10000; },
+       [](T& t) { t.idle_rotations_before_hold = 10001; }},
       {"window_size",
        [](T& t) {
          t.window_size = 1;
@@ -94,10 +96,10 @@ std::vector<Bound> bounds() {
        }},
       {"max_messages_per_visit", [](T& t) { t.max_messages_per_visit = 1; },
        [](T& t) { t.max_messages_per_visit = 0; }},
-      {"max_messages_per_visit", [](T& t) { t.max_messages_per_visit = 50; },
-       [](T& t) { t.max_messages_per_visit = 51; }},
-      {"max_outstanding_messages", [](T& t) { t.max_outstanding_messages = 50; },
-       [](T& t) { t.max_outstanding_messages = 49; }},
+      {"max_messages_per_visit", [](T& t) { t.max_messages_per_visit = 150; },
+       [](T& t) { t.max_messages_per_visit = 151; }},
+      {"max_outstanding_messages", [](T& t) { t.max_outstanding_messages = 150; },
+       [](T& t) { t.max_outstanding_messages = 149; }},
       {"max_outstanding_messages", [](T& t) { t.max_outstanding_messages = 100000; },
        [](T& t) { t.max_outstanding_messages = 100001; }},
       {"max_packet_bytes", [](T& t) { t.max_packet_bytes = kMinPacketBytes; },
@@ -146,7 +148,7 @@ TEST(Tunables, MessageGivesRangeAndValue) {
   tunables = RingTunables{};
   tunables.max_outstanding_messages = 10;
   EXPECT_EQ(validate(tunables),
-            "max_outstanding_messages must be between window_size = 50 and 100000 (got 10)");
+            "max_outstanding_messages must be between window_size = 150 and 100000 (got 10)");
 }
 
 // A dependent bound is reported against the field that is out of its own range.

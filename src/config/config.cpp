@@ -66,13 +66,14 @@ struct Tunable {
 };
 
 // Every ring tunable a config file may set (report_receipts is for the simulator only).
-constexpr std::array<Tunable, 11> kTunables = {{
+constexpr std::array<Tunable, 12> kTunables = {{
     {"token_timeout_ms", &ring::RingTunables::token_timeout_ms},
     {"token_retransmits", &ring::RingTunables::token_retransmits},
     {"join_timeout_ms", &ring::RingTunables::join_timeout_ms},
     {"consensus_timeout_ms", &ring::RingTunables::consensus_timeout_ms},
     {"probe_interval_ms", &ring::RingTunables::probe_interval_ms},
     {"token_hold_ms", &ring::RingTunables::token_hold_ms},
+    {"idle_rotations_before_hold", &ring::RingTunables::idle_rotations_before_hold},
     {"window_size", &ring::RingTunables::window_size},
     {"max_messages_per_visit", &ring::RingTunables::max_messages_per_visit},
     {"max_outstanding_messages", &ring::RingTunables::max_outstanding_messages},

@@ -18,9 +18,9 @@ constexpr std::uint64_t kStormBusiestMin = 200;
 constexpr std::uint64_t kStormBusiestMax = 1000;
 constexpr std::uint64_t kStormOtherMin = 150;
 constexpr std::uint64_t kStormOtherMax = 800;
-// Seeds with a wider flow-control window, without and with a storm.
-constexpr double kWideWindowChance = 0.05;
-constexpr double kWideWindowChanceInStorm = 0.4;
+// Seeds with another flow-control window than the default, without and with a storm.
+constexpr double kOtherWindowChance = 0.05;
+constexpr double kOtherWindowChanceInStorm = 0.4;
 // Seeds with a graceful leave and restart.
 constexpr double kLeaveChance = 0.2;
 
@@ -233,15 +233,15 @@ void plan_storm(Rng& rng, const ScenarioOptions& options, ScenarioPlan& plan) {
   }
 }
 
-// Flow control: the defaults, or (kWideWindowChance, more often with a storm) a window of 120..400
+// Flow control: the defaults, or (kOtherWindowChance, more often with a storm) a window of 20..400
 // messages per rotation with a third to a half of it per visit. Retransmissions share the window
-// with new messages, so with the default window (50) a host lacks at most about one window of
-// messages at a time, fewer than the 64 a token can request: only a wider window fills that list.
+// with new messages, so a host lacks at most about one window of messages at a time: a window
+// under 64 never fills the token's retransmission list, the default (150) and wider ones do.
 void draw_flow_control(Rng& rng, bool storm, ring::RingTunables& tunables) {
-  const bool wide = rng.chance(storm ? kWideWindowChanceInStorm : kWideWindowChance);
-  const auto window = static_cast<std::uint32_t>(rng.uniform(120, 400));
+  const bool other = rng.chance(storm ? kOtherWindowChanceInStorm : kOtherWindowChance);
+  const auto window = static_cast<std::uint32_t>(rng.uniform(20, 400));
   const auto per_visit = static_cast<std::uint32_t>(rng.uniform(window / 3, window / 2));
-  if (!wide) return;
+  if (!other) return;
   tunables.window_size = window;
   tunables.max_messages_per_visit = per_visit;
   KEEL_ASSERT(!ring::validate(tunables).has_value());

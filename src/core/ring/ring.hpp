@@ -101,6 +101,7 @@ class Ring {
     std::uint64_t token_copy_seq = 0;       // its `seq` when passed: later broadcasts prove receipt
     TimeUs token_retransmit_at = kNever;
     TimeUs token_release_at = kNever;  // representative holding an idle token until then
+    std::uint32_t idle_rotations = 0;  // representative: idle rotations in a row, up to now
 
     bool valid() const { return id.valid(); }
     NodeId successor() const { return members[(my_index + 1) % members.size()]; }

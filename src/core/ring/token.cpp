@@ -248,14 +248,20 @@ bool Ring::ring_idle(const RingLog& log, const wire::Token& token) const {
          min_received(token) == token.seq && log.received_up_to == token.seq;
 }
 
-// Passes the token on, or holds it: the representative of an idle ring holds it for
-// token_hold_ms (a host with work wakes it); a one-host ring "passes" it to itself by timer.
+// Passes the token on, or holds it: the representative of a ring that has been idle for
+// idle_rotations_before_hold rotations holds it for token_hold_ms (a host with work wakes it); a
+// one-host ring "passes" it to itself by timer.
 void Ring::pass_token(RingLog& log, wire::Token&& token, TimeUs now) {
   ++token.token_seq;
   const bool idle = ring_idle(log, token);
   const bool alone = log.members.size() == 1;
   TimeUs hold = 0;
-  if (idle && log.my_index == 0) hold = ms_to_us(tunables_.token_hold_ms);
+  if (log.my_index == 0) {
+    log.idle_rotations = idle ? log.idle_rotations + 1 : 0;
+    if (idle && log.idle_rotations > tunables_.idle_rotations_before_hold) {
+      hold = ms_to_us(tunables_.token_hold_ms);
+    }
+  }
   if (alone) hold = idle ? std::max<TimeUs>(hold, ms_to_us(1)) : 0;
   log.token_copy = std::move(token);
   log.token_copy_seq = log.token_copy->seq;

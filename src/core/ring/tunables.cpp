@@ -38,8 +38,11 @@ Problem validate_timeouts(const RingTunables& t) {
            ")";
   }
   if (auto p = check_range("probe_interval_ms", t.probe_interval_ms, 10, 60000)) return p;
-  return check_range_of("token_hold_ms", t.token_hold_ms, 0, "token_timeout_ms/4",
-                        t.token_timeout_ms / 4);
+  if (auto p = check_range_of("token_hold_ms", t.token_hold_ms, 0, "token_timeout_ms/4",
+                              t.token_timeout_ms / 4)) {
+    return p;
+  }
+  return check_range("idle_rotations_before_hold", t.idle_rotations_before_hold, 0, 10000);
 }
 
 Problem validate_flow_control(const RingTunables& t) {

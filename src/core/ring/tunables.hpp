@@ -29,10 +29,14 @@ struct RingTunables {
   // An idle ring's representative holds the token this long per rotation (saves CPU; a host with
   // something to send wakes it at once).
   std::uint32_t token_hold_ms = 20;
+  // ... but only once the token has gone round idle this many times in a row: under light traffic
+  // the token keeps moving, so a message waits for part of a rotation instead of a wake-up.
+  std::uint32_t idle_rotations_before_hold = 30;
   // Flow control: messages broadcast per token rotation by all hosts together ...
-  std::uint32_t window_size = 50;
-  // ... and by one host per token visit (retransmissions included).
-  std::uint32_t max_messages_per_visit = 17;
+  std::uint32_t window_size = 150;
+  // ... and by one host per token visit (retransmissions included). A third of the window: one
+  // sender alone still fills most of it, and three at once share it.
+  std::uint32_t max_messages_per_visit = 50;
   // Memory bound: no new message is broadcast while this many are not yet held by every member.
   std::uint32_t max_outstanding_messages = 512;
   // Largest packet the ring emits (the transport adds its own overhead on top).
