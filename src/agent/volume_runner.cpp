@@ -317,10 +317,16 @@ void VolumeRunner::execute(volume::DiskWrite& action) {
     replica_->on_disk_done(io, disk_->write_sync(action.offset, *action.data));
     return;
   }
-  disk_->write(action.offset, action.data, action.fua, [this, io](int error) {
+  auto done = [this, io](int error) {
     replica_->on_disk_done(io, error);
     run_actions();
-  });
+  };
+  // A copy that serves no reads (the secondary, a resync target) keeps large writes out of its
+  // page cache: nothing reads them there, and writing them back at the next barrier would stall
+  // the replicated stream behind it.
+  if (!replica_->serves_io())
+    return disk_->write_uncached(action.offset, action.data, action.fua, done);
+  disk_->write(action.offset, action.data, action.fua, done);
 }
 
 void VolumeRunner::execute(volume::DiskRead& action) {
