@@ -149,6 +149,10 @@ void VolumeRunner::on_peer_left() {
   if (link_ && link_->connected()) link_->drop("the peer left the ring's view");
 }
 
+void VolumeRunner::on_peer_in_view() {
+  if (link_) link_->dial_now();
+}
+
 void VolumeRunner::on_peer_outdated_recorded(volume::Generation generation) {
   replica_->on_peer_outdated_recorded(generation);
   run_actions();
@@ -317,10 +321,16 @@ void VolumeRunner::execute(volume::DiskWrite& action) {
     replica_->on_disk_done(io, disk_->write_sync(action.offset, *action.data));
     return;
   }
-  disk_->write(action.offset, action.data, action.fua, [this, io](int error) {
+  auto done = [this, io](int error) {
     replica_->on_disk_done(io, error);
     run_actions();
-  });
+  };
+  // A copy that serves no reads (the secondary, a resync target) keeps large writes out of its
+  // page cache: nothing reads them there, and writing them back at the next barrier would stall
+  // the replicated stream behind it.
+  if (!replica_->serves_io())
+    return disk_->write_uncached(action.offset, action.data, action.fua, done);
+  disk_->write(action.offset, action.data, action.fua, done);
 }
 
 void VolumeRunner::execute(volume::DiskRead& action) {

@@ -15,6 +15,15 @@
 // that size (a missing one is created sparse at that size when `create` is set); a block device
 // must hold at least that many bytes (only the first size_bytes are used).
 //
+// Writes that bypass the page cache: write_uncached() sends a large write whose offset and
+// length are multiples of kDirectAlignBytes through a second descriptor opened with O_DIRECT,
+// copying it through a per-worker aligned buffer. It is for a copy that serves no reads (a
+// secondary, a resync target): a stream of replicated data then costs this host neither the
+// page-cache memory nor the writeback at the next flush (DRBD's secondary likewise writes to its
+// backing device below the page cache). Durability is unchanged: a flush still calls fdatasync
+// (the device's write cache, and the extents a write into a sparse file allocated). Where the
+// filesystem refuses O_DIRECT the write goes through the page cache as write() does.
+//
 // Errors are errno values passed to `done` (and returned by the *_sync helpers); nothing throws.
 // Bounds: at most kMaxQueuedBlockJobs jobs wait; one more completes at once with EAGAIN.
 //
@@ -27,6 +36,7 @@
 #pragma once
 
 #include <asio.hpp>
+#include <atomic>
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
@@ -47,6 +57,12 @@ namespace keel::io {
 constexpr std::size_t kDefaultBlockFileThreads = 4;
 constexpr std::size_t kMaxBlockFileThreads = 64;
 constexpr std::size_t kMaxQueuedBlockJobs = 4096;
+// write_uncached(): the alignment O_DIRECT needs here (every Linux device's logical block size is
+// at most this), the smallest write worth bypassing the cache, and the bounce buffer per worker.
+constexpr std::size_t kDirectAlignBytes = 4096;
+constexpr std::size_t kMinDirectWriteBytes = 64 * 1024;
+constexpr std::size_t kDirectChunkBytes = 1u << 20;
+static_assert(kDirectChunkBytes % kDirectAlignBytes == 0);
 
 struct BlockFileOptions {
   std::string path;
@@ -60,6 +76,7 @@ struct BlockFileStats {
   std::uint64_t reads = 0;
   std::uint64_t cached_reads = 0;  // of `reads`, served on the caller's thread (read_cached)
   std::uint64_t writes = 0;
+  std::uint64_t direct_writes = 0;  // of `writes`, past the page cache (write_uncached)
   std::uint64_t flushes = 0;
   std::uint64_t zeroings = 0;
   std::uint64_t zero_fallback_writes = 0;  // zeroings done by writing zeroes
@@ -79,6 +96,9 @@ class BlockFile {
   void read(std::uint64_t offset, std::uint32_t length, std::byte* into, Done done);
   // Writes all of `data`; with `fua`, fdatasync before `done`.
   void write(std::uint64_t offset, volume::Payload data, bool fua, Done done);
+  // As write(), past the page cache when the range allows (see above); the data may then be
+  // absent from the cache, so a caller that reads it soon should use write().
+  void write_uncached(std::uint64_t offset, volume::Payload data, bool fua, Done done);
   // Zeroes [offset, offset + length); `may_unmap` allows deallocating (punching a hole).
   void write_zeroes(std::uint64_t offset, std::uint64_t length, bool may_unmap, bool fua,
                     Done done);
@@ -124,9 +144,12 @@ class BlockFile {
   void check_range(std::uint64_t offset, std::uint64_t length) const;
   int zero_range(std::uint64_t offset, std::uint64_t length, bool may_unmap);
   int write_zero_chunks(std::uint64_t offset, std::uint64_t length);
+  int write_direct_sync(std::uint64_t offset, std::span<const std::byte> data);
 
   asio::io_context& io_;
   int fd_ = -1;
+  int direct_fd_ = -1;                       // O_DIRECT on the same file; -1: none
+  std::atomic<bool> direct_refused_{false};  // a direct write failed with EINVAL: never again
   std::string path_;
   std::uint64_t size_bytes_ = 0;
   bool read_only_ = false;

@@ -60,10 +60,10 @@ struct ReplicaConfig {
   Mode mode = Mode::Sync;
   std::uint64_t resync_rate_bytes_s = 100u << 20;  // 0: unlimited
   std::size_t activity_log_extents = 64;
-  std::uint32_t resync_chunk_bytes = 256u << 10;  // one ResyncData at most
-  std::uint32_t resync_in_flight_chunks = 8;      // resync pipeline depth
-  std::size_t max_unacked_epoch_writes = 4096;    // then the primary inserts its own barrier
-  std::uint64_t generation_seed = 1;              // seeds fresh generations (deterministic)
+  std::uint32_t resync_chunk_bytes = 1u << 20;  // one ResyncData at most
+  std::uint32_t resync_in_flight_chunks = 8;    // resync pipeline depth
+  std::size_t max_unacked_epoch_writes = 4096;  // then the primary inserts its own barrier
+  std::uint64_t generation_seed = 1;            // seeds fresh generations (deterministic)
 };
 
 struct DiskWrite {
