@@ -1,6 +1,7 @@
 // UdpTransport on loopback: sealed packets go through, garbage, forgeries, replays and packets
 // from the wrong address are dropped and counted, and an MTU too small for the ring is refused.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include "agent_test_support.hpp"
 #include "io/udp_transport.hpp"
@@ -160,6 +161,14 @@ TEST_F(UdpTransportTest, RefusesAnAddressInUse) {
   auto again = UdpTransport::open(io_, {1, nodes_, 1500, 1400, key_of(7), 1});
   ASSERT_FALSE(again.ok());
   EXPECT_NE(again.error().message.find("cannot bind"), std::string::npos);
+}
+
+// A full flow-control window arrives as one burst; the agent runs as root, so its socket gets the
+// buffer it asks for even where net.core.rmem_max is smaller.
+TEST_F(UdpTransportTest, ReceiveBufferHoldsAWindowBurst) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root (CAP_NET_ADMIN), as the agent has";
+  auto transport = open(1, key_of(7));
+  EXPECT_GE(transport->stats().receive_buffer_bytes, 4 << 20);
 }
 
 TEST_F(UdpTransportTest, SendAfterCloseIsIgnored) {

@@ -68,6 +68,7 @@ json transport_stats_json(const io::UdpTransport& transport) {
               {"own_datagrams_ignored", stats.own_datagrams_ignored},
               {"send_errors", stats.send_errors},
               {"receive_errors", stats.receive_errors},
+              {"receive_buffer_bytes", stats.receive_buffer_bytes},
               {"dropped_from_unconfigured", drops_json(stats.dropped_from_unconfigured)}};
 }
 

@@ -79,6 +79,7 @@ struct TransportStats {
   std::uint64_t send_errors = 0;            // datagrams the kernel refused (counted, not retried)
   std::uint64_t receive_errors = 0;         // failed receive calls (the loop goes on)
   DropCounts dropped_from_unconfigured;     // datagrams from addresses outside the config
+  int receive_buffer_bytes = 0;             // the socket's receive buffer, as granted
 };
 
 // How a packet for every node leaves: one datagram per node, or one to a group address.
