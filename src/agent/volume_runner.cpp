@@ -7,6 +7,8 @@
 #include <spdlog/spdlog.h>
 
 #include <cerrno>
+#include <limits>
+#include <utility>
 
 #include "agent/volume_identity.hpp"
 #include "core/common/assert.hpp"
@@ -141,8 +143,12 @@ void VolumeRunner::stop() {
   if (nbd_) nbd_->close();
   if (link_) link_->close();
   metadata_worker_.join();
-  for (auto& [id, done] : requests_) done(ESHUTDOWN);
+  for (Done& done : requests_) {
+    if (done) std::exchange(done, nullptr)(ESHUTDOWN);
+  }
   requests_.clear();
+  request_uses_.clear();
+  free_slots_.clear();
 }
 
 void VolumeRunner::on_peer_left() {
@@ -206,9 +212,27 @@ std::string VolumeRunner::unavailable_reason() const {
 }
 
 volume::RequestId VolumeRunner::remember(Done done) {
-  const volume::RequestId id = next_request_++;
-  requests_.emplace(id, std::move(done));
-  return id;
+  KEEL_ASSERT(done);
+  if (free_slots_.empty()) {
+    KEEL_ASSERT(requests_.size() < std::numeric_limits<std::uint32_t>::max());
+    free_slots_.push_back(static_cast<std::uint32_t>(requests_.size()));
+    requests_.emplace_back();
+    request_uses_.push_back(0);
+  }
+  const std::uint32_t slot = free_slots_.back();
+  free_slots_.pop_back();
+  KEEL_ASSERT(!requests_[slot]);
+  requests_[slot] = std::move(done);
+  const std::uint32_t uses = ++request_uses_[slot];
+  return (std::uint64_t{uses} << 32) | slot;
+}
+
+VolumeRunner::Done VolumeRunner::forget(volume::RequestId id) {
+  const auto slot = static_cast<std::uint32_t>(id);
+  KEEL_ASSERT(slot < requests_.size() && request_uses_[slot] == (id >> 32) && requests_[slot]);
+  Done done = std::exchange(requests_[slot], nullptr);
+  free_slots_.push_back(slot);
+  return done;
 }
 
 int VolumeRunner::read_descriptor(std::uint64_t, std::uint32_t) {
@@ -375,10 +399,7 @@ void VolumeRunner::execute(volume::Persist& action) {
 }
 
 void VolumeRunner::complete(const volume::Complete& action) {
-  auto found = requests_.find(action.request);
-  KEEL_ASSERT(found != requests_.end());
-  Done done = std::move(found->second);
-  requests_.erase(found);
+  Done done = forget(action.request);
   if (action.error != 0) ++requests_failed_;
   // Posted: a write into the page cache may complete inside the device call that issued it,
   // and BlockDevice promises never to call back from there.

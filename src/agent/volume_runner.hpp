@@ -22,10 +22,10 @@
 #include <asio.hpp>
 #include <cstdint>
 #include <functional>
-#include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <vector>
 
 #include "config/config.hpp"
 #include "core/common/result.hpp"
@@ -95,6 +95,7 @@ class VolumeRunner final : public io::BlockDevice {
   void complete(const volume::Complete& action);
   void arm_timer();
   volume::RequestId remember(Done done);
+  Done forget(volume::RequestId id);
   void note_resync(volume::LinkState link);
 
   asio::io_context& io_;
@@ -109,8 +110,12 @@ class VolumeRunner final : public io::BlockDevice {
   std::unique_ptr<volume::Replica> replica_;
   std::unique_ptr<io::ReplicationLink> link_;
   std::unique_ptr<io::NbdServer> nbd_;
-  std::map<volume::RequestId, Done> requests_;
-  volume::RequestId next_request_ = 1;
+  // Requests waiting for their Complete, a slot each, reused through free_slots_ (no allocation
+  // per request once warm). An id is the slot (low 32 bits) and the slot's use count (high), so
+  // that a stale id does not match the slot's next request (checked by forget()).
+  std::vector<Done> requests_;
+  std::vector<std::uint32_t> request_uses_;  // by slot
+  std::vector<std::uint32_t> free_slots_;
   asio::steady_timer timer_;
   TimeUs armed_for_ = kNever;  // the deadline timer_ waits for
   bool running_actions_ = false;

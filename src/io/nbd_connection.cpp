@@ -68,7 +68,7 @@ void NbdConnection::start() {
   // sendfile() must not block the loop when the socket is full (send_file waits instead).
   asio::error_code ignored;
   socket_.native_non_blocking(true, ignored);
-  send(Outgoing{nbd::Handshake::greeting(), nullptr, {}});
+  send(Outgoing::with_head(nbd::Handshake::greeting()));
   read_negotiation();
 }
 
@@ -104,7 +104,7 @@ void NbdConnection::on_negotiation_bytes(std::size_t count) {
   handshake_.set_export(shared_->export_info());  // availability may have changed
   auto step = handshake_.feed({negotiation_buffer_.data(), count});
   KEEL_ASSERT(step.consumed == count);
-  if (!step.to_send.empty()) send(Outgoing{std::move(step.to_send), nullptr, {}});
+  if (!step.to_send.empty()) send(Outgoing::with_head(std::move(step.to_send)));
   switch (handshake_.state()) {
     case nbd::HandshakeState::transmission:
       session_ = handshake_.session();
@@ -256,8 +256,9 @@ void NbdConnection::execute_read(const Request& request) {
     if (fd >= 0) {
       ++shared_->stats.zero_copy_reads;
       shared_->stats.bytes_read += request.length;
-      return send(Outgoing{read_reply_head(request), nullptr,
-                           FileRange{fd, request.offset, request.length}});
+      Outgoing reply = read_reply_head(request);
+      reply.file = FileRange{fd, request.offset, request.length};
+      return send(std::move(reply));
     }
   }
   auto buffer = std::make_shared<volume::Bytes>(request.length);
@@ -283,11 +284,12 @@ void NbdConnection::on_done(const Request& request, int error,
   } else if (request.is(Command::read)) {
     KEEL_ASSERT(data && data->size() == request.length);
     shared_->stats.bytes_read += request.length;
-    send(Outgoing{read_reply_head(request), std::move(data), {}});
+    Outgoing reply = read_reply_head(request);
+    reply.data = std::move(data);
+    send(std::move(reply));
   } else {
     if (request.is(Command::write)) shared_->stats.bytes_written += request.length;
-    const auto head = nbd::encode_simple_reply(request.cookie, nbd::kErrorNone);
-    send(Outgoing{Bytes(head.begin(), head.end()), nullptr, {}});
+    send(Outgoing::with_head(nbd::encode_simple_reply(request.cookie, nbd::kErrorNone)));
   }
   pump();
   close_when_idle();
@@ -300,10 +302,9 @@ void NbdConnection::reply_error(const Request& request, std::uint32_t error,
   // Structured replies are the protocol's way to carry a message, and READ must use them once
   // negotiated; other commands keep simple replies.
   if (session_.structured_replies && request.is(Command::read)) {
-    return send(Outgoing{nbd::encode_error_reply(request.cookie, error, message), nullptr, {}});
+    return send(Outgoing::with_head(nbd::encode_error_reply(request.cookie, error, message)));
   }
-  const auto head = nbd::encode_simple_reply(request.cookie, error);
-  send(Outgoing{Bytes(head.begin(), head.end()), nullptr, {}});
+  send(Outgoing::with_head(nbd::encode_simple_reply(request.cookie, error)));
 }
 
 // ---- Writing ----------------------------------------------------------------------------------
@@ -314,14 +315,12 @@ void NbdConnection::send(Outgoing reply) {
   write_next();
 }
 
-Bytes NbdConnection::read_reply_head(const Request& request) const {
+NbdConnection::Outgoing NbdConnection::read_reply_head(const Request& request) const {
   if (session_.structured_replies) {
-    const auto head =
-        nbd::encode_offset_data_header(request.cookie, request.offset, request.length, true);
-    return Bytes(head.begin(), head.end());
+    return Outgoing::with_head(
+        nbd::encode_offset_data_header(request.cookie, request.offset, request.length, true));
   }
-  const auto head = nbd::encode_simple_reply(request.cookie, nbd::kErrorNone);
-  return Bytes(head.begin(), head.end());
+  return Outgoing::with_head(nbd::encode_simple_reply(request.cookie, nbd::kErrorNone));
 }
 
 void NbdConnection::write_next() {
@@ -331,10 +330,12 @@ void NbdConnection::write_next() {
   while (!replies_.empty() && writing_.size() < kRepliesPerWrite && file.fd < 0) {
     writing_.push_back(std::move(replies_.front()));
     replies_.pop_front();
-    const Outgoing& reply = writing_.back();
-    buffers.emplace_back(reply.head.data(), reply.head.size());
+    file = writing_.back().file;  // a reply sent from a file ends the gathered write
+  }
+  // Once writing_ is complete: a head held inline moves with its reply when writing_ grows.
+  for (const Outgoing& reply : writing_) {
+    buffers.push_back(reply.head());
     if (reply.data) buffers.emplace_back(reply.data->data(), reply.data->size());
-    file = reply.file;  // a reply sent from a file ends the gathered write: its bytes follow
   }
   asio::async_write(socket_, buffers,
                     [self = shared_from_this(), file](const asio::error_code& error, std::size_t) {

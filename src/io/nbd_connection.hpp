@@ -18,6 +18,7 @@
 // Thread-safety: none; the io_context thread only.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <asio.hpp>
 #include <cstdint>
@@ -100,11 +101,34 @@ class NbdConnection : public std::enable_shared_from_this<NbdConnection> {
     std::uint64_t offset = 0;
     std::uint32_t length = 0;
   };
-  // A reply: its header bytes, and a read's data sent from the device's buffer or a file.
+  // A reply: its header bytes, and a read's data sent from the device's buffer or a file. The
+  // fixed-size heads of the data path are held inline (no allocation per reply); the handshake's
+  // and error messages' heads, of any size, in long_head.
+  static constexpr std::size_t kInlineHeadBytes = 32;
   struct Outgoing {
-    Bytes head;
+    std::array<std::uint8_t, kInlineHeadBytes> short_head{};
+    std::size_t short_head_bytes = 0;
+    Bytes long_head;
     std::shared_ptr<volume::Bytes> data;
     FileRange file;
+
+    static Outgoing with_head(Bytes head) {
+      Outgoing out;
+      out.long_head = std::move(head);
+      return out;
+    }
+    template <std::size_t N>
+    static Outgoing with_head(const std::array<std::uint8_t, N>& head) {
+      static_assert(N > 0 && N <= kInlineHeadBytes);
+      Outgoing out;
+      std::copy(head.begin(), head.end(), out.short_head.begin());
+      out.short_head_bytes = N;
+      return out;
+    }
+    asio::const_buffer head() const {
+      return short_head_bytes > 0 ? asio::buffer(short_head.data(), short_head_bytes)
+                                  : asio::buffer(long_head);
+    }
   };
 
   void read_negotiation();
@@ -118,7 +142,7 @@ class NbdConnection : public std::enable_shared_from_this<NbdConnection> {
   void execute_read(const nbd::Request& request);
   void on_done(const nbd::Request& request, int error, std::shared_ptr<volume::Bytes> data);
   void reply_error(const nbd::Request& request, std::uint32_t error, const std::string& message);
-  Bytes read_reply_head(const nbd::Request& request) const;
+  Outgoing read_reply_head(const nbd::Request& request) const;
   void send(Outgoing reply);
   void write_next();
   void after_write();

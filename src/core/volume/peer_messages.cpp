@@ -283,6 +283,9 @@ Bytes encode_head(const PeerMessage& message) {
       message);
   KEEL_ASSERT(!problem);
   Bytes bytes;
+  // Room for the header and the fixed fields of every frame of the data path (a DataWrite, the
+  // acks, a Barrier) in one allocation: Writer appends a byte at a time.
+  bytes.reserve(kFrameHeaderBytes + kDataWriteFixedBytes);
   Writer out(bytes);
   out.u32(kMagic);
   out.u16(static_cast<std::uint16_t>(kPeerProtocolVersion));

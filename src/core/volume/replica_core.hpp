@@ -51,8 +51,11 @@ struct AppRequest {
   Payload data;
   bool fua = false;
   Stage stage = Stage::Queued;
-  std::uint64_t persist_id = 0;        // WaitingPersist: until on_persisted reaches it
-  std::vector<std::uint64_t> extents;  // activity-log extents held (ended when finished)
+  std::uint64_t persist_id = 0;  // WaitingPersist: until on_persisted reaches it
+  // Activity-log extents held, [first_extent, first_extent + extent_count), ended when finished.
+  // A range, not a list: a request's extents are contiguous, and this costs no allocation.
+  std::uint64_t first_extent = 0;
+  std::uint64_t extent_count = 0;
   int local_error = 0;
   bool sent = false;        // DataWrite / Barrier sent on the current connection
   bool peer_acked = false;  // WriteAck / BarrierAck came
@@ -144,6 +147,7 @@ class ReplicaCore {
   void submit(AppRequest request);
   void issue_app_requests();
   bool try_admit(AppRequest& request);
+  void end_extents(AppRequest& request);  // ends the activity-log extents it holds
   void prefetch_extents_after(std::uint64_t first, std::uint64_t last);
   void issue_write(std::uint64_t sequence, AppRequest& request);
   void issue_flush(std::uint64_t sequence, AppRequest& request);
@@ -221,6 +225,9 @@ class ReplicaCore {
 
   // Primary application path.
   std::map<std::uint64_t, AppRequest> app_;  // by sequence
+  // Requests in app_ still Queued or WaitingPersist: with none, issue_app_requests() has nothing
+  // to do and skips its walk over app_.
+  std::size_t unissued_ = 0;
   std::uint64_t next_sequence_ = 1;
   std::uint64_t epoch_ = 1;
   std::uint64_t epoch_writes_ = 0;  // writes sent in the current epoch

@@ -77,6 +77,8 @@ Result<bool> ReplicaCore::demote() {
   for (auto it = app_.begin(); it != app_.end();) {
     if (it->second.stage == AppRequest::Stage::Queued) {
       actions_.emplace_back(Complete{it->second.request, ESHUTDOWN});
+      KEEL_ASSERT(unissued_ > 0);
+      --unissued_;
       it = app_.erase(it);
     } else {
       ++it;
@@ -86,6 +88,7 @@ Result<bool> ReplicaCore::demote() {
   flush.kind = AppRequest::Kind::Flush;
   flush.internal = true;
   app_.emplace(next_sequence_++, std::move(flush));
+  ++unissued_;
   progress();
   return true;
 }

@@ -63,11 +63,13 @@ void ReplicaCore::submit(AppRequest request) {
   if (app_.size() >= kMaxAppRequests) return complete(actions_, request.request, EBUSY);
   const std::uint64_t sequence = next_sequence_++;
   app_.emplace(sequence, std::move(request));
+  ++unissued_;
   progress();
 }
 
 void ReplicaCore::issue_app_requests() {
   if (role_ != Role::Primary || !promote_persisted_) return;  // held until serving
+  if (unissued_ == 0) return;
   bool all_issued = true;  // every earlier request reached the disk (and the link)
   for (auto& [sequence, r] : app_) {
     if (r.stage == AppRequest::Stage::WaitingPersist && persisted_id_ >= r.persist_id) {
@@ -100,19 +102,19 @@ void ReplicaCore::issue_app_requests() {
 
 // Holds the request's activity-log extents; true when it may go to disk now.
 bool ReplicaCore::try_admit(AppRequest& r) {
-  KEEL_ASSERT(r.extents.empty());
+  KEEL_ASSERT(r.extent_count == 0);
   const std::uint64_t first = r.offset / kExtentBytes;
   const std::uint64_t last = (r.offset + r.length - 1) / kExtentBytes;
   bool added = false;
+  r.first_extent = first;
   for (std::uint64_t extent = first; extent <= last; ++extent) {
     std::optional<std::uint64_t> evicted;
     const ActivityLog::Admit admit = activity_.begin_write(extent, evicted);
     if (admit == ActivityLog::Admit::Full) {
-      for (std::uint64_t held : r.extents) activity_.end_write(held);
-      r.extents.clear();
+      end_extents(r);
       return false;  // every extent busy: retried when a write finishes
     }
-    r.extents.push_back(extent);
+    ++r.extent_count;
     added = added || admit == ActivityLog::Admit::AddedNeedsPersist;
   }
   if (!added) return true;
@@ -122,6 +124,11 @@ bool ReplicaCore::try_admit(AppRequest& r) {
   r.persist_id = persist();
   r.stage = AppRequest::Stage::WaitingPersist;
   return false;
+}
+
+void ReplicaCore::end_extents(AppRequest& r) {
+  for (std::uint64_t i = 0; i < r.extent_count; ++i) activity_.end_write(r.first_extent + i);
+  r.extent_count = 0;
 }
 
 // A new extent right after one in the log: a sequential stream. The extents it will reach next
@@ -139,7 +146,9 @@ void ReplicaCore::prefetch_extents_after(std::uint64_t first, std::uint64_t last
 
 void ReplicaCore::issue_write(std::uint64_t sequence, AppRequest& r) {
   KEEL_ASSERT(r.stage == AppRequest::Stage::Queued || r.stage == AppRequest::Stage::WaitingPersist);
-  KEEL_ASSERT(!r.extents.empty());
+  KEEL_ASSERT(r.extent_count > 0);
+  KEEL_ASSERT(unissued_ > 0);
+  --unissued_;
   r.stage = AppRequest::Stage::Issued;
   const IoId io = new_io(IoOwner{IoOwner::Kind::App, sequence});
   invalidate_chunks(r.offset, r.length);  // resync/verify reads of these blocks are now stale
@@ -166,6 +175,8 @@ void ReplicaCore::issue_write(std::uint64_t sequence, AppRequest& r) {
 
 void ReplicaCore::issue_flush(std::uint64_t sequence, AppRequest& r) {
   KEEL_ASSERT(r.stage == AppRequest::Stage::Queued);
+  KEEL_ASSERT(unissued_ > 0);
+  --unissued_;
   r.stage = AppRequest::Stage::Issued;
   const IoId io = new_io(IoOwner{IoOwner::Kind::App, sequence});
   if (replicating()) {
@@ -223,7 +234,7 @@ void ReplicaCore::complete_app_requests() {
       }
     }
     if (r.completed && finished(r)) {
-      for (std::uint64_t extent : r.extents) activity_.end_write(extent);
+      end_extents(r);
       it = app_.erase(it);
     } else {
       ++it;
