@@ -8,6 +8,7 @@
 #include <iostream>
 #include <thread>
 
+#include "config/volume_config.hpp"
 #include "lab/process.hpp"
 
 namespace keel::bench {
@@ -145,8 +146,9 @@ bool in_sync_primary(const json& s) {
 
 std::string KeelTarget::describe() const {
   return "keel volume, sync mode, 2 copies (h1, h2) + witness h3, activity_log_extents " +
-         (options_.activity_log_extents == 0 ? std::string("64 (default)")
-                                             : std::to_string(options_.activity_log_extents)) +
+         (options_.activity_log_extents == 0
+              ? std::to_string(config::kDefaultActivityLogExtents) + " (default)"
+              : std::to_string(options_.activity_log_extents)) +
          ", exported on h" + std::to_string(primary_);
 }
 
