@@ -106,8 +106,6 @@ void VolumeService::on_view(const ring::View& view) {
     VolumeRunner* runner = hosted.runner.get();
     if (std::find(members_.begin(), members_.end(), runner->peer()) == members_.end()) {
       hosted.thread->post([runner] { runner->on_peer_left(); });
-    } else {
-      hosted.thread->post([runner] { runner->on_peer_in_view(); });
     }
   }
   Bytes known = records_.on_regular_view(view.members);
