@@ -100,9 +100,16 @@ void RingDriver::settle() {
     KEEL_ASSERT(round < kMaxSettleRounds);
     std::vector<ring::Action> actions = ring_.take_actions();
     if (actions.empty()) break;
+    bool sent = false;
+    for (ring::Action& action : actions) {
+      if (const auto* send = std::get_if<ring::Send>(&action)) {
+        sender_(send->to, send->bytes);
+        sent = true;
+      }
+    }
+    if (sent) flush_();  // out before the local deliveries below (see the header)
     for (ring::Action& action : actions) execute(action);
   }
-  flush_();
   settling_ = false;
   if (ring_.state() != last_state_) {
     last_state_ = ring_.state();
@@ -111,10 +118,9 @@ void RingDriver::settle() {
   arm_timer();
 }
 
+// Everything but Send, which settle() has already handed to the sender.
 void RingDriver::execute(ring::Action& action) {
-  if (auto* send = std::get_if<ring::Send>(&action)) {
-    sender_(send->to, send->bytes);
-  } else if (const auto* view = std::get_if<ring::View>(&action)) {
+  if (const auto* view = std::get_if<ring::View>(&action)) {
     events_.on_view(*view);
     groups_.on_ring_action(action);
     deliver_group_events(nullptr);

@@ -1,12 +1,17 @@
 // RingDriver: runs this host's Ring and ProcessGroups on an io_context.
 //
 // Every call into the ring (a packet, a timer expiry, leaving) is followed at once by executing
-// all the actions it produced, in order, then by one call of the flush function (the sender may
-// hold packets until then, to send them together); after a submitted message (send, join, leave a
-// group) they run from a handler posted to the io_context, so a request's effects come after its
-// reply and never inside the code that made the request. Executing: Send goes to the sender
-// function; View and DeliveredMessage go to the process-group layer and, with the group events they
-// cause, to the RingEvents sink; the sync messages the group layer asks for are submitted as agreed
+// the actions it produced: first every Send, then one call of the flush function (the sender may
+// hold packets until then, to send them together), then the rest in order. The token and new
+// messages thus leave before this host's own applications are handed their deliveries: a delivery
+// is a write to a local socket that wakes a client, and the other hosts should not wait for it
+// (on each visit with new messages it would add that cost to the token's hop and to the messages'
+// latency everywhere else). Sends and local deliveries are independent, so the order between them
+// changes nothing the ring promises. After a submitted message (send, join, leave a group) they
+// run from a handler posted to the io_context, so a request's effects come after its reply and
+// never inside the code that made the request. Executing: Send goes to the sender function; View
+// and DeliveredMessage go to the process-group layer and, with the group events they cause, to
+// the RingEvents sink; the sync messages the group layer asks for are submitted as agreed
 // messages. Then one asio::steady_timer is re-armed at ring.next_deadline(), so the ring's timers
 // run on time without polling. Ring time is io::monotonic_now_us().
 //
