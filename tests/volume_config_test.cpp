@@ -59,6 +59,7 @@ TEST(VolumeConfig, FullVolumeIsRead) {
                                                  "nbd_socket = \"/run/nbd/data.sock\"\n"
                                                  "nbd_listen = \"[2001:db8:0::10]:10809\"\n"
                                                  "activity_log_extents = 256\n"
+                                                 "busy_poll_us = 0\n"
                                                  "[volume.backing_on]\n"
                                                  "b1 = \"/dev/vdb\"\n"
                                                  "[volume.metadata_on]\n"
@@ -82,6 +83,7 @@ TEST(VolumeConfig, FullVolumeIsRead) {
   EXPECT_EQ(data.nbd_listen->host, "2001:db8::10");
   EXPECT_EQ(data.nbd_listen->port, 10809);
   EXPECT_EQ(data.activity_log_extents, 256u);
+  EXPECT_EQ(data.busy_poll_us, 0u);
   EXPECT_EQ(data.peer_of(1), 2u);
   EXPECT_EQ(parsed.value().volume_by_name("data"), &data);
   EXPECT_EQ(parsed.value().volume_by_name("other"), nullptr);
@@ -104,6 +106,7 @@ TEST(VolumeConfig, DefaultsFillTheRest) {
   EXPECT_EQ(data.nbd_socket, "/run/keel/nbd-data.sock");
   EXPECT_FALSE(data.nbd_listen.has_value());
   EXPECT_EQ(data.activity_log_extents, 1237u);
+  EXPECT_EQ(data.busy_poll_us, kDefaultBusyPollUs);
   EXPECT_TRUE(parse_config(with_volumes(""), "keel.toml").value().volumes.empty());
 }
 
@@ -211,6 +214,8 @@ const BadVolume kBadVolumes[] = {
     {"BadExtents", volume("data", "activity_log_extents = 4097\n"),
      "keel.toml:23: [[volume]] \"data\" activity_log_extents must be between 1 and 4096 (got "
      "4097)"},
+    {"BadBusyPoll", volume("data", "busy_poll_us = 1001\n"),
+     "keel.toml:23: [[volume]] \"data\" busy_poll_us must be between 0 and 1000 (got 1001)"},
     {"RelativeSocket", volume("data", "nbd_socket = \"nbd.sock\"\n"),
      "keel.toml:23: [[volume]] \"data\": nbd_socket must be an absolute path of at most 107 bytes"},
     {"NoExport", volume("data", "nbd_socket = \"\"\n"),

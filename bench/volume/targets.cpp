@@ -109,11 +109,12 @@ class RawTarget final : public Target {
   std::string file_;
 };
 
-std::string volume_toml(std::uint64_t size, int activity_log_extents) {
-  const std::string extents =
+std::string volume_toml(std::uint64_t size, int activity_log_extents, int busy_poll_us) {
+  std::string extents =
       activity_log_extents == 0
           ? std::string()
           : "activity_log_extents = " + std::to_string(activity_log_extents) + "\n";
+  if (busy_poll_us >= 0) extents += "busy_poll_us = " + std::to_string(busy_poll_us) + "\n";
   return "[[volume]]\n"
          "name = \"data\"\n"
          "nodes = [\"h1\", \"h2\"]\n"
@@ -148,7 +149,11 @@ std::string KeelTarget::describe() const {
   return "keel volume, sync mode, 2 copies (h1, h2) + witness h3, activity_log_extents " +
          (options_.activity_log_extents == 0
               ? std::to_string(config::kDefaultActivityLogExtents) + " (default)"
+
               : std::to_string(options_.activity_log_extents)) +
+         ", busy_poll_us " +
+         (options_.busy_poll_us < 0 ? std::to_string(config::kDefaultBusyPollUs) + " (default)"
+                                    : std::to_string(options_.busy_poll_us)) +
          ", exported on h" + std::to_string(primary_);
 }
 
@@ -157,7 +162,8 @@ Result<Ok> KeelTarget::start() {
   lab_options.hosts = 3;
   lab_options.keel_binary = options_.keel;
   lab_options.config.log_level = "warn";
-  lab_options.config.extra = volume_toml(options_.size, options_.activity_log_extents);
+  lab_options.config.extra =
+      volume_toml(options_.size, options_.activity_log_extents, options_.busy_poll_us);
   lab_options.progress = [](const std::string& line) { std::cerr << "lab: " << line << "\n"; };
   lab_options.on_claimed = [this](const std::string& dir, const std::string& binary) {
     if (auto armed = lab::CleanupGuard::arm(binary, dir)) guard_.emplace(std::move(armed.value()));

@@ -24,6 +24,7 @@
 #include <iostream>
 #include <thread>
 
+#include "config/volume_config.hpp"
 #include "keel_scenarios.hpp"
 #include "options.hpp"
 #include "report.hpp"
@@ -80,7 +81,8 @@ json machine_row(const Options& options) {
       {"runtime_s", options.runtime},
       {"only", options.only},
       {"skip_ext4", options.skip_ext4},
-      {"activity_log_extents", options.activity_log_extents}};
+      {"activity_log_extents", options.activity_log_extents},
+      {"busy_poll_us", options.busy_poll_us}};
 }
 
 // Runs one workload; a failure is reported and the next one goes on.
@@ -225,6 +227,10 @@ int main(int argc, char** argv) {
   app.add_option("--activity-log-extents", options.activity_log_extents,
                  "keel's activity_log_extents for the volume (default: keel's, 1237)")
       ->check(CLI::Range(1, 4096));
+  app.add_option("--busy-poll-us", options.busy_poll_us,
+                 "keel's busy_poll_us for the volume (default: keel's, " +
+                     std::to_string(keel::config::kDefaultBusyPollUs) + ")")
+      ->check(CLI::Range(0, 1000));
   app.add_option("--out", options.out, "also append the JSON rows to this file");
   app.add_option("--keel", options.keel, "the keel binary (default: ../keel beside this one)");
   std::string work_parent = "/tmp";

@@ -5,8 +5,12 @@
 #include <algorithm>
 
 #include "agent/control_protocol.hpp"
+#include "io/busy_poll.hpp"
 
 namespace keel::agent {
+
+static_assert(config::kMaxVolumeBusyPollUs == io::kMaxBusyPollUs,
+              "the configuration admits what the loop runs");
 
 Result<std::unique_ptr<VolumeService>> VolumeService::open(asio::io_context& io,
                                                            const config::ClusterConfig& config,
@@ -34,7 +38,7 @@ Result<std::unique_ptr<VolumeService>> VolumeService::open(asio::io_context& io,
   for (const config::VolumeConfig& volume : config.volumes) {
     if (std::find(volume.nodes.begin(), volume.nodes.end(), self) == volume.nodes.end()) continue;
     Hosted hosted;
-    hosted.thread = std::make_unique<VolumeThread>(volume.name);
+    hosted.thread = std::make_unique<VolumeThread>(volume.name, volume.busy_poll_us);
     auto runner = VolumeRunner::open(hosted.thread->context(), config, volume, self, key, hooks);
     if (!runner.ok()) return runner.error();
     hosted.runner = std::move(runner).value();

@@ -3,10 +3,14 @@
 #include <pthread.h>
 #include <sched.h>
 
+#include "io/busy_poll.hpp"
+
 namespace keel::agent {
 
-VolumeThread::VolumeThread(std::string name)
-    : name_(std::move(name)), keep_running_(asio::make_work_guard(io_)) {}
+VolumeThread::VolumeThread(std::string name, std::uint32_t busy_poll_us)
+    : name_(std::move(name)),
+      busy_poll_us_(busy_poll_us),
+      keep_running_(asio::make_work_guard(io_)) {}
 
 VolumeThread::~VolumeThread() {
   stop([] {});
@@ -20,7 +24,7 @@ void VolumeThread::start() {
     (void)::pthread_setschedparam(::pthread_self(), SCHED_OTHER, &ordinary);
     const std::string short_name = ("vol-" + name_).substr(0, 15);  // the kernel's limit
     (void)::pthread_setname_np(::pthread_self(), short_name.c_str());
-    io_.run();
+    io::run_busy_polling(io_, busy_poll_us_);
   });
 }
 

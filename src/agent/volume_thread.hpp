@@ -3,7 +3,8 @@
 // The agent's own loop carries the ring and runs at real-time priority: nothing on it may wait
 // on a disk. A volume's data path (NBD requests, the replication link, the replication core)
 // copies data into the page cache on its thread, which may block while the kernel throttles
-// dirty pages; so each volume gets this thread, at ordinary priority.
+// dirty pages; so each volume gets this thread, at ordinary priority. Its loop polls for a short,
+// adaptive window before blocking (io/busy_poll.hpp), up to the volume's busy_poll_us.
 //
 // The agent talks to the thread in two ways: post() hands it work and returns at once (ring
 // events), call() runs a function there and waits for its result, up to a deadline (commands).
@@ -16,6 +17,7 @@
 
 #include <asio.hpp>
 #include <chrono>
+#include <cstdint>
 #include <functional>
 #include <future>
 #include <memory>
@@ -29,7 +31,7 @@ namespace keel::agent {
 
 class VolumeThread {
  public:
-  explicit VolumeThread(std::string name);
+  explicit VolumeThread(std::string name, std::uint32_t busy_poll_us = 0);
   ~VolumeThread();
   VolumeThread(const VolumeThread&) = delete;
   VolumeThread& operator=(const VolumeThread&) = delete;
@@ -62,6 +64,7 @@ class VolumeThread {
 
  private:
   std::string name_;
+  std::uint32_t busy_poll_us_;
   asio::io_context io_;
   asio::executor_work_guard<asio::io_context::executor_type> keep_running_;
   std::thread thread_;

@@ -163,6 +163,7 @@ const std::vector<std::string_view>& volume_keys() {
                                                      "nbd_socket",
                                                      "nbd_listen",
                                                      "activity_log_extents",
+                                                     "busy_poll_us",
                                                      "backing_on",
                                                      "metadata_on"};
   return keys;

@@ -13,6 +13,7 @@
 //   nbd_socket = "/run/keel/nbd-data.sock"   # default /run/keel/nbd-<name>.sock; "": none
 //   nbd_listen = "198.18.0.10:10809"     # TCP export, IPv4 or [IPv6]:port; default none
 //   activity_log_extents = 1237          # hot 4 MiB extents the activity log holds
+//   busy_poll_us = 100                   # the data path polls this long at most before blocking
 //   [volume.backing_on]                  # node -> its own backing path
 //   b2 = "/dev/vdb"
 //   [volume.metadata_on]                 # node -> its own metadata path
@@ -45,6 +46,8 @@ constexpr std::uint16_t kDefaultReplicationPort = 7789;
 constexpr std::uint64_t kDefaultResyncRateBytesS = 100ull << 20;
 constexpr std::uint32_t kDefaultActivityLogExtents = 1237;  // about 4.8 GiB, as DRBD
 constexpr std::uint32_t kMaxActivityLogExtents = 4096;
+constexpr std::uint32_t kDefaultBusyPollUs = 100;
+constexpr std::uint32_t kMaxVolumeBusyPollUs = 1000;  // io::kMaxBusyPollUs
 constexpr std::uint64_t kMaxVolumeBytes = 64ull << 40;
 constexpr std::uint64_t kMaxResyncRateBytesS = 1ull << 40;
 constexpr std::size_t kMaxVolumes = 64;
@@ -70,6 +73,8 @@ struct VolumeConfig {
   std::string nbd_socket;                                        // empty: no Unix socket export
   std::optional<NbdListen> nbd_listen;
   std::uint32_t activity_log_extents = kDefaultActivityLogExtents;
+  // This host's own tuning (io/busy_poll.hpp); 0: block at once. Not in volumes_digest().
+  std::uint32_t busy_poll_us = kDefaultBusyPollUs;
 
   bool has_node(NodeId node) const { return node == nodes[0] || node == nodes[1]; }
   // The other node; `node` must be one of the volume's.

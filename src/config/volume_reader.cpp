@@ -332,6 +332,8 @@ VolumeConfig read_volume(const toml::table& table, const std::vector<NodeConfig>
   read_export(table, label, volume, lines, problems);
   read_integer(table, "activity_log_extents", label, 1, kMaxActivityLogExtents,
                volume.activity_log_extents, problems);
+  read_integer(table, "busy_poll_us", label, 0, kMaxVolumeBusyPollUs, volume.busy_poll_us,
+               problems);
   return volume;
 }
 
