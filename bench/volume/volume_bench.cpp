@@ -5,14 +5,14 @@
 //                     [--activity-log-extents N] [--busy-poll-us N] [--out FILE] [--keel PATH]
 //                     [--work-dir /tmp]
 //
-// The targets (targets.hpp), one after the other in the order --only names them: keel (a lab of 3 hosts, volume "data" in sync
-// mode with its copies on h1 and h2, exported on h1), nbdkit (`nbdkit -U SOCK file FILE`, one
-// copy) and the raw file. Each runs the same workloads (workloads.hpp): a durable sequential
-// write and a sequential read with nbdcopy, fio's nbd engine at depths 1 and 32 with and without
-// a flush per write, ext4 on the export through nbdfuse and a loop device. keel alone also runs
-// the resync after a full disconnect and the failover to h2 (keel_scenarios.hpp); the dirty
-// bitmap is measured in-process first. Every measurement is a JSON line on stdout (and appended
-// to --out); the tables with the ratios keel / nbdkit and the goals come at the end.
+// The targets (targets.hpp), one after the other in the order --only names them: keel (a lab of 3
+// hosts, volume "data" in sync mode with its copies on h1 and h2, exported on h1), nbdkit (`nbdkit
+// -U SOCK file FILE`, one copy) and the raw file. Each runs the same workloads (workloads.hpp): a
+// durable sequential write and a sequential read with nbdcopy, fio's nbd engine at depths 1 and 32
+// with and without a flush per write, ext4 on the export through nbdfuse and a loop device. keel
+// alone also runs the resync after a full disconnect and the failover to h2 (keel_scenarios.hpp);
+// the dirty bitmap is measured in-process first. Every measurement is a JSON line on stdout (and
+// appended to --out); the tables with the ratios keel / nbdkit and the goals come at the end.
 //
 // Root only (namespaces, loop devices, mounts). Everything started is undone at the end or on
 // an error or SIGINT/SIGTERM: the lab (also by its cleanup guard if this process is killed),
