@@ -3,9 +3,12 @@
 #include <fmt/format.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <chrono>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <thread>
 
 #include "cli/ask_agent.hpp"
 #include "cli/commands.hpp"
@@ -81,6 +84,39 @@ void add_volume_argument(CLI::App& command, VolumeFlags& flags) {
   command.add_option("volume", flags.volume, "The volume's name ([[volume]] name)")->required();
 }
 
+// A demote finishes once the writes in flight are durable on both copies (or, without the peer,
+// recorded through the ring): the agent starts it and answers at once, so that its own loop never
+// waits. The command waits here, reading the volume's status, until this copy is no longer
+// primary: when it returns 0, the other node may be promoted.
+constexpr auto kDemoteWait = std::chrono::seconds(10);
+constexpr auto kDemotePoll = std::chrono::milliseconds(20);
+
+int wait_for_demote(const VolumeFlags& flags) {
+  const auto deadline = std::chrono::steady_clock::now() + kDemoteWait;
+  for (;;) {
+    auto status = ask_agent("volume demote", flags.control,
+                            json{{"op", "volume_status"}, {"volume", flags.volume}});
+    if (!status) return 1;
+    const json volumes = status->value("volumes", json::array());
+    const bool primary = std::any_of(volumes.begin(), volumes.end(), [&](const json& entry) {
+      return entry.value("name", "") == flags.volume && entry.value("role", "") == "Primary";
+    });
+    if (!primary) {
+      fmt::print("volume {}: demote done\n", flags.volume);
+      return 0;
+    }
+    if (std::chrono::steady_clock::now() >= deadline) {
+      fmt::print(stderr,
+                 "keel volume demote: {} is still primary after {} s: its writes in flight wait "
+                 "for the peer or for the ring (see `keel volume status`); the demote goes on "
+                 "and ends by itself\n",
+                 flags.volume, kDemoteWait.count());
+      return 1;
+    }
+    std::this_thread::sleep_for(kDemotePoll);
+  }
+}
+
 void register_simple(CLI::App& volume, std::shared_ptr<VolumeFlags> flags, int& exit_code,
                      const char* name, const char* op, const char* help) {
   CLI::App* command = volume.add_subcommand(name, help);
@@ -95,7 +131,12 @@ void register_simple(CLI::App& volume, std::shared_ptr<VolumeFlags> flags, int& 
     json request{{"op", op}, {"volume", flags->volume}, {"force", flags->force}};
     auto reply = ask_agent(std::string("volume ") + name, flags->control, request);
     exit_code = reply ? 0 : 1;
-    if (reply) fmt::print("volume {}: {} done\n", flags->volume, name);
+    if (!reply) return;
+    if (std::string(name) == "demote") {
+      exit_code = wait_for_demote(*flags);
+      return;
+    }
+    fmt::print("volume {}: {} done\n", flags->volume, name);
   });
 }
 
@@ -149,7 +190,9 @@ void register_volume_commands(CLI::App& app, int& exit_code) {
                   "Make this host's copy the primary: it serves the NBD export. Refused for an "
                   "Outdated or Inconsistent copy, while the peer is primary, and without quorum.");
   register_simple(*volume, flags, exit_code, "demote", "volume_demote",
-                  "Stop serving: finish in-flight writes, flush, become secondary.");
+                  "Stop serving: finish in-flight writes, flush, become secondary. Waits up to "
+                  "10 s for the copy to become secondary (exit 1 if it has not; the demote "
+                  "goes on).");
   register_simple(*volume, flags, exit_code, "verify", "volume_verify",
                   "Compare both copies online by checksum (on the primary, while connected); "
                   "differing blocks are counted and resynced. `status` shows progress.");
