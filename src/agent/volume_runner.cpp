@@ -155,6 +155,10 @@ void VolumeRunner::on_peer_left() {
   if (link_ && link_->connected()) link_->drop("the peer left the ring's view");
 }
 
+void VolumeRunner::on_peer_in_view() {
+  if (link_) link_->dial_now();
+}
+
 void VolumeRunner::on_peer_outdated_recorded(volume::Generation generation) {
   replica_->on_peer_outdated_recorded(generation);
   run_actions();

@@ -60,6 +60,8 @@ class VolumeRunner final : public io::BlockDevice {
 
   // The ring: the peer left this node's view (drop the link at once rather than wait for TCP).
   void on_peer_left();
+  // The ring: the peer is in this node's view (reconnect now if the link is down).
+  void on_peer_in_view();
   void on_peer_outdated_recorded(volume::Generation generation);
   void on_told_outdated(volume::Generation as_of);
   // The record this node's copy made of its peer, if its persisted state says there is one

@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <utility>
 
 #include "agent/control_protocol.hpp"
 #include "io/busy_poll.hpp"
@@ -105,10 +106,18 @@ void VolumeService::on_view(const ring::View& view) {
     records_.on_transitional_view();
     return;
   }
-  members_ = view.members;
+  const std::vector<NodeId> before = std::exchange(members_, view.members);
+  const auto holds = [](const std::vector<NodeId>& members, NodeId node) {
+    return std::find(members.begin(), members.end(), node) != members.end();
+  };
   for (auto& [name, hosted] : runners_) {
     VolumeRunner* runner = hosted.runner.get();
-    if (std::find(members_.begin(), members_.end(), runner->peer()) == members_.end()) {
+    if (holds(members_, runner->peer())) {
+      hosted.thread->post([runner] { runner->on_peer_in_view(); });
+    } else if (holds(before, runner->peer())) {
+      // Only a departure drops the link. A node that has just started forms views of its own
+      // before it merges with the others; the peer is missing from those because it has not
+      // been seen yet, and a link that came up meanwhile (and may be resyncing) must stay.
       hosted.thread->post([runner] { runner->on_peer_left(); });
     }
   }

@@ -377,8 +377,14 @@ void ReplicationLink::accept() {
   });
 }
 
+void ReplicationLink::dial_now() {
+  if (!dials() || closed_ || current_ || dialing_) return;
+  retry_timer_.cancel();  // its handler sees operation_aborted and does not dial
+  dial();
+}
+
 void ReplicationLink::dial() {
-  if (closed_ || current_) return;
+  if (closed_ || current_ || dialing_) return;
   asio::error_code error;
   const auto address = asio::ip::make_address(options_.peer_address, error);
   KEEL_ASSERT(!error);
@@ -394,7 +400,9 @@ void ReplicationLink::dial() {
     spdlog::warn("volume {}: replication socket: {}", options_.volume, error.message());
     return schedule_dial();
   }
+  dialing_ = true;
   socket->async_connect(peer, [this, socket](const asio::error_code& connect_error) {
+    dialing_ = false;
     if (closed_) return;
     if (connect_error) return schedule_dial();
     adopt(std::make_shared<Connection>(*this, std::move(*socket)));

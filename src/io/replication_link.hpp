@@ -77,6 +77,10 @@ class ReplicationLink {
   // Queues a frame; dropped (with nothing said) when not connected: the replica learns of the
   // loss through disconnected() and resyncs from its bitmap.
   void send(const volume::PeerMessage& message);
+  // The peer is back (the ring's view holds it again): the dialing side dials at once rather
+  // than at its next retry, so that a resync starts without waiting up to retry_ms. Nothing
+  // when connected, already dialing, or on the listening side.
+  void dial_now();
   // Drops the current connection (the dialing side retries after retry_ms).
   void drop(const std::string& why);
   // Stops for good: no more handlers are called.
@@ -105,6 +109,7 @@ class ReplicationLink {
   ReplicationLinkStats stats_;
   std::size_t queued_bytes_ = 0;
   bool closed_ = false;
+  bool dialing_ = false;  // a connect is under way (current_ is set only once it succeeds)
   friend class Connection;
 };
 

@@ -1,0 +1,96 @@
+// ReplicationLink (src/io/replication_link.hpp) over loopback: two ends authenticate and carry
+// frames, and dial_now() reconnects at once instead of at the next retry.
+#include "io/replication_link.hpp"
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+
+namespace keel::io {
+namespace {
+
+constexpr NodeId kDialer = 1;    // the lower id dials
+constexpr NodeId kListener = 2;  // the higher id listens
+// Far longer than the test waits: a connection that comes sooner did not come from a retry.
+constexpr std::uint32_t kRetryMs = 60'000;
+
+struct End {
+  std::unique_ptr<ReplicationLink> link;
+  int connects = 0;
+  std::vector<volume::PeerMessage> received;
+};
+
+ReplicationLinkOptions options_for(NodeId self, std::uint16_t port) {
+  ReplicationLinkOptions options;
+  options.volume = "data";
+  options.volume_bytes = 1 << 20;
+  options.self = self;
+  options.peer = self == kDialer ? kListener : kDialer;
+  options.self_address = "127.0.0.1";
+  options.peer_address = "127.0.0.1";
+  options.port = port;
+  options.key.fill(7);
+  options.retry_ms = kRetryMs;
+  return options;
+}
+
+void open_end(asio::io_context& io, End& end, NodeId self, std::uint16_t port) {
+  auto opened = ReplicationLink::open(
+      io, options_for(self, port),
+      {[&end] { ++end.connects; },
+       [&end](const volume::PeerMessage& message) { end.received.push_back(message); },
+       [](const std::string&) {}});
+  ASSERT_TRUE(opened.ok()) << opened.error().message;
+  end.link = std::move(opened).value();
+}
+
+// Runs the loop until `done` holds or `limit` passes; true if it holds.
+bool run_until(asio::io_context& io, const std::function<bool()>& done,
+               std::chrono::milliseconds limit) {
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  while (!done() && std::chrono::steady_clock::now() < deadline) {
+    io.restart();
+    io.run_for(std::chrono::milliseconds(10));
+  }
+  return done();
+}
+
+std::uint16_t free_port() {
+  asio::io_context io;
+  asio::ip::tcp::acceptor probe(io,
+                                asio::ip::tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+  return probe.local_endpoint().port();
+}
+
+TEST(ReplicationLinkTest, DialNowConnectsWithoutWaitingForTheRetry) {
+  asio::io_context io;
+  const std::uint16_t port = free_port();
+  End dialer;
+  open_end(io, dialer, kDialer, port);
+  dialer.link->start();  // nobody listens yet: refused, next try in kRetryMs
+  ASSERT_FALSE(run_until(
+      io, [&] { return dialer.connects > 0; }, std::chrono::milliseconds(200)));
+
+  End listener;
+  open_end(io, listener, kListener, port);
+  listener.link->start();
+  dialer.link->dial_now();
+  dialer.link->dial_now();  // a second call while dialing must not open a second connection
+  ASSERT_TRUE(run_until(
+      io, [&] { return dialer.connects == 1 && listener.connects == 1; }, std::chrono::seconds(5)));
+
+  // The connection carries frames; dial_now() on a connected link changes nothing.
+  dialer.link->dial_now();
+  dialer.link->send(volume::Barrier{42});
+  ASSERT_TRUE(run_until(
+      io, [&] { return !listener.received.empty(); }, std::chrono::seconds(5)));
+  ASSERT_TRUE(std::holds_alternative<volume::Barrier>(listener.received.front()));
+  EXPECT_EQ(std::get<volume::Barrier>(listener.received.front()).epoch, 42u);
+  EXPECT_EQ(dialer.connects, 1);
+  EXPECT_EQ(listener.connects, 1);
+  dialer.link->close();
+  listener.link->close();
+}
+
+}  // namespace
+}  // namespace keel::io
