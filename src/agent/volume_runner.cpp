@@ -450,6 +450,7 @@ nlohmann::json VolumeRunner::status() const {
   return {
       {"name", config_.name},
       {"role", volume::to_string(status.role)},
+      {"serving", replica_->serves_io()},
       {"disk", volume::to_string(status.disk)},
       {"link", volume::to_string(status.link)},
       {"mode", volume::to_string(config_.mode)},

@@ -44,11 +44,13 @@ void print_volume(const json& volume) {
     return;
   }
   const json peer = volume.value("peer", json::object());
-  fmt::print("volume {}: {} {}, link {}{}\n", json_text(volume, "name"), json_text(volume, "role"),
-             json_text(volume, "disk"), json_text(volume, "link"),
-             volume.value("suspended", false)
-                 ? ", I/O SUSPENDED until the peer is recorded outdated"
-                 : "");
+  const bool not_serving_yet =
+      json_text(volume, "role") == "Primary" && !volume.value("serving", false);
+  fmt::print(
+      "volume {}: {}{} {}, link {}{}\n", json_text(volume, "name"), json_text(volume, "role"),
+      not_serving_yet ? " (not serving)" : "", json_text(volume, "disk"), json_text(volume, "link"),
+      volume.value("suspended", false) ? ", I/O SUSPENDED until the peer is recorded outdated"
+                                       : "");
   fmt::print("  peer      {} ({}): {}\n", json_text(peer, "name"), json_text(peer, "node"),
              peer.contains("role") ? json_text(peer, "role") + " " + json_text(peer, "disk")
                                    : std::string("not connected"));
@@ -84,36 +86,44 @@ void add_volume_argument(CLI::App& command, VolumeFlags& flags) {
   command.add_option("volume", flags.volume, "The volume's name ([[volume]] name)")->required();
 }
 
-// A demote finishes once the writes in flight are durable on both copies (or, without the peer,
-// recorded through the ring): the agent starts it and answers at once, so that its own loop never
-// waits. The command waits here, reading the volume's status, until this copy is no longer
-// primary: when it returns 0, the other node may be promoted.
-constexpr auto kDemoteWait = std::chrono::seconds(10);
-constexpr auto kDemotePoll = std::chrono::milliseconds(20);
+// Promote and demote take effect once something durable is done: a promote once this copy's
+// new role is on disk, a demote once the writes in flight are durable on both copies (or,
+// without the peer, recorded through the ring). The agent starts them and answers at once, so
+// that its own loop never waits; the command waits here, reading the volume's status, until the
+// copy serves (promote) or is no longer primary (demote). When it returns 0, clients may connect,
+// or the other node may be promoted.
+constexpr auto kRoleChangeWait = std::chrono::seconds(10);
+constexpr auto kRoleChangePoll = std::chrono::milliseconds(20);
 
-int wait_for_demote(const VolumeFlags& flags) {
-  const auto deadline = std::chrono::steady_clock::now() + kDemoteWait;
+int wait_for_role_change(const VolumeFlags& flags, const std::string& name) {
+  const bool promote = name == "promote";
+  const auto deadline = std::chrono::steady_clock::now() + kRoleChangeWait;
   for (;;) {
-    auto status = ask_agent("volume demote", flags.control,
+    auto status = ask_agent("volume " + name, flags.control,
                             json{{"op", "volume_status"}, {"volume", flags.volume}});
     if (!status) return 1;
     const json volumes = status->value("volumes", json::array());
-    const bool primary = std::any_of(volumes.begin(), volumes.end(), [&](const json& entry) {
-      return entry.value("name", "") == flags.volume && entry.value("role", "") == "Primary";
+    const auto entry = std::find_if(volumes.begin(), volumes.end(), [&](const json& volume) {
+      return volume.value("name", "") == flags.volume;
     });
-    if (!primary) {
-      fmt::print("volume {}: demote done\n", flags.volume);
+    const bool done = entry != volumes.end() && (promote ? entry->value("serving", false)
+                                                         : entry->value("role", "") != "Primary");
+    if (done) {
+      fmt::print("volume {}: {} done\n", flags.volume, name);
       return 0;
     }
     if (std::chrono::steady_clock::now() >= deadline) {
       fmt::print(stderr,
-                 "keel volume demote: {} is still primary after {} s: its writes in flight wait "
-                 "for the peer or for the ring (see `keel volume status`); the demote goes on "
-                 "and ends by itself\n",
-                 flags.volume, kDemoteWait.count());
+                 "keel volume {}: {} is {} after {} s (see `keel volume status`); the {} goes "
+                 "on and ends by itself\n",
+                 name, flags.volume,
+                 promote ? "not serving yet"
+                         : "still primary: its writes in flight wait for the "
+                           "peer or for the ring,",
+                 kRoleChangeWait.count(), name);
       return 1;
     }
-    std::this_thread::sleep_for(kDemotePoll);
+    std::this_thread::sleep_for(kRoleChangePoll);
   }
 }
 
@@ -132,8 +142,8 @@ void register_simple(CLI::App& volume, std::shared_ptr<VolumeFlags> flags, int& 
     auto reply = ask_agent(std::string("volume ") + name, flags->control, request);
     exit_code = reply ? 0 : 1;
     if (!reply) return;
-    if (std::string(name) == "demote") {
-      exit_code = wait_for_demote(*flags);
+    if (std::string(name) == "promote" || std::string(name) == "demote") {
+      exit_code = wait_for_role_change(*flags, name);
       return;
     }
     fmt::print("volume {}: {} done\n", flags->volume, name);
@@ -188,7 +198,8 @@ void register_volume_commands(CLI::App& app, int& exit_code) {
 
   register_simple(*volume, flags, exit_code, "promote", "volume_promote",
                   "Make this host's copy the primary: it serves the NBD export. Refused for an "
-                  "Outdated or Inconsistent copy, while the peer is primary, and without quorum.");
+                  "Outdated or Inconsistent copy, while the peer is primary, and without quorum. "
+                  "Waits up to 10 s for the export to serve.");
   register_simple(*volume, flags, exit_code, "demote", "volume_demote",
                   "Stop serving: finish in-flight writes, flush, become secondary. Waits up to "
                   "10 s for the copy to become secondary (exit 1 if it has not; the demote "
