@@ -110,11 +110,11 @@ class RawTarget final : public Target {
 };
 
 std::string volume_toml(std::uint64_t size, int activity_log_extents, int busy_poll_us) {
-  std::string extents =
+  std::string tuning =  // keel's defaults unless the bench was told otherwise
       activity_log_extents == 0
           ? std::string()
           : "activity_log_extents = " + std::to_string(activity_log_extents) + "\n";
-  if (busy_poll_us >= 0) extents += "busy_poll_us = " + std::to_string(busy_poll_us) + "\n";
+  if (busy_poll_us >= 0) tuning += "busy_poll_us = " + std::to_string(busy_poll_us) + "\n";
   return "[[volume]]\n"
          "name = \"data\"\n"
          "nodes = [\"h1\", \"h2\"]\n"
@@ -127,7 +127,7 @@ std::string volume_toml(std::uint64_t size, int activity_log_extents, int busy_p
          "nbd_socket = \"{host}/nbd-data.sock\"\n"
          "replication_port = 7789\n"
          "resync_rate = 0\n" +
-         extents;
+         tuning;
 }
 
 }  // namespace
@@ -149,7 +149,6 @@ std::string KeelTarget::describe() const {
   return "keel volume, sync mode, 2 copies (h1, h2) + witness h3, activity_log_extents " +
          (options_.activity_log_extents == 0
               ? std::to_string(config::kDefaultActivityLogExtents) + " (default)"
-
               : std::to_string(options_.activity_log_extents)) +
          ", busy_poll_us " +
          (options_.busy_poll_us < 0 ? std::to_string(config::kDefaultBusyPollUs) + " (default)"

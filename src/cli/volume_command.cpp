@@ -95,8 +95,11 @@ void add_volume_argument(CLI::App& command, VolumeFlags& flags) {
 constexpr auto kRoleChangeWait = std::chrono::seconds(10);
 constexpr auto kRoleChangePoll = std::chrono::milliseconds(20);
 
-int wait_for_role_change(const VolumeFlags& flags, const std::string& name) {
-  const bool promote = name == "promote";
+// When a command's change counts as done.
+enum class TakesEffect { on_reply, when_serving, when_secondary };
+
+int wait_for_role_change(const VolumeFlags& flags, const std::string& name, TakesEffect effect) {
+  const bool promote = effect == TakesEffect::when_serving;
   const auto deadline = std::chrono::steady_clock::now() + kRoleChangeWait;
   for (;;) {
     auto status = ask_agent("volume " + name, flags.control,
@@ -128,7 +131,8 @@ int wait_for_role_change(const VolumeFlags& flags, const std::string& name) {
 }
 
 void register_simple(CLI::App& volume, std::shared_ptr<VolumeFlags> flags, int& exit_code,
-                     const char* name, const char* op, const char* help) {
+                     const char* name, const char* op, const char* help,
+                     TakesEffect effect = TakesEffect::on_reply) {
   CLI::App* command = volume.add_subcommand(name, help);
   add_volume_argument(*command, *flags);
   add_control_options(*command, flags->control);
@@ -137,13 +141,13 @@ void register_simple(CLI::App& volume, std::shared_ptr<VolumeFlags> flags, int& 
                       "Promote even an Outdated or Inconsistent copy, or without quorum: may "
                       "lose acknowledged writes or run the volume on two hosts. Logged loudly.");
   }
-  command->callback([flags, op, name, &exit_code] {
+  command->callback([flags, op, name, effect, &exit_code] {
     json request{{"op", op}, {"volume", flags->volume}, {"force", flags->force}};
     auto reply = ask_agent(std::string("volume ") + name, flags->control, request);
     exit_code = reply ? 0 : 1;
     if (!reply) return;
-    if (std::string(name) == "promote" || std::string(name) == "demote") {
-      exit_code = wait_for_role_change(*flags, name);
+    if (effect != TakesEffect::on_reply) {
+      exit_code = wait_for_role_change(*flags, name, effect);
       return;
     }
     fmt::print("volume {}: {} done\n", flags->volume, name);
@@ -199,11 +203,13 @@ void register_volume_commands(CLI::App& app, int& exit_code) {
   register_simple(*volume, flags, exit_code, "promote", "volume_promote",
                   "Make this host's copy the primary: it serves the NBD export. Refused for an "
                   "Outdated or Inconsistent copy, while the peer is primary, and without quorum. "
-                  "Waits up to 10 s for the export to serve.");
+                  "Waits up to 10 s for the export to serve.",
+                  TakesEffect::when_serving);
   register_simple(*volume, flags, exit_code, "demote", "volume_demote",
                   "Stop serving: finish in-flight writes, flush, become secondary. Waits up to "
                   "10 s for the copy to become secondary (exit 1 if it has not; the demote "
-                  "goes on).");
+                  "goes on).",
+                  TakesEffect::when_secondary);
   register_simple(*volume, flags, exit_code, "verify", "volume_verify",
                   "Compare both copies online by checksum (on the primary, while connected); "
                   "differing blocks are counted and resynced. `status` shows progress.");
