@@ -1,7 +1,10 @@
 // UdpTransport on loopback: sealed packets go through, garbage, forgeries, replays and packets
 // from the wrong address are dropped and counted, and an MTU too small for the ring is refused.
 #include <gtest/gtest.h>
+#include <sys/socket.h>
 #include <unistd.h>
+
+#include <fstream>
 
 #include "agent_test_support.hpp"
 #include "io/udp_transport.hpp"
@@ -164,11 +167,22 @@ TEST_F(UdpTransportTest, RefusesAnAddressInUse) {
 }
 
 // A full flow-control window arrives as one burst; the agent runs as root, so its socket gets the
-// buffer it asks for even where net.core.rmem_max is smaller.
-TEST_F(UdpTransportTest, ReceiveBufferHoldsAWindowBurst) {
+// buffer it asks for even past net.core.rmem_max. Asked for twice the sysctl's value, a plain
+// SO_RCVBUF would be capped at it: only the forced request passes.
+TEST_F(UdpTransportTest, ReceiveBufferIsGrantedPastTheSysctlLimit) {
   if (::geteuid() != 0) GTEST_SKIP() << "needs root (CAP_NET_ADMIN), as the agent has";
+  std::ifstream sysctl("/proc/sys/net/core/rmem_max");
+  long rmem_max = 0;
+  ASSERT_TRUE(sysctl >> rmem_max);
+  ASSERT_LT(rmem_max, 1L << 29) << "too large to double";
+  const int wanted = static_cast<int>(2 * rmem_max);
+  const int fd = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(fd, 0);
+  EXPECT_GE(enlarge_socket_buffer(fd, true, wanted), wanted);
+  ::close(fd);
+
   auto transport = open(1, key_of(7));
-  EXPECT_GE(transport->stats().receive_buffer_bytes, 4 << 20);
+  EXPECT_GE(transport->stats().receive_buffer_bytes, 4 << 20);  // the transport's own request
 }
 
 TEST_F(UdpTransportTest, SendAfterCloseIsIgnored) {

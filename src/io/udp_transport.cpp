@@ -25,20 +25,6 @@ constexpr int kSocketBufferBytes = 4 << 20;
 // A packet for every node fits in one batch.
 static_assert(ring::kMaxNodes - 1 <= kMaxBatchDatagrams);
 
-// Asks for `bytes` of socket buffer past net.core.rmem_max/wmem_max when the agent may
-// (CAP_NET_ADMIN, as root), else within them; returns the size granted.
-int enlarge_buffer(int fd, bool receive, int bytes) {
-  const int force = receive ? SO_RCVBUFFORCE : SO_SNDBUFFORCE;
-  const int plain = receive ? SO_RCVBUF : SO_SNDBUF;
-  if (::setsockopt(fd, SOL_SOCKET, force, &bytes, sizeof bytes) != 0) {
-    (void)::setsockopt(fd, SOL_SOCKET, plain, &bytes, sizeof bytes);
-  }
-  int granted = 0;
-  socklen_t length = sizeof granted;
-  if (::getsockopt(fd, SOL_SOCKET, plain, &granted, &length) != 0) return 0;
-  return granted / 2;  // the kernel doubles the size asked for, to count its own overhead
-}
-
 std::string describe(const asio::ip::udp::endpoint& endpoint) {
   return endpoint.address().to_string() + ":" + std::to_string(endpoint.port());
 }
@@ -163,6 +149,19 @@ UdpTransport::UdpTransport(asio::io_context& io, const TransportOptions& options
             [](const PeerStats& a, const PeerStats& b) { return a.id < b.id; });
 }
 
+// Tried with the FORCE option first: as root the agent's window fits whatever the sysctl says.
+int enlarge_socket_buffer(int fd, bool receive, int bytes) {
+  const int force = receive ? SO_RCVBUFFORCE : SO_SNDBUFFORCE;
+  const int plain = receive ? SO_RCVBUF : SO_SNDBUF;
+  if (::setsockopt(fd, SOL_SOCKET, force, &bytes, sizeof bytes) != 0) {
+    (void)::setsockopt(fd, SOL_SOCKET, plain, &bytes, sizeof bytes);
+  }
+  int granted = 0;
+  socklen_t length = sizeof granted;
+  if (::getsockopt(fd, SOL_SOCKET, plain, &granted, &length) != 0) return 0;
+  return granted / 2;  // the kernel doubles the size asked for, to count its own overhead
+}
+
 Result<Ok> UdpTransport::bind() {
   asio::ip::udp::socket& socket = unicast_.socket;
   asio::error_code error;
@@ -173,8 +172,9 @@ Result<Ok> UdpTransport::bind() {
   KEEL_ASSERT(!error);
   // Larger buffers absorb bursts of a full window (150 packets at the defaults). Without
   // CAP_NET_ADMIN the kernel caps them at net.core.rmem_max, which is 208 KiB on many systems.
-  stats_.receive_buffer_bytes = enlarge_buffer(socket.native_handle(), true, kSocketBufferBytes);
-  (void)enlarge_buffer(socket.native_handle(), false, kSocketBufferBytes);
+  stats_.receive_buffer_bytes =
+      enlarge_socket_buffer(socket.native_handle(), true, kSocketBufferBytes);
+  (void)enlarge_socket_buffer(socket.native_handle(), false, kSocketBufferBytes);
   if (stats_.receive_buffer_bytes < kSocketBufferBytes) {
     spdlog::warn(
         "UDP receive buffer is {} KiB, not the {} KiB asked for (net.core.rmem_max caps it): a "
@@ -239,7 +239,7 @@ Result<Ok> UdpTransport::bind_group() {
   socket.open(bound_to.protocol(), error);
   if (!error) socket.bind(bound_to, error);
   if (error) return Error{"cannot bind UDP " + describe(bound_to) + ": " + error.message()};
-  (void)enlarge_buffer(socket.native_handle(), true, kSocketBufferBytes);
+  (void)enlarge_socket_buffer(socket.native_handle(), true, kSocketBufferBytes);
   if (mode_ == TransportMode::multicast) {
     // IP_ADD_MEMBERSHIP / IPV6_JOIN_GROUP on the interface that holds this node's address.
     if (bound_to.address().is_v4()) {

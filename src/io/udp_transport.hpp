@@ -102,6 +102,10 @@ struct TransportOptions {
 // Bytes left for a sealed datagram on a link of `mtu` bytes (IP and UDP headers removed).
 std::size_t max_sealed_bytes(std::uint32_t mtu, bool ipv6);
 
+// Asks for `bytes` of socket buffer on `fd` (receive or send), past net.core.rmem_max/wmem_max
+// when this process may (CAP_NET_ADMIN, as root), else within them; returns the size granted.
+int enlarge_socket_buffer(int fd, bool receive, int bytes);
+
 class UdpTransport {
  public:
   using Receiver = std::function<void(NodeId from, std::span<const std::uint8_t> plaintext)>;
