@@ -14,6 +14,7 @@
 #include "agent/logging.hpp"
 #include "cli/commands.hpp"
 #include "config/config.hpp"
+#include "io/heap_tuning.hpp"
 #include "io/sealed_packet.hpp"
 
 namespace keel::cli {
@@ -70,6 +71,9 @@ int run_agent(const AgentFlags& flags) {
   }
   std::signal(SIGPIPE, SIG_IGN);  // a vanished control client is an error value, not a signal
   raise_priority(options.value().config.agent.realtime_priority);  // before any thread starts
+  if (!io::keep_buffers_in_the_heap()) {
+    spdlog::warn("malloc refused keel's thresholds; volume buffers will be mapped afresh");
+  }
   asio::io_context io(1);
   // Before start(): a SIGTERM that arrives from now on leaves the ring cleanly.
   asio::signal_set signals(io, SIGINT, SIGTERM);
