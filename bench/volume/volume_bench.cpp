@@ -11,7 +11,8 @@
 // durable sequential write and a sequential read with nbdcopy, fio's nbd engine at depths 1 and 32
 // with and without a flush per write, ext4 on the export through nbdfuse and a loop device. keel
 // alone also runs the resync after a full disconnect and the failover to h2 (keel_scenarios.hpp);
-// the dirty bitmap is measured in-process first. Every measurement is a JSON line on stdout (and
+// the dirty bitmap is measured in-process first, and before the raw file, what a flush of two
+// copies costs this one disk (disk_flush.hpp). Every measurement is a JSON line on stdout (and
 // appended to --out); the tables with the ratios keel / nbdkit and the goals come at the end.
 //
 // Root only (namespaces, loop devices, mounts). Everything started is undone at the end or on
@@ -27,6 +28,7 @@
 #include <thread>
 
 #include "config/volume_config.hpp"
+#include "disk_flush.hpp"
 #include "keel_scenarios.hpp"
 #include "options.hpp"
 #include "report.hpp"
@@ -180,6 +182,11 @@ int run(const Options& options) {
       KeelTarget keel(options);
       bench_target(keel, context, resync_source);
     } else {
+      if (name == "raw" && test_wanted(options, "disk_flush")) {
+        if (auto measured = disk_flush_pairs(context); !measured) {
+          std::cerr << "keel_volume_bench: disk_flush: " << measured.error().message << "\n";
+        }
+      }
       auto target = name == "nbdkit" ? make_nbdkit_target(options) : make_raw_target(options);
       bench_target(*target, context, resync_source);
     }
@@ -235,7 +242,7 @@ int main(int argc, char** argv) {
       ->delimiter(',')
       ->check(CLI::IsMember({"seq_write", "seq_read", "randwrite_qd1", "randwrite_qd32",
                              "randwrite_fsync", "randread_qd1", "randread_qd32", "ext4", "resync",
-                             "promote"}));
+                             "promote", "disk_flush"}));
   app.add_option("--activity-log-extents", options.activity_log_extents,
                  "keel's activity_log_extents for the volume (default: keel's, 1237)")
       ->check(CLI::Range(1, 4096));
