@@ -142,6 +142,46 @@ TEST(VolumeReplica, SecondaryRefusesWritesAndNewExtentsArePersistedFirst) {
   EXPECT_EQ(world.a().saved_extents.front(), 2u);
 }
 
+// A write into an extent that is already in the log, but only in the update still being
+// persisted, waits for that update too: were it to reach the disk first, a crash would leave a
+// write the log does not name, and the resync after it would not copy it.
+TEST(VolumeReplica, AWriteWaitsForTheLogUpdateThatAddedItsExtent) {
+  World world;
+  start_connected(world);
+  world.a().hold_persist = true;
+  world.a().r().on_write(1, 9u << 20, pattern(4096, 1), false);           // adds extent 2
+  world.a().r().on_write(2, (9u << 20) + 8192, pattern(4096, 2), false);  // extent 2 again
+  world.run();
+  EXPECT_TRUE(world.a().disk_writes.empty());  // neither before the log is on disk
+  world.a().hold_persist = false;
+  world.run();
+  EXPECT_EQ(world.a().error_of(1), 0);
+  EXPECT_EQ(world.a().error_of(2), 0);
+  EXPECT_EQ(world.a().disk_writes.size(), 2u);
+}
+
+// The same for an extent a sequential stream brought in ahead of itself.
+TEST(VolumeReplica, AWriteWaitsForTheLogUpdateThatPrefetchedItsExtent) {
+  World world;
+  world.a().config.activity_log_extents = 128;  // large enough to prefetch
+  world.rebuild(0);
+  start_connected(world);
+  world.a().r().on_write(1, 0, pattern(4096, 1), false);  // extent 0
+  world.run();
+  world.a().hold_persist = true;
+  world.a().r().on_write(2, 4u << 20, pattern(4096, 2), false);  // extent 1: prefetches 2 and 3
+  world.a().r().on_write(3, 8u << 20, pattern(4096, 3), false);  // extent 2, prefetched
+  world.a().r().on_write(4, 4096, pattern(4096, 4), false);      // extent 0, long on disk
+  world.run();
+  ASSERT_EQ(world.a().disk_writes.size(), 2u);  // the first and the last only
+  EXPECT_EQ(world.a().disk_writes.back().offset, 4096u);
+  world.a().hold_persist = false;
+  world.run();
+  EXPECT_EQ(world.a().error_of(2), 0);
+  EXPECT_EQ(world.a().error_of(3), 0);
+  EXPECT_EQ(world.a().disk_writes.size(), 4u);
+}
+
 TEST(VolumeReplica, ASequentialStreamBringsTheNextExtentsIntoTheLogInOneUpdate) {
   World world;
   world.a().config.activity_log_extents = 128;  // large enough to prefetch

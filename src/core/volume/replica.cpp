@@ -140,6 +140,7 @@ std::uint64_t ReplicaCore::persist() {
 void ReplicaCore::on_persisted(std::uint64_t persist_id, int error) {
   KEEL_ASSERT(persist_id > persisted_id_ && persist_id < next_persist_id_);  // in order
   persisted_id_ = persist_id;
+  std::erase_if(extents_persisting_, [&](const auto& entry) { return entry.second <= persist_id; });
   if (error != 0) {
     notice(Notice::Level::Error,
            "persisting volume metadata failed (error " + std::to_string(error) + ")");

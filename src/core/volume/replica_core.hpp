@@ -148,7 +148,9 @@ class ReplicaCore {
   void issue_app_requests();
   bool try_admit(AppRequest& request);
   void end_extents(AppRequest& request);  // ends the activity-log extents it holds
-  void prefetch_extents_after(std::uint64_t first, std::uint64_t last);
+  // Adds the extents it brought into the log to `added`.
+  void prefetch_extents_after(std::uint64_t first, std::uint64_t last,
+                              std::vector<std::uint64_t>& added);
   void issue_write(std::uint64_t sequence, AppRequest& request);
   void issue_flush(std::uint64_t sequence, AppRequest& request);
   void maybe_auto_barrier();
@@ -220,6 +222,9 @@ class ReplicaCore {
   bool demoting_ = false;
   std::uint64_t next_persist_id_ = 1;
   std::uint64_t persisted_id_ = 0;  // the highest completed Persist
+  // Extents in the activity log in memory whose persist has not completed: extent -> that
+  // Persist's id. Writes into them wait for it (try_admit()).
+  std::map<std::uint64_t, std::uint64_t> extents_persisting_;
   IoId next_io_ = 1;
   std::map<IoId, IoOwner> io_owner_;
 

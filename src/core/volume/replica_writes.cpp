@@ -100,12 +100,15 @@ void ReplicaCore::issue_app_requests() {
   }
 }
 
-// Holds the request's activity-log extents; true when it may go to disk now.
+// Holds the request's activity-log extents; true when it may go to disk now. Not before every
+// one of them is in the log on disk: an extent another request (or a stream's prefetch) added
+// is in the log in memory at once, but on disk only when that update's persist completes.
 bool ReplicaCore::try_admit(AppRequest& r) {
   KEEL_ASSERT(r.extent_count == 0);
   const std::uint64_t first = r.offset / kExtentBytes;
   const std::uint64_t last = (r.offset + r.length - 1) / kExtentBytes;
-  bool added = false;
+  std::vector<std::uint64_t> added;
+  std::uint64_t wait_for = 0;  // the persist that puts an extent already in the log on disk
   r.first_extent = first;
   for (std::uint64_t extent = first; extent <= last; ++extent) {
     std::optional<std::uint64_t> evicted;
@@ -115,13 +118,24 @@ bool ReplicaCore::try_admit(AppRequest& r) {
       return false;  // every extent busy: retried when a write finishes
     }
     ++r.extent_count;
-    added = added || admit == ActivityLog::Admit::AddedNeedsPersist;
+    if (admit == ActivityLog::Admit::AddedNeedsPersist) {
+      added.push_back(extent);
+    } else if (const auto pending = extents_persisting_.find(extent);
+               pending != extents_persisting_.end()) {
+      wait_for = std::max(wait_for, pending->second);
+    }
   }
-  if (!added) return true;
-  prefetch_extents_after(first, last);
+  if (added.empty()) {
+    if (wait_for == 0) return true;
+    r.persist_id = wait_for;
+    r.stage = AppRequest::Stage::WaitingPersist;
+    return false;
+  }
+  prefetch_extents_after(first, last, added);
   // The persist carries every bitmap page changed so far (an evicted extent's dirty bits among
   // them, written before the log that no longer names the extent).
   r.persist_id = persist();
+  for (const std::uint64_t extent : added) extents_persisting_[extent] = r.persist_id;
   r.stage = AppRequest::Stage::WaitingPersist;
   return false;
 }
@@ -134,13 +148,14 @@ void ReplicaCore::end_extents(AppRequest& r) {
 // A new extent right after one in the log: a sequential stream. The extents it will reach next
 // join the log in the same update. Only with a log large enough that this cannot crowd out the
 // extents that scattered writes keep hot.
-void ReplicaCore::prefetch_extents_after(std::uint64_t first, std::uint64_t last) {
+void ReplicaCore::prefetch_extents_after(std::uint64_t first, std::uint64_t last,
+                                         std::vector<std::uint64_t>& added) {
   if (first == 0 || !activity_.contains(first - 1)) return;
   if (activity_.capacity() < kMinExtentsForPrefetch) return;
   const std::uint64_t extents = (config_.size_bytes + kExtentBytes - 1) / kExtentBytes;
   for (std::uint64_t extent = last + 1; extent <= last + kPrefetchExtents && extent < extents;
        ++extent) {
-    activity_.prefetch(extent);
+    if (activity_.prefetch(extent)) added.push_back(extent);
   }
 }
 
