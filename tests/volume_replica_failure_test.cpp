@@ -78,6 +78,39 @@ TEST(VolumeReplicaFailure, TargetCrashDuringResyncResumesFromTheBitmap) {
   EXPECT_LE(world.a().r().status().resynced_blocks, 40u);
 }
 
+// The source of a resync puts its new generations on disk before it tells the target, which
+// adopts them. A source that crashed in between would otherwise come back knowing less of its own
+// history than the target did, and the next connection would take the target for the newer copy.
+TEST(VolumeReplicaFailure, ResyncSourceTellsTheTargetOnlyWhatItsDiskHolds) {
+  World world;
+  start_connected(world);
+  world.disconnect();
+  world.run();
+  for (RequestId i = 1; i <= 8; ++i) {
+    world.a().r().on_write(i, i * 65536, pattern(4096, static_cast<std::uint8_t>(i)), false);
+  }
+  world.run();
+  world.a().hold_persist = true;  // from here A's metadata never reaches its disk
+  world.connect();
+  world.run();
+  EXPECT_EQ(world.a().r().status().out_of_sync_bytes, 0u);          // the blocks are copied
+  EXPECT_EQ(world.b().r().status().disk, DiskState::Inconsistent);  // but B was not told
+  world.crash(0);
+  world.a().hold_persist = false;
+  world.run();
+  // A, primary again without B, writes; then they meet.
+  ASSERT_TRUE(world.a().r().promote(false).ok());
+  world.run();
+  world.a().r().on_write(20, 0, pattern(4096, 20), false);
+  world.run();
+  EXPECT_EQ(world.a().error_of(20), 0);
+  world.connect();
+  world.run();
+  EXPECT_EQ(world.a().r().status().link, LinkState::Connected);
+  EXPECT_EQ(world.b().r().status().disk, DiskState::UpToDate);
+  EXPECT_TRUE(world.same_disks());
+}
+
 TEST(VolumeReplicaFailure, AsyncPrimaryKeepsServingAndRecordsThePeerOutdated) {
   World world(Mode::Async);
   start_connected(world);

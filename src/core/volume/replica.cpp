@@ -146,6 +146,7 @@ void ReplicaCore::on_persisted(std::uint64_t persist_id, int error) {
            "persisting volume metadata failed (error " + std::to_string(error) + ")");
   }
   if (!promote_persisted_ && persisted_id_ >= promote_persist_id_) promote_persisted_ = true;
+  send_resync_done_when_durable();
   progress();
 }
 

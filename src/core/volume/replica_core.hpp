@@ -198,6 +198,7 @@ class ReplicaCore {
   void resync_read_done(IoId io, std::uint64_t offset, int error, const Payload& data);
   void on_resync_ack(const ResyncAck& ack);
   void finish_resync_if_done();
+  void send_resync_done_when_durable();  // after the persist of the finished resync's state
   void invalidate_chunks(std::uint64_t offset, std::uint64_t length);
   bool chunk_in_flight(std::uint64_t offset, std::uint64_t length) const;
 
@@ -272,6 +273,13 @@ class ReplicaCore {
   std::uint64_t resync_done_bytes_ = 0;
   std::uint64_t resynced_blocks_ = 0;
   bool target_resync_ = false;  // SyncTarget: counts resync_done_bytes_ as blocks arrive
+  // Source: the finished resync's ResyncDone, sent once its generations are on disk.
+  struct PendingResyncDone {
+    std::uint64_t persist_id = 0;
+    std::uint64_t connection = 0;
+    ResyncDone message;
+  };
+  std::optional<PendingResyncDone> resync_done_;
   TimeUs rate_next_us_ = 0;
   bool verify_running_ = false;
   std::uint64_t verify_cursor_ = 0;         // bytes

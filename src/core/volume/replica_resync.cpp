@@ -121,10 +121,20 @@ void ReplicaCore::finish_resync_if_done() {
   durable_generations_.reset();  // the peer holds every change now: nothing is apart any more
   if (role_ != Role::Primary) state_.primary_at_crash = false;  // the peer has those extents
   link_ = LinkState::Connected;
-  send(ResyncDone{state_.generations});
-  persist();
+  // The target adopts these generations when it gets ResyncDone, so they are on disk here
+  // first. Were this side to crash with its older generations on disk, it would come back
+  // knowing less of its own history than the target it told, and the next connection could
+  // take the target's copy for the newer one.
+  resync_done_ = PendingResyncDone{persist(), connection_, ResyncDone{state_.generations}};
   notice(Notice::Level::Info,
          "resync to the peer complete: " + std::to_string(resynced_blocks_) + " blocks");
+}
+
+void ReplicaCore::send_resync_done_when_durable() {
+  if (!resync_done_ || persisted_id_ < resync_done_->persist_id) return;
+  // A connection lost meanwhile leaves the target Inconsistent; the next one starts over.
+  if (resync_done_->connection == connection_ && link_alive()) send(resync_done_->message);
+  resync_done_.reset();
 }
 
 void ReplicaCore::invalidate_chunks(std::uint64_t offset, std::uint64_t length) {
