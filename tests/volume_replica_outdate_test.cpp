@@ -1,6 +1,7 @@
 // Replica, outdate records and the handshake: the explicit withdrawal of a record once the peer is
-// up to date again, a record kept across a restart, a promotion during the handshake, and a
-// primary that crashed while suspended facing a peer promoted meanwhile (no split brain).
+// up to date again (at the end of the resync to it), a record kept across a restart, a promotion
+// during the handshake, and a primary that crashed while suspended facing a peer promoted
+// meanwhile (no split brain).
 #include "volume_test_support.hpp"
 
 namespace keel::volume::testing {
@@ -138,6 +139,40 @@ TEST(VolumeReplicaOutdate, DemotionDuringTheHandshakeIsAnnounced) {
   EXPECT_EQ(world.b().r().status().link, LinkState::Connected);
   EXPECT_EQ(world.b().r().status().peer_role, Role::Secondary);
   EXPECT_TRUE(world.b().r().promote(false).ok());
+}
+
+// Seed 93004100: the resync to the peer is over when its ResyncDone is sent, and the peer takes
+// the primary's current generation with it: a record naming that generation no longer outdates
+// it. The link breaks before the peer's StateUpdate (UpToDate) comes back: the primary must not
+// take the old record for one, but wait for a new record before acknowledging anything alone;
+// the peer, UpToDate and promotable, would lack what the primary acknowledged then.
+TEST(VolumeReplicaOutdate, AResyncedPeerIsRecordedOutdatedAgainBeforeWritesGoOnAlone) {
+  World world;
+  const Generation recorded = lose_peer_and_write(world);
+  world.connect();
+  for (int guard = 0; guard < 100'000 && world.a().r().status().link != LinkState::Connected;
+       ++guard) {
+    ASSERT_TRUE(world.step());
+  }
+  ASSERT_EQ(world.a().r().status().link, LinkState::Connected);  // ResyncDone is on its way
+  world.hold_wire[0] = true;  // the peer's StateUpdate never reaches the primary
+  world.run();
+  ASSERT_EQ(world.b().r().status().disk, DiskState::UpToDate);
+  ASSERT_EQ(world.b().r().status().generations.current, recorded);  // the record is stale
+  world.hold_wire[0] = false;
+  world.answer_outdate = false;
+  world.disconnect();
+  world.run();
+  world.a().r().on_write(2, 8192, pattern(4096, 2), false);
+  world.run();
+  EXPECT_TRUE(world.a().r().status().suspended);
+  EXPECT_FALSE(world.a().has_completed(2));
+  ASSERT_EQ(world.a().outdate_requests.size(), 1u);
+  EXPECT_NE(world.a().outdate_requests[0], recorded);
+  world.answer_outdate = true;  // the new record: the peer is outdated again, the write goes on
+  world.run();
+  EXPECT_EQ(world.a().error_of(2), 0);
+  EXPECT_EQ(world.b().r().status().disk, DiskState::Outdated);
 }
 
 // The record is in, but a restart must not forget it: writes stay held until it is durable.

@@ -118,8 +118,14 @@ void ReplicaCore::finish_resync_if_done() {
   if (!resync_chunks_.empty() || bitmap_.set_count() != 0) return;
   resync_running_ = false;
   state_.generations = finish_resync(state_.generations);
-  durable_generations_.reset();  // the peer holds every change now: nothing is apart any more
   if (role_ != Role::Primary) state_.primary_at_crash = false;  // the peer has those extents
+  // The peer holds every change now and takes these generations with ResyncDone: a record
+  // naming the current one no longer outdates it (it has caught up with that generation), and
+  // this side cannot tell when the peer is UpToDate, as its StateUpdate may never come. So the
+  // record is withdrawn here, not on that StateUpdate: a primary that loses the peer from now
+  // on waits for a new record before it acknowledges anything alone (suspended()). The peer
+  // stays Inconsistent on its disk until it has ResyncDone, so it cannot be promoted meanwhile.
+  peer_up_to_date_again();
   link_ = LinkState::Connected;
   // The target adopts these generations when it gets ResyncDone, so they are on disk here
   // first. Were this side to crash with its older generations on disk, it would come back
