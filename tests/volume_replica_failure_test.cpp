@@ -111,6 +111,31 @@ TEST(VolumeReplicaFailure, ResyncSourceTellsTheTargetOnlyWhatItsDiskHolds) {
   EXPECT_TRUE(world.same_disks());
 }
 
+// A resync source makes its own copy durable before it tells the target they are equal: what it
+// sent may sit unflushed in its cache (written before a process crash, say), and a power loss
+// would then take it from the source alone while both said they were in sync.
+TEST(VolumeReplicaFailure, ResyncSourceFlushesItsCopyBeforeTheTargetIsUpToDate) {
+  World world;
+  start_connected(world);
+  world.disconnect();
+  world.run();
+  for (RequestId i = 1; i <= 8; ++i) {
+    world.a().r().on_write(i, i * 65536, pattern(4096, static_cast<std::uint8_t>(i)), false);
+  }
+  world.run();
+  world.connect();
+  while (world.a().r().status().link != LinkState::Connected) ASSERT_TRUE(world.step());
+  world.a().hold_disk = true;  // the source's last disk operation waits
+  const std::uint64_t flushes = world.a().flushes;
+  world.run();
+  EXPECT_EQ(world.b().r().status().disk, DiskState::Inconsistent);
+  world.a().hold_disk = false;
+  world.run();
+  EXPECT_EQ(world.a().flushes, flushes + 1);
+  EXPECT_EQ(world.b().r().status().disk, DiskState::UpToDate);
+  EXPECT_TRUE(world.same_disks());
+}
+
 TEST(VolumeReplicaFailure, AsyncPrimaryKeepsServingAndRecordsThePeerOutdated) {
   World world(Mode::Async);
   start_connected(world);

@@ -169,6 +169,9 @@ void ReplicaCore::on_disk_done(IoId io, int error) {
     case IoOwner::Kind::Peer:
       peer_op_done(owner.key, error, nullptr);
       break;
+    case IoOwner::Kind::ResyncFlush:
+      resync_flush_done(owner.key, error);
+      break;
     case IoOwner::Kind::Resync:
     case IoOwner::Kind::Verify:
       KEEL_ASSERT(false);  // reads complete through on_disk_read_done
@@ -192,6 +195,7 @@ void ReplicaCore::on_disk_read_done(IoId io, int error, Payload data) {
       verify_read_done(io, owner.key, error, data);
       break;
     case IoOwner::Kind::App:
+    case IoOwner::Kind::ResyncFlush:
       KEEL_ASSERT(false);  // the application's reads never pass through the replica
   }
   progress();

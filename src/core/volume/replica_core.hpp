@@ -95,9 +95,10 @@ struct ChunkIo {  // a resync or verify chunk in flight on the source
 };
 
 struct IoOwner {
-  enum class Kind : std::uint8_t { App, Peer, Resync, Verify };
+  enum class Kind : std::uint8_t { App, Peer, Resync, Verify, ResyncFlush };
   Kind kind = Kind::App;
-  std::uint64_t key = 0;  // App: sequence; Peer: op number; Resync/Verify: chunk offset
+  // App: sequence; Peer: op number; Resync/Verify: chunk offset; ResyncFlush: connection
+  std::uint64_t key = 0;
 };
 
 class ReplicaCore {
@@ -198,7 +199,9 @@ class ReplicaCore {
   void resync_read_done(IoId io, std::uint64_t offset, int error, const Payload& data);
   void on_resync_ack(const ResyncAck& ack);
   void finish_resync_if_done();
-  void send_resync_done_when_durable();  // after the persist of the finished resync's state
+  // After the flush of this copy and the persist of the finished resync's state.
+  void send_resync_done_when_durable();
+  void resync_flush_done(std::uint64_t connection, int error);
   void invalidate_chunks(std::uint64_t offset, std::uint64_t length);
   bool chunk_in_flight(std::uint64_t offset, std::uint64_t length) const;
 
@@ -278,6 +281,7 @@ class ReplicaCore {
     std::uint64_t persist_id = 0;
     std::uint64_t connection = 0;
     ResyncDone message;
+    bool flushed = false;  // this copy's data, which the target now equals, is durable
   };
   std::optional<PendingResyncDone> resync_done_;
   TimeUs rate_next_us_ = 0;

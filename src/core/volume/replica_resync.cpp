@@ -131,13 +131,30 @@ void ReplicaCore::finish_resync_if_done() {
   // first. Were this side to crash with its older generations on disk, it would come back
   // knowing less of its own history than the target it told, and the next connection could
   // take the target's copy for the newer one.
+  //
+  // The data too: what the target received may sit unflushed in this copy's cache (written
+  // before a process crash, say), and a power loss here would take it from this copy only.
+  actions_.emplace_back(DiskFlush{new_io(IoOwner{IoOwner::Kind::ResyncFlush, connection_})});
   resync_done_ = PendingResyncDone{persist(), connection_, ResyncDone{state_.generations}};
   notice(Notice::Level::Info,
          "resync to the peer complete: " + std::to_string(resynced_blocks_) + " blocks");
 }
 
+void ReplicaCore::resync_flush_done(std::uint64_t connection, int error) {
+  if (!resync_done_ || resync_done_->connection != connection) return;
+  if (error != 0) {
+    // The target stays Inconsistent; the next connection resyncs again.
+    on_local_disk_error("flushing the resync source's copy", error);
+    resync_done_.reset();
+    return;
+  }
+  resync_done_->flushed = true;
+  send_resync_done_when_durable();
+}
+
 void ReplicaCore::send_resync_done_when_durable() {
-  if (!resync_done_ || persisted_id_ < resync_done_->persist_id) return;
+  if (!resync_done_ || !resync_done_->flushed) return;
+  if (persisted_id_ < resync_done_->persist_id) return;
   // A connection lost meanwhile leaves the target Inconsistent; the next one starts over.
   if (resync_done_->connection == connection_ && link_alive()) send(resync_done_->message);
   resync_done_.reset();
