@@ -41,6 +41,10 @@ TEST(VolumeGenerations, EqualCurrentIsInSyncUnlessOneCrashedAsPrimary) {
   ConnectSide crashed = side(5);
   crashed.primary_at_crash = true;
   EXPECT_EQ(decide(crashed, side(5)), ConnectPlan::BecomeSyncSource);
+  // A peer that survived the crash holds every acknowledged write: it is the source.
+  ConnectSide survivor = side(5);
+  survivor.survived_primary = true;
+  EXPECT_EQ(decide(crashed, survivor), ConnectPlan::BecomeSyncTarget);
 }
 
 TEST(VolumeGenerations, TrackingSideIsTheBitmapSource) {

@@ -92,12 +92,11 @@ TEST(VolumeReplicaLink, ResyncNeverOverwritesANewerApplicationWrite) {
   EXPECT_EQ(world.b().disk[0], (*pattern(4096, 9))[0]);
 }
 
-TEST(VolumeReplicaLink, PrimaryCrashResyncsTheActivityLogExtents) {
-  World world;
+// A write reaches the primary's disk but never the peer: then the primary dies.
+void primary_crashes_with_an_unreplicated_write(World& world) {
   start_connected(world);
   world.a().r().on_write(1, 4096, pattern(4096, 1), false);
   world.run();
-  // A write reaches the primary's disk but never the peer: then the primary dies.
   world.hold_wire[1] = true;
   world.a().r().on_write(2, (4u << 20) + 8192, pattern(4096, 2), false);
   world.run();
@@ -107,10 +106,36 @@ TEST(VolumeReplicaLink, PrimaryCrashResyncsTheActivityLogExtents) {
   EXPECT_TRUE(world.a().saved_state.primary_at_crash);
   const auto extents = world.a().saved_extents.size();
   EXPECT_EQ(world.a().r().bitmap().set_count(), extents * (kExtentBytes / kBlockBytes));
+}
+
+// The peer stayed up: it holds every write the primary acknowledged, so it is the source of the
+// crashed primary's activity-log extents, and the write it never had (never acknowledged) goes.
+TEST(VolumeReplicaLink, PrimaryCrashResyncsTheActivityLogExtents) {
+  World world;
+  primary_crashes_with_an_unreplicated_write(world);
+  const auto extents = world.a().saved_extents.size();
   world.connect();
   world.run();
   EXPECT_EQ(world.a().r().status().link, LinkState::Connected);
   EXPECT_TRUE(world.same_disks());
+  EXPECT_EQ(world.a().disk[(4u << 20) + 8192], std::byte{0});
+  EXPECT_EQ(world.b().r().status().resynced_blocks, extents * (kExtentBytes / kBlockBytes));
+  EXPECT_FALSE(world.a().r().persistent_state().primary_at_crash);
+  EXPECT_EQ(world.a().r().status().disk, DiskState::UpToDate);
+}
+
+// The peer restarted too (both failed): neither knows what its own disk lost, and the crashed
+// primary's copy, the one the application saw, is the source of its extents.
+TEST(VolumeReplicaLink, PrimaryCrashWithoutASurvivorResyncsFromTheCrashedPrimary) {
+  World world;
+  primary_crashes_with_an_unreplicated_write(world);
+  const auto extents = world.a().saved_extents.size();
+  world.crash(1);
+  world.connect();
+  world.run();
+  EXPECT_EQ(world.a().r().status().link, LinkState::Connected);
+  EXPECT_TRUE(world.same_disks());
+  EXPECT_EQ(world.b().disk[(4u << 20) + 8192], (*pattern(4096, 2))[0]);
   EXPECT_EQ(world.a().r().status().resynced_blocks, extents * (kExtentBytes / kBlockBytes));
   EXPECT_FALSE(world.a().r().persistent_state().primary_at_crash);
 }

@@ -32,6 +32,31 @@ TEST(VolumeReplicaFailure, FailoverAfterPrimaryCrashOverwritesTheCrashedExtents)
   EXPECT_FALSE(world.a().r().persistent_state().primary_at_crash);
 }
 
+// The primary loses power before an acknowledged write was flushed, and comes back before the
+// peer, which stayed up, was promoted. The peer holds that write: the resync of the crashed
+// primary's activity-log extents must go from the peer, not spread the primary's loss to it.
+// (Soak seeds 93006209 and 93010628.)
+TEST(VolumeReplicaFailure, PrimaryPowerLossLosesNoWriteThePeerAcknowledged) {
+  World world;
+  start_connected(world);
+  world.a().r().on_write(1, 8192, pattern(4096, 1), false);
+  world.run();
+  ASSERT_EQ(world.a().error_of(1), 0);  // acknowledged: both copies have it, neither flushed
+  const std::byte written = (*pattern(4096, 1))[0];
+  world.crash(0);
+  // The power loss took A's disk cache, and the write with it.
+  std::fill_n(world.a().disk.begin() + 8192, 4096, std::byte{0});
+  world.connect();
+  world.run();
+  EXPECT_EQ(world.a().r().status().link, LinkState::Connected);
+  EXPECT_EQ(world.b().disk[8192], written);
+  EXPECT_TRUE(world.same_disks());
+  EXPECT_FALSE(world.a().r().persistent_state().primary_at_crash);
+  ASSERT_TRUE(world.b().r().promote(false).ok());
+  world.run();
+  EXPECT_TRUE(world.b().r().serves_io());
+}
+
 TEST(VolumeReplicaFailure, SecondaryCrashLosesNothingTheBitmapDoesNotCover) {
   World world;
   start_connected(world);

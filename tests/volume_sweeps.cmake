@@ -54,7 +54,10 @@ set_tests_properties(volume_replay_identical PROPERTIES TIMEOUT 120 LABELS sim)
 #             acknowledged writes alone, and the peer was promoted without them.
 #   95066770: a resync source's copy held data only in its cache (from before a process crash);
 #             it declared the copies equal, lost power, and they differed.
-foreach(seed 93000550 93000723 93004100 95066770)
+#   93006209, 93010628: the primary lost power with acknowledged writes not yet flushed, and came
+#             back before its peer was promoted; the resync of its activity-log extents went
+#             from it and overwrote the peer's copy of those writes.
+foreach(seed 93000550 93000723 93004100 93006209 93010628 95066770)
   add_test(NAME volume_seed_${seed} COMMAND $<TARGET_FILE:keel> sim --volume --seed ${seed})
   set_tests_properties(volume_seed_${seed} PROPERTIES TIMEOUT 60 LABELS sim)
 endforeach()

@@ -35,6 +35,7 @@ std::vector<PeerMessage> every_message() {
   hello.disk = DiskState::UpToDate;
   hello.generations = sample_generations();
   hello.primary_at_crash = true;
+  hello.survived_primary = true;
   hello.dirty_blocks = 17;
   BitmapWords words{{{0, 1}, {2, 0x8000000000000001ull}, {3, ~0ull}}, true};
   DataWrite write{9, 3, 8192, 0, true, bytes_of(5000, 1)};
@@ -83,6 +84,7 @@ TEST(VolumeWire, FieldsSurvive) {
   EXPECT_EQ(h.generations, sample_generations());
   EXPECT_TRUE(h.primary_at_crash);
   EXPECT_FALSE(h.discard_local);
+  EXPECT_TRUE(h.survived_primary);
   EXPECT_EQ(h.dirty_blocks, 17u);
   auto write = decode_all(encode(messages[2]));
   ASSERT_TRUE(write.ok());
@@ -152,7 +154,7 @@ TEST(VolumeWire, RejectsBadHeaders) {
   magic[0] = std::byte{0};
   EXPECT_NE(decode_all(magic).error().message.find("magic"), std::string::npos);
   Bytes version = good;
-  version[5] = std::byte{2};
+  version[5] = std::byte{kPeerProtocolVersion + 1};
   EXPECT_NE(decode_all(version).error().message.find("version"), std::string::npos);
   for (int type : {0, 14, 255}) {
     Bytes bad = good;
@@ -184,6 +186,7 @@ TEST(VolumeWire, RejectsBadEnumsAndBooleans) {
   EXPECT_FALSE(patched(messages[0], body + 16, 2).ok());       // Hello role
   EXPECT_FALSE(patched(messages[0], body + 17, 3).ok());       // Hello disk
   EXPECT_FALSE(patched(messages[0], body + 18 + 32, 2).ok());  // primary_at_crash
+  EXPECT_FALSE(patched(messages[0], body + 18 + 34, 2).ok());  // survived_primary
   EXPECT_FALSE(patched(messages[1], body, 2).ok());            // BitmapWords last
   EXPECT_FALSE(patched(messages[2], body + 32, 2).ok());       // DataWrite fua
   EXPECT_FALSE(patched(messages[12], body, 2).ok());           // StateUpdate role

@@ -25,7 +25,8 @@ std::string message_text(const volume::PeerMessage& message) {
         using namespace volume;
         if constexpr (std::is_same_v<T, Hello>) {
           return "Hello " + std::string(to_string(m.role)) + "/" + std::string(to_string(m.disk)) +
-                 " " + generations_text(m.generations) + (m.primary_at_crash ? " crashed" : "");
+                 " " + generations_text(m.generations) + (m.primary_at_crash ? " crashed" : "") +
+                 (m.survived_primary ? " survived" : "");
         } else if constexpr (std::is_same_v<T, BitmapWords>) {
           return "BitmapWords " + std::to_string(m.words.size()) + (m.last ? " last" : "");
         } else if constexpr (std::is_same_v<T, DataWrite>) {

@@ -90,8 +90,12 @@ ConnectPlan decide_on_connect(const ConnectSide& local, const ConnectSide& peer)
   if (local_inconsistent && !peer_inconsistent) return inconsistent_local(local, peer);
   if (peer_inconsistent && !local_inconsistent) return mirror(inconsistent_local(peer, local));
   if (l.current == p.current) {
-    if (local.primary_at_crash && !peer.primary_at_crash) return ConnectPlan::BecomeSyncSource;
-    if (peer.primary_at_crash && !local.primary_at_crash) return ConnectPlan::BecomeSyncTarget;
+    if (local.primary_at_crash && !peer.primary_at_crash) {
+      return peer.survived_primary ? ConnectPlan::BecomeSyncTarget : ConnectPlan::BecomeSyncSource;
+    }
+    if (peer.primary_at_crash && !local.primary_at_crash) {
+      return local.survived_primary ? ConnectPlan::BecomeSyncSource : ConnectPlan::BecomeSyncTarget;
+    }
     return ConnectPlan::InSync;
   }
   if (local_inconsistent && peer_inconsistent) return ConnectPlan::Unrelated;

@@ -4,7 +4,8 @@
 //   frame header  magic u32 | version u16 | type u8 | flags u8 (0) | body_bytes u32 | zero u32
 //   Generations   current u64 | bitmap u64 | history u64 x kHistoryGenerations
 //   Hello         protocol_version u32 | volume_digest u64 | node u32 | role u8 | disk u8 |
-//                 Generations | primary_at_crash u8 | discard_local u8 | dirty_blocks u64
+//                 Generations | primary_at_crash u8 | discard_local u8 | survived_primary u8 |
+//                 dirty_blocks u64
 //   BitmapWords   last u8 | count u32 | count x (index u64 | word u64)
 //   DataWrite     sequence u64 | epoch u64 | offset u64 | zero_length u64 | fua u8 | payload
 //   WriteAck      sequence u64 | error u32          BarrierAck  epoch u64 | error u32
@@ -216,6 +217,7 @@ void write(Writer& out, const Hello& hello) {
   out.generations(hello.generations);
   out.boolean(hello.primary_at_crash);
   out.boolean(hello.discard_local);
+  out.boolean(hello.survived_primary);
   out.u64(hello.dirty_blocks);
 }
 void write(Writer& out, const BitmapWords& bitmap) {
@@ -358,6 +360,7 @@ Hello read_hello(Reader& in) {
   hello.generations = in.generations();
   hello.primary_at_crash = in.boolean("primary_at_crash");
   hello.discard_local = in.boolean("discard_local");
+  hello.survived_primary = in.boolean("survived_primary");
   hello.dirty_blocks = in.u64();
   return hello;
 }

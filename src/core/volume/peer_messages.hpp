@@ -20,7 +20,7 @@
 
 namespace keel::volume {
 
-constexpr std::uint32_t kPeerProtocolVersion = 1;
+constexpr std::uint32_t kPeerProtocolVersion = 2;  // 2: Hello carries survived_primary
 constexpr std::size_t kFrameHeaderBytes = 16;
 constexpr std::uint32_t kMaxDataBytes = 32u << 20;  // one write, as NBD's maximum request
 constexpr std::uint32_t kMaxFrameBody = kMaxDataBytes + 64;
@@ -36,6 +36,7 @@ struct Hello {
   Generations generations;
   bool primary_at_crash = false;
   bool discard_local = false;
+  bool survived_primary = false;  // ConnectSide::survived_primary (generations.hpp)
   std::uint64_t dirty_blocks = 0;
 };
 

@@ -14,8 +14,8 @@ namespace keel::volume::detail {
 bool ReplicaCore::link_alive() const { return link_ == LinkState::Connecting || peer_ready(); }
 
 ConnectSide ReplicaCore::local_side() const {
-  return ConnectSide{state_.generations, state_.disk, state_.primary_at_crash,
-                     state_.discard_local};
+  return ConnectSide{state_.generations, state_.disk, state_.primary_at_crash, state_.discard_local,
+                     survived_primary_};
 }
 
 void ReplicaCore::on_peer_connected() {
@@ -36,6 +36,7 @@ void ReplicaCore::on_peer_connected() {
   hello.generations = state_.generations;
   hello.primary_at_crash = state_.primary_at_crash;
   hello.discard_local = state_.discard_local;
+  hello.survived_primary = survived_primary_;
   hello.dirty_blocks = bitmap_.set_count();
   send(hello);
 }
@@ -109,8 +110,8 @@ void ReplicaCore::on_hello(const Hello& hello) {
   if (role_ == Role::Primary && hello.role == Role::Primary) {
     return refuse(LinkState::StandAlone, "both nodes are primary: demote one of them");
   }
-  const ConnectSide peer{hello.generations, hello.disk, hello.primary_at_crash,
-                         hello.discard_local};
+  const ConnectSide peer{hello.generations, hello.disk, hello.primary_at_crash, hello.discard_local,
+                         hello.survived_primary};
   plan_ = decide_on_connect(hello_side_, peer);
   const bool target =
       plan_ == ConnectPlan::BecomeSyncTarget || plan_ == ConnectPlan::FullSyncTarget;
@@ -170,6 +171,7 @@ void ReplicaCore::start_after_handshake() {
     case ConnectPlan::InSync: {
       if (bitmap_.set_count() == 0) {
         link_ = LinkState::Connected;
+        survived_primary_ = false;
         const bool peer_up_to_date = peer_disk_ == DiskState::UpToDate;
         if (peer_up_to_date && state_.disk == DiskState::Outdated) {
           state_.disk = DiskState::UpToDate;  // same generation: the same data
@@ -224,9 +226,15 @@ void ReplicaCore::on_refuse(const Refuse& refusal) {
 }
 
 // Tears the connection down: what the peer may lack goes into the bitmap; a primary that was
-// replicating starts a new generation and has the peer recorded outdated.
+// replicating starts a new generation and has the peer recorded outdated. A secondary in sync
+// with its primary holds every write that primary acknowledged (sync mode): should the primary
+// come back from a crash, this copy is the one to resync its activity-log extents from.
 void ReplicaCore::drop_connection() {
   const bool was_replicating = replicating();
+  if (role_ == Role::Secondary && link_ == LinkState::Connected && peer_role_ == Role::Primary &&
+      state_.disk == DiskState::UpToDate && config_.mode == Mode::Sync) {
+    survived_primary_ = true;
+  }
   link_ = LinkState::StandAlone;
   if (role_ == Role::Primary) {
     forget_peer_for_writes();

@@ -262,6 +262,10 @@ class ReplicaCore {
   std::optional<Role> peer_role_;
   std::optional<DiskState> peer_disk_;
   std::string refused_reason_;
+  // ConnectSide::survived_primary: set when the link to a primary this copy was in sync with
+  // breaks (sync mode), cleared once connected in sync again, when told outdated, when promoted.
+  // Deliberately not persisted: after a restart this copy's own cache may have lost writes.
+  bool survived_primary_ = false;
 
   // Secondary: the peer's operations.
   std::map<std::uint64_t, PeerOp> peer_ops_;
