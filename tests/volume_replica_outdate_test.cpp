@@ -175,6 +175,45 @@ TEST(VolumeReplicaOutdate, AResyncedPeerIsRecordedOutdatedAgainBeforeWritesGoOnA
   EXPECT_EQ(world.b().r().status().disk, DiskState::Outdated);
 }
 
+// A record that outlived its clear in another partition comes back with a merge and reaches a
+// copy that is connected and in sync: the copy goes Outdated and connects again, and the new
+// handshake (the same generation on both sides) makes it UpToDate, instead of leaving it Outdated
+// for as long as the link holds.
+TEST(VolumeReplicaOutdate, AStaleRecordWhileInSyncIsSettledByANewHandshake) {
+  World world;
+  start_connected(world);
+  world.b().r().on_told_outdated(0xdead);  // a generation B's copy never had
+  world.run();
+  EXPECT_FALSE(world.connected());
+  world.connect();
+  world.run();
+  EXPECT_EQ(world.b().r().status().link, LinkState::Connected);
+  EXPECT_EQ(world.b().r().status().disk, DiskState::UpToDate);
+}
+
+// A copy the handshake chose as the newer one is not outdated, whatever stale record said so:
+// once the resync from it is over it is UpToDate again, as its target is.
+TEST(VolumeReplicaOutdate, AResyncSourceIsUpToDateAfterwards) {
+  World world;
+  start_connected(world);
+  world.disconnect();
+  world.run();
+  world.a().r().on_write(1, 0, pattern(4096, 1), false);  // A writes alone: B recorded outdated
+  world.run();
+  ASSERT_EQ(world.a().error_of(1), 0);
+  ASSERT_TRUE(world.a().r().demote().ok());
+  world.run();
+  world.a().r().on_told_outdated(0xdead);  // a stale record, from another partition
+  world.run();
+  ASSERT_EQ(world.a().r().status().disk, DiskState::Outdated);
+  world.connect();
+  world.run();
+  EXPECT_EQ(world.a().r().status().link, LinkState::Connected);
+  EXPECT_EQ(world.b().r().status().disk, DiskState::UpToDate);
+  EXPECT_EQ(world.a().r().status().disk, DiskState::UpToDate);
+  EXPECT_TRUE(world.same_disks());
+}
+
 // The record is in, but a restart must not forget it: writes stay held until it is durable.
 TEST(VolumeReplicaOutdate, WritesWaitUntilTheRecordIsDurable) {
   World world;

@@ -119,6 +119,10 @@ void ReplicaCore::finish_resync_if_done() {
   resync_running_ = false;
   state_.generations = finish_resync(state_.generations);
   if (role_ != Role::Primary) state_.primary_at_crash = false;  // the peer has those extents
+  // The handshake chose this copy as the newer one, so no record of it being outdated can be in
+  // force (a primary that recorded it so has written since, and that copy would be the source);
+  // one that arrives all the same outlived its clear in another partition.
+  if (state_.disk == DiskState::Outdated) state_.disk = DiskState::UpToDate;
   // The peer holds every change now and takes these generations with ResyncDone: a record
   // naming the current one no longer outdates it (it has caught up with that generation), and
   // this side cannot tell when the peer is UpToDate, as its StateUpdate may never come. So the

@@ -171,7 +171,17 @@ void ReplicaCore::on_told_outdated(Generation as_of) {
   state_.disk = DiskState::Outdated;
   survived_primary_ = false;  // the primary acknowledges writes without this copy
   persist();
-  if (peer_ready()) send_state_update();
+  if (link_ == LinkState::Connected) {
+    // Recorded outdated while connected and in sync: either the link broke and the primary had
+    // this copy recorded before this side noticed, or an old record outlived its clear in
+    // another partition and came back with a merge. A new handshake tells them apart (the same
+    // current generation on both sides is the same data); without one an in-sync copy would
+    // stay Outdated for as long as the link held.
+    actions_.emplace_back(ClosePeer{"recorded outdated while connected: connecting again"});
+    drop_connection();
+  } else if (peer_ready()) {
+    send_state_update();
+  }
   notice(Notice::Level::Warning, "the peer recorded this copy as outdated");
 }
 
