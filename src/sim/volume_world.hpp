@@ -160,6 +160,8 @@ class VolumeWorld {
     std::set<std::pair<NodeId, std::uint32_t>> told;  // (node, incarnation)
   };
 
+  // volume_world_link.cpp
+  void record_in_group(NodeId about, volume::Generation generation, const std::set<NodeId>& group);
   // volume_world.cpp
   void push_event(TimeUs at, std::string label, std::function<void()> action);
   // Runs `action` after `delay_us` unless the node crashed (or restarted) since.

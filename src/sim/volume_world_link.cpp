@@ -194,9 +194,13 @@ bool VolumeWorld::quorate(NodeId id) const {
 
 void VolumeWorld::ring_withdraw(int node, volume::Generation generation) {
   const NodeId peer = nodes_[node].config.peer;
-  std::erase_if(records_, [&](const Record& record) {
-    return record.about == peer && record.generation == generation;
-  });
+  // The clear reaches the node's group only; members elsewhere keep the record.
+  const std::set<NodeId> group = group_of(nodes_[node].id);
+  for (Record& record : records_) {
+    if (record.about != peer || record.generation != generation) continue;
+    for (NodeId member : group) record.knowers.erase(member);
+  }
+  std::erase_if(records_, [](const Record& r) { return r.knowers.empty(); });
   auto pending = outdate_requests_.find({node, nodes_[node].incarnation});
   if (pending != outdate_requests_.end()) std::erase(pending->second, generation);
   note(node, "withdraws the record of its peer being outdated as of " + std::to_string(generation));
@@ -204,19 +208,30 @@ void VolumeWorld::ring_withdraw(int node, volume::Generation generation) {
 
 // A broadcast of a record the node made before it restarted: every member of its group keeps it
 // (replacing what it held about that copy), and it spreads as any other.
+// A record delivered in `group`: its members replace what they held about that copy (each agent
+// keeps one record per copy, the last delivered); members of other groups never saw it and keep
+// theirs. A record no node knows any more is gone.
+void VolumeWorld::record_in_group(NodeId about, volume::Generation generation,
+                                  const std::set<NodeId>& group) {
+  bool known = false;
+  for (Record& record : records_) {
+    if (record.about != about) continue;
+    if (record.generation == generation) {
+      record.knowers.insert(group.begin(), group.end());
+      known = true;
+    } else {
+      for (NodeId member : group) record.knowers.erase(member);
+    }
+  }
+  std::erase_if(records_, [](const Record& r) { return r.knowers.empty(); });
+  if (!known) records_.push_back(Record{about, generation, group, {}});
+}
+
 void VolumeWorld::ring_announce(int node, volume::Generation generation) {
   const Node& n = nodes_[node];
   const NodeId peer = n.config.peer;
   const std::set<NodeId> group = group_of(n.id);
-  auto same = std::find_if(records_.begin(), records_.end(), [&](const Record& r) {
-    return r.about == peer && r.generation == generation;
-  });
-  if (same != records_.end()) {
-    same->knowers.insert(group.begin(), group.end());
-  } else {
-    std::erase_if(records_, [&](const Record& r) { return r.about == peer; });
-    records_.push_back(Record{peer, generation, group, {}});
-  }
+  record_in_group(peer, generation, group);
   note(node, "announces its record of the peer outdated as of " + std::to_string(generation));
 }
 
@@ -237,8 +252,7 @@ void VolumeWorld::ring_step() {
     const std::vector<volume::Generation> generations = std::move(it->second);
     it = outdate_requests_.erase(it);
     for (volume::Generation generation : generations) {
-      std::erase_if(records_, [&](const Record& r) { return r.about == n.config.peer; });
-      records_.push_back(Record{n.config.peer, generation, group_of(n.id), {}});
+      record_in_group(n.config.peer, generation, group_of(n.id));
       note(node, "ring recorded the peer outdated as of " + std::to_string(generation));
       // The release follows once the record is durable (observe() marks it).
       if (n.replica->status().suspended) n.release_pending = true;
