@@ -5,6 +5,17 @@
 namespace keel::volume::testing {
 namespace {
 
+// Connected and in sync, then apart: A writes `count` scattered blocks B lacks.
+void write_apart(World& world, RequestId count) {
+  start_connected(world);
+  world.disconnect();
+  world.run();
+  for (RequestId i = 1; i <= count; ++i) {
+    world.a().r().on_write(i, i * 65536, pattern(4096, static_cast<std::uint8_t>(i)), false);
+  }
+  world.run();
+}
+
 TEST(VolumeReplicaFailure, FailoverAfterPrimaryCrashOverwritesTheCrashedExtents) {
   World world;
   start_connected(world);
@@ -78,13 +89,7 @@ TEST(VolumeReplicaFailure, SecondaryCrashLosesNothingTheBitmapDoesNotCover) {
 
 TEST(VolumeReplicaFailure, TargetCrashDuringResyncResumesFromTheBitmap) {
   World world;
-  start_connected(world);
-  world.disconnect();
-  world.run();
-  for (RequestId i = 1; i <= 40; ++i) {
-    world.a().r().on_write(i, i * 65536, pattern(4096, static_cast<std::uint8_t>(i)), false);
-  }
-  world.run();
+  write_apart(world, 40);
   world.connect();
   while (world.a().r().status().resync_done_bytes < 10 * kBlockBytes) {  // part of the resync
     ASSERT_TRUE(world.step());
@@ -108,13 +113,7 @@ TEST(VolumeReplicaFailure, TargetCrashDuringResyncResumesFromTheBitmap) {
 // history than the target did, and the next connection would take the target for the newer copy.
 TEST(VolumeReplicaFailure, ResyncSourceTellsTheTargetOnlyWhatItsDiskHolds) {
   World world;
-  start_connected(world);
-  world.disconnect();
-  world.run();
-  for (RequestId i = 1; i <= 8; ++i) {
-    world.a().r().on_write(i, i * 65536, pattern(4096, static_cast<std::uint8_t>(i)), false);
-  }
-  world.run();
+  write_apart(world, 8);
   world.a().hold_persist = true;  // from here A's metadata never reaches its disk
   world.connect();
   world.run();
@@ -141,13 +140,7 @@ TEST(VolumeReplicaFailure, ResyncSourceTellsTheTargetOnlyWhatItsDiskHolds) {
 // would then take it from the source alone while both said they were in sync.
 TEST(VolumeReplicaFailure, ResyncSourceFlushesItsCopyBeforeTheTargetIsUpToDate) {
   World world;
-  start_connected(world);
-  world.disconnect();
-  world.run();
-  for (RequestId i = 1; i <= 8; ++i) {
-    world.a().r().on_write(i, i * 65536, pattern(4096, static_cast<std::uint8_t>(i)), false);
-  }
-  world.run();
+  write_apart(world, 8);
   world.connect();
   while (world.a().r().status().link != LinkState::Connected) ASSERT_TRUE(world.step());
   world.a().hold_disk = true;  // the source's last disk operation waits
