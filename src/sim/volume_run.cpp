@@ -299,8 +299,14 @@ class VolumeRun {
       }
     }
     done_ = true;
-    if (world_.disk(0).view() != world_.disk(1).view()) {
-      return world_.fail("connected and in sync, but the copies differ");
+    const std::vector<BlockTag> first = world_.disk(0).view();
+    const std::vector<BlockTag> second = world_.disk(1).view();
+    if (first != second) {
+      const auto at = std::mismatch(first.begin(), first.end(), second.begin()).first;
+      const std::size_t block = static_cast<std::size_t>(at - first.begin());
+      return world_.fail("connected and in sync, but the copies differ: first at block " +
+                         std::to_string(block) + " (tags " + std::to_string(first[block]) +
+                         " and " + std::to_string(second[block]) + ")");
     }
     const int node = primary(1) ? 1 : 0;
     if (auto problem = model_.check_copy(world_.disk(node).view(), node)) {
