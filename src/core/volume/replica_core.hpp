@@ -173,6 +173,7 @@ class ReplicaCore {
   // ---- replica_peer.cpp ----
   static std::optional<PeerOp> peer_op_from(const PeerMessage& message);
   void queue_peer_op(PeerOp op);
+  void cover_resync_blocks(std::uint64_t offset, std::uint64_t length);
   void issue_peer_ops();
   bool peer_op_blocked(std::map<std::uint64_t, PeerOp>::iterator it) const;
   void issue_peer_op(std::uint64_t number, PeerOp& op);

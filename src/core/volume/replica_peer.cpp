@@ -57,7 +57,22 @@ void ReplicaCore::queue_peer_op(PeerOp op) {
     return;
   }
   op.connection = connection_;
+  if (op.kind == PeerOp::Kind::Resync) cover_resync_blocks(op.offset, op.length);
   peer_ops_.emplace(next_peer_op_++, std::move(op));
+}
+
+// The target's bitmap is its memory of what it still lacks until its copy is durable (the
+// source clears a block once this side acknowledges it, before any flush). A block the source
+// added after the bitmaps were exchanged (a write on the primary before it replicated) is not in
+// it: mark it, durably, before writing it, or a power loss here would lose the block for both.
+void ReplicaCore::cover_resync_blocks(std::uint64_t offset, std::uint64_t length) {
+  for (std::uint64_t block = offset / kBlockBytes; block < (offset + length) / kBlockBytes;
+       ++block) {
+    if (bitmap_.test(block)) continue;
+    bitmap_.set_range(offset, length);
+    target_persist_id_ = persist();  // issue_peer_ops() holds the writes until it is durable
+    return;
+  }
 }
 
 void ReplicaCore::issue_peer_ops() {
