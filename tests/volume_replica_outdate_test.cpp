@@ -195,12 +195,7 @@ TEST(VolumeReplicaOutdate, AStaleRecordWhileInSyncIsSettledByANewHandshake) {
 // once the resync from it is over it is UpToDate again, as its target is.
 TEST(VolumeReplicaOutdate, AResyncSourceIsUpToDateAfterwards) {
   World world;
-  start_connected(world);
-  world.disconnect();
-  world.run();
-  world.a().r().on_write(1, 0, pattern(4096, 1), false);  // A writes alone: B recorded outdated
-  world.run();
-  ASSERT_EQ(world.a().error_of(1), 0);
+  lose_peer_and_write(world);  // A writes alone: B recorded outdated
   ASSERT_TRUE(world.a().r().demote().ok());
   world.run();
   world.a().r().on_told_outdated(0xdead);  // a stale record, from another partition
