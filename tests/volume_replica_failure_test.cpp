@@ -154,6 +154,36 @@ TEST(VolumeReplicaFailure, ResyncSourceFlushesItsCopyBeforeTheTargetIsUpToDate) 
   EXPECT_TRUE(world.same_disks());
 }
 
+// A resync target holds the writes it is sent, but after a power loss of the primary its copy is
+// still Inconsistent, and the resync that follows runs from the primary's: a write acknowledged
+// during the resync must be durable on the primary by itself. (Soak seed 99000776.)
+TEST(VolumeReplicaFailure, WritesDuringAResyncAreDurableOnThePrimaryAlone) {
+  World world;
+  write_apart(world, 40);
+  world.connect();
+  while (world.a().r().status().resync_done_bytes < 10 * kBlockBytes) ASSERT_TRUE(world.step());
+  ASSERT_EQ(world.a().r().status().link, LinkState::SyncSource);
+  const std::uint64_t during = 3u << 20;
+  world.a().r().on_write(100, during, pattern(4096, 100), false);
+  world.run();
+  ASSERT_EQ(world.a().error_of(100), 0);
+  ASSERT_EQ(world.b().r().status().disk, DiskState::UpToDate);
+  const std::uint64_t after = (3u << 20) + 8192;  // the peer stands in again: no write-through
+  world.a().r().on_write(101, after, pattern(4096, 101), false);
+  world.run();
+  ASSERT_EQ(world.a().error_of(101), 0);
+  auto fua_at = [&](std::uint64_t offset) {
+    for (const DiskWrite& write : world.a().disk_writes) {
+      if (write.offset == offset) return write.fua;
+    }
+    ADD_FAILURE() << "no disk write at " << offset;
+    return false;
+  };
+  EXPECT_TRUE(fua_at(during));
+  EXPECT_FALSE(fua_at(after));
+  EXPECT_TRUE(world.same_disks());
+}
+
 TEST(VolumeReplicaFailure, AsyncPrimaryKeepsServingAndRecordsThePeerOutdated) {
   World world(Mode::Async);
   start_connected(world);

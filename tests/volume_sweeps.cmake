@@ -63,8 +63,11 @@ set_tests_properties(volume_replay_identical PROPERTIES TIMEOUT 120 LABELS sim)
 #   99503303, 99010907, 99511675: a block the primary wrote during the handshake, after the
 #             bitmaps were exchanged, was resynced into a target whose bitmap did not name it; the
 #             source cleared it on the target's ack, and the target's power loss lost it for both.
-foreach(seed 93000079 93000550 93000723 93004100 93006209 93010628 95066770 99010907 99503303
-        99511675)
+#   99000776: the primary lost power during a resync with acknowledged writes not yet flushed;
+#             the target held them, but its copy was Inconsistent and the resync that followed,
+#             from the primary, overwrote them.
+foreach(seed 93000079 93000550 93000723 93004100 93006209 93010628 95066770 99000776 99010907
+        99503303 99511675)
   add_test(NAME volume_seed_${seed} COMMAND $<TARGET_FILE:keel> sim --volume --seed ${seed})
   set_tests_properties(volume_seed_${seed} PROPERTIES TIMEOUT 60 LABELS sim)
 endforeach()

@@ -232,6 +232,10 @@ bool ReplicaCore::replicating() const {
   return link_ == LinkState::Connected || link_ == LinkState::SyncSource;
 }
 
+bool ReplicaCore::peer_stands_in() const {
+  return link_ == LinkState::Connected && peer_disk_ == DiskState::UpToDate;
+}
+
 bool ReplicaCore::rate_allows() const {
   return config_.resync_rate_bytes_s == 0 || now_ >= rate_next_us_;
 }

@@ -139,7 +139,10 @@ class ReplicaCore {
   void notice(Notice::Level level, std::string text);
   void send(PeerMessage message);
   bool replicating() const;  // the peer receives application writes
-  bool peer_ready() const;   // handshake done on the current connection
+  // The peer's copy is UpToDate and in sync: it holds every acknowledged write should this
+  // node lose power.
+  bool peer_stands_in() const;
+  bool peer_ready() const;  // handshake done on the current connection
   bool rate_allows() const;
   void rate_charge(std::uint64_t bytes);
   bool app_write_in_flight(std::uint64_t offset, std::uint64_t length) const;

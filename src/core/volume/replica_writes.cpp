@@ -181,10 +181,14 @@ void ReplicaCore::issue_write(std::uint64_t sequence, AppRequest& r) {
   } else {
     bitmap_.set_range(r.offset, r.length);  // the peer will need it
   }
+  // A peer still being resynced holds this write but cannot stand in for this copy after a
+  // power loss here (its copy is Inconsistent, and the resync that follows runs from this one):
+  // until it is UpToDate, an acknowledged write must be durable on this disk by itself.
+  const bool fua = r.fua || (replicating() && !peer_stands_in());
   if (zero) {
-    actions_.emplace_back(DiskZero{io, r.offset, r.length, r.fua});
+    actions_.emplace_back(DiskZero{io, r.offset, r.length, fua});
   } else {
-    actions_.emplace_back(DiskWrite{io, r.offset, r.data, r.fua});
+    actions_.emplace_back(DiskWrite{io, r.offset, r.data, fua});
   }
 }
 
