@@ -77,6 +77,7 @@ volume::PersistentState sample_state(volume::Generation current) {
   state.disk = volume::DiskState::UpToDate;
   state.primary_at_crash = true;
   state.peer_outdated = true;
+  state.survived_primary = true;
   return state;
 }
 

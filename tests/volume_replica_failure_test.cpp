@@ -68,6 +68,31 @@ TEST(VolumeReplicaFailure, PrimaryPowerLossLosesNoWriteThePeerAcknowledged) {
   EXPECT_TRUE(world.b().r().serves_io());
 }
 
+// The same, when the peer's process also restarts before the crashed primary is back: once its
+// copy was flushed, the peer remembers on disk that it holds every write the primary
+// acknowledged, and is still the source.
+TEST(VolumeReplicaFailure, ASurvivorThatRestartsIsStillTheSource) {
+  World world;
+  start_connected(world);
+  world.a().r().on_write(1, 8192, pattern(4096, 1), false);
+  world.run();
+  ASSERT_EQ(world.a().error_of(1), 0);
+  const std::byte written = (*pattern(4096, 1))[0];
+  const std::uint64_t flushes = world.b().flushes;
+  world.crash(0);
+  std::fill_n(world.a().disk.begin() + 8192, 4096, std::byte{0});  // A's power loss
+  world.run();
+  EXPECT_EQ(world.b().flushes, flushes + 1);
+  EXPECT_TRUE(world.b().r().persistent_state().survived_primary);
+  world.crash(1);  // B's process only: its disk keeps the write
+  world.connect();
+  world.run();
+  EXPECT_EQ(world.a().r().status().link, LinkState::Connected);
+  EXPECT_EQ(world.a().disk[8192], written);
+  EXPECT_TRUE(world.same_disks());
+  EXPECT_FALSE(world.b().r().persistent_state().survived_primary);  // settled by the resync
+}
+
 TEST(VolumeReplicaFailure, SecondaryCrashLosesNothingTheBitmapDoesNotCover) {
   World world;
   start_connected(world);

@@ -14,7 +14,9 @@ namespace {
 constexpr std::uint8_t kPrimaryAtCrash = 1;
 constexpr std::uint8_t kDiscardLocal = 2;
 constexpr std::uint8_t kPeerOutdated = 4;
-constexpr std::uint8_t kKnownFlags = kPrimaryAtCrash | kDiscardLocal | kPeerOutdated;
+constexpr std::uint8_t kSurvivedPrimary = 8;
+constexpr std::uint8_t kKnownFlags =
+    kPrimaryAtCrash | kDiscardLocal | kPeerOutdated | kSurvivedPrimary;
 constexpr std::size_t kPrefixBytes = 8 + 4 + 4;  // magic, version, length
 
 constexpr std::uint64_t round_up(std::uint64_t value, std::uint64_t unit) {
@@ -92,7 +94,8 @@ std::vector<std::uint8_t> encode_slot(const MetadataSlot& slot) {
   writer.u8(static_cast<std::uint8_t>(slot.state.disk));
   writer.u8(static_cast<std::uint8_t>((slot.state.primary_at_crash ? kPrimaryAtCrash : 0) |
                                       (slot.state.discard_local ? kDiscardLocal : 0) |
-                                      (slot.state.peer_outdated ? kPeerOutdated : 0)));
+                                      (slot.state.peer_outdated ? kPeerOutdated : 0) |
+                                      (slot.state.survived_primary ? kSurvivedPrimary : 0)));
   writer.u32(static_cast<std::uint32_t>(slot.activity_extents.size()));
   for (const std::uint64_t extent : slot.activity_extents) writer.u64(extent);
   const std::uint32_t length = static_cast<std::uint32_t>(out.size() + 4);
@@ -157,6 +160,7 @@ Result<MetadataSlot> decode_slot(std::span<const std::uint8_t> bytes) {
   slot.state.primary_at_crash = (flags & kPrimaryAtCrash) != 0;
   slot.state.discard_local = (flags & kDiscardLocal) != 0;
   slot.state.peer_outdated = (flags & kPeerOutdated) != 0;
+  slot.state.survived_primary = (flags & kSurvivedPrimary) != 0;
   return slot;
 }
 

@@ -10,7 +10,7 @@
 //   "KEELVOLM"  u32 format version  u32 length (bytes from the magic through the crc)
 //   u64 sequence  u16 name length, name  u64 size_bytes  u32 block bytes  u64 extent bytes
 //   u32 node id  u64 generations: current, bitmap, history[0], history[1]  u8 disk state
-//   u8 flags (1 primary_at_crash, 2 discard_local, 4 peer_outdated)
+//   u8 flags (1 primary_at_crash, 2 discard_local, 4 peer_outdated, 8 survived_primary)
 //   u32 activity extent count, u64 each extent  u32 crc32c of everything before it
 //
 // A bitmap page's table entry is crc32c(page) ^ crc32c(zero page), so that an all-zero page (a

@@ -60,7 +60,8 @@ ReplicaCore::ReplicaCore(const ReplicaConfig& config, const PersistentState& loa
     : config_(config),
       state_(loaded),
       bitmap_(std::move(bitmap)),
-      activity_(config.activity_log_extents) {
+      activity_(config.activity_log_extents),
+      survived_primary_(loaded.survived_primary) {
   KEEL_ASSERT(config_.size_bytes > 0 && config_.size_bytes % kBlockBytes == 0);
   KEEL_ASSERT(bitmap_.blocks() == config_.size_bytes / kBlockBytes);
   KEEL_ASSERT(config_.resync_chunk_bytes >= kBlockBytes);
@@ -172,6 +173,9 @@ void ReplicaCore::on_disk_done(IoId io, int error) {
     case IoOwner::Kind::ResyncFlush:
       resync_flush_done(owner.key, error);
       break;
+    case IoOwner::Kind::SurvivorFlush:
+      survivor_flush_done(owner.key, error);
+      break;
     case IoOwner::Kind::Resync:
     case IoOwner::Kind::Verify:
       KEEL_ASSERT(false);  // reads complete through on_disk_read_done
@@ -196,6 +200,7 @@ void ReplicaCore::on_disk_read_done(IoId io, int error, Payload data) {
       break;
     case IoOwner::Kind::App:
     case IoOwner::Kind::ResyncFlush:
+    case IoOwner::Kind::SurvivorFlush:
       KEEL_ASSERT(false);  // the application's reads never pass through the replica
   }
   progress();

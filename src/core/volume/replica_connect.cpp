@@ -171,7 +171,7 @@ void ReplicaCore::start_after_handshake() {
     case ConnectPlan::InSync: {
       if (bitmap_.set_count() == 0) {
         link_ = LinkState::Connected;
-        survived_primary_ = false;
+        forget_survived_primary();
         const bool peer_up_to_date = peer_disk_ == DiskState::UpToDate;
         if (peer_up_to_date && state_.disk == DiskState::Outdated) {
           state_.disk = DiskState::UpToDate;  // same generation: the same data
@@ -233,7 +233,10 @@ void ReplicaCore::drop_connection() {
   const bool was_replicating = replicating();
   if (role_ == Role::Secondary && link_ == LinkState::Connected && peer_role_ == Role::Primary &&
       state_.disk == DiskState::UpToDate && config_.mode == Mode::Sync) {
+    // Every write the primary acknowledged completed here before its ack was sent, so this
+    // flush covers them all; once it is done the claim holds across a restart of this node.
     survived_primary_ = true;
+    actions_.emplace_back(DiskFlush{new_io(IoOwner{IoOwner::Kind::SurvivorFlush, connection_})});
   }
   link_ = LinkState::StandAlone;
   if (role_ == Role::Primary) {
@@ -252,6 +255,23 @@ void ReplicaCore::drop_connection() {
   peer_role_.reset();
   peer_disk_.reset();
   persist();
+}
+
+void ReplicaCore::survivor_flush_done(std::uint64_t connection, int error) {
+  // A claim withdrawn meanwhile (told outdated, promoted, in sync again) or a new connection's
+  // handshake under way: nothing to keep.
+  if (!survived_primary_ || state_.survived_primary || connection != connection_) return;
+  if (error != 0) {
+    on_local_disk_error("flushing the copy that survived its primary", error);
+    return;
+  }
+  state_.survived_primary = true;
+  persist();
+}
+
+void ReplicaCore::forget_survived_primary() {
+  survived_primary_ = false;
+  state_.survived_primary = false;  // the caller persists
 }
 
 }  // namespace keel::volume::detail

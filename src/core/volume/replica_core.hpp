@@ -95,9 +95,10 @@ struct ChunkIo {  // a resync or verify chunk in flight on the source
 };
 
 struct IoOwner {
-  enum class Kind : std::uint8_t { App, Peer, Resync, Verify, ResyncFlush };
+  enum class Kind : std::uint8_t { App, Peer, Resync, Verify, ResyncFlush, SurvivorFlush };
   Kind kind = Kind::App;
-  // App: sequence; Peer: op number; Resync/Verify: chunk offset; ResyncFlush: connection
+  // App: sequence; Peer: op number; Resync/Verify: chunk offset; ResyncFlush, SurvivorFlush:
+  // connection
   std::uint64_t key = 0;
 };
 
@@ -206,6 +207,8 @@ class ReplicaCore {
   // After the flush of this copy and the persist of the finished resync's state.
   void send_resync_done_when_durable();
   void resync_flush_done(std::uint64_t connection, int error);
+  void survivor_flush_done(std::uint64_t connection, int error);
+  void forget_survived_primary();
   void invalidate_chunks(std::uint64_t offset, std::uint64_t length);
   bool chunk_in_flight(std::uint64_t offset, std::uint64_t length) const;
 
@@ -268,7 +271,8 @@ class ReplicaCore {
   std::string refused_reason_;
   // ConnectSide::survived_primary: set when the link to a primary this copy was in sync with
   // breaks (sync mode), cleared once connected in sync again, when told outdated, when promoted.
-  // Deliberately not persisted: after a restart this copy's own cache may have lost writes.
+  // Persisted (PersistentState::survived_primary) only once a flush made this copy durable: a
+  // restart after a power loss here would otherwise claim writes the cache took with it.
   bool survived_primary_ = false;
 
   // Secondary: the peer's operations.

@@ -168,7 +168,7 @@ void ReplicaCore::finish_as_target(const PeerOp& op, int error) {
   bitmap_.clear_all();
   target_resync_ = false;
   link_ = LinkState::Connected;
-  survived_primary_ = false;
+  forget_survived_primary();
   peer_up_to_date_again();  // a record this copy made about the peer is obsolete: it is newer
   persist();
   send_state_update();

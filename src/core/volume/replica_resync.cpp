@@ -131,7 +131,7 @@ void ReplicaCore::finish_resync_if_done() {
   // stays Inconsistent on its disk until it has ResyncDone, so it cannot be promoted meanwhile.
   peer_up_to_date_again();
   link_ = LinkState::Connected;
-  survived_primary_ = false;
+  forget_survived_primary();
   // The target adopts these generations when it gets ResyncDone, so they are on disk here
   // first. Were this side to crash with its older generations on disk, it would come back
   // knowing less of its own history than the target it told, and the next connection could

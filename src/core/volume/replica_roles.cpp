@@ -44,7 +44,7 @@ Result<bool> ReplicaCore::promote(bool force) {
     drop_connection();
   }
   role_ = Role::Primary;
-  survived_primary_ = false;
+  forget_survived_primary();
   if (renegotiate) {
     actions_.emplace_back(ClosePeer{"forced promotion: the peer needs a full sync"});
     drop_connection();
@@ -169,7 +169,7 @@ void ReplicaCore::on_told_outdated(Generation as_of) {
   const bool caught_up = as_of != 0 && known;
   if (caught_up) return;
   state_.disk = DiskState::Outdated;
-  survived_primary_ = false;  // the primary acknowledges writes without this copy
+  forget_survived_primary();  // the primary acknowledges writes without this copy
   persist();
   if (link_ == LinkState::Connected) {
     // Recorded outdated while connected and in sync: either the link broke and the primary had

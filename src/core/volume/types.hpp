@@ -85,6 +85,9 @@ struct PersistentState {
   bool discard_local = false;
   // This node recorded (through the ring) that the peer's copy is outdated.
   bool peer_outdated = false;
+  // This secondary was in sync with its primary when the link broke, and then flushed its copy:
+  // it holds every write that primary acknowledged, durably (see ConnectSide::survived_primary).
+  bool survived_primary = false;
 
   bool operator==(const PersistentState&) const = default;
 };
