@@ -81,6 +81,38 @@ TEST(VolumeReplica, SecondaryStartsNoWriteOfTheNextEpochBeforeTheBarrier) {
   EXPECT_TRUE(world.same_disks());
 }
 
+// A barrier the primary inserts to bound its transfer log orders nothing for the application:
+// the secondary flushes once the epoch's writes are done, and goes on with the next epoch's
+// writes meanwhile, instead of idling through the flush.
+TEST(VolumeReplica, ACheckpointBarrierDoesNotHoldTheNextEpoch) {
+  World world;
+  world.a().config.max_unacked_epoch_writes = 2;
+  world.crash(0);
+  start_connected(world);
+  world.b().hold_disk = true;
+  for (RequestId i = 1; i <= 3; ++i) {  // a checkpoint after the second write
+    world.a().r().on_write(i, i << 20, pattern(4096, static_cast<std::uint8_t>(i)), false);
+  }
+  world.run();
+  // All three writes issued; the checkpoint's flush waits for the first two to be done.
+  ASSERT_EQ(world.b().disk_queue.size(), 3u);
+  for (const Action& action : world.b().disk_queue) {
+    EXPECT_TRUE(std::holds_alternative<DiskWrite>(action));
+  }
+  const std::uint64_t flushes = world.b().flushes;
+  world.disk_one(1);
+  world.disk_one(1);
+  world.run();
+  ASSERT_EQ(world.b().disk_queue.size(), 2u);  // the third write, then the checkpoint's flush
+  EXPECT_TRUE(std::holds_alternative<DiskFlush>(world.b().disk_queue.back()));
+  world.b().hold_disk = false;
+  world.run();
+  EXPECT_EQ(world.b().flushes, flushes + 1);
+  for (RequestId i = 1; i <= 3; ++i) EXPECT_EQ(world.a().error_of(i), 0);
+  EXPECT_EQ(world.a().r().status().link, LinkState::Connected);
+  EXPECT_TRUE(world.same_disks());
+}
+
 TEST(VolumeReplica, OverlappingWritesApplyInIssueOrderOnBothCopies) {
   World world;
   start_connected(world);

@@ -53,7 +53,8 @@ std::vector<PeerMessage> every_message() {
           VerifyRequest{0, 65536},
           VerifyReply{0, 65536, 0x0123456789abcdefull},
           StateUpdate{Role::Secondary, DiskState::Outdated, sample_generations()},
-          Refuse{LinkState::SplitBrain, "both sides wrote as primary"}};
+          Refuse{LinkState::SplitBrain, "both sides wrote as primary"},
+          Barrier{4, true}};
 }
 
 Result<PeerMessage> decode_all(const Bytes& bytes) {
@@ -95,10 +96,16 @@ TEST(VolumeWire, FieldsSurvive) {
   EXPECT_TRUE(w.fua);
   ASSERT_TRUE(w.data);
   EXPECT_EQ(*w.data, *bytes_of(5000, 1));
-  auto refuse = decode_all(encode(messages.back()));
+  auto refuse = decode_all(encode(messages[13]));
   ASSERT_TRUE(refuse.ok());
   EXPECT_EQ(std::get<Refuse>(refuse.value()).text, "both sides wrote as primary");
   EXPECT_EQ(std::get<Refuse>(refuse.value()).reason, LinkState::SplitBrain);
+  auto flush = decode_all(encode(messages[5]));
+  auto checkpoint = decode_all(encode(messages[14]));
+  ASSERT_TRUE(flush.ok() && checkpoint.ok());
+  EXPECT_FALSE(std::get<Barrier>(flush.value()).checkpoint);
+  EXPECT_TRUE(std::get<Barrier>(checkpoint.value()).checkpoint);
+  EXPECT_EQ(std::get<Barrier>(checkpoint.value()).epoch, 4u);
 }
 
 TEST(VolumeWire, SplitDecodingTakesThePayloadWithoutACopy) {
@@ -169,7 +176,7 @@ TEST(VolumeWire, RejectsBadHeaders) {
   EXPECT_FALSE(decode_frame_header(huge.data(), huge.size()).ok());
   Bytes trailing = good;
   trailing.push_back(std::byte{0});
-  trailing[11] = static_cast<std::byte>(9);
+  trailing[11] = static_cast<std::byte>(std::to_integer<int>(good[11]) + 1);  // one byte more
   EXPECT_NE(decode_all(trailing).error().message.find("trailing"), std::string::npos);
 }
 
@@ -194,6 +201,7 @@ TEST(VolumeWire, RejectsBadEnumsAndBooleans) {
   EXPECT_FALSE(patched(messages[13], body, 7).ok());           // Refuse reason
   EXPECT_FALSE(patched(WriteAck{1, 0}, body + 8, 0x80).ok());  // error out of range
   EXPECT_TRUE(patched(messages[13], body, 6).ok());            // Unrelated is fine
+  EXPECT_FALSE(patched(messages[14], body + 8, 2).ok());       // Barrier checkpoint
 }
 
 void put_be(Bytes& bytes, std::size_t at, std::uint64_t value, int width) {

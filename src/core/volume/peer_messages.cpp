@@ -9,7 +9,7 @@
 //   BitmapWords   last u8 | count u32 | count x (index u64 | word u64)
 //   DataWrite     sequence u64 | epoch u64 | offset u64 | zero_length u64 | fua u8 | payload
 //   WriteAck      sequence u64 | error u32          BarrierAck  epoch u64 | error u32
-//   Barrier       epoch u64                         ResyncDone  Generations
+//   Barrier       epoch u64 | checkpoint u8         ResyncDone  Generations
 //   ResyncData    offset u64 | payload
 //   ResyncAck     offset u64 | length u32 | error u32
 //   VerifyRequest offset u64 | length u32
@@ -239,7 +239,10 @@ void write(Writer& out, const WriteAck& ack) {
   out.u64(ack.sequence);
   out.error(ack.error);
 }
-void write(Writer& out, const Barrier& barrier) { out.u64(barrier.epoch); }
+void write(Writer& out, const Barrier& barrier) {
+  out.u64(barrier.epoch);
+  out.boolean(barrier.checkpoint);
+}
 void write(Writer& out, const BarrierAck& ack) {
   out.u64(ack.epoch);
   out.error(ack.error);
@@ -407,8 +410,12 @@ PeerMessage read_body(Reader& in, std::uint8_t type) {
       return read_data_write(in);
     case 4:
       return WriteAck{in.u64(), in.error()};
-    case 5:
-      return Barrier{in.u64()};
+    case 5: {
+      Barrier barrier;
+      barrier.epoch = in.u64();
+      barrier.checkpoint = in.boolean("checkpoint");
+      return barrier;
+    }
     case 6:
       return BarrierAck{in.u64(), in.error()};
     case kResyncDataType:

@@ -20,7 +20,8 @@
 
 namespace keel::volume {
 
-constexpr std::uint32_t kPeerProtocolVersion = 2;  // 2: Hello carries survived_primary
+// 2: Hello carries survived_primary; 3: Barrier carries checkpoint
+constexpr std::uint32_t kPeerProtocolVersion = 3;
 constexpr std::size_t kFrameHeaderBytes = 16;
 constexpr std::uint32_t kMaxDataBytes = 32u << 20;  // one write, as NBD's maximum request
 constexpr std::uint32_t kMaxFrameBody = kMaxDataBytes + 64;
@@ -66,6 +67,10 @@ struct WriteAck {
 // Ends `epoch`: acknowledged once every write of the epoch is durable on the secondary.
 struct Barrier {
   std::uint64_t epoch = 0;
+  // Inserted by the primary to bound its transfer log, not for an application's flush: the
+  // secondary goes on applying later writes while it makes the epoch durable (no application
+  // ordering rests on this boundary).
+  bool checkpoint = false;
 };
 struct BarrierAck {
   std::uint64_t epoch = 0;

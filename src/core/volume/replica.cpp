@@ -68,6 +68,9 @@ ReplicaCore::ReplicaCore(const ReplicaConfig& config, const PersistentState& loa
   KEEL_ASSERT(config_.resync_chunk_bytes % kBlockBytes == 0);
   KEEL_ASSERT(config_.resync_chunk_bytes <= kMaxDataBytes);
   KEEL_ASSERT(config_.resync_in_flight_chunks > 0 && config_.max_unacked_epoch_writes > 0);
+  KEEL_ASSERT(kTransferLogEpochs * config_.max_unacked_epoch_writes + kMaxAppRequests +
+                  config_.resync_in_flight_chunks <
+              kMaxPeerOps);
   // Distinct per node and per persisted state, so that two nodes (or one node after a restart)
   // never draw the same generation from the same configured seed.
   generation_state_ =

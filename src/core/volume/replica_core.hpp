@@ -39,6 +39,10 @@ constexpr std::uint64_t kPrefetchExtents = 7;
 constexpr std::size_t kMinExtentsForPrefetch = 128;
 // Operations the peer may have queued here; a peer exceeding it is disconnected.
 constexpr std::size_t kMaxPeerOps = 65536;
+// Epochs of replicated writes the primary keeps in its transfer log before it waits for the
+// secondary's barrier acks: enough that writing goes on while the secondary flushes a
+// checkpoint, and few enough that the secondary's queue stays within kMaxPeerOps.
+constexpr std::size_t kTransferLogEpochs = 8;
 
 struct AppRequest {
   enum class Kind : std::uint8_t { Write, Zero, Flush };
@@ -79,6 +83,7 @@ struct PeerOp {  // something the peer asked of this copy, in arrival order
   std::uint64_t length = 0;
   Payload data;
   bool fua = false;
+  bool checkpoint = false;  // Barrier: later operations need not wait for it
   Generations generations;  // ResyncDone
   bool issued = false;
   IoId io = 0;

@@ -1,7 +1,9 @@
 // The secondary's side: the peer's writes, barriers, resync blocks and verify reads, applied in
-// arrival order. Overlapping operations wait for earlier ones; nothing after a barrier starts
-// before the barrier's flush is done, so this copy is always a prefix of the primary's at epoch
-// granularity.
+// arrival order. Overlapping operations wait for earlier ones; nothing after an application's
+// barrier starts before the barrier's flush is done, so this copy is always a prefix of the
+// primary's at the granularity of the application's flushes. A checkpoint barrier (the primary
+// bounding its transfer log) is flushed when everything before it is done, but does not hold
+// what comes after it.
 #include "core/common/assert.hpp"
 #include "core/volume/replica_core.hpp"
 
@@ -32,6 +34,7 @@ std::optional<PeerOp> ReplicaCore::peer_op_from(const PeerMessage& message) {
   } else if (const auto* barrier = std::get_if<Barrier>(&message)) {
     op.kind = PeerOp::Kind::Barrier;
     op.sequence = barrier->epoch;
+    op.checkpoint = barrier->checkpoint;
   } else if (const auto* resync = std::get_if<ResyncData>(&message)) {
     op.kind = PeerOp::Kind::Resync;
     op.offset = resync->offset;
@@ -84,6 +87,7 @@ void ReplicaCore::issue_peer_ops() {
     if (is_barrier(op)) {
       // Everything before it has completed when it is first in the queue.
       if (!op.issued && it == peer_ops_.begin()) issue_peer_op(it->first, op);
+      if (op.checkpoint) continue;
       return;
     }
     if (op.issued) continue;

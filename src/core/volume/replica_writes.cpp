@@ -91,7 +91,8 @@ void ReplicaCore::issue_app_requests() {
         }
       }
       const bool log_full =
-          replicating() && transfer_log_.size() >= 2 * config_.max_unacked_epoch_writes;
+          replicating() &&
+          transfer_log_.size() >= kTransferLogEpochs * config_.max_unacked_epoch_writes;
       if (!blocked && !log_full && try_admit(r)) issue_write(sequence, r);
     }
     if (r.stage == AppRequest::Stage::Queued || r.stage == AppRequest::Stage::WaitingPersist) {
@@ -211,7 +212,7 @@ void ReplicaCore::issue_flush(std::uint64_t sequence, AppRequest& r) {
 // Bounds the transfer log: an epoch never holds more than max_unacked_epoch_writes writes.
 void ReplicaCore::maybe_auto_barrier() {
   if (epoch_writes_ < config_.max_unacked_epoch_writes) return;
-  send(Barrier{epoch_});
+  send(Barrier{epoch_, /*checkpoint=*/true});
   ++epoch_;
   epoch_writes_ = 0;
 }
