@@ -66,8 +66,10 @@ set_tests_properties(volume_replay_identical PROPERTIES TIMEOUT 120 LABELS sim)
 #   99000776: the primary lost power during a resync with acknowledged writes not yet flushed;
 #             the target held them, but its copy was Inconsistent and the resync that followed,
 #             from the primary, overwrote them.
+#   101029428: (a simulator fix) a write submitted during the handshake and acknowledged after
+#             replication began was counted as held by the peer, which never received it.
 foreach(seed 93000079 93000550 93000723 93004100 93006209 93010628 95066770 99000776 99010907
-        99503303 99511675)
+        99503303 99511675 101029428)
   add_test(NAME volume_seed_${seed} COMMAND $<TARGET_FILE:keel> sim --volume --seed ${seed})
   set_tests_properties(volume_seed_${seed} PROPERTIES TIMEOUT 60 LABELS sim)
 endforeach()

@@ -40,7 +40,7 @@ class VolumeModel {
   void issue_foreign_write(int node, std::uint64_t first, std::vector<BlockTag> tags);
   void issue_flush(std::uint64_t request, TimeUs now);
   // A completion; false if the request is unknown. `holders`: a bit per node (1 << node) that had
-  // the write when it was acknowledged (the primary, and its peer when replicating).
+  // the write when it was acknowledged (the primary, and its peer if the write was replicated).
   bool complete(std::uint64_t request, int error, TimeUs now, unsigned holders);
   // `alone`: the node was primary without a replicating peer, so its copy was the only one
   // the volume's history would continue from.

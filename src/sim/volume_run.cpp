@@ -1,6 +1,7 @@
 // One run of the volume simulation (volume_scenario.hpp): the workload, failover, the faults of
 // the plan, the checks after every event, the heal and the convergence check.
 #include <algorithm>
+#include <map>
 #include <set>
 
 #include "core/common/assert.hpp"
@@ -180,11 +181,17 @@ class VolumeRun {
                           std::to_string(first) + "+" + std::to_string(count) +
                           (fua ? " fua" : ""));
     model_.issue_write(request, node, first, tags, fua, world_.now());
+    submitted_on_[request] = replicated_link(node);
     if (zero) {
       world_.submit_zero(node, request, first, count, fua);
     } else {
       world_.submit_write(node, request, first, tags, fua);
     }
+  }
+
+  // The connection `node` replicates application writes on now, or 0.
+  std::uint64_t replicated_link(int node) {
+    return replicating(world_.replica(node).status().link) ? world_.connection_of(node) : 0;
   }
 
   void on_complete(int node, volume::RequestId request, int error) {
@@ -198,7 +205,14 @@ class VolumeRun {
     const bool write_request = !model_.is_flush(request);
     const bool fua = model_.is_fua(request);
     const LinkState link = world_.replica(node).status().link;
-    const unsigned holders = (1u << node) | (replicating(link) ? 1u << (1 - node) : 0u);
+    // The peer holds the write only if it was replicated: the primary replicated from the
+    // write's submission to its completion, on one connection. A write submitted during a
+    // handshake is the primary's alone, even when its ack comes after replication began.
+    const auto submitted = submitted_on_.find(request);
+    const bool replicated = submitted != submitted_on_.end() && submitted->second != 0 &&
+                            submitted->second == replicated_link(node);
+    if (submitted != submitted_on_.end()) submitted_on_.erase(submitted);
+    const unsigned holders = (1u << node) | (replicated ? 1u << (1 - node) : 0u);
     if (!model_.complete(request, error, world_.now(), holders)) {
       return world_.fail("node " + std::to_string(id(node)) + " completed request " +
                          std::to_string(request) + " that it was never given (or twice)");
@@ -374,6 +388,8 @@ class VolumeRun {
   std::array<std::uint64_t, 2> apart_acks_{};
   std::array<DiskState, 2> last_disk_{DiskState::UpToDate, DiskState::UpToDate};
   std::set<volume::RequestId> rogue_;
+  // Per write in flight: the connection its primary was replicating on at submission (0: none).
+  std::map<volume::RequestId, std::uint64_t> submitted_on_;
 };
 
 }  // namespace

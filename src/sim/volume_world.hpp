@@ -105,6 +105,7 @@ class VolumeWorld {
   bool quorate(NodeId id) const;
   bool link_possible() const;  // both up, in one ring group
   bool connected(int node) const { return nodes_[node].connection != 0; }
+  std::uint64_t connection_of(int node) const { return nodes_[node].connection; }
   std::uint64_t pending_ios(int node) const { return nodes_[node].ios.size(); }
   std::uint64_t pending_persists(int node) const { return nodes_[node].persists.size(); }
 
