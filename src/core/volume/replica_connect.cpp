@@ -32,11 +32,12 @@ void ReplicaCore::on_peer_connected() {
   hello.volume_digest = config_.volume_digest;
   hello.node = config_.self;
   hello.role = role_;
-  hello.disk = state_.disk;
-  hello.generations = state_.generations;
-  hello.primary_at_crash = state_.primary_at_crash;
-  hello.discard_local = state_.discard_local;
-  hello.survived_primary = survived_primary_;
+  // Exactly what this side decides the plan on (hello_side_), so both sides compute it alike.
+  hello.disk = hello_side_.disk;
+  hello.generations = hello_side_.generations;
+  hello.primary_at_crash = hello_side_.primary_at_crash;
+  hello.discard_local = hello_side_.discard_local;
+  hello.survived_primary = hello_side_.survived_primary;
   hello.dirty_blocks = bitmap_.set_count();
   send(hello);
 }
