@@ -16,6 +16,12 @@ void write_apart(World& world, RequestId count) {
   world.run();
 }
 
+// Connects again and runs until A has resynced 10 of the blocks B lacks, not all of them.
+void reconnect_until_resync_partway(World& world) {
+  world.connect();
+  while (world.a().r().status().resync_done_bytes < 10 * kBlockBytes) ASSERT_TRUE(world.step());
+}
+
 TEST(VolumeReplicaFailure, FailoverAfterPrimaryCrashOverwritesTheCrashedExtents) {
   World world;
   start_connected(world);
@@ -115,10 +121,7 @@ TEST(VolumeReplicaFailure, SecondaryCrashLosesNothingTheBitmapDoesNotCover) {
 TEST(VolumeReplicaFailure, TargetCrashDuringResyncResumesFromTheBitmap) {
   World world;
   write_apart(world, 40);
-  world.connect();
-  while (world.a().r().status().resync_done_bytes < 10 * kBlockBytes) {  // part of the resync
-    ASSERT_TRUE(world.step());
-  }
+  reconnect_until_resync_partway(world);
   ASSERT_EQ(world.b().r().status().link, LinkState::SyncTarget);
   world.crash(1);
   world.run();
@@ -185,8 +188,7 @@ TEST(VolumeReplicaFailure, ResyncSourceFlushesItsCopyBeforeTheTargetIsUpToDate) 
 TEST(VolumeReplicaFailure, WritesDuringAResyncAreDurableOnThePrimaryAlone) {
   World world;
   write_apart(world, 40);
-  world.connect();
-  while (world.a().r().status().resync_done_bytes < 10 * kBlockBytes) ASSERT_TRUE(world.step());
+  reconnect_until_resync_partway(world);
   ASSERT_EQ(world.a().r().status().link, LinkState::SyncSource);
   const std::uint64_t during = 3u << 20;
   world.a().r().on_write(100, during, pattern(4096, 100), false);
