@@ -40,9 +40,10 @@ class Cluster {
     for (NodeId n : nodes) add(n);
   }
 
-  void add(NodeId n, std::vector<std::uint32_t> adopted = {}) {
+  // `checked`: the host's health check has reported healthy (else it has no result yet).
+  void add(NodeId n, std::vector<std::uint32_t> adopted = {}, bool checked = true) {
     nodes_[n] = std::make_unique<VipNode>(n, config_, std::move(adopted));
-    nodes_[n]->set_healthy(0, true, now_);
+    if (checked) nodes_[n]->set_healthy(0, true, now_);
     collect(n);
   }
   VipNode& node(NodeId n) { return *nodes_.at(n); }
@@ -266,6 +267,25 @@ TEST(VipNode, AdoptedAddressesAreKeptWithoutFlapping) {
   for (const Step& s : c.steps) {
     EXPECT_FALSE(s.node == 1 && s.address == 0);
   }
+}
+
+// A restarted agent rejoins before its first health check has a result: its adopted addresses
+// stay (their pool counts as healthy, as the agent before it knew it) until a check fails.
+TEST(VipNode, AdoptedPoolIsHealthyUntilACheckSaysOtherwise) {
+  Cluster c(config(4, {1, 2}), {2});
+  c.add(1, {0, 2}, /*checked=*/false);
+  c.view({1, 2});
+  c.settle();
+  EXPECT_EQ(c.holder(0), 1u);
+  EXPECT_EQ(c.holder(2), 1u);
+  for (const Step& s : c.steps) EXPECT_NE(s.node, 1u) << "the restarted host flapped an address";
+  c.node(1).set_healthy(0, false, c.now());
+  c.collect(1);
+  c.settle();
+  EXPECT_EQ(c.counts()[1], 0u);
+  EXPECT_EQ(c.counts()[2], 4u);
+  // A pool with nothing adopted waits for its first check.
+  EXPECT_FALSE(VipNode(3, config(4, {1, 2})).healthy(0));
 }
 
 TEST(VipNode, TransitionalViewFreezesAndBadMessagesAreIgnored) {

@@ -175,6 +175,9 @@ Result<std::vector<std::uint32_t>> VipService::reconcile_interfaces() {
 void VipService::make_node(std::vector<std::uint32_t> adopted) {
   node_ =
       std::make_unique<vip::VipNode>(self_, config::core_vip_config(config_), std::move(adopted));
+  for (std::uint32_t number = 0; number < pools_.size(); ++number) {
+    pools_[number].healthy = node_->healthy(number);
+  }
 }
 
 void VipService::start() {

@@ -18,6 +18,10 @@ VipNode::VipNode(NodeId self, VipConfig config, std::vector<std::uint32_t> adopt
   for (std::uint32_t address : adopted) {
     KEEL_ASSERT(address < index_.size());
     held_.insert(address);
+    // The agent before this one held the address, so its pool was healthy when it last knew;
+    // that stands until this agent's own checks say otherwise. Without it a restart would give
+    // up every address in the view it rejoins with, before its first check could come back.
+    healthy_[index_.pool_of[address]] = true;
   }
 }
 

@@ -87,7 +87,8 @@ class VipNode {
  public:
   // `config` must pass validate_vip_config(). `adopted`: addresses (global numbers) this host
   // already holds at start (found on its interfaces); they are kept, not flapped, when placement
-  // agrees. Every pool starts unhealthy until set_healthy() says otherwise.
+  // agrees. A pool with an adopted address starts healthy (as its last holder knew it), every
+  // other pool unhealthy, until set_healthy() says otherwise.
   VipNode(NodeId self, VipConfig config, std::vector<std::uint32_t> adopted = {});
 
   void on_view(const ring::View& view, TimeUs now);
