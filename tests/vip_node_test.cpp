@@ -288,6 +288,22 @@ TEST(VipNode, AdoptedPoolIsHealthyUntilACheckSaysOtherwise) {
   EXPECT_FALSE(VipNode(3, config(4, {1, 2})).healthy(0));
 }
 
+// ... but takes nothing more on that word: a second address waits for a check to confirm it.
+TEST(VipNode, AdoptedPoolAcquiresNothingBeforeItsFirstCheck) {
+  Cluster c(config(4, {1, 2}), {2});
+  c.add(1, {0}, /*checked=*/false);
+  c.view({1, 2});
+  c.settle();
+  EXPECT_EQ(c.holder(0), 1u);
+  EXPECT_EQ(c.counts()[1], 1u);
+  EXPECT_EQ(c.counts()[2], 2u);
+  c.node(1).set_healthy(0, true, c.now());
+  c.collect(1);
+  c.settle();
+  EXPECT_EQ(c.holder(0), 1u);
+  EXPECT_EQ(c.counts()[1], 2u);
+}
+
 TEST(VipNode, TransitionalViewFreezesAndBadMessagesAreIgnored) {
   Cluster c(config(2, {1, 2}), {1, 2});
   c.view({1, 2});

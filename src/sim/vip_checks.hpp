@@ -14,7 +14,10 @@
 //   undrain moves addresses only to the host that came, and a drain moves only the drained host's
 //   addresses (with weights, a survivor's floor can rise and force one more move: see
 //   docs/vip.md); during a drain each of the drained host's addresses always has a holder (the
-//   new holder acquires before the old one releases).
+//   new holder acquires before the old one releases); an agent restart quicker than the token
+//   timeout acquires and releases nothing (the new agent adopts what the old one held), except
+//   in a weighted pool the host held nothing of: until its first health check it is not eligible
+//   for that pool, and the others' shares of it may change.
 //
 // Each check returns a description of the first breach, or nothing.
 // Thread-safety: pure functions over a cluster the caller owns.
@@ -29,7 +32,16 @@
 
 namespace keel::sim {
 
-enum class VipStep : std::uint8_t { crash, join, unhealthy, healthy, drain, undrain, merge };
+enum class VipStep : std::uint8_t {
+  crash,
+  join,
+  unhealthy,
+  healthy,
+  drain,
+  undrain,
+  merge,
+  restart
+};
 const char* vip_step_name(VipStep step);
 
 // The single holder of every address among `side` (kNoNode: none); assumes settled.
@@ -45,7 +57,16 @@ struct MoveCheck {
   std::vector<NodeId> before;
   std::vector<NodeId> after;
   std::vector<VipEvent> events;  // acquires and releases from the step to the settled state
+  // The ring passed through a view that parted two hosts up before and after the step (a
+  // transient split while it took in a joiner, say): the step was then a split and a merge too,
+  // and only the merge's rules apply. Set by the caller (ring_detoured()).
+  bool detour = false;
 };
+
+// Whether any of `views` (host, members), installed during a step, was at a host of `stayed` and
+// lacked another host of `stayed`; `except` (the step's host) counts in neither role.
+bool ring_detoured(const std::vector<std::pair<NodeId, std::vector<NodeId>>>& views,
+                   const std::vector<NodeId>& stayed, NodeId except);
 
 std::optional<std::string> check_moves(const VipCluster& cluster, const MoveCheck& check);
 

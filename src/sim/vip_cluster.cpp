@@ -132,10 +132,20 @@ void VipCluster::start_host(NodeId id) {
   h.up = true;
   h.ring = std::make_unique<ring::Ring>(id, nodes_, options_.tunables, now_ + 1, now_);
   h.groups = std::make_unique<ring::ProcessGroups>(id);
-  h.node = std::make_unique<vip::VipNode>(id, options_.config);
-  for (std::uint32_t p = 0; p < h.healthy.size(); ++p) {
-    if (h.healthy[p]) h.node->set_healthy(p, true, now_);
+  std::vector<std::uint32_t> adopted;
+  for (std::uint32_t a = 0; a < holders_.size(); ++a) {
+    if (holders_[a].count(id) != 0) adopted.push_back(a);
   }
+  h.node = std::make_unique<vip::VipNode>(id, options_.config, std::move(adopted));
+  // The health checks' first results come a while after the start, as on a real agent; until
+  // then the node knows only what it presumed (nothing, or the pools it adopted addresses of).
+  h.first_check_pending = true;
+  at(now_ + kFirstHealthCheckUs, "", [this, id, incarnation = h.incarnation] {
+    Host& host = hosts_[id];
+    if (!host.up || host.incarnation != incarnation) return;
+    host.first_check_pending = false;
+    for (std::uint32_t p = 0; p < host.healthy.size(); ++p) set_healthy(id, p, host.healthy[p]);
+  });
   if (h.drained) h.node->drain(now_);
   h.timer_at = kNever;
   ++h.timer_generation;
@@ -184,6 +194,7 @@ void VipCluster::on_ring_action(NodeId id, ring::Action& action) {
   h.groups->on_ring_action(action);
   if (const auto* view = std::get_if<ring::View>(&action)) {
     trace_.record(TraceEntry{now_, id, TraceKind::view, kNoNode, 0, 0, view_text(*view)});
+    if (view->regular()) views_.push_back({id, view->members});
     h.node->on_view(*view, now_);
   }
   for (auto& event : h.groups->take_events()) {
@@ -277,6 +288,12 @@ void VipCluster::cut(NodeId from, NodeId to) { network_.cut(from, to); }
 void VipCluster::heal_network() { network_.heal_all(); }
 
 void VipCluster::crash(NodeId id) {
+  if (!hosts_.at(id).up) return;
+  crash_agent(id);
+  for (auto& holders : holders_) holders.erase(id);  // its addresses die with it
+}
+
+void VipCluster::crash_agent(NodeId id) {
   Host& h = hosts_.at(id);
   if (!h.up) return;
   h.up = false;
@@ -285,7 +302,6 @@ void VipCluster::crash(NodeId id) {
   h.node.reset();
   ++h.timer_generation;
   h.timer_at = kNever;
-  for (auto& holders : holders_) holders.erase(id);  // its addresses die with it
 }
 
 void VipCluster::restart(NodeId id) {
@@ -338,7 +354,9 @@ bool VipCluster::settled(const std::vector<NodeId>& side) const {
   std::optional<RingId> ring_id;
   for (NodeId id : side) {
     const Host& h = hosts_[id];
-    if (!h.up || h.ring->state() != ring::State::operational) return false;
+    if (!h.up || h.first_check_pending || h.ring->state() != ring::State::operational) {
+      return false;
+    }
     const auto& view = h.ring->view();
     if (!view || view->members != side) return false;
     if (ring_id && *ring_id != view->ring) return false;

@@ -9,9 +9,11 @@
 // the ring as agreed; Acquire/Release -> the world's table). Safety checks run on every acquire
 // (vip_checks.hpp); the first violation stops the run.
 //
-// Faults: partitions, one-way cuts, crashes (a host's addresses vanish with it) and restarts (a
-// fresh ring, groups and vip node), health changes per (host, pool), drain and undrain. Health and
-// drain are properties of the host that survive a restart.
+// Faults: partitions, one-way cuts, crashes (a host's addresses vanish with it), agent crashes
+// (the host lives on and so do the addresses on its interfaces, unanswered for) and restarts (a
+// fresh ring, groups and vip node, which adopts whatever addresses the host still has), health
+// changes per (host, pool), drain and undrain. Health and drain are properties of the host that
+// survive a restart.
 // Thread-safety: none.
 #pragma once
 
@@ -34,6 +36,10 @@
 #include "sim/trace.hpp"
 
 namespace keel::sim {
+
+// How long after an agent starts its health checks first report (a check interval or so): the
+// new agent may be in a view with the others well before that.
+constexpr TimeUs kFirstHealthCheckUs = 250'000;
 
 struct VipClusterOptions {
   std::size_t hosts = 3;
@@ -72,6 +78,7 @@ class VipCluster {
   void heal_network();
   void set_loss(double loss) { network_.set_loss(loss); }
   void crash(NodeId host);
+  void crash_agent(NodeId host);
   void restart(NodeId host);
   void set_healthy(NodeId host, std::uint32_t pool, bool healthy);
   void drain(NodeId host);
@@ -95,7 +102,12 @@ class VipCluster {
   bool settled(const std::vector<NodeId>& side) const;
   std::vector<NodeId> up_hosts() const;
   const std::vector<VipEvent>& events() const { return events_; }
-  void clear_events() { events_.clear(); }
+  // Every regular view installed since clear_events(): the host and the view's members.
+  const std::vector<std::pair<NodeId, std::vector<NodeId>>>& views() const { return views_; }
+  void clear_events() {
+    events_.clear();
+    views_.clear();
+  }
 
   // ---- checking ----
   void fail(const std::string& text);
@@ -114,7 +126,8 @@ class VipCluster {
     std::unique_ptr<ring::Ring> ring;
     std::unique_ptr<ring::ProcessGroups> groups;
     std::unique_ptr<vip::VipNode> node;
-    std::vector<bool> healthy;  // by pool: the truth the health check reports
+    std::vector<bool> healthy;         // by pool: the truth the health check reports
+    bool first_check_pending = false;  // since the start: the node has no check result yet
     bool drained = false;
     std::uint64_t timer_generation = 0;
     TimeUs timer_at = kNever;
@@ -142,6 +155,7 @@ class VipCluster {
   std::vector<Host> hosts_;  // by node id; index 0 unused
   std::vector<std::set<NodeId>> holders_;
   std::vector<VipEvent> events_;
+  std::vector<std::pair<NodeId, std::vector<NodeId>>> views_;  // regular views, as events_
   EventQueue queue_;
   TimeUs now_ = 0;
   std::uint64_t steps_ = 0;

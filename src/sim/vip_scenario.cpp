@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <iterator>
 
 #include "core/common/assert.hpp"
 #include "sim/random.hpp"
@@ -97,7 +98,8 @@ std::string describe(const VipFault& fault) {
       return "cut " + std::to_string(fault.host) + "->" + std::to_string(fault.peer) + " for " +
              seconds_text(fault.duration);
     case VipFaultKind::crash:
-      return "crash " + host + ", restart after " + seconds_text(fault.duration);
+      return std::string(agent_only(fault) ? "crash the agent of " : "crash ") + host +
+             ", restart after " + seconds_text(fault.duration);
     case VipFaultKind::unhealthy:
       return pool + " unhealthy on " + host + " for " + seconds_text(fault.duration);
     case VipFaultKind::flap:
@@ -157,7 +159,11 @@ void schedule(VipCluster& cluster, const VipPlan& plan, const VipFault& fault) {
       cluster.at(fault.at, describe(fault), [c, host, peer = fault.peer] { c->cut(host, peer); });
       return;  // ends at the heal
     case VipFaultKind::crash:
-      cluster.at(fault.at, describe(fault), [c, host] { c->crash(host); });
+      if (agent_only(fault)) {
+        cluster.at(fault.at, describe(fault), [c, host] { c->crash_agent(host); });
+      } else {
+        cluster.at(fault.at, describe(fault), [c, host] { c->crash(host); });
+      }
       cluster.at(end, "restart host " + std::to_string(host), [c, host] { c->restart(host); });
       return;
     case VipFaultKind::unhealthy:
@@ -242,6 +248,7 @@ Choice choose_step(Rng& rng, const VipCluster& cluster) {
       continue;
     }
     if (up.size() > 1) options.push_back({VipStep::crash, id, 0});
+    options.push_back({VipStep::restart, id, 0});
     options.push_back({cluster.drained(id) ? VipStep::undrain : VipStep::drain, id, 0});
     for (std::uint32_t p = 0; p < cluster.config().pools.size(); ++p) {
       if (!cluster.config().pools[p].allows(id)) continue;
@@ -261,6 +268,10 @@ std::string apply_step(VipCluster& cluster, const Choice& choice, Rng& rng,
       cluster.crash(choice.host);
       break;
     case VipStep::join:
+      cluster.restart(choice.host);
+      break;
+    case VipStep::restart:  // the agent only, back at once: its addresses stay on the host
+      cluster.crash_agent(choice.host);
       cluster.restart(choice.host);
       break;
     case VipStep::unhealthy:
@@ -289,7 +300,8 @@ bool play_step(VipCluster& cluster, Rng& rng, VipRunResult& result) {
   const Choice choice = choose_step(rng, cluster);
   std::vector<std::vector<NodeId>> sides;
   MoveCheck check{choice.step, choice.host, choice.pool, {}, {}, {}};
-  check.before = holders_in(cluster, cluster.up_hosts());
+  const std::vector<NodeId> up_before = cluster.up_hosts();
+  check.before = holders_in(cluster, up_before);
   cluster.clear_events();
   result.script.push_back(apply_step(cluster, choice, rng, sides));
   const std::string& text = result.script.back();
@@ -303,8 +315,13 @@ bool play_step(VipCluster& cluster, Rng& rng, VipRunResult& result) {
     cluster.heal_network();
   }
   if (!settle_and_check(cluster, cluster.up_hosts(), text)) return false;
-  check.after = holders_in(cluster, cluster.up_hosts());
+  const std::vector<NodeId> up_after = cluster.up_hosts();
+  check.after = holders_in(cluster, up_after);
   check.events = cluster.events();
+  std::vector<NodeId> stayed;
+  std::set_intersection(up_before.begin(), up_before.end(), up_after.begin(), up_after.end(),
+                        std::back_inserter(stayed));
+  check.detour = ring_detoured(cluster.views(), stayed, choice.host);
   if (auto problem = check_moves(cluster, check)) {
     cluster.fail(*problem);
     return false;

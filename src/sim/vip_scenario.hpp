@@ -6,13 +6,14 @@
 // allowed on a random non-empty subset of the hosts, with preferences on some pools and weights
 // 1..4 on some; the settle time (1..2 s, longer than the ring takes to merge a restarted
 // host, as docs/vip.md asks of it); loss (none, or up to 5%) and delay; a fault phase of
-// 1..4 s with 2..12 faults (partitions, one-way cuts, crashes with restarts, health losses and
-// recoveries, drains and undrains, short health flaps); what stays after the heal (one host
-// drained, one pool unhealthy on one host, each on 30% of seeds). The run then heals (loss capped
-// at 2%), waits until the whole cluster is settled (kVipSettleBoundUs) and checks convergence;
-// then plays kVipScriptSteps single faults, each chosen from the state it finds (crash, join,
-// health loss, health recovery, drain, undrain, a partition into two sides and its merge), and
-// after each, once settled, checks convergence and movement.
+// 1..4 s with 2..12 faults (partitions, one-way cuts, crashes of hosts or of agents alone, with
+// restarts, health losses and recoveries, drains and undrains, short health flaps); what stays
+// after the heal (one host drained, one pool unhealthy on one host, each on 30% of seeds). The
+// run then heals (loss capped at 2%), waits until the whole cluster is settled
+// (kVipSettleBoundUs) and checks convergence; then plays kVipScriptSteps single faults, each
+// chosen from the state it finds (crash, join, an agent's quick restart, health loss, health
+// recovery, drain, undrain, a partition into two sides and its merge), and after each, once
+// settled, checks convergence and movement.
 //
 // A run is a pure function of the seed and the options: the same seed prints the same bytes.
 // Thread-safety: plain functions; a run owns its cluster.
@@ -44,6 +45,13 @@ struct VipFault {
   TimeUs duration = 0;                      // until it ends (flap: the period)
   std::uint32_t count = 0;                  // flap: toggles
 };
+
+// A crash that kills only the agent: the host and the addresses on it live on, and the restart
+// adopts them. Every fault draws a count, so deciding by its parity takes nothing more from the
+// seed: half the crashes are of this kind.
+inline bool agent_only(const VipFault& fault) {
+  return fault.kind == VipFaultKind::crash && fault.count % 2 == 1;
+}
 
 struct VipPlan {
   std::uint64_t seed = 0;

@@ -12,7 +12,8 @@ VipNode::VipNode(NodeId self, VipConfig config, std::vector<std::uint32_t> adopt
       config_(std::move(config)),
       index_(index_addresses(config_)),
       digest_(config_digest(config_)),
-      healthy_(config_.pools.size(), false) {
+      healthy_(config_.pools.size(), false),
+      presumed_(config_.pools.size(), false) {
   KEEL_ASSERT(self_ != kNoNode);
   KEEL_ASSERT(!validate_vip_config(config_).has_value());
   for (std::uint32_t address : adopted) {
@@ -21,7 +22,9 @@ VipNode::VipNode(NodeId self, VipConfig config, std::vector<std::uint32_t> adopt
     // The agent before this one held the address, so its pool was healthy when it last knew;
     // that stands until this agent's own checks say otherwise. Without it a restart would give
     // up every address in the view it rejoins with, before its first check could come back.
+    // Only to keep what it has, though: nothing more is taken on that word (can_acquire).
     healthy_[index_.pool_of[address]] = true;
+    presumed_[index_.pool_of[address]] = true;
   }
 }
 
@@ -129,6 +132,7 @@ void VipNode::set_healthy(std::uint32_t pool, bool healthy, TimeUs now) {
   now_ = now;
   const bool changed = healthy_[pool] != healthy;
   healthy_[pool] = healthy;
+  presumed_[pool] = false;
   bool released = false;
   if (!healthy) {
     for (std::uint32_t a : std::set<std::uint32_t>(held_)) {
@@ -311,7 +315,8 @@ bool VipNode::should_release(std::uint32_t address) const {
 bool VipNode::can_acquire(std::uint32_t address, bool ignore_settle) const {
   const Slot& slot = slots_[address];
   if (slot.owner != self_ || slot.release_asked != 0 || held_.count(address) != 0) return false;
-  if (!healthy_[index_.pool_of[address]] || drained_) return false;
+  const std::uint32_t pool = index_.pool_of[address];
+  if (!healthy_[pool] || presumed_[pool] || drained_) return false;
   if (!ignore_settle && now_ < settle_at_) return false;
   if (own_states_seen_ < acquire_blocked_until_) return false;
   for (const auto& [node, record] : records_) {

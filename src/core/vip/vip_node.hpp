@@ -88,7 +88,8 @@ class VipNode {
   // `config` must pass validate_vip_config(). `adopted`: addresses (global numbers) this host
   // already holds at start (found on its interfaces); they are kept, not flapped, when placement
   // agrees. A pool with an adopted address starts healthy (as its last holder knew it), every
-  // other pool unhealthy, until set_healthy() says otherwise.
+  // other pool unhealthy, until set_healthy() says otherwise; until then the node keeps the
+  // adopted addresses but acquires none of that pool.
   VipNode(NodeId self, VipConfig config, std::vector<std::uint32_t> adopted = {});
 
   void on_view(const ring::View& view, TimeUs now);
@@ -157,7 +158,8 @@ class VipNode {
   VipConfig config_;
   AddressIndex index_;
   std::uint64_t digest_;
-  std::vector<bool> healthy_;  // by pool: the local health check
+  std::vector<bool> healthy_;   // by pool: the local health check
+  std::vector<bool> presumed_;  // by pool: healthy_ is the last agent's word, not a check yet
   bool drained_ = false;
   std::set<std::uint32_t> held_;
   TimeUs now_ = 0;
