@@ -78,6 +78,7 @@ volume::PersistentState sample_state(volume::Generation current) {
   state.primary_at_crash = true;
   state.peer_outdated = true;
   state.survived_primary = true;
+  state.primary_sync_boot = 0xb0075eed;
   return state;
 }
 

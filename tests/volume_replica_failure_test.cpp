@@ -99,6 +99,35 @@ TEST(VolumeReplicaFailure, ASurvivorThatRestartsIsStillTheSource) {
   EXPECT_FALSE(world.b().r().persistent_state().survived_primary);  // settled by the resync
 }
 
+// The same, when the peer's agent crashes too before it sees the link go, so it neither flushed
+// nor claimed anything. Within the same boot its caches survived: it recorded, before applying
+// the primary's first write, that it was in sync in this boot, and is still the source. After a
+// power loss of its own (another boot) that record proves nothing and the crashed primary is.
+TEST(VolumeReplicaFailure, ASecondaryRestartedInTheSameBootIsStillTheSource) {
+  for (const bool same_boot : {true, false}) {
+    SCOPED_TRACE(same_boot ? "same boot" : "after a power loss");
+    World world;
+    world.b().config.boot = 7;
+    world.rebuild(1);
+    start_connected(world);
+    world.a().r().on_write(1, 8192, pattern(4096, 1), false);
+    world.run();
+    ASSERT_EQ(world.a().error_of(1), 0);
+    EXPECT_EQ(world.b().r().persistent_state().primary_sync_boot, 7u);
+    const std::byte written = (*pattern(4096, 1))[0];
+    world.crash(0);
+    std::fill_n(world.a().disk.begin() + 8192, 4096, std::byte{0});  // A's power loss
+    if (!same_boot) world.b().config.boot = 8;
+    world.crash(1);  // before B ran anything: no flush, no survived_primary
+    EXPECT_FALSE(world.b().saved_state.survived_primary);
+    world.connect();
+    world.run();
+    EXPECT_EQ(world.a().r().status().link, LinkState::Connected);
+    EXPECT_TRUE(world.same_disks());
+    EXPECT_EQ(world.a().disk[8192], same_boot ? written : std::byte{0});
+  }
+}
+
 TEST(VolumeReplicaFailure, SecondaryCrashLosesNothingTheBitmapDoesNotCover) {
   World world;
   start_connected(world);

@@ -1,5 +1,8 @@
 #include "agent/volume_identity.hpp"
 
+#include <fstream>
+#include <string>
+
 namespace keel::agent {
 
 namespace {
@@ -34,6 +37,22 @@ std::uint64_t volume_digest(const config::VolumeConfig& volume) {
 volume::Generation empty_generation(const config::VolumeConfig& volume) {
   const std::uint64_t generation = digest(volume, "keel volume created empty");
   return generation == 0 ? 1 : generation;
+}
+
+std::uint64_t boot_from_id(std::string_view boot_id_text) {
+  while (!boot_id_text.empty() && (boot_id_text.back() == '\n' || boot_id_text.back() == ' ')) {
+    boot_id_text.remove_suffix(1);
+  }
+  if (boot_id_text.empty()) return 0;
+  const std::uint64_t hash = fnv1a(0xcbf29ce484222325ull, boot_id_text.data(), boot_id_text.size());
+  return hash == 0 ? 1 : hash;
+}
+
+std::uint64_t this_boot() {
+  std::ifstream file("/proc/sys/kernel/random/boot_id");
+  std::string text;
+  if (!std::getline(file, text)) return 0;
+  return boot_from_id(text);
 }
 
 io::MetadataHeader volume_metadata_header(const config::VolumeConfig& volume, NodeId self) {

@@ -68,6 +68,13 @@ Result<std::unique_ptr<VolumeRunner>> VolumeRunner::open(asio::io_context& io,
   replica.resync_rate_bytes_s = volume.resync_rate_bytes_s;
   replica.activity_log_extents = volume.activity_log_extents;
   replica.generation_seed = random_seed();
+  replica.boot = this_boot();
+  if (replica.boot == 0) {
+    spdlog::warn(
+        "volume {}: cannot read this host's boot id; a restarted agent will not know "
+        "whether its copy outlived a primary that lost power",
+        name);
+  }
   runner->replica_ = std::make_unique<volume::Replica>(replica, state, std::move(bitmap),
                                                        runner->metadata_->activity_extents());
 

@@ -15,8 +15,9 @@ constexpr std::uint8_t kPrimaryAtCrash = 1;
 constexpr std::uint8_t kDiscardLocal = 2;
 constexpr std::uint8_t kPeerOutdated = 4;
 constexpr std::uint8_t kSurvivedPrimary = 8;
+constexpr std::uint8_t kPrimarySyncBoot = 16;  // a u64 primary_sync_boot follows the flags
 constexpr std::uint8_t kKnownFlags =
-    kPrimaryAtCrash | kDiscardLocal | kPeerOutdated | kSurvivedPrimary;
+    kPrimaryAtCrash | kDiscardLocal | kPeerOutdated | kSurvivedPrimary | kPrimarySyncBoot;
 constexpr std::size_t kPrefixBytes = 8 + 4 + 4;  // magic, version, length
 
 constexpr std::uint64_t round_up(std::uint64_t value, std::uint64_t unit) {
@@ -95,7 +96,9 @@ std::vector<std::uint8_t> encode_slot(const MetadataSlot& slot) {
   writer.u8(static_cast<std::uint8_t>((slot.state.primary_at_crash ? kPrimaryAtCrash : 0) |
                                       (slot.state.discard_local ? kDiscardLocal : 0) |
                                       (slot.state.peer_outdated ? kPeerOutdated : 0) |
-                                      (slot.state.survived_primary ? kSurvivedPrimary : 0)));
+                                      (slot.state.survived_primary ? kSurvivedPrimary : 0) |
+                                      (slot.state.primary_sync_boot != 0 ? kPrimarySyncBoot : 0)));
+  if (slot.state.primary_sync_boot != 0) writer.u64(slot.state.primary_sync_boot);
   writer.u32(static_cast<std::uint32_t>(slot.activity_extents.size()));
   for (const std::uint64_t extent : slot.activity_extents) writer.u64(extent);
   const std::uint32_t length = static_cast<std::uint32_t>(out.size() + 4);
@@ -140,6 +143,10 @@ Result<MetadataSlot> decode_slot(std::span<const std::uint8_t> bytes) {
   for (volume::Generation& old : generations.history) old = reader.u64();
   const std::uint8_t disk = reader.u8();
   const std::uint8_t flags = reader.u8();
+  if ((flags & kPrimarySyncBoot) != 0) {
+    slot.state.primary_sync_boot = reader.u64();
+    if (slot.state.primary_sync_boot == 0) return Error{"malformed fields"};
+  }
   const std::uint32_t extents = reader.u32();
   if (!reader.ok() || extents > kMaxActivityExtents) return Error{"malformed fields"};
   for (std::uint32_t i = 0; i < extents; ++i) slot.activity_extents.push_back(reader.u64());

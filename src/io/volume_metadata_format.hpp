@@ -10,7 +10,8 @@
 //   "KEELVOLM"  u32 format version  u32 length (bytes from the magic through the crc)
 //   u64 sequence  u16 name length, name  u64 size_bytes  u32 block bytes  u64 extent bytes
 //   u32 node id  u64 generations: current, bitmap, history[0], history[1]  u8 disk state
-//   u8 flags (1 primary_at_crash, 2 discard_local, 4 peer_outdated, 8 survived_primary)
+//   u8 flags (1 primary_at_crash, 2 discard_local, 4 peer_outdated, 8 survived_primary,
+//   16 primary_sync_boot)  [u64 primary_sync_boot, with flag 16 only]
 //   u32 activity extent count, u64 each extent  u32 crc32c of everything before it
 //
 // A bitmap page's table entry is crc32c(page) ^ crc32c(zero page), so that an all-zero page (a
@@ -40,7 +41,8 @@ constexpr std::size_t kMaxVolumeNameBytes = 64;
 constexpr std::size_t kSlotBytes = 64 * 1024;
 // The largest slot: the fixed fields, the longest name and a full activity log.
 constexpr std::size_t kMaxSlotEncodedBytes = 8 + 4 + 4 + 8 + 2 + kMaxVolumeNameBytes + 8 + 4 + 8 +
-                                             4 + 4 * 8 + 1 + 1 + 4 + kMaxActivityExtents * 8 + 4;
+                                             4 + 4 * 8 + 1 + 1 + 8 + 4 + kMaxActivityExtents * 8 +
+                                             4;
 static_assert(kMaxSlotEncodedBytes <= kSlotBytes);
 static_assert(kSlotBytes % kMetadataPageBytes == 0);
 

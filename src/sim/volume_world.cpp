@@ -56,6 +56,7 @@ VolumeWorld::VolumeWorld(VolumeWorldOptions options)
     c.resync_chunk_bytes = options_.resync_chunk_bytes;
     c.resync_in_flight_chunks = 4;
     c.max_unacked_epoch_writes = 64;
+    c.boot = (std::uint64_t{n.id} << 32) | 1;   // a power loss starts the next boot
     n.saved_state.generations.current = first;  // created together: identical, all zero
     n.saved_state.disk = volume::DiskState::UpToDate;
   }
@@ -328,6 +329,7 @@ void VolumeWorld::crash(int node, bool power_loss) {
   n.ios.clear();
   n.persists.clear();
   if (power_loss && n.disk.power_loss(rng_) > 0) hit(coverage_, VolumeMark::cached_write_lost);
+  if (power_loss) ++n.config.boot;
   n.replica.reset();
   for (Record& record : records_) record.knowers.erase(n.id);
 }

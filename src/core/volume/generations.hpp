@@ -32,8 +32,8 @@ struct ConnectSide {
   bool discard_local = false;  // this side asked to become the target of the next resync
   // Sync mode: this side was connected, UpToDate and in sync, to the primary when the link to it
   // was lost, and has not been told outdated since (across a restart only once a flush made its
-  // copy durable): its copy holds every write that primary acknowledged, even those the
-  // primary's own disk had not made durable yet.
+  // copy durable, or within the boot it recorded being in sync in): its copy holds every write
+  // that primary acknowledged, even those the primary's own disk had not made durable yet.
   bool survived_primary = false;
 };
 
@@ -57,8 +57,8 @@ std::string_view to_string(ConnectPlan plan);
 //     the other side survived it (survived_primary): then the survivor is the source. The
 //     crashed primary may have lost acknowledged writes that were not yet durable on its disk
 //     (a power loss); the survivor has every one of them, and the writes it lacks were never
-//     acknowledged. Without a survivor (the other side restarted before its flush, or before it
-//     noticed the link was gone) the crashed primary stays the source, as in DRBD.
+//     acknowledged. Without a survivor (the other side lost power too before its flush) the
+//     crashed primary stays the source, as in DRBD.
 //  3. local.bitmap == peer.current: BecomeSyncSource (the peer did not write since we split).
 //     peer.bitmap == local.current: BecomeSyncTarget.
 //  4. Both bitmap generations non-zero and equal (both wrote since the same split): SplitBrain,

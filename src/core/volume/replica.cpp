@@ -55,13 +55,20 @@ const PersistentState& Replica::persistent_state() const { return core_->persist
 
 namespace detail {
 
+// PersistentState::primary_sync_boot: an agent restart within the boot in which this copy was in
+// sync with its primary; a power loss or kernel crash since would have changed the boot.
+bool claims_primary_sync(const ReplicaConfig& config, const PersistentState& loaded) {
+  return config.mode == Mode::Sync && config.boot != 0 && loaded.primary_sync_boot == config.boot &&
+         loaded.disk == DiskState::UpToDate;
+}
+
 ReplicaCore::ReplicaCore(const ReplicaConfig& config, const PersistentState& loaded,
                          DirtyBitmap bitmap, const std::vector<std::uint64_t>& activity_extents)
     : config_(config),
       state_(loaded),
       bitmap_(std::move(bitmap)),
       activity_(config.activity_log_extents),
-      survived_primary_(loaded.survived_primary) {
+      survived_primary_(loaded.survived_primary || claims_primary_sync(config, loaded)) {
   KEEL_ASSERT(config_.size_bytes > 0 && config_.size_bytes % kBlockBytes == 0);
   KEEL_ASSERT(bitmap_.blocks() == config_.size_bytes / kBlockBytes);
   KEEL_ASSERT(config_.resync_chunk_bytes >= kBlockBytes);

@@ -64,6 +64,10 @@ struct ReplicaConfig {
   std::uint32_t resync_in_flight_chunks = 8;    // resync pipeline depth
   std::size_t max_unacked_epoch_writes = 4096;  // then the primary inserts its own barrier
   std::uint64_t generation_seed = 1;            // seeds fresh generations (deterministic)
+  // This host's boot (a hash of the kernel's boot id; 0: unknown). Never the same after a power
+  // loss or a kernel crash, the same across restarts of the agent (PersistentState::
+  // primary_sync_boot).
+  std::uint64_t boot = 0;
 };
 
 struct DiskWrite {

@@ -273,6 +273,18 @@ void ReplicaCore::survivor_flush_done(std::uint64_t connection, int error) {
 void ReplicaCore::forget_survived_primary() {
   survived_primary_ = false;
   state_.survived_primary = false;  // the caller persists
+  state_.primary_sync_boot = 0;
+}
+
+bool ReplicaCore::record_primary_sync() {
+  const bool in_sync = config_.mode == Mode::Sync && config_.boot != 0 &&
+                       role_ == Role::Secondary && link_ == LinkState::Connected &&
+                       peer_role_ == Role::Primary && state_.disk == DiskState::UpToDate;
+  if (in_sync && state_.primary_sync_boot != config_.boot) {
+    state_.primary_sync_boot = config_.boot;
+    primary_sync_persist_id_ = persist();
+  }
+  return primary_sync_persist_id_ <= persisted_id_;
 }
 
 }  // namespace keel::volume::detail

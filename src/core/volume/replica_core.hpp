@@ -107,6 +107,10 @@ struct IoOwner {
   std::uint64_t key = 0;
 };
 
+// Whether a copy loaded with `loaded` held every write of the primary it was in sync with, by
+// PersistentState::primary_sync_boot (a restart within that boot).
+bool claims_primary_sync(const ReplicaConfig& config, const PersistentState& loaded);
+
 class ReplicaCore {
  public:
   ReplicaCore(const ReplicaConfig& config, const PersistentState& loaded, DirtyBitmap bitmap,
@@ -214,6 +218,9 @@ class ReplicaCore {
   void resync_flush_done(std::uint64_t connection, int error);
   void survivor_flush_done(std::uint64_t connection, int error);
   void forget_survived_primary();
+  // A secondary in sync with a primary records the boot (PersistentState::primary_sync_boot)
+  // before it applies that primary's writes; false until that record is durable.
+  bool record_primary_sync();
   void invalidate_chunks(std::uint64_t offset, std::uint64_t length);
   bool chunk_in_flight(std::uint64_t offset, std::uint64_t length) const;
 
@@ -277,13 +284,15 @@ class ReplicaCore {
   // ConnectSide::survived_primary: set when the link to a primary this copy was in sync with
   // breaks (sync mode), cleared once connected in sync again, when told outdated, when promoted.
   // Persisted (PersistentState::survived_primary) only once a flush made this copy durable: a
-  // restart after a power loss here would otherwise claim writes the cache took with it.
+  // restart after a power loss here would otherwise claim writes the cache took with it. Also
+  // set at load by claims_primary_sync() (a restart within the boot this copy was in sync in).
   bool survived_primary_ = false;
 
   // Secondary: the peer's operations.
   std::map<std::uint64_t, PeerOp> peer_ops_;
   std::uint64_t next_peer_op_ = 1;
-  std::uint64_t target_persist_id_ = 0;  // resync writes wait until Inconsistent is durable
+  std::uint64_t target_persist_id_ = 0;        // resync writes wait until Inconsistent is durable
+  std::uint64_t primary_sync_persist_id_ = 0;  // peer writes wait until primary_sync_boot is
 
   // Resync source and verify (shared rate limit).
   bool resync_running_ = false;

@@ -82,6 +82,8 @@ void ReplicaCore::issue_peer_ops() {
   // A resync target writes nothing until its Inconsistent state is durable: a crash must never
   // leave it claiming UpToDate over a half-changed copy.
   if (target_persist_id_ > persisted_id_) return;
+  // Nor does a secondary in sync with a primary before it has recorded so (with this boot).
+  if (!record_primary_sync()) return;
   for (auto it = peer_ops_.begin(); it != peer_ops_.end(); ++it) {
     PeerOp& op = it->second;
     if (is_barrier(op)) {

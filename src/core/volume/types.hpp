@@ -88,6 +88,12 @@ struct PersistentState {
   // This secondary was in sync with its primary when the link broke, and then flushed its copy:
   // it holds every write that primary acknowledged, durably (see ConnectSide::survived_primary).
   bool survived_primary = false;
+  // Sync mode: this secondary was connected and in sync with a primary during the boot with this
+  // id (ReplicaConfig::boot), and recorded so before it applied any of that primary's writes; 0:
+  // not. Within the same boot, even a restart of the agent that never saw the link go leaves its
+  // copy holding every write that primary acknowledged (the caches survived); after another boot
+  // it proves nothing.
+  std::uint64_t primary_sync_boot = 0;
 
   bool operator==(const PersistentState&) const = default;
 };
