@@ -14,6 +14,8 @@
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <map>
 #include <string>
 
@@ -105,6 +107,25 @@ std::size_t count_bits(const BitmapPage& page) {
   for (const std::byte b : page)
     bits += static_cast<std::size_t>(std::popcount(std::to_integer<unsigned>(b)));
   return bits;
+}
+
+// The fuzz target's seeds are slot bodies this version accepts (a format change must renew them).
+TEST(VolumeMetadataFormat, FuzzSeedsAreSlotsOfThisVersion) {
+  const std::filesystem::path corpus =
+      std::filesystem::path(KEEL_SOURCE_DIR) / "fuzz" / "corpus" / "volume_metadata";
+  std::size_t seeds = 0;
+  bool with_boot = false;
+  for (const auto& entry : std::filesystem::directory_iterator(corpus)) {
+    std::ifstream file(entry.path(), std::ios::binary);
+    const std::vector<std::uint8_t> body((std::istreambuf_iterator<char>(file)),
+                                         std::istreambuf_iterator<char>());
+    auto decoded = decode_slot(frame_slot(body));
+    ASSERT_TRUE(decoded.ok()) << entry.path() << ": " << decoded.error().message;
+    with_boot = with_boot || decoded.value().state.primary_sync_boot != 0;
+    ++seeds;
+  }
+  EXPECT_GE(seeds, 4u);
+  EXPECT_TRUE(with_boot) << "no seed carries primary_sync_boot";
 }
 
 TEST(VolumeMetadataFormat, Crc32cIsCastagnoli) {

@@ -70,16 +70,25 @@ MetadataLayout layout_for(const MetadataHeader& header) {
   return layout;
 }
 
+std::vector<std::uint8_t> frame_slot(std::span<const std::uint8_t> body) {
+  std::vector<std::uint8_t> out;
+  out.reserve(kPrefixBytes + body.size() + 4);
+  ByteWriter writer(out);
+  writer.bytes({reinterpret_cast<const std::uint8_t*>(kMetadataMagic), sizeof kMetadataMagic});
+  writer.u32(kMetadataVersion);
+  writer.u32(static_cast<std::uint32_t>(kPrefixBytes + body.size() + 4));
+  writer.bytes(body);
+  writer.u32(crc32c(std::span<const std::uint8_t>(out)));
+  return out;
+}
+
 std::vector<std::uint8_t> encode_slot(const MetadataSlot& slot) {
   const MetadataHeader& header = slot.header;
   KEEL_ASSERT(!header.volume_name.empty() && header.volume_name.size() <= kMaxVolumeNameBytes);
   KEEL_ASSERT(slot.activity_extents.size() <= kMaxActivityExtents);
-  std::vector<std::uint8_t> out;
-  out.reserve(kPrefixBytes + 128 + slot.activity_extents.size() * 8);
-  ByteWriter writer(out);
-  writer.bytes({reinterpret_cast<const std::uint8_t*>(kMetadataMagic), sizeof kMetadataMagic});
-  writer.u32(kMetadataVersion);
-  writer.u32(0);  // the length, filled in below
+  std::vector<std::uint8_t> body;
+  body.reserve(128 + slot.activity_extents.size() * 8);
+  ByteWriter writer(body);
   writer.u64(slot.sequence);
   writer.u16(static_cast<std::uint16_t>(header.volume_name.size()));
   writer.bytes({reinterpret_cast<const std::uint8_t*>(header.volume_name.data()),
@@ -101,10 +110,8 @@ std::vector<std::uint8_t> encode_slot(const MetadataSlot& slot) {
   if (slot.state.primary_sync_boot != 0) writer.u64(slot.state.primary_sync_boot);
   writer.u32(static_cast<std::uint32_t>(slot.activity_extents.size()));
   for (const std::uint64_t extent : slot.activity_extents) writer.u64(extent);
-  const std::uint32_t length = static_cast<std::uint32_t>(out.size() + 4);
-  for (int i = 0; i < 4; ++i) out[12 + i] = static_cast<std::uint8_t>(length >> (24 - 8 * i));
-  writer.u32(crc32c(std::span<const std::uint8_t>(out)));
-  KEEL_ASSERT(out.size() == length && length <= kMaxSlotEncodedBytes);
+  std::vector<std::uint8_t> out = frame_slot(body);
+  KEEL_ASSERT(out.size() <= kMaxSlotEncodedBytes);
   return out;
 }
 

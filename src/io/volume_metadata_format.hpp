@@ -89,6 +89,9 @@ struct MetadataSlot {
 };
 
 std::vector<std::uint8_t> encode_slot(const MetadataSlot& slot);
+// A slot's body (the fields from the sequence through the activity log) framed as a slot: magic,
+// version, length, body, checksum. encode_slot() is frame_slot() of the encoded fields.
+std::vector<std::uint8_t> frame_slot(std::span<const std::uint8_t> body);
 // A slot's bytes (kSlotBytes of them) decoded, or why they are not a valid slot.
 Result<MetadataSlot> decode_slot(std::span<const std::uint8_t> bytes);
 // Whether the bytes start with the magic (a keel metadata file, maybe damaged).

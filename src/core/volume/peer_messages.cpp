@@ -41,7 +41,6 @@ namespace keel::volume {
 namespace {
 
 constexpr std::uint32_t kMagic = 0x4b564f4c;  // "KVOL"
-constexpr std::size_t kGenerationsBytes = 8 + 8 + 8 * kHistoryGenerations;
 constexpr std::size_t kDataWriteFixedBytes = 8 + 8 + 8 + 8 + 1;
 constexpr std::size_t kResyncDataFixedBytes = 8;
 constexpr std::size_t kBitmapWordBytes = 16;
