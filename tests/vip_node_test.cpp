@@ -288,20 +288,18 @@ TEST(VipNode, AdoptedPoolIsHealthyUntilACheckSaysOtherwise) {
   EXPECT_FALSE(VipNode(3, config(4, {1, 2})).healthy(0));
 }
 
-// ... but takes nothing more on that word: a second address waits for a check to confirm it.
-TEST(VipNode, AdoptedPoolAcquiresNothingBeforeItsFirstCheck) {
+// ... and acts on it as the agent before it would have: it takes its share of the pool.
+TEST(VipNode, AdoptedPoolTakesItsShareBeforeItsFirstCheck) {
   Cluster c(config(4, {1, 2}), {2});
   c.add(1, {0}, /*checked=*/false);
+  EXPECT_TRUE(c.node(1).presumed(0));
   c.view({1, 2});
   c.settle();
   EXPECT_EQ(c.holder(0), 1u);
-  EXPECT_EQ(c.counts()[1], 1u);
+  EXPECT_EQ(c.counts()[1], 2u);
   EXPECT_EQ(c.counts()[2], 2u);
   c.node(1).set_healthy(0, true, c.now());
-  c.collect(1);
-  c.settle();
-  EXPECT_EQ(c.holder(0), 1u);
-  EXPECT_EQ(c.counts()[1], 2u);
+  EXPECT_FALSE(c.node(1).presumed(0));
 }
 
 TEST(VipNode, TransitionalViewFreezesAndBadMessagesAreIgnored) {

@@ -1,9 +1,9 @@
 // The vip layer's guarantees, checked on a VipCluster (docs/vip.md, "Guarantees"):
 //
-//   Safety, on every acquire (VipCluster::on_acquire): the host is eligible (allowed, healthy,
-//   not drained), and no other host that is in the same regular view holds the address, unless
-//   it is the drained host handing it over. On every health loss: the host holds nothing of the
-//   pool afterwards.
+//   Safety, on every acquire (VipCluster::on_acquire): the host is eligible (allowed, healthy or,
+//   before a restarted agent's first check, presumed so by its adopted addresses; not drained), and
+//   no other host that is in the same regular view holds the address, unless it is the drained host
+//   handing it over. On every health loss: the host holds nothing of the pool afterwards.
 //   Convergence (check_converged, once a component is settled): each address is held by exactly
 //   one eligible host of the component when the component has one (else by nobody, or by one
 //   drained host that keeps it); each eligible host holds floor(A*w/W) or ceil(A*w/W) of its

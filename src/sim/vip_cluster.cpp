@@ -248,13 +248,21 @@ bool VipCluster::eligible(NodeId host, std::uint32_t pool) const {
   return h.up && h.healthy[pool] && !h.drained && options_.config.pools[pool].allows(host);
 }
 
+bool VipCluster::may_acquire(NodeId host, std::uint32_t pool) const {
+  const Host& h = hosts_.at(host);
+  // Before its first check, a restarted agent goes by its adopted addresses' word (vip_node.hpp).
+  const bool presumed = h.node != nullptr && h.node->presumed(pool);
+  return h.up && (h.healthy[pool] || presumed) && !h.drained &&
+         options_.config.pools[pool].allows(host);
+}
+
 void VipCluster::on_acquire(NodeId id, const vip::Acquire& acquire) {
   const std::uint32_t a = acquire.address;
   ++acquires_;
   events_.push_back({now_, id, a, true});
   note(id, "acquire " + acquire.text + " (pool " + options_.config.pools[acquire.pool].name + ")");
   const std::string who = "host " + std::to_string(id);
-  if (!eligible(id, acquire.pool)) {
+  if (!may_acquire(id, acquire.pool)) {
     return fail(who + " acquired " + acquire.text + " while not eligible for pool " +
                 options_.config.pools[acquire.pool].name + " (healthy, not drained, allowed)");
   }

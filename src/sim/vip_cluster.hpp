@@ -92,6 +92,8 @@ class VipCluster {
   bool healthy(NodeId host, std::uint32_t pool) const { return hosts_.at(host).healthy.at(pool); }
   bool drained(NodeId host) const { return hosts_.at(host).drained; }
   bool eligible(NodeId host, std::uint32_t pool) const;
+  // eligible(), or healthy by presumption (a restarted agent before its first health check).
+  bool may_acquire(NodeId host, std::uint32_t pool) const;
   const vip::VipNode* node(NodeId host) const { return hosts_.at(host).node.get(); }
   const ring::Ring* ring(NodeId host) const { return hosts_.at(host).ring.get(); }
   // The hosts holding each address now (by global address number).

@@ -22,7 +22,6 @@ VipNode::VipNode(NodeId self, VipConfig config, std::vector<std::uint32_t> adopt
     // The agent before this one held the address, so its pool was healthy when it last knew;
     // that stands until this agent's own checks say otherwise. Without it a restart would give
     // up every address in the view it rejoins with, before its first check could come back.
-    // Only to keep what it has, though: nothing more is taken on that word (can_acquire).
     healthy_[index_.pool_of[address]] = true;
     presumed_[index_.pool_of[address]] = true;
   }
@@ -316,7 +315,7 @@ bool VipNode::can_acquire(std::uint32_t address, bool ignore_settle) const {
   const Slot& slot = slots_[address];
   if (slot.owner != self_ || slot.release_asked != 0 || held_.count(address) != 0) return false;
   const std::uint32_t pool = index_.pool_of[address];
-  if (!healthy_[pool] || presumed_[pool] || drained_) return false;
+  if (!healthy_[pool] || drained_) return false;
   if (!ignore_settle && now_ < settle_at_) return false;
   if (own_states_seen_ < acquire_blocked_until_) return false;
   for (const auto& [node, record] : records_) {

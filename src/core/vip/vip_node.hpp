@@ -88,8 +88,7 @@ class VipNode {
   // `config` must pass validate_vip_config(). `adopted`: addresses (global numbers) this host
   // already holds at start (found on its interfaces); they are kept, not flapped, when placement
   // agrees. A pool with an adopted address starts healthy (as its last holder knew it), every
-  // other pool unhealthy, until set_healthy() says otherwise; until then the node keeps the
-  // adopted addresses but acquires none of that pool.
+  // other pool unhealthy, until set_healthy() says otherwise.
   VipNode(NodeId self, VipConfig config, std::vector<std::uint32_t> adopted = {});
 
   void on_view(const ring::View& view, TimeUs now);
@@ -111,6 +110,8 @@ class VipNode {
   std::optional<std::uint32_t> address_number(const std::string& text) const;
   const std::set<std::uint32_t>& held() const { return held_; }
   bool healthy(std::uint32_t pool) const { return healthy_.at(pool); }
+  // healthy(pool) is still the adopted addresses' word: no set_healthy() for it yet.
+  bool presumed(std::uint32_t pool) const { return presumed_.at(pool); }
   bool drained() const { return drained_; }
   const std::optional<RingId>& view() const { return view_; }
   // The States of every member of the current regular view are in and nothing is frozen.
