@@ -190,7 +190,9 @@ void VipService::start() {
     }
     auto check = io::HealthCheck::create(
         io_, *pool.config->health, [this, number](const io::HealthStatus& status) {
-          set_health(number, status.state == io::HealthState::kHealthy, status.last_error);
+          // last_error outlives the failure it names: a pool that turns healthy says nothing.
+          const bool healthy = status.state == io::HealthState::kHealthy;
+          set_health(number, healthy, healthy ? std::string() : status.last_error);
         });
     if (!check) {
       spdlog::error("vip pool {}: health check: {}", pool.config->name, check.error().message);
