@@ -13,8 +13,9 @@ banner "setup"
 export KEEL_DEBUG_INFO=lines
 
 banner "build asan"
-# The unit tests only: the e2e suites, the CLI and the benchmarks run from the release build.
-./scripts/build.sh asan keel_tests
+# What the unit tests run: their binary and the agent (AgentProcess starts it); the e2e suites
+# and the benchmarks run from the release build.
+./scripts/build.sh asan keel_tests keel
 banner "unit tests (asan)"
 ctest --test-dir build-asan -L unit --output-on-failure --no-label-summary -j2
 
