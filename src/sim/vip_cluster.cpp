@@ -244,16 +244,19 @@ void VipCluster::rearm_timer(NodeId id) {
 // ---- the world's address table, checked on every change ----
 
 bool VipCluster::eligible(NodeId host, std::uint32_t pool) const {
-  const Host& h = hosts_.at(host);
-  return h.up && h.healthy[pool] && !h.drained && options_.config.pools[pool].allows(host);
+  return eligible_if(host, pool, hosts_.at(host).healthy[pool]);
 }
 
 bool VipCluster::may_acquire(NodeId host, std::uint32_t pool) const {
   const Host& h = hosts_.at(host);
   // Before its first check, a restarted agent goes by its adopted addresses' word (vip_node.hpp).
   const bool presumed = h.node != nullptr && h.node->presumed(pool);
-  return h.up && (h.healthy[pool] || presumed) && !h.drained &&
-         options_.config.pools[pool].allows(host);
+  return eligible_if(host, pool, h.healthy[pool] || presumed);
+}
+
+bool VipCluster::eligible_if(NodeId host, std::uint32_t pool, bool healthy) const {
+  const Host& h = hosts_.at(host);
+  return h.up && healthy && !h.drained && options_.config.pools[pool].allows(host);
 }
 
 void VipCluster::on_acquire(NodeId id, const vip::Acquire& acquire) {

@@ -137,6 +137,8 @@ class VipCluster {
     std::uint32_t ticks_at_instant = 0;
   };
 
+  // eligible() with `healthy` standing for the host's health in the pool.
+  bool eligible_if(NodeId host, std::uint32_t pool, bool healthy) const;
   void push(TimeUs at, EventBody body);
   bool step_before(TimeUs limit);
   void start_host(NodeId id);

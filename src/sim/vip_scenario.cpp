@@ -159,11 +159,9 @@ void schedule(VipCluster& cluster, const VipPlan& plan, const VipFault& fault) {
       cluster.at(fault.at, describe(fault), [c, host, peer = fault.peer] { c->cut(host, peer); });
       return;  // ends at the heal
     case VipFaultKind::crash:
-      if (agent_only(fault)) {
-        cluster.at(fault.at, describe(fault), [c, host] { c->crash_agent(host); });
-      } else {
-        cluster.at(fault.at, describe(fault), [c, host] { c->crash(host); });
-      }
+      cluster.at(fault.at, describe(fault), [c, host, agent = agent_only(fault)] {
+        agent ? c->crash_agent(host) : c->crash(host);
+      });
       cluster.at(end, "restart host " + std::to_string(host), [c, host] { c->restart(host); });
       return;
     case VipFaultKind::unhealthy:

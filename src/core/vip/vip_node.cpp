@@ -314,8 +314,7 @@ bool VipNode::should_release(std::uint32_t address) const {
 bool VipNode::can_acquire(std::uint32_t address, bool ignore_settle) const {
   const Slot& slot = slots_[address];
   if (slot.owner != self_ || slot.release_asked != 0 || held_.count(address) != 0) return false;
-  const std::uint32_t pool = index_.pool_of[address];
-  if (!healthy_[pool] || drained_) return false;
+  if (!healthy_[index_.pool_of[address]] || drained_) return false;
   if (!ignore_settle && now_ < settle_at_) return false;
   if (own_states_seen_ < acquire_blocked_until_) return false;
   for (const auto& [node, record] : records_) {
