@@ -111,7 +111,7 @@ class FrameClient {
   std::vector<json> json_events_;
 };
 
-const json kOk = json{{"ok", true}};
+const json kOkReply = json{{"ok", true}};
 
 // A binary listener on node 2 and a JSON listener on node 1 of `group`, both in the group.
 struct BothListeners {
@@ -119,7 +119,7 @@ struct BothListeners {
       : binary(cluster.socket_path(2)), text(cluster.socket_path(1), group), group_(group) {}
   bool ready() {
     const json listen{{"op", "listen"}, {"group", group_}, {"format", "binary"}};
-    EXPECT_EQ(binary.request(listen), kOk);
+    EXPECT_EQ(binary.request(listen), kOkReply);
     return text.read_until(10s, group_has(group_, {1, 2}));
   }
   FrameClient binary;
@@ -145,7 +145,7 @@ TEST(AgentFrames, FramesReachBinaryAndJsonListenersInOneOrder) {
   Listener& text = both.text;
 
   FrameClient sender(cluster.socket_path(1));
-  EXPECT_EQ(sender.request(json{{"op", "send_stream"}, {"group", "bulk"}}), kOk);
+  EXPECT_EQ(sender.request(json{{"op", "send_stream"}, {"group", "bulk"}}), kOkReply);
   constexpr int kMessages = 300;
   std::string frames;
   for (int i = 0; i < kMessages; ++i) frames += message_frame("m" + std::to_string(i), i % 7 == 0);
@@ -186,7 +186,7 @@ TEST(AgentFrames, ABadFrameEndsTheSendStreamWithAnErrorFrame) {
   auto agents = start_ring(cluster);
   {
     FrameClient sender(cluster.socket_path(1));
-    EXPECT_EQ(sender.request(json{{"op", "send_stream"}, {"group", "g"}}), kOk);
+    EXPECT_EQ(sender.request(json{{"op", "send_stream"}, {"group", "g"}}), kOkReply);
     std::string bad;
     append_frame(bad, FrameType::json_event, std::string_view("{}"));
     sender.write(bad);
@@ -201,7 +201,7 @@ TEST(AgentFrames, ABadFrameEndsTheSendStreamWithAnErrorFrame) {
   }
   {
     FrameClient sender(cluster.socket_path(1));
-    EXPECT_EQ(sender.request(json{{"op", "send_stream"}, {"group", "g"}}), kOk);
+    EXPECT_EQ(sender.request(json{{"op", "send_stream"}, {"group", "g"}}), kOkReply);
     sender.write(std::string("\x01\x00\x00\x02", 4));  // longer than any message
     const auto last = sender.frame();
     ASSERT_TRUE(last.has_value());
@@ -226,7 +226,7 @@ TEST(AgentFrames, ABulkSenderIsHeldBackNotRefused) {
   const std::size_t count = ring::RingTunables{}.max_send_queue_messages * 3;
   std::thread writer([&] {
     FrameClient sender(cluster.socket_path(1));
-    EXPECT_EQ(sender.request(json{{"op", "send_stream"}, {"group", "flood"}}), kOk);
+    EXPECT_EQ(sender.request(json{{"op", "send_stream"}, {"group", "flood"}}), kOkReply);
     std::string frames;
     for (std::size_t i = 0; i < count; ++i) frames += message_frame(std::to_string(i), false);
     sender.write(frames);

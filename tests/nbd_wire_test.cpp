@@ -9,10 +9,10 @@
 namespace keel::nbd {
 namespace {
 
-constexpr std::uint64_t kSize = 1ull << 30;
+constexpr std::uint64_t kExportSize = 1ull << 30;
 
-const Session kWritable{kSize, true, true, 0};
-const Session kReadOnly{kSize, false, false, 0};
+const Session kWritable{kExportSize, true, true, 0};
+const Session kReadOnly{kExportSize, false, false, 0};
 
 Request request(Command command, std::uint64_t offset, std::uint32_t length,
                 std::uint16_t flags = 0) {
@@ -34,8 +34,9 @@ TEST(NbdWire, RequestRoundTripsAndBadMagicIsRefused) {
 
 TEST(NbdWire, ValidRequestsExecute) {
   EXPECT_EQ(check_request(request(Command::read, 0, 4096), kWritable).action, Action::execute);
-  EXPECT_EQ(check_request(request(Command::read, kSize - 1, 1), kWritable).action, Action::execute);
-  const Verdict write = check_request(request(Command::write, kSize - 512, 512), kWritable);
+  EXPECT_EQ(check_request(request(Command::read, kExportSize - 1, 1), kWritable).action,
+            Action::execute);
+  const Verdict write = check_request(request(Command::write, kExportSize - 512, 512), kWritable);
   EXPECT_EQ(write.action, Action::execute);
   EXPECT_TRUE(write.payload_follows);
   EXPECT_EQ(check_request(request(Command::flush, 0, 0), kWritable).action, Action::execute);
@@ -65,20 +66,21 @@ TEST(NbdWire, OversizedWriteClosesButOversizedReadIsAnError) {
 }
 
 TEST(NbdWire, RangesPastTheEndAreErrorsNotCloses) {
-  const Verdict read = check_request(request(Command::read, kSize, 1), kWritable);
+  const Verdict read = check_request(request(Command::read, kExportSize, 1), kWritable);
   EXPECT_EQ(read.action, Action::reply_error);
   EXPECT_EQ(read.error, kEinval);
   const Verdict overflow = check_request(
       request(Command::read, std::numeric_limits<std::uint64_t>::max(), 2), kWritable);
   EXPECT_EQ(overflow.error, kEinval);
-  const Verdict trim = check_request(request(Command::trim, kSize - 1, 2), kWritable);
+  const Verdict trim = check_request(request(Command::trim, kExportSize - 1, 2), kWritable);
   EXPECT_EQ(trim.error, kEinval);
   // Writes past the end are ENOSPC, as the protocol asks, and their payload is still read.
-  const Verdict write = check_request(request(Command::write, kSize - 1, 2), kWritable);
+  const Verdict write = check_request(request(Command::write, kExportSize - 1, 2), kWritable);
   EXPECT_EQ(write.action, Action::reply_error);
   EXPECT_EQ(write.error, kEnospc);
   EXPECT_TRUE(write.payload_follows);
-  EXPECT_EQ(check_request(request(Command::write_zeroes, kSize, 1), kWritable).error, kEnospc);
+  EXPECT_EQ(check_request(request(Command::write_zeroes, kExportSize, 1), kWritable).error,
+            kEnospc);
   EXPECT_EQ(check_request(request(Command::read, 0, 0), kWritable).error, kEinval);
 }
 
@@ -127,7 +129,7 @@ TEST(NbdWire, ReaderSplitsAFragmentedStream) {
   append(request(Command::write, 0, 5));
   stream.insert(stream.end(), {1, 2, 3, 4, 5});
   append(request(Command::read, 0, 4096));
-  append(request(Command::write, kSize, 3));  // ENOSPC, its payload still on the stream
+  append(request(Command::write, kExportSize, 3));  // ENOSPC, its payload still on the stream
   stream.insert(stream.end(), {7, 8, 9});
   append(request(Command::disconnect, 0, 0));
   stream.insert(stream.end(), {0xde, 0xad});  // after DISC: not the reader's

@@ -36,7 +36,7 @@ std::string with_vip(const std::string& vip) {
          vip;
 }
 
-std::string error_of(const std::string& vip) {
+std::string vip_error_of(const std::string& vip) {
   auto parsed = parse_config(with_vip(vip), "keel.toml");
   return parsed.ok() ? "(parsed without error)" : parsed.error().message;
 }
@@ -117,65 +117,67 @@ TEST(VipConfig, AddressesAreCanonical) {
 }
 
 TEST(VipConfig, OverlappingPoolsAreRefused) {
-  EXPECT_EQ(error_of(std::string(kWebPool) + "[[vip.pool]]\n"                       // 22
-                                             "name = \"api\"\n"                     // 23
-                                             "addresses = [\"198.18.0.100/25\"]\n"  // 24
-                                             "interface = \"eth0\"\n"),             // 25
+  EXPECT_EQ(vip_error_of(std::string(kWebPool) + "[[vip.pool]]\n"                       // 22
+                                                 "name = \"api\"\n"                     // 23
+                                                 "addresses = [\"198.18.0.100/25\"]\n"  // 24
+                                                 "interface = \"eth0\"\n"),             // 25
             "keel.toml:22: [[vip.pool]] \"api\": address 198.18.0.100/25 is also in [[vip.pool]] "
             "\"web\" (line 18); pools must not overlap");
 }
 
 TEST(VipConfig, DuplicatePoolNamesAreRefused) {
-  EXPECT_THAT(error_of(std::string(kWebPool) +
-                       "[[vip.pool]]\nname = \"web\"\naddresses = [\"198.18.0.101/24\"]\n"
-                       "interface = \"eth0\"\n"),
+  EXPECT_THAT(vip_error_of(std::string(kWebPool) +
+                           "[[vip.pool]]\nname = \"web\"\naddresses = [\"198.18.0.101/24\"]\n"
+                           "interface = \"eth0\"\n"),
               HasSubstr("keel.toml:22: [[vip.pool]] \"web\": another pool has this name"));
 }
 
 TEST(VipConfig, UnknownNodeGetsASuggestion) {
-  EXPECT_THAT(error_of(std::string(kWebPool) + "nodes = [\"fe1\", \"fe22\"]\n"),
+  EXPECT_THAT(vip_error_of(std::string(kWebPool) + "nodes = [\"fe1\", \"fe22\"]\n"),
               HasSubstr("keel.toml:22: [[vip.pool]] \"web\": no node is named \"fe22\" (did you "
                         "mean fe2?)"));
 }
 
 TEST(VipConfig, BadAddressIsNamed) {
-  EXPECT_THAT(error_of("[[vip.pool]]\nname = \"web\"\naddresses = [\"198.18.0.100\"]\n"
-                       "interface = \"eth0\"\n"),
+  EXPECT_THAT(vip_error_of("[[vip.pool]]\nname = \"web\"\naddresses = [\"198.18.0.100\"]\n"
+                           "interface = \"eth0\"\n"),
               HasSubstr("keel.toml:20: [[vip.pool]] \"web\": \"198.18.0.100\" is not an IPv4 or "
                         "IPv6 address with a prefix length"));
 }
 
 TEST(VipConfig, NodeAddressCannotFloat) {
-  EXPECT_THAT(error_of("[[vip.pool]]\nname = \"web\"\naddresses = [\"198.18.0.2/24\"]\n"
-                       "interface = \"eth0\"\n"),
+  EXPECT_THAT(vip_error_of("[[vip.pool]]\nname = \"web\"\naddresses = [\"198.18.0.2/24\"]\n"
+                           "interface = \"eth0\"\n"),
               HasSubstr("keel.toml:18: [[vip.pool]] \"web\": address 198.18.0.2/24 is node "
                         "\"fe2\"'s own address"));
 }
 
 TEST(VipConfig, PreferenceMustNameAPoolNodeAndAddress) {
-  EXPECT_THAT(error_of(std::string(kWebPool) + "nodes = [\"fe1\"]\n[vip.pool.prefer]\n"
-                                               "\"198.18.0.100/24\" = \"fe2\"\n"),
+  EXPECT_THAT(vip_error_of(std::string(kWebPool) + "nodes = [\"fe1\"]\n[vip.pool.prefer]\n"
+                                                   "\"198.18.0.100/24\" = \"fe2\"\n"),
               HasSubstr("keel.toml:24: [[vip.pool]] \"web\" prefer: node \"fe2\" is not one of "
                         "the pool's nodes"));
-  EXPECT_THAT(error_of(std::string(kWebPool) + "[vip.pool.prefer]\n\"198.18.0.7/24\" = \"fe2\"\n"),
-              HasSubstr("keel.toml:23: [[vip.pool]] \"web\" prefer: \"198.18.0.7/24\" is not one "
-                        "of the pool's addresses"));
+  EXPECT_THAT(
+      vip_error_of(std::string(kWebPool) + "[vip.pool.prefer]\n\"198.18.0.7/24\" = \"fe2\"\n"),
+      HasSubstr("keel.toml:23: [[vip.pool]] \"web\" prefer: \"198.18.0.7/24\" is not one "
+                "of the pool's addresses"));
 }
 
 TEST(VipConfig, HealthCheckProblemsAreNamed) {
-  EXPECT_THAT(error_of(std::string(kWebPool) + "[vip.pool.health]\nkind = \"ping\"\n"),
+  EXPECT_THAT(vip_error_of(std::string(kWebPool) + "[vip.pool.health]\nkind = \"ping\"\n"),
               HasSubstr("keel.toml:23: [[vip.pool]] \"web\" health: kind \"ping\" is not one of "
                         "http, tcp, exec"));
-  EXPECT_THAT(error_of(std::string(kWebPool) + "[vip.pool.health]\nkind = \"exec\"\n"
-                                               "command = \"test -e '/run/ready\"\n"),
+  EXPECT_THAT(vip_error_of(std::string(kWebPool) + "[vip.pool.health]\nkind = \"exec\"\n"
+                                                   "command = \"test -e '/run/ready\"\n"),
               HasSubstr("keel.toml:24: [[vip.pool]] \"web\" health: command:"));
-  EXPECT_THAT(error_of(std::string(kWebPool) + "[vip.pool.health]\nkind = \"tcp\"\nprot = 80\n"),
-              HasSubstr("keel.toml:24: unknown key 'prot' in [vip.pool.health] (did you mean "
-                        "port?)"));
+  EXPECT_THAT(
+      vip_error_of(std::string(kWebPool) + "[vip.pool.health]\nkind = \"tcp\"\nprot = 80\n"),
+      HasSubstr("keel.toml:24: unknown key 'prot' in [vip.pool.health] (did you mean "
+                "port?)"));
 }
 
 TEST(VipConfig, MissingInterfaceIsReported) {
-  EXPECT_EQ(error_of("[[vip.pool]]\nname = \"web\"\naddresses = [\"198.18.0.100/24\"]\n"),
+  EXPECT_EQ(vip_error_of("[[vip.pool]]\nname = \"web\"\naddresses = [\"198.18.0.100/24\"]\n"),
             "keel.toml:18: [[vip.pool]] \"web\" has no interface; add interface = \"eth0\"");
 }
 
@@ -183,13 +185,13 @@ TEST(VipConfig, HandoverPeriodHasADefaultAndARange) {
   auto parsed = parse_config(with_vip(kWebPool), "keel.toml");
   ASSERT_TRUE(parsed.ok()) << parsed.error().message;
   EXPECT_EQ(parsed.value().vip.handover_ms, 1000u);
-  const std::string error = error_of(std::string("[vip]\nhandover_ms = 700000\n") + kWebPool);
+  const std::string error = vip_error_of(std::string("[vip]\nhandover_ms = 700000\n") + kWebPool);
   EXPECT_NE(error.find("handover_ms"), std::string::npos) << error;
   EXPECT_NE(error.find("keel.toml:"), std::string::npos) << error;
 }
 
 TEST(VipConfig, MisspeltPoolKeyGetsASuggestion) {
-  EXPECT_EQ(error_of(std::string(kWebPool) + "adresses = []\n"),
+  EXPECT_EQ(vip_error_of(std::string(kWebPool) + "adresses = []\n"),
             "keel.toml:22: unknown key 'adresses' in [[vip.pool]] (did you mean addresses?)");
 }
 

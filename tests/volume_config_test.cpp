@@ -36,7 +36,7 @@ std::string with_volumes(const std::string& volumes) {
          volumes;
 }
 
-std::string error_of(const std::string& volumes) {
+std::string volume_error_of(const std::string& volumes) {
   auto parsed = parse_config(with_volumes(volumes), "keel.toml");
   return parsed.ok() ? "(parsed without error)" : parsed.error().message;
 }
@@ -262,14 +262,14 @@ const BadVolume kBadVolumes[] = {
 class BadVolumeTest : public ::testing::TestWithParam<BadVolume> {};
 
 TEST_P(BadVolumeTest, IsReportedWithItsLine) {
-  EXPECT_THAT(error_of(GetParam().text), HasSubstr(GetParam().message));
+  EXPECT_THAT(volume_error_of(GetParam().text), HasSubstr(GetParam().message));
 }
 
 INSTANTIATE_TEST_SUITE_P(VolumeConfig, BadVolumeTest, ::testing::ValuesIn(kBadVolumes),
                          [](const auto& test) { return std::string(test.param.name); });
 
 TEST(VolumeConfig, UnknownKeyOutsideVolumeIsPlaced) {
-  EXPECT_THAT(error_of("[[volumes]]\nname = \"data\"\n"),
+  EXPECT_THAT(volume_error_of("[[volumes]]\nname = \"data\"\n"),
               HasSubstr("keel.toml:18: unknown section [[volumes]] (did you mean [[volume]]?)"));
 }
 

@@ -18,7 +18,6 @@ constexpr Milliseconds kResyncTimeout{30 * 60 * 1000};
 constexpr Milliseconds kPoll{50};
 constexpr std::uint64_t kBytesPerBitmapPage = volume::kBitsPerPage * volume::kBlockBytes;
 
-double round1(double value) { return std::round(value * 10) / 10; }
 double ms_since(Clock::time_point start) { return seconds_since(start) * 1000; }
 
 std::uint64_t json_u64(const json& object, const char* key) {

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <fstream>
 #include <iostream>
 #include <sstream>
@@ -108,5 +109,7 @@ double seconds_since(Clock::time_point start) {
 double mb_per_s(std::uint64_t bytes, double seconds) {
   return seconds > 0 ? static_cast<double>(bytes) / 1e6 / seconds : 0;
 }
+
+double round1(double value) { return std::round(value * 10) / 10; }
 
 }  // namespace keel::bench

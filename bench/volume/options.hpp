@@ -51,5 +51,6 @@ double cpu_seconds(int pid);
 
 double seconds_since(Clock::time_point start);
 double mb_per_s(std::uint64_t bytes, double seconds);  // 10^6 bytes per second
+double round1(double value);                           // to one decimal, for the report
 
 }  // namespace keel::bench

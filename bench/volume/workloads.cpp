@@ -21,8 +21,6 @@ using nlohmann::json;
 
 constexpr Milliseconds kCopyTimeout{30 * 60 * 1000};
 
-double round1(double value) { return std::round(value * 10) / 10; }
-
 json base_row(const Target& target, const std::string& test) {
   return json{{"target", target.name()}, {"test", test}};
 }

@@ -12,9 +12,12 @@
 #include "agent/control_protocol.hpp"
 #include "core/common/assert.hpp"
 #include "core/ring/group_wire.hpp"
+#include "io/errno_text.hpp"
 #include "io/unix_socket_path.hpp"
 
 namespace keel::agent {
+
+using io::errno_text;
 
 using nlohmann::json;
 
@@ -22,8 +25,6 @@ namespace {
 
 constexpr mode_t kSocketDirectoryMode = 0755;
 constexpr mode_t kSocketMode = 0600;
-
-std::string errno_text() { return std::strerror(errno); }
 
 // mkdir -p for the directory holding `path`; directories it creates get mode 0755.
 Result<Ok> make_parent_directory(const std::string& path) {

@@ -13,6 +13,7 @@
 #include "agent/agent.hpp"
 #include "agent/logging.hpp"
 #include "cli/commands.hpp"
+#include "cli/hostname.hpp"
 #include "config/config.hpp"
 #include "io/heap_tuning.hpp"
 #include "io/sealed_packet.hpp"
@@ -29,12 +30,6 @@ struct AgentFlags {
 int fail(const std::string& message) {
   fmt::print(stderr, "keel agent: {}\n", message);
   return 1;
-}
-
-std::string hostname() {
-  char name[256] = {};
-  if (::gethostname(name, sizeof name - 1) != 0) return "";
-  return name;
 }
 
 // Everything the agent needs before it touches the network, or the reason it cannot start.

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "cli/commands.hpp"
+#include "cli/hostname.hpp"
 #include "config/config.hpp"
 #include "io/sealed_packet.hpp"
 
@@ -19,12 +20,6 @@ struct CheckFlags {
   std::string config_path = config::kDefaultConfigPath;
   std::string node;  // empty: [cluster] node, else the hostname
 };
-
-std::string hostname() {
-  std::array<char, 256> name{};
-  if (::gethostname(name.data(), name.size() - 1) != 0) return "";
-  return name.data();
-}
 
 void print_volumes(const config::ClusterConfig& config, const std::optional<NodeId>& self) {
   if (config.volumes.empty()) return;

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include "agent/volume_identity.hpp"
+#include "cli/hostname.hpp"
 #include "config/config.hpp"
 #include "io/block_file.hpp"
 #include "io/volume_metadata.hpp"
@@ -16,12 +17,6 @@ namespace {
 int fail(const std::string& message) {
   fmt::print(stderr, "keel volume create: {}\n", message);
   return 1;
-}
-
-std::string hostname() {
-  char name[256] = {};
-  if (::gethostname(name, sizeof name - 1) != 0) return "";
-  return name;
 }
 
 }  // namespace

@@ -14,6 +14,7 @@
 #include <cstring>
 
 #include "core/common/assert.hpp"
+#include "io/errno_text.hpp"
 
 namespace keel::io {
 
@@ -30,8 +31,6 @@ constexpr std::uint8_t kTargetLinkLayerOption = 2;
 constexpr std::uint8_t kNeighbourDiscoveryHopLimit = 255;  // receivers drop anything else
 
 const MacAddress kBroadcastMac{{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}};
-
-std::string errno_text(int error) { return std::strerror(error); }
 
 void put16(std::vector<std::uint8_t>& out, std::uint16_t value) {
   out.push_back(static_cast<std::uint8_t>(value >> 8));

@@ -18,14 +18,13 @@
 #include <optional>
 
 #include "core/common/assert.hpp"
+#include "io/errno_text.hpp"
 
 namespace keel::io {
 namespace {
 
 constexpr std::size_t kZeroChunkBytes = 1u << 20;  // the buffer the zero-writing fallback uses
 constexpr mode_t kCreateMode = 0600;
-
-std::string errno_text(int error) { return std::strerror(error); }
 
 // The zeroes written where the kernel cannot zero a range itself; shared, never written to.
 const std::vector<std::byte>& zero_chunk() {

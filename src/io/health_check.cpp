@@ -13,6 +13,7 @@
 
 #include "core/common/assert.hpp"
 #include "io/clock.hpp"
+#include "io/errno_text.hpp"
 
 extern char** environ;
 
@@ -22,8 +23,6 @@ namespace {
 
 constexpr std::size_t kMaxStatusLineBytes = 8192;
 constexpr std::size_t kMaxCommandWords = 256;
-
-std::string errno_text(int error) { return std::strerror(error); }
 
 std::string exit_text(int status) {
   if (WIFEXITED(status)) return "exited with status " + std::to_string(WEXITSTATUS(status));
@@ -46,6 +45,12 @@ std::optional<int> status_code(std::string_view line) {
   }
   return code;
 }
+
+}  // namespace
+
+// Members of HealthCheck::Runner, so not file-local: a class with linkage cannot hold one that
+// has none.
+namespace health_check_detail {
 
 // A spawned exec check: its pid, and a pidfd that becomes readable when it exits.
 struct ExecChild {
@@ -87,6 +92,13 @@ struct Conversation {
   std::string request;
   std::string response;
 };
+
+}  // namespace health_check_detail
+
+using health_check_detail::Conversation;
+using health_check_detail::ExecChild;
+
+namespace {
 
 // posix_spawn's attributes and file actions for a check: own process group, default signals,
 // standard streams on /dev/null, no other descriptors.

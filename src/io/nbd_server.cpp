@@ -10,14 +10,13 @@
 #include <cstring>
 
 #include "core/common/assert.hpp"
+#include "io/errno_text.hpp"
 #include "io/unix_socket_path.hpp"
 
 namespace keel::io {
 namespace {
 
 constexpr mode_t kSocketMode = 0600;
-
-std::string errno_text() { return std::strerror(errno); }
 
 std::string describe(const asio::ip::tcp::endpoint& endpoint) {
   const auto address = endpoint.address();

@@ -14,6 +14,7 @@
 #include <functional>
 
 #include "core/common/assert.hpp"
+#include "io/errno_text.hpp"
 
 namespace keel::io {
 
@@ -27,8 +28,6 @@ struct RequestBuffer {
   alignas(nlmsghdr) std::array<char, 512> bytes{};
   char* data() { return bytes.data(); }
 };
-
-std::string errno_text(int error) { return std::strerror(error); }
 
 std::uint8_t family_of(const asio::ip::address& address) {
   return address.is_v4() ? AF_INET : AF_INET6;

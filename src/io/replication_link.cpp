@@ -17,11 +17,11 @@ namespace {
 
 constexpr std::array<char, 8> kGreetingMagic{'K', 'E', 'E', 'L', 'R', 'E', 'P', 'L'};
 constexpr std::uint32_t kLinkVersion = 1;
-constexpr std::size_t kNonceBytes = 32;
-constexpr std::size_t kGreetingBytes = kGreetingMagic.size() + 4 + 4 + kNonceBytes;
+constexpr std::size_t kGreetingNonceBytes = 32;
+constexpr std::size_t kGreetingBytes = kGreetingMagic.size() + 4 + 4 + kGreetingNonceBytes;
 constexpr std::size_t kProofBytes = crypto_auth_hmacsha256_BYTES;
 constexpr std::size_t kMaxGatheredFrames = 64;
-constexpr std::size_t kReceiveBufferBytes = 128 * 1024;
+constexpr std::size_t kLinkReceiveBytes = 128 * 1024;
 constexpr const char* kProofLabel = "keel replication link v1";
 
 void put_u32(std::uint8_t* out, std::uint32_t value) {
@@ -37,7 +37,7 @@ std::uint32_t get_u32(const std::uint8_t* in) {
   return value;
 }
 
-using Nonce = std::array<std::uint8_t, kNonceBytes>;
+using Nonce = std::array<std::uint8_t, kGreetingNonceBytes>;
 using Proof = std::array<std::uint8_t, kProofBytes>;
 
 // HMAC over the label, the volume, the verifier's nonce, the prover's nonce and the prover's id:
@@ -93,7 +93,7 @@ class ReplicationLink::Connection : public std::enable_shared_from_this<Connecti
     std::memcpy(out, kGreetingMagic.data(), kGreetingMagic.size());
     put_u32(out + 8, kLinkVersion);
     put_u32(out + 12, link_.options_.self);
-    std::memcpy(out + 16, own_nonce_.data(), kNonceBytes);
+    std::memcpy(out + 16, own_nonce_.data(), kGreetingNonceBytes);
     asio::async_write(socket_, asio::buffer(greeting_out_),
                       [self](const asio::error_code& error, std::size_t) {
                         if (error) self->fail("sending the greeting: " + error.message());
@@ -159,7 +159,7 @@ class ReplicationLink::Connection : public std::enable_shared_from_this<Connecti
       return fail("the peer says it is node " + std::to_string(get_u32(in + 12)) +
                   ", expected node " + std::to_string(link_.options_.peer));
     }
-    std::memcpy(peer_nonce_.data(), in + 16, kNonceBytes);
+    std::memcpy(peer_nonce_.data(), in + 16, kGreetingNonceBytes);
     proof_out_ = make_proof(link_.options_.key, link_.options_.volume, peer_nonce_, own_nonce_,
                             link_.options_.self);
     auto self = shared_from_this();
@@ -312,7 +312,7 @@ class ReplicationLink::Connection : public std::enable_shared_from_this<Connecti
   Proof proof_out_{};
   Proof proof_in_{};
   volume::Bytes head_;
-  StreamBuffer in_{kReceiveBufferBytes};
+  StreamBuffer in_{kLinkReceiveBytes};
   std::deque<Frame> queue_;
   bool writing_ = false;
   bool authenticated_ = false;

@@ -20,6 +20,8 @@
 #include <limits>
 #include <optional>
 
+#include "io/unique_fd.hpp"
+
 namespace keel::io {
 namespace {
 
@@ -220,27 +222,6 @@ Result<OpenedPacket> PacketOpener::open(std::span<const std::uint8_t> sealed) {
 
 namespace {
 
-// Closes a descriptor when it goes out of scope.
-class FileDescriptor {
- public:
-  explicit FileDescriptor(int fd) : fd_(fd) {}
-  FileDescriptor(const FileDescriptor&) = delete;
-  FileDescriptor& operator=(const FileDescriptor&) = delete;
-  ~FileDescriptor() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  int get() const { return fd_; }
-  // Closes now, reporting the error close() may return (for files just written).
-  int close() {
-    const int result = ::close(fd_);
-    fd_ = -1;
-    return result;
-  }
-
- private:
-  int fd_;
-};
-
 std::string mode_text(mode_t mode) { return fmt::format("{:04o}", mode & 07777); }
 
 Result<Ok> check_key_file_stat(const std::string& path, const struct stat& info) {
@@ -285,7 +266,7 @@ Result<Ok> write_all(int fd, const char* data, std::size_t size) {
 }
 
 // Writes, flushes and closes a new key file; the caller removes it on failure.
-Result<Ok> fill_key_file(FileDescriptor& fd) {
+Result<Ok> fill_key_file(UniqueFd& fd) {
   ClusterKey key{};
   randombytes_buf(key.data(), key.size());
   std::array<char, kKeyHexDigits + 1> hex{};
@@ -305,7 +286,7 @@ Result<Ok> fill_key_file(FileDescriptor& fd) {
 void sync_parent(const std::string& path) {
   const auto slash = path.rfind('/');
   const std::string parent = slash == std::string::npos ? "." : path.substr(0, slash + 1);
-  FileDescriptor dir(::open(parent.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  UniqueFd dir(::open(parent.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (dir.get() >= 0) ::fsync(dir.get());
 }
 
@@ -314,7 +295,7 @@ void sync_parent(const std::string& path) {
 Result<ClusterKey> read_key_file(const std::string& path) {
   ensure_sodium();
   // O_NONBLOCK: a FIFO put in the key's place must not hang the agent; it is refused below.
-  FileDescriptor fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK));
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK));
   if (fd.get() < 0) {
     if (errno == ENOENT) {
       return Error{
@@ -348,8 +329,7 @@ Result<ClusterKey> read_key_file(const std::string& path) {
 
 Result<Ok> write_new_key_file(const std::string& path) {
   ensure_sodium();
-  FileDescriptor fd(
-      ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600));
+  UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600));
   if (fd.get() < 0) {
     if (errno == EEXIST) {
       return Error{

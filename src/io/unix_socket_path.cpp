@@ -9,11 +9,11 @@
 #include <cerrno>
 #include <cstring>
 
+#include "io/errno_text.hpp"
+
 namespace keel::io {
 
-namespace {
-std::string errno_text() { return std::strerror(errno); }
-}  // namespace
+namespace {}  // namespace
 
 Result<bool> someone_listens(const std::string& path) {
   sockaddr_un address{};

@@ -10,7 +10,7 @@ namespace keel::lab {
 namespace {
 
 // TOML basic string: the lab's paths and names hold no quotes or backslashes, but escape anyway.
-std::string quoted(const std::string& text) {
+std::string toml_string(const std::string& text) {
   std::string out = "\"";
   for (char c : text) {
     if (c == '"' || c == '\\') out += '\\';
@@ -52,11 +52,11 @@ std::string host_config_toml(const LabState& state, int index, const HostConfigS
   std::string text = fmt::format(
       "# keel lab {}: host {} (written by `keel lab up`; docs/lab.md)\n"
       "[cluster]\nname = {}\nkey_file = {}\nnode = {}\n",
-      state.prefix, self.name, quoted("lab-" + state.prefix), quoted(key_path(state.dir)),
-      quoted(self.name));
+      state.prefix, self.name, toml_string("lab-" + state.prefix), toml_string(key_path(state.dir)),
+      toml_string(self.name));
   for (const auto& host : state.hosts) {
     text += fmt::format("\n[[node]]\nid = {}\nname = {}\naddress = {}\n", host.index,
-                        quoted(host.name), quoted(host.address));
+                        toml_string(host.name), toml_string(host.address));
   }
   text += fmt::format("\n[transport]\nport = {}\n", kRingPort);
   for (const auto& [key, value] : settings.transport) text += key + " = " + value + "\n";
@@ -64,8 +64,8 @@ std::string host_config_toml(const LabState& state, int index, const HostConfigS
     text += "\n[ring]\n";
     for (const auto& [key, value] : settings.ring) text += key + " = " + value + "\n";
   }
-  text += fmt::format("\n[agent]\ncontrol_socket = {}\nlog_level = {}\n", quoted(self.socket),
-                      quoted(settings.log_level));
+  text += fmt::format("\n[agent]\ncontrol_socket = {}\nlog_level = {}\n", toml_string(self.socket),
+                      toml_string(settings.log_level));
   if (!settings.extra.empty()) text += "\n" + expand_host_dir(settings.extra, self.dir);
   return text;
 }
@@ -86,7 +86,7 @@ Result<std::pair<std::string, std::string>> parse_transport_setting(const std::s
   auto& value = setting->second;
   const bool number =
       std::all_of(value.begin(), value.end(), [](char c) { return c >= '0' && c <= '9'; });
-  if (!number) value = quoted(value);
+  if (!number) value = toml_string(value);
   return *setting;
 }
 

@@ -20,7 +20,7 @@ namespace keel::lab {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-constexpr Milliseconds kStopGrace{3000};
+constexpr Milliseconds kTeardownGrace{3000};
 constexpr int kPrefixAttempts = 32;
 
 void report(const LabOptions& options, const std::string& line) {
@@ -224,13 +224,13 @@ Result<std::string> Lab::locate(const std::string& dir, const std::string& prefi
 Result<Ok> Lab::down(bool remove_dir) {
   std::vector<ProcessId> processes = state_.helpers;
   for (const auto& host : state_.hosts) processes.push_back(host.agent);
-  terminate_all(processes, kStopGrace);
+  terminate_all(processes, kTeardownGrace);
   for (auto& host : state_.hosts) {
     host.agent = ProcessId{};
     host.frozen = false;
   }
   state_.helpers.clear();
-  auto removed = remove_lab_network(state_.names(), kStopGrace);
+  auto removed = remove_lab_network(state_.names(), kTeardownGrace);
   state_.faults = NetworkFaults{};
   state_.phase = LabPhase::down;
   if (!removed) {

@@ -10,7 +10,7 @@ namespace keel::lab {
 
 namespace {
 
-constexpr Milliseconds kStopGrace{5000};
+constexpr Milliseconds kAgentStopGrace{5000};
 constexpr Milliseconds kKillWait{5000};
 constexpr Milliseconds kStartTimeout{10000};
 
@@ -71,7 +71,7 @@ Result<Ok> Lab::end_agent(int index, int signal) {
   if (!is_running(host.agent)) return not_running(host);
   send_signal(host.agent, signal);
   if (signal == SIGTERM && host.frozen) send_signal(host.agent, SIGCONT);
-  const bool gone = wait_gone(host.agent, signal == SIGKILL ? kKillWait : kStopGrace);
+  const bool gone = wait_gone(host.agent, signal == SIGKILL ? kKillWait : kAgentStopGrace);
   if (!gone) {
     if (signal == SIGKILL) return Error{"the agent of " + host.name + " survived SIGKILL"};
     terminate_all({host.agent}, Milliseconds{0});

@@ -17,33 +17,16 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "io/unique_fd.hpp"
+
 namespace keel::lab {
 namespace {
 
 using nlohmann::json;
 
-std::string errno_text(const char* what) { return std::string(what) + ": " + std::strerror(errno); }
+std::string failed(const char* what) { return std::string(what) + ": " + std::strerror(errno); }
 
-class Fd {
- public:
-  explicit Fd(int fd = -1) : fd_(fd) {}
-  Fd(Fd&& other) noexcept : fd_(other.fd_) { other.fd_ = -1; }
-  Fd& operator=(Fd&& other) noexcept {
-    reset();
-    fd_ = other.fd_;
-    other.fd_ = -1;
-    return *this;
-  }
-  ~Fd() { reset(); }
-  void reset() {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = -1;
-  }
-  int get() const { return fd_; }
-
- private:
-  int fd_;
-};
+using Fd = io::UniqueFd;
 
 // One probe in flight, as a small state machine driven by poll().
 struct Probe {
@@ -88,7 +71,7 @@ double realtime_ms() {
 
 Result<Ok> run_http_responder(const ServeOptions& options) {
   Fd listener(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  if (listener.get() < 0) return Error{errno_text("socket")};
+  if (listener.get() < 0) return Error{failed("socket")};
   const int on = 1;
   ::setsockopt(listener.get(), SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
   sockaddr_in address{};
@@ -96,9 +79,9 @@ Result<Ok> run_http_responder(const ServeOptions& options) {
   address.sin_port = htons(options.port);
   address.sin_addr.s_addr = htonl(INADDR_ANY);  // the floating addresses come and go
   if (::bind(listener.get(), reinterpret_cast<sockaddr*>(&address), sizeof address) != 0) {
-    return Error{errno_text("bind")};
+    return Error{failed("bind")};
   }
-  if (::listen(listener.get(), 128) != 0) return Error{errno_text("listen")};
+  if (::listen(listener.get(), 128) != 0) return Error{failed("listen")};
   const std::string body = options.name + "\n";
   const std::string response = "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nContent-Length: " +
                                std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" + body;
@@ -106,7 +89,7 @@ Result<Ok> run_http_responder(const ServeOptions& options) {
     Fd client(::accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
     if (client.get() < 0) {
       if (errno == EINTR || errno == ECONNABORTED) continue;
-      return Error{errno_text("accept")};
+      return Error{failed("accept")};
     }
     // A thread per connection: a client that connected and then went silent (its address moved
     // to another host mid-connection) must not hold up the answers to everyone else.
@@ -119,7 +102,7 @@ Result<Ok> run_http_responder(const ServeOptions& options) {
 
 Result<Ok> run_prober(const ProbeOptions& options) {
   std::FILE* out = std::fopen(options.out.c_str(), "a");
-  if (out == nullptr) return Error{errno_text(("open " + options.out).c_str())};
+  if (out == nullptr) return Error{failed(("open " + options.out).c_str())};
   std::vector<Target> targets(options.targets.size());
   for (std::size_t i = 0; i < targets.size(); ++i) {
     targets[i].name = options.targets[i];
@@ -149,7 +132,7 @@ Result<Ok> run_prober(const ProbeOptions& options) {
     probe.socket = Fd(::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
     const int rc = ::connect(probe.socket.get(), reinterpret_cast<const sockaddr*>(&target.address),
                              sizeof target.address);
-    if (rc != 0 && errno != EINPROGRESS) finish(target, probe, false, errno_text("connect"));
+    if (rc != 0 && errno != EINPROGRESS) finish(target, probe, false, failed("connect"));
   };
   for (;;) {
     const double now = realtime_ms();
@@ -181,7 +164,7 @@ Result<Ok> run_prober(const ProbeOptions& options) {
     }
     const int wait_ms = std::max(0, static_cast<int>(wake - realtime_ms()) + 1);
     if (::poll(fds.data(), fds.size(), wait_ms) < 0 && errno != EINTR) {
-      return Error{errno_text("poll")};
+      return Error{failed("poll")};
     }
     for (std::size_t i = 0; i < fds.size(); ++i) {
       if (fds[i].revents == 0) continue;
@@ -193,7 +176,7 @@ Result<Ok> run_prober(const ProbeOptions& options) {
         ::getsockopt(probe.socket.get(), SOL_SOCKET, SO_ERROR, &error, &length);
         if (error != 0) {
           errno = error;
-          finish(target, probe, false, errno_text("connect"));
+          finish(target, probe, false, failed("connect"));
           continue;
         }
         static const char kRequest[] = "GET / HTTP/1.0\r\nHost: keel-lab\r\n\r\n";
@@ -210,7 +193,7 @@ Result<Ok> run_prober(const ProbeOptions& options) {
       if (n < 0 && (errno == EAGAIN || errno == EINTR)) continue;
       const auto body = probe.answer.find("\r\n\r\n");
       if (n < 0 || probe.answer.rfind("HTTP/1.", 0) != 0 || body == std::string::npos) {
-        finish(target, probe, false, n < 0 ? errno_text("answer") : "answer: not HTTP");
+        finish(target, probe, false, n < 0 ? failed("answer") : "answer: not HTTP");
         continue;
       }
       std::string host = probe.answer.substr(body + 4);

@@ -14,6 +14,9 @@
 #include <sstream>
 #include <thread>
 
+#include "io/errno_text.hpp"
+#include "io/unique_fd.hpp"
+
 extern char** environ;
 
 namespace keel::lab {
@@ -21,25 +24,8 @@ namespace keel::lab {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-std::string errno_text(int error) { return std::strerror(error); }
-
-// A file descriptor closed when it goes out of scope.
-class Fd {
- public:
-  explicit Fd(int fd = -1) : fd_(fd) {}
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  ~Fd() { reset(); }
-  int get() const { return fd_; }
-  void reset() {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = -1;
-  }
-
- private:
-  int fd_;
-};
+using io::errno_text;
+using Fd = io::UniqueFd;
 
 // posix_spawn's attributes and file actions, released on scope exit.
 class SpawnSetup {

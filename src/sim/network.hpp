@@ -79,4 +79,11 @@ class Network {
   NetworkStats stats_;
 };
 
+// Hosts 1..hosts: one group, as partition() takes it to heal a split.
+inline std::vector<NodeId> all_hosts(std::size_t hosts) {
+  std::vector<NodeId> all;
+  for (NodeId id = 1; id <= hosts; ++id) all.push_back(id);
+  return all;
+}
+
 }  // namespace keel::sim

@@ -52,12 +52,6 @@ void fire_burst(SimCluster& cluster, const PlannedFault& fault) {
   }
 }
 
-std::vector<NodeId> all_hosts(std::size_t hosts) {
-  std::vector<NodeId> all;
-  for (NodeId id = 1; id <= hosts; ++id) all.push_back(id);
-  return all;
-}
-
 // Schedules `action` at `time` if that is still within the fault phase (the heal undoes the rest).
 void at_if_before(SimCluster& cluster, TimeUs end, TimeUs time, std::string label,
                   std::function<void()> action) {

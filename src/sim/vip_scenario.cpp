@@ -21,12 +21,6 @@ std::string seconds_text(TimeUs us) {
   return buffer;
 }
 
-std::vector<NodeId> all_hosts(std::size_t hosts) {
-  std::vector<NodeId> out;
-  for (NodeId id = 1; id <= hosts; ++id) out.push_back(id);
-  return out;
-}
-
 // Two or more non-empty groups of random sizes.
 std::vector<std::vector<NodeId>> random_split(Rng& rng, std::vector<NodeId> hosts,
                                               std::size_t max_groups) {

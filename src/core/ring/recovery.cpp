@@ -12,14 +12,6 @@
 
 namespace keel::ring {
 
-namespace {
-
-bool contains(const std::vector<NodeId>& sorted, NodeId node) {
-  return std::binary_search(sorted.begin(), sorted.end(), node);
-}
-
-}  // namespace
-
 void Ring::enter_recovery(const wire::CommitToken& token, TimeUs now) {
   state_ = State::recovery;
   commit_.reset();
@@ -128,7 +120,8 @@ void Ring::deliver_old_ring() {
     }
     const wire::McastPacket& packet = it->second;
     if (packet.recovered) continue;
-    if (gap && !contains(transitional_members_, packet.message.origin)) {
+    if (gap && !std::binary_search(transitional_members_.begin(), transitional_members_.end(),
+                                   packet.message.origin)) {
       mark(Mark::foreign_sender_skipped_in_transitional);
       continue;
     }
