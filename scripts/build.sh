@@ -32,11 +32,11 @@ options+=(-DCMAKE_CXX_FLAGS_RELWITHDEBINFO="$optimise $debug_info -DNDEBUG")
 # KEEL_UNITY=1 compiles each target in batches of sources (CMake's unity build): a clean build
 # takes less than half the time, as the batch shares the work on the headers and templates they
 # have in common, but a change to one file recompiles its whole batch. The test command uses it;
-# a developer's build precompiles the common headers instead (cmake/pch/).
+# a developer's build stays per file.
 if [[ ${KEEL_UNITY:-} == 1 ]]; then
-  options+=(-DCMAKE_UNITY_BUILD=ON -DKEEL_PCH=OFF)
+  options+=(-DCMAKE_UNITY_BUILD=ON)
 else
-  options+=(-DCMAKE_UNITY_BUILD=OFF -DKEEL_PCH=ON)
+  options+=(-DCMAKE_UNITY_BUILD=OFF)
 fi
 if command -v ccache >/dev/null; then options+=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache); fi
 
