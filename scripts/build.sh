@@ -23,7 +23,7 @@ case "$flavour" in
 esac
 # Set every time, so that a build directory configured one way is not left so by the cache.
 # The sanitizer and fuzz builds optimise at -O1, as the sanitizers advise: their reports stay
-# exact, and they compile in about a third less time than at -O2.
+# exact, and they compile in about a quarter less time than at -O2.
 debug_info=-g
 optimise=-O2
 if [[ $flavour != release || ${KEEL_DEBUG_INFO:-} == lines ]]; then debug_info=-g1; fi
@@ -32,7 +32,9 @@ options+=(-DCMAKE_CXX_FLAGS_RELWITHDEBINFO="$optimise $debug_info -DNDEBUG")
 # KEEL_UNITY=1 compiles each target in batches of sources (CMake's unity build): a clean build
 # takes less than half the time, as the batch shares the work on the headers and templates they
 # have in common, but a change to one file recompiles its whole batch. The test command uses it;
-# a developer's build stays per file.
+# a developer's build stays per file. So two files of one target may not define the same name in
+# their anonymous namespaces: a shared helper goes in a header, a file's own constant gets a name
+# of its own.
 if [[ ${KEEL_UNITY:-} == 1 ]]; then
   options+=(-DCMAKE_UNITY_BUILD=ON)
 else
