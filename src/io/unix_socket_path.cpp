@@ -13,8 +13,6 @@
 
 namespace keel::io {
 
-namespace {}  // namespace
-
 Result<bool> someone_listens(const std::string& path) {
   sockaddr_un address{};
   if (path.size() >= sizeof address.sun_path) return Error{"socket path too long: " + path};

@@ -17,6 +17,7 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "io/errno_text.hpp"
 #include "io/unique_fd.hpp"
 
 namespace keel::lab {
@@ -24,7 +25,7 @@ namespace {
 
 using nlohmann::json;
 
-std::string failed(const char* what) { return std::string(what) + ": " + std::strerror(errno); }
+std::string failed(const char* what) { return std::string(what) + ": " + io::errno_text(); }
 
 using Fd = io::UniqueFd;
 
