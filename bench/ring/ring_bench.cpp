@@ -28,7 +28,7 @@
 
 #include "corosync_host.hpp"
 #include "keel_client.hpp"
-#include "lab/cleanup_guard.hpp"
+#include "lab/guarded_lab.hpp"
 #include "lab/host_config.hpp"
 #include "lab/lab.hpp"
 #include "measure.hpp"
@@ -51,15 +51,7 @@ Paths find_paths(const std::string& keel_override) {
   return paths;
 }
 
-// A lab of `hosts` keel agents with a cleanup guard, or the error.
-struct GuardedLab {
-  std::optional<lab::CleanupGuard> guard;
-  std::optional<lab::Lab> lab;
-
-  ~GuardedLab() {
-    if (lab && lab->down(false) && guard) guard->disarm();
-  }
-};
+using lab::GuardedLab;
 
 // keel's [ring] settings for every lab (--ring KEY=VALUE; empty: the defaults).
 std::vector<std::pair<std::string, std::string>> g_ring_settings;
@@ -68,6 +60,9 @@ bool g_keel_binary = true;
 // Which traffic runs to measure (--loads): the flat-out throughput runs, the moderate-load latency.
 bool g_throughput = true;
 bool g_latency = true;
+// Keep every lab's directory (--keep-logs); a lab in which a run failed keeps it anyway.
+bool g_keep_logs = false;
+int g_failed_runs = 0;
 
 Result<Ok> build_lab(GuardedLab& built, int hosts, const Paths& paths) {
   lab::LabOptions options;
@@ -77,8 +72,7 @@ Result<Ok> build_lab(GuardedLab& built, int hosts, const Paths& paths) {
   options.config.log_level = "warn";
   options.progress = [](const std::string& line) { std::cerr << "lab: " << line << "\n"; };
   options.on_claimed = [&](const std::string& dir, const std::string& keel) {
-    if (auto armed = lab::CleanupGuard::arm(keel, dir))
-      built.guard.emplace(std::move(armed.value()));
+    built.arm(dir, keel);
   };
   auto made = lab::Lab::up(options);
   if (!made) return made.error();
@@ -113,6 +107,7 @@ void add_row(Report& report, const std::string& tool, int hosts, const Load& loa
     report.add(row.value());
     return;
   }
+  ++g_failed_runs;
   report.add(json{{"tool", tool},
                   {"hosts", hosts},
                   {"size", load.size},
@@ -140,10 +135,9 @@ json idle_memory(const std::string& tool, int hosts, const std::vector<int>& pid
   return json{{"tool", tool}, {"hosts", hosts}, {"rss_idle_kib", peak}};
 }
 
-void bench_hosts(int hosts, const std::vector<std::size_t>& sizes, int failovers,
+void bench_hosts(GuardedLab& built, int hosts, const std::vector<std::size_t>& sizes, int failovers,
                  const std::string& only, const std::string& corosync_transport, const Paths& paths,
                  Report& report) {
-  GuardedLab built;
   if (auto made = build_lab(built, hosts, paths); !made)
     throw std::runtime_error(made.error().message);
   lab::Lab& lab = *built.lab;
@@ -203,12 +197,16 @@ int run_benchmark(const std::vector<int>& host_counts, const std::vector<std::si
                   const std::string& out, const Paths& paths) {
   Report report(out);
   for (int hosts : host_counts) {
+    GuardedLab built("keel_ring_bench");
+    const int failed_before = g_failed_runs;
     try {
-      bench_hosts(hosts, sizes, failovers, only, corosync_transport, paths, report);
+      bench_hosts(built, hosts, sizes, failovers, only, corosync_transport, paths, report);
     } catch (const std::exception& error) {
       std::cerr << "keel_ring_bench: " << hosts << " hosts: " << error.what() << "\n";
+      built.keep_logs = true;
       return 1;
     }
+    built.keep_logs = g_keep_logs || g_failed_runs > failed_before;
   }
   return 0;
 }
@@ -219,7 +217,8 @@ int run_benchmark(const std::vector<int>& host_counts, const std::vector<std::si
 }
 
 int run_soak(int hosts, int minutes, int hogs, double rate, const Paths& paths) {
-  GuardedLab built;
+  GuardedLab built("keel_ring_bench soak");
+  built.keep_logs = true;  // until the soak has finished cleanly
   if (auto made = build_lab(built, hosts, paths); !made) {
     std::cerr << "keel_ring_bench soak: " << made.error().message << "\n";
     return 1;
@@ -268,6 +267,7 @@ int run_soak(int hosts, int minutes, int hogs, double rate, const Paths& paths) 
   }
   row["spurious_view_changes"] = spurious;
   std::cout << row.dump() << std::endl;
+  built.keep_logs = g_keep_logs || row.contains("errors");
   return row.contains("errors") ? 1 : 0;
 }
 
@@ -292,6 +292,9 @@ int main(int argc, char** argv) {
   app.add_option("--corosync-transport", corosync_transport, "knet (default) or udpu")
       ->check(CLI::IsMember({"knet", "udpu"}));
   app.add_option("--keel", keel, "the keel binary (default: ../keel beside this one)");
+  app.add_flag("--keep-logs", g_keep_logs,
+               "keep each lab's directory (agents' and corosync's logs) after a clean run; a lab "
+               "in which a run failed is kept anyway");
   std::vector<std::string> ring_settings;
   app.add_option("--ring", ring_settings, "keel [ring] setting KEY=VALUE (repeat)");
   std::string keel_control = "binary";

@@ -35,7 +35,7 @@
 #include <thread>
 
 #include "core/ring/tunables.hpp"
-#include "lab/cleanup_guard.hpp"
+#include "lab/guarded_lab.hpp"
 #include "lab/lab.hpp"
 #include "lab/names.hpp"
 #include "observer.hpp"
@@ -63,12 +63,13 @@ struct Options {
   // keel's tuned profile: token, consensus and join timeouts and token hold, in ms.
   std::vector<std::uint32_t> tuned{10, 5, 1, 2};
   std::vector<std::string> keel_configs{"defaults", "tuned"};
-  std::string keel_log_level = "warn";  // the agents' logs stay in the lab directory
+  std::string keel_log_level = "warn";  // for the agents' logs in the lab directory
   int interval_ms = 10;
   int timeout_ms = 50;
   int in_flight = 0;  // 0: enough that a probe starts every interval (timeout / interval + 1)
   std::string out;
   std::string keel;
+  bool keep_logs = false;  // keep the lab's directory after a clean run too
 };
 
 std::vector<std::string> floating_addresses(int count) {
@@ -90,14 +91,7 @@ std::string vip_toml(const std::vector<std::string>& addresses) {
   return "[[vip.pool]]\nname = \"bench\"\naddresses = [" + list + "]\ninterface = \"eth0\"\n";
 }
 
-struct GuardedLab {
-  std::optional<lab::CleanupGuard> guard;
-  std::optional<lab::Lab> lab;
-
-  ~GuardedLab() {
-    if (lab && lab->down(false) && guard) guard->disarm();
-  }
-};
+using lab::GuardedLab;
 
 Result<Ok> build_lab(GuardedLab& built, const Options& options, const std::string& keel,
                      const lab::HostConfigSettings& config) {
@@ -108,9 +102,7 @@ Result<Ok> build_lab(GuardedLab& built, const Options& options, const std::strin
   lab_options.client = true;
   lab_options.progress = [](const std::string& line) { std::cerr << "lab: " << line << "\n"; };
   lab_options.on_claimed = [&](const std::string& dir, const std::string& binary) {
-    if (auto armed = lab::CleanupGuard::arm(binary, dir)) {
-      built.guard.emplace(std::move(armed.value()));
-    }
+    built.arm(dir, binary);
   };
   auto made = lab::Lab::up(lab_options);
   if (!made) return made.error();
@@ -270,13 +262,15 @@ json tally_row(const Tool& tool, Fault fault, const Options& options, const Tall
   return row;
 }
 
-void bench_tool(Tool& tool, const Options& options, Observer& observer, Report& report) {
+// False when anything failed (reported as rows with an error).
+bool bench_tool(Tool& tool, const Options& options, Observer& observer, Report& report) {
   if (auto started = tool.start(); !started) {
     report.add(json{{"tool", tool.name()},
                     {"config", tool.config()},
                     {"error", "start: " + started.error().message}});
-    return;
+    return false;
   }
+  bool clean = true;
   for (Fault fault : tool.faults()) {
     if (std::find(options.faults.begin(), options.faults.end(), fault_name(fault)) ==
         options.faults.end()) {
@@ -289,6 +283,7 @@ void bench_tool(Tool& tool, const Options& options, Observer& observer, Report& 
         std::cerr << tool.name() << " " << tool.config() << " " << fault_name(fault) << " #" << rep
                   << ": " << done.error().message << "\n";
         tally.errors.push_back(done.error().message);
+        clean = false;
         if (++failures > options.repetitions / 2) break;
       }
     }
@@ -298,7 +293,9 @@ void bench_tool(Tool& tool, const Options& options, Observer& observer, Report& 
     report.add(json{{"tool", tool.name()},
                     {"config", tool.config()},
                     {"error", "stop: " + stopped.error().message}});
+    clean = false;
   }
+  return clean;
 }
 
 // Deletes any floating address a stopped tool left behind, so the next starts from nothing.
@@ -381,7 +378,8 @@ int run(const Options& options, const std::string& keel) {
                      {"join_timeout_ms", std::to_string(tuned.join_timeout_ms)},
                      {"token_hold_ms", std::to_string(options.tuned[3])}};
 
-  GuardedLab built;
+  GuardedLab built("keel_vip_bench");
+  built.keep_logs = true;  // until every tool has run cleanly
   if (auto made = build_lab(built, options, keel, keel_default); !made) {
     std::cerr << "keel_vip_bench: " << made.error().message << "\n";
     return 1;
@@ -421,10 +419,12 @@ int run(const Options& options, const std::string& keel) {
     auto none = make_keel_tool(lab, "", keel_default);
     (void)none->stop();
   }
+  bool clean = true;
   for (auto& tool : tools) {
-    bench_tool(*tool, options, observer, report);
+    clean = bench_tool(*tool, options, observer, report) && clean;
     clear_addresses(lab, addresses);
   }
+  built.keep_logs = options.keep_logs || !clean;
   return 0;
 }
 
@@ -449,7 +449,7 @@ int main(int argc, char** argv) {
       ->delimiter(',')
       ->check(CLI::IsMember({"defaults", "tuned"}));
   app.add_option("--keel-log-level", options.keel_log_level,
-                 "keel agents' log level (their logs stay in the lab directory)")
+                 "keel agents' log level (their logs are in the lab directory; see --keep-logs)")
       ->check(CLI::IsMember({"debug", "info", "warn", "error"}));
   app.add_option("--tuned", options.tuned,
                  "keel's tuned profile: token,consensus,join timeouts and token hold in ms")
@@ -464,6 +464,9 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(0, 1000));
   app.add_option("--out", options.out, "also append the JSON rows to this file");
   app.add_option("--keel", options.keel, "the keel binary (default: ../keel beside this one)");
+  app.add_flag("--keep-logs", options.keep_logs,
+               "keep the lab's directory (agents', daemons' and probes' logs) after a clean run; "
+               "after a failure it is kept anyway");
   CLI11_PARSE(app, argc, argv);
   if (::geteuid() != 0) {
     std::cerr << "keel_vip_bench: needs root (it builds network namespaces)\n";

@@ -14,6 +14,7 @@
 #include <filesystem>
 #include <thread>
 
+#include "lab/guarded_lab.hpp"
 #include "lab_fixture.hpp"
 
 namespace keel::lab::testing {
@@ -200,6 +201,37 @@ TEST_F(LabPlumbing, GuardRemovesTheLabWhenItsOwnerIsKilled) {
   }
   std::error_code error;
   std::filesystem::remove_all(names.default_dir(), error);
+}
+
+// A benchmark's lab: gone with its directory after a clean run, directory kept after a failure.
+TEST_F(LabPlumbing, GuardedLabRemovesItsDirectoryUnlessAskedToKeepIt) {
+  for (const bool keep : {false, true}) {
+    std::string dir;
+    std::string prefix;
+    {
+      GuardedLab built("lab_e2e_test");
+      LabOptions options;
+      options.hosts = 2;
+      options.keel_binary = KEEL_BINARY;
+      options.stand_in = kStandIn;
+      options.on_claimed = [&](const std::string& claimed, const std::string& keel) {
+        built.arm(claimed, keel);
+      };
+      auto made = Lab::up(options);
+      ASSERT_TRUE(made.ok()) << made.error().message;
+      built.lab.emplace(std::move(made.value()));
+      ASSERT_TRUE(built.guard.has_value());
+      dir = built.lab->dir();
+      prefix = built.lab->state().prefix;
+      built.keep_logs = keep;
+    }
+    auto left = find_lab_objects(LabNames(prefix));
+    ASSERT_TRUE(left.ok());
+    EXPECT_TRUE(left.value().empty()) << "keep_logs " << keep;
+    EXPECT_EQ(std::filesystem::exists(dir + "/lab.json"), keep) << dir;
+    std::error_code error;
+    std::filesystem::remove_all(dir, error);
+  }
 }
 
 TEST_F(LabPlumbing, DownFinishesALabKnownOnlyByItsPrefix) {

@@ -1,0 +1,23 @@
+#include "lab/guarded_lab.hpp"
+
+#include <fmt/format.h>
+
+namespace keel::lab {
+
+GuardedLab::~GuardedLab() {
+  if (!lab) return;  // up() failed: it tore down what it built and kept the logs
+  const std::string dir = lab->dir();
+  auto down = lab->down(!keep_logs);
+  if (!down) {
+    fmt::print(stderr, "{}: taking the lab down: {}\n", owner, down.error().message);
+    return;  // the armed guard tries again when it is destroyed
+  }
+  if (guard) guard->disarm();
+  if (keep_logs) fmt::print(stderr, "{}: the lab's logs are kept in {}\n", owner, dir);
+}
+
+void GuardedLab::arm(const std::string& dir, const std::string& keel_binary) {
+  if (auto armed = CleanupGuard::arm(keel_binary, dir)) guard.emplace(std::move(armed.value()));
+}
+
+}  // namespace keel::lab
