@@ -8,6 +8,7 @@
 
 #include <optional>
 #include <string>
+#include <utility>
 
 #include "lab/cleanup_guard.hpp"
 #include "lab/lab.hpp"
