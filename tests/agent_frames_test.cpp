@@ -1,12 +1,14 @@
 // The control socket's binary frames with real agents on 127.0.0.x: messages sent as frames on a
 // send_stream connection reach binary and JSON listeners alike, in the same order, with the same
 // fields; a binary listener starts with where it stands, as JSON event frames; a bad frame ends a
-// send stream with an error frame; a bulk sender that outruns the ring is held back, not refused.
+// send stream with an error frame; a bulk sender that outruns the ring is held back, not refused,
+// and does not crowd out the agent's own messages.
 #include <gtest/gtest.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 
+#include <atomic>
 #include <cstring>
 
 #include "agent/control_frames.hpp"
@@ -18,7 +20,9 @@ namespace {
 
 using namespace std::chrono_literals;
 using nlohmann::json;
+using testing::AgentThread;
 using testing::group_has;
+using testing::in_ring_of;
 using testing::Listener;
 using testing::start_ring;
 using testing::TestCluster;
@@ -136,8 +140,11 @@ std::string message_frame(const std::string& text, bool safe) {
   return out;
 }
 
+// A token timeout that CPU starvation on a loaded test machine does not reach.
+constexpr const char* kPatientRing = "token_timeout_ms = 3000\n";
+
 TEST(AgentFrames, FramesReachBinaryAndJsonListenersInOneOrder) {
-  TestCluster cluster(2);
+  TestCluster cluster(2, kPatientRing);
   auto agents = start_ring(cluster);
   BothListeners both(cluster, "bulk");
   ASSERT_TRUE(both.ready());
@@ -218,11 +225,13 @@ TEST(AgentFrames, ABadFrameEndsTheSendStreamWithAnErrorFrame) {
 // More messages than the send queue holds, written at once: the agent stops reading while the
 // queue is full and takes the rest as it drains. Nothing is refused or lost.
 TEST(AgentFrames, ABulkSenderIsHeldBackNotRefused) {
-  TestCluster cluster(2);
+  TestCluster cluster(2, kPatientRing);
   auto agents = start_ring(cluster);
-  BothListeners both(cluster, "flood");
-  ASSERT_TRUE(both.ready());
-  FrameClient& binary = both.binary;
+  // On the sending host, which delivers every message it sent in whatever view: the count holds
+  // even if a starved machine splits the ring for a moment.
+  FrameClient binary(cluster.socket_path(1));
+  EXPECT_EQ(binary.request(json{{"op", "listen"}, {"group", "flood"}, {"format", "binary"}}),
+            kOkReply);
   const std::size_t count = ring::RingTunables{}.max_send_queue_messages * 3;
   std::thread writer([&] {
     FrameClient sender(cluster.socket_path(1));
@@ -235,8 +244,54 @@ TEST(AgentFrames, ABulkSenderIsHeldBackNotRefused) {
   std::vector<std::string> payloads;
   const auto events = binary.messages(count, payloads);
   writer.join();
-  ASSERT_EQ(payloads.size(), count);
+  ASSERT_EQ(payloads.size(), count)
+      << "last received: " << (payloads.empty() ? "none" : payloads.back())
+      << "\nnode 1: " << testing::status_of(cluster.socket_path(1)).value_or(json()).dump();
   for (std::size_t i = 0; i < count; ++i) EXPECT_EQ(payloads[i], std::to_string(i));
+}
+
+// A client that floods a group keeps the ring's send queue as full as clients may make it. The
+// agent's own messages still go out: when a third host joins the ring meanwhile, the group sync of
+// the new view is sent, and the host's listener is seen joining a group.
+TEST(AgentFrames, AFloodingClientDoesNotHoldUpGroupMembership) {
+  TestCluster cluster(3, kPatientRing);
+  AgentThread first(cluster.options(1));
+  AgentThread second(cluster.options(2));
+  ASSERT_TRUE(testing::wait_until(10s, [&] { return in_ring_of(cluster.socket_path(1), {1, 2}); }));
+  Listener watcher(cluster.socket_path(1), "watch");
+  ASSERT_TRUE(watcher.read_until(10s, group_has("watch", {1})));
+
+  std::atomic<bool> stop{false};
+  std::thread writer([&] {
+    // To a group nobody listens to: the flood fills the queue and costs no listener anything.
+    FrameClient sender(cluster.socket_path(1));
+    EXPECT_EQ(sender.request(json{{"op", "send_stream"}, {"group", "flood"}}), kOkReply);
+    std::string frames;
+    for (int i = 0; i < 1000; ++i) frames += message_frame("x", false);
+    while (!stop) sender.write(frames);
+  });
+  const auto queued = [&] {
+    const auto status = testing::status_of(cluster.socket_path(1));
+    return status ? status->value("send_queue", std::size_t{0}) : std::size_t{0};
+  };
+  const std::size_t clients_limit = ring::RingTunables{}.max_send_queue_messages * 3 / 4;
+
+  std::size_t most_queued = 0;
+  const bool saturated = testing::wait_until(10s, [&] {
+    most_queued = std::max(most_queued, queued());
+    return most_queued >= clients_limit - 100;
+  });
+
+  AgentThread third(cluster.options(3));
+  Listener newcomer(cluster.socket_path(3), "watch");
+  const bool seen = watcher.read_until(20s, group_has("watch", {1, 3}));
+  const std::size_t queued_at_end = queued();
+  stop = true;
+  writer.join();
+  EXPECT_TRUE(saturated) << "the flood never filled the send queue: " << most_queued;
+  EXPECT_TRUE(seen) << "node 3's listener was never seen in the group; send queue "
+                    << queued_at_end;
+  EXPECT_LE(queued_at_end, clients_limit + 10);  // the reserve stayed free
 }
 
 }  // namespace

@@ -118,7 +118,9 @@ struct TestCluster {
 class AgentThread {
  public:
   explicit AgentThread(AgentOptions options) : agent_(io_, std::move(options)) {
-    spdlog::set_level(spdlog::level::warn);  // the agents' view logs would drown the output
+    // The agents' view logs would drown the output; KEEL_TEST_LOG_LEVEL asks for them.
+    const char* level = std::getenv("KEEL_TEST_LOG_LEVEL");
+    spdlog::set_level(level ? spdlog::level::from_str(level) : spdlog::level::warn);
     auto started = agent_.start();
     if (!started.ok()) {
       ADD_FAILURE() << "agent did not start: " << started.error().message;

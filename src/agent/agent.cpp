@@ -41,6 +41,15 @@ io::TransportOptions transport_options(const AgentOptions& options, std::uint64_
   return transport;
 }
 
+// Clients may fill the ring's send queue to three quarters only. The rest is kept for the agent's
+// own messages (the group sync after each view, joins and leaves, floating-IP and volume state),
+// which a client flooding a group must not crowd out: a sync refused for a full queue would leave
+// every group's membership stale until the next view.
+std::size_t client_send_limit(const ring::RingTunables& tunables) {
+  const std::size_t most = tunables.max_send_queue_messages;
+  return most - most / 4;
+}
+
 }  // namespace
 
 Agent::Agent(asio::io_context& io, AgentOptions options)
@@ -204,11 +213,15 @@ nlohmann::json Agent::status() {
 
 Result<Ok> Agent::send(const std::string& group, const Bytes& payload, bool safe) {
   if (stopped_) return Error{"the agent is shutting down"};
+  if (send_queue_full()) {
+    return Error{"send queue full (" + std::to_string(driver_->ring().send_queue_length()) +
+                 " messages waiting)"};
+  }
   return driver_->send(group, payload, safe);
 }
 
 bool Agent::send_queue_full() const {
-  return driver_->ring().send_queue_length() >= driver_->ring().tunables().max_send_queue_messages;
+  return driver_->ring().send_queue_length() >= client_send_limit(driver_->ring().tunables());
 }
 
 Result<Ok> Agent::join(const std::string& group) {
