@@ -38,11 +38,15 @@ TEST(AgentSession, ASlowListenerIsDisconnectedWithAnErrorLine) {
       [](ControlSession&, const std::string&) {}, [&](ControlSession&) { closed = true; });
   session->set_listening("g");
   const std::string event(1 << 20, 'e');  // the peer reads nothing meanwhile
+  using Streamed = ControlSession::Streamed;
   std::size_t accepted = 0;
-  while (session->stream_line(event)) ++accepted;
+  Streamed outcome;
+  while ((outcome = session->stream_line(event)) == Streamed::queued) ++accepted;
+  EXPECT_EQ(outcome, Streamed::disconnected);
   EXPECT_GE(accepted, kMaxListenerBacklogBytes / event.size() - 1);
   EXPECT_LE(accepted, kMaxListenerBacklogBytes / event.size() + 1);
-  EXPECT_FALSE(session->stream_line("late"));
+  // Reported once: later events are dropped without another disconnection (or log line).
+  EXPECT_EQ(session->stream_line("late"), Streamed::dropped);
   std::string received;
   std::thread reader([&] { received = read_all(fds[1]); });
   io.run();  // returns once the session wrote its last line and closed

@@ -320,7 +320,7 @@ void ControlServer::publish_message(const ring::GroupMessage& message,
       encoded = listener.binary_events() ? message_event_frame(message, carrier)
                                          : to_line(message_event(message, carrier)) + '\n';
     }
-    if (!listener.stream_encoded(*encoded)) {
+    if (listener.stream_encoded(*encoded) == ControlSession::Streamed::disconnected) {
       spdlog::warn("control socket: a listener of group {} fell behind and was disconnected",
                    listener.group());
     }
@@ -331,7 +331,7 @@ void ControlServer::stream_to(std::set<std::uint64_t> ids, const std::string& li
   for (const std::uint64_t id : ids) {
     const auto it = sessions_.find(id);
     if (it == sessions_.end()) continue;
-    if (!it->second->stream_line(line)) {
+    if (it->second->stream_line(line) == ControlSession::Streamed::disconnected) {
       spdlog::warn("control socket: a listener of group {} fell behind and was disconnected",
                    it->second->group());
     }

@@ -136,16 +136,16 @@ std::string ControlSession::encode_event(const std::string& line) const {
   return bytes;
 }
 
-bool ControlSession::stream_line(const std::string& line) {
-  if (closed_ || finishing_) return false;
+ControlSession::Streamed ControlSession::stream_line(const std::string& line) {
+  if (closed_ || finishing_) return Streamed::dropped;
   return stream_encoded(encode_event(line));
 }
 
-bool ControlSession::stream_encoded(std::string bytes) {
-  if (closed_ || finishing_) return false;
+ControlSession::Streamed ControlSession::stream_encoded(std::string bytes) {
+  if (closed_ || finishing_) return Streamed::dropped;
   if (output_bytes_ + bytes.size() <= kMaxListenerBacklogBytes) {
     queue(std::move(bytes));
-    return true;
+    return Streamed::queued;
   }
   // Drop what has not started to go out; the events being written must finish whole.
   while (output_.size() > writing_) {
@@ -154,7 +154,7 @@ bool ControlSession::stream_encoded(std::string bytes) {
   }
   finish(to_line(error_reply("listener fell more than " + std::to_string(kMaxListenerBacklogBytes) +
                              " bytes behind the events and was disconnected")));
-  return false;
+  return Streamed::disconnected;
 }
 
 void ControlSession::finish(const std::string& line) {

@@ -52,13 +52,16 @@ class ControlSession : public std::enable_shared_from_this<ControlSession> {
   void start();
   // Queues a reply line (newline added). Replies are lines whatever the session's format.
   void write_line(const std::string& line);
+  // What became of an event offered to a listener: queued; dropped because this very event
+  // took the listener past kMaxListenerBacklogBytes, so it is now being disconnected; or
+  // dropped because the session was already closing (the disconnection was reported before).
+  enum class Streamed { queued, disconnected, dropped };
   // Queues an event for a listener: the JSON text as a line, or as a json_event frame on a binary
-  // stream. False if the listener fell too far behind and is being disconnected (the event is
-  // dropped then).
-  bool stream_line(const std::string& line);
+  // stream.
+  Streamed stream_line(const std::string& line);
   // Queues bytes already in this session's format (a line with its newline, or a frame), with
   // the same bound as stream_line.
-  bool stream_encoded(std::string bytes);
+  Streamed stream_encoded(std::string bytes);
   // Sends the JSON text `line` as the last event (a line, or a frame once the session carries
   // frames), then closes.
   void finish(const std::string& line);
