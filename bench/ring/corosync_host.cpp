@@ -29,6 +29,10 @@ std::string config_text(const lab::Lab& lab, const CorosyncSettings& settings) {
   text += "totem {\n  version: 2\n  cluster_name: " + lab.state().prefix + "\n";
   if (settings.transport == "knet") {
     text += "  transport: knet\n  crypto_cipher: aes256\n  crypto_hash: sha256\n";
+  } else if (settings.transport == "udp") {
+    // Totem's own UDP transport, each packet for all sent once to the subnet's broadcast address
+    // (the bridge copies it), as keel's broadcast mode does. Plain, like udpu.
+    text += "  transport: udp\n  broadcast: yes\n";
   } else {
     text += "  transport: " + settings.transport + "\n";
   }

@@ -26,8 +26,8 @@ struct CorosyncSettings {
   // Totem token timeout; nothing: corosync's defaults (token 3000 ms plus token_coefficient
   // 650 ms for each node beyond two).
   std::optional<int> token_ms;
-  // "knet" (corosync 3's default: encrypted and authenticated like keel) or "udpu" (plain UDP
-  // unicast, no crypto).
+  // "knet" (corosync 3's default: encrypted and authenticated like keel), "udpu" (plain UDP
+  // unicast, no crypto) or "udp" (plain UDP, broadcast to the lab's subnet, no crypto).
   std::string transport = "knet";
 };
 

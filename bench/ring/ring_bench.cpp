@@ -55,10 +55,14 @@ using lab::GuardedLab;
 
 // keel's [ring] settings for every lab (--ring KEY=VALUE; empty: the defaults).
 std::vector<std::pair<std::string, std::string>> g_ring_settings;
+bool g_keel_broadcast = false;  // [transport] mode = "broadcast" instead of unicast
 // How keel's clients talk to their agents (--keel-control): binary frames or JSON lines.
 bool g_keel_binary = true;
 // Which traffic runs to measure (--loads): the flat-out throughput runs, the moderate-load latency.
 bool g_throughput = true;
+// What one throughput run moves: 16 MB by default, in 2,000 to 40,000 messages (the bound grows
+// with --run-mb, so that small messages do not make a longer run last for minutes).
+std::uint64_t g_run_bytes = 16'000'000;
 bool g_latency = true;
 // Keep every lab's directory (--keep-logs); a lab in which a run failed keeps it anyway.
 bool g_keep_logs = false;
@@ -68,6 +72,10 @@ Result<Ok> build_lab(GuardedLab& built, int hosts, const Paths& paths) {
   lab::LabOptions options;
   options.hosts = hosts;
   options.config.ring = g_ring_settings;
+  if (g_keel_broadcast) {
+    // The lab's hosts share 198.18.0.0/24 on one bridge (tests/e2e/transport_mode_e2e_test.cpp).
+    options.config.transport = {{"mode", "\"broadcast\""}, {"group", "\"198.18.0.255\""}};
+  }
   options.keel_binary = paths.keel;
   options.config.log_level = "warn";
   options.progress = [](const std::string& line) { std::cerr << "lab: " << line << "\n"; };
@@ -95,8 +103,9 @@ class Report {
 };
 
 std::uint64_t messages_for(std::size_t size) {
-  const std::uint64_t by_bytes = 16'000'000 / size;
-  return std::clamp<std::uint64_t>(by_bytes, 2000, 40000);
+  const std::uint64_t by_bytes = g_run_bytes / size;
+  return std::clamp<std::uint64_t>(by_bytes, 2000,
+                                   std::max<std::uint64_t>(40000, g_run_bytes / 400));
 }
 
 // A run that fails (a membership change in the middle loses the other side's messages, for
@@ -288,9 +297,17 @@ int main(int argc, char** argv) {
   app.add_option("--sizes", sizes, "message sizes in bytes")->delimiter(',');
   app.add_option("--failovers", failovers, "link-down repetitions per configuration");
   app.add_option("--only", only, "measure one tool")->check(CLI::IsMember({"keel", "corosync"}));
+  std::uint64_t run_mb = 16;
+  app.add_option("--run-mb", run_mb, "megabytes one throughput run moves (default 16)")
+      ->check(CLI::Range(1, 4000));
   app.add_option("--out", out, "also append the JSON rows to this file");
-  app.add_option("--corosync-transport", corosync_transport, "knet (default) or udpu")
-      ->check(CLI::IsMember({"knet", "udpu"}));
+  app.add_option("--corosync-transport", corosync_transport,
+                 "knet (default), udpu, or udp (broadcast, like --keel-transport broadcast)")
+      ->check(CLI::IsMember({"knet", "udpu", "udp"}));
+  std::string keel_transport = "unicast";
+  app.add_option("--keel-transport", keel_transport,
+                 "keel's [transport] mode: unicast (default) or broadcast to the lab's subnet")
+      ->check(CLI::IsMember({"unicast", "broadcast"}));
   app.add_option("--keel", keel, "the keel binary (default: ../keel beside this one)");
   app.add_flag("--keep-logs", g_keep_logs,
                "keep each lab's directory (agents' and corosync's logs) after a clean run; a lab "
@@ -326,6 +343,8 @@ int main(int argc, char** argv) {
     g_ring_settings.push_back(setting.value());
   }
   g_keel_binary = keel_control == "binary";
+  g_keel_broadcast = keel_transport == "broadcast";
+  g_run_bytes = run_mb * 1'000'000;
   g_throughput = std::find(loads.begin(), loads.end(), "throughput") != loads.end();
   g_latency = std::find(loads.begin(), loads.end(), "latency") != loads.end();
   const Paths paths = find_paths(keel);
