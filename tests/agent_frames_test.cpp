@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/un.h>
 
 #include <atomic>
@@ -47,6 +48,10 @@ class FrameClient {
       ASSERT_GT(n, 0) << std::strerror(errno);
       done += static_cast<std::size_t>(n);
     }
+  }
+  void set_send_timeout_s(int seconds) {
+    const timeval timeout{seconds, 0};
+    EXPECT_EQ(::setsockopt(fd_, SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof timeout), 0);
   }
   // The reply line to the request that switches the connection.
   json request(const json& request) {
@@ -265,7 +270,8 @@ TEST(AgentFrames, AFloodingClientDoesNotHoldUpGroupMembership) {
     EXPECT_EQ(sender.request(json{{"op", "send_stream"}, {"group", "flood"}}), kOkReply);
     std::string frames;
     for (int i = 0; i < 1000; ++i) frames += message_frame("x", false);
-    while (!stop) sender.write(frames);
+    sender.set_send_timeout_s(10);  // a stuck agent fails the test rather than hanging it
+    while (!stop && !::testing::Test::HasFailure()) sender.write(frames);
   });
   const auto queued = [&] {
     const auto status = testing::status_of(cluster.socket_path(1));
