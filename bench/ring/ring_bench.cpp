@@ -2,12 +2,16 @@
 //
 //   keel_ring_bench [--hosts 3,5] [--sizes 100,1024,8192] [--failovers 5] [--only keel|corosync]
 //                   [--keel-control binary|json] [--loads throughput,latency] [--out FILE]
+//                   [--rounds N] [--run-mb 16] [--keel-transport unicast|broadcast]
+//                   [--corosync-transport knet|udpu|udp] [--ring KEY=VALUE] [--keep-logs]
 //   keel_ring_bench soak [--hosts 5] [--minutes 10] [--hogs 2] [--rate 20]
 //
 // For each host count it builds one lab (src/lab, as `keel lab` does), measures keel's agents,
 // stops them, starts corosync on the same hosts (token timeout 300 ms as keel's default, then
 // corosync's own defaults for failover) and measures the same things. Every row is printed as a
-// JSON line as soon as it is measured, and appended to --out.
+// JSON line as soon as it is measured, and appended to --out. With --rounds N all of it runs N
+// times (keel, then corosync, in each round) and a summary row per load follows, pairing the two
+// tools' figures within each round (paired_summary.hpp).
 //
 // soak: a keel lab under light traffic with CPU hogs (busy processes, one per core by default)
 // for the given time, counting the view changes that nothing caused (the goal is zero).
@@ -32,6 +36,7 @@
 #include "lab/host_config.hpp"
 #include "lab/lab.hpp"
 #include "measure.hpp"
+#include "paired_summary.hpp"
 
 namespace keel::bench {
 namespace {
@@ -93,13 +98,23 @@ class Report {
   explicit Report(const std::string& path) {
     if (!path.empty()) out_.open(path, std::ios::app);
   }
+  void set_round(int round) { round_ = round; }
+  // Prints the row (with its round, when there are several) and keeps it for the summary.
   void add(json row) {
+    if (round_ > 0) row["round"] = round_;
+    print(row);
+    rows_.push_back(std::move(row));
+  }
+  void print(const json& row) {
     std::cout << row.dump() << std::endl;
     if (out_) out_ << row.dump() << std::endl;
   }
+  const std::vector<json>& rows() const { return rows_; }
 
  private:
   std::ofstream out_;
+  int round_ = 0;
+  std::vector<json> rows_;
 };
 
 std::uint64_t messages_for(std::size_t size) {
@@ -203,19 +218,25 @@ void bench_hosts(GuardedLab& built, int hosts, const std::vector<std::size_t>& s
 
 int run_benchmark(const std::vector<int>& host_counts, const std::vector<std::size_t>& sizes,
                   int failovers, const std::string& only, const std::string& corosync_transport,
-                  const std::string& out, const Paths& paths) {
+                  const std::string& out, int rounds, const Paths& paths) {
   Report report(out);
-  for (int hosts : host_counts) {
-    GuardedLab built("keel_ring_bench");
-    const int failed_before = g_failed_runs;
-    try {
-      bench_hosts(built, hosts, sizes, failovers, only, corosync_transport, paths, report);
-    } catch (const std::exception& error) {
-      std::cerr << "keel_ring_bench: " << hosts << " hosts: " << error.what() << "\n";
-      built.keep_logs = true;
-      return 1;
+  for (int round = 1; round <= rounds; ++round) {
+    if (rounds > 1) report.set_round(round);
+    for (int hosts : host_counts) {
+      GuardedLab built("keel_ring_bench");
+      const int failed_before = g_failed_runs;
+      try {
+        bench_hosts(built, hosts, sizes, failovers, only, corosync_transport, paths, report);
+      } catch (const std::exception& error) {
+        std::cerr << "keel_ring_bench: " << hosts << " hosts: " << error.what() << "\n";
+        built.keep_logs = true;
+        return 1;
+      }
+      built.keep_logs = g_keep_logs || g_failed_runs > failed_before;
     }
-    built.keep_logs = g_keep_logs || g_failed_runs > failed_before;
+  }
+  if (rounds > 1) {
+    for (const json& summary : paired_summary(report.rows())) report.print(summary);
   }
   return 0;
 }
@@ -301,6 +322,11 @@ int main(int argc, char** argv) {
   app.add_option("--run-mb", run_mb, "megabytes one throughput run moves (default 16)")
       ->check(CLI::Range(1, 4000));
   app.add_option("--out", out, "also append the JSON rows to this file");
+  int rounds = 1;
+  app.add_option("--rounds", rounds,
+                 "measure everything this many times, each tool in turn, and end with one summary "
+                 "row per load pairing keel's and corosync's figures round by round")
+      ->check(CLI::Range(1, 100));
   app.add_option("--corosync-transport", corosync_transport,
                  "knet (default), udpu, or udp (broadcast, like --keel-transport broadcast)")
       ->check(CLI::IsMember({"knet", "udpu", "udp"}));
@@ -349,5 +375,5 @@ int main(int argc, char** argv) {
   g_latency = std::find(loads.begin(), loads.end(), "latency") != loads.end();
   const Paths paths = find_paths(keel);
   if (*soak) return run_soak(soak_hosts, minutes, hogs, rate, paths);
-  return run_benchmark(host_counts, sizes, failovers, only, corosync_transport, out, paths);
+  return run_benchmark(host_counts, sizes, failovers, only, corosync_transport, out, rounds, paths);
 }

@@ -1,0 +1,84 @@
+#include "paired_summary.hpp"
+
+#include <algorithm>
+#include <map>
+#include <optional>
+#include <string>
+#include <tuple>
+
+namespace keel::bench {
+namespace {
+
+using nlohmann::json;
+
+// The load a row measured: hosts, message size, one or all senders, and the rate per sender
+// (0 for a flat-out throughput run).
+using LoadKey = std::tuple<int, std::uint64_t, std::string, double>;
+
+struct Pair {
+  std::optional<json> keel;
+  std::optional<json> corosync;
+};
+
+double median(std::vector<double> values) {
+  std::sort(values.begin(), values.end());
+  const std::size_t n = values.size();
+  return n % 2 == 1 ? values[n / 2] : (values[n / 2 - 1] + values[n / 2]) / 2;
+}
+
+}  // namespace
+
+std::vector<json> paired_summary(const std::vector<json>& rows) {
+  std::map<LoadKey, std::map<int, Pair>> loads;  // load -> round -> both tools' rows
+  for (const json& row : rows) {
+    if (!row.contains("senders") || row.contains("error") || !row.contains("round")) continue;
+    const LoadKey key{row.value("hosts", 0), row.value("size", std::uint64_t{0}),
+                      row.value("senders", ""), row.value("rate_per_sender", 0.0)};
+    Pair& pair = loads[key][row["round"].get<int>()];
+    (row.value("tool", "") == "keel" ? pair.keel : pair.corosync) = row;
+  }
+  std::vector<json> out;
+  for (const auto& [key, rounds] : loads) {
+    const auto& [hosts, size, senders, rate] = key;
+    const bool latency = rate > 0;
+    std::vector<double> firsts, seconds;  // ratios, or p50 then p99 differences
+    int keel_ahead = 0;
+    for (const auto& [round, pair] : rounds) {
+      if (!pair.keel || !pair.corosync) continue;
+      if (latency) {
+        const double p50 = (*pair.keel)["latency_p50_us"].get<double>() -
+                           (*pair.corosync)["latency_p50_us"].get<double>();
+        firsts.push_back(p50);
+        seconds.push_back((*pair.keel)["latency_p99_us"].get<double>() -
+                          (*pair.corosync)["latency_p99_us"].get<double>());
+        if (p50 < 0) ++keel_ahead;
+      } else {
+        const double ratio =
+            (*pair.keel)["msgs_per_s"].get<double>() / (*pair.corosync)["msgs_per_s"].get<double>();
+        firsts.push_back(ratio);
+        if (ratio > 1) ++keel_ahead;
+      }
+    }
+    if (firsts.empty()) continue;
+    json summary{{"summary", latency ? "latency" : "throughput"},
+                 {"hosts", hosts},
+                 {"size", size},
+                 {"senders", senders},
+                 {"rate_per_sender", rate},
+                 {"paired_rounds", firsts.size()},
+                 {"keel_ahead_in", keel_ahead}};
+    if (latency) {
+      summary["p50_diff_us"] = firsts;
+      summary["p50_diff_median_us"] = median(firsts);
+      summary["p99_diff_us"] = seconds;
+      summary["p99_diff_median_us"] = median(seconds);
+    } else {
+      summary["ratios"] = firsts;
+      summary["ratio_median"] = median(firsts);
+    }
+    out.push_back(std::move(summary));
+  }
+  return out;
+}
+
+}  // namespace keel::bench
