@@ -1,6 +1,8 @@
 // Helpers for the agent tests: a temporary directory, cluster configs on 127.0.0.x, agents run
 // in-process (each on its own io_context and thread), a deadline-bound wait, and a listen stream
 // read with deadlines. Every address is a loopback one: these tests never send traffic elsewhere.
+// The agents log warnings only; KEEL_TEST_LOG_LEVEL=info (or debug) shows their views and groups
+// when a test needs explaining.
 #pragma once
 
 #include <gtest/gtest.h>
