@@ -41,40 +41,40 @@ std::vector<json> paired_summary(const std::vector<json>& rows) {
   for (const auto& [key, rounds] : loads) {
     const auto& [hosts, size, senders, rate] = key;
     const bool latency = rate > 0;
-    std::vector<double> firsts, seconds;  // ratios, or p50 then p99 differences
+    std::vector<double> ratios, p50_diffs, p99_diffs;  // throughput, or latency, per round
     int keel_ahead = 0;
     for (const auto& [round, pair] : rounds) {
       if (!pair.keel || !pair.corosync) continue;
+      const json& keel = *pair.keel;
+      const json& corosync = *pair.corosync;
       if (latency) {
-        const double p50 = (*pair.keel)["latency_p50_us"].get<double>() -
-                           (*pair.corosync)["latency_p50_us"].get<double>();
-        firsts.push_back(p50);
-        seconds.push_back((*pair.keel)["latency_p99_us"].get<double>() -
-                          (*pair.corosync)["latency_p99_us"].get<double>());
-        if (p50 < 0) ++keel_ahead;
+        p50_diffs.push_back(keel["latency_p50_us"].get<double>() -
+                            corosync["latency_p50_us"].get<double>());
+        p99_diffs.push_back(keel["latency_p99_us"].get<double>() -
+                            corosync["latency_p99_us"].get<double>());
+        if (p50_diffs.back() < 0) ++keel_ahead;
       } else {
-        const double ratio =
-            (*pair.keel)["msgs_per_s"].get<double>() / (*pair.corosync)["msgs_per_s"].get<double>();
-        firsts.push_back(ratio);
-        if (ratio > 1) ++keel_ahead;
+        ratios.push_back(keel["msgs_per_s"].get<double>() / corosync["msgs_per_s"].get<double>());
+        if (ratios.back() > 1) ++keel_ahead;
       }
     }
-    if (firsts.empty()) continue;
+    const std::size_t paired = latency ? p50_diffs.size() : ratios.size();
+    if (paired == 0) continue;
     json summary{{"summary", latency ? "latency" : "throughput"},
                  {"hosts", hosts},
                  {"size", size},
                  {"senders", senders},
                  {"rate_per_sender", rate},
-                 {"paired_rounds", firsts.size()},
+                 {"paired_rounds", paired},
                  {"keel_ahead_in", keel_ahead}};
     if (latency) {
-      summary["p50_diff_us"] = firsts;
-      summary["p50_diff_median_us"] = median(firsts);
-      summary["p99_diff_us"] = seconds;
-      summary["p99_diff_median_us"] = median(seconds);
+      summary["p50_diff_us"] = p50_diffs;
+      summary["p50_diff_median_us"] = median(p50_diffs);
+      summary["p99_diff_us"] = p99_diffs;
+      summary["p99_diff_median_us"] = median(p99_diffs);
     } else {
-      summary["ratios"] = firsts;
-      summary["ratio_median"] = median(firsts);
+      summary["ratios"] = ratios;
+      summary["ratio_median"] = median(ratios);
     }
     out.push_back(std::move(summary));
   }

@@ -78,19 +78,13 @@ Result<Ok> build_lab(GuardedLab& built, int hosts, const Paths& paths) {
   options.hosts = hosts;
   options.config.ring = g_ring_settings;
   if (g_keel_broadcast) {
-    // The lab's hosts share 198.18.0.0/24 on one bridge (tests/e2e/transport_mode_e2e_test.cpp).
-    options.config.transport = {{"mode", "\"broadcast\""}, {"group", "\"198.18.0.255\""}};
+    options.config.transport = {{"mode", "\"broadcast\""},
+                                {"group", "\"" + std::string(lab::kBroadcastAddress) + "\""}};
   }
   options.keel_binary = paths.keel;
   options.config.log_level = "warn";
   options.progress = [](const std::string& line) { std::cerr << "lab: " << line << "\n"; };
-  options.on_claimed = [&](const std::string& dir, const std::string& keel) {
-    built.arm(dir, keel);
-  };
-  auto made = lab::Lab::up(options);
-  if (!made) return made.error();
-  built.lab.emplace(std::move(made.value()));
-  return Ok{};
+  return built.up(std::move(options));
 }
 
 class Report {

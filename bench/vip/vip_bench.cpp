@@ -101,13 +101,7 @@ Result<Ok> build_lab(GuardedLab& built, const Options& options, const std::strin
   lab_options.config = config;
   lab_options.client = true;
   lab_options.progress = [](const std::string& line) { std::cerr << "lab: " << line << "\n"; };
-  lab_options.on_claimed = [&](const std::string& dir, const std::string& binary) {
-    built.arm(dir, binary);
-  };
-  auto made = lab::Lab::up(lab_options);
-  if (!made) return made.error();
-  built.lab.emplace(std::move(made.value()));
-  return Ok{};
+  return built.up(std::move(lab_options));
 }
 
 int probes_in_flight(const Options& options) {

@@ -119,7 +119,7 @@ Result<std::vector<lab::ProcessId>> start_daemon(lab::Lab& lab, int index,
         {"ucarp", "--interface=eth0", "--srcip=" + host.address, "--vhid=" + std::to_string(vhid),
          "--pass=keel-bench", "--addr=" + settings.addresses[i], "--advbase=" + settings.advert,
          "--advskew=" + std::to_string(skew), "--preempt", "--shutdown", "--nomcast",
-         "--mcast=" + std::string(lab::kAddressBase) + "255", "--facility=none",
+         "--mcast=" + std::string(lab::kBroadcastAddress), "--facility=none",
          "--upscript=" + host.dir + "/ucarp-up.sh", "--downscript=" + host.dir + "/ucarp-down.sh"},
         host.dir + "/ucarp-" + std::to_string(vhid) + ".log");
     if (!process) return process.error();

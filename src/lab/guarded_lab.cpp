@@ -16,6 +16,16 @@ GuardedLab::~GuardedLab() {
   if (keep_logs) fmt::print(stderr, "{}: the lab's logs are kept in {}\n", owner, dir);
 }
 
+Result<Ok> GuardedLab::up(LabOptions options) {
+  options.on_claimed = [this](const std::string& dir, const std::string& keel_binary) {
+    arm(dir, keel_binary);
+  };
+  auto made = Lab::up(options);
+  if (!made) return made.error();
+  lab.emplace(std::move(made.value()));
+  return Ok{};
+}
+
 void GuardedLab::arm(const std::string& dir, const std::string& keel_binary) {
   if (auto armed = CleanupGuard::arm(keel_binary, dir)) guard.emplace(std::move(armed.value()));
 }

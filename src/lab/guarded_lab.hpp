@@ -1,5 +1,5 @@
 // GuardedLab: a lab that a tool builds for one run (the benchmarks), with the cleanup guard that
-// up() armed for it. Its destructor tears the lab down and removes the lab's directory, unless
+// up() arms for it. Its destructor tears the lab down and removes the lab's directory, unless
 // keep_logs is set (a run failed, or the user asked to keep them); then it prints where the
 // agents' logs are. A tool that kept every directory left one in /tmp for each run.
 //
@@ -27,6 +27,8 @@ struct GuardedLab {
   GuardedLab& operator=(const GuardedLab&) = delete;
   ~GuardedLab();
 
+  // Builds the lab (Lab::up), arming the guard as soon as its directory is claimed.
+  Result<Ok> up(LabOptions options);
   // For LabOptions::on_claimed: arms the guard on the directory up() has just claimed.
   void arm(const std::string& dir, const std::string& keel_binary);
 };

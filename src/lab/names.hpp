@@ -34,7 +34,8 @@ constexpr int kAddressOffset = 10;
 constexpr int kPrefixLength = 24;
 constexpr std::uint16_t kRingPort = 5420;
 constexpr const char* kClientAddress = "198.18.0.250";
-constexpr int kFirstFloatingOctet = 100;  // floating IPs: 198.18.0.100 and up
+constexpr const char* kBroadcastAddress = "198.18.0.255";  // of the hosts' /24, on one bridge
+constexpr int kFirstFloatingOctet = 100;                   // floating IPs: 198.18.0.100 and up
 constexpr const char* kDefaultDirBase = "/tmp/keel-lab-";
 
 // "kl" and four hex digits mixed from `pid` and `nanoseconds` (a clock reading).

@@ -214,12 +214,8 @@ TEST_F(LabPlumbing, GuardedLabRemovesItsDirectoryUnlessAskedToKeepIt) {
       options.hosts = 2;
       options.keel_binary = KEEL_BINARY;
       options.stand_in = kStandIn;
-      options.on_claimed = [&](const std::string& claimed, const std::string& keel) {
-        built.arm(claimed, keel);
-      };
-      auto made = Lab::up(options);
+      auto made = built.up(options);
       ASSERT_TRUE(made.ok()) << made.error().message;
-      built.lab.emplace(std::move(made.value()));
       ASSERT_TRUE(built.guard.has_value());
       dir = built.lab->dir();
       prefix = built.lab->state().prefix;

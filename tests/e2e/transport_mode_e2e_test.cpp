@@ -53,7 +53,8 @@ class TransportModeE2E : public LabFixture {
 };
 
 TEST_F(TransportModeE2E, BroadcastRingDeliversInOrderAndLosesAKilledHost) {
-  host_config_.transport = {{"mode", "\"broadcast\""}, {"group", "\"198.18.0.255\""}};
+  host_config_.transport = {{"mode", "\"broadcast\""},
+                            {"group", "\"" + std::string(kBroadcastAddress) + "\""}};
   ASSERT_NO_FATAL_FAILURE(start_ring(3));
   traffic_->start(all());
   ASSERT_NO_FATAL_FAILURE(wait_traffic(0, 15));
