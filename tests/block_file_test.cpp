@@ -3,8 +3,12 @@
 #include "io/block_file.hpp"
 
 #include <gtest/gtest.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 
@@ -48,11 +52,37 @@ std::vector<std::byte> filled(std::size_t bytes, std::uint8_t value) {
   return std::vector<std::byte>(bytes, static_cast<std::byte>(value));
 }
 
-TEST_F(BlockFileTest, CreatesASparseFileOfTheConfiguredSize) {
+TEST_F(BlockFileTest, CreatesAFileOfTheConfiguredSizeWithItsSpaceReserved) {
   auto file = open();
   ASSERT_NE(file, nullptr);
   EXPECT_EQ(std::filesystem::file_size(path_), kBytes);
   EXPECT_FALSE(file->is_block_device());
+  EXPECT_EQ(file->created(), BlockFile::Created::reserved);
+  struct stat info {};
+  ASSERT_EQ(::stat(path_.c_str(), &info), 0);
+  EXPECT_GE(static_cast<std::uint64_t>(info.st_blocks) * 512, kBytes);  // allocated, not sparse
+  file.reset();
+  auto again = open();
+  ASSERT_NE(again, nullptr);
+  EXPECT_EQ(again->created(), BlockFile::Created::no);
+}
+
+TEST_F(BlockFileTest, RefusesToCreateAFileTheFilesystemHasNoRoomFor) {
+  const std::string small = dir_ + "/small";
+  std::filesystem::create_directory(small);
+  ASSERT_EQ(::mount("keel-test", small.c_str(), "tmpfs", 0, "size=256k"), 0)
+      << "mounting a tmpfs (the tests run as root): " << std::strerror(errno);
+  const std::string path = small + "/data.img";
+  auto file = BlockFile::open(io_, BlockFileOptions{path, kBytes, true, false, 2});
+  const bool exists = std::filesystem::exists(path);
+  ::umount2(small.c_str(), MNT_DETACH);
+  ASSERT_FALSE(file.ok());
+  EXPECT_NE(file.error().message.find("cannot reserve 1048576 bytes for " + path),
+            std::string::npos)
+      << file.error().message;
+  EXPECT_NE(file.error().message.find("bytes free for it"), std::string::npos)
+      << file.error().message;
+  EXPECT_FALSE(exists) << "a file that could not be reserved is removed";
 }
 
 TEST_F(BlockFileTest, RefusesAFileOfAnotherSizeWithAClearMessage) {

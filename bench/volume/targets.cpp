@@ -19,10 +19,12 @@ using nlohmann::json;
 
 constexpr Milliseconds kStopGrace{10000};
 
-Result<Ok> make_sparse_file(const std::string& path, std::uint64_t size) {
+// A fresh file with its space reserved, as `keel volume create` makes keel's backing files, so
+// that the three targets write into the same kind of file.
+Result<Ok> make_reserved_file(const std::string& path, std::uint64_t size) {
   std::error_code error;
   std::filesystem::remove(path, error);
-  if (auto made = run_tool({"truncate", "-s", std::to_string(size), path}, Milliseconds{10000});
+  if (auto made = run_tool({"fallocate", "-l", std::to_string(size), path}, Milliseconds{10000});
       !made) {
     return made.error();
   }
@@ -55,7 +57,7 @@ class NbdkitTarget final : public Target {
     return "nbdkit file plugin, default threads, one copy on " + file_;
   }
   Result<Ok> start() override {
-    if (auto made = make_sparse_file(file_, options_.size); !made) return made;
+    if (auto made = make_reserved_file(file_, options_.size); !made) return made;
     lab::SpawnOptions spawn_options;
     spawn_options.output_path = options_.work_dir + "/nbdkit.log";
     auto started = lab::spawn({"nbdkit", "-f", "-U", socket_, "file", file_}, spawn_options);
@@ -95,7 +97,7 @@ class RawTarget final : public Target {
 
   std::string name() const override { return "raw"; }
   std::string describe() const override { return "the file " + file_ + " itself"; }
-  Result<Ok> start() override { return make_sparse_file(file_, options_.size); }
+  Result<Ok> start() override { return make_reserved_file(file_, options_.size); }
   void stop() override {
     std::error_code error;
     std::filesystem::remove(file_, error);

@@ -5,7 +5,8 @@
 //   nbdkit  `nbdkit -f -U SOCK file FILE` on a file of the same size (one copy, no mirroring),
 //           with nbdkit's default thread count, run and stopped by its pid;
 //   raw     the file itself (fio psync/libaio, nbdcopy from/to the file, a loop device for ext4).
-// Every file is sparse at the start, as `keel volume create` makes the backing. stop() (and the
+// Every file starts with its space reserved (fallocate), as `keel volume create` makes the
+// backing. stop() (and the
 // destructor) undo everything the target started.
 //
 // Thread-safety: none; one thread drives a target (rss of its pid may be read from another).

@@ -164,7 +164,8 @@ void register_volume_commands(CLI::App& app, int& exit_code) {
   CLI::App* create = volume->add_subcommand(
       "create",
       "Prepare this host's copy of a volume: create the backing file if it does not exist "
-      "(sparse, all zeroes) and write the metadata. Run it on both nodes before the agent serves "
+      "(all zeroes, its whole size reserved on the filesystem so that writes cannot later fail "
+      "for lack of space) and write the metadata. Run it on both nodes before the agent serves "
       "the volume. Two new, empty copies start identical and need no initial sync; an existing "
       "backing file is taken as Inconsistent and gets a full sync from the other copy.");
   add_volume_argument(*create, *flags);

@@ -40,8 +40,9 @@ int create_volume(const VolumeCreateOptions& options) {
   auto created = io::VolumeMetadataFile::create(
       metadata_path, agent::volume_metadata_header(*volume, id), options.force);
   if (!created.ok()) return fail(created.error().message);
+  io::BlockFile::Created made_file = io::BlockFile::Created::no;
   {
-    // Creating (sparse) or checking the size of the backing file, the way the agent opens it.
+    // Creating or checking the size of the backing file, the way the agent opens it.
     asio::io_context io;
     io::BlockFileOptions disk;
     disk.path = backing;
@@ -50,6 +51,7 @@ int create_volume(const VolumeCreateOptions& options) {
     disk.threads = 1;
     auto made = io::BlockFile::open(io, disk);
     if (!made.ok()) return fail(made.error().message);
+    made_file = made.value()->created();
   }
   volume::PersistentState state;
   state.disk = fresh ? volume::DiskState::UpToDate : volume::DiskState::Inconsistent;
@@ -57,8 +59,15 @@ int create_volume(const VolumeCreateOptions& options) {
   if (auto written = created.value().write_state(state, {}); !written.ok()) {
     return fail(written.error().message);
   }
-  fmt::print("volume {} on {}: {} bytes at {}, metadata {}; this copy is {}\n", volume->name,
-             self.value().name, volume->size_bytes, backing, metadata_path,
+  const char* file_note = "";
+  if (made_file == io::BlockFile::Created::reserved) {
+    file_note = " (created, its space reserved)";
+  } else if (made_file == io::BlockFile::Created::sparse) {
+    file_note =
+        " (created sparse: this filesystem cannot reserve space, so writes can fail if it fills)";
+  }
+  fmt::print("volume {} on {}: {} bytes at {}{}, metadata {}; this copy is {}\n", volume->name,
+             self.value().name, volume->size_bytes, backing, file_note, metadata_path,
              fresh ? "UpToDate (new and empty: no initial sync needed if the other copy is new "
                      "too)"
                    : "Inconsistent (existing data: the other copy will be synced over it)");

@@ -1,6 +1,7 @@
 // `keel volume create NAME`: this host's copy of a volume, before the agent serves it.
 //
-// A backing file that does not exist is created sparse (all zeroes) and its copy starts UpToDate
+// A backing file that does not exist is created (all zeroes, its space reserved on the
+// filesystem; see io::BlockFile) and its copy starts UpToDate
 // with the volume's "empty" generation (a digest of its name and size), the same on both nodes,
 // so two new copies connect InSync without copying anything. A backing file or device that
 // already exists may hold anything: its copy starts Inconsistent, and the first connection copies

@@ -7,6 +7,7 @@
 #include <sched.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -49,8 +50,35 @@ Result<int> open_descriptor(const BlockFileOptions& options, bool& created) {
   return fd;
 }
 
+// Gives a file this open() created its size, reserving the space (see the header); sets
+// `reserved`. On failure the caller removes the file.
+Result<Ok> size_new_file(int fd, const BlockFileOptions& options, bool& reserved) {
+  const std::string wanted = std::to_string(options.size_bytes) + " bytes";
+  const auto bytes = static_cast<off_t>(options.size_bytes);
+  if (::fallocate(fd, 0, 0, bytes) == 0) {
+    reserved = true;
+    return Ok{};
+  }
+  const int error = errno;
+  if (error != EOPNOTSUPP && error != ENOSYS) {
+    std::string message =
+        "cannot reserve " + wanted + " for " + options.path + ": " + errno_text(error);
+    struct statvfs space {};
+    if (error == ENOSPC && ::fstatvfs(fd, &space) == 0) {
+      message += " (the filesystem has " +
+                 std::to_string(std::uint64_t{space.f_bavail} * space.f_frsize) +
+                 " bytes free for it)";
+    }
+    return Error{message};
+  }
+  if (::ftruncate(fd, bytes) != 0) {
+    return Error{"cannot size " + options.path + " to " + wanted + ": " + errno_text(errno)};
+  }
+  return Ok{};
+}
+
 // Checks the store's size against the configuration (see the header); true for a block device.
-Result<bool> check_size(int fd, const BlockFileOptions& options, bool created) {
+Result<bool> check_size(int fd, const BlockFileOptions& options, bool created, bool& reserved) {
   struct stat info {};
   if (::fstat(fd, &info) != 0)
     return Error{"cannot stat " + options.path + ": " + errno_text(errno)};
@@ -70,9 +98,8 @@ Result<bool> check_size(int fd, const BlockFileOptions& options, bool created) {
     return Error{options.path + " is neither a regular file nor a block device"};
   }
   if (created) {
-    if (::ftruncate(fd, static_cast<off_t>(options.size_bytes)) != 0) {
-      return Error{"cannot size " + options.path + " to " + wanted + ": " + errno_text(errno)};
-    }
+    auto sized = size_new_file(fd, options, reserved);
+    if (!sized.ok()) return sized.error();
     return false;
   }
   const auto file_bytes = static_cast<std::uint64_t>(info.st_size);
@@ -96,9 +123,10 @@ Result<std::unique_ptr<BlockFile>> BlockFile::open(asio::io_context& io, BlockFi
     return Error{"I/O threads must be 1 to " + std::to_string(kMaxBlockFileThreads)};
   }
   bool created = false;
+  bool reserved = false;
   auto fd = open_descriptor(options, created);
   if (!fd.ok()) return fd.error();
-  auto block_device = check_size(fd.value(), options, created);
+  auto block_device = check_size(fd.value(), options, created, reserved);
   if (!block_device.ok()) {
     ::close(fd.value());
     if (created) ::unlink(options.path.c_str());
@@ -106,6 +134,7 @@ Result<std::unique_ptr<BlockFile>> BlockFile::open(asio::io_context& io, BlockFi
   }
   auto file =
       std::unique_ptr<BlockFile>(new BlockFile(io, fd.value(), options, block_device.value()));
+  if (created) file->created_ = reserved ? Created::reserved : Created::sparse;
   if (!options.read_only) {
     // Optional: a filesystem without O_DIRECT (EINVAL) leaves every write in the page cache.
     file->direct_fd_ = ::open(options.path.c_str(), O_RDWR | O_DIRECT | O_CLOEXEC);

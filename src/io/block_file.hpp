@@ -12,8 +12,12 @@
 // the range reads back as zeroes afterwards.
 //
 // open() checks the backing store against the configured size: a regular file must have exactly
-// that size (a missing one is created sparse at that size when `create` is set); a block device
-// must hold at least that many bytes (only the first size_bytes are used).
+// that size; a block device must hold at least that many bytes (only the first size_bytes are
+// used). A missing file is created when `create` is set, with its whole size reserved on the
+// filesystem (fallocate), so that a write to the volume does not fail later because the
+// filesystem filled up meanwhile. A filesystem without fallocate gets a sparse file instead
+// (created() says which); one without the room refuses, saying how much is free. Zeroing with
+// `may_unmap` (TRIM) gives the space of that range back to the filesystem.
 //
 // Writes that bypass the page cache: write_uncached() sends a large write whose offset and
 // length are multiples of kDirectAlignBytes through a second descriptor opened with O_DIRECT,
@@ -67,7 +71,7 @@ static_assert(kDirectChunkBytes % kDirectAlignBytes == 0);
 struct BlockFileOptions {
   std::string path;
   std::uint64_t size_bytes = 0;
-  bool create = false;     // create a missing regular file (sparse, mode 0600)
+  bool create = false;     // create a missing regular file (mode 0600, space reserved)
   bool read_only = false;  // open O_RDONLY; writes then fail with EBADF
   std::size_t threads = kDefaultBlockFileThreads;
 };
@@ -126,6 +130,9 @@ class BlockFile {
   int descriptor() const { return fd_; }  // -1 once closed; for sendfile by the NBD server
   bool read_only() const { return read_only_; }
   bool is_block_device() const { return block_device_; }
+  // Whether this open() created the file, and how (see above).
+  enum class Created { no, reserved, sparse };
+  Created created() const { return created_; }
   // Counters, updated by the worker threads: read them on the io_context thread for a snapshot
   // that may lag by the jobs in progress.
   BlockFileStats stats() const;
@@ -154,6 +161,7 @@ class BlockFile {
   std::uint64_t size_bytes_ = 0;
   bool read_only_ = false;
   bool block_device_ = false;
+  Created created_ = Created::no;
 
   mutable std::mutex mutex_;  // guards queue_, stopping_ and stats_
   std::condition_variable wake_;
