@@ -140,6 +140,27 @@ TEST_F(UdpTransportTest, QueuedPacketsGoOutOnFlushInOrder) {
   EXPECT_EQ(one->stats().send_errors, 0u);
 }
 
+// Full-size packets queued for one node leave as one send the kernel cuts apart
+// (datagram_runs.hpp); the receiver opens each as its own packet, in order.
+TEST_F(UdpTransportTest, ARunOfFullPacketsLeavesAsOneSegmentedSend) {
+  auto one = open(1, key_of(7));
+  auto two = open(2, key_of(7));
+  constexpr std::size_t kPackets = 11;
+  for (std::size_t i = 0; i < kPackets; ++i) {
+    one->queue(2, Bytes(i + 1 < kPackets ? 1400 : 300, static_cast<std::uint8_t>(i)));
+  }
+  one->flush();
+  ASSERT_TRUE(run_until([&] { return received_[2].size() == kPackets; }));
+  for (std::size_t i = 0; i < kPackets; ++i) {
+    EXPECT_EQ(received_[2][i].plaintext,
+              Bytes(i + 1 < kPackets ? 1400 : 300, static_cast<std::uint8_t>(i)));
+  }
+  EXPECT_EQ(one->stats().segmented_sends, 1u);
+  EXPECT_EQ(one->stats().datagrams_sent, kPackets);
+  EXPECT_EQ(one->stats().send_errors, 0u);
+  EXPECT_EQ(two->open_stats().opened, kPackets);
+}
+
 // A datagram longer than any sealed packet of the cluster is cut at the receive buffer: counted
 // malformed, never opened.
 TEST_F(UdpTransportTest, AnOversizedDatagramIsCountedMalformed) {

@@ -408,7 +408,7 @@ TEST(ConfigTest, ThisNodeFromTheFile) {
 }
 
 TEST(ConfigTest, LoadConfigReadsAFileAndNamesItInErrors) {
-  const std::string path = testing::TempDir() + "keel_config_test.toml";
+  const std::string path = ::testing::TempDir() + "keel_config_test.toml";
   std::FILE* file = std::fopen(path.c_str(), "w");
   ASSERT_NE(file, nullptr);
   const std::string text = base_with({"[ring]", "token_timout_ms = 1"});

@@ -261,7 +261,7 @@ TEST(SealedPacketTest, StatsCountEveryOutcome) {
 class KeyFileTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    std::string pattern = testing::TempDir() + "keel_key_XXXXXX";
+    std::string pattern = ::testing::TempDir() + "keel_key_XXXXXX";
     ASSERT_NE(::mkdtemp(pattern.data()), nullptr);
     dir_ = pattern;
   }

@@ -5,9 +5,12 @@
 // (kAllNodes) goes, by the mode: unicast, once to each other configured node; multicast or
 // broadcast, once to the group address at the cluster port, which every node receives on a second
 // socket bound to that address (see bind() for why a second socket). queue() does the same but
-// holds the datagrams until flush() (or until kMaxBatchDatagrams wait), which sends them all, in
-// order, with one sendmmsg(): the ring driver queues everything one event produces (a token
-// visit: up to a window of messages to every node, then the token) and flushes once. The receive
+// holds the datagrams until flush() (or until kMaxBatchDatagrams wait), which sends them all with
+// one sendmmsg(), runs of equal datagrams to one destination as single sends the kernel cuts up
+// (datagram_runs.hpp; each destination's datagrams in the order queued): the ring driver queues
+// everything one event produces (a token visit: up to a window of messages to every node, then
+// the token) and flushes once. A kernel or device that refuses such a send turns it off for good
+// (logged once), and the datagrams go one by one. The receive
 // loop waits for a socket to be readable, takes up to kMaxBatchDatagrams datagrams per recvmmsg()
 // until it is drained, opens each and hands (sender, plaintext) to the receiver; anything that
 // fails to open, or that authenticates as a node other than the one configured at its source
@@ -23,6 +26,8 @@
 // io_context must not run this transport's handlers after it is destroyed.
 #pragma once
 
+#include <sys/socket.h>
+
 #include <asio.hpp>
 #include <cstdint>
 #include <functional>
@@ -34,6 +39,7 @@
 
 #include "core/common/result.hpp"
 #include "core/common/types.hpp"
+#include "io/datagram_runs.hpp"
 #include "io/sealed_packet.hpp"
 
 namespace keel::io {
@@ -75,6 +81,7 @@ struct PeerStats {
 struct TransportStats {
   std::uint64_t datagrams_sent = 0;
   std::uint64_t group_datagrams_sent = 0;   // of those, sent once to the group for every node
+  std::uint64_t segmented_sends = 0;        // sends the kernel cut into several datagrams
   std::uint64_t own_datagrams_ignored = 0;  // our own group datagrams, looped back to us
   std::uint64_t send_errors = 0;            // datagrams the kernel refused (counted, not retried)
   std::uint64_t receive_errors = 0;         // failed receive calls (the loop goes on)
@@ -175,6 +182,9 @@ class UdpTransport {
   void count_drop(PeerStats* peer, const OpenStats& before);
   void log_drop(const std::string& why);
   void count_send_error(const asio::ip::udp::endpoint& to, int error);
+  static bool segmentation_refused(int error);
+  void count_sent(const DatagramRun& run, const asio::ip::udp::endpoint& to);
+  void send_one_by_one(const msghdr& header);
   PeerStats* peer_at(const asio::ip::udp::endpoint& endpoint);
 
   NodeId self_;
@@ -199,6 +209,7 @@ class UdpTransport {
   std::size_t sealed_used_ = 0;
   std::vector<Outgoing> outgoing_;
   bool block_on_full_ = false;
+  bool segment_ = true;  // send runs of datagrams for the kernel to cut (datagram_runs.hpp)
   bool closed_ = false;
 };
 
