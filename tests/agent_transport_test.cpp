@@ -1,6 +1,7 @@
 // UdpTransport on loopback: sealed packets go through, garbage, forgeries, replays and packets
 // from the wrong address are dropped and counted, and an MTU too small for the ring is refused.
 #include <gtest/gtest.h>
+#include <netinet/udp.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -159,6 +160,21 @@ TEST_F(UdpTransportTest, ARunOfFullPacketsLeavesAsOneSegmentedSend) {
   EXPECT_EQ(one->stats().datagrams_sent, kPackets);
   EXPECT_EQ(one->stats().send_errors, 0u);
   EXPECT_EQ(two->open_stats().opened, kPackets);
+}
+
+// A run of datagrams each longer than any sealed packet of the cluster, sent as one segmented
+// send: every piece is counted malformed, none opened, however the run arrives.
+TEST_F(UdpTransportTest, ARunOfOversizedDatagramsIsCountedPieceByPiece) {
+  auto two = open(2, key_of(7));
+  asio::ip::udp::socket raw(io_, asio::ip::udp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+  const int segment = 2000;
+  ASSERT_EQ(::setsockopt(raw.native_handle(), SOL_UDP, UDP_SEGMENT, &segment, sizeof segment), 0);
+  const TransportNode& node = nodes_[1];
+  raw.send_to(asio::buffer(Bytes(2 * segment + 10, 0x55)),
+              asio::ip::udp::endpoint(asio::ip::make_address(node.address), node.port));
+  ASSERT_TRUE(run_until([&] { return two->stats().dropped_from_unconfigured.malformed == 3; }));
+  EXPECT_TRUE(received_[2].empty());
+  EXPECT_EQ(two->open_stats().opened, 0u);
 }
 
 // A datagram longer than any sealed packet of the cluster is cut at the receive buffer: counted

@@ -26,10 +26,6 @@ constexpr int kSocketBufferBytes = 4 << 20;
 // A packet for every node fits in one batch.
 static_assert(ring::kMaxNodes - 1 <= kMaxBatchDatagrams);
 
-std::string describe(const asio::ip::udp::endpoint& endpoint) {
-  return endpoint.address().to_string() + ":" + std::to_string(endpoint.port());
-}
-
 Result<asio::ip::udp::endpoint> resolve(const TransportNode& node) {
   asio::error_code error;
   const auto address = asio::ip::make_address(node.address, error);
@@ -84,6 +80,10 @@ std::vector<NodeId> other_ids(const TransportOptions& options) {
 }
 
 }  // namespace
+
+std::string endpoint_text(const asio::ip::udp::endpoint& endpoint) {
+  return endpoint.address().to_string() + ":" + std::to_string(endpoint.port());
+}
 
 std::uint64_t DropCounts::total() const {
   return malformed + forged + replayed + unknown_sender + wrong_address;
@@ -168,7 +168,7 @@ Result<Ok> UdpTransport::bind() {
   asio::error_code error;
   socket.open(local_.protocol(), error);
   if (!error) socket.bind(local_, error);
-  if (error) return Error{"cannot bind UDP " + describe(local_) + ": " + error.message()};
+  if (error) return Error{"cannot bind UDP " + endpoint_text(local_) + ": " + error.message()};
   socket.non_blocking(true, error);
   KEEL_ASSERT(!error);
   // Larger buffers absorb bursts of a full window (150 packets at the defaults). Without
@@ -183,6 +183,7 @@ Result<Ok> UdpTransport::bind() {
         "net.core.rmem_max or run the agent with CAP_NET_ADMIN",
         stats_.receive_buffer_bytes / 1024, kSocketBufferBytes / 1024);
   }
+  accept_runs(unicast_);
   if (mode_ == TransportMode::unicast) return Ok{};
   if (auto set = set_group_send_options(); !set.ok()) return set;
   return bind_group();
@@ -208,8 +209,8 @@ Result<Ok> UdpTransport::set_group_send_options() {
     if (!error) socket.set_option(asio::ip::multicast::enable_loopback(false), error);
   }
   if (error) {
-    return Error{"cannot set up UDP " + describe(local_) + " to send to " + describe(*group_) +
-                 ": " + error.message()};
+    return Error{"cannot set up UDP " + endpoint_text(local_) + " to send to " +
+                 endpoint_text(*group_) + ": " + error.message()};
   }
   return Ok{};
 }
@@ -239,8 +240,9 @@ Result<Ok> UdpTransport::bind_group() {
   asio::error_code error;
   socket.open(bound_to.protocol(), error);
   if (!error) socket.bind(bound_to, error);
-  if (error) return Error{"cannot bind UDP " + describe(bound_to) + ": " + error.message()};
+  if (error) return Error{"cannot bind UDP " + endpoint_text(bound_to) + ": " + error.message()};
   (void)enlarge_socket_buffer(socket.native_handle(), true, kSocketBufferBytes);
+  accept_runs(*group_inlet_);
   if (mode_ == TransportMode::multicast) {
     // IP_ADD_MEMBERSHIP / IPV6_JOIN_GROUP on the interface that holds this node's address.
     if (bound_to.address().is_v4()) {
@@ -258,6 +260,15 @@ Result<Ok> UdpTransport::bind_group() {
   return Ok{};
 }
 
+// A run a peer sent as one segmented send (datagram_runs.hpp) then reaches this socket whole,
+// and drain() cuts it apart; the kernel no longer does it datagram by datagram. A kernel without
+// UDP_GRO cuts runs before the socket as before.
+void UdpTransport::accept_runs(Inlet& inlet) {
+  const int on = 1;
+  inlet.takes_runs =
+      ::setsockopt(inlet.socket.native_handle(), SOL_UDP, UDP_GRO, &on, sizeof on) == 0;
+}
+
 void UdpTransport::start(Receiver receiver) {
   KEEL_ASSERT(!receiver_ && receiver);
   receiver_ = std::move(receiver);
@@ -273,170 +284,6 @@ void UdpTransport::close() {
   asio::error_code ignored;
   unicast_.socket.close(ignored);
   if (group_inlet_) group_inlet_->socket.close(ignored);
-}
-
-void UdpTransport::send(NodeId to, std::span<const std::uint8_t> plaintext) {
-  queue(to, plaintext);
-  flush();
-}
-
-void UdpTransport::queue(NodeId to, std::span<const std::uint8_t> plaintext) {
-  if (closed_) return;
-  if (to == kAllNodes && peers_.empty()) return;  // a cluster of one: nobody to tell
-  const PeerStats* only = nullptr;                // the one peer `to` names
-  if (to != kAllNodes) {
-    auto it = std::find_if(peers_.begin(), peers_.end(),
-                           [to](const PeerStats& peer) { return peer.id == to; });
-    KEEL_ASSERT(it != peers_.end());  // the ring only addresses configured nodes
-    only = &*it;
-  }
-  const bool to_group = to == kAllNodes && group_;
-  const std::size_t datagrams = only != nullptr || to_group ? 1 : peers_.size();
-  KEEL_ASSERT(datagrams <= kMaxBatchDatagrams);
-  if (outgoing_.size() + datagrams > kMaxBatchDatagrams) flush();
-  if (sealed_used_ == sealed_.size()) sealed_.emplace_back();
-  Bytes& sealed = sealed_[sealed_used_];
-  sealer_.seal_into(plaintext, sealed);
-  KEEL_ASSERT(sealed.size() == plaintext.size() + kSealOverheadBytes);
-  KEEL_ASSERT(sealed.size() <= max_sealed_bytes_);
-  if (only != nullptr) {
-    outgoing_.push_back(Outgoing{sealed_used_, &only->endpoint});
-  } else if (to_group) {
-    outgoing_.push_back(Outgoing{sealed_used_, &*group_});
-  } else {
-    for (const PeerStats& peer : peers_)
-      outgoing_.push_back(Outgoing{sealed_used_, &peer.endpoint});
-  }
-  ++sealed_used_;
-}
-
-void UdpTransport::flush() {
-  KEEL_ASSERT(outgoing_.size() <= kMaxBatchDatagrams);
-  std::array<QueuedDatagram, kMaxBatchDatagrams> batch{};
-  for (std::size_t i = 0; i < outgoing_.size(); ++i) {
-    batch[i] = QueuedDatagram{outgoing_[i].to, sealed_[outgoing_[i].packet].size()};
-  }
-  const DatagramPlan plan = plan_runs({batch.data(), outgoing_.size()}, segment_);
-  // One message per run: its datagrams' iovecs side by side, and the segment length when the
-  // kernel is to cut it.
-  std::array<iovec, kMaxBatchDatagrams> vectors{};
-  std::array<mmsghdr, kMaxBatchDatagrams> messages{};
-  union SegmentControl {
-    char bytes[CMSG_SPACE(sizeof(std::uint16_t))];
-    cmsghdr align;
-  };
-  std::array<SegmentControl, kMaxBatchDatagrams> controls{};
-  for (std::size_t i = 0; i < plan.order.size(); ++i) {
-    Bytes& sealed = sealed_[outgoing_[plan.order[i]].packet];
-    vectors[i] = iovec{sealed.data(), sealed.size()};
-  }
-  for (std::size_t r = 0; r < plan.runs.size(); ++r) {
-    const DatagramRun& run = plan.runs[r];
-    msghdr& header = messages[r].msg_hdr;
-    header.msg_iov = &vectors[run.first];
-    header.msg_iovlen = run.count;
-    const asio::ip::udp::endpoint* to = outgoing_[plan.order[run.first]].to;
-    // sendmmsg() does not write through msg_name; the cast only drops asio's const.
-    header.msg_name = const_cast<sockaddr*>(to->data());
-    header.msg_namelen = static_cast<socklen_t>(to->size());
-    if (run.count > 1) {
-      header.msg_control = controls[r].bytes;
-      header.msg_controllen = sizeof controls[r].bytes;
-      cmsghdr* control = CMSG_FIRSTHDR(&header);
-      control->cmsg_level = SOL_UDP;
-      control->cmsg_type = UDP_SEGMENT;
-      control->cmsg_len = CMSG_LEN(sizeof(std::uint16_t));
-      const auto segment = static_cast<std::uint16_t>(run.segment_bytes);
-      std::memcpy(CMSG_DATA(control), &segment, sizeof segment);
-    }
-  }
-  const int fd = unicast_.socket.native_handle();
-  std::size_t done = 0;
-  while (!closed_ && done < plan.runs.size()) {
-    const int sent = ::sendmmsg(fd, &messages[done], static_cast<unsigned>(plan.runs.size() - done),
-                                MSG_DONTWAIT);
-    if (sent > 0) {
-      for (std::size_t r = done; r < done + static_cast<std::size_t>(sent); ++r) {
-        count_sent(plan.runs[r], *outgoing_[plan.order[plan.runs[r].first]].to);
-      }
-      done += static_cast<std::size_t>(sent);
-      continue;
-    }
-    const int error = errno;
-    if (error == EINTR) continue;
-    if (error == EAGAIN && block_on_full_) {
-      pollfd writable{fd, POLLOUT, 0};
-      ::poll(&writable, 1, 100);
-      continue;
-    }
-    const DatagramRun& run = plan.runs[done];
-    if (run.count > 1 && segmentation_refused(error)) {
-      // This path cannot segment (a device without checksum offload, a smaller device MTU):
-      // from now on every datagram goes on its own, this run's included.
-      segment_ = false;
-      spdlog::info("UDP segmentation offload refused ({}); sending datagrams one by one",
-                   std::strerror(error));
-      messages[done].msg_hdr.msg_control = nullptr;
-      messages[done].msg_hdr.msg_controllen = 0;
-      send_one_by_one(messages[done].msg_hdr);
-      ++done;
-      continue;
-    }
-    // This run is lost (the ring retransmits); the rest go on.
-    count_send_error(*outgoing_[plan.order[run.first]].to, error);
-    ++done;
-  }
-  outgoing_.clear();
-  sealed_used_ = 0;
-}
-
-bool UdpTransport::segmentation_refused(int error) {
-  return error == EIO || error == EINVAL || error == EOPNOTSUPP || error == ENOPROTOOPT;
-}
-
-void UdpTransport::count_sent(const DatagramRun& run, const asio::ip::udp::endpoint& to) {
-  stats_.datagrams_sent += run.count;
-  if (run.count > 1) ++stats_.segmented_sends;
-  if (group_ && &to == &*group_) stats_.group_datagrams_sent += run.count;
-}
-
-// Sends each datagram of `header` (one per iovec) in its own sendmsg(), waiting for room when
-// the transport waits on a full buffer.
-void UdpTransport::send_one_by_one(const msghdr& header) {
-  const auto& to = *static_cast<const sockaddr*>(header.msg_name);
-  asio::ip::udp::endpoint endpoint;
-  KEEL_ASSERT(header.msg_namelen <= endpoint.capacity());
-  std::memcpy(endpoint.data(), &to, header.msg_namelen);
-  endpoint.resize(header.msg_namelen);
-  for (std::size_t i = 0; i < header.msg_iovlen && !closed_; ++i) {
-    msghdr single = header;
-    single.msg_iov = &header.msg_iov[i];
-    single.msg_iovlen = 1;
-    for (;;) {
-      if (::sendmsg(unicast_.socket.native_handle(), &single, MSG_DONTWAIT) >= 0) {
-        ++stats_.datagrams_sent;
-        if (group_ && endpoint == *group_) ++stats_.group_datagrams_sent;
-        break;
-      }
-      if (errno == EINTR) continue;
-      if (errno == EAGAIN && block_on_full_) {
-        pollfd writable{unicast_.socket.native_handle(), POLLOUT, 0};
-        ::poll(&writable, 1, 100);
-        continue;
-      }
-      count_send_error(endpoint, errno);
-      break;
-    }
-  }
-}
-
-void UdpTransport::count_send_error(const asio::ip::udp::endpoint& to, int error) {
-  ++stats_.send_errors;
-  std::uint64_t suppressed = 0;
-  if (send_log_.allow(monotonic_now_us(), suppressed)) {
-    spdlog::debug("send to {} failed: {}{}", describe(to), std::strerror(error),
-                  suppressed ? " (" + std::to_string(suppressed) + " similar suppressed)" : "");
-  }
 }
 
 void UdpTransport::receive_next(Inlet& inlet) {
@@ -458,24 +305,36 @@ void UdpTransport::receive_next(Inlet& inlet) {
 // batches, so that timers and the control socket get their turn).
 void UdpTransport::drain(Inlet& inlet) {
   constexpr int kMaxDrainRounds = 8;
+  // A socket that takes whole runs needs room for the largest (a full IP packet) in every slot,
+  // so it takes fewer per call.
+  const std::size_t slots = inlet.takes_runs ? kMaxRunsPerReceive : kMaxBatchDatagrams;
   if (!inlet.buffers) {
-    inlet.buffer_bytes = max_sealed_bytes_ + 1;
-    inlet.buffers.reset(new std::uint8_t[inlet.buffer_bytes * kMaxBatchDatagrams]);
+    inlet.buffer_bytes = inlet.takes_runs ? kMaxDatagramBytes + 1 : max_sealed_bytes_ + 1;
+    inlet.buffers.reset(new std::uint8_t[inlet.buffer_bytes * slots]);
   }
   std::array<mmsghdr, kMaxBatchDatagrams> messages{};
   std::array<iovec, kMaxBatchDatagrams> vectors{};
   std::array<sockaddr_storage, kMaxBatchDatagrams> sources{};
+  union RunControl {
+    char bytes[CMSG_SPACE(sizeof(int))];
+    cmsghdr align;
+  };
+  std::array<RunControl, kMaxBatchDatagrams> controls{};
   for (int round = 0; round < kMaxDrainRounds && !closed_; ++round) {
-    for (std::size_t i = 0; i < kMaxBatchDatagrams; ++i) {
+    for (std::size_t i = 0; i < slots; ++i) {
       vectors[i] = iovec{inlet.buffers.get() + i * inlet.buffer_bytes, inlet.buffer_bytes};
       messages[i].msg_hdr = msghdr{};
       messages[i].msg_hdr.msg_iov = &vectors[i];
       messages[i].msg_hdr.msg_iovlen = 1;
       messages[i].msg_hdr.msg_name = &sources[i];
       messages[i].msg_hdr.msg_namelen = sizeof(sockaddr_storage);
+      if (inlet.takes_runs) {
+        messages[i].msg_hdr.msg_control = controls[i].bytes;
+        messages[i].msg_hdr.msg_controllen = sizeof controls[i].bytes;
+      }
     }
-    const int got = ::recvmmsg(inlet.socket.native_handle(), messages.data(), kMaxBatchDatagrams,
-                               MSG_DONTWAIT, nullptr);
+    const int got = ::recvmmsg(inlet.socket.native_handle(), messages.data(),
+                               static_cast<unsigned>(slots), MSG_DONTWAIT, nullptr);
     if (got < 0) {
       if (errno == EINTR) continue;
       if (errno != EAGAIN && errno != EWOULDBLOCK) {
@@ -485,28 +344,63 @@ void UdpTransport::drain(Inlet& inlet) {
       return;
     }
     for (std::size_t i = 0; i < static_cast<std::size_t>(got) && !closed_; ++i) {
+      const msghdr& header = messages[i].msg_hdr;
       asio::ip::udp::endpoint source;
-      KEEL_ASSERT(messages[i].msg_hdr.msg_namelen <= source.capacity());
-      std::memcpy(source.data(), &sources[i], messages[i].msg_hdr.msg_namelen);
-      source.resize(messages[i].msg_hdr.msg_namelen);
+      KEEL_ASSERT(header.msg_namelen <= source.capacity());
+      std::memcpy(source.data(), &sources[i], header.msg_namelen);
+      source.resize(header.msg_namelen);
+      const std::size_t length = messages[i].msg_len;
+      if ((header.msg_flags & MSG_TRUNC) != 0) {
+        on_oversized(source, length);
+        continue;
+      }
       const std::span<const std::uint8_t> bytes(
-          static_cast<const std::uint8_t*>(vectors[i].iov_base), messages[i].msg_len);
-      if ((messages[i].msg_hdr.msg_flags & MSG_TRUNC) != 0) {
-        on_oversized(source, messages[i].msg_len);
-      } else {
-        on_datagram(source, bytes);
+          static_cast<const std::uint8_t*>(vectors[i].iov_base), length);
+      // A run: datagrams of `segment` bytes back to back, the last one possibly shorter.
+      const std::size_t segment = run_segment_bytes(header);
+      if (segment == 0 || segment >= length) {
+        on_received(source, bytes);
+        continue;
+      }
+      for (std::size_t at = 0; at < length && !closed_; at += segment) {
+        on_received(source, bytes.subspan(at, std::min(segment, length - at)));
       }
     }
-    if (static_cast<std::size_t>(got) < kMaxBatchDatagrams) return;
+    if (static_cast<std::size_t>(got) < slots) return;
   }
+}
+
+void UdpTransport::on_received(const asio::ip::udp::endpoint& source,
+                               std::span<const std::uint8_t> bytes) {
+  if (bytes.size() > max_sealed_bytes_) {
+    on_oversized(source, bytes.size());
+  } else {
+    on_datagram(source, bytes);
+  }
+}
+
+// The segment length of a run received whole (the UDP_GRO control message), or 0.
+std::size_t UdpTransport::run_segment_bytes(const msghdr& header) {
+  for (const cmsghdr* control = CMSG_FIRSTHDR(&header); control != nullptr;
+       control = CMSG_NXTHDR(const_cast<msghdr*>(&header), const_cast<cmsghdr*>(control))) {
+    if (control->cmsg_level != SOL_UDP || control->cmsg_type != UDP_GRO ||
+        control->cmsg_len < CMSG_LEN(sizeof(int))) {
+      continue;
+    }
+    int segment = 0;
+    std::memcpy(&segment, CMSG_DATA(control), sizeof segment);
+    return segment > 0 ? static_cast<std::size_t>(segment) : 0;
+  }
+  return 0;
 }
 
 void UdpTransport::on_oversized(const asio::ip::udp::endpoint& source, std::size_t size) {
   PeerStats* peer = peer_at(source);
   DropCounts& counts = peer ? peer->dropped : stats_.dropped_from_unconfigured;
   ++counts.malformed;
-  log_drop("dropped a datagram from " + describe(source) + ": longer than any packet of this " +
-           "cluster (" + std::to_string(size) + " bytes or more)");
+  log_drop("dropped a datagram from " + endpoint_text(source) +
+           ": longer than any packet of this " + "cluster (" + std::to_string(size) +
+           " bytes or more)");
 }
 
 void UdpTransport::on_datagram(const asio::ip::udp::endpoint& source,
@@ -522,14 +416,14 @@ void UdpTransport::on_datagram(const asio::ip::udp::endpoint& source,
   auto opened = opener_.open(bytes);
   if (!opened.ok()) {
     count_drop(peer, before);
-    log_drop("dropped a datagram from " + describe(source) + ": " + opened.error().message);
+    log_drop("dropped a datagram from " + endpoint_text(source) + ": " + opened.error().message);
     return;
   }
   const NodeId sender = opened.value().sender;
   if (peer == nullptr || peer->id != sender) {
     DropCounts& counts = peer ? peer->dropped : stats_.dropped_from_unconfigured;
     ++counts.wrong_address;
-    log_drop("dropped a datagram from " + describe(source) + ": it authenticated as node " +
+    log_drop("dropped a datagram from " + endpoint_text(source) + ": it authenticated as node " +
              std::to_string(sender) + ", which is configured at another address");
     return;
   }

@@ -10,7 +10,8 @@
 // (datagram_runs.hpp; each destination's datagrams in the order queued): the ring driver queues
 // everything one event produces (a token visit: up to a window of messages to every node, then
 // the token) and flushes once. A kernel or device that refuses such a send turns it off for good
-// (logged once), and the datagrams go one by one. The receive
+// (logged once), and the datagrams go one by one. Receiving sockets ask for such runs whole
+// (UDP_GRO) and cut them apart themselves. The receive
 // loop waits for a socket to be readable, takes up to kMaxBatchDatagrams datagrams per recvmmsg()
 // until it is drained, opens each and hands (sender, plaintext) to the receiver; anything that
 // fails to open, or that authenticates as a node other than the one configured at its source
@@ -50,6 +51,9 @@ constexpr std::size_t kIpv6HeaderBytes = 40;
 constexpr std::size_t kMaxDatagramBytes = 65535;
 // Datagrams per sendmmsg()/recvmmsg() call.
 constexpr std::size_t kMaxBatchDatagrams = 64;
+// Per recvmmsg() on a socket that takes whole runs (each slot as large as an IP packet).
+constexpr std::size_t kMaxRunsPerReceive = 16;
+static_assert(kMaxRunsPerReceive <= kMaxBatchDatagrams);
 
 // A configured node as the transport sees it.
 struct TransportNode {
@@ -106,6 +110,9 @@ struct TransportOptions {
   int multicast_ttl = 1;  // multicast hops; 1 keeps the ring's packets on the local link
 };
 
+// "address:port", for messages.
+std::string endpoint_text(const asio::ip::udp::endpoint& endpoint);
+
 // Bytes left for a sealed datagram on a link of `mtu` bytes (IP and UDP headers removed).
 std::size_t max_sealed_bytes(std::uint32_t mtu, bool ipv6);
 
@@ -146,13 +153,14 @@ class UdpTransport {
                std::optional<asio::ip::udp::endpoint> group);
 
   // A socket that receives, with room for one batch of datagrams (allocated at the first
-  // receive, each buffer one byte larger than any datagram of this cluster: a longer one shows
-  // as truncated).
+  // receive). Each buffer is one byte larger than any datagram of this cluster, or, on a socket
+  // that takes whole runs, than any IP packet: a longer datagram shows as truncated or too long.
   struct Inlet {
     explicit Inlet(asio::io_context& io) : socket(io) {}
     asio::ip::udp::socket socket;
     std::unique_ptr<std::uint8_t[]> buffers;
     std::size_t buffer_bytes = 0;
+    bool takes_runs = false;  // UDP_GRO: runs arrive whole (see accept_runs())
   };
   // A datagram waiting for flush(): its sealed bytes in sealed_[packet], its destination.
   struct Outgoing {
@@ -175,8 +183,11 @@ class UdpTransport {
   Result<Ok> bind();
   Result<Ok> set_group_send_options();
   Result<Ok> bind_group();
+  void accept_runs(Inlet& inlet);
   void receive_next(Inlet& inlet);
   void drain(Inlet& inlet);
+  static std::size_t run_segment_bytes(const msghdr& header);
+  void on_received(const asio::ip::udp::endpoint& source, std::span<const std::uint8_t> bytes);
   void on_oversized(const asio::ip::udp::endpoint& source, std::size_t size);
   void on_datagram(const asio::ip::udp::endpoint& source, std::span<const std::uint8_t> bytes);
   void count_drop(PeerStats* peer, const OpenStats& before);
