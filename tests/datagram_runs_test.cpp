@@ -99,9 +99,10 @@ TEST(DatagramRuns, RunsStopAtTheKernelsLimits) {
   EXPECT_EQ(plan.runs[1].count, 3u);
 
   std::vector<QueuedDatagram> large(60, QueuedDatagram{&kD, 9000});  // jumbo frames
-  plan = plan_runs(large, true);
+  plan_runs(large, true, plan);  // into the plan of the batch before, as a sender does
   expect_well_formed(large, plan);
   EXPECT_EQ(plan.runs[0].count, kMaxRunBytes / 9000);
+  EXPECT_EQ(plan.runs.size(), (60 + kMaxRunBytes / 9000 - 1) / (kMaxRunBytes / 9000));
 }
 
 TEST(DatagramRuns, EachDestinationKeepsItsOwnOrder) {

@@ -8,16 +8,23 @@ namespace keel::io {
 
 DatagramPlan plan_runs(std::span<const QueuedDatagram> batch, bool segment) {
   DatagramPlan plan;
-  plan.order.reserve(batch.size());
+  plan_runs(batch, segment, plan);
+  return plan;
+}
+
+void plan_runs(std::span<const QueuedDatagram> batch, bool segment, DatagramPlan& plan) {
+  plan.order.clear();
+  plan.runs.clear();
   if (!segment) {
     for (std::size_t i = 0; i < batch.size(); ++i) {
       plan.order.push_back(i);
       plan.runs.push_back(DatagramRun{i, 1, batch[i].bytes});
     }
-    return plan;
+    return;
   }
   // Destinations in the order of their last datagram; a batch names only a few.
-  std::vector<const void*> destinations;
+  std::vector<const void*>& destinations = plan.destinations;
+  destinations.clear();
   for (std::size_t i = batch.size(); i-- > 0;) {
     bool known = false;
     for (const void* destination : destinations) {
@@ -48,7 +55,6 @@ DatagramPlan plan_runs(std::span<const QueuedDatagram> batch, bool segment) {
       if (bytes < plan.runs[open].segment_bytes) open = kNone;
     }
   }
-  return plan;
 }
 
 }  // namespace keel::io

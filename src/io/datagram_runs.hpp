@@ -43,10 +43,13 @@ struct DatagramRun {
 };
 
 struct DatagramPlan {
-  std::vector<std::size_t> order;  // indices into the batch, in sending order
-  std::vector<DatagramRun> runs;   // consecutive stretches of `order`
+  std::vector<std::size_t> order;         // indices into the batch, in sending order
+  std::vector<DatagramRun> runs;          // consecutive stretches of `order`
+  std::vector<const void*> destinations;  // working space, in the order they are served
 };
 
 DatagramPlan plan_runs(std::span<const QueuedDatagram> batch, bool segment);
+// The same into `plan`, whose vectors keep their capacity: a sender plans every token visit.
+void plan_runs(std::span<const QueuedDatagram> batch, bool segment, DatagramPlan& plan);
 
 }  // namespace keel::io

@@ -220,6 +220,7 @@ class UdpTransport {
   std::size_t sealed_used_ = 0;
   std::vector<Outgoing> outgoing_;
   bool block_on_full_ = false;
+  DatagramPlan plan_;    // flush()'s, kept for its capacity
   bool segment_ = true;  // send runs of datagrams for the kernel to cut (datagram_runs.hpp)
   bool closed_ = false;
 };

@@ -55,7 +55,8 @@ void UdpTransport::flush() {
   for (std::size_t i = 0; i < outgoing_.size(); ++i) {
     batch[i] = QueuedDatagram{outgoing_[i].to, sealed_[outgoing_[i].packet].size()};
   }
-  const DatagramPlan plan = plan_runs({batch.data(), outgoing_.size()}, segment_);
+  plan_runs({batch.data(), outgoing_.size()}, segment_, plan_);
+  const DatagramPlan& plan = plan_;
   // One message per run: its datagrams' iovecs side by side, and the segment length when the
   // kernel is to cut it.
   std::array<iovec, kMaxBatchDatagrams> vectors{};
