@@ -195,7 +195,7 @@ class UdpTransport {
   void count_send_error(const asio::ip::udp::endpoint& to, int error);
   static bool segmentation_refused(int error);
   void count_sent(const DatagramRun& run, const asio::ip::udp::endpoint& to);
-  void send_one_by_one(const msghdr& header);
+  void send_one_by_one(const msghdr& header, const asio::ip::udp::endpoint& to);
   PeerStats* peer_at(const asio::ip::udp::endpoint& endpoint);
 
   NodeId self_;

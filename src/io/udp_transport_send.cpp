@@ -118,7 +118,7 @@ void UdpTransport::flush() {
                    std::strerror(error));
       messages[done].msg_hdr.msg_control = nullptr;
       messages[done].msg_hdr.msg_controllen = 0;
-      send_one_by_one(messages[done].msg_hdr);
+      send_one_by_one(messages[done].msg_hdr, *outgoing_[plan.order[run.first]].to);
       ++done;
       continue;
     }
@@ -140,31 +140,26 @@ void UdpTransport::count_sent(const DatagramRun& run, const asio::ip::udp::endpo
   if (group_ && &to == &*group_) stats_.group_datagrams_sent += run.count;
 }
 
-// Sends each datagram of `header` (one per iovec) in its own sendmsg(), waiting for room when
-// the transport waits on a full buffer.
-void UdpTransport::send_one_by_one(const msghdr& header) {
-  const auto& to = *static_cast<const sockaddr*>(header.msg_name);
-  asio::ip::udp::endpoint endpoint;
-  KEEL_ASSERT(header.msg_namelen <= endpoint.capacity());
-  std::memcpy(endpoint.data(), &to, header.msg_namelen);
-  endpoint.resize(header.msg_namelen);
+// Sends each datagram of `header` (one per iovec, all to `to`) in its own sendmsg(), waiting
+// for room when the transport waits on a full buffer.
+void UdpTransport::send_one_by_one(const msghdr& header, const asio::ip::udp::endpoint& to) {
+  const int fd = unicast_.socket.native_handle();
   for (std::size_t i = 0; i < header.msg_iovlen && !closed_; ++i) {
     msghdr single = header;
     single.msg_iov = &header.msg_iov[i];
     single.msg_iovlen = 1;
     for (;;) {
-      if (::sendmsg(unicast_.socket.native_handle(), &single, MSG_DONTWAIT) >= 0) {
-        ++stats_.datagrams_sent;
-        if (group_ && endpoint == *group_) ++stats_.group_datagrams_sent;
+      if (::sendmsg(fd, &single, MSG_DONTWAIT) >= 0) {
+        count_sent(DatagramRun{i, 1, header.msg_iov[i].iov_len}, to);
         break;
       }
       if (errno == EINTR) continue;
       if (errno == EAGAIN && block_on_full_) {
-        pollfd writable{unicast_.socket.native_handle(), POLLOUT, 0};
+        pollfd writable{fd, POLLOUT, 0};
         ::poll(&writable, 1, 100);
         continue;
       }
-      count_send_error(endpoint, errno);
+      count_send_error(to, errno);
       break;
     }
   }
