@@ -1,10 +1,12 @@
 // UdpTransport on loopback: sealed packets go through, garbage, forgeries, replays and packets
 // from the wrong address are dropped and counted, and an MTU too small for the ring is refused.
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <netinet/udp.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <filesystem>
 #include <fstream>
 
 #include "agent_test_support.hpp"
@@ -160,6 +162,61 @@ TEST_F(UdpTransportTest, ARunOfFullPacketsLeavesAsOneSegmentedSend) {
   EXPECT_EQ(one->stats().datagrams_sent, kPackets);
   EXPECT_EQ(one->stats().send_errors, 0u);
   EXPECT_EQ(two->open_stats().opened, kPackets);
+}
+
+// The descriptor of this process's UDP socket bound to `local`, or -1. The transport keeps its
+// sockets to itself; the test finds one the way `ss -p` would.
+int udp_socket_bound_to(const asio::ip::udp::endpoint& local) {
+  for (const auto& entry : std::filesystem::directory_iterator("/proc/self/fd")) {
+    int fd = -1;
+    try {
+      fd = std::stoi(entry.path().filename().string());
+    } catch (const std::exception&) {
+      continue;
+    }
+    int type = 0;
+    socklen_t type_size = sizeof type;
+    if (::getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &type_size) != 0 || type != SOCK_DGRAM) {
+      continue;
+    }
+    sockaddr_in address{};
+    socklen_t address_size = sizeof address;
+    if (::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &address_size) != 0 ||
+        address.sin_family != AF_INET) {
+      continue;
+    }
+    if (ntohs(address.sin_port) == local.port() &&
+        ntohl(address.sin_addr.s_addr) == local.address().to_v4().to_uint()) {
+      return fd;
+    }
+  }
+  return -1;
+}
+
+// When the kernel refuses a segmented send (here: a socket told not to checksum, which UDP
+// segmentation cannot honour), the run and everything after it go datagram by datagram, and
+// nothing is lost.
+TEST_F(UdpTransportTest, ARefusedSegmentedSendFallsBackToOneByOne) {
+  auto one = open(1, key_of(7));
+  auto two = open(2, key_of(7));
+  const int fd = udp_socket_bound_to(one->local_endpoint());
+  ASSERT_GE(fd, 0);
+  const int no_check = 1;
+  ASSERT_EQ(::setsockopt(fd, SOL_SOCKET, SO_NO_CHECK, &no_check, sizeof no_check), 0);
+  constexpr std::size_t kPackets = 5;
+  for (int batch = 0; batch < 2; ++batch) {
+    for (std::size_t i = 0; i < kPackets; ++i) {
+      one->queue(2, Bytes(1400, static_cast<std::uint8_t>(batch * kPackets + i)));
+    }
+    one->flush();
+  }
+  ASSERT_TRUE(run_until([&] { return received_[2].size() == 2 * kPackets; }));
+  for (std::size_t i = 0; i < 2 * kPackets; ++i) {
+    EXPECT_EQ(received_[2][i].plaintext, Bytes(1400, static_cast<std::uint8_t>(i)));
+  }
+  EXPECT_EQ(one->stats().segmented_sends, 0u);
+  EXPECT_EQ(one->stats().datagrams_sent, 2 * kPackets);
+  EXPECT_EQ(one->stats().send_errors, 0u);
 }
 
 // A run of datagrams each longer than any sealed packet of the cluster, sent as one segmented

@@ -131,7 +131,10 @@ void UdpTransport::flush() {
 }
 
 bool UdpTransport::segmentation_refused(int error) {
-  return error == EIO || error == EINVAL || error == EOPNOTSUPP || error == ENOPROTOOPT;
+  // EMSGSIZE: a segment and its headers exceed the device's MTU, which one datagram alone may
+  // cross by fragmenting; the rest: no segmentation on this socket, route or device.
+  return error == EIO || error == EINVAL || error == EOPNOTSUPP || error == ENOPROTOOPT ||
+         error == EMSGSIZE;
 }
 
 void UdpTransport::count_sent(const DatagramRun& run, const asio::ip::udp::endpoint& to) {
