@@ -91,6 +91,13 @@ class MemorySampler {
     if (thread_.joinable()) thread_.join();
     return peak_.empty() ? 0 : *std::max_element(peak_.begin(), peak_.end());
   }
+  // The largest RSS half a second after the load: what a daemon keeps once a burst is over.
+  std::uint64_t settled() const {
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    std::uint64_t largest = 0;
+    for (int pid : pids_) largest = std::max(largest, rss_kib(pid));
+    return largest;
+  }
 
  private:
   std::vector<int> pids_;
@@ -290,7 +297,10 @@ Result<json> keel_traffic(const lab::Lab& lab, const Load& load, bool binary) {
   auto row = summarize("keel", hosts, load, figures);
   row["control"] = binary ? "binary" : "json";
   row["daemons_cpu_s"] = std::round(cpu * 100) / 100;
-  if (load.sample_memory) row["rss_loaded_kib"] = peak;
+  if (load.sample_memory) {
+    row["rss_loaded_kib"] = peak;
+    row["rss_after_kib"] = memory->settled();
+  }
   return row;
 }
 
@@ -361,7 +371,10 @@ Result<json> corosync_traffic(lab::Lab& lab, const Corosync& corosync, const Loa
   }
   auto row = summarize("corosync", hosts, load, figures);
   row["daemons_cpu_s"] = std::round(cpu * 100) / 100;
-  if (load.sample_memory) row["rss_loaded_kib"] = peak;
+  if (load.sample_memory) {
+    row["rss_loaded_kib"] = peak;
+    row["rss_after_kib"] = memory->settled();
+  }
   return row;
 }
 

@@ -44,6 +44,13 @@ Result<agent::AgentOptions> prepare(const AgentFlags& flags) {
   return agent::AgentOptions{std::move(config).value(), std::move(self).value(), key.value()};
 }
 
+bool holds_a_volume(const agent::AgentOptions& options) {
+  for (const config::VolumeConfig& volume : options.config.volumes) {
+    if (volume.has_node(options.self.id)) return true;
+  }
+  return false;
+}
+
 // The token must be passed on within a few milliseconds however busy the machine is, or a CPU hog
 // looks like a dead host. Real-time round robin puts the agent ahead of ordinary processes; it
 // sleeps almost all the time, so it takes little from them. Children (hooks, health checks) start
@@ -66,7 +73,9 @@ int run_agent(const AgentFlags& flags) {
   }
   std::signal(SIGPIPE, SIG_IGN);  // a vanished control client is an error value, not a signal
   raise_priority(options.value().config.agent.realtime_priority);  // before any thread starts
-  if (!io::keep_buffers_in_the_heap()) {
+  // Only a host that holds a volume streams large buffers; elsewhere glibc's own thresholds
+  // hand a burst's memory (events queued for slow listeners) back to the kernel.
+  if (holds_a_volume(options.value()) && !io::keep_buffers_in_the_heap()) {
     spdlog::warn("malloc refused keel's thresholds; volume buffers will be mapped afresh");
   }
   asio::io_context io(1);
