@@ -59,18 +59,22 @@ class Cluster {
   }
   // Delivers every queued broadcast to the members of its sender's view, in order.
   void deliver() {
-    while (!queue_.empty()) {
-      auto [origin, bytes] = queue_.front();
-      queue_.pop_front();
-      auto decoded = decode_vip_message(bytes);
-      ASSERT_TRUE(decoded.ok());
-      for (NodeId n : component_.at(decoded.value().view)) {
-        if (node(n).view() != decoded.value().view) continue;
-        node(n).on_message(origin, bytes, now_);
-        collect(n);
-      }
+    while (!queue_.empty()) deliver_one();
+  }
+  // Delivers the oldest queued broadcast only (what it causes is queued behind the rest).
+  void deliver_one() {
+    ASSERT_FALSE(queue_.empty());
+    auto [origin, bytes] = queue_.front();
+    queue_.pop_front();
+    auto decoded = decode_vip_message(bytes);
+    ASSERT_TRUE(decoded.ok());
+    for (NodeId n : component_.at(decoded.value().view)) {
+      if (node(n).view() != decoded.value().view) continue;
+      node(n).on_message(origin, bytes, now_);
+      collect(n);
     }
   }
+  std::size_t queued() const { return queue_.size(); }
   void advance(TimeUs us) {
     now_ += us;
     for (auto& [n, v] : nodes_) {
@@ -215,6 +219,32 @@ TEST(VipNode, DrainedHostKeepsAddressesNobodyElseMayHold) {
   c.settle();
   EXPECT_EQ(c.node(1).held().size(), 2u);
   EXPECT_TRUE(c.node(1).quiescent());
+}
+
+// A drained host that handed its address over and released it, then is undrained while its
+// release is still on its way, must not take the address back from a table that still counts it
+// drained (and so keeps it the holder once the new owner loses its health): that table is behind
+// what the others decide, and the new owner may be taking the address again meanwhile.
+TEST(VipNode, UndrainWaitsForTheTableBeforeTakingAnything) {
+  Cluster c(config(1, {1, 2}), {1, 2});
+  c.view({1, 2});
+  c.settle();
+  ASSERT_EQ(c.holder(0), 1u);
+  c.node(1).drain(c.now());
+  c.collect(1);
+  c.deliver_one();  // the drain: host 2 takes the address, make-before-break
+  ASSERT_EQ(c.node(2).held().count(0), 1u);
+  c.node(2).set_healthy(0, false, c.now());  // and loses it again at once
+  c.collect(2);
+  c.node(1).undrain(c.now());
+  c.collect(1);
+  ASSERT_EQ(c.queued(), 3u);  // host 2 holding, host 2 unhealthy, host 1 undrained
+  c.deliver_one();            // host 2 holds it: host 1 releases
+  EXPECT_TRUE(c.node(1).held().empty());
+  c.deliver_one();  // host 2 unhealthy: the table keeps host 1, still drained there, the holder
+  EXPECT_TRUE(c.node(1).held().empty()) << "took an address from a table that counts it drained";
+  c.settle();
+  EXPECT_EQ(c.holder(0), 1u);  // once its undrain is in the table, it takes the address back
 }
 
 TEST(VipNode, MergeReleasesDuplicatesOnTheLoser) {

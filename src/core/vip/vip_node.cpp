@@ -163,7 +163,12 @@ void VipNode::undrain(TimeUs now) {
   now_ = now;
   if (!drained_) return;
   drained_ = false;
-  if (view_) send_state();
+  if (view_) {
+    send_state();
+    // The table still counts this host drained, and may keep it the holder of an address it
+    // has already handed over and released: wait until it counts this host undrained.
+    acquire_blocked_until_ = states_sent_;
+  }
   act(now);
 }
 

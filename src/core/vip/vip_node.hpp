@@ -32,8 +32,8 @@
 //         announces it unhealthy, and acquires nothing while drained).
 //  4. A member acquires an address it owns when its pool is healthy here, it is not drained, the
 //     settle time since the regular view has passed, and no other member's latest State shows the
-//     address (except the drained host it takes over from), and, after a health loss or a drain,
-//     once its own State announcing it has come back (its table is then no longer behind what
+//     address (except the drained host it takes over from), and, after a health loss, a drain or
+//     an undrain, once its own State announcing it has come back (its table is then no longer behind what
 //     the others will decide from it). It broadcasts a State after every acquire or release.
 // Safety: within one view at most one member owns an address, and a new owner acquires only
 // after every other holder announced its release (or, for a drain, while the drained holder still
@@ -177,10 +177,11 @@ class VipNode {
   std::vector<Slot> slots_;
   std::vector<NodeId> targets_;  // placement at the last reconcile
   std::uint64_t last_sent_seen_ = 0;
-  // A health loss or a drain puts this host ahead of the table: no acquisition until the State
-  // announcing it has come back through the ring (own_states_seen_ >= acquire_blocked_until_),
-  // lest a quick recovery or undrain acquire from a table that still names this host the owner
-  // while the others are about to free the address.
+  // A health loss, a drain or an undrain puts this host ahead of the table: no acquisition until
+  // the State announcing it has come back through the ring (own_states_seen_ >=
+  // acquire_blocked_until_), lest it acquire from a table that still names this host the owner
+  // while the others are about to free the address (after a health loss or a drain), or that
+  // keeps it, as a drained holder, an address it has already released (after an undrain).
   std::uint64_t states_sent_ = 0;  // in view_
   std::uint64_t own_states_seen_ = 0;
   std::uint64_t acquire_blocked_until_ = 0;
