@@ -33,8 +33,9 @@
 //  4. A member acquires an address it owns when its pool is healthy here, it is not drained, the
 //     settle time since the regular view has passed, and no other member's latest State shows the
 //     address (except the drained host it takes over from), and, after a health loss, a drain or
-//     an undrain, once its own State announcing it has come back (its table is then no longer behind what
-//     the others will decide from it). It broadcasts a State after every acquire or release.
+//     an undrain, once its own State announcing it has come back (its table is then no longer
+//     behind what the others will decide from it). It broadcasts a State after every acquire or
+//     release.
 // Safety: within one view at most one member owns an address, and a new owner acquires only
 // after every other holder announced its release (or, for a drain, while the drained holder still
 // holds it). Addresses held on both sides of a partition are resolved at the merge as in step 2.
