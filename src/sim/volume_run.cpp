@@ -18,6 +18,9 @@ using volume::Role;
 
 constexpr TimeUs kFailoverTickUs = 20'000;
 constexpr TimeUs kWorkloadAfterHealUs = 300'000;
+constexpr TimeUs kForceRetryUs = 10'000;
+// Past the world's break notice time (100 ms) after the cut: a cut-off node knows by then.
+constexpr TimeUs kForceGiveUpUs = 150'000;
 
 bool replicating(LinkState link) {
   return link == LinkState::Connected || link == LinkState::SyncSource ||
@@ -106,7 +109,8 @@ class VolumeRun {
       case VolumeFaultKind::forced_split:
         if (forced_ >= 0 || primary(node) || !primary(1 - node) || !world_.up(node)) return;
         world_.set_groups({{id(node)}, others});
-        world_.at(world_.now() + 50'000, "", [this, node] { force(node); });
+        world_.at(world_.now() + 50'000, "",
+                  [this, node, until = world_.now() + kForceGiveUpUs] { force(node, until); });
         break;
     }
     world_.at(world_.now() + fault.duration, "", [this] {
@@ -128,8 +132,18 @@ class VolumeRun {
   // the primary acknowledged nothing apart, when no split brain is seen and the forced side's
   // history legitimately continues (the model accepts its writes where nothing acknowledged
   // came after them).
-  void force(int node) {
+  // The operator forces it once the node shows its link gone (a side hears of a broken
+  // connection within the world's break notice time): a node that still believes itself
+  // connected to a secondary would be promoted without --force, and two promotions racing on
+  // one link are not what this fault is about.
+  void force(int node, TimeUs until) {
     if (forced_ >= 0 || healed_ || !world_.up(node) || primary(node)) return;
+    if (replicating(world_.replica(node).status().link)) {
+      if (world_.now() + kForceRetryUs <= until) {
+        world_.at(world_.now() + kForceRetryUs, "", [this, node, until] { force(node, until); });
+      }
+      return;
+    }
     if (!world_.promote(node, true).ok()) return;
     hit(world_.coverage(), VolumeMark::forced_promotion);
     forced_ = node;
