@@ -73,8 +73,8 @@ int run_agent(const AgentFlags& flags) {
   }
   std::signal(SIGPIPE, SIG_IGN);  // a vanished control client is an error value, not a signal
   raise_priority(options.value().config.agent.realtime_priority);  // before any thread starts
-  // Only a host that holds a volume streams large buffers; elsewhere glibc's own thresholds
-  // hand a burst's memory (events queued for slow listeners) back to the kernel.
+  // Only a host that holds a volume streams large buffers; the fixed thresholds would otherwise
+  // keep up to kKeptFreeHeapBytes of free heap on every host after a burst.
   if (holds_a_volume(options.value()) && !io::keep_buffers_in_the_heap()) {
     spdlog::warn("malloc refused keel's thresholds; volume buffers will be mapped afresh");
   }

@@ -19,8 +19,8 @@ using volume::Role;
 constexpr TimeUs kFailoverTickUs = 20'000;
 constexpr TimeUs kWorkloadAfterHealUs = 300'000;
 constexpr TimeUs kForceRetryUs = 10'000;
-// Past the world's break notice time (100 ms) after the cut: a cut-off node knows by then.
-constexpr TimeUs kForceGiveUpUs = 150'000;
+// Past the world's break notice time after the cut: a cut-off node knows by then.
+constexpr TimeUs kForceGiveUpUs = kBreakNoticeMaxUs + 50'000;
 
 bool replicating(LinkState link) {
   return link == LinkState::Connected || link == LinkState::SyncSource ||

@@ -63,6 +63,8 @@ struct VolumeWorldOptions {
 };
 
 constexpr NodeId kWitness = 3;
+// A side hears of a broken connection at most this long after it broke.
+constexpr TimeUs kBreakNoticeMaxUs = 100'000;
 
 class VolumeWorld {
  public:

@@ -10,7 +10,6 @@ namespace keel::sim {
 namespace {
 
 constexpr TimeUs kRingStepUs = 10'000;
-constexpr TimeUs kBreakNoticeMaxUs = 100'000;  // a side hears of a broken connection by then
 constexpr TimeUs kRefusedReconnectUs = 1'000'000;
 
 std::string generations_text(const volume::Generations& g) {

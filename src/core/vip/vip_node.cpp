@@ -242,8 +242,8 @@ void VipNode::free_confirmed() {
     const Record& record = records_.at(slot.owner);
     const bool unhealthy = !record.healthy[index_.pool_of[a]];
     const bool confirmed = slot.release_asked != 0 && record.seen >= slot.release_asked;
-    // A drained owner never acquires (drain() blocks it until its State is back), so an address
-    // it does not hold is free.
+    // A host the table counts drained never acquires (drain() and undrain() block acquisition
+    // until the table has their State), so an address such an owner does not hold is free.
     if (!record.held[a] && (unhealthy || confirmed || record.drained)) {
       slot.owner = kNoNode;
       slot.release_asked = 0;
