@@ -159,6 +159,7 @@ TEST_F(UdpTransportTest, ARunOfFullPacketsLeavesAsOneSegmentedSend) {
               Bytes(i + 1 < kPackets ? 1400 : 300, static_cast<std::uint8_t>(i)));
   }
   EXPECT_EQ(one->stats().segmented_sends, 1u);
+  EXPECT_FALSE(one->stats().segmentation_refused);
   EXPECT_EQ(one->stats().datagrams_sent, kPackets);
   EXPECT_EQ(one->stats().send_errors, 0u);
   EXPECT_EQ(two->open_stats().opened, kPackets);
@@ -214,6 +215,7 @@ TEST_F(UdpTransportTest, ARefusedSegmentedSendFallsBackToOneByOne) {
   for (std::size_t i = 0; i < 2 * kPackets; ++i) {
     EXPECT_EQ(received_[2][i].plaintext, Bytes(1400, static_cast<std::uint8_t>(i)));
   }
+  EXPECT_TRUE(one->stats().segmentation_refused);
   EXPECT_EQ(one->stats().segmented_sends, 0u);
   EXPECT_EQ(one->stats().datagrams_sent, 2 * kPackets);
   EXPECT_EQ(one->stats().send_errors, 0u);

@@ -66,6 +66,7 @@ json transport_stats_json(const io::UdpTransport& transport) {
               {"datagrams_sent", stats.datagrams_sent},
               {"group_datagrams_sent", stats.group_datagrams_sent},
               {"segmented_sends", stats.segmented_sends},
+              {"segmentation_refused", stats.segmentation_refused},
               {"own_datagrams_ignored", stats.own_datagrams_ignored},
               {"send_errors", stats.send_errors},
               {"receive_errors", stats.receive_errors},

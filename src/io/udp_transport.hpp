@@ -86,6 +86,7 @@ struct TransportStats {
   std::uint64_t datagrams_sent = 0;
   std::uint64_t group_datagrams_sent = 0;   // of those, sent once to the group for every node
   std::uint64_t segmented_sends = 0;        // sends the kernel cut into several datagrams
+  bool segmentation_refused = false;        // the kernel refused one: datagrams go one by one
   std::uint64_t own_datagrams_ignored = 0;  // our own group datagrams, looped back to us
   std::uint64_t send_errors = 0;            // datagrams the kernel refused (counted, not retried)
   std::uint64_t receive_errors = 0;         // failed receive calls (the loop goes on)

@@ -114,6 +114,7 @@ void UdpTransport::flush() {
       // This path cannot segment (a device without checksum offload, a smaller device MTU):
       // from now on every datagram goes on its own, this run's included.
       segment_ = false;
+      stats_.segmentation_refused = true;
       spdlog::info("UDP segmentation offload refused ({}); sending datagrams one by one",
                    std::strerror(error));
       messages[done].msg_hdr.msg_control = nullptr;
