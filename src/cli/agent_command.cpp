@@ -44,13 +44,6 @@ Result<agent::AgentOptions> prepare(const AgentFlags& flags) {
   return agent::AgentOptions{std::move(config).value(), std::move(self).value(), key.value()};
 }
 
-bool holds_a_volume(const agent::AgentOptions& options) {
-  for (const config::VolumeConfig& volume : options.config.volumes) {
-    if (volume.has_node(options.self.id)) return true;
-  }
-  return false;
-}
-
 // The token must be passed on within a few milliseconds however busy the machine is, or a CPU hog
 // looks like a dead host. Real-time round robin puts the agent ahead of ordinary processes; it
 // sleeps almost all the time, so it takes little from them. Children (hooks, health checks) start
@@ -73,9 +66,7 @@ int run_agent(const AgentFlags& flags) {
   }
   std::signal(SIGPIPE, SIG_IGN);  // a vanished control client is an error value, not a signal
   raise_priority(options.value().config.agent.realtime_priority);  // before any thread starts
-  // Only a host that holds a volume streams large buffers; the fixed thresholds would otherwise
-  // keep up to kKeptFreeHeapBytes of free heap on every host after a burst.
-  if (holds_a_volume(options.value()) && !io::keep_buffers_in_the_heap()) {
+  if (!io::keep_buffers_in_the_heap()) {
     spdlog::warn("malloc refused keel's thresholds; volume buffers will be mapped afresh");
   }
   asio::io_context io(1);
