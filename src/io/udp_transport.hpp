@@ -84,9 +84,11 @@ struct PeerStats {
 
 struct TransportStats {
   std::uint64_t datagrams_sent = 0;
-  std::uint64_t group_datagrams_sent = 0;   // of those, sent once to the group for every node
-  std::uint64_t segmented_sends = 0;        // sends the kernel cut into several datagrams
-  bool segmentation_refused = false;        // the kernel refused one: datagrams go one by one
+  std::uint64_t group_datagrams_sent = 0;  // of those, sent once to the group for every node
+  std::uint64_t segmented_sends = 0;       // sends the kernel cut into several datagrams
+  // The kernel refused a segmented send: from then on every datagram goes on its own
+  // (datagram_runs.hpp); until then runs of datagrams go as one send for the kernel to cut.
+  bool segmentation_refused = false;
   std::uint64_t own_datagrams_ignored = 0;  // our own group datagrams, looped back to us
   std::uint64_t send_errors = 0;            // datagrams the kernel refused (counted, not retried)
   std::uint64_t receive_errors = 0;         // failed receive calls (the loop goes on)
@@ -221,8 +223,7 @@ class UdpTransport {
   std::size_t sealed_used_ = 0;
   std::vector<Outgoing> outgoing_;
   bool block_on_full_ = false;
-  DatagramPlan plan_;    // flush()'s, kept for its capacity
-  bool segment_ = true;  // send runs of datagrams for the kernel to cut (datagram_runs.hpp)
+  DatagramPlan plan_;  // flush()'s, kept for its capacity
   bool closed_ = false;
 };
 

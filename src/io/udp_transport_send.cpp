@@ -55,7 +55,7 @@ void UdpTransport::flush() {
   for (std::size_t i = 0; i < outgoing_.size(); ++i) {
     batch[i] = QueuedDatagram{outgoing_[i].to, sealed_[outgoing_[i].packet].size()};
   }
-  plan_runs({batch.data(), outgoing_.size()}, segment_, plan_);
+  plan_runs({batch.data(), outgoing_.size()}, !stats_.segmentation_refused, plan_);
   const DatagramPlan& plan = plan_;
   // One message per run: its datagrams' iovecs side by side, and the segment length when the
   // kernel is to cut it.
@@ -113,7 +113,6 @@ void UdpTransport::flush() {
     if (run.count > 1 && segmentation_refused(error)) {
       // This path cannot segment (a device without checksum offload, a smaller device MTU):
       // from now on every datagram goes on its own, this run's included.
-      segment_ = false;
       stats_.segmentation_refused = true;
       spdlog::info("UDP segmentation offload refused ({}); sending datagrams one by one",
                    std::strerror(error));
