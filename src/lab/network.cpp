@@ -20,6 +20,14 @@ Result<Ok> run(const std::vector<std::string>& argv) {
   return Ok{};
 }
 
+// Runs a removal; a failure whose message contains `absent` (the tool's "no such object") is
+// success: the object is already gone.
+Result<Ok> run_unless_absent(const std::vector<std::string>& argv, const std::string& absent) {
+  auto done = run(argv);
+  if (!done && done.error().message.find(absent) != std::string::npos) return Ok{};
+  return done;
+}
+
 bool ipv6_present() {
   struct stat info {};
   return ::stat("/proc/sys/net/ipv6", &info) == 0;
@@ -178,33 +186,47 @@ std::vector<ProcessId> processes_in_namespace(const std::string& netns) {
 }
 
 Result<Ok> remove_lab_network(const LabNames& names, Milliseconds grace) {
-  auto found = find_lab_objects(names);
-  if (!found) return found.error();
-  const LabObjects& objects = found.value();
+  // Each listing may fail on its own (a tool that hangs or is missing): the namespaces, which
+  // need no tool to find, and whatever else can be found still go, so that one broken tool
+  // leaves as little as possible behind. What could not be listed is removed by name, "not
+  // there" counting as done.
+  Errors errors;
+  const std::vector<std::string> namespaces = list_namespaces(names);
+  auto links = list_links(names);
+  auto table = table_exists(names);
   std::vector<ProcessId> leftovers;
-  for (const auto& netns : objects.namespaces) {
+  for (const auto& netns : namespaces) {
     for (const auto& process : processes_in_namespace(netns)) leftovers.push_back(process);
   }
   terminate_all(leftovers, grace);
 
-  Errors errors;
   // Veths first: deleting a namespace frees its interfaces asynchronously, deleting the root end
   // of a pair removes both ends at once.
-  for (const auto& link : objects.links) {
-    if (link != names.bridge()) errors.add(run({"ip", "link", "del", link}));
+  if (links) {
+    for (const auto& link : links.value()) {
+      if (link != names.bridge()) errors.add(run({"ip", "link", "del", link}));
+    }
   }
-  for (const auto& netns : objects.namespaces) errors.add(run({"ip", "netns", "del", netns}));
-  if (contains(objects.links, names.bridge())) {
+  for (const auto& netns : namespaces) errors.add(run({"ip", "netns", "del", netns}));
+  if (!links) {
+    errors.add(links.error());
+    errors.add(run_unless_absent({"ip", "link", "del", names.bridge()}, "Cannot find device"));
+  } else if (contains(links.value(), names.bridge())) {
     errors.add(run({"ip", "link", "del", names.bridge()}));
   }
-  if (objects.table) errors.add(run({"nft", "delete", "table", "bridge", names.table()}));
+  if (!table) {
+    errors.add(table.error());
+    errors.add(run_unless_absent({"nft", "delete", "table", "bridge", names.table()},
+                                 "No such file or directory"));
+  } else if (table.value()) {
+    errors.add(run({"nft", "delete", "table", "bridge", names.table()}));
+  }
+  auto left = find_lab_objects(names);
   if (!errors.text.empty()) {
     // A veth may vanish on its own while its namespace goes; only what is still there counts.
-    auto left = find_lab_objects(names);
     if (left && left.value().empty()) return Ok{};
     return Error{"could not remove everything of lab " + names.prefix() + ": " + errors.text};
   }
-  auto left = find_lab_objects(names);
   if (!left) return left.error();
   if (!left.value().empty()) {
     return Error{"lab " + names.prefix() + " still has objects after removal"};

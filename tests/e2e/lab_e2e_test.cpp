@@ -11,7 +11,9 @@
 #include <unistd.h>
 
 #include <csignal>
+#include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <thread>
 
 #include "lab/guarded_lab.hpp"
@@ -239,6 +241,53 @@ TEST_F(LabPlumbing, DownFinishesALabKnownOnlyByItsPrefix) {
   auto left = find_lab_objects(names);
   ASSERT_TRUE(left.ok());
   EXPECT_TRUE(left.value().empty());
+}
+
+// Puts a directory first on PATH for its lifetime, so that its programs stand in for the real
+// tools of the same name.
+class PathPrefix {
+ public:
+  explicit PathPrefix(const std::string& dir)
+      : saved_(std::getenv("PATH") ? std::getenv("PATH") : "") {
+    ::setenv("PATH", (dir + ":" + saved_).c_str(), 1);
+  }
+  PathPrefix(const PathPrefix&) = delete;
+  PathPrefix& operator=(const PathPrefix&) = delete;
+  ~PathPrefix() { ::setenv("PATH", saved_.c_str(), 1); }
+
+ private:
+  std::string saved_;
+};
+
+// One broken tool must not leave the whole lab behind: with every `nft` call failing, the
+// namespaces, veths and bridge still go, and the error names what failed.
+TEST_F(LabPlumbing, DownRemovesWhatItCanWhenNftFails) {
+  const LabNames names(generate_prefix(static_cast<std::uint64_t>(::getpid()), 0xbad7));
+  const std::string shims = names.default_dir() + "-tools";
+  std::filesystem::create_directories(shims);
+  {
+    std::ofstream nft(shims + "/nft");
+    nft << "#!/bin/sh\necho 'nft: refused by the test' >&2\nexit 1\n";
+  }
+  std::filesystem::permissions(shims + "/nft", std::filesystem::perms::owner_all);
+  ASSERT_OK(create_bridge(names));
+  ASSERT_OK(create_host_network(names, 1));
+  Result<Ok> removed = Ok{};
+  {
+    PathPrefix failing_nft(shims);
+    removed = remove_lab_network(names, milliseconds{1000});
+  }
+  auto left = find_lab_objects(names);
+  if (!left.ok() || !left.value().empty()) (void)remove_lab_network(names, milliseconds{1000});
+  std::error_code error;
+  std::filesystem::remove_all(shims, error);
+
+  ASSERT_FALSE(removed.ok());
+  EXPECT_NE(removed.error().message.find("refused by the test"), std::string::npos)
+      << removed.error().message;
+  ASSERT_TRUE(left.ok()) << left.error().message;
+  EXPECT_TRUE(left.value().empty())
+      << "links " << left.value().links.size() << ", namespaces " << left.value().namespaces.size();
 }
 
 TEST_F(LabPlumbing, CommandLineDrivesALab) {
