@@ -4,7 +4,10 @@
 
 #include <gtest/gtest.h>
 
+#include <array>
 #include <chrono>
+#include <functional>
+#include <string>
 
 namespace keel::io {
 namespace {
@@ -17,6 +20,7 @@ constexpr std::uint32_t kRetryMs = 60'000;
 struct End {
   std::unique_ptr<ReplicationLink> link;
   int connects = 0;
+  int disconnects = 0;
   std::vector<volume::PeerMessage> received;
 };
 
@@ -34,12 +38,15 @@ ReplicationLinkOptions options_for(NodeId self, std::uint16_t port) {
   return options;
 }
 
-void open_end(asio::io_context& io, End& end, NodeId self, std::uint16_t port) {
+void open_end(asio::io_context& io, End& end, NodeId self, std::uint16_t port,
+              std::uint32_t user_timeout_ms = 5000) {
+  ReplicationLinkOptions options = options_for(self, port);
+  options.user_timeout_ms = user_timeout_ms;
   auto opened = ReplicationLink::open(
-      io, options_for(self, port),
+      io, options,
       {[&end] { ++end.connects; },
        [&end](const volume::PeerMessage& message) { end.received.push_back(message); },
-       [](const std::string&) {}});
+       [&end](const std::string&) { ++end.disconnects; }});
   ASSERT_TRUE(opened.ok()) << opened.error().message;
   end.link = std::move(opened).value();
 }
@@ -88,6 +95,53 @@ TEST(ReplicationLinkTest, DialNowConnectsWithoutWaitingForTheRetry) {
   EXPECT_EQ(std::get<volume::Barrier>(listener.received.front()).epoch, 42u);
   EXPECT_EQ(dialer.connects, 1);
   EXPECT_EQ(listener.connects, 1);
+  dialer.link->close();
+  listener.link->close();
+}
+
+// A connection that never proves the cluster key (here: a plain socket that sends a few bytes and
+// then nothing) must not cut the link that is up, and is itself closed once the handshake time
+// is over.
+TEST(ReplicationLinkTest, AStrangersConnectionLeavesTheLinkUp) {
+  asio::io_context io;
+  const std::uint16_t port = free_port();
+  constexpr std::uint32_t kHandshakeMs = 300;
+  End dialer;
+  End listener;
+  open_end(io, listener, kListener, port, kHandshakeMs);
+  open_end(io, dialer, kDialer, port, kHandshakeMs);
+  listener.link->start();
+  dialer.link->start();
+  ASSERT_TRUE(run_until(
+      io, [&] { return dialer.connects == 1 && listener.connects == 1; }, std::chrono::seconds(5)));
+
+  asio::ip::tcp::socket stranger(io);
+  stranger.connect({asio::ip::make_address("127.0.0.1"), port});
+  asio::write(stranger, asio::buffer(std::string("KEELREPL")));
+  bool stranger_closed = false;
+  std::array<char, 256> sink{};
+  std::function<void()> read_until_closed = [&] {
+    stranger.async_read_some(asio::buffer(sink), [&](const asio::error_code& error, std::size_t) {
+      if (error) {
+        stranger_closed = true;
+        return;
+      }
+      read_until_closed();
+    });
+  };
+  read_until_closed();
+  ASSERT_TRUE(run_until(
+      io, [&] { return stranger_closed; }, std::chrono::milliseconds(kHandshakeMs * 10)));
+
+  // The link never went down and still carries frames.
+  dialer.link->send(volume::Barrier{7});
+  ASSERT_TRUE(run_until(
+      io, [&] { return !listener.received.empty(); }, std::chrono::seconds(5)));
+  EXPECT_TRUE(listener.link->connected());
+  EXPECT_EQ(listener.disconnects, 0);
+  EXPECT_EQ(dialer.disconnects, 0);
+  EXPECT_EQ(listener.connects, 1);
+  EXPECT_GE(listener.link->stats().auth_failures, 1u);
   dialer.link->close();
   listener.link->close();
 }

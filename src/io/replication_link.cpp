@@ -5,6 +5,7 @@
 #include <sodium.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <array>
 #include <cstring>
 
@@ -23,6 +24,11 @@ constexpr std::size_t kProofBytes = crypto_auth_hmacsha256_BYTES;
 constexpr std::size_t kMaxGatheredFrames = 64;
 constexpr std::size_t kLinkReceiveBytes = 128 * 1024;
 constexpr const char* kProofLabel = "keel replication link v1";
+// Connections still proving themselves, per link: a newer one pushes out the oldest, so that
+// strangers cannot pile them up.
+constexpr std::size_t kMaxPendingConnections = 4;
+// After a failed accept (out of descriptors, say) the next waits this long instead of spinning.
+constexpr std::chrono::milliseconds kAcceptRetry{100};
 
 void put_u32(std::uint8_t* out, std::uint32_t value) {
   for (int i = 3; i >= 0; --i) {
@@ -82,13 +88,22 @@ void tune_socket(asio::ip::tcp::socket& socket, std::uint32_t user_timeout_ms) {
 class ReplicationLink::Connection : public std::enable_shared_from_this<Connection> {
  public:
   Connection(ReplicationLink& link, asio::ip::tcp::socket socket)
-      : link_(link), socket_(std::move(socket)) {
+      : link_(link), socket_(std::move(socket)), handshake_timer_(socket_.get_executor()) {
     randombytes_buf(own_nonce_.data(), own_nonce_.size());
   }
 
   void start() {
     tune_socket(socket_, link_.options_.user_timeout_ms);
     auto self = shared_from_this();
+    // A peer that connects and never proves itself must not hold a slot (or, on the dialing
+    // side, the link) for long.
+    handshake_timer_.expires_after(std::chrono::milliseconds(link_.options_.user_timeout_ms));
+    handshake_timer_.async_wait([self](const asio::error_code& error) {
+      if (error || self->closed_ || self->authenticated_) return;
+      ++self->link_.stats_.auth_failures;
+      self->fail("no proof of the cluster key within " +
+                 std::to_string(self->link_.options_.user_timeout_ms) + " ms");
+    });
     std::uint8_t* out = greeting_out_.data();
     std::memcpy(out, kGreetingMagic.data(), kGreetingMagic.size());
     put_u32(out + 8, kLinkVersion);
@@ -119,6 +134,7 @@ class ReplicationLink::Connection : public std::enable_shared_from_this<Connecti
   void close(const std::string& why) {
     if (closed_) return;
     closed_ = true;
+    handshake_timer_.cancel();
     asio::error_code ignored;
     socket_.shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
     socket_.close(ignored);
@@ -182,6 +198,7 @@ class ReplicationLink::Connection : public std::enable_shared_from_this<Connecti
       return fail("the peer's proof does not match the cluster key");
     }
     authenticated_ = true;
+    handshake_timer_.cancel();
     link_.on_authenticated(shared_from_this());
     if (!closed_) pump();
   }
@@ -305,6 +322,7 @@ class ReplicationLink::Connection : public std::enable_shared_from_this<Connecti
 
   ReplicationLink& link_;
   asio::ip::tcp::socket socket_;
+  asio::steady_timer handshake_timer_;
   Nonce own_nonce_{};
   Nonce peer_nonce_{};
   std::array<std::uint8_t, kGreetingBytes> greeting_out_{};
@@ -333,7 +351,12 @@ Result<std::unique_ptr<ReplicationLink>> ReplicationLink::open(asio::io_context&
 
 ReplicationLink::ReplicationLink(asio::io_context& io, ReplicationLinkOptions options,
                                  Handlers handlers)
-    : io_(io), options_(std::move(options)), handlers_(std::move(handlers)), retry_timer_(io) {}
+    : io_(io),
+      options_(std::move(options)),
+      handlers_(std::move(handlers)),
+      retry_timer_(io),
+      accept_timer_(io),
+      connect_timer_(io) {}
 
 ReplicationLink::~ReplicationLink() { close(); }
 
@@ -369,16 +392,40 @@ void ReplicationLink::accept() {
   if (closed_) return;
   acceptor_->async_accept([this](const asio::error_code& error, asio::ip::tcp::socket socket) {
     if (closed_ || error == asio::error::operation_aborted) return;
-    if (!error) {
-      // The newest connection wins: after a peer restart the old one may not have noticed yet.
-      adopt(std::make_shared<Connection>(*this, std::move(socket)));
+    if (error) {
+      spdlog::warn("volume {}: accepting a replication connection: {}", options_.volume,
+                   error.message());
+      accept_timer_.expires_after(kAcceptRetry);
+      accept_timer_.async_wait([this](const asio::error_code& waited) {
+        if (!waited) accept();
+      });
+      return;
     }
+    // The connection stays pending, beside the current one, until it proves the cluster key:
+    // only then does it replace the current one (after a peer restart the old one may not have
+    // noticed yet), so that a stranger's connection cannot cut the link.
+    if (pending_.size() == kMaxPendingConnections) {
+      auto oldest = pending_.front();
+      pending_.erase(pending_.begin());
+      oldest->close("too many connections waiting to authenticate");
+    }
+    pending_.push_back(std::make_shared<Connection>(*this, std::move(socket)));
+    pending_.back()->start();
     accept();
   });
 }
 
 void ReplicationLink::dial_now() {
-  if (!dials() || closed_ || current_ || dialing_) return;
+  if (!dials() || closed_ || current_) return;
+  if (dialing_) {
+    // A connect sent while the peer was unreachable may wait minutes for its SYN to be
+    // retried; the peer is back now, so start afresh.
+    if (dial_socket_) {
+      asio::error_code ignored;
+      dial_socket_->close(ignored);
+    }
+    return;  // the aborted connect dials again at once
+  }
   retry_timer_.cancel();  // its handler sees operation_aborted and does not dial
   dial();
 }
@@ -401,11 +448,25 @@ void ReplicationLink::dial() {
     return schedule_dial();
   }
   dialing_ = true;
+  dial_socket_ = socket;
+  // The kernel retries a SYN for about two minutes; a peer that does not answer within the
+  // user timeout is tried again from the start.
+  connect_timer_.expires_after(std::chrono::milliseconds(options_.user_timeout_ms));
+  connect_timer_.async_wait([socket](const asio::error_code& waited) {
+    if (waited) return;
+    asio::error_code ignored;
+    socket->close(ignored);
+  });
   socket->async_connect(peer, [this, socket](const asio::error_code& connect_error) {
     dialing_ = false;
+    dial_socket_.reset();
+    connect_timer_.cancel();
     if (closed_) return;
+    // Aborted: dial_now() closed it to dial afresh, or the connect timer did.
+    if (connect_error == asio::error::operation_aborted) return dial();
     if (connect_error) return schedule_dial();
-    adopt(std::make_shared<Connection>(*this, std::move(*socket)));
+    current_ = std::make_shared<Connection>(*this, std::move(*socket));
+    current_->start();
   });
 }
 
@@ -417,13 +478,13 @@ void ReplicationLink::schedule_dial() {
   });
 }
 
-void ReplicationLink::adopt(std::shared_ptr<Connection> connection) {
-  if (current_) drop("a new connection from the peer replaces this one");
-  current_ = std::move(connection);
-  current_->start();
-}
-
 void ReplicationLink::on_authenticated(const std::shared_ptr<Connection>& connection) {
+  const auto pending = std::find(pending_.begin(), pending_.end(), connection);
+  if (pending != pending_.end()) {
+    pending_.erase(pending);
+    if (current_) drop("a new connection from the peer replaces this one");
+    current_ = connection;
+  }
   if (connection != current_) return;
   ++stats_.connects;
   spdlog::info("volume {}: replication link to node {} up", options_.volume, options_.peer);
@@ -431,6 +492,14 @@ void ReplicationLink::on_authenticated(const std::shared_ptr<Connection>& connec
 }
 
 void ReplicationLink::on_closed(const Connection* connection, const std::string& why) {
+  const auto pending =
+      std::find_if(pending_.begin(), pending_.end(),
+                   [connection](const auto& waiting) { return waiting.get() == connection; });
+  if (pending != pending_.end()) {
+    spdlog::debug("volume {}: replication connection refused: {}", options_.volume, why);
+    pending_.erase(pending);
+    return;
+  }
   if (connection != current_.get()) return;
   const bool was_up = current_->authenticated();
   current_.reset();
@@ -460,6 +529,14 @@ void ReplicationLink::close() {
   if (closed_) return;
   closed_ = true;
   retry_timer_.cancel();
+  accept_timer_.cancel();
+  connect_timer_.cancel();
+  if (dial_socket_) {
+    asio::error_code ignored;
+    dial_socket_->close(ignored);
+  }
+  for (const auto& waiting : pending_) waiting->close("closing");
+  pending_.clear();
   if (acceptor_) {
     asio::error_code ignored;
     acceptor_->close(ignored);

@@ -2,11 +2,14 @@
 // acknowledgements, barriers, resync data) between its two nodes, outside the ring.
 //
 // Who dials: the node with the lower id connects to the other's replication address and retries
-// every `retry_ms` while it is down; the higher id listens and accepts. A new connection first
-// authenticates both ends with the cluster key (a challenge-response: each side sends a random
-// nonce and answers the other's with HMAC-SHA-256 over the volume name, both nonces and its node
-// id), so a host without the key cannot feed or read replication. After that, frames are
-// peer_messages.hpp frames, unencrypted (like DRBD's link: keep it on a private network);
+// every `retry_ms` while it is down (a connect unanswered for `user_timeout_ms` is retried); the
+// higher id listens and accepts. A new connection first authenticates both ends with the cluster
+// key (a challenge-response: each side sends a random nonce and answers the other's with
+// HMAC-SHA-256 over the volume name, both nonces and its node id), so a host without the key cannot
+// feed or read replication. An accepted connection stays pending beside the current one until it
+// has proved the key, and only then replaces it; one that has not within `user_timeout_ms` is
+// closed (at most 4 wait), so a stranger connecting cannot cut the link either. After that, frames
+// are peer_messages.hpp frames, unencrypted (like DRBD's link: keep it on a private network);
 // decode() checks every one and a malformed frame closes the connection.
 //
 // Sending: send() queues a frame; queued frames go out in order, gathered into one write with
@@ -26,6 +29,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "core/common/result.hpp"
 #include "core/common/types.hpp"
@@ -96,7 +100,6 @@ class ReplicationLink {
   void accept();
   void dial();
   void schedule_dial();
-  void adopt(std::shared_ptr<Connection> connection);
   void on_authenticated(const std::shared_ptr<Connection>& connection);
   void on_closed(const Connection* connection, const std::string& why);
 
@@ -105,7 +108,13 @@ class ReplicationLink {
   Handlers handlers_;
   std::unique_ptr<asio::ip::tcp::acceptor> acceptor_;
   asio::steady_timer retry_timer_;
-  std::shared_ptr<Connection> current_;  // authenticated or authenticating
+  asio::steady_timer accept_timer_;                     // the pause after a failed accept
+  asio::steady_timer connect_timer_;                    // bounds a connect in progress
+  std::shared_ptr<asio::ip::tcp::socket> dial_socket_;  // the connect in progress, if any
+  // Dialing side: the connection, authenticated or authenticating. Listening side: the
+  // authenticated connection only; pending_ holds those still authenticating.
+  std::shared_ptr<Connection> current_;
+  std::vector<std::shared_ptr<Connection>> pending_;
   ReplicationLinkStats stats_;
   std::size_t queued_bytes_ = 0;
   bool closed_ = false;
