@@ -129,7 +129,7 @@ VolumeRunner::~VolumeRunner() { stop(); }
 
 void VolumeRunner::start() {
   // The metadata worker writes and syncs files: ordinary priority (see BlockFile::run_worker).
-  asio::post(metadata_worker_, [] {
+  metadata_worker_.run([] {
     sched_param ordinary{};
     (void)::pthread_setschedparam(::pthread_self(), SCHED_OTHER, &ordinary);
   });
@@ -149,7 +149,7 @@ void VolumeRunner::stop() {
   timer_.cancel();
   if (nbd_) nbd_->close();
   if (link_) link_->close();
-  metadata_worker_.join();
+  metadata_worker_.stop();
   for (Done& done : requests_) {
     if (done) std::exchange(done, nullptr)(ESHUTDOWN);
   }
@@ -386,23 +386,39 @@ void VolumeRunner::execute(volume::Persist& action) {
     pages->emplace_back(page, io::BitmapPage{});
     replica_->bitmap().page_bytes(page, pages->back().second);
   }
-  asio::post(metadata_worker_, [this, id = action.id, pages, state = action.state,
-                                extents = action.activity_extents] {
-    int error = 0;
-    if (auto written = metadata_->write_bitmap_pages(*pages); !written.ok()) {
-      spdlog::error("volume {}: writing the bitmap: {}", config_.name, written.error().message);
-      error = EIO;
-    }
-    if (auto written = metadata_->write_state(state, extents); !error && !written.ok()) {
-      spdlog::error("volume {}: writing the metadata: {}", config_.name, written.error().message);
-      error = EIO;
-    }
-    asio::post(io_, [this, id, error] {
-      if (stopped_) return;
-      replica_->on_persisted(id, error);
-      run_actions();
-    });
-  });
+  // Retried until written (metadata_persister.hpp): the replica must never count as durable
+  // what is not.
+  metadata_worker_.submit(
+      [this, pages, state = action.state, extents = action.activity_extents]() -> Result<Ok> {
+        if (auto written = metadata_->write_bitmap_pages(*pages); !written.ok()) {
+          return Error{"writing the bitmap: " + written.error().message};
+        }
+        if (auto written = metadata_->write_state(state, extents); !written.ok()) {
+          return Error{"writing the metadata: " + written.error().message};
+        }
+        return Ok{};
+      },
+      [this](const std::string& why, int attempt) {
+        if (attempt == 1 || attempt % 60 == 0) {
+          spdlog::error(
+              "volume {}: {} (attempt {}); I/O that needs it waits, retrying every second",
+              config_.name, why, attempt);
+        }
+        asio::post(io_, [this, why] {
+          if (!stopped_) metadata_error_ = why;
+        });
+      },
+      [this, id = action.id] {
+        asio::post(io_, [this, id] {
+          if (stopped_) return;
+          if (!metadata_error_.empty()) {
+            spdlog::info("volume {}: metadata written again", config_.name);
+            metadata_error_.clear();
+          }
+          replica_->on_persisted(id, 0);
+          run_actions();
+        });
+      });
 }
 
 void VolumeRunner::complete(const volume::Complete& action) {
@@ -468,6 +484,7 @@ nlohmann::json VolumeRunner::status() const {
       {"out_of_sync_bytes", status.out_of_sync_bytes},
       {"writes_in_flight", status.writes_in_flight},
       {"requests_failed", requests_failed_},
+      {"metadata_error", metadata_error_},
       {"refused_reason", status.refused_reason},
       {"generations",
        {{"current", hex(status.generations.current)},

@@ -27,6 +27,7 @@
 #include <string>
 #include <vector>
 
+#include "agent/metadata_persister.hpp"
 #include "config/config.hpp"
 #include "core/common/result.hpp"
 #include "core/volume/replica.hpp"
@@ -106,7 +107,7 @@ class VolumeRunner final : public io::BlockDevice {
   Hooks hooks_;
   std::unique_ptr<io::BlockFile> disk_;
   std::unique_ptr<io::VolumeMetadataFile> metadata_;
-  asio::thread_pool metadata_worker_{1};
+  MetadataPersister metadata_worker_{std::chrono::seconds(1)};
   std::unique_ptr<volume::Replica> replica_;
   std::unique_ptr<io::ReplicationLink> link_;
   std::unique_ptr<io::NbdServer> nbd_;
@@ -121,6 +122,7 @@ class VolumeRunner final : public io::BlockDevice {
   bool running_actions_ = false;
   bool stopped_ = false;
   std::uint64_t requests_failed_ = 0;
+  std::string metadata_error_;    // why the metadata last failed to persist; empty once it did
   TimeUs resync_started_us_ = 0;  // when the running resync began (0: none)
 };
 
