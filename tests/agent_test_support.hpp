@@ -103,7 +103,8 @@ struct TestCluster {
               "\n\n";
     }
     text += "[ring]\n" + ring_section + "\n[agent]\ncontrol_socket = \"" + socket_path(node) +
-            "\"\nlog_level = \"warn\"\n";
+            "\"\nlog_level = \"warn\"\nstate_dir = \"" +
+            dir.file("state-n" + std::to_string(node)) + "\"\n";
     return text;
   }
   // Writes every node's config file; returns the path of `node`'s.

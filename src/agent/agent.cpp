@@ -6,6 +6,7 @@
 #include "agent/control_protocol.hpp"
 #include "agent/status.hpp"
 #include "core/common/assert.hpp"
+#include "io/boot_epoch.hpp"
 #include "io/clock.hpp"
 
 namespace keel::agent {
@@ -60,10 +61,18 @@ Agent::~Agent() { shutdown(); }
 Result<Ok> Agent::start() {
   KEEL_ASSERT(!started_);
   started_us_ = io::monotonic_now_us();
-  // Wall-clock microseconds exceed whatever an earlier run of this host used: a restart neither
-  // reuses a ring id nor has its packets taken for replays of the last run's.
-  const std::uint64_t boot_us = io::realtime_now_us();
+  // Above whatever an earlier run of this host used, even with the wall clock set back: a
+  // restart neither reuses a ring id nor has its packets taken for replays of the last run's.
   const config::ClusterConfig& config = options_.config;
+  std::uint64_t boot_us = io::realtime_now_us();
+  if (auto epoch = io::next_boot_epoch(config.agent.state_dir, boot_us)) {
+    boot_us = epoch.value();
+  } else {
+    spdlog::warn(
+        "{}; using the wall clock as the boot epoch: if it is behind the last run's, the "
+        "other hosts drop this host's packets as replays until they restart",
+        epoch.error().message);
+  }
   auto transport = io::UdpTransport::open(io_, transport_options(options_, boot_us));
   if (!transport.ok()) return transport.error();
   auto control = ControlServer::open(io_, config.agent.control_socket, *this);

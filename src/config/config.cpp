@@ -94,7 +94,7 @@ const std::vector<Section>& sections() {
         {"node", "[[node]]", {"id", "name", "address", "port"}},
         {"transport", "[transport]", {"port", "mtu", "mode", "group", "multicast_ttl"}},
         {"ring", "[ring]", {}},
-        {"agent", "[agent]", {"control_socket", "log_level", "realtime_priority"}},
+        {"agent", "[agent]", {"control_socket", "log_level", "realtime_priority", "state_dir"}},
         {"vip", "[vip]", {"settle_ms", "startup_ms", "handover_ms", "pool"}},
         {"volume", "[[volume]]", detail::volume_keys()},
     };
@@ -223,6 +223,10 @@ void read_agent(const toml::table& root, ClusterConfig& config, Problems& proble
     problems.add(line_of(*table->get("log_level")), std::move(message));
   }
   read_integer(*table, "realtime_priority", "[agent]", 0, 99, agent.realtime_priority, problems);
+  if (read_string(*table, "state_dir", "[agent]", agent.state_dir, problems) &&
+      (agent.state_dir.empty() || agent.state_dir.front() != '/')) {
+    problems.add(line_of(*table->get("state_dir")), "[agent] state_dir must be an absolute path");
+  }
 }
 
 // The lines of the [ring] keys the file sets, by tunable name.

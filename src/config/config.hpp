@@ -53,6 +53,7 @@ constexpr std::uint16_t kDefaultPort = 5420;
 constexpr const char* kDefaultConfigPath = "/etc/keel/keel.toml";
 constexpr const char* kDefaultKeyFile = "/etc/keel/cluster.key";
 constexpr const char* kDefaultControlSocket = "/run/keel/keel.sock";
+constexpr const char* kDefaultStateDir = "/var/lib/keel";
 
 struct NodeConfig {
   NodeId id = kNoNode;  // 1 .. 65535, unique
@@ -77,6 +78,8 @@ struct TransportConfig {
 
 struct AgentConfig {
   std::string control_socket = kDefaultControlSocket;
+  // Where the agent keeps what must outlive it (its boot epoch, io/boot_epoch.hpp).
+  std::string state_dir = kDefaultStateDir;
   std::string log_level = "info";  // trace, debug, info, warn, error
   // SCHED_RR priority of the agent (1..99), so that a CPU hog cannot delay the token past its
   // timeout and cause a view change; 0 leaves the agent an ordinary process.

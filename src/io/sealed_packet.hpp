@@ -10,7 +10,8 @@
 // repeated under the key (the random part tells sealers apart: below 2^-64 odds of a clash among
 // 2^32 sealers), and drawing no randomness per packet (a getrandom() system call each with
 // libsodium's default generator). Receivers take the nonce as it comes; they never check how it was
-// made. `epoch` is chosen by the sender at start (its boot time in microseconds) and `counter`
+// made. `epoch` is chosen by the sender at start (its boot time in microseconds, but always above
+// its previous run's: io/boot_epoch.hpp) and `counter`
 // rises by one per packet. A receiver keeps, per sender, the highest epoch seen and a window of the
 // last 1024 counters in it: an older epoch, a counter below the window or one already seen is a
 // replay. Decryption happens before any of that state changes, so forgeries cannot move it.

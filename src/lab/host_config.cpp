@@ -64,8 +64,9 @@ std::string host_config_toml(const LabState& state, int index, const HostConfigS
     text += "\n[ring]\n";
     for (const auto& [key, value] : settings.ring) text += key + " = " + value + "\n";
   }
-  text += fmt::format("\n[agent]\ncontrol_socket = {}\nlog_level = {}\n", toml_string(self.socket),
-                      toml_string(settings.log_level));
+  text += fmt::format("\n[agent]\ncontrol_socket = {}\nlog_level = {}\nstate_dir = {}\n",
+                      toml_string(self.socket), toml_string(settings.log_level),
+                      toml_string(self.dir + "/state"));
   if (!settings.extra.empty()) text += "\n" + expand_host_dir(settings.extra, self.dir);
   return text;
 }

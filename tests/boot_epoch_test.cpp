@@ -1,0 +1,49 @@
+// next_boot_epoch (src/io/boot_epoch.hpp): the epoch a restarted agent seals with always exceeds
+// the last run's, even when the wall clock went back.
+#include "io/boot_epoch.hpp"
+
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+
+#include "agent_test_support.hpp"
+
+namespace keel::io {
+namespace {
+
+using agent::testing::TempDir;
+using agent::testing::write_file;
+
+TEST(BootEpoch, FollowsTheClockAndNeverGoesBack) {
+  TempDir dir;
+  const std::string state = dir.file("state");  // created on first use
+  auto first = next_boot_epoch(state, 5'000'000);
+  ASSERT_TRUE(first.ok()) << first.error().message;
+  EXPECT_EQ(first.value(), 5'000'000u);
+  struct stat info {};
+  ASSERT_EQ(::stat(state.c_str(), &info), 0);
+  EXPECT_EQ(info.st_mode & 0777, 0700u);
+
+  auto later = next_boot_epoch(state, 9'000'000);  // the clock moved on: the clock
+  ASSERT_TRUE(later.ok());
+  EXPECT_EQ(later.value(), 9'000'000u);
+  auto set_back = next_boot_epoch(state, 1'000'000);  // the clock went back: one past the last
+  ASSERT_TRUE(set_back.ok());
+  EXPECT_EQ(set_back.value(), 9'000'001u);
+  auto again = next_boot_epoch(state, 1'000'000);
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again.value(), 9'000'002u);
+}
+
+TEST(BootEpoch, AGarbledRecordIsAnErrorNotAReset) {
+  TempDir dir;
+  const std::string state = dir.file("state");
+  ASSERT_TRUE(next_boot_epoch(state, 7).ok());
+  write_file(state + "/" + kBootEpochFile, "12x\n");
+  auto garbled = next_boot_epoch(state, 5);
+  ASSERT_FALSE(garbled.ok());
+  EXPECT_NE(garbled.error().message.find("does not hold a boot epoch"), std::string::npos)
+      << garbled.error().message;
+}
+
+}  // namespace
+}  // namespace keel::io
