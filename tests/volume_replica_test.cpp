@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cerrno>
 
+#include "core/volume/replica_core.hpp"
 #include "volume_test_support.hpp"
 
 namespace keel::volume::testing {
@@ -155,6 +156,27 @@ TEST(VolumeReplica, AsyncWriteCompletesAfterTheLocalWrite) {
   EXPECT_FALSE(world.same_disks());
   world.hold_wire[1] = false;
   world.run();
+  EXPECT_TRUE(world.same_disks());
+}
+
+// Async mode acknowledges ahead of the peer only while the payloads kept for it stay within
+// kMaxAsyncUnackedBytes: past that a write waits for the peer's ack, so a slow peer slows the
+// writer down instead of filling the primary's memory.
+TEST(VolumeReplica, AsyncWritesAheadOfThePeerAreBoundedInBytes) {
+  World world(Mode::Async);
+  start_connected(world);
+  world.hold_wire[0] = true;  // the peer's acks wait
+  constexpr std::size_t kChunk = 4u << 20;
+  constexpr RequestId kWithinBound = detail::kMaxAsyncUnackedBytes / kChunk;  // 16
+  for (RequestId id = 1; id <= kWithinBound + 1; ++id) {
+    world.a().r().on_write(id, 0, pattern(kChunk, static_cast<std::uint8_t>(id)), false);
+  }
+  world.run();
+  for (RequestId id = 1; id <= kWithinBound; ++id) EXPECT_EQ(world.a().error_of(id), 0) << id;
+  EXPECT_FALSE(world.a().has_completed(kWithinBound + 1));
+  world.hold_wire[0] = false;
+  world.run();
+  EXPECT_EQ(world.a().error_of(kWithinBound + 1), 0);
   EXPECT_TRUE(world.same_disks());
 }
 

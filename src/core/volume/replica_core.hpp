@@ -33,6 +33,11 @@ namespace keel::volume::detail {
 // Application requests outstanding on the primary; beyond this they are refused with EBUSY (the
 // shell bounds its NBD queue far lower).
 constexpr std::size_t kMaxAppRequests = 4096;
+// Async mode: payload bytes of writes acknowledged to the application but not yet to this copy
+// by the peer, which this copy keeps until the peer's ack. Past it, a write is acknowledged only
+// once the peer has it too (as in sync mode), so that a slow link or peer slows the writer down
+// instead of filling this host's memory.
+constexpr std::uint64_t kMaxAsyncUnackedBytes = 64u << 20;
 // A sequential stream entering a new extent brings this many following extents into the
 // activity log with it, when the log holds at least kMinExtentsForPrefetch.
 constexpr std::uint64_t kPrefetchExtents = 7;
@@ -61,10 +66,11 @@ struct AppRequest {
   std::uint64_t first_extent = 0;
   std::uint64_t extent_count = 0;
   int local_error = 0;
-  bool sent = false;        // DataWrite / Barrier sent on the current connection
-  bool peer_acked = false;  // WriteAck / BarrierAck came
-  std::uint64_t epoch = 0;  // the write's epoch, or the epoch a flush's barrier ends
-  bool completed = false;   // Complete was emitted (async writes wait on for the ack)
+  bool sent = false;           // DataWrite / Barrier sent on the current connection
+  bool peer_acked = false;     // WriteAck / BarrierAck came
+  std::uint64_t epoch = 0;     // the write's epoch, or the epoch a flush's barrier ends
+  bool completed = false;      // Complete was emitted (async writes wait on for the ack)
+  bool counted_async = false;  // completed ahead of the peer: counted in async_unacked_bytes_
 };
 
 struct TransferEntry {  // a write sent to the peer, not yet covered by a BarrierAck
@@ -256,6 +262,7 @@ class ReplicaCore {
   // Requests in app_ still Queued or WaitingPersist: with none, issue_app_requests() has nothing
   // to do and skips its walk over app_.
   std::size_t unissued_ = 0;
+  std::uint64_t async_unacked_bytes_ = 0;  // see kMaxAsyncUnackedBytes
   std::uint64_t next_sequence_ = 1;
   std::uint64_t epoch_ = 1;
   std::uint64_t epoch_writes_ = 0;  // writes sent in the current epoch

@@ -248,13 +248,21 @@ void ReplicaCore::complete_app_requests() {
     AppRequest& r = it->second;
     if (!r.completed && !held && r.stage == AppRequest::Stage::LocalDone) {
       const bool peer_has_it = !r.sent || r.peer_acked;
-      if (config_.mode == Mode::Async || peer_has_it) {
+      const std::uint64_t kept = r.data ? r.data->size() : 0;
+      const bool ahead_of_peer = config_.mode == Mode::Async && !peer_has_it &&
+                                 async_unacked_bytes_ + kept <= kMaxAsyncUnackedBytes;
+      if (ahead_of_peer) {
+        r.counted_async = true;
+        async_unacked_bytes_ += kept;
+      }
+      if (ahead_of_peer || peer_has_it) {
         r.completed = true;
         if (!r.internal) complete(actions_, r.request, r.local_error);
       }
     }
     if (r.completed && finished(r)) {
       end_extents(r);
+      if (r.counted_async) async_unacked_bytes_ -= r.data ? r.data->size() : 0;
       it = app_.erase(it);
     } else {
       ++it;
