@@ -248,7 +248,11 @@ int VolumeRunner::read_descriptor(std::uint64_t, std::uint32_t) {
 }
 
 void VolumeRunner::read(std::uint64_t offset, std::uint32_t length, std::byte* into, Done done) {
-  if (!replica_->serves_io()) return done(ESHUTDOWN);
+  if (!replica_->serves_io()) {
+    // Posted too: the NBD connection would otherwise parse its next request inside this call.
+    asio::post(io_, [done = std::move(done)] { done(ESHUTDOWN); });
+    return;
+  }
   // Small reads from the page cache on this thread when it can be (no hand-off to a worker and
   // back); the completion is posted all the same, as BlockDevice promises. Large ones go to the
   // pool, where their copying runs beside this thread's work.
