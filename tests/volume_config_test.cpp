@@ -212,7 +212,7 @@ const BadVolume kBadVolumes[] = {
     {"BadRate", volume("data", "resync_rate = \"2TiB\"\n"),
      "keel.toml:23: [[volume]] \"data\": resync_rate is at most 1 TiB per second"},
     {"BadExtents", volume("data", "activity_log_extents = 4097\n"),
-     "keel.toml:23: [[volume]] \"data\" activity_log_extents must be between 1 and 4096 (got "
+     "keel.toml:23: [[volume]] \"data\" activity_log_extents must be between 9 and 4096 (got "
      "4097)"},
     {"BadBusyPoll", volume("data", "busy_poll_us = 1001\n"),
      "keel.toml:23: [[volume]] \"data\" busy_poll_us must be between 0 and 1000 (got 1001)"},

@@ -245,7 +245,7 @@ int main(int argc, char** argv) {
                              "promote", "disk_flush"}));
   app.add_option("--activity-log-extents", options.activity_log_extents,
                  "keel's activity_log_extents for the volume (default: keel's, 1237)")
-      ->check(CLI::Range(1, 4096));
+      ->check(CLI::Range(9, 4096));
   app.add_option("--busy-poll-us", options.busy_poll_us,
                  "keel's busy_poll_us for the volume (default: keel's, " +
                      std::to_string(keel::config::kDefaultBusyPollUs) + ")")

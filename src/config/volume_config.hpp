@@ -45,6 +45,9 @@ namespace keel::config {
 constexpr std::uint16_t kDefaultReplicationPort = 7789;
 constexpr std::uint64_t kDefaultResyncRateBytesS = 100ull << 20;
 constexpr std::uint32_t kDefaultActivityLogExtents = 1237;  // about 4.8 GiB, as DRBD
+// The largest NBD write (32 MiB) at an unaligned offset touches 9 extents of 4 MiB: a smaller
+// log would refuse it.
+constexpr std::uint32_t kMinActivityLogExtents = 9;
 constexpr std::uint32_t kMaxActivityLogExtents = 4096;
 constexpr std::uint32_t kDefaultBusyPollUs = 100;
 constexpr std::uint32_t kMaxVolumeBusyPollUs = 1000;  // io::kMaxBusyPollUs

@@ -330,7 +330,7 @@ VolumeConfig read_volume(const toml::table& table, const std::vector<NodeConfig>
     lines.replication_port = line_of(*table.get("replication_port"));
   }
   read_export(table, label, volume, lines, problems);
-  read_integer(table, "activity_log_extents", label, 1, kMaxActivityLogExtents,
+  read_integer(table, "activity_log_extents", label, kMinActivityLogExtents, kMaxActivityLogExtents,
                volume.activity_log_extents, problems);
   read_integer(table, "busy_poll_us", label, 0, kMaxVolumeBusyPollUs, volume.busy_poll_us,
                problems);
