@@ -213,6 +213,27 @@ TEST(AgentControl, ListenersAreBounded) {
             std::string::npos);
 }
 
+// A listener learns why its stream ends when the agent stops, rather than seeing a bare EOF.
+TEST(AgentControl, ShutdownTellsEachConnectionWhy) {
+  TestCluster cluster(1);
+  AgentThread agent(cluster.options(1));
+  ControlClient listener = connect_or_die(cluster.socket_path(1));
+  auto listening = listener.request(json{{"op", "listen"}, {"group", "g"}});
+  ASSERT_TRUE(listening.ok()) << listening.error().message;
+  ASSERT_EQ(listening.value()["ok"], true) << listening.value().dump();
+  agent.stop();
+  for (;;) {
+    auto line = listener.read_line();
+    ASSERT_TRUE(line.ok()) << "no final line before the end: " << line.error().message;
+    const json event = json::parse(line.value());
+    if (event.contains("ok")) {
+      EXPECT_EQ(event["ok"], false);
+      EXPECT_EQ(event["error"], "the agent is shutting down");
+      break;
+    }
+  }
+}
+
 TEST(AgentControl, SocketIsPrivateAndItsDirectoryIsCreated) {
   TestCluster cluster(1);
   AgentOptions options = cluster.options(1);

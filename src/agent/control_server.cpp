@@ -349,7 +349,10 @@ void ControlServer::close() {
   closed_ = true;
   asio::error_code ignored;
   acceptor_.close(ignored);
-  for (auto& [id, session] : std::map(sessions_)) session->close();
+  // Each connection learns why it ends (docs/control-protocol.md): one last error line or frame,
+  // then the close, at most ControlSession::kCloseGraceMs later for a client that does not read.
+  const std::string why = to_line(error_reply("the agent is shutting down"));
+  for (auto& [id, session] : std::map(sessions_)) session->finish(why);
   struct stat info {};
   // Remove the file only if it is still ours (never another agent's socket).
   if (socket_inode_ != 0 && ::lstat(path_.c_str(), &info) == 0 && info.st_ino == socket_inode_) {
