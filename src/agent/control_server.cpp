@@ -80,7 +80,10 @@ Result<std::unique_ptr<ControlServer>> ControlServer::open(asio::io_context& io,
 }
 
 ControlServer::ControlServer(asio::io_context& io, std::string path, ControlHandler& handler)
-    : path_(std::move(path)), handler_(handler), acceptor_(io) {}
+    : path_(std::move(path)),
+      handler_(handler),
+      acceptor_(io),
+      accept_retry_(io, "control socket " + path_) {}
 
 ControlServer::~ControlServer() { close(); }
 
@@ -111,11 +114,14 @@ void ControlServer::accept_next() {
                                                  asio::local::stream_protocol::socket socket) {
         if (alive.expired() || closed_ || error == asio::error::operation_aborted) return;
         if (error) {
-          // Out of descriptors, most likely: drop this one and go on; sessions will end.
-          spdlog::warn("control socket: accept failed: {}", error.message());
-        } else {
-          on_accept(std::move(socket));
+          // Out of descriptors, most likely: try again once sessions may have ended.
+          accept_retry_.failed(error, [this, alive] {
+            if (!alive.expired() && !closed_) accept_next();
+          });
+          return;
         }
+        accept_retry_.succeeded();
+        on_accept(std::move(socket));
         accept_next();
       });
 }
@@ -349,6 +355,7 @@ void ControlServer::close() {
   closed_ = true;
   asio::error_code ignored;
   acceptor_.close(ignored);
+  accept_retry_.cancel();
   // Each connection learns why it ends (docs/control-protocol.md): one last error line or frame,
   // then the close, at most ControlSession::kCloseGraceMs later for a client that does not read.
   const std::string why = to_line(error_reply("the agent is shutting down"));

@@ -16,6 +16,7 @@
 // starts with where it stands (that view, and its group's members) rather than waiting for the
 // next change. What it remembers is bounded by the group layer's own bounds (kMaxGroupsPerHost per
 // node; groups without members are forgotten).
+// A failed accept (out of descriptors) is tried again after a pause (io/accept_retry.hpp).
 // Bounds: kMaxControlSessions connections, kMaxListeners listeners, and the per-session bounds of
 // ControlSession.
 //
@@ -39,6 +40,7 @@
 #include "core/common/types.hpp"
 #include "core/ring/events.hpp"
 #include "core/ring/groups.hpp"
+#include "io/accept_retry.hpp"
 
 namespace keel::agent {
 
@@ -77,6 +79,7 @@ class ControlServer {
 
   std::size_t session_count() const { return sessions_.size(); }
   std::size_t listener_count() const;
+  std::uint64_t accept_failures() const { return accept_retry_.failures(); }
 
  private:
   ControlServer(asio::io_context& io, std::string path, ControlHandler& handler);
@@ -95,6 +98,7 @@ class ControlServer {
   std::string path_;
   ControlHandler& handler_;
   asio::local::stream_protocol::acceptor acceptor_;
+  io::AcceptRetry accept_retry_;  // after a failed accept (out of descriptors)
   std::map<std::uint64_t, std::shared_ptr<ControlSession>> sessions_;
   std::map<std::string, std::set<std::uint64_t>> listeners_;  // group -> session ids
   std::optional<ring::View> last_regular_view_;

@@ -50,6 +50,7 @@ struct NbdServerStats {
   std::uint64_t connections_accepted = 0;
   std::uint64_t connections_refused = 0;  // over the connection limit
   std::uint64_t connections_open = 0;
+  std::uint64_t accept_failures = 0;       // accepts that failed (out of descriptors), each retried
   std::uint64_t handshakes_completed = 0;  // connections that reached transmission
   std::uint64_t handshakes_refused = 0;    // closed by EXPORT_NAME of a missing/unavailable export
   std::uint64_t protocol_errors = 0;       // connections closed for malformed or hostile input

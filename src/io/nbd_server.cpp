@@ -54,7 +54,9 @@ NbdServer::NbdServer(asio::io_context& io, BlockDevice& device, NbdServerOptions
       options_(std::move(options)),
       shared_(std::make_shared<NbdShared>(device, options_.export_name, options_.description)),
       unix_acceptor_(io),
-      tcp_acceptor_(io) {
+      tcp_acceptor_(io),
+      unix_retry_(io, "nbd: " + options_.unix_path),
+      tcp_retry_(io, "nbd: tcp") {
   shared_->on_closed = [this](std::uint64_t id) { connections_.erase(id); };
 }
 
@@ -127,10 +129,15 @@ void NbdServer::accept_unix() {
                                asio::local::stream_protocol::socket socket) {
         if (!shared->on_closed || closed_ || error == asio::error::operation_aborted) return;
         if (error) {
-          spdlog::warn("nbd: accept on {} failed: {}", options_.unix_path, error.message());
-        } else {
-          on_accept(NbdConnection::Socket(std::move(socket)), "unix:" + options_.unix_path);
+          // Out of descriptors, most likely: the connection waits in the backlog meanwhile.
+          ++shared->stats.accept_failures;
+          unix_retry_.failed(error, [this, shared] {
+            if (shared->on_closed && !closed_) accept_unix();
+          });
+          return;
         }
+        unix_retry_.succeeded();
+        on_accept(NbdConnection::Socket(std::move(socket)), "unix:" + options_.unix_path);
         accept_unix();
       });
 }
@@ -140,9 +147,13 @@ void NbdServer::accept_tcp() {
       [this, shared = shared_](const asio::error_code& error, asio::ip::tcp::socket socket) {
         if (!shared->on_closed || closed_ || error == asio::error::operation_aborted) return;
         if (error) {
-          spdlog::warn("nbd: accept failed: {}", error.message());
-          return accept_tcp();
+          ++shared->stats.accept_failures;
+          tcp_retry_.failed(error, [this, shared] {
+            if (shared->on_closed && !closed_) accept_tcp();
+          });
+          return;
         }
+        tcp_retry_.succeeded();
         asio::error_code ignored;
         socket.set_option(asio::ip::tcp::no_delay(true), ignored);  // replies are small
         const auto remote = socket.remote_endpoint(ignored);
@@ -177,6 +188,8 @@ void NbdServer::close() {
   asio::error_code ignored;
   unix_acceptor_.close(ignored);
   tcp_acceptor_.close(ignored);
+  unix_retry_.cancel();
+  tcp_retry_.cancel();
   // Closing a connection erases it from the map: close a copy.
   const auto connections = connections_;
   for (const auto& [id, connection] : connections) connection->close();

@@ -11,6 +11,8 @@
 // close() removes the file if it is still ours. TCP listens on the given IP literal and port
 // (port 0 picks a free one: tcp_endpoint() tells which).
 //
+// A failed accept (out of descriptors) is tried again after a pause (io/accept_retry.hpp).
+//
 // Lifetime: close() (or the destructor) stops accepting and closes every connection at once;
 // device completions still pending then run later on the io_context and find their connection
 // closed (connections are shared_ptr-owned and hold what they use). The BlockDevice must outlive
@@ -28,6 +30,7 @@
 #include <string>
 
 #include "core/common/result.hpp"
+#include "io/accept_retry.hpp"
 #include "io/block_device.hpp"
 #include "io/nbd_connection.hpp"
 
@@ -74,6 +77,8 @@ class NbdServer {
   std::shared_ptr<NbdShared> shared_;
   asio::local::stream_protocol::acceptor unix_acceptor_;
   asio::ip::tcp::acceptor tcp_acceptor_;
+  AcceptRetry unix_retry_;  // after a failed accept (out of descriptors)
+  AcceptRetry tcp_retry_;
   std::map<std::uint64_t, std::shared_ptr<NbdConnection>> connections_;
   std::uint64_t next_id_ = 1;
   std::uint64_t socket_inode_ = 0;  // of the Unix socket file we created
