@@ -102,5 +102,33 @@ TEST(RingDriver, AVisitSendsItsPacketsBeforeItsOwnDeliveries) {
   EXPECT_EQ(*(delivered - 1), "n1 sends 2") << ::testing::PrintToString(one_side);
 }
 
+// A join that cannot be queued is undone, but only if it was new: the agent's own membership of
+// keel.vip must survive a listener's `keel ring listen keel.vip` arriving while the queue is full.
+TEST(RingDriver, AFailedJoinUndoesOnlyAMembershipItAdded) {
+  asio::io_context io;
+  ring::RingTunables tunables;
+  tunables.max_send_queue_messages = 2;
+  struct Ignore : RingEvents {
+    void on_view(const ring::View&) override {}
+    void on_group_view(const ring::GroupView&) override {}
+    void on_group_message(const ring::GroupMessage&, const ring::DeliveredMessage&) override {}
+  } events;
+  // The other node never answers: the ring stays out of operation and its queue never drains.
+  RingDriver driver(
+      io, RingDriverOptions{1, {1, 2}, tunables, 0}, [](NodeId, std::span<const std::uint8_t>) {},
+      [] {}, events);
+  driver.start();
+  ASSERT_TRUE(driver.join("keel.vip").ok());
+  ASSERT_TRUE(driver.send("keel.vip", Bytes{'m'}, false).ok());  // the queue is now full
+
+  EXPECT_FALSE(driver.join("keel.vip").ok());
+  EXPECT_TRUE(driver.member_of("keel.vip"));
+  EXPECT_EQ(driver.joined_groups().count("keel.vip"), 1u);
+
+  EXPECT_FALSE(driver.join("other").ok());
+  EXPECT_FALSE(driver.member_of("other"));
+  EXPECT_EQ(driver.joined_groups().count("other"), 0u);
+}
+
 }  // namespace
 }  // namespace keel::agent

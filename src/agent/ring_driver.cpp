@@ -48,11 +48,14 @@ Result<Ok> RingDriver::send(const std::string& group, const Bytes& payload, bool
 
 Result<Ok> RingDriver::join(const std::string& group) {
   if (ring_.has_left()) return Error{"the agent is shutting down"};
+  // A host already in the group (the agent's own groups, which a listener may join again) must
+  // stay in it when the repeated join cannot be sent: its syncs go on naming the group.
+  const bool was_member = groups_.joined(group);
   auto message = groups_.join(group);
   if (!message.ok()) return message.error();
   auto submitted = submit(std::move(message).value(), ring::DeliveryKind::agreed);
   if (!submitted.ok()) {
-    (void)groups_.leave(group);  // undo: the join never reached the ring
+    if (!was_member) (void)groups_.leave(group);  // undo: the join never reached the ring
     return submitted;
   }
   joined_.insert(group);

@@ -81,6 +81,8 @@ class RingDriver {
 
   const ring::Ring& ring() const { return ring_; }
   const std::set<std::string>& joined_groups() const { return joined_; }
+  // Whether this host's group syncs name `group` (what the others will count it a member of).
+  bool member_of(const std::string& group) const { return groups_.joined(group); }
 
  private:
   void settle();
