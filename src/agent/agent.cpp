@@ -3,6 +3,8 @@
 #include <spdlog/spdlog.h>
 #include <systemd/sd-daemon.h>
 
+#include <utility>
+
 #include "agent/control_protocol.hpp"
 #include "agent/status.hpp"
 #include "core/common/assert.hpp"
@@ -138,6 +140,7 @@ void Agent::shutdown() {
   control_->close();
   transport_->close();
   watchdog_timer_.cancel();
+  if (on_stopped_) std::exchange(on_stopped_, nullptr)();
 }
 
 void Agent::request_shutdown() {

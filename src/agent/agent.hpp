@@ -19,6 +19,7 @@
 #include <asio.hpp>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 
@@ -54,6 +55,8 @@ class Agent final : private RingEvents, private ControlHandler {
   // 2 s, then shutdown(). Called again while handing over: shutdown() at once.
   void request_shutdown();
   bool running() const { return started_ && !stopped_; }
+  // Called once at the end of shutdown(), however it came: the owner stops waiting for signals.
+  void set_on_stopped(std::function<void()> on_stopped) { on_stopped_ = std::move(on_stopped); }
 
  private:
   // RingEvents
@@ -93,6 +96,7 @@ class Agent final : private RingEvents, private ControlHandler {
   TimeUs started_us_ = 0;
   bool started_ = false;
   bool stopped_ = false;
+  std::function<void()> on_stopped_;
 };
 
 }  // namespace keel::agent

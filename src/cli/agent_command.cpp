@@ -7,6 +7,7 @@
 #include <asio.hpp>
 #include <csignal>
 #include <cstring>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -78,11 +79,21 @@ int run_agent(const AgentFlags& flags) {
     return fail(started.error().message);
   }
   // Leaves gracefully: floating IPs are handed over first (bounded, see Agent::request_shutdown).
-  signals.async_wait([&agent](const asio::error_code& error, int signal) {
-    if (error) return;
-    spdlog::info("received {}", ::strsignal(signal));
-    agent.request_shutdown();
+  // The wait is armed again while the agent runs, so that a second signal during the handover
+  // stops it at once; once it has stopped, the wait is cancelled so that io.run() can return.
+  std::function<void()> wait_for_signal = [&] {
+    signals.async_wait([&](const asio::error_code& error, int signal) {
+      if (error) return;
+      spdlog::info("received {}", ::strsignal(signal));
+      agent.request_shutdown();
+      if (agent.running()) wait_for_signal();
+    });
+  };
+  agent.set_on_stopped([&signals] {
+    asio::error_code ignored;
+    signals.cancel(ignored);
   });
+  wait_for_signal();
   try {
     io.run();
   } catch (const std::exception& error) {
