@@ -299,10 +299,13 @@ void VolumeRunner::run_actions() {
               execute(a);
             } else if constexpr (std::is_same_v<T, volume::DiskZero>) {
               const volume::IoId io = a.io;
-              disk_->write_zeroes(a.offset, a.length, true, a.fua, [this, io](int error) {
-                replica_->on_disk_done(io, error);
-                run_actions();
-              });
+              // Never a hole, on either copy: the space `keel volume create` reserved stays
+              // reserved (a later write cannot fail for room), and NO_HOLE is honoured.
+              disk_->write_zeroes(a.offset, a.length, /*may_unmap=*/false, a.fua,
+                                  [this, io](int error) {
+                                    replica_->on_disk_done(io, error);
+                                    run_actions();
+                                  });
             } else if constexpr (std::is_same_v<T, volume::DiskFlush>) {
               const volume::IoId io = a.io;
               disk_->flush([this, io](int error) {

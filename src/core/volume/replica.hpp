@@ -79,7 +79,7 @@ struct DiskWrite {
 struct DiskZero {
   IoId io = 0;
   std::uint64_t offset = 0;
-  std::uint64_t length = 0;  // reads back as zeroes afterwards
+  std::uint64_t length = 0;  // reads back as zeroes afterwards, still allocated
   bool fua = false;
 };
 struct DiskFlush {
