@@ -106,7 +106,7 @@ struct ClosePeer {
 };
 struct Complete {
   RequestId request = 0;
-  int error = 0;  // 0, EIO (a disk failed), ESHUTDOWN (no longer primary), EROFS (secondary)
+  int error = 0;  // 0, EIO (a disk failed), ESHUTDOWN (not, or no longer, primary)
 };
 // Record through the ring, by a majority of the cluster, that the peer's copy is outdated as of
 // `generation` (this replica's new current generation).
@@ -160,7 +160,7 @@ class Replica {
   Replica(Replica&&) noexcept;
   Replica& operator=(Replica&&) noexcept;
 
-  // Application requests: only a primary serves them (otherwise Complete with EROFS).
+  // Application requests: only a primary serves them (otherwise Complete with ESHUTDOWN).
   void on_write(RequestId request, std::uint64_t offset, Payload data, bool fua);
   void on_write_zeroes(RequestId request, std::uint64_t offset, std::uint64_t length, bool fua);
   void on_flush(RequestId request);

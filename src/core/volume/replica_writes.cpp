@@ -48,7 +48,9 @@ void ReplicaCore::on_flush(RequestId request) {
 }
 
 void ReplicaCore::submit(AppRequest request) {
-  if (role_ != Role::Primary) return complete(actions_, request.request, EROFS);
+  // ESHUTDOWN, not EROFS: a client still connected after a demotion should disconnect and find
+  // the new primary (NBD maps EROFS to EPERM, which it treats as final), as its reads already do.
+  if (role_ != Role::Primary) return complete(actions_, request.request, ESHUTDOWN);
   if (demoting_) return complete(actions_, request.request, ESHUTDOWN);
   if (request.kind != AppRequest::Kind::Flush) {
     const bool too_big = request.kind == AppRequest::Kind::Write && request.length > kMaxDataBytes;
