@@ -7,13 +7,15 @@
 #include <map>
 #include <vector>
 
+#include "ring_test_support.hpp"
 #include "sim/cluster.hpp"
 
 namespace keel::sim {
 namespace {
 
-constexpr TimeUs kMs = 1000;
-constexpr TimeUs kSecond = 1'000'000;
+// The same names as totem_claims_test.cpp's (a unity build may put both in one unit).
+using ring::test_support::kMs;
+using ring::test_support::kSecond;
 
 std::vector<NodeId> range(NodeId first, NodeId last) {
   std::vector<NodeId> ids;
