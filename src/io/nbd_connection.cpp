@@ -62,19 +62,31 @@ NbdConnection::NbdConnection(Socket socket, std::string peer, std::uint64_t id,
       peer_(std::move(peer)),
       id_(id),
       shared_(std::move(shared)),
-      handshake_(shared_->export_info()) {}
+      handshake_(shared_->export_info()),
+      negotiation_timer_(socket_.get_executor()) {}
 
 void NbdConnection::start() {
   // sendfile() must not block the loop when the socket is full (send_file waits instead).
   asio::error_code ignored;
   socket_.native_non_blocking(true, ignored);
   send(Outgoing::with_head(nbd::Handshake::greeting()));
+  negotiation_timer_.expires_after(kNbdNegotiationTimeout);
+  negotiation_timer_.async_wait([self = shared_from_this()](const asio::error_code& error) {
+    const nbd::HandshakeState state = self->handshake_.state();
+    if (error || self->closed_ || state == nbd::HandshakeState::transmission ||
+        state == nbd::HandshakeState::closed) {
+      return;
+    }
+    self->fail("negotiation not finished within " + std::to_string(kNbdNegotiationTimeout.count()) +
+               " ms");
+  });
   read_negotiation();
 }
 
 void NbdConnection::close() {
   if (closed_) return;
   closed_ = true;
+  negotiation_timer_.cancel();
   asio::error_code ignored;
   socket_.shutdown(asio::socket_base::shutdown_both, ignored);
   socket_.close(ignored);
@@ -107,6 +119,7 @@ void NbdConnection::on_negotiation_bytes(std::size_t count) {
   if (!step.to_send.empty()) send(Outgoing::with_head(std::move(step.to_send)));
   switch (handshake_.state()) {
     case nbd::HandshakeState::transmission:
+      negotiation_timer_.cancel();
       session_ = handshake_.session();
       ++shared_->stats.handshakes_completed;
       spdlog::info("nbd: {} connected to export '{}' ({} bytes{}{})", peer_, shared_->export_name,

@@ -21,6 +21,7 @@
 #include <algorithm>
 #include <array>
 #include <asio.hpp>
+#include <chrono>
 #include <cstdint>
 #include <deque>
 #include <functional>
@@ -41,6 +42,9 @@ namespace keel::io {
 // Requests are received this many bytes at a time at most (a larger payload goes straight to
 // its own buffer).
 constexpr std::size_t kNbdReceiveBufferBytes = 128 * 1024;
+// A client that has not finished negotiating by then is disconnected: connection slots are few,
+// and one that connects and says nothing must not hold one.
+constexpr std::chrono::milliseconds kNbdNegotiationTimeout{10000};
 // Reads this large or larger are sent from the device's file with sendfile when it offers one.
 constexpr std::uint32_t kZeroCopyReadBytes = 64 * 1024;
 constexpr std::size_t kMaxConnectionBufferBytes = 4 * std::size_t{nbd::kMaximumPayloadBytes};
@@ -160,6 +164,7 @@ class NbdConnection : public std::enable_shared_from_this<NbdConnection> {
   nbd::Handshake handshake_;
   nbd::Session session_;
   std::array<std::uint8_t, 1024> negotiation_buffer_{};
+  asio::steady_timer negotiation_timer_;
   std::array<std::uint8_t, nbd::kRequestBytes> header_{};
   StreamBuffer in_{kNbdReceiveBufferBytes};  // requests received, not yet parsed
   std::deque<Outgoing> replies_;             // waiting to be written
