@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <future>
+#include <optional>
 #include <thread>
 
 namespace keel::agent {
@@ -57,6 +58,73 @@ TEST(VolumeThread, CallsAfterStopAreRefusedAtOnce) {
   auto answer = thread.call<Result<Ok>>([]() -> Result<Ok> { return Ok{}; });
   EXPECT_FALSE(answer.ok());
   EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(1));
+}
+
+TEST(VolumeThread, AskHandsTheResultBackToTheAskersLoop) {
+  VolumeThread thread("data");
+  thread.start();
+  asio::io_context agent;
+  const auto agent_thread = std::this_thread::get_id();
+  std::optional<Result<int>> answer;
+  bool on_agent_thread = false;
+  thread.ask<Result<int>>(
+      agent,
+      [agent_thread]() -> Result<int> {
+        if (std::this_thread::get_id() == agent_thread) return Error{"ran on the asker's thread"};
+        return 42;
+      },
+      [&](Result<int> result) {
+        on_agent_thread = std::this_thread::get_id() == agent_thread;
+        answer = std::move(result);
+      });
+  EXPECT_FALSE(answer.has_value());  // never from inside ask()
+  agent.run_for(std::chrono::seconds(5));
+  ASSERT_TRUE(answer.has_value());
+  ASSERT_TRUE(answer->ok()) << answer->error().message;
+  EXPECT_EQ(answer->value(), 42);
+  EXPECT_TRUE(on_agent_thread);
+  thread.stop([] {});
+}
+
+TEST(VolumeThread, AnAskThatMissesItsDeadlineIsAnErrorOnceAndTheLateResultIsDropped) {
+  VolumeThread thread("slow");
+  thread.start();
+  std::promise<void> release;
+  thread.post([released = release.get_future().share()] { released.wait(); });
+  asio::io_context agent;
+  int answers = 0;
+  std::string error;
+  const auto asked = std::chrono::steady_clock::now();
+  thread.ask<Result<Ok>>(
+      agent, []() -> Result<Ok> { return Ok{}; },
+      [&](Result<Ok> result) {
+        ++answers;
+        if (!result.ok()) error = result.error().message;
+      },
+      std::chrono::milliseconds(50));
+  while (answers == 0 && agent.run_one_for(std::chrono::seconds(5))) {
+  }
+  EXPECT_GE(std::chrono::steady_clock::now() - asked, std::chrono::milliseconds(50));
+  EXPECT_EQ(answers, 1);
+  EXPECT_NE(error.find("did not answer within 50 ms"), std::string::npos) << error;
+  release.set_value();
+  thread.stop([] {});  // the ask's function ran before this; its result is queued on `agent`
+  agent.restart();
+  agent.run_for(std::chrono::milliseconds(100));
+  EXPECT_EQ(answers, 1);
+}
+
+TEST(VolumeThread, AsksAfterStopAreRefusedWithoutWaiting) {
+  VolumeThread thread("gone");
+  thread.start();
+  thread.stop([] {});
+  asio::io_context agent;
+  std::optional<Result<Ok>> answer;
+  thread.ask<Result<Ok>>(
+      agent, []() -> Result<Ok> { return Ok{}; }, [&](Result<Ok> result) { answer = result; });
+  agent.run_for(std::chrono::seconds(1));
+  ASSERT_TRUE(answer.has_value());
+  EXPECT_FALSE(answer->ok());
 }
 
 }  // namespace
