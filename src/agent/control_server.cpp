@@ -175,14 +175,27 @@ void ControlServer::on_line(ControlSession& session, const std::string& line) {
     on_send_stream(session, request);
   } else if (name == "listen") {
     on_listen(session, request);
-  } else if (auto reply = handler_.command(name, request)) {
-    session.write_line(to_line(*reply));
   } else {
-    session.write_line(
-        to_line(error_reply("unknown op \"" + name +
-                            "\" (expected status, send, send_stream, listen, vip_status, "
-                            "drain or undrain)")));
+    // First, since the handler may reply before it returns; each path below writes a reply, which
+    // clears it.
+    session.defer_reply();
+    if (handler_.deferred_command(name, request, reply_later(session))) return;
+    if (auto reply = handler_.command(name, request)) {
+      session.write_line(to_line(*reply));
+    } else {
+      session.write_line(
+          to_line(error_reply("unknown op \"" + name +
+                              "\" (expected status, send, send_stream, listen, vip_status, "
+                              "drain or undrain)")));
+    }
   }
+}
+
+ControlHandler::Reply ControlServer::reply_later(ControlSession& session) {
+  // The session may have closed (and the server with it) by the time the answer comes.
+  return [weak = session.weak_from_this()](const json& reply) {
+    if (const auto alive = weak.lock()) alive->write_line(to_line(reply));
+  };
 }
 
 void ControlServer::on_send(ControlSession& session, const json& request) {

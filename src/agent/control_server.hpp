@@ -26,6 +26,7 @@
 
 #include <asio.hpp>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -57,6 +58,15 @@ class ControlHandler {
   // Any other op (vip_status, drain, undrain): the reply object, or nothing for an unknown op.
   virtual std::optional<nlohmann::json> command(const std::string& op,
                                                 const nlohmann::json& request) = 0;
+  // Writes the reply to a deferred command on its session, if that is still open.
+  using Reply = std::function<void(const nlohmann::json& reply)>;
+  // An op whose answer comes from another thread (volume_*): true when `op` is one, and `reply`
+  // is then called exactly once on this thread, perhaps before this returns, perhaps much later.
+  // The session reads no further request meanwhile; the agent's loop goes on.
+  virtual bool deferred_command(const std::string& /*op*/, const nlohmann::json& /*request*/,
+                                Reply /*reply*/) {
+    return false;
+  }
 };
 
 class ControlServer {
@@ -87,6 +97,7 @@ class ControlServer {
   void accept_next();
   void on_accept(asio::local::stream_protocol::socket socket);
   void on_line(ControlSession& session, const std::string& line);
+  static ControlHandler::Reply reply_later(ControlSession& session);
   void on_send(ControlSession& session, const nlohmann::json& request);
   void on_send_stream(ControlSession& session, const nlohmann::json& request);
   ControlSession::FrameOutcome on_frame(ControlSession& session, const Frame& frame);

@@ -51,7 +51,7 @@ void ControlSession::on_request(const asio::error_code& error, std::size_t size)
   } else if (sending_) {
     read_paused_ = false;
     take_frames();  // frames may have come right behind the request line
-  } else if (!writing_) {
+  } else if (!writing_ && !reply_deferred_) {
     read_paused_ = false;
     read_request();
   }
@@ -119,6 +119,7 @@ void ControlSession::take_frames() {
 
 void ControlSession::write_line(const std::string& line) {
   if (closed_ || finishing_) return;
+  reply_deferred_ = false;
   std::string bytes;
   bytes.reserve(line.size() + 1);
   bytes.append(line).push_back('\n');

@@ -2,7 +2,9 @@
 //
 // It reads newline-terminated request lines (at most kMaxRequestLineBytes each) and hands each to
 // the server, one at a time: the next line is read only once the reply has been written, so a
-// client that sends requests without reading replies cannot make the agent buffer them. A session
+// client that sends requests without reading replies cannot make the agent buffer them. A reply
+// may come later than the request's handler (defer_reply(): a volume's thread answers it); the
+// next line waits for it all the same. A session
 // that becomes a listener streams events, as lines or, for a binary listener, as frames
 // (control_frames.hpp); if more than kMaxListenerBacklogBytes are waiting for a slow reader, the
 // queued events are dropped, a final error is sent and the connection closes (after at most
@@ -52,6 +54,9 @@ class ControlSession : public std::enable_shared_from_this<ControlSession> {
   void start();
   // Queues a reply line (newline added). Replies are lines whatever the session's format.
   void write_line(const std::string& line);
+  // The current request's reply will be written later (write_line()); until then no further
+  // request is read.
+  void defer_reply() { reply_deferred_ = true; }
   // What became of an event offered to a listener: queued; dropped because this very event
   // took the listener past kMaxListenerBacklogBytes, so it is now being disconnected; or
   // dropped because the session was already closing (the disconnection was reported before).
@@ -100,8 +105,9 @@ class ControlSession : public std::enable_shared_from_this<ControlSession> {
   std::deque<std::string> output_;
   std::vector<asio::const_buffer> write_buffers_;  // the batch being written: output_'s front
   std::size_t output_bytes_ = 0;
-  std::size_t writing_ = 0;   // entries of output_ in the write under way
-  bool read_paused_ = false;  // a request waits for its reply to be written
+  std::size_t writing_ = 0;      // entries of output_ in the write under way
+  bool read_paused_ = false;     // a request waits for its reply to be written
+  bool reply_deferred_ = false;  // ... which has not been queued yet
   bool listening_ = false;
   bool sending_ = false;        // the input is send frames
   bool binary_events_ = false;  // events and the final error are frames
