@@ -250,11 +250,18 @@ void Agent::leave(const std::string& group) {
   spdlog::info("left group {} (its last listener went away)", group);
 }
 
-std::optional<nlohmann::json> Agent::command(const std::string& op, const nlohmann::json& request) {
-  if (op.rfind("volume_", 0) == 0) {
-    if (!volumes_) return error_reply("this agent has no volumes ([[volume]] sections) configured");
-    return volumes_->command(op, request);
+bool Agent::deferred_command(const std::string& op, const nlohmann::json& request, Reply reply) {
+  if (op.rfind("volume_", 0) != 0) return false;
+  if (volumes_) {
+    volumes_->command(op, request, std::move(reply));
+  } else {
+    reply(error_reply("this agent has no volumes ([[volume]] sections) configured"));
   }
+  return true;
+}
+
+std::optional<nlohmann::json> Agent::command(const std::string& op,
+                                             const nlohmann::json& /*request*/) {
   if (op != "vip_status" && op != "drain" && op != "undrain") return std::nullopt;
   if (!vip_) return error_reply("this agent has no floating IPs ([vip] pools) configured");
   if (op == "vip_status") {

@@ -72,6 +72,7 @@ class Agent final : private RingEvents, private ControlHandler {
   void leave(const std::string& group) override;
   std::optional<nlohmann::json> command(const std::string& op,
                                         const nlohmann::json& request) override;
+  bool deferred_command(const std::string& op, const nlohmann::json& request, Reply reply) override;
 
   Result<Ok> open_transport();
   void on_packet(NodeId from, std::span<const std::uint8_t> bytes);

@@ -94,11 +94,18 @@ VolumeService::Hosted* VolumeService::find(const std::string& name) {
   return found == runners_.end() ? nullptr : &found->second;
 }
 
-Result<Ok> VolumeService::on_runner(Hosted& hosted, std::function<Result<Ok>(VolumeRunner&)> work) {
-  if (stopped_) return Error{"the agent is shutting down"};
+void VolumeService::on_runner(Hosted& hosted, std::function<Result<Ok>(VolumeRunner&)> work,
+                              Reply reply) {
+  if (stopped_) {
+    reply(error_reply("the agent is shutting down"));
+    return;
+  }
   VolumeRunner* runner = hosted.runner.get();
-  return hosted.thread->call<Result<Ok>>(
-      [runner, work = std::move(work)] { return work(*runner); });
+  hosted.thread->ask<Result<Ok>>(
+      io_, [runner, work = std::move(work)] { return work(*runner); },
+      [reply = std::move(reply)](Result<Ok> done) {
+        reply(done.ok() ? ok_reply() : error_reply(done.error().message));
+      });
 }
 
 void VolumeService::on_view(const ring::View& view) {
@@ -177,71 +184,107 @@ void VolumeService::flush_broadcasts() {
   }
 }
 
-Result<Ok> VolumeService::promote(Hosted& hosted, bool force) {
+void VolumeService::promote(Hosted& hosted, bool force, Reply reply) {
   const VolumeRunner& runner = *hosted.runner;
   if (!records_.quorate()) {
     const std::string why = "this node sees " + std::to_string(members_.size()) + " of " +
                             std::to_string(config_.nodes.size()) +
                             " nodes, not a majority: the other side may be running the volume";
-    if (!force) return Error{"refusing to promote volume " + runner.name() + ": " + why};
+    if (!force) {
+      reply(error_reply("refusing to promote volume " + runner.name() + ": " + why));
+      return;
+    }
     spdlog::error("volume {}: FORCED promotion without quorum ({})", runner.name(), why);
   }
   std::optional<volume::Generation> told;
   if (auto record = records_.find(runner.name(), self_)) told = record->generation;
-  return on_runner(hosted, [told, force](VolumeRunner& on_thread) {
-    if (told) on_thread.on_told_outdated(*told);
-    return on_thread.promote(force);
-  });
+  on_runner(
+      hosted,
+      [told, force](VolumeRunner& on_thread) {
+        if (told) on_thread.on_told_outdated(*told);
+        return on_thread.promote(force);
+      },
+      std::move(reply));
 }
 
-std::optional<nlohmann::json> VolumeService::command(const std::string& op,
-                                                     const nlohmann::json& request) {
-  if (op.rfind("volume_", 0) != 0) return std::nullopt;
+void VolumeService::command(const std::string& op, const nlohmann::json& request, Reply reply) {
   const std::string name = request.value("volume", "");
   if (op == "volume_status") {
-    nlohmann::json reply = ok_reply();
-    reply["volumes"] = status(name);
-    return reply;
+    status(name, std::move(reply));
+    return;
   }
   Hosted* hosted = find(name);
   if (!hosted) {
-    return error_reply("no volume named \"" + name + "\" on this node (this node holds " +
-                       std::to_string(runners_.size()) + " volume(s); see keel volume status)");
+    reply(error_reply("no volume named \"" + name + "\" on this node (this node holds " +
+                      std::to_string(runners_.size()) + " volume(s); see keel volume status)"));
+    return;
   }
   const bool force = request.value("force", false);
-  Result<Ok> done = Error{"unknown volume command " + op};
-  if (op == "volume_promote") done = promote(*hosted, force);
-  if (op == "volume_demote") done = on_runner(*hosted, [](VolumeRunner& r) { return r.demote(); });
-  if (op == "volume_verify") done = on_runner(*hosted, [](VolumeRunner& r) { return r.verify(); });
-  if (op == "volume_resolve") {
+  if (op == "volume_promote") {
+    promote(*hosted, force, std::move(reply));
+  } else if (op == "volume_demote") {
+    on_runner(
+        *hosted, [](VolumeRunner& r) { return r.demote(); }, std::move(reply));
+  } else if (op == "volume_verify") {
+    on_runner(
+        *hosted, [](VolumeRunner& r) { return r.verify(); }, std::move(reply));
+  } else if (op == "volume_resolve") {
     const std::string discard = request.value("discard", "");
     if (discard == "local") {
-      done = on_runner(*hosted, [](VolumeRunner& r) { return r.discard_local(); });
+      on_runner(
+          *hosted, [](VolumeRunner& r) { return r.discard_local(); }, std::move(reply));
     } else if (discard == "peer") {
       // The peer's agent runs the discard when the ring delivers this to it.
       enqueue(volume::OutdateRecords::discard_message(name, hosted->runner->peer(), self_));
-      done = Ok{};
+      reply(ok_reply());
     } else {
-      done = Error{"volume_resolve needs discard = \"local\" or \"peer\""};
+      reply(error_reply("volume_resolve needs discard = \"local\" or \"peer\""));
     }
+  } else {
+    reply(error_reply("unknown volume command " + op));
   }
-  return done.ok() ? ok_reply() : error_reply(done.error().message);
 }
 
-nlohmann::json VolumeService::status(const std::string& only) {
-  nlohmann::json volumes = nlohmann::json::array();
-  for (const auto& [name, hosted] : runners_) {
+// Every volume is asked at once; the reply goes when the last has answered or missed its
+// deadline, in the order of runners_.
+void VolumeService::status(const std::string& only, Reply reply) {
+  struct Gathered {
+    nlohmann::json volumes = nlohmann::json::array();
+    std::size_t waiting = 0;
+    Reply reply;
+  };
+  auto gathered = std::make_shared<Gathered>();
+  gathered->reply = std::move(reply);
+  std::vector<Hosted*> asked;
+  for (auto& [name, hosted] : runners_) {
     if (!only.empty() && name != only) continue;
-    const VolumeRunner* runner = hosted.runner.get();
-    auto answered = hosted.thread->call<Result<nlohmann::json>>(
-        [runner]() -> Result<nlohmann::json> { return runner->status(); });
-    nlohmann::json entry =
-        answered.ok() ? std::move(answered).value()
-                      : nlohmann::json{{"name", name}, {"error", answered.error().message}};
-    entry["quorum"] = records_.quorate();
-    volumes.push_back(std::move(entry));
+    asked.push_back(&hosted);
+    gathered->volumes.push_back(nullptr);
   }
-  return volumes;
+  gathered->waiting = asked.size();
+  const auto answer = [gathered] {
+    nlohmann::json all = ok_reply();
+    all["volumes"] = std::move(gathered->volumes);
+    gathered->reply(all);
+  };
+  if (asked.empty()) {
+    answer();
+    return;
+  }
+  const bool quorum = records_.quorate();
+  for (std::size_t index = 0; index < asked.size(); ++index) {
+    const VolumeRunner* runner = asked[index]->runner.get();
+    asked[index]->thread->ask<Result<nlohmann::json>>(
+        io_, [runner]() -> Result<nlohmann::json> { return runner->status(); },
+        [gathered, answer, index, quorum, name = runner->name()](Result<nlohmann::json> answered) {
+          nlohmann::json entry =
+              answered.ok() ? std::move(answered).value()
+                            : nlohmann::json{{"name", name}, {"error", answered.error().message}};
+          entry["quorum"] = quorum;
+          gathered->volumes[index] = std::move(entry);
+          if (--gathered->waiting == 0) answer();
+        });
+  }
 }
 
 }  // namespace keel::agent

@@ -13,7 +13,9 @@
 // forced), volume_demote, volume_verify, volume_resolve.
 //
 // Each runner lives on its own VolumeThread (agent/volume_thread.hpp): ring events are posted to
-// it, commands wait for its answer (with a deadline), and the runner's hooks post back here.
+// it; commands are asked of it and answered when it replies (or with an error after a deadline),
+// so the agent's thread, which carries the ring, never waits on a volume's disk; the runner's
+// hooks post back here.
 //
 // Thread-safety: the service itself runs on the agent's io_context thread only.
 #pragma once
@@ -55,8 +57,10 @@ class VolumeService {
   void stop();
   void on_view(const ring::View& view);
   void on_message(NodeId origin, std::span<const std::uint8_t> payload);
-  // A volume_* control request; nothing for other ops.
-  std::optional<nlohmann::json> command(const std::string& op, const nlohmann::json& request);
+  using Reply = std::function<void(const nlohmann::json& reply)>;
+  // A volume_* control request: `reply` is called once, on the agent's thread, when the volume
+  // threads concerned have answered or their deadline passed.
+  void command(const std::string& op, const nlohmann::json& request, Reply reply);
 
  private:
   VolumeService(asio::io_context& io, const config::ClusterConfig& config, NodeId self,
@@ -68,12 +72,12 @@ class VolumeService {
   };
 
   Hosted* find(const std::string& name);
-  // Runs `work` with the runner on its thread and waits for the result (see VolumeThread::call).
-  Result<Ok> on_runner(Hosted& hosted, std::function<Result<Ok>(VolumeRunner&)> work);
+  // Runs `work` with the runner on its thread and replies with its outcome (VolumeThread::ask).
+  void on_runner(Hosted& hosted, std::function<Result<Ok>(VolumeRunner&)> work, Reply reply);
   void enqueue(Bytes payload);
   void flush_broadcasts();
-  nlohmann::json status(const std::string& only);
-  Result<Ok> promote(Hosted& hosted, bool force);
+  void status(const std::string& only, Reply reply);
+  void promote(Hosted& hosted, bool force, Reply reply);
 
   asio::io_context& io_;
   const config::ClusterConfig& config_;
