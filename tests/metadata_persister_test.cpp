@@ -57,12 +57,22 @@ TEST(MetadataPersister, StopEndsAJobThatKeepsFailing) {
                      (void)attempt;
                    },
                    [&] { done = true; });
+  // Queued behind the failing job: must not run once it gives up (a later state would go to
+  // disk without the earlier job's pages).
+  std::atomic<bool> later_ran{false};
+  persister.submit(
+      [&]() -> Result<Ok> {
+        later_ran = true;
+        return Ok{};
+      },
+      [](const std::string&, int) {}, [] {});
   ASSERT_EQ(failed_once.get_future().wait_for(std::chrono::seconds(5)), std::future_status::ready);
   const auto start = std::chrono::steady_clock::now();
   persister.stop();  // would wait an hour for the retry if stop() did not wake it
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(5));
   EXPECT_EQ(attempts.load(), 1);
   EXPECT_FALSE(done.load());
+  EXPECT_FALSE(later_ran.load());
 }
 
 }  // namespace

@@ -7,6 +7,9 @@ namespace keel::agent {
 void MetadataPersister::submit(Job job, Failed failed, std::function<void()> done) {
   asio::post(worker_,
              [this, job = std::move(job), failed = std::move(failed), done = std::move(done)] {
+               // Once stopping, nothing more is written: a job after one that gave up would put
+               // a later state on disk without the earlier job's bitmap pages.
+               if (stopping()) return;
                for (int attempt = 1;; ++attempt) {
                  auto written = job();
                  if (written.ok()) break;
@@ -18,6 +21,11 @@ void MetadataPersister::submit(Job job, Failed failed, std::function<void()> don
 }
 
 void MetadataPersister::run(std::function<void()> work) { asio::post(worker_, std::move(work)); }
+
+bool MetadataPersister::stopping() {
+  std::lock_guard lock(mutex_);
+  return stopping_;
+}
 
 bool MetadataPersister::wait_to_retry() {
   std::unique_lock lock(mutex_);

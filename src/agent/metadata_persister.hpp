@@ -10,7 +10,7 @@
 //
 // Thread-safety: submit() and run() from any one thread; the callbacks run on the worker.
 // stop() (also the destructor) wakes a job waiting to retry, which then gives up without calling
-// `done`, and joins the worker.
+// `done`; the jobs queued behind it are dropped unrun; then it joins the worker.
 #pragma once
 
 #include <asio/thread_pool.hpp>
@@ -45,6 +45,7 @@ class MetadataPersister {
  private:
   // Waits out the retry interval; false if stop() came first.
   bool wait_to_retry();
+  bool stopping();
 
   std::chrono::milliseconds retry_interval_;
   std::mutex mutex_;
