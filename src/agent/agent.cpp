@@ -63,8 +63,9 @@ Agent::~Agent() { shutdown(); }
 Result<Ok> Agent::start() {
   KEEL_ASSERT(!started_);
   started_us_ = io::monotonic_now_us();
-  // Above whatever an earlier run of this host used, even with the wall clock set back: a
-  // restart neither reuses a ring id nor has its packets taken for replays of the last run's.
+  // Above the last run's, even with the wall clock set back (io/boot_epoch.hpp): a restart's
+  // packets are never taken for replays of the last run's, and its ring ids start above the
+  // last run's start.
   const config::ClusterConfig& config = options_.config;
   std::uint64_t boot_us = io::realtime_now_us();
   if (auto epoch = io::next_boot_epoch(config.agent.state_dir, boot_us)) {
