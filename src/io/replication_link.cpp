@@ -27,8 +27,6 @@ constexpr const char* kProofLabel = "keel replication link v1";
 // Connections still proving themselves, per link: a newer one pushes out the oldest, so that
 // strangers cannot pile them up.
 constexpr std::size_t kMaxPendingConnections = 4;
-// After a failed accept (out of descriptors, say) the next waits this long instead of spinning.
-constexpr std::chrono::milliseconds kAcceptRetry{100};
 
 void put_u32(std::uint8_t* out, std::uint32_t value) {
   for (int i = 3; i >= 0; --i) {
@@ -355,7 +353,7 @@ ReplicationLink::ReplicationLink(asio::io_context& io, ReplicationLinkOptions op
       options_(std::move(options)),
       handlers_(std::move(handlers)),
       retry_timer_(io),
-      accept_timer_(io),
+      accept_retry_(io, "volume " + options_.volume + ": replication"),
       connect_timer_(io) {}
 
 ReplicationLink::~ReplicationLink() { close(); }
@@ -393,12 +391,25 @@ void ReplicationLink::accept() {
   acceptor_->async_accept([this](const asio::error_code& error, asio::ip::tcp::socket socket) {
     if (closed_ || error == asio::error::operation_aborted) return;
     if (error) {
-      spdlog::warn("volume {}: accepting a replication connection: {}", options_.volume,
-                   error.message());
-      accept_timer_.expires_after(kAcceptRetry);
-      accept_timer_.async_wait([this](const asio::error_code& waited) {
-        if (!waited) accept();
+      accept_retry_.failed(error, [this] {
+        if (!closed_) accept();
       });
+      return;
+    }
+    accept_retry_.succeeded();
+    // Only the peer dials this link: a connection from any other address is closed unheard, so
+    // strangers cannot crowd the peer's own connection out of the pending ones below.
+    asio::error_code ignored;
+    const auto remote = socket.remote_endpoint(ignored);
+    asio::error_code unparsed;
+    const auto peer = asio::ip::make_address(options_.peer_address, unparsed);
+    if (ignored || unparsed || remote.address() != peer) {
+      ++stats_.auth_failures;
+      spdlog::debug("volume {}: replication connection from {} refused: not node {}'s address",
+                    options_.volume, ignored ? std::string("?") : remote.address().to_string(),
+                    options_.peer);
+      socket.close(ignored);
+      accept();
       return;
     }
     // The connection stays pending, beside the current one, until it proves the cluster key:
@@ -529,7 +540,7 @@ void ReplicationLink::close() {
   if (closed_) return;
   closed_ = true;
   retry_timer_.cancel();
-  accept_timer_.cancel();
+  accept_retry_.cancel();
   connect_timer_.cancel();
   if (dial_socket_) {
     asio::error_code ignored;

@@ -34,6 +34,7 @@
 #include "core/common/result.hpp"
 #include "core/common/types.hpp"
 #include "core/volume/peer_messages.hpp"
+#include "io/accept_retry.hpp"
 #include "io/sealed_packet.hpp"
 
 namespace keel::io {
@@ -108,7 +109,7 @@ class ReplicationLink {
   Handlers handlers_;
   std::unique_ptr<asio::ip::tcp::acceptor> acceptor_;
   asio::steady_timer retry_timer_;
-  asio::steady_timer accept_timer_;                     // the pause after a failed accept
+  AcceptRetry accept_retry_;                            // the pause after a failed accept
   asio::steady_timer connect_timer_;                    // bounds a connect in progress
   std::shared_ptr<asio::ip::tcp::socket> dial_socket_;  // the connect in progress, if any
   // Dialing side: the connection, authenticated or authenticating. Listening side: the
