@@ -270,6 +270,16 @@ TEST_F(LabPlumbing, DownRemovesWhatItCanWhenNftFails) {
     nft << "#!/bin/sh\necho 'nft: refused by the test' >&2\nexit 1\n";
   }
   std::filesystem::permissions(shims + "/nft", std::filesystem::perms::owner_all);
+  // Whatever happens below, with the real tools once the shim is off PATH.
+  struct Cleanup {
+    const LabNames& names;
+    const std::string& shims;
+    ~Cleanup() {
+      (void)remove_lab_network(names, milliseconds{1000});
+      std::error_code error;
+      std::filesystem::remove_all(shims, error);
+    }
+  } cleanup{names, shims};
   ASSERT_OK(create_bridge(names));
   ASSERT_OK(create_host_network(names, 1));
   Result<Ok> removed = Ok{};
@@ -278,9 +288,6 @@ TEST_F(LabPlumbing, DownRemovesWhatItCanWhenNftFails) {
     removed = remove_lab_network(names, milliseconds{1000});
   }
   auto left = find_lab_objects(names);
-  if (!left.ok() || !left.value().empty()) (void)remove_lab_network(names, milliseconds{1000});
-  std::error_code error;
-  std::filesystem::remove_all(shims, error);
 
   ASSERT_FALSE(removed.ok());
   EXPECT_NE(removed.error().message.find("refused by the test"), std::string::npos)
