@@ -150,6 +150,18 @@ class AgentThread {
   std::thread thread_;
 };
 
+// Runs `io` in short slices until `done` holds or `limit` passes; whether it holds.
+template <typename Predicate>
+bool run_io_until(asio::io_context& io, Predicate done,
+                  std::chrono::milliseconds limit = std::chrono::seconds(10)) {
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  while (!done() && std::chrono::steady_clock::now() < deadline) {
+    io.restart();
+    io.run_for(std::chrono::milliseconds(5));
+  }
+  return done();
+}
+
 inline ControlClient connect_or_die(const std::string& socket) {
   auto client = ControlClient::connect(socket);
   KEEL_ASSERT(client.ok());

@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "agent_test_support.hpp"
+
 namespace keel::agent {
 namespace {
 
@@ -66,16 +68,6 @@ class Node : public RingEvents {
   std::vector<Packet> outbox_;
 };
 
-template <typename Predicate>
-bool run_until(asio::io_context& io, Predicate done) {
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-  while (!done() && std::chrono::steady_clock::now() < deadline) {
-    io.restart();
-    io.run_for(std::chrono::milliseconds(5));
-  }
-  return done();
-}
-
 // The visit that broadcasts a message delivers it to this host's own application too: the
 // packets (the message, the token) are flushed first, so the other host does not wait for that.
 TEST(RingDriver, AVisitSendsItsPacketsBeforeItsOwnDeliveries) {
@@ -86,11 +78,11 @@ TEST(RingDriver, AVisitSendsItsPacketsBeforeItsOwnDeliveries) {
   two.start(one);
   ASSERT_TRUE(one.driver().join("g").ok());
   ASSERT_TRUE(two.driver().join("g").ok());
-  ASSERT_TRUE(run_until(io, [&] { return one.in_group && two.in_group; }));
+  ASSERT_TRUE(testing::run_io_until(io, [&] { return one.in_group && two.in_group; }));
 
   log.clear();
   ASSERT_TRUE(one.driver().send("g", Bytes{'m'}, false).ok());
-  ASSERT_TRUE(run_until(io, [&] { return one.delivered == 1 && two.delivered == 1; }));
+  ASSERT_TRUE(testing::run_io_until(io, [&] { return one.delivered == 1 && two.delivered == 1; }));
 
   std::vector<std::string> one_side;
   std::copy_if(log.begin(), log.end(), std::back_inserter(one_side),

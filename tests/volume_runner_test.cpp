@@ -25,17 +25,6 @@ std::int64_t allocated_blocks(const std::string& path) {
   return ::stat(path.c_str(), &info) == 0 ? static_cast<std::int64_t>(info.st_blocks) : -1;
 }
 
-// Runs `io` until `done` holds (at most 10 s).
-template <typename Predicate>
-bool run_until(asio::io_context& io, Predicate done) {
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-  while (!done() && std::chrono::steady_clock::now() < deadline) {
-    io.restart();
-    io.run_for(std::chrono::milliseconds(5));
-  }
-  return done();
-}
-
 // The space `keel volume create` reserved must stay reserved: WRITE_ZEROES may carry NO_HOLE,
 // which forbids deallocating, and a hole left by either command lets a later write fail for room.
 TEST(VolumeRunner, ZeroingAndTrimKeepTheBackingFilesReservedSpace) {
@@ -85,14 +74,14 @@ TEST(VolumeRunner, ZeroingAndTrimKeepTheBackingFilesReservedSpace) {
   runner = std::move(opened).value();
   runner->start();
   ASSERT_TRUE(runner->promote(/*force=*/true).ok());
-  ASSERT_TRUE(run_until(io, [&] { return runner->unavailable_reason().empty(); }))
+  ASSERT_TRUE(testing::run_io_until(io, [&] { return runner->unavailable_reason().empty(); }))
       << runner->unavailable_reason();
 
   int trimmed = -1;
   int zeroed = -1;
   runner->trim(0, kRangeBytes, false, [&](int error) { trimmed = error; });
   runner->write_zeroes(kRangeBytes, kRangeBytes, true, [&](int error) { zeroed = error; });
-  ASSERT_TRUE(run_until(io, [&] { return trimmed != -1 && zeroed != -1; }));
+  ASSERT_TRUE(testing::run_io_until(io, [&] { return trimmed != -1 && zeroed != -1; }));
   EXPECT_EQ(trimmed, 0);
   EXPECT_EQ(zeroed, 0);
   EXPECT_EQ(allocated_blocks(backing), reserved);
