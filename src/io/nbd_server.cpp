@@ -1,7 +1,5 @@
 #include "io/nbd_server.hpp"
 
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -13,6 +11,7 @@
 
 #include "core/common/assert.hpp"
 #include "io/errno_text.hpp"
+#include "io/tcp_keepalive.hpp"
 #include "io/unix_socket_path.hpp"
 
 namespace keel::io {
@@ -145,34 +144,27 @@ void NbdServer::accept_unix() {
 }
 
 void NbdServer::accept_tcp() {
-  tcp_acceptor_.async_accept([this, shared = shared_](const asio::error_code& error,
-                                                      asio::ip::tcp::socket socket) {
-    if (!shared->on_closed || closed_ || error == asio::error::operation_aborted) return;
-    if (error) {
-      ++shared->stats.accept_failures;
-      tcp_retry_.failed(error, [this, shared] {
-        if (shared->on_closed && !closed_) accept_tcp();
+  tcp_acceptor_.async_accept(
+      [this, shared = shared_](const asio::error_code& error, asio::ip::tcp::socket socket) {
+        if (!shared->on_closed || closed_ || error == asio::error::operation_aborted) return;
+        if (error) {
+          ++shared->stats.accept_failures;
+          tcp_retry_.failed(error, [this, shared] {
+            if (shared->on_closed && !closed_) accept_tcp();
+          });
+          return;
+        }
+        tcp_retry_.succeeded();
+        asio::error_code ignored;
+        socket.set_option(asio::ip::tcp::no_delay(true), ignored);  // replies are small
+        // A client whose host died holds its slot until the keepalives find it gone (about
+        // 75 s: 60 idle, then 5 probes 3 s apart), not for the kernel's default two hours.
+        enable_tcp_keepalive(socket.native_handle(), 60, 3, 5);
+        const auto remote = socket.remote_endpoint(ignored);
+        on_accept(NbdConnection::Socket(std::move(socket)),
+                  ignored ? std::string("tcp:?") : "tcp:" + describe(remote));
+        accept_tcp();
       });
-      return;
-    }
-    tcp_retry_.succeeded();
-    asio::error_code ignored;
-    socket.set_option(asio::ip::tcp::no_delay(true), ignored);  // replies are small
-    // A client whose host died holds its slot until the keepalives find it gone (about
-    // 75 s: 60 idle, then 5 probes 3 s apart), not for the kernel's default two hours.
-    socket.set_option(asio::socket_base::keep_alive(true), ignored);
-    const int idle_s = 60;
-    const int interval_s = 3;
-    const int probes = 5;
-    (void)::setsockopt(socket.native_handle(), IPPROTO_TCP, TCP_KEEPIDLE, &idle_s, sizeof idle_s);
-    (void)::setsockopt(socket.native_handle(), IPPROTO_TCP, TCP_KEEPINTVL, &interval_s,
-                       sizeof interval_s);
-    (void)::setsockopt(socket.native_handle(), IPPROTO_TCP, TCP_KEEPCNT, &probes, sizeof probes);
-    const auto remote = socket.remote_endpoint(ignored);
-    on_accept(NbdConnection::Socket(std::move(socket)),
-              ignored ? std::string("tcp:?") : "tcp:" + describe(remote));
-    accept_tcp();
-  });
 }
 
 void NbdServer::on_accept(NbdConnection::Socket socket, std::string peer) {

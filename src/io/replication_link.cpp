@@ -11,6 +11,7 @@
 
 #include "core/common/assert.hpp"
 #include "io/stream_buffer.hpp"
+#include "io/tcp_keepalive.hpp"
 
 namespace keel::io {
 
@@ -67,16 +68,10 @@ Proof make_proof(const ClusterKey& key, const std::string& volume, const Nonce& 
 void tune_socket(asio::ip::tcp::socket& socket, std::uint32_t user_timeout_ms) {
   asio::error_code ignored;
   socket.set_option(asio::ip::tcp::no_delay(true), ignored);
-  socket.set_option(asio::socket_base::keep_alive(true), ignored);
   const int fd = socket.native_handle();
   const int timeout = static_cast<int>(user_timeout_ms);
   (void)::setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &timeout, sizeof timeout);
-  const int idle_s = std::max(1, timeout / 3000);
-  const int interval_s = 1;
-  const int count = 3;
-  (void)::setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle_s, sizeof idle_s);
-  (void)::setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &interval_s, sizeof interval_s);
-  (void)::setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &count, sizeof count);
+  enable_tcp_keepalive(fd, std::max(1, timeout / 3000), 1, 3);
 }
 
 }  // namespace
