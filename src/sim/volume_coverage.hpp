@@ -28,7 +28,8 @@ enum class VolumeMark : std::uint8_t {
   overlapping_writes,    // the workload had overlapping writes in flight
   fua_write,             // an acknowledged FUA write
   flush_acked,           // an acknowledged flush
-  write_failed,          // a write completed with an error
+  write_failed,          // a write completed with an error (not ESHUTDOWN)
+  switchover,            // the primary was demoted under load (a planned switchover)
   count_                 // not a mark
 };
 
@@ -55,6 +56,7 @@ constexpr std::string_view volume_mark_name(VolumeMark mark) {
       "fua_write",
       "flush_acked",
       "write_failed",
+      "switchover",
   };
   return names[static_cast<std::size_t>(mark)];
 }

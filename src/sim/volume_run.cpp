@@ -1,6 +1,7 @@
 // One run of the volume simulation (volume_scenario.hpp): the workload, failover, the faults of
 // the plan, the checks after every event, the heal and the convergence check.
 #include <algorithm>
+#include <cerrno>
 #include <map>
 #include <set>
 
@@ -112,6 +113,11 @@ class VolumeRun {
         world_.at(world_.now() + 50'000, "",
                   [this, node, until = world_.now() + kForceGiveUpUs] { force(node, until); });
         break;
+      case VolumeFaultKind::switchover:
+        // failover_tick() promotes the other node once this one is secondary.
+        if (forced_ >= 0 || healed_ || !world_.up(target_) || !primary(target_)) return;
+        if (world_.demote(target_).ok()) hit(world_.coverage(), VolumeMark::switchover);
+        return;
     }
     world_.at(world_.now() + fault.duration, "", [this] {
       if (!healed_) world_.set_groups({{1, 2, kWitness}});
@@ -195,7 +201,7 @@ class VolumeRun {
                           std::to_string(first) + "+" + std::to_string(count) +
                           (fua ? " fua" : ""));
     model_.issue_write(request, node, first, tags, fua, world_.now());
-    submitted_on_[request] = replicated_link(node);
+    submitted_on_[request] = {replicated_link(node), world_.connection_of(node)};
     if (zero) {
       world_.submit_zero(node, request, first, count, fua);
     } else {
@@ -223,16 +229,34 @@ class VolumeRun {
     // write's submission to its completion, on one connection. A write submitted during a
     // handshake is the primary's alone, even when its ack comes after replication began.
     const auto submitted = submitted_on_.find(request);
-    const bool replicated = submitted != submitted_on_.end() && submitted->second != 0 &&
-                            submitted->second == replicated_link(node);
+    const std::uint64_t link_now = replicated_link(node);
+    const bool replicated = submitted != submitted_on_.end() && submitted->second.replicated != 0 &&
+                            submitted->second.replicated == link_now;
+    // Submitted with no connection at all: it cannot have reached the peer on this one. (One
+    // submitted during this connection's handshake may have, if it waited to be issued.)
+    const bool maybe_replicated = link_now != 0 && submitted != submitted_on_.end() &&
+                                  submitted->second.connection == link_now;
     if (submitted != submitted_on_.end()) submitted_on_.erase(submitted);
-    const unsigned holders = (1u << node) | (replicated ? 1u << (1 - node) : 0u);
+    // Or the peer is UpToDate and in sync again: a write it did not receive reached it through
+    // the resync that made it so.
+    const volume::ReplicaStatus status = world_.replica(node).status();
+    const bool peer_stands_in =
+        status.link == LinkState::Connected && status.peer_disk == DiskState::UpToDate;
+    if (write_request && error == 0 && !maybe_replicated && !peer_stands_in &&
+        !status.peer_outdated) {
+      return world_.fail("node " + std::to_string(id(node)) + " acknowledged request " +
+                         std::to_string(request) +
+                         ", a write its peer did not receive, with no record that the peer is "
+                         "outdated");
+    }
+    const unsigned holders = (1u << node) | (replicated || peer_stands_in ? 1u << (1 - node) : 0u);
     if (!model_.complete(request, error, world_.now(), holders)) {
       return world_.fail("node " + std::to_string(id(node)) + " completed request " +
                          std::to_string(request) + " that it was never given (or twice)");
     }
     if (error != 0) {
-      hit(world_.coverage(), VolumeMark::write_failed);
+      // ESHUTDOWN: refused by a node that is no longer (or not yet) serving, as a demote does.
+      if (error != ESHUTDOWN) hit(world_.coverage(), VolumeMark::write_failed);
       return;
     }
     if (!write_request) hit(world_.coverage(), VolumeMark::flush_acked);
@@ -402,8 +426,12 @@ class VolumeRun {
   std::array<std::uint64_t, 2> apart_acks_{};
   std::array<DiskState, 2> last_disk_{DiskState::UpToDate, DiskState::UpToDate};
   std::set<volume::RequestId> rogue_;
-  // Per write in flight: the connection its primary was replicating on at submission (0: none).
-  std::map<volume::RequestId, std::uint64_t> submitted_on_;
+  // Per write in flight, at its submission:
+  struct Submission {
+    std::uint64_t replicated = 0;  // the connection the primary replicated on, or 0
+    std::uint64_t connection = 0;  // the connection it had (its handshake, perhaps), or 0
+  };
+  std::map<volume::RequestId, Submission> submitted_on_;
 };
 
 }  // namespace

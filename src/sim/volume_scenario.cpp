@@ -51,6 +51,8 @@ std::string describe(const VolumeFault& fault) {
       return node + " power loss, restart after " + seconds_text(fault.duration);
     case VolumeFaultKind::forced_split:
       return node + " cut off and promoted --force" + until;
+    case VolumeFaultKind::switchover:
+      return "switchover: the primary is demoted under load";
   }
   return "?";
 }
@@ -86,6 +88,12 @@ VolumePlan plan_volume_scenario(std::uint64_t seed) {
     split.node = static_cast<int>(rng.uniform(0, 1));
     split.duration = rng.uniform(200'000, 1'000'000);
     plan.faults.push_back(split);
+  }
+  if (rng.chance(0.3)) {
+    VolumeFault switchover;
+    switchover.at = rng.uniform(0, plan.fault_phase_us - 1);
+    switchover.kind = VolumeFaultKind::switchover;
+    plan.faults.push_back(switchover);
   }
   std::stable_sort(plan.faults.begin(), plan.faults.end(),
                    [](const VolumeFault& a, const VolumeFault& b) { return a.at < b.at; });

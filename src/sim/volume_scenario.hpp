@@ -43,7 +43,8 @@ enum class VolumeFaultKind : std::uint8_t {
   isolate,
   process_crash,
   power_loss,
-  forced_split
+  forced_split,
+  switchover  // the operator demotes the primary under load; the other node is promoted
 };
 
 struct VolumeFault {

@@ -166,6 +166,8 @@ class ReplicaCore {
   // ---- replica_writes.cpp ----
   void submit(AppRequest request);
   void issue_app_requests();
+  // Every write and zeroing before `before_sequence` has completed on the local disk.
+  bool all_local_done(std::uint64_t before_sequence) const;
   bool try_admit(AppRequest& request);
   void end_extents(AppRequest& request);  // ends the activity-log extents it holds
   // Adds the extents it brought into the log to `added`.
@@ -180,7 +182,10 @@ class ReplicaCore {
   void on_write_ack(const WriteAck& ack);
   void on_barrier_ack(const BarrierAck& ack);
   void forget_peer_for_writes();
+  bool peer_recorded_outdated() const;
+  // Sync mode without the peer and without the ring's record: nothing is acknowledged.
   bool suspended() const;
+  bool held_for_peer(const AppRequest& request) const;
 
   // ---- replica_roles.cpp ----
   void finish_demote_if_ready();

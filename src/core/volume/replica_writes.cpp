@@ -80,6 +80,11 @@ void ReplicaCore::issue_app_requests() {
     if (r.stage == AppRequest::Stage::Queued) {
       if (r.kind == AppRequest::Kind::Flush) {
         if (!all_issued) return;  // nothing passes a flush: epochs follow issue order
+        // An application's flush covers the writes completed before it, as NBD asks. The
+        // demote's own flush must cover every write, those still on their way to the disk too:
+        // once it is done the demote clears primary_at_crash, the mark that a restart after a
+        // power loss here must resync the hot extents.
+        if (r.internal && !all_local_done(sequence)) return;
         issue_flush(sequence, r);
         continue;
       }
@@ -101,6 +106,14 @@ void ReplicaCore::issue_app_requests() {
       all_issued = false;
     }
   }
+}
+
+bool ReplicaCore::all_local_done(std::uint64_t before_sequence) const {
+  for (const auto& [sequence, r] : app_) {
+    if (sequence >= before_sequence) break;
+    if (r.kind != AppRequest::Kind::Flush && r.stage != AppRequest::Stage::LocalDone) return false;
+  }
+  return true;
 }
 
 // Holds the request's activity-log extents; true when it may go to disk now. Not before every
@@ -233,11 +246,26 @@ void ReplicaCore::app_io_done(std::uint64_t sequence, int error) {
   }
 }
 
-// Released once the ring's record is in and durable (a restart must not forget it: see
-// track_without_peer()).
+// The ring's record that the peer is outdated is in and durable (a restart must not forget
+// it: see track_without_peer()).
+bool ReplicaCore::peer_recorded_outdated() const {
+  return state_.peer_outdated && persisted_id_ >= outdated_persist_id_;
+}
+
 bool ReplicaCore::suspended() const {
-  const bool recorded = state_.peer_outdated && persisted_id_ >= outdated_persist_id_;
-  return role_ == Role::Primary && config_.mode == Mode::Sync && !replicating() && !recorded;
+  return role_ == Role::Primary && config_.mode == Mode::Sync && !replicating() &&
+         !peer_recorded_outdated();
+}
+
+// Sync mode: a request the peer did not receive on the current connection (made while the link
+// was down or in its handshake, or sent on a connection that broke) is acknowledged only once
+// the ring records the peer outdated, or once the peer is UpToDate again, which it becomes only
+// through the resync that copied the request's blocks (they are in the bitmap) and flushed them.
+// The link coming back is not enough: until then neither the peer's copy nor a durable record
+// holds the write, and the peer, still UpToDate on its disk, could be promoted without it.
+bool ReplicaCore::held_for_peer(const AppRequest& r) const {
+  if (config_.mode != Mode::Sync || r.sent) return false;
+  return !peer_recorded_outdated() && !peer_stands_in();
 }
 
 bool ReplicaCore::finished(const AppRequest& r) const {
@@ -245,10 +273,9 @@ bool ReplicaCore::finished(const AppRequest& r) const {
 }
 
 void ReplicaCore::complete_app_requests() {
-  const bool held = suspended();
   for (auto it = app_.begin(); it != app_.end();) {
     AppRequest& r = it->second;
-    if (!r.completed && !held && r.stage == AppRequest::Stage::LocalDone) {
+    if (!r.completed && r.stage == AppRequest::Stage::LocalDone && !held_for_peer(r)) {
       const bool peer_has_it = !r.sent || r.peer_acked;
       const std::uint64_t kept = r.data ? r.data->size() : 0;
       const bool ahead_of_peer = config_.mode == Mode::Async && !peer_has_it &&
