@@ -49,8 +49,8 @@ ApartOutcome run_quick_reconnect(std::uint64_t seed) {
       world.submit_write(kA, 2, kApartBlock, {kApartTag}, false);
     }
   };
-  world.on_complete = [&](int, volume::RequestId request, int error) {
-    if (request != 2 || error != 0) return;
+  world.on_complete = [&](int, const volume::Complete& completion) {
+    if (completion.request != 2 || completion.error != 0) return;
     out.acked = true;
     const volume::LinkState link = world.replica(kA).status().link;
     out.a_link_was_up =
@@ -113,8 +113,8 @@ DemoteOutcome run_demote_with_write_in_flight(std::uint64_t seed) {
   options.disk_max_us = 2'000;
   VolumeWorld world(options);
   DemoteOutcome out;
-  world.on_complete = [&](int, volume::RequestId request, int error) {
-    if (request == 1 && error == 0) out.acked = true;
+  world.on_complete = [&](int, const volume::Complete& completion) {
+    if (completion.request == 1 && completion.error == 0) out.acked = true;
   };
   world.run_until(300'000);
   EXPECT_TRUE(world.promote(kA, false).ok());

@@ -125,6 +125,37 @@ bool VolumeModel::excused(const Write& write, int node) const {
   return write.holders != 0;
 }
 
+std::optional<std::string> VolumeModel::check_flushed(std::uint64_t request,
+                                                      const std::vector<BlockTag>& durable) const {
+  const auto flush = flushes_.find(request);
+  if (flush == flushes_.end()) return std::nullopt;
+  const std::uint64_t acked_before = flush->second;
+  KEEL_ASSERT(durable.size() == history_.size());
+  for (std::uint64_t block = 0; block < durable.size(); ++block) {
+    const auto& history = history_[block];
+    std::size_t from = history.size();  // the latest write the flush covers
+    for (std::size_t i = history.size(); i-- > 0;) {
+      const Write& write = writes_[history[i]];
+      if (write.acked && !write.lost && write.ack_number <= acked_before) {
+        from = i;
+        break;
+      }
+    }
+    if (from == history.size()) continue;
+    bool found = false;  // that write, or one issued after it
+    for (std::size_t i = from; i < history.size() && !found; ++i) {
+      const Write& write = writes_[history[i]];
+      found = write.tags[block - write.first] == durable[block];
+    }
+    if (found) continue;
+    const Write& want = writes_[history[from]];
+    return "block " + std::to_string(block) + " holds tag " + std::to_string(durable[block]) +
+           " on disk, not the write (tag " + std::to_string(want.tags[block - want.first]) +
+           ", acked at " + format_time(want.acked_at) + ") that the flush covers";
+  }
+  return std::nullopt;
+}
+
 std::optional<std::string> VolumeModel::check_copy(const std::vector<BlockTag>& view,
                                                    int node) const {
   KEEL_ASSERT(view.size() == history_.size());

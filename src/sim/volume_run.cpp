@@ -43,8 +43,8 @@ class VolumeRun {
   VolumeRun(const VolumePlan& plan, std::ostream* trace_out)
       : plan_(plan), world_(plan.world), model_(world_.blocks()), rng_(Rng(plan.seed).fork(7)) {
     world_.trace().set_output(trace_out);
-    world_.on_complete = [this](int node, volume::RequestId request, int error) {
-      on_complete(node, request, error);
+    world_.on_complete = [this](int node, const volume::Complete& completion) {
+      on_complete(node, completion);
     };
     world_.after_event = [this] { check(); };
   }
@@ -201,7 +201,7 @@ class VolumeRun {
                           std::to_string(first) + "+" + std::to_string(count) +
                           (fua ? " fua" : ""));
     model_.issue_write(request, node, first, tags, fua, world_.now());
-    submitted_on_[request] = {replicated_link(node), world_.connection_of(node)};
+    submitted_on_[request] = replicated_link(node);
     if (zero) {
       world_.submit_zero(node, request, first, count, fua);
     } else {
@@ -214,7 +214,9 @@ class VolumeRun {
     return replicating(world_.replica(node).status().link) ? world_.connection_of(node) : 0;
   }
 
-  void on_complete(int node, volume::RequestId request, int error) {
+  void on_complete(int node, const volume::Complete& completion) {
+    const volume::RequestId request = completion.request;
+    const int error = completion.error;
     world_.note(node,
                 "completes request " + std::to_string(request) + " error " + std::to_string(error));
     if (rogue_.erase(request) != 0) {
@@ -225,29 +227,36 @@ class VolumeRun {
     const bool write_request = !model_.is_flush(request);
     const bool fua = model_.is_fua(request);
     const LinkState link = world_.replica(node).status().link;
-    // The peer holds the write only if it was replicated: the primary replicated from the
-    // write's submission to its completion, on one connection. A write submitted during a
-    // handshake is the primary's alone, even when its ack comes after replication began.
+    // The peer holds the write if it was replicated: the primary replicated from the write's
+    // submission to its completion, on one connection, or the core says the peer answered it
+    // on the current connection (held to it: the peer's copy must then have it).
     const auto submitted = submitted_on_.find(request);
-    const std::uint64_t link_now = replicated_link(node);
-    const bool replicated = submitted != submitted_on_.end() && submitted->second.replicated != 0 &&
-                            submitted->second.replicated == link_now;
-    // Submitted with no connection at all: it cannot have reached the peer on this one. (One
-    // submitted during this connection's handshake may have, if it waited to be issued.)
-    const bool maybe_replicated = link_now != 0 && submitted != submitted_on_.end() &&
-                                  submitted->second.connection == link_now;
+    const bool replicated =
+        completion.peer_acked || (submitted != submitted_on_.end() && submitted->second != 0 &&
+                                  submitted->second == replicated_link(node));
     if (submitted != submitted_on_.end()) submitted_on_.erase(submitted);
     // Or the peer is UpToDate and in sync again: a write it did not receive reached it through
     // the resync that made it so.
     const volume::ReplicaStatus status = world_.replica(node).status();
     const bool peer_stands_in =
         status.link == LinkState::Connected && status.peer_disk == DiskState::UpToDate;
-    if (write_request && error == 0 && !maybe_replicated && !peer_stands_in &&
-        !status.peer_outdated) {
+    if (write_request && error == 0 && !replicated && !peer_stands_in && !status.peer_outdated) {
       return world_.fail("node " + std::to_string(id(node)) + " acknowledged request " +
                          std::to_string(request) +
                          ", a write its peer did not receive, with no record that the peer is "
                          "outdated");
+    }
+    if (!write_request && error == 0) {
+      // A flush completes only once every write acknowledged before it is durable on this copy,
+      // and on the peer's too when the peer stands in for this one.
+      for (int copy : {node, 1 - node}) {
+        if (copy != node && !peer_stands_in) continue;
+        if (auto problem = model_.check_flushed(request, world_.disk(copy).durable())) {
+          return world_.fail("node " + std::to_string(id(node)) + " completed flush " +
+                             std::to_string(request) + " but node " + std::to_string(id(copy)) +
+                             "'s " + *problem);
+        }
+      }
     }
     const unsigned holders = (1u << node) | (replicated || peer_stands_in ? 1u << (1 - node) : 0u);
     if (!model_.complete(request, error, world_.now(), holders)) {
@@ -426,12 +435,8 @@ class VolumeRun {
   std::array<std::uint64_t, 2> apart_acks_{};
   std::array<DiskState, 2> last_disk_{DiskState::UpToDate, DiskState::UpToDate};
   std::set<volume::RequestId> rogue_;
-  // Per write in flight, at its submission:
-  struct Submission {
-    std::uint64_t replicated = 0;  // the connection the primary replicated on, or 0
-    std::uint64_t connection = 0;  // the connection it had (its handshake, perhaps), or 0
-  };
-  std::map<volume::RequestId, Submission> submitted_on_;
+  // Per write in flight: the connection its primary was replicating on at submission (0: none).
+  std::map<volume::RequestId, std::uint64_t> submitted_on_;
 };
 
 }  // namespace

@@ -164,9 +164,7 @@ void VolumeWorld::run_action(int node, volume::Action& action) {
   } else if (auto* close = std::get_if<volume::ClosePeer>(&action)) {
     close_from(node, close->reason);
   } else if (auto* complete = std::get_if<volume::Complete>(&action)) {
-    const volume::RequestId request = complete->request;
-    const int error = complete->error;
-    if (on_complete) on_complete(node, request, error);
+    if (on_complete) on_complete(node, *complete);
   } else if (auto* record = std::get_if<volume::RecordPeerOutdated>(&action)) {
     note(node,
          "asks the ring to record the peer outdated as of " + std::to_string(record->generation));

@@ -94,7 +94,7 @@ class VolumeWorld {
   void submit_zero(int node, volume::RequestId request, std::uint64_t first_block,
                    std::uint64_t blocks, bool fua);
   void submit_flush(int node, volume::RequestId request);
-  std::function<void(int node, volume::RequestId request, int error)> on_complete;
+  std::function<void(int node, const volume::Complete& completion)> on_complete;
   // Called after every event (the checkers).
   std::function<void()> after_event;
 

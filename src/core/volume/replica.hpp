@@ -107,6 +107,9 @@ struct ClosePeer {
 struct Complete {
   RequestId request = 0;
   int error = 0;  // 0, EIO (a disk failed), ESHUTDOWN (not, or no longer, primary)
+  // The peer received this write or flush on the current connection and answered it (what the
+  // simulator's checkers hold the peer to).
+  bool peer_acked = false;
 };
 // Record through the ring, by a majority of the cluster, that the peer's copy is outdated as of
 // `generation` (this replica's new current generation).

@@ -8,8 +8,8 @@
 namespace keel::volume::detail {
 namespace {
 
-void complete(std::vector<Action>& actions, RequestId request, int error) {
-  actions.emplace_back(Complete{request, error});
+void complete(std::vector<Action>& actions, RequestId request, int error, bool peer_acked = false) {
+  actions.emplace_back(Complete{request, error, peer_acked});
 }
 
 bool overlaps(const AppRequest& a, const AppRequest& b) {
@@ -286,7 +286,7 @@ void ReplicaCore::complete_app_requests() {
       }
       if (ahead_of_peer || peer_has_it) {
         r.completed = true;
-        if (!r.internal) complete(actions_, r.request, r.local_error);
+        if (!r.internal) complete(actions_, r.request, r.local_error, r.sent && r.peer_acked);
       }
     }
     if (r.completed && finished(r)) {
