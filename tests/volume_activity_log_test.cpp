@@ -43,6 +43,23 @@ TEST(VolumeActivityLog, EvictsTheLeastRecentlyUsedIdleExtent) {
   log.end_write(4);
 }
 
+TEST(VolumeActivityLog, CountsEveryExtentThatLeavesTheLog) {
+  ActivityLog log(2);
+  std::optional<std::uint64_t> evicted;
+  EXPECT_EQ(log.begin_write(1, evicted), Admit::AddedNeedsPersist);
+  EXPECT_EQ(log.begin_write(2, evicted), Admit::AddedNeedsPersist);
+  EXPECT_EQ(log.departures(), 0u);
+  log.end_write(1);
+  log.end_write(2);
+  EXPECT_EQ(log.begin_write(3, evicted), Admit::AddedNeedsPersist);
+  EXPECT_EQ(log.departures(), 1u);
+  log.end_write(3);
+  EXPECT_TRUE(log.prefetch(4));  // evicts too
+  EXPECT_EQ(log.departures(), 2u);
+  log.load({7, 8, 9});              // one more than fits
+  EXPECT_EQ(log.departures(), 4u);  // the cleared log, and the extent load() left out
+}
+
 TEST(VolumeActivityLog, LoadKeepsOrderAndCapacity) {
   ActivityLog log(3);
   log.load({9, 8, 7, 6});

@@ -196,6 +196,24 @@ TEST(VolumeReplica, SecondaryRefusesWritesAndNewExtentsArePersistedFirst) {
   EXPECT_EQ(world.a().saved_extents.front(), 2u);
 }
 
+// An extent leaves the log only in an update written after the data was flushed: its writes
+// may sit in the disk's cache, and once the log on disk no longer names it, a power loss here
+// would lose them where no resync looks (the log holds 2 extents here).
+TEST(VolumeReplica, ALogUpdateThatDropsAnExtentFlushesTheDataFirst) {
+  World world;
+  start_connected(world);
+  world.a().r().on_write(1, 0, pattern(4096, 1), false);         // extent 0
+  world.a().r().on_write(2, 4u << 20, pattern(4096, 2), false);  // extent 1
+  world.run();
+  ASSERT_EQ(world.a().error_of(2), 0);
+  EXPECT_EQ(world.a().data_flushing_persists, 0u);               // the log only grew
+  world.a().r().on_write(3, 8u << 20, pattern(4096, 3), false);  // extent 2 evicts extent 0
+  world.run();
+  EXPECT_EQ(world.a().error_of(3), 0);
+  EXPECT_EQ(world.a().data_flushing_persists, 1u);
+  EXPECT_EQ(std::count(world.a().saved_extents.begin(), world.a().saved_extents.end(), 0u), 0);
+}
+
 // A write into an extent that is already in the log, but only in the update still being
 // persisted, waits for that update too: were it to reach the disk first, a crash would leave a
 // write the log does not name, and the resync after it would not copy it.

@@ -64,7 +64,8 @@ struct Node {
   std::vector<Notice> notices;
   std::vector<DiskWrite> disk_writes;  // executed, in order
   std::uint64_t flushes = 0;
-  std::size_t persists = 0;  // Persist actions executed
+  std::size_t persists = 0;                // Persist actions executed
+  std::size_t data_flushing_persists = 0;  // of those, with flush_data_first
   Replica& r() { return *replica; }
   bool has_completed(RequestId request) const {
     return std::any_of(completed.begin(), completed.end(),
@@ -242,6 +243,7 @@ class World {
     n.saved_state = p.state;
     n.saved_extents = p.activity_extents;
     ++n.persists;
+    if (p.flush_data_first) ++n.data_flushing_persists;
     n.r().on_persisted(p.id, 0);
     return true;
   }

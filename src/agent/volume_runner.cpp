@@ -5,6 +5,7 @@
 #include <sched.h>
 #include <sodium.h>
 #include <spdlog/spdlog.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <limits>
@@ -13,6 +14,7 @@
 #include "agent/volume_identity.hpp"
 #include "core/common/assert.hpp"
 #include "io/clock.hpp"
+#include "io/errno_text.hpp"
 
 namespace keel::agent {
 
@@ -396,7 +398,13 @@ void VolumeRunner::execute(volume::Persist& action) {
   // Retried until written (metadata_persister.hpp): the replica must never count as durable
   // what is not.
   metadata_worker_.submit(
-      [this, pages, state = action.state, extents = action.activity_extents]() -> Result<Ok> {
+      [this, pages, state = action.state, extents = action.activity_extents,
+       flush_data = action.flush_data_first]() -> Result<Ok> {
+        // The log is about to stop naming an extent: its writes must be on disk first
+        // (volume::Persist::flush_data_first). The file stays open until the worker stops.
+        if (flush_data && ::fdatasync(disk_->descriptor()) != 0) {
+          return Error{"flushing the data before an activity-log update: " + io::errno_text(errno)};
+        }
         if (auto written = metadata_->write_bitmap_pages(*pages); !written.ok()) {
           return Error{"writing the bitmap: " + written.error().message};
         }

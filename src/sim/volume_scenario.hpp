@@ -68,7 +68,8 @@ struct VolumePlan {
   std::vector<VolumeFault> faults;  // by time
 };
 
-VolumePlan plan_volume_scenario(std::uint64_t seed);
+// `large_volumes`: some runs on volumes larger than the activity log (sim --large-volumes).
+VolumePlan plan_volume_scenario(std::uint64_t seed, bool large_volumes = false);
 std::string describe(const VolumeFault& fault);
 
 struct VolumeRunResult {
@@ -90,6 +91,7 @@ struct VolumeCommandOptions {
   std::optional<std::uint64_t> seeds_begin;
   std::optional<std::uint64_t> seeds_end;
   bool trace = false;
+  bool large_volumes = false;
 };
 
 // `keel sim --volume`: one seed (plan, result, the trace's tail on failure) or a sweep (a line

@@ -153,7 +153,7 @@ void VolumeWorld::pump(int node) {
 void VolumeWorld::run_action(int node, volume::Action& action) {
   Node& n = nodes_[node];
   if (auto* persist = std::get_if<volume::Persist>(&action)) {
-    PendingPersist pending{*persist, {}};
+    PendingPersist pending{*persist, {}, n.disk.completed()};
     for (std::uint64_t page : persist->bitmap_pages) {
       n.replica->bitmap().page_bytes(page, pending.pages[page]);
     }
@@ -260,6 +260,8 @@ void VolumeWorld::persist_done(int node) {
   KEEL_ASSERT(!n.persists.empty());
   PendingPersist done = std::move(n.persists.front());
   n.persists.erase(n.persists.begin());
+  // As the shell does (the persister fdatasyncs the backing first): the data, then the log.
+  if (done.persist.flush_data_first) n.disk.complete_flush(done.data_cut);
   for (auto& [page, bytes] : done.pages) n.saved_pages[page] = bytes;
   n.saved_state = done.persist.state;
   n.saved_extents = done.persist.activity_extents;

@@ -129,6 +129,7 @@ class VolumeWorld {
   struct PendingPersist {
     volume::Persist persist;
     std::map<std::uint64_t, std::array<std::byte, volume::kBitmapPageBytes>> pages;
+    std::uint64_t data_cut = 0;  // flush_data_first: the data writes completed when it was taken
   };
   struct Node {
     NodeId id = kNoNode;

@@ -40,6 +40,7 @@ bool ActivityLog::make_room(std::optional<std::uint64_t>& evicted) {
     if (entries_.at(*it).in_flight == 0) {
       const auto victim = std::prev(it.base());
       evicted = *victim;
+      ++departures_;
       entries_.erase(*victim);
       order_.erase(victim);
       return true;
@@ -62,7 +63,10 @@ std::vector<std::uint64_t> ActivityLog::extents() const {
 void ActivityLog::load(const std::vector<std::uint64_t>& extents) {
   clear();
   for (std::uint64_t extent : extents) {
-    if (order_.size() >= capacity_) break;  // a smaller capacity than when it was written
+    if (order_.size() >= capacity_) {  // a smaller capacity than when it was written
+      ++departures_;
+      break;
+    }
     if (entries_.contains(extent)) continue;
     order_.push_back(extent);  // the persisted order is most recent first
     entries_.emplace(extent, Entry{std::prev(order_.end()), 0});
@@ -71,6 +75,7 @@ void ActivityLog::load(const std::vector<std::uint64_t>& extents) {
 
 void ActivityLog::clear() {
   for (const auto& [extent, entry] : entries_) KEEL_ASSERT(entry.in_flight == 0);
+  if (!order_.empty()) ++departures_;
   order_.clear();
   entries_.clear();
 }

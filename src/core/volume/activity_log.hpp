@@ -41,6 +41,9 @@ class ActivityLog {
   bool prefetch(std::uint64_t extent);
 
   std::vector<std::uint64_t> extents() const;  // the persisted form, any order
+  // Extents that left the log so far (evicted, or dropped by load()): a log update that drops
+  // one must be preceded by a flush of the data (replica.hpp, Persist::flush_data_first).
+  std::uint64_t departures() const { return departures_; }
   void load(const std::vector<std::uint64_t>& extents);
   void clear();
 
@@ -54,6 +57,7 @@ class ActivityLog {
     std::uint32_t in_flight = 0;
   };
   std::size_t capacity_;
+  std::uint64_t departures_ = 0;
   std::list<std::uint64_t> order_;
   std::map<std::uint64_t, Entry> entries_;
 };

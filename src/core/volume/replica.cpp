@@ -143,6 +143,8 @@ std::uint64_t ReplicaCore::persist() {
   p.state = state_;
   if (durable_generations_) p.state.generations = *durable_generations_;
   p.activity_extents = activity_.extents();
+  p.flush_data_first = activity_.departures() != departures_persisted_;
+  departures_persisted_ = activity_.departures();
   const std::uint64_t id = p.id;
   actions_.emplace_back(std::move(p));
   return id;

@@ -97,6 +97,11 @@ struct Persist {
   std::vector<std::uint64_t> bitmap_pages;
   PersistentState state;
   std::vector<std::uint64_t> activity_extents;
+  // The activity log no longer names an extent the previous update named: before writing this
+  // one, flush the data (fdatasync the backing), so that every write completed before this
+  // action was taken is durable. Otherwise a power loss could take unflushed writes in an extent
+  // the log on disk no longer names, and the resync after the restart would never copy them.
+  bool flush_data_first = false;
 };
 struct SendToPeer {
   PeerMessage message;

@@ -255,7 +255,8 @@ class ReplicaCore {
   std::uint64_t promote_persist_id_ = 0;
   bool demoting_ = false;
   std::uint64_t next_persist_id_ = 1;
-  std::uint64_t persisted_id_ = 0;  // the highest completed Persist
+  std::uint64_t departures_persisted_ = 0;  // activity_.departures() at the last Persist
+  std::uint64_t persisted_id_ = 0;          // the highest completed Persist
   // Extents in the activity log in memory whose persist has not completed: extent -> that
   // Persist's id. Writes into them wait for it (try_admit()).
   std::map<std::uint64_t, std::uint64_t> extents_persisting_;
