@@ -126,7 +126,8 @@ bool VolumeModel::excused(const Write& write, int node) const {
 }
 
 std::optional<std::string> VolumeModel::check_flushed(std::uint64_t request,
-                                                      const std::vector<BlockTag>& durable) const {
+                                                      const std::vector<BlockTag>& durable,
+                                                      int node) const {
   const auto flush = flushes_.find(request);
   if (flush == flushes_.end()) return std::nullopt;
   const std::uint64_t acked_before = flush->second;
@@ -136,7 +137,7 @@ std::optional<std::string> VolumeModel::check_flushed(std::uint64_t request,
     std::size_t from = history.size();  // the latest write the flush covers
     for (std::size_t i = history.size(); i-- > 0;) {
       const Write& write = writes_[history[i]];
-      if (write.acked && !write.lost && write.ack_number <= acked_before) {
+      if (write.acked && !excused(write, node) && write.ack_number <= acked_before) {
         from = i;
         break;
       }

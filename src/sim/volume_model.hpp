@@ -65,10 +65,10 @@ class VolumeModel {
   // The first block of `view` (the copy on `node`) that breaks the model, described.
   std::optional<std::string> check_copy(const std::vector<BlockTag>& view, int node) const;
   // When flush `request` completes (before complete() is told): the first block of `durable`
-  // (what survives a power loss on a copy) that lacks a write acknowledged before the flush was
-  // issued, and not lost since, described.
+  // (what survives a power loss on `node`'s copy) that lacks a write acknowledged before the
+  // flush was issued, and not excused for that copy (as in check_copy()), described.
   std::optional<std::string> check_flushed(std::uint64_t request,
-                                           const std::vector<BlockTag>& durable) const;
+                                           const std::vector<BlockTag>& durable, int node) const;
   // `node` was promoted with `view`: the acknowledged writes its copy lacks because it lost power
   // before they were flushed are lost for the volume from now on (its copy is the history).
   void adopt(const std::vector<BlockTag>& view, int node);

@@ -251,7 +251,7 @@ class VolumeRun {
       // and on the peer's too when the peer stands in for this one.
       for (int copy : {node, 1 - node}) {
         if (copy != node && !peer_stands_in) continue;
-        if (auto problem = model_.check_flushed(request, world_.disk(copy).durable())) {
+        if (auto problem = model_.check_flushed(request, world_.disk(copy).durable(), copy)) {
           return world_.fail("node " + std::to_string(id(node)) + " completed flush " +
                              std::to_string(request) + " but node " + std::to_string(id(copy)) +
                              "'s " + *problem);
