@@ -16,6 +16,10 @@ namespace keel::volume::detail {
 void ReplicaCore::start_resync_source(bool full) {
   if (full) bitmap_.set_all();
   link_ = LinkState::SyncSource;
+  // The target marks itself so (start_resync_target()) and says UpToDate again only once
+  // ResyncDone is durable there: until then it does not stand in for this copy, even after
+  // this side has sent the last block.
+  peer_disk_ = DiskState::Inconsistent;
   resync_running_ = true;
   resync_cursor_ = 0;
   resync_total_bytes_ = bitmap_.dirty_bytes();
