@@ -1,5 +1,7 @@
 // Replica under crashes: failover after a primary crash, a secondary crash, a resync target crash,
 // and the asynchronous mode's peer loss.
+#include <algorithm>
+
 #include "volume_test_support.hpp"
 
 namespace keel::volume::testing {
@@ -145,6 +147,33 @@ TEST(VolumeReplicaFailure, SecondaryCrashLosesNothingTheBitmapDoesNotCover) {
   world.run();
   EXPECT_EQ(world.a().r().status().link, LinkState::Connected);
   EXPECT_TRUE(world.same_disks());
+}
+
+// The old primary's last writes may still be on their way to the disk when the secondary is
+// promoted: its own writes to the same blocks go after them (and it serves only then), or an
+// older write could land over a newer one.
+TEST(VolumeReplicaFailure, ANewPrimaryAppliesTheOldPrimarysLastWritesBeforeItsOwn) {
+  World world;
+  start_connected(world);
+  world.b().hold_disk = true;
+  world.a().r().on_write(1, 8192, pattern(4096, 1), false);
+  world.run();  // B has the write, not yet on its disk
+  world.crash(0);
+  world.run();
+  ASSERT_TRUE(world.b().r().promote(false).ok());
+  world.run();
+  EXPECT_FALSE(world.b().r().serves_io());
+  world.b().r().on_write(2, 8192, pattern(4096, 2), false);
+  world.run();
+  const auto writes_queued =
+      std::count_if(world.b().disk_queue.begin(), world.b().disk_queue.end(),
+                    [](const Action& action) { return std::holds_alternative<DiskWrite>(action); });
+  EXPECT_EQ(writes_queued, 1);  // the old primary's; B's own waits for it
+  world.b().hold_disk = false;
+  world.run();
+  EXPECT_EQ(world.b().error_of(2), 0);
+  EXPECT_TRUE(world.b().r().serves_io());
+  EXPECT_EQ(world.b().disk[8192], (*pattern(4096, 2))[0]);
 }
 
 TEST(VolumeReplicaFailure, TargetCrashDuringResyncResumesFromTheBitmap) {

@@ -101,8 +101,10 @@ ReplicaCore::ReplicaCore(const ReplicaConfig& config, const PersistentState& loa
 }
 
 bool ReplicaCore::serves_io() const {
+  // Not before the old primary's last writes are applied (issue_app_requests()): reads would
+  // see what they replace.
   return role_ == Role::Primary && state_.disk == DiskState::UpToDate && promote_persisted_ &&
-         !demoting_;
+         !demoting_ && peer_ops_.empty();
 }
 
 ReplicaStatus ReplicaCore::status() const {

@@ -71,6 +71,9 @@ void ReplicaCore::submit(AppRequest request) {
 
 void ReplicaCore::issue_app_requests() {
   if (role_ != Role::Primary || !promote_persisted_) return;  // held until serving
+  // Writes the old primary sent before the link broke are still being applied here: this
+  // copy's own writes go after them, or an older one could land over a newer one.
+  if (!peer_ops_.empty()) return;
   if (unissued_ == 0) return;
   bool all_issued = true;  // every earlier request reached the disk (and the link)
   for (auto& [sequence, r] : app_) {
