@@ -17,6 +17,9 @@ namespace {
 using nlohmann::json;
 constexpr auto kBroadcastRetry = std::chrono::milliseconds(5);
 constexpr auto kHookReapPeriod = std::chrono::milliseconds(200);
+constexpr auto kAddRetryFirst = std::chrono::milliseconds(200);
+constexpr auto kAddRetryMax = std::chrono::milliseconds(10'000);
+constexpr TimeUs kAddFailureLogPeriodUs = 30'000'000;
 
 std::vector<std::uint8_t> address_bytes(const asio::ip::address& address) {
   if (address.is_v4()) {
@@ -177,6 +180,7 @@ void VipService::make_node(std::vector<std::uint32_t> adopted) {
       std::make_unique<vip::VipNode>(self_, config::core_vip_config(config_), std::move(adopted));
   for (std::uint32_t number = 0; number < pools_.size(); ++number) {
     pools_[number].healthy = node_->healthy(number);
+    pools_[number].check_healthy = pools_[number].healthy;
   }
 }
 
@@ -206,7 +210,15 @@ void VipService::start() {
 
 void VipService::set_health(std::uint32_t pool, bool healthy, const std::string& why) {
   if (stopped_) return;
+  pools_[pool].check_healthy = healthy;
+  report_health(pool, why);
+}
+
+// What the core hears: the health check's verdict, unless an add has just failed in this pool.
+void VipService::report_health(std::uint32_t pool, const std::string& why) {
+  if (stopped_) return;
   Pool& state = pools_[pool];
+  const bool healthy = state.check_healthy && !state.add_failing;
   if (state.healthy != healthy) {
     spdlog::info("vip pool {}: {} here{}", state.config->name, healthy ? "healthy" : "unhealthy",
                  why.empty() ? "" : " (" + why + ")");
@@ -255,6 +267,7 @@ void VipService::stop() {
   retry_timer_.cancel();
   for (auto& pool : pools_) {
     if (pool.health) pool.health->stop();
+    if (pool.add_retry) pool.add_retry->cancel();
   }
   if (handover_) handover_->finish_all();
   for (std::uint32_t number = 0; number < addresses_.size(); ++number) {
@@ -270,7 +283,9 @@ void VipService::run_actions() {
     } else if (const auto* add = std::get_if<vip::Acquire>(&action)) {
       acquire(add->address);
     } else if (const auto* remove = std::get_if<vip::Release>(&action)) {
-      if (node_->drained()) {
+      if (addresses_[remove->address].add_pending) {
+        drop_pending(remove->address);
+      } else if (node_->drained()) {
         release_after_handover(remove->address);
       } else {
         release(remove->address, "released: placement moved it");
@@ -326,14 +341,15 @@ void VipService::acquire(std::uint32_t number) {
   auto added = netlink_->add(address.interface, address.prefix);
   if (!added) {
     if (handover_) handover_->stop_forwarding(number);
-    spdlog::error("vip {}: cannot add to {}: {}; reporting pool {} unhealthy here", address.text,
-                  address.interface, added.error().message, pools_[address.pool].config->name);
-    address.why = "add failed: " + added.error().message;
-    // Posted: the core must not be re-entered from inside its own actions.
-    asio::post(io_,
-               [this, pool = address.pool, why = address.why] { set_health(pool, false, why); });
+    add_failed(number, added.error().message);
     return;
   }
+  if (address.add_failures > 0) {
+    spdlog::info("vip {}: added to {} after {} failed attempts", address.text, address.interface,
+                 address.add_failures);
+  }
+  address.add_pending = false;
+  address.add_failures = 0;
   address.held = true;
   address.since_us = io::monotonic_now_us();
   address.why = added.value() == io::AddOutcome::kAdded
@@ -343,6 +359,49 @@ void VipService::acquire(std::uint32_t number) {
   spdlog::info("vip {}: acquired on {}", address.text, address.interface);
   announce(number, 0);
   run_hook(pools_[address.pool].config->on_acquire, address);
+}
+
+// Placement gave the address here but the kernel refused it (most often: the interface is gone
+// for a moment). The pool counts as unhealthy here until a retry is due, so that its addresses go
+// to a host that can hold them; then it counts as healthy again (if its check passes) and
+// placement gives this host its share back, which tries the add again. The wait doubles with each
+// failure of the same address in a row, up to kAddRetryMax, and so does the log's silence.
+void VipService::add_failed(std::uint32_t number, const std::string& error) {
+  Address& address = addresses_[number];
+  Pool& pool = pools_[address.pool];
+  address.add_pending = true;  // the core counts it as held here until it releases it
+  address.why = "add failed: " + error;
+  ++address.add_failures;
+  const auto wait = std::min<std::chrono::milliseconds>(
+      kAddRetryMax, kAddRetryFirst * (1u << std::min(address.add_failures - 1, 10u)));
+  const TimeUs now = io::monotonic_now_us();
+  if (address.add_failures == 1 || now - pool.add_failure_logged_us >= kAddFailureLogPeriodUs) {
+    pool.add_failure_logged_us = now;
+    spdlog::error(
+        "vip {}: cannot add to {}: {} (failure {} in a row); pool {} counts as "
+        "unhealthy here, trying again in {} ms",
+        address.text, address.interface, error, address.add_failures, pool.config->name,
+        wait.count());
+  }
+  if (pool.add_failing) return;  // a retry is already due
+  pool.add_failing = true;
+  // Posted: the core must not be re-entered from inside its own actions.
+  asio::post(io_, [this, index = address.pool] { report_health(index, "an address add failed"); });
+  pool.add_retry = std::make_unique<asio::steady_timer>(io_, wait);
+  pool.add_retry->async_wait([this, index = address.pool](const asio::error_code& failed) {
+    if (failed || stopped_) return;
+    pools_[index].add_failing = false;
+    report_health(index, "trying the failed add again");
+  });
+}
+
+// The core let go of an address whose add had failed: nothing to delete, no hook to run.
+void VipService::drop_pending(std::uint32_t number) {
+  Address& address = addresses_[number];
+  address.add_pending = false;
+  address.since_us = io::monotonic_now_us();
+  address.why = "released before it could be added (" + address.why + ")";
+  spdlog::info("vip {}: released (it was never added here)", address.text);
 }
 
 void VipService::release(std::uint32_t number, const std::string& why) {

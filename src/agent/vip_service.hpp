@@ -18,8 +18,10 @@
 // At open(), before the ring runs: every pool this host may serve must have its interface, and
 // each address must lie in a subnet already configured on it (else the kernel would have no
 // route to announce it on; the error names both). Addresses carrying keel's mark are adopted if
-// the config still has them on that interface and deleted otherwise (stale). A failed add is
-// reported to the core as an unhealthy pool, so the address goes elsewhere.
+// the config still has them on that interface and deleted otherwise (stale). A failed add makes
+// the pool count as unhealthy here for a while (200 ms, doubling with each failure of the address
+// in a row up to 10 s), so its addresses go elsewhere; then placement gives this host its share
+// back and the add is tried again. An address never added is never deleted and runs no hook.
 //
 // After every regular view, once placement has settled (VipNode::quiescent), every held address
 // is announced again: after a merge, neighbours may have followed the other side's holder.
@@ -96,12 +98,18 @@ class VipService {
     TimeUs since_us = 0;  // when `held` last changed here
     std::string why;      // what last happened to it here
     std::uint64_t acquisitions = 0;
+    bool add_pending = false;        // placement gave it here, the add failed: not on the interface
+    std::uint32_t add_failures = 0;  // failed adds in a row
   };
   struct Pool {
     const config::VipPoolConfig* config = nullptr;
     bool served = false;  // this host is one of its nodes
     std::unique_ptr<io::HealthCheck> health;
-    bool healthy = false;
+    bool check_healthy = false;  // what the health check says (true without one)
+    bool add_failing = false;    // an add failed: unhealthy here until add_retry fires
+    std::unique_ptr<asio::steady_timer> add_retry;
+    TimeUs add_failure_logged_us = 0;
+    bool healthy = false;  // what the core was last told: check_healthy && !add_failing
   };
 
   VipService(asio::io_context& io, const config::ClusterConfig& config, NodeId self,
@@ -110,6 +118,8 @@ class VipService {
   void make_node(std::vector<std::uint32_t> adopted);
   void run_actions();
   void acquire(std::uint32_t address);
+  void add_failed(std::uint32_t address, const std::string& error);
+  void drop_pending(std::uint32_t address);
   void release(std::uint32_t address, const std::string& why);
   void release_after_handover(std::uint32_t address);
   void start_forwarding(std::uint32_t address);
@@ -120,6 +130,7 @@ class VipService {
   void reap_hooks();
   void arm_timer();
   void set_health(std::uint32_t pool, bool healthy, const std::string& why);
+  void report_health(std::uint32_t pool, const std::string& why);
   io::AddressAnnouncer* announcer(const std::string& interface);
 
   asio::io_context& io_;

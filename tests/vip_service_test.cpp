@@ -1,0 +1,167 @@
+// VipService (src/agent/vip_service.hpp) against a real kernel, as root: one host alone in its
+// ring, in a private network namespace with a veth pair (v0, v1) and 198.18.78.1/24 on v0. Its
+// keel.vip messages come back to it as the ring would deliver them. The service runs on an
+// io_context thread inside the namespace; the test looks at the kernel with ip(8).
+#include "agent/vip_service.hpp"
+
+#include <gtest/gtest.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+
+#include <filesystem>
+#include <fstream>
+#include <future>
+#include <optional>
+#include <sstream>
+#include <thread>
+
+#include "netns_test_support.hpp"
+
+namespace keel::agent {
+namespace {
+
+using namespace std::chrono_literals;
+
+constexpr const char* kFloating = "198.18.78.10/24";
+
+std::string service_config(const std::string& pool_extra) {
+  return "[cluster]\nname = \"t\"\n\n[[node]]\nid = 1\nname = \"fe1\"\naddress = \"198.18.78.1\"\n"
+         "\n[vip]\nstartup_ms = 0\nhandover_ms = 0\n\n[[vip.pool]]\nname = \"web\"\n"
+         "addresses = [\"" +
+         std::string(kFloating) + "\"]\ninterface = \"v0\"\nannounce_count = 1\n" + pool_extra;
+}
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+class VipServiceTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (auto reason = testing::netns_unavailable_reason()) GTEST_SKIP() << *reason;
+    netns_ = std::make_unique<testing::TestNamespace>(testing::unique_prefix() + "-v");
+    ASSERT_TRUE(netns_->created());
+    ASSERT_TRUE(make_link());
+    scratch_ = "/tmp/" + netns_->name() + "-files";
+    std::filesystem::create_directories(scratch_);
+    work_.emplace(asio::make_work_guard(io_));
+    io_thread_ = std::thread([this] {
+      netns_->run([this] {
+        io_.run();
+        return 0;
+      });
+    });
+  }
+
+  void TearDown() override {
+    if (io_thread_.joinable()) {
+      call([this] {
+        if (service_) service_->stop();
+        return 0;
+      });
+      // Timers the service left (announcement rounds, hook reaping) must not outlive it.
+      io_.stop();
+      io_thread_.join();
+    }
+    service_.reset();
+    netns_.reset();
+    if (!scratch_.empty()) std::filesystem::remove_all(scratch_);
+  }
+
+  bool make_link() const {
+    return netns_->ip({"link", "add", "v0", "type", "veth", "peer", "name", "v1"}) &&
+           netns_->ip({"addr", "add", "198.18.78.1/24", "dev", "v0"}) &&
+           netns_->ip({"link", "set", "v0", "up"}) && netns_->ip({"link", "set", "v1", "up"});
+  }
+
+  // Runs `work` on the service's thread and returns what it returns.
+  template <typename Work>
+  auto call(Work work) -> decltype(work()) {
+    std::promise<decltype(work())> done;
+    auto result = done.get_future();
+    asio::post(io_, [&] { done.set_value(work()); });
+    return result.get();
+  }
+
+  // Opens the service with `pool_extra` appended to the pool's section; nothing runs yet.
+  void open(const std::string& pool_extra = "") {
+    auto parsed = config::parse_config(service_config(pool_extra), "keel.toml");
+    ASSERT_TRUE(parsed.ok()) << parsed.error().message;
+    config_ = std::move(parsed).value();
+    const std::string error = call([this] {
+      auto opened = VipService::open(io_, config_, 1, [this](const Bytes& payload) {
+        asio::post(io_, [this, payload] {
+          if (service_) service_->on_message(1, payload);
+        });
+        return Result<Ok>(Ok{});
+      });
+      if (!opened) return opened.error().message;
+      service_ = std::move(opened).value();
+      return std::string();
+    });
+    ASSERT_EQ(error, "");
+  }
+
+  // Starts the health checks and installs a view of this host alone.
+  void run_alone() {
+    call([this] {
+      service_->start();
+      service_->on_view(ring::View{ring::View::Kind::regular, RingId{1, 1}, {}, {1}});
+      return 0;
+    });
+  }
+
+  bool floating_on_v0() const {
+    return netns_->ip_output({"-o", "addr", "show", "dev", "v0"}).find(kFloating) !=
+           std::string::npos;
+  }
+
+  bool held_here() {
+    return call([this] {
+      const auto status = service_->status();
+      return status["pools"][0]["addresses"][0]["held_here"].get<bool>();
+    });
+  }
+
+  std::unique_ptr<testing::TestNamespace> netns_;
+  std::string scratch_;
+  asio::io_context io_;
+  std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work_;
+  std::thread io_thread_;
+  config::ClusterConfig config_;
+  std::unique_ptr<VipService> service_;
+};
+
+TEST_F(VipServiceTest, TakesItsAddressAloneAndDeletesItAtStop) {
+  ASSERT_NO_FATAL_FAILURE(open());
+  run_alone();
+  EXPECT_TRUE(testing::wait_until([this] { return floating_on_v0(); }));
+  EXPECT_TRUE(held_here());
+  call([this] {
+    service_->stop();
+    return 0;
+  });
+  EXPECT_FALSE(floating_on_v0());
+}
+
+// The interface is gone when placement gives the address here, and back a moment later: the add
+// is tried again until it works, and the address that was never added is never "released".
+TEST_F(VipServiceTest, AFailedAddIsRetriedUntilItWorks) {
+  const std::string released = scratch_ + "/released";
+  ASSERT_NO_FATAL_FAILURE(open("on_release = \"sh -c 'echo released >> " + released + "'\"\n"));
+  ASSERT_TRUE(netns_->ip({"link", "del", "v0"}));
+  run_alone();
+  std::this_thread::sleep_for(300ms);
+  EXPECT_FALSE(held_here());
+  ASSERT_TRUE(make_link());
+  EXPECT_TRUE(testing::wait_until([this] { return floating_on_v0(); }, 10s));
+  EXPECT_TRUE(testing::wait_until([this] { return held_here(); }));
+  std::this_thread::sleep_for(300ms);  // a hook would have run by now
+  EXPECT_EQ(read_file(released), "");
+}
+
+}  // namespace
+}  // namespace keel::agent
