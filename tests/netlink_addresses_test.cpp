@@ -2,8 +2,11 @@
 // adding, listing, adopting and deleting in a private network namespace as root.
 #include "io/netlink_addresses.hpp"
 
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <linux/if_addr.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/utsname.h>
 
@@ -130,6 +133,66 @@ TEST_F(NetlinkAddressesTest, AddsAMarkedIpv6AddressUsableAtOnce) {
   ASSERT_TRUE(removed.ok()) << removed.error().message;
   EXPECT_EQ(removed.value(), DeleteOutcome::kDeleted);
   EXPECT_FALSE(find(list_v0(), "2001:2:0:6b::10"));
+}
+
+// A floating IPv6 address must not become the source of this host's own traffic: it may move to
+// another host at any moment. Added deprecated (preferred lifetime 0), it loses source selection
+// to the host's own address even where it matches the destination better (RFC 6724 rule 3 before
+// rule 8), and still takes connections.
+TEST_F(NetlinkAddressesTest, AFloatingIpv6AddressIsNeverTheSourceOfThisHostsTraffic) {
+  if (!ipv6_available()) GTEST_SKIP() << "this kernel has no IPv6";
+  ASSERT_TRUE(netns_->ip({"addr", "add", "2001:2:0:6b::1/64", "dev", "v0", "nodad"}));
+  auto added = netlink_->add("v0", prefix("2001:2:0:6b::10/64"));
+  ASSERT_TRUE(added.ok()) << added.error().message;
+  const auto entry = find(list_v0(), "2001:2:0:6b::10");
+  ASSERT_TRUE(entry);
+  EXPECT_TRUE(entry->flags & IFA_F_DEPRECATED);
+  EXPECT_TRUE(entry->flags & IFA_F_PERMANENT);  // valid for ever: it stays until keel deletes it
+
+  // ::11 shares 127 bits with the floating ::10 and only 123 with the host's ::1.
+  auto source = netns_->run([]() -> std::string {
+    const int fd = ::socket(AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    sockaddr_in6 to{};
+    to.sin6_family = AF_INET6;
+    to.sin6_port = htons(9);
+    ::inet_pton(AF_INET6, "2001:2:0:6b::11", &to.sin6_addr);
+    sockaddr_in6 local{};
+    socklen_t size = sizeof local;
+    std::string text = "(no source)";
+    if (fd >= 0 && ::connect(fd, reinterpret_cast<const sockaddr*>(&to), sizeof to) == 0 &&
+        ::getsockname(fd, reinterpret_cast<sockaddr*>(&local), &size) == 0) {
+      char buffer[INET6_ADDRSTRLEN] = {};
+      text = ::inet_ntop(AF_INET6, &local.sin6_addr, buffer, sizeof buffer);
+    }
+    if (fd >= 0) ::close(fd);
+    return text;
+  });
+  ASSERT_TRUE(source);
+  EXPECT_EQ(*source, "2001:2:0:6b::1");
+
+  // Deprecated is not unusable: a listener on the floating address is reached (through lo).
+  ASSERT_TRUE(netns_->ip({"link", "set", "lo", "up"}));
+  auto reached = netns_->run([]() -> bool {
+    const int server = ::socket(AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    const int client = ::socket(AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    sockaddr_in6 at{};
+    at.sin6_family = AF_INET6;
+    at.sin6_port = htons(4242);
+    ::inet_pton(AF_INET6, "2001:2:0:6b::10", &at.sin6_addr);
+    const char byte = 'k';
+    char got = 0;
+    timeval timeout{1, 0};
+    ::setsockopt(server, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+    const bool ok =
+        ::bind(server, reinterpret_cast<const sockaddr*>(&at), sizeof at) == 0 &&
+        ::sendto(client, &byte, 1, 0, reinterpret_cast<const sockaddr*>(&at), sizeof at) == 1 &&
+        ::recv(server, &got, 1, 0) == 1 && got == byte;
+    ::close(server);
+    ::close(client);
+    return ok;
+  });
+  ASSERT_TRUE(reached);
+  EXPECT_TRUE(*reached);
 }
 
 TEST_F(NetlinkAddressesTest, OnlyMarkedAddressesReadAsKeels) {

@@ -20,8 +20,9 @@ namespace keel::io {
 
 namespace {
 
-constexpr std::size_t kReceiveBufferBytes = 64 * 1024;  // a dump batch of many addresses
-constexpr int kDumpAttempts = 3;                        // retries of an interrupted dump
+constexpr std::size_t kReceiveBufferBytes = 64 * 1024;   // a dump batch of many addresses
+constexpr int kDumpAttempts = 3;                         // retries of an interrupted dump
+constexpr std::uint32_t kInfiniteLifetime = 0xffffffff;  // INFINITY_LIFE_TIME in the kernel
 
 // Room for one request: a header, ifaddrmsg or ifinfomsg, and a few small attributes.
 struct RequestBuffer {
@@ -286,6 +287,14 @@ Result<Ok> NetlinkAddresses::change(int message_type, int interface_index, const
       // before the old one releases, DAD would see the old holder and fail the address for good.
       header->ifa_flags = IFA_F_NODAD;
       mnl_attr_put_u32(message, IFA_FLAGS, IFA_F_NODAD);
+      // Deprecated from the start (preferred lifetime 0, valid for ever): source address
+      // selection passes it over for the host's own address (RFC 6724 rule 3), so none of this
+      // host's own connections leave from an address that may move to another host at any
+      // moment, while connections to it are accepted as usual.
+      ifa_cacheinfo lifetimes{};
+      lifetimes.ifa_prefered = 0;
+      lifetimes.ifa_valid = kInfiniteLifetime;
+      mnl_attr_put(message, IFA_CACHEINFO, sizeof lifetimes, &lifetimes);
     }
   }
   return request(message, reply);

@@ -78,8 +78,9 @@ class NetlinkAddresses {
   Result<int> interface_index(const std::string& name);
 
   // Adds `prefix` to the interface, marked as keel's. IPv6 addresses skip duplicate address
-  // detection (IFA_F_NODAD), see the .cpp. kAlreadyPresent if the address was there (marked or
-  // not: list() tells).
+  // detection (IFA_F_NODAD) and are deprecated (preferred lifetime 0, so never picked as a source
+  // address), see the .cpp. kAlreadyPresent if the address was there (marked or not: list()
+  // tells).
   Result<AddOutcome> add(int interface_index, const IpPrefix& prefix);
   Result<AddOutcome> add(const std::string& interface, const IpPrefix& prefix);
 
