@@ -293,6 +293,28 @@ TEST_F(AddressAnnouncerTest, DirectedAdvertisementGoesToThePeersSolicitedNodeGro
   })) << neighbour_mac_on_b(vip.to_string());
 }
 
+// An interface deleted and made again under the same name has a new index; the announcer, opened
+// on the old one, follows the name.
+TEST_F(AddressAnnouncerTest, FollowsTheInterfaceWhenItIsMadeAgain) {
+  const int before = announcer_->interface_index();
+  ASSERT_TRUE(a_->ip({"link", "del", "va"}));
+  ASSERT_TRUE(
+      a_->ip({"link", "add", "va", "type", "veth", "peer", "name", "vb", "netns", b_->name()}));
+  ASSERT_TRUE(a_->ip({"addr", "add", "198.18.77.1/24", "dev", "va"}));
+  ASSERT_TRUE(a_->ip({"link", "set", "va", "up"}));
+  ASSERT_TRUE(b_->ip({"link", "set", "vb", "up"}));
+  catch_on_b(ETH_P_ARP);
+  auto sent = announcer_->announce(asio::ip::make_address("198.18.77.13"));
+  ASSERT_TRUE(sent.ok()) << sent.error().message;
+  EXPECT_NE(announcer_->interface_index(), before);
+  const auto frame =
+      wait_for_frame([](const Caught& f) { return is_arp(f, 1, "198.18.77.13", "198.18.77.13"); });
+  ASSERT_TRUE(frame) << "no gratuitous ARP arrived on the new vb";
+  auto mac = announcer_->hardware_address();
+  ASSERT_TRUE(mac.ok());
+  EXPECT_EQ(frame->source, mac.value());  // the new interface's MAC, not the old one's
+}
+
 TEST_F(AddressAnnouncerTest, ErrorsNameTheInterface) {
   auto missing = a_->run([] { return AddressAnnouncer::open("nosuch0"); });
   ASSERT_TRUE(missing);

@@ -206,6 +206,25 @@ Result<MacAddress> AddressAnnouncer::hardware_address() const {
   return mac;
 }
 
+// The interface may have been deleted and made again under the same name since open() (a
+// veth or VLAN recreated by an operator or a network manager): it then has a new index, and a
+// frame sent to the old one fails with ENXIO. So the name is resolved again before each
+// announcement (one ioctl, as for the MAC address) and the socket rebound when it moved.
+Result<Ok> AddressAnnouncer::follow_interface() {
+  auto index = interface_request(socket_, interface_, SIOCGIFINDEX);
+  if (!index) return index.error();
+  const int now = index.value().ifr_ifindex;
+  if (now == interface_index_) return Ok{};
+  sockaddr_ll local{};
+  local.sll_family = AF_PACKET;
+  local.sll_ifindex = now;
+  if (::bind(socket_, reinterpret_cast<const sockaddr*>(&local), sizeof local) != 0) {
+    return Error{"cannot bind a packet socket to '" + interface_ + "': " + errno_text(errno)};
+  }
+  interface_index_ = now;
+  return Ok{};
+}
+
 Result<Ok> AddressAnnouncer::send_frame(std::uint16_t ethertype, const MacAddress& destination,
                                         std::span<const std::uint8_t> payload) {
   sockaddr_ll to{};
@@ -226,6 +245,7 @@ Result<Ok> AddressAnnouncer::send_frame(std::uint16_t ethertype, const MacAddres
 }
 
 Result<Ok> AddressAnnouncer::announce(const asio::ip::address& address) {
+  if (auto followed = follow_interface(); !followed) return followed.error();
   auto mac = hardware_address();
   if (!mac) return mac.error();
   if (address.is_v4()) {
@@ -244,6 +264,7 @@ Result<Ok> AddressAnnouncer::announce_to(const asio::ip::address& address,
     return Error{"cannot announce " + address.to_string() + " to " + peer.to_string() +
                  ": different address families"};
   }
+  if (auto followed = follow_interface(); !followed) return followed.error();
   auto mac = hardware_address();
   if (!mac) return mac.error();
   if (address.is_v4()) {

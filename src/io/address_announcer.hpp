@@ -18,6 +18,9 @@
 // not depend on the address being usable yet. The socket never blocks: a full queue is an error.
 // Sending needs CAP_NET_RAW.
 //
+// The interface is named, not numbered: each announcement looks its index up again, so an
+// interface deleted and made again under the same name is followed.
+//
 // The socket lives in the network namespace of the thread that called open().
 // Thread-safety: none; one thread at a time.
 #pragma once
@@ -61,7 +64,7 @@ class AddressAnnouncer {
   Result<Ok> announce_to(const asio::ip::address& address, const asio::ip::address& peer,
                          std::optional<MacAddress> peer_mac = std::nullopt);
 
-  int interface_index() const { return interface_index_; }
+  int interface_index() const { return interface_index_; }  // as of the last announcement
   const std::string& interface_name() const { return interface_; }
   // The interface's current MAC address (read on every call: it can change).
   Result<MacAddress> hardware_address() const;
@@ -69,6 +72,7 @@ class AddressAnnouncer {
  private:
   AddressAnnouncer(int socket, std::string interface, int interface_index);
 
+  Result<Ok> follow_interface();
   Result<Ok> send_frame(std::uint16_t ethertype, const MacAddress& destination,
                         std::span<const std::uint8_t> payload);
 
