@@ -4,6 +4,7 @@
 // io_context thread inside the namespace; the test looks at the kernel with ip(8).
 #include "agent/vip_service.hpp"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -161,6 +162,33 @@ TEST_F(VipServiceTest, AFailedAddIsRetriedUntilItWorks) {
   EXPECT_TRUE(testing::wait_until([this] { return held_here(); }));
   std::this_thread::sleep_for(300ms);  // a hook would have run by now
   EXPECT_EQ(read_file(released), "");
+}
+
+// A hook gets the standard streams and no other descriptor of the agent's, not even a socket Asio
+// opened without close-on-exec.
+TEST_F(VipServiceTest, HooksInheritOnlyTheStandardStreams) {
+  asio::ip::udp::socket leaky(io_, asio::ip::udp::v4());  // as the agent's ring socket is
+  ASSERT_EQ(::fcntl(leaky.native_handle(), F_GETFD) & FD_CLOEXEC, 0);
+  const std::string listing = scratch_ + "/fds";
+  ASSERT_NO_FATAL_FAILURE(
+      open("on_acquire = \"sh -c 'exec ls -l /proc/self/fd > " + listing + "'\"\n"));
+  run_alone();
+  ASSERT_TRUE(testing::wait_until([&] { return !read_file(listing).empty(); }));
+  // "lrwx------ 1 root root 64 Jan 1 00:00 3 -> socket:[123]", one line per descriptor.
+  std::istringstream lines(read_file(listing));
+  std::vector<std::string> descriptors;
+  for (std::string line; std::getline(lines, line);) {
+    const auto arrow = line.find(" -> ");
+    if (arrow == std::string::npos) continue;
+    const std::string target = line.substr(arrow + 4);
+    if (target.starts_with("/proc/")) continue;  // the directory ls itself is reading
+    const auto space = line.rfind(' ', arrow - 1);
+    descriptors.push_back(line.substr(space + 1, arrow - space - 1) + " -> " + target);
+  }
+  ASSERT_EQ(descriptors.size(), 3u) << ::testing::PrintToString(descriptors);
+  EXPECT_TRUE(descriptors[0].starts_with("0 -> ")) << descriptors[0];
+  EXPECT_TRUE(descriptors[1].starts_with("1 -> ")) << descriptors[1];
+  EXPECT_TRUE(descriptors[2].starts_with("2 -> ")) << descriptors[2];
 }
 
 }  // namespace

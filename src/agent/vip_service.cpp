@@ -3,6 +3,7 @@
 #include <spawn.h>
 #include <spdlog/spdlog.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -516,10 +517,18 @@ void VipService::run_hook(const std::string& command, const Address& address) {
   for (char** entry = environ; *entry != nullptr; ++entry) env.push_back(*entry);
   for (auto& entry : env_strings) env.push_back(entry.data());
   env.push_back(nullptr);
+  // The hook gets the agent's standard streams and nothing else of its (the ring's and the
+  // control socket, netlink, packet sockets...), whether or not they were opened close-on-exec:
+  // Asio opens sockets without SOCK_CLOEXEC, and a hook that lingers, or starts a daemon, would
+  // otherwise keep them open and, with them, the agent's UDP port after the agent has exited.
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addclosefrom_np(&actions, STDERR_FILENO + 1);
   pid_t pid = 0;
-  if (int error = ::posix_spawnp(&pid, args[0], nullptr, nullptr, args.data(), env.data());
-      error != 0) {
-    spdlog::error("vip {}: cannot run hook {}: {}", address.text, argv[0], std::strerror(error));
+  const int spawned = ::posix_spawnp(&pid, args[0], &actions, nullptr, args.data(), env.data());
+  posix_spawn_file_actions_destroy(&actions);
+  if (spawned != 0) {
+    spdlog::error("vip {}: cannot run hook {}: {}", address.text, argv[0], std::strerror(spawned));
     return;
   }
   hook_children_.push_back(pid);
