@@ -1,0 +1,123 @@
+// VipService's changes to the kernel's addresses: adding an address placement gave this host,
+// trying again when that fails, deleting one it took away (agent/vip_service.hpp).
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <chrono>
+
+#include "agent/vip_service.hpp"
+#include "io/clock.hpp"
+
+namespace keel::agent {
+namespace {
+
+constexpr auto kAddRetryFirst = std::chrono::milliseconds(200);
+constexpr auto kAddRetryMax = std::chrono::milliseconds(10'000);
+constexpr TimeUs kAddFailureLogPeriodUs = 30'000'000;
+
+}  // namespace
+
+void VipService::acquire(std::uint32_t number) {
+  Address& address = addresses_[number];
+  if (handover_) handover_->take_back(number);  // a no-op unless it is kept here
+  // Before the address exists here: no neighbour can switch to this host before the rule is in.
+  start_forwarding(number);
+  auto added = netlink_->add(address.interface, address.prefix);
+  if (!added) {
+    if (handover_) handover_->stop_forwarding(number);
+    add_failed(number, added.error().message);
+    return;
+  }
+  if (address.add_failures > 0) {
+    spdlog::info("vip {}: added to {} after {} failed attempts", address.text, address.interface,
+                 address.add_failures);
+  }
+  address.add_pending = false;
+  address.add_failures = 0;
+  address.held = true;
+  address.since_us = io::monotonic_now_us();
+  address.why = added.value() == io::AddOutcome::kAdded
+                    ? "acquired: placement gave it here"
+                    : "acquired: it was already on the interface";
+  ++address.acquisitions;
+  spdlog::info("vip {}: acquired on {}", address.text, address.interface);
+  announce(number, 0);
+  run_hook(pools_[address.pool].config->on_acquire, address);
+}
+
+// Placement gave the address here but the kernel refused it (most often: the interface is gone
+// for a moment). The pool counts as unhealthy here until a retry is due, so that its addresses go
+// to a host that can hold them; then it counts as healthy again (if its check passes) and
+// placement gives this host its share back, which tries the add again. The wait doubles with each
+// failure of the same address in a row, up to kAddRetryMax, and so does the log's silence.
+void VipService::add_failed(std::uint32_t number, const std::string& error) {
+  Address& address = addresses_[number];
+  Pool& pool = pools_[address.pool];
+  address.add_pending = true;  // the core counts it as held here until it releases it
+  address.why = "add failed: " + error;
+  ++address.add_failures;
+  const auto wait = std::min<std::chrono::milliseconds>(
+      kAddRetryMax, kAddRetryFirst * (1u << std::min(address.add_failures - 1, 10u)));
+  const TimeUs now = io::monotonic_now_us();
+  if (address.add_failures == 1 || now - pool.add_failure_logged_us >= kAddFailureLogPeriodUs) {
+    pool.add_failure_logged_us = now;
+    spdlog::error(
+        "vip {}: cannot add to {}: {} (failure {} in a row); pool {} counts as "
+        "unhealthy here, trying again in {} ms",
+        address.text, address.interface, error, address.add_failures, pool.config->name,
+        wait.count());
+  }
+  if (pool.add_failing) return;  // a retry is already due
+  pool.add_failing = true;
+  // Posted: the core must not be re-entered from inside its own actions.
+  asio::post(io_, [this, index = address.pool] { report_health(index, "an address add failed"); });
+  pool.add_retry = std::make_unique<asio::steady_timer>(io_, wait);
+  pool.add_retry->async_wait([this, index = address.pool](const asio::error_code& failed) {
+    if (failed || stopped_) return;
+    pools_[index].add_failing = false;
+    report_health(index, "trying the failed add again");
+  });
+}
+
+// The core let go of an address whose add had failed: nothing to delete, no hook to run.
+void VipService::drop_pending(std::uint32_t number) {
+  Address& address = addresses_[number];
+  address.add_pending = false;
+  address.since_us = io::monotonic_now_us();
+  address.why = "released before it could be added (" + address.why + ")";
+  spdlog::info("vip {}: released (it was never added here)", address.text);
+}
+
+void VipService::release(std::uint32_t number, const std::string& why) {
+  Address& address = addresses_[number];
+  if (handover_) handover_->stop_forwarding(number);
+  auto removed = netlink_->remove(address.interface, address.prefix);
+  if (!removed) {
+    spdlog::error("vip {}: cannot delete from {}: {}", address.text, address.interface,
+                  removed.error().message);
+  }
+  address.held = false;
+  address.since_us = io::monotonic_now_us();
+  address.why = why;
+  spdlog::info("vip {}: {}", address.text, why);
+  run_hook(pools_[address.pool].config->on_release, address);
+}
+
+// A drained host's address, just taken over by its new holder: kept (silent) for the handover
+// period so that the connections the neighbours opened here before they switched can finish.
+void VipService::release_after_handover(std::uint32_t number) {
+  Address& address = addresses_[number];
+  if (!handover_->enabled() || !address.prefix.address.is_v4()) {
+    release(number, "released: handed over (drained)");
+    return;
+  }
+  address.held = false;
+  address.since_us = io::monotonic_now_us();
+  address.why = "handed over (drained); kept without ARP for open connections";
+  spdlog::info("vip {}: {}", address.text, address.why);
+  handover_->keep_quietly(number, address.prefix.address.to_v4(), [this, number] {
+    release(number, "released: handed over (drained), handover period over");
+  });
+}
+
+}  // namespace keel::agent
