@@ -191,5 +191,17 @@ TEST_F(VipServiceTest, HooksInheritOnlyTheStandardStreams) {
   EXPECT_TRUE(descriptors[2].starts_with("2 -> ")) << descriptors[2];
 }
 
+// An address deleted behind keel's back (`ip addr del`, a flush, an IPv6 link flap, the IPv4
+// primary going) while keel holds it is found missing and added again.
+TEST_F(VipServiceTest, AHeldAddressDeletedByHandComesBack) {
+  ASSERT_NO_FATAL_FAILURE(open());
+  run_alone();
+  ASSERT_TRUE(testing::wait_until([this] { return floating_on_v0(); }));
+  ASSERT_TRUE(netns_->ip({"addr", "del", kFloating, "dev", "v0"}));
+  ASSERT_FALSE(floating_on_v0());
+  EXPECT_TRUE(testing::wait_until([this] { return floating_on_v0(); }, 5s));
+  EXPECT_TRUE(held_here());
+}
+
 }  // namespace
 }  // namespace keel::agent

@@ -61,7 +61,8 @@ VipService::VipService(asio::io_context& io, const config::ClusterConfig& config
       self_(self),
       broadcast_(std::move(broadcast)),
       timer_(io),
-      retry_timer_(io) {}
+      retry_timer_(io),
+      held_check_timer_(io) {}
 
 VipService::~VipService() { stop(); }
 
@@ -204,6 +205,7 @@ void VipService::start() {
     pool.health->start();
   }
   run_actions();
+  arm_held_check();
 }
 
 void VipService::set_health(std::uint32_t pool, bool healthy, const std::string& why) {
@@ -263,6 +265,7 @@ void VipService::stop() {
   stopped_ = true;
   timer_.cancel();
   retry_timer_.cancel();
+  held_check_timer_.cancel();
   for (auto& pool : pools_) {
     if (pool.health) pool.health->stop();
     if (pool.add_retry) pool.add_retry->cancel();

@@ -23,6 +23,10 @@
 // in a row up to 10 s), so its addresses go elsewhere; then placement gives this host its share
 // back and the add is tried again. An address never added is never deleted and runs no hook.
 //
+// Every 1.5 s one netlink dump per interface checks that the held addresses are still there; one
+// deleted outside keel (a flush, a link flap, its IPv4 primary deleted) is added and announced
+// again.
+//
 // After every regular view, once placement has settled (VipNode::quiescent), every held address
 // is announced again: after a merge, neighbours may have followed the other side's holder.
 //
@@ -120,6 +124,8 @@ class VipService {
   void acquire(std::uint32_t address);
   void add_failed(std::uint32_t address, const std::string& error);
   void drop_pending(std::uint32_t address);
+  void arm_held_check();
+  void check_held();
   void release(std::uint32_t address, const std::string& why);
   void release_after_handover(std::uint32_t address);
   void start_forwarding(std::uint32_t address);
@@ -148,7 +154,8 @@ class VipService {
   std::vector<int> hook_children_;
   asio::steady_timer timer_;
   asio::steady_timer retry_timer_;
-  bool reannounce_ = false;  // announce every held address once the view has settled
+  asio::steady_timer held_check_timer_;  // the periodic look for held addresses gone missing
+  bool reannounce_ = false;              // announce every held address once the view has settled
   bool stopped_ = false;
 };
 

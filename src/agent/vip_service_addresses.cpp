@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <map>
 
 #include "agent/vip_service.hpp"
 #include "io/clock.hpp"
@@ -14,6 +15,7 @@ namespace {
 constexpr auto kAddRetryFirst = std::chrono::milliseconds(200);
 constexpr auto kAddRetryMax = std::chrono::milliseconds(10'000);
 constexpr TimeUs kAddFailureLogPeriodUs = 30'000'000;
+constexpr auto kHeldCheckPeriod = std::chrono::milliseconds(1500);
 
 }  // namespace
 
@@ -118,6 +120,49 @@ void VipService::release_after_handover(std::uint32_t number) {
   handover_->keep_quietly(number, address.prefix.address.to_v4(), [this, number] {
     release(number, "released: handed over (drained), handover period over");
   });
+}
+
+void VipService::arm_held_check() {
+  held_check_timer_.expires_after(kHeldCheckPeriod);
+  held_check_timer_.async_wait([this](const asio::error_code& error) {
+    if (error || stopped_) return;
+    check_held();
+    arm_held_check();
+  });
+}
+
+// An address keel holds can vanish without keel doing anything: `ip addr flush`, a link flap
+// (the kernel deletes global IPv6 addresses when the link goes down), the deletion of the
+// subnet's primary IPv4 address (which takes the secondaries with it). Nothing tells keel, which
+// would go on reporting it held while nobody answers for it. So every kHeldCheckPeriod one dump
+// per interface with held addresses looks for them, and a missing one is added and announced
+// again (or, if that fails, handled as any failed add).
+void VipService::check_held() {
+  std::map<std::string, std::vector<io::InterfaceAddress>> present;
+  for (std::uint32_t number = 0; number < addresses_.size(); ++number) {
+    Address& address = addresses_[number];
+    if (!address.held) continue;
+    auto [slot, fresh] = present.try_emplace(address.interface);
+    if (fresh) {
+      // An interface that cannot be listed (gone) has none of its addresses.
+      if (auto listed = netlink_->list(address.interface)) slot->second = std::move(listed).value();
+    }
+    const bool found = std::any_of(slot->second.begin(), slot->second.end(), [&](const auto& a) {
+      return a.prefix.address == address.prefix.address;
+    });
+    if (found) continue;
+    spdlog::warn("vip {}: held here but gone from {} (deleted outside keel); adding it again",
+                 address.text, address.interface);
+    auto added = netlink_->add(address.interface, address.prefix);
+    if (!added) {
+      address.held = false;
+      address.since_us = io::monotonic_now_us();
+      add_failed(number, added.error().message);
+      continue;
+    }
+    address.why = "added again: it had been deleted outside keel";
+    announce(number, 0);
+  }
 }
 
 }  // namespace keel::agent
