@@ -54,10 +54,19 @@ TEST(IpPrefix, RefusesBadText) {
 bool kernel_at_least(int major, int minor) {
   utsname name{};
   if (::uname(&name) != 0) return false;
-  int found_major = 0;
-  int found_minor = 0;
-  if (std::sscanf(name.release, "%d.%d", &found_major, &found_minor) != 2) return false;
-  return found_major > major || (found_major == major && found_minor >= minor);
+  return kernel_release_at_least(name.release, major, minor);
+}
+
+TEST(KernelRelease, ComparesMajorThenMinor) {
+  EXPECT_TRUE(kernel_release_at_least("6.1.0-18-amd64", 6, 1));
+  EXPECT_TRUE(kernel_release_at_least("6.18.44-fc-v782", 6, 1));  // 18 > 1, not "1" < "18"
+  EXPECT_TRUE(kernel_release_at_least("7.0", 6, 1));
+  EXPECT_FALSE(kernel_release_at_least("6.0.12", 6, 1));
+  EXPECT_FALSE(kernel_release_at_least("5.19.0", 6, 1));
+  EXPECT_FALSE(kernel_release_at_least("5.10.0-28-amd64", 6, 1));
+  EXPECT_FALSE(kernel_release_at_least("", 6, 1));
+  EXPECT_FALSE(kernel_release_at_least("garbage", 6, 1));
+  EXPECT_FALSE(kernel_release_at_least("6", 6, 1));
 }
 
 // One namespace with a veth pair (v0, v1), both up, and a NetlinkAddresses opened inside it.

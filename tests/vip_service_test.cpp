@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/utsname.h>
 
 #include <filesystem>
 #include <fstream>
@@ -30,6 +31,11 @@ std::string service_config(const std::string& pool_extra) {
          "\n[vip]\nstartup_ms = 0\nhandover_ms = 0\n\n[[vip.pool]]\nname = \"web\"\n"
          "addresses = [\"" +
          std::string(kFloating) + "\"]\ninterface = \"v0\"\nannounce_count = 1\n" + pool_extra;
+}
+
+std::string kernel_release() {
+  utsname name{};
+  return ::uname(&name) == 0 ? name.release : "";
 }
 
 std::string read_file(const std::string& path) {
@@ -201,6 +207,23 @@ TEST_F(VipServiceTest, AHeldAddressDeletedByHandComesBack) {
   ASSERT_FALSE(floating_on_v0());
   EXPECT_TRUE(testing::wait_until([this] { return floating_on_v0(); }, 5s));
   EXPECT_TRUE(held_here());
+}
+
+// An address someone else configured (without keel's mark) is used when placement gives it here,
+// but never deleted: not when placement takes it away, not at shutdown.
+TEST_F(VipServiceTest, AnAddressThatIsNotKeelsIsNeverDeleted) {
+  if (!io::kernel_release_at_least(kernel_release(), 6, 1)) {
+    GTEST_SKIP() << "this kernel does not keep keel's mark: nothing can be told apart";
+  }
+  ASSERT_TRUE(netns_->ip({"addr", "add", kFloating, "dev", "v0"}));
+  ASSERT_NO_FATAL_FAILURE(open());
+  run_alone();
+  ASSERT_TRUE(testing::wait_until([this] { return held_here(); }));
+  call([this] {
+    service_->stop();
+    return 0;
+  });
+  EXPECT_TRUE(floating_on_v0());
 }
 
 }  // namespace

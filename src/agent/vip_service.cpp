@@ -2,6 +2,7 @@
 
 #include <spawn.h>
 #include <spdlog/spdlog.h>
+#include <sys/utsname.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -89,11 +90,27 @@ Result<std::unique_ptr<VipService>> VipService::open(asio::io_context& io,
       service->addresses_.push_back(std::move(entry));
     }
   }
+  service->check_kernel();
   auto adopted = service->reconcile_interfaces();
   if (!adopted) return adopted.error();
   service->make_node(std::move(adopted).value());
   service->open_handover();
   return service;
+}
+
+// keel recognises its own addresses by IFA_PROTO, which Linux keeps only from 6.1 on. Before, a
+// crashed or killed agent's addresses are unmarked when it restarts: neither adopted nor deleted
+// as stale, and kept when placement moves them elsewhere until an operator deletes them.
+void VipService::check_kernel() {
+  utsname name{};
+  const std::string release = ::uname(&name) == 0 ? name.release : "";
+  mark_kept_ = io::kernel_release_at_least(release, io::kMarkKernelMajor, io::kMarkKernelMinor);
+  if (mark_kept_) return;
+  spdlog::warn(
+      "vip: Linux {} does not keep keel's mark on addresses (needs {}.{} or later): after a crash "
+      "or kill the agent cannot recognise the floating addresses it left behind, so it neither "
+      "adopts nor deletes them at restart; check for leftovers with `ip addr` after a crash",
+      release.empty() ? "(unknown)" : release, io::kMarkKernelMajor, io::kMarkKernelMinor);
 }
 
 void VipService::open_handover() {

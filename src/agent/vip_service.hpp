@@ -18,7 +18,9 @@
 // At open(), before the ring runs: every pool this host may serve must have its interface, and
 // each address must lie in a subnet already configured on it (else the kernel would have no
 // route to announce it on; the error names both). Addresses carrying keel's mark are adopted if
-// the config still has them on that interface and deleted otherwise (stale). A failed add makes
+// the config still has them on that interface and deleted otherwise (stale); an address found
+// there without the mark when keel goes to add it is used but never deleted. The mark needs
+// Linux 6.1 or later; on an older kernel open() logs a warning. A failed add makes
 // the pool count as unhealthy here for a while (200 ms, doubling with each failure of the address
 // in a row up to 10 s), so its addresses go elsewhere; then placement gives this host its share
 // back and the add is tried again. An address never added is never deleted and runs no hook.
@@ -104,6 +106,7 @@ class VipService {
     std::uint64_t acquisitions = 0;
     bool add_pending = false;        // placement gave it here, the add failed: not on the interface
     std::uint32_t add_failures = 0;  // failed adds in a row
+    bool foreign = false;            // held, but it was there without keel's mark: never deleted
   };
   struct Pool {
     const config::VipPoolConfig* config = nullptr;
@@ -118,12 +121,14 @@ class VipService {
 
   VipService(asio::io_context& io, const config::ClusterConfig& config, NodeId self,
              Broadcaster broadcast);
+  void check_kernel();
   Result<std::vector<std::uint32_t>> reconcile_interfaces();
   void make_node(std::vector<std::uint32_t> adopted);
   void run_actions();
   void acquire(std::uint32_t address);
   void add_failed(std::uint32_t address, const std::string& error);
   void drop_pending(std::uint32_t address);
+  bool marked_as_keels(const Address& address);
   void arm_held_check();
   void check_held();
   void release(std::uint32_t address, const std::string& why);
@@ -157,6 +162,7 @@ class VipService {
   asio::steady_timer held_check_timer_;  // the periodic look for held addresses gone missing
   bool reannounce_ = false;              // announce every held address once the view has settled
   bool stopped_ = false;
+  bool mark_kept_ = true;  // the kernel keeps IFA_PROTO (Linux 6.1+): keel's mark can be read
 };
 
 }  // namespace keel::agent

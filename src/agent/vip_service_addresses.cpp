@@ -36,6 +36,7 @@ void VipService::acquire(std::uint32_t number) {
   }
   address.add_pending = false;
   address.add_failures = 0;
+  address.foreign = added.value() == io::AddOutcome::kAlreadyPresent && !marked_as_keels(address);
   address.held = true;
   address.since_us = io::monotonic_now_us();
   address.why = added.value() == io::AddOutcome::kAdded
@@ -45,6 +46,27 @@ void VipService::acquire(std::uint32_t number) {
   spdlog::info("vip {}: acquired on {}", address.text, address.interface);
   announce(number, 0);
   run_hook(pools_[address.pool].config->on_acquire, address);
+}
+
+// An address that was already on the interface when keel added it is keel's only if it carries
+// keel's mark. One that does not was configured by someone else (docs/vip-kernel.md: unmarked
+// addresses are never touched): keel uses it while placement gives it here, but never deletes
+// it. On a kernel that does not keep the mark nothing can be told apart, and keel takes the
+// address as its own, as it would a leftover of its own crash (the warning at open says so).
+bool VipService::marked_as_keels(const Address& address) {
+  if (!mark_kept_) return true;
+  auto listed = netlink_->list(address.interface);
+  if (!listed) return true;  // the add just worked: a failure here is a passing one
+  for (const auto& found : listed.value()) {
+    if (found.prefix.address != address.prefix.address) continue;
+    if (found.keel_owned()) return true;
+    spdlog::warn(
+        "vip {}: already on {} without keel's mark (configured outside keel): used "
+        "here, but keel will not delete it",
+        address.text, address.interface);
+    return false;
+  }
+  return true;
 }
 
 // Placement gave the address here but the kernel refused it (most often: the interface is gone
@@ -93,11 +115,14 @@ void VipService::drop_pending(std::uint32_t number) {
 void VipService::release(std::uint32_t number, const std::string& why) {
   Address& address = addresses_[number];
   if (handover_) handover_->stop_forwarding(number);
-  auto removed = netlink_->remove(address.interface, address.prefix);
-  if (!removed) {
+  if (address.foreign) {
+    spdlog::warn("vip {}: left on {}: it was there without keel's mark before keel took it",
+                 address.text, address.interface);
+  } else if (auto removed = netlink_->remove(address.interface, address.prefix); !removed) {
     spdlog::error("vip {}: cannot delete from {}: {}", address.text, address.interface,
                   removed.error().message);
   }
+  address.foreign = false;
   address.held = false;
   address.since_us = io::monotonic_now_us();
   address.why = why;
@@ -160,6 +185,7 @@ void VipService::check_held() {
       add_failed(number, added.error().message);
       continue;
     }
+    address.foreign = false;
     address.why = "added again: it had been deleted outside keel";
     announce(number, 0);
   }

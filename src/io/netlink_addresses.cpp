@@ -168,6 +168,22 @@ std::string to_string(const IpPrefix& prefix) {
   return prefix.address.to_string() + "/" + std::to_string(prefix.prefix_length);
 }
 
+bool kernel_release_at_least(const std::string& release, int major, int minor) {
+  int found[2] = {0, 0};
+  const char* at = release.data();
+  const char* end = release.data() + release.size();
+  for (int part = 0; part < 2; ++part) {
+    if (part == 1) {
+      if (at == end || *at != '.') return false;
+      ++at;
+    }
+    const auto [next, error] = std::from_chars(at, end, found[part]);
+    if (error != std::errc{}) return false;
+    at = next;
+  }
+  return found[0] > major || (found[0] == major && found[1] >= minor);
+}
+
 Result<std::unique_ptr<NetlinkAddresses>> NetlinkAddresses::open() {
   mnl_socket* socket = mnl_socket_open2(NETLINK_ROUTE, SOCK_CLOEXEC);
   if (socket == nullptr) return Error{"cannot open an rtnetlink socket: " + errno_text(errno)};

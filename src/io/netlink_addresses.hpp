@@ -63,6 +63,14 @@ struct InterfaceAddress {
   bool keel_owned() const { return protocol == kKeelAddressProtocol; }
 };
 
+// Linux 6.1 is the first to keep IFA_PROTO with an address.
+constexpr int kMarkKernelMajor = 6;
+constexpr int kMarkKernelMinor = 1;
+
+// Whether a kernel release ("6.1.0-18-amd64", as uname(2) gives it) is at least major.minor;
+// false when it cannot be read.
+bool kernel_release_at_least(const std::string& release, int major, int minor);
+
 enum class AddOutcome { kAdded, kAlreadyPresent };
 enum class DeleteOutcome { kDeleted, kAlreadyGone };
 
