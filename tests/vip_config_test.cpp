@@ -5,6 +5,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <string>
 
 #include "config/config.hpp"
@@ -193,6 +194,48 @@ TEST(VipConfig, HandoverPeriodHasADefaultAndARange) {
 TEST(VipConfig, MisspeltPoolKeyGetsASuggestion) {
   EXPECT_EQ(vip_error_of(std::string(kWebPool) + "adresses = []\n"),
             "keel.toml:22: unknown key 'adresses' in [[vip.pool]] (did you mean addresses?)");
+}
+
+// A pool of `count` addresses 10.a.b.c/8 numbered from `first`, one per line: entry k (from 0)
+// is on line h + 4 + k, where h is the pool's [[vip.pool]] line.
+std::string big_pool(const std::string& name, int count, int first = 1) {
+  std::string text = "[[vip.pool]]\nname = \"" + name + "\"\ninterface = \"eth0\"\naddresses = [\n";
+  for (int i = first; i < first + count; ++i) {
+    text += "\"10." + std::to_string(i >> 16 & 0xff) + "." + std::to_string(i >> 8 & 0xff) + "." +
+            std::to_string(i & 0xff) + "/8\",\n";
+  }
+  return text + "]\n";
+}
+
+TEST(VipConfig, AtMostTheCoreLimitOfAddressesInAllPools) {
+  auto parsed =
+      parse_config(with_vip(big_pool("web", static_cast<int>(vip::kMaxAddresses))), "keel.toml");
+  ASSERT_TRUE(parsed.ok()) << parsed.error().message;
+  EXPECT_FALSE(vip::validate_vip_config(core_vip_config(parsed.value().vip)).has_value());
+  // The pool starts on line 18, its first address on line 22: entry 4096 (from 0) on 4118.
+  EXPECT_EQ(vip_error_of(big_pool("web", static_cast<int>(vip::kMaxAddresses) + 1)),
+            "keel.toml:4118: [[vip.pool]] \"web\": address 10.0.16.1/8 is floating address "
+            "4097; all pools together may hold at most 4096");
+  // Over two pools: the second starts on line 4023, its first address on 4027.
+  EXPECT_EQ(vip_error_of(big_pool("web", 4000) + big_pool("api", 97, 5000)),
+            "keel.toml:4123: [[vip.pool]] \"api\": address 10.0.19.232/8 is floating address "
+            "4097; all pools together may hold at most 4096");
+}
+
+TEST(VipConfig, ManyAddressesAreCheckedForDuplicatesQuickly) {
+  // The duplicate check once compared every pair: 64,001 addresses took seconds.
+  const auto start = std::chrono::steady_clock::now();
+  const std::string error = vip_error_of(big_pool("web", 64'001));
+  const auto took = std::chrono::steady_clock::now() - start;
+  EXPECT_THAT(error, HasSubstr("all pools together may hold at most 4096"));
+  EXPECT_LT(took, std::chrono::seconds(2));
+}
+
+TEST(VipConfig, DuplicateAddressInOnePoolIsRefused) {
+  EXPECT_EQ(vip_error_of("[[vip.pool]]\nname = \"web\"\n"
+                         "addresses = [\"198.18.0.100/24\", \"198.18.0.101/24\", "
+                         "\"198.18.0.100/25\"]\ninterface = \"eth0\"\n"),
+            "keel.toml:18: [[vip.pool]] \"web\": address 198.18.0.100/25 is listed twice");
 }
 
 }  // namespace

@@ -4,7 +4,10 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <array>
 #include <charconv>
+#include <map>
+#include <utility>
 
 #include "config/config.hpp"
 #include "config/toml_fields.hpp"
@@ -78,8 +81,14 @@ const toml::table* sub_table(const toml::table& pool, std::string_view key,
   return nullptr;
 }
 
+// Where a pool and each of its addresses are written.
+struct PoolLines {
+  int header = detail::kNoLine;
+  std::vector<int> addresses;  // one per entry of VipPoolConfig::addresses
+};
+
 void read_addresses(const toml::table& table, const std::string& label, VipPoolConfig& pool,
-                    Problems& problems) {
+                    PoolLines& lines, Problems& problems) {
   std::vector<std::string> texts;
   if (!read_string_array(table, "addresses", label, texts, problems)) {
     if (table.get("addresses") == nullptr) {
@@ -89,17 +98,19 @@ void read_addresses(const toml::table& table, const std::string& label, VipPoolC
     }
     return;
   }
-  const int line = line_of(*table.get("addresses"));
+  const toml::array& entries = *table.get("addresses")->as_array();
+  const int line = line_of(entries);
   if (texts.empty()) problems.add(line, fmt::format("{}: addresses is empty", label));
-  for (const auto& text : texts) {
-    auto address = parse_vip_address(text);
+  for (std::size_t i = 0; i < texts.size(); ++i) {
+    auto address = parse_vip_address(texts[i]);
     if (!address) {
       problems.add(line, fmt::format("{}: \"{}\" is not an IPv4 or IPv6 address with a prefix "
                                      "length (like 198.51.100.10/24 or 2001:db8::10/64)",
-                                     label, printable(text)));
+                                     label, printable(texts[i])));
       continue;
     }
     pool.addresses.push_back(*address);
+    lines.addresses.push_back(line_of(entries[i]));
   }
 }
 
@@ -269,8 +280,9 @@ void read_health(const toml::table& table, const std::string& label, VipPoolConf
 }
 
 std::optional<VipPoolConfig> read_pool(const toml::table& table, const NodeNames& names,
-                                       Problems& problems) {
+                                       PoolLines& lines, Problems& problems) {
   VipPoolConfig pool;
+  lines.header = line_of(table);
   detail::check_keys(table, "[[vip.pool]]", kPoolKeys, problems);
   if (!read_string(table, "name", "[[vip.pool]]", pool.name, problems) &&
       table.get("name") == nullptr) {
@@ -282,7 +294,7 @@ std::optional<VipPoolConfig> read_pool(const toml::table& table, const NodeNames
                              printable(pool.name), detail::kMaxNameBytes));
   }
   const std::string label = pool_label(pool);
-  read_addresses(table, label, pool, problems);
+  read_addresses(table, label, pool, lines, problems);
   read_nodes(table, label, names, pool, problems);
   read_interfaces(table, label, names, pool, problems);
   read_preferences(table, label, names, pool, problems);
@@ -315,40 +327,66 @@ std::optional<VipPoolConfig> read_pool(const toml::table& table, const NodeNames
   return pool;
 }
 
-// Problems that span pools and nodes: names, addresses in two places.
-void check_across(const std::vector<VipPoolConfig>& pools, const std::vector<int>& lines,
+// An address as placement compares them: the prefix length does not make another address.
+using AddressKey = std::pair<int, std::array<std::uint8_t, 16>>;
+
+// Problems that span pools and nodes: names, addresses in two places. Each is reported at the
+// pool's line, against the first pool that has the name or the address.
+void check_across(const std::vector<VipPoolConfig>& pools, const std::vector<PoolLines>& lines,
                   const std::vector<NodeConfig>& nodes, Problems& problems) {
+  std::vector<std::pair<AddressKey, const NodeConfig*>> node_addresses;
+  for (const auto& node : nodes) {
+    // Any prefix length fits either family; only the address is compared.
+    if (auto own = parse_vip_address(node.address + "/32")) {
+      node_addresses.push_back({{own->family, own->bytes}, &node});
+    }
+  }
+  std::map<std::string, std::size_t> pool_by_name;
+  std::map<AddressKey, std::size_t> pool_by_address;
   for (std::size_t i = 0; i < pools.size(); ++i) {
-    for (std::size_t j = 0; j < i; ++j) {
-      if (!pools[i].name.empty() && pools[i].name == pools[j].name) {
-        problems.add(lines[i], fmt::format("{}: another pool has this name (line {})",
-                                           pool_label(pools[i]), lines[j]));
+    const std::string label = pool_label(pools[i]);
+    if (!pools[i].name.empty()) {
+      auto [first, added] = pool_by_name.emplace(pools[i].name, i);
+      if (!added) {
+        problems.add(lines[i].header, fmt::format("{}: another pool has this name (line {})", label,
+                                                  lines[first->second].header));
       }
     }
+    for (const VipAddress& address : pools[i].addresses) {
+      const AddressKey key{address.family, address.bytes};
+      if (auto [first, added] = pool_by_address.emplace(key, i); !added) {
+        const std::size_t j = first->second;
+        problems.add(lines[i].header,
+                     j == i
+                         ? fmt::format("{}: address {} is listed twice", label, address.text)
+                         : fmt::format("{}: address {} is also in {} (line {}); pools must "
+                                       "not overlap",
+                                       label, address.text, pool_label(pools[j]), lines[j].header));
+      }
+      for (const auto& [own, node] : node_addresses) {
+        if (own != key) continue;
+        problems.add(lines[i].header, fmt::format("{}: address {} is node \"{}\"'s own address; a "
+                                                  "floating address must be a separate one",
+                                                  label, address.text, node->name));
+      }
+    }
+  }
+}
+
+// The core holds at most vip::kMaxAddresses floating addresses over all pools (and its VipNode
+// stops the agent on more): the entry that goes over is the one to fix.
+void check_total(const std::vector<VipPoolConfig>& pools, const std::vector<PoolLines>& lines,
+                 Problems& problems) {
+  std::size_t total = 0;
+  for (std::size_t i = 0; i < pools.size(); ++i) {
     for (std::size_t a = 0; a < pools[i].addresses.size(); ++a) {
-      const VipAddress& address = pools[i].addresses[a];
-      for (std::size_t j = 0; j <= i; ++j) {
-        const std::size_t end = j == i ? a : pools[j].addresses.size();
-        for (std::size_t b = 0; b < end; ++b) {
-          const VipAddress& other = pools[j].addresses[b];
-          if (other.family != address.family || other.bytes != address.bytes) continue;
-          problems.add(lines[i],
-                       j == i ? fmt::format("{}: address {} is listed twice", pool_label(pools[i]),
-                                            address.text)
-                              : fmt::format("{}: address {} is also in {} (line {}); pools must "
-                                            "not overlap",
-                                            pool_label(pools[i]), address.text,
-                                            pool_label(pools[j]), lines[j]));
-        }
-      }
-      for (const auto& node : nodes) {
-        auto own = parse_vip_address(node.address + (address.family == AF_INET ? "/32" : "/128"));
-        if (own && own->family == address.family && own->bytes == address.bytes) {
-          problems.add(lines[i], fmt::format("{}: address {} is node \"{}\"'s own address; a "
-                                             "floating address must be a separate one",
-                                             pool_label(pools[i]), address.text, node.name));
-        }
-      }
+      if (++total <= vip::kMaxAddresses) continue;
+      problems.add(
+          lines[i].addresses[a],
+          fmt::format("{}: address {} is floating address {}; all pools together may "
+                      "hold at most {}",
+                      pool_label(pools[i]), pools[i].addresses[a].text, total, vip::kMaxAddresses));
+      return;
     }
   }
 }
@@ -426,16 +464,18 @@ void read_vip(const toml::table& root, const std::vector<NodeConfig>& nodes, Vip
     return;
   }
   const NodeNames names(nodes);
-  std::vector<int> lines;
+  std::vector<PoolLines> lines;
   for (const toml::node& element : *array) {
-    if (auto pool = read_pool(*element.as_table(), names, problems)) {
+    PoolLines pool_lines;
+    if (auto pool = read_pool(*element.as_table(), names, pool_lines, problems)) {
       out.pools.push_back(std::move(*pool));
-      lines.push_back(line_of(element));
+      lines.push_back(std::move(pool_lines));
     }
   }
   if (out.pools.size() > vip::kMaxPools) {
     problems.add(line_of(*pools), fmt::format("at most {} pools", vip::kMaxPools));
   }
+  check_total(out.pools, lines, problems);
   check_across(out.pools, lines, nodes, problems);
 }
 
