@@ -2,6 +2,7 @@
 // fields, and every kind of mistake is reported with the file name and the line to fix.
 #include "config/config.hpp"
 
+#include <fmt/format.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -277,6 +278,44 @@ TEST(ConfigTest, BadAddressesAreReported) {
             "keel.toml:6: node \"fe3\": address \"198.18.0.300\" is not an IPv4 or IPv6 address");
   EXPECT_THAT(error_of(lines({kCluster, kName, kNode, kId1, kName1, "address = \"fe1.lan\""})),
               StartsWith("keel.toml:6: node \"fe1\": address \"fe1.lan\" is not"));
+}
+
+TEST(ConfigTest, AddressesThatAreNoHostsAreRefused) {
+  const auto error_for = [](const std::string& address) {
+    const std::string line = "address = \"" + address + "\"";
+    return error_of(lines({kCluster, kName, kNode, kId1, kName1, line.c_str()}));
+  };
+  for (const char* address : {"0.0.0.0", "::", "0::0"}) {
+    EXPECT_EQ(error_for(address),
+              fmt::format("keel.toml:6: node \"fe1\": address {} is the unspecified address, "
+                          "which names no host; give the host's own address",
+                          address));
+  }
+  for (const char* address : {"224.0.0.1", "239.192.0.1", "ff02::1", "ff0e::5"}) {
+    EXPECT_EQ(error_for(address),
+              fmt::format("keel.toml:6: node \"fe1\": address {} is a multicast address; give "
+                          "the host's own address",
+                          address));
+  }
+  EXPECT_EQ(error_for("255.255.255.255"),
+            "keel.toml:6: node \"fe1\": address 255.255.255.255 is the broadcast address; give "
+            "the host's own address");
+  EXPECT_EQ(error_for("::ffff:198.18.0.1"),
+            "keel.toml:6: node \"fe1\": address ::ffff:198.18.0.1 is an IPv4-mapped IPv6 "
+            "address; write the IPv4 address itself");
+  for (const char* address : {"fe80::1", "febf::1"}) {
+    EXPECT_EQ(error_for(address),
+              fmt::format("keel.toml:6: node \"fe1\": address {} is an IPv6 link-local address, "
+                          "which needs an interface scope; give a global or unique local "
+                          "(fd00::/8) address",
+                          address));
+  }
+  // Loopback stays allowed: a cluster on one host (the agent tests run one on 127.0.0.x).
+  for (const char* address : {"127.0.0.1", "::1", "fec0::1", "169.254.0.7"}) {
+    const std::string line = "address = \"" + std::string(address) + "\"";
+    auto parsed = parse_config(lines({kCluster, kName, kNode, kId1, kName1, line.c_str()}), "k");
+    EXPECT_TRUE(parsed.ok()) << address << ": " << parsed.error().message;
+  }
 }
 
 TEST(ConfigTest, MixedAddressFamiliesAreReported) {

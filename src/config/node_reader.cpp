@@ -4,6 +4,10 @@
 #include <arpa/inet.h>
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <optional>
+#include <string>
+
 #include "config/toml_fields.hpp"
 #include "core/ring/limits.hpp"
 
@@ -14,6 +18,33 @@ namespace {
 std::string node_label(const NodeEntry& entry) {
   if (valid_name(entry.node.name)) return fmt::format("node \"{}\"", entry.node.name);
   return "[[node]]";
+}
+
+// Why an address cannot be a host's own, and what to write instead; or nothing. Loopback passes: a
+// cluster of agents on one host uses 127.0.0.x (the agent tests run such clusters).
+std::optional<std::string> not_a_host(int family, const std::array<std::uint8_t, 16>& bytes) {
+  const auto all = [&bytes](std::size_t from, std::size_t to, std::uint8_t value) {
+    return std::all_of(bytes.begin() + from, bytes.begin() + to,
+                       [value](std::uint8_t b) { return b == value; });
+  };
+  const std::size_t size = family == AF_INET ? 4 : 16;
+  if (all(0, size, 0)) {
+    return "is the unspecified address, which names no host; give the host's own address";
+  }
+  if (family == AF_INET) {
+    if ((bytes[0] & 0xf0) == 0xe0) return "is a multicast address; give the host's own address";
+    if (all(0, 4, 0xff)) return "is the broadcast address; give the host's own address";
+    return std::nullopt;
+  }
+  if (bytes[0] == 0xff) return "is a multicast address; give the host's own address";
+  if (all(0, 10, 0) && all(10, 12, 0xff)) {
+    return "is an IPv4-mapped IPv6 address; write the IPv4 address itself";
+  }
+  if (bytes[0] == 0xfe && (bytes[1] & 0xc0) == 0x80) {
+    return "is an IPv6 link-local address, which needs an interface scope; give a global or "
+           "unique local (fd00::/8) address";
+  }
+  return std::nullopt;
 }
 
 void read_node_address(const toml::table& table, NodeEntry& entry, Problems& problems) {
@@ -30,6 +61,9 @@ void read_node_address(const toml::table& table, NodeEntry& entry, Problems& pro
     problems.add(entry.address_line,
                  fmt::format("{}: address \"{}\" is not an IPv4 or IPv6 address", node_label(entry),
                              entry.node.address));
+  } else if (auto why = not_a_host(entry.family, entry.address_bytes)) {
+    problems.add(entry.address_line,
+                 fmt::format("{}: address {} {}", node_label(entry), entry.node.address, *why));
   }
 }
 
