@@ -257,6 +257,28 @@ const BadVolume kBadVolumes[] = {
                              "metadata_on.b2 = \"/var/lib/keel/volumes/data.img\"\n"),
      "keel.toml:29: [[volume]] \"logs\": metadata /var/lib/keel/volumes/data.img on node \"b2\" "
      "is also the backing of volume \"data\" (line 18)"},
+    // Paths are compared as spelt without "//", "/./" and "dir/..".
+    {"SameBackingSpeltAnotherWay",
+     volume("data") + "[[volume]]\nname = \"logs\"\nnodes = [\"b1\", \"b3\"]\nsize = 4096\n"
+                      "backing = \"/var/lib/keel//volumes/./data.img\"\nreplication_port = 7790\n",
+     "keel.toml:27: [[volume]] \"logs\": backing /var/lib/keel//volumes/./data.img on node \"b1\" "
+     "is also the backing of volume \"data\" (line 18)"},
+    {"MetadataIsBackingSpeltAnotherWay",
+     volume("data", "metadata = \"/var/lib/keel/./tmp/../volumes//data.img\"\n"),
+     "keel.toml:23: [[volume]] \"data\": metadata /var/lib/keel/./tmp/../volumes//data.img on node "
+     "\"b2\" is also its backing; they must be separate files"},
+    {"DefaultMetadataSpeltAnotherWay",
+     volume("data") + volume("logs",
+                             "replication_port = 7790\n"
+                             "metadata_on.b2 = \"/var/lib/keel/volumes//data.img.keelmeta\"\n"),
+     "keel.toml:29: [[volume]] \"logs\": metadata /var/lib/keel/volumes//data.img.keelmeta on "
+     "node \"b2\" is also the metadata of volume \"data\" (line 18)"},
+    {"SameSocketSpeltAnotherWay",
+     volume("data") + volume("logs",
+                             "replication_port = 7790\n"
+                             "nbd_socket = \"/run//keel/./nbd-data.sock\"\n"),
+     "keel.toml:29: [[volume]] \"logs\": nbd_socket /run//keel/./nbd-data.sock is also used by "
+     "volume \"data\" (line 18)"},
 };
 
 class BadVolumeTest : public ::testing::TestWithParam<BadVolume> {};

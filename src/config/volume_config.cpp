@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <filesystem>
 
 #include "config/config.hpp"
 #include "config/toml_fields.hpp"
@@ -17,10 +18,20 @@ using detail::Problems;
 using detail::volume_label;
 using detail::VolumeLines;
 
+// A path spelt one way, without looking at the filesystem: "//" and "/./" gone, ".." applied, no
+// trailing '/'. Two paths equal after this name one file (symbolic links aside), so
+// "/var/lib/keel//data.img" is the same backing as "/var/lib/keel/data.img".
+std::string same_file(const std::string& path) {
+  std::string normal = std::filesystem::path(path).lexically_normal().string();
+  if (normal.size() > 1 && normal.back() == '/') normal.pop_back();
+  return normal;
+}
+
 // A path a volume uses on a node, for finding two uses of one file.
 struct PathUse {
   NodeId node;
-  const std::string* path;
+  const std::string* path;  // as written, for messages
+  std::string normal;       // as compared
   std::size_t volume;
   const char* kind;  // "backing" or "metadata"
   int line;
@@ -31,19 +42,21 @@ void check_paths(const std::vector<VolumeConfig>& volumes, const std::vector<Vol
   std::vector<PathUse> uses;
   for (std::size_t v = 0; v < volumes.size(); ++v) {
     for (std::size_t i = 0; i < 2; ++i) {
+      const std::string& backing = volumes[v].backing[i];
       uses.push_back(
-          {volumes[v].nodes[i], &volumes[v].backing[i], v, "backing", lines[v].backing[i]});
+          {volumes[v].nodes[i], &backing, same_file(backing), v, "backing", lines[v].backing[i]});
     }
     for (std::size_t i = 0; i < 2; ++i) {
-      uses.push_back(
-          {volumes[v].nodes[i], &volumes[v].metadata[i], v, "metadata", lines[v].metadata[i]});
+      const std::string& metadata = volumes[v].metadata[i];
+      uses.push_back({volumes[v].nodes[i], &metadata, same_file(metadata), v, "metadata",
+                      lines[v].metadata[i]});
     }
   }
   for (std::size_t a = 0; a < uses.size(); ++a) {
     for (std::size_t b = 0; b < a; ++b) {
       const PathUse& use = uses[a];
       const PathUse& other = uses[b];
-      if (use.node != other.node || *use.path != *other.path) continue;
+      if (use.node != other.node || use.normal != other.normal) continue;
       const VolumeConfig& volume = volumes[use.volume];
       const std::string where = fmt::format("{}: {} {} on node \"{}\"", volume_label(volume),
                                             use.kind, *use.path, node_name(nodes, use.node));
@@ -78,7 +91,8 @@ void check_across(const std::vector<VolumeConfig>& volumes, const std::vector<Vo
                                  "its own port",
                                  volume_label(volume), volume.replication_port, theirs));
       }
-      if (!volume.nbd_socket.empty() && volume.nbd_socket == other.nbd_socket) {
+      if (!volume.nbd_socket.empty() && !other.nbd_socket.empty() &&
+          same_file(volume.nbd_socket) == same_file(other.nbd_socket)) {
         problems.add(at.or_header(at.nbd_socket),
                      fmt::format("{}: nbd_socket {} is also used by {}", volume_label(volume),
                                  volume.nbd_socket, theirs));
