@@ -279,6 +279,14 @@ const BadVolume kBadVolumes[] = {
                              "nbd_socket = \"/run//keel/./nbd-data.sock\"\n"),
      "keel.toml:29: [[volume]] \"logs\": nbd_socket /run//keel/./nbd-data.sock is also used by "
      "volume \"data\" (line 18)"},
+    {"SocketIsTheControlSocket", volume("data", "nbd_socket = \"/run/keel/./keel.sock\"\n"),
+     "keel.toml:23: [[volume]] \"data\": nbd_socket /run/keel/./keel.sock is the agent's control "
+     "socket ([agent] control_socket); give the volume a socket of its own"},
+    {"SocketIsTheConfiguredControlSocket",
+     "[agent]\ncontrol_socket = \"/run/k/agent.sock\"\n" +
+         volume("data", "nbd_socket = \"/run/k/agent.sock\"\n"),
+     "keel.toml:25: [[volume]] \"data\": nbd_socket /run/k/agent.sock is the agent's control "
+     "socket ([agent] control_socket); give the volume a socket of its own"},
 };
 
 class BadVolumeTest : public ::testing::TestWithParam<BadVolume> {};

@@ -342,7 +342,7 @@ Result<ClusterConfig> check(const toml::table& root, const std::string& source) 
   if (problems.any()) return problems.first();
   // [vip] and [[volume]] name nodes, so they are read once the nodes are known to be valid.
   detail::read_vip(root, config.nodes, config.vip, problems);
-  detail::read_volumes(root, config.nodes, config.volumes, problems);
+  detail::read_volumes(root, config.nodes, config.agent.control_socket, config.volumes, problems);
   if (problems.any()) return problems.first();
   KEEL_ASSERT(!config.nodes.empty() && config.nodes.size() <= ring::kMaxNodes);
   KEEL_ASSERT(!ring::validate(config.ring));

@@ -70,12 +70,20 @@ void check_paths(const std::vector<VolumeConfig>& volumes, const std::vector<Vol
   }
 }
 
-// What two volumes may not share: a name, a replication port, an NBD socket or address, a path.
+// What two volumes may not share: a name, a replication port, an NBD socket or address, a path;
+// and what no volume may take from the agent: its control socket.
 void check_across(const std::vector<VolumeConfig>& volumes, const std::vector<VolumeLines>& lines,
-                  const std::vector<NodeConfig>& nodes, Problems& problems) {
+                  const std::vector<NodeConfig>& nodes, const std::string& control_socket,
+                  Problems& problems) {
   for (std::size_t i = 0; i < volumes.size(); ++i) {
     const VolumeConfig& volume = volumes[i];
     const VolumeLines& at = lines[i];
+    if (!volume.nbd_socket.empty() && same_file(volume.nbd_socket) == same_file(control_socket)) {
+      problems.add(at.or_header(at.nbd_socket),
+                   fmt::format("{}: nbd_socket {} is the agent's control socket ([agent] "
+                               "control_socket); give the volume a socket of its own",
+                               volume_label(volume), volume.nbd_socket));
+    }
     for (std::size_t j = 0; j < i; ++j) {
       const VolumeConfig& other = volumes[j];
       const std::string theirs =
@@ -184,7 +192,8 @@ const std::vector<std::string_view>& volume_keys() {
 }
 
 void read_volumes(const toml::table& root, const std::vector<NodeConfig>& nodes,
-                  std::vector<VolumeConfig>& out, Problems& problems) {
+                  const std::string& control_socket, std::vector<VolumeConfig>& out,
+                  Problems& problems) {
   const toml::node* node = root.get("volume");
   if (node == nullptr) return;
   const auto* array = node->as_array();
@@ -203,7 +212,9 @@ void read_volumes(const toml::table& root, const std::vector<NodeConfig>& nodes,
     out.push_back(read_volume(*element.as_table(), nodes, lines.back(), problems));
   }
   // Defaults left by a field that failed would look like clashes: check across only clean ones.
-  if (problems.count() == problems_before) check_across(out, lines, nodes, problems);
+  if (problems.count() == problems_before) {
+    check_across(out, lines, nodes, control_socket, problems);
+  }
 }
 
 }  // namespace detail

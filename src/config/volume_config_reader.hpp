@@ -42,8 +42,10 @@ VolumeConfig read_volume(const toml::table& table, const std::vector<NodeConfig>
 // The keys a [[volume]] table may hold (its sub-tables backing_on and metadata_on included).
 const std::vector<std::string_view>& volume_keys();
 
-// Reads every [[volume]] of `root` into `out`; `nodes` are the already validated nodes.
+// Reads every [[volume]] of `root` into `out`; `nodes` are the already validated nodes, and
+// `control_socket` the agent's ([agent] control_socket), which no NBD socket may be.
 void read_volumes(const toml::table& root, const std::vector<NodeConfig>& nodes,
-                  std::vector<VolumeConfig>& out, Problems& problems);
+                  const std::string& control_socket, std::vector<VolumeConfig>& out,
+                  Problems& problems);
 
 }  // namespace keel::config::detail
