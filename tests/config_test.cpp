@@ -218,9 +218,17 @@ TEST(ConfigTest, RingTunableThatBreaksAnotherBlamesTheOneSet) {
   EXPECT_THAT(message, HasSubstr("token_hold_ms is not set here"));
 }
 
-TEST(ConfigTest, RingTunableOutsideItsTypeIsReported) {
+TEST(ConfigTest, RingTunableOutsideItsTypeGetsItsOwnRange) {
   EXPECT_EQ(error_of(base_with({"[ring]", "window_size = -1"})),
-            "keel.toml:14: [ring] window_size must be between 0 and 4294967295 (got -1)");
+            "keel.toml:14: [ring] window_size must be between 1 and 10000 (got -1)");
+  EXPECT_EQ(error_of(base_with({"[ring]", "token_timeout_ms = 5000000000"})),
+            "keel.toml:14: [ring] token_timeout_ms must be between 10 and 60000 (got 5000000000)");
+  EXPECT_EQ(error_of(base_with({"[ring]", "token_hold_ms = -2"})),
+            "keel.toml:14: [ring] token_hold_ms must be between 0 and token_timeout_ms/4 = 75 "
+            "(got -2)");
+  // A problem further up still comes first.
+  EXPECT_EQ(error_of(base_with({"[ring]", "token_timeout_ms = 5", "window_size = -1"})),
+            "keel.toml:14: [ring] token_timeout_ms must be between 10 and 60000 (got 5)");
 }
 
 TEST(ConfigTest, MissingRequiredKeysAreReported) {

@@ -3,9 +3,10 @@
 // Checking runs in two passes. The first walks every section and key: unknown names (with a
 // suggestion), wrong types, values out of their own range, malformed names and addresses, missing
 // required keys. The second, which runs only when the first found nothing, checks what spans
-// several values: duplicates across nodes, the address family, the ring tunables together, and
-// the packet size against the MTU. Each pass reports the problem nearest the top of the file, so
-// a person fixing the file one message at a time works from top to bottom.
+// several values: duplicates across nodes, the address family, the ring tunables together (and
+// each against its range, which needs the others for some), and the packet size against the MTU.
+// Each pass reports the problem nearest the top of the file, so a person fixing the file one
+// message at a time works from top to bottom.
 //
 // toml++ is used with exceptions (the Debian build of the library has them); the parse error is
 // caught here and nothing escapes parse_config(). Text with non-ASCII characters outside
@@ -22,6 +23,7 @@
 #include <cstdio>
 #include <cstring>
 #include <limits>
+#include <optional>
 
 #include "config/diagnostics.hpp"
 #include "config/node_reader.hpp"
@@ -229,17 +231,34 @@ void read_agent(const toml::table& root, ClusterConfig& config, Problems& proble
   }
 }
 
-// The lines of the [ring] keys the file sets, by tunable name.
-using TunableLines = std::vector<std::pair<std::string_view, int>>;
+// A [ring] key the file sets.
+struct TunableLine {
+  std::string_view name;
+  int line;
+  std::optional<std::int64_t> outside;  // the value written, when no uint32 holds it
+};
+using TunableLines = std::vector<TunableLine>;
+
+// A value no tunable's field can hold is out of every tunable's range (each is at most a few
+// hundred thousand). It is stored as this, which ring::validate() refuses for every tunable, so
+// that the second pass reports it with the tunable's own range, the value written put back.
+constexpr std::uint32_t kOutsideEveryRange = std::numeric_limits<std::uint32_t>::max();
 
 TunableLines read_ring(const toml::table& root, ring::RingTunables& tunables, Problems& problems) {
   TunableLines lines;
   const toml::table* table = section_table(root, "ring", problems);
   if (table == nullptr) return lines;
-  constexpr auto kMax = std::numeric_limits<std::uint32_t>::max();
+  constexpr auto kLowest = std::numeric_limits<std::int64_t>::min();
+  constexpr auto kHighest = std::numeric_limits<std::int64_t>::max();
   for (const auto& t : kTunables) {
-    if (read_integer(*table, t.name, "[ring]", 0, kMax, tunables.*t.field, problems)) {
-      lines.emplace_back(t.name, line_of(*table->get(t.name)));
+    std::int64_t value = 0;
+    if (!read_integer(*table, t.name, "[ring]", kLowest, kHighest, value, problems)) continue;
+    lines.push_back({t.name, line_of(*table->get(t.name)), std::nullopt});
+    if (value < 0 || value > kOutsideEveryRange) {
+      tunables.*t.field = kOutsideEveryRange;
+      lines.back().outside = value;
+    } else {
+      tunables.*t.field = static_cast<std::uint32_t>(value);
     }
   }
   return lines;
@@ -250,11 +269,11 @@ TunableLines read_ring(const toml::table& root, ring::RingTunables& tunables, Pr
 int blame_line(const std::string& message, const TunableLines& set, const toml::table& root) {
   std::size_t best_position = std::string::npos;
   int best_line = kNoLine;
-  for (const auto& [name, line] : set) {
-    const std::size_t position = message.find(name);
+  for (const auto& tunable : set) {
+    const std::size_t position = message.find(tunable.name);
     if (position < best_position) {
       best_position = position;
-      best_line = line;
+      best_line = tunable.line;
     }
   }
   if (best_line != kNoLine) return best_line;
@@ -262,14 +281,22 @@ int blame_line(const std::string& message, const TunableLines& set, const toml::
   return section != nullptr ? line_of(*section) : kNoLine;
 }
 
-// A message from ring::validate(), noting when the tunable it names is at its default.
+// A message from ring::validate(), noting when the tunable it names is at its default, and
+// giving the value written when it was out of the field's type.
 std::string ring_message(const std::string& problem, const TunableLines& set) {
   const std::string_view field = std::string_view(problem).substr(0, problem.find(' '));
-  const bool is_set =
-      std::any_of(set.begin(), set.end(), [&](const auto& entry) { return entry.first == field; });
-  if (is_set) return "[ring] " + problem;
-  return fmt::format("[ring] {} ({} is not set here, so it has its default; set it too)", problem,
-                     field);
+  const auto found = std::find_if(set.begin(), set.end(),
+                                  [&](const TunableLine& entry) { return entry.name == field; });
+  if (found == set.end()) {
+    return fmt::format("[ring] {} ({} is not set here, so it has its default; set it too)", problem,
+                       field);
+  }
+  std::string message = "[ring] " + problem;
+  const std::string stored = fmt::format("(got {})", kOutsideEveryRange);
+  if (const auto at = message.rfind(stored); found->outside && at != std::string::npos) {
+    message.replace(at, stored.size(), fmt::format("(got {})", *found->outside));
+  }
+  return message;
 }
 
 std::uint32_t ip_header_bytes(int family) { return family == AF_INET6 ? 40 : 20; }
@@ -280,8 +307,8 @@ void fit_packets(ClusterConfig& config, int family, const TunableLines& set, Pro
                                  static_cast<std::uint32_t>(io::kSealOverheadBytes);
   const std::uint32_t mtu = config.transport.mtu;
   const std::uint32_t fit = mtu > overhead ? mtu - overhead : 0;
-  const auto explicit_size = std::find_if(set.begin(), set.end(), [](const auto& entry) {
-    return entry.first == std::string_view("max_packet_bytes");
+  const auto explicit_size = std::find_if(set.begin(), set.end(), [](const TunableLine& entry) {
+    return entry.name == std::string_view("max_packet_bytes");
   });
   if (explicit_size == set.end()) {
     config.ring.max_packet_bytes =
@@ -290,7 +317,7 @@ void fit_packets(ClusterConfig& config, int family, const TunableLines& set, Pro
   }
   if (config.ring.max_packet_bytes > fit) {
     problems.add(
-        explicit_size->second,
+        explicit_size->line,
         fmt::format("[ring] max_packet_bytes = {} does not fit transport mtu = {}: at "
                     "most {} bytes fit after the {} ({}), UDP ({}) and seal ({}) headers",
                     config.ring.max_packet_bytes, mtu, fit, family == AF_INET6 ? "IPv6" : "IPv4",
@@ -312,7 +339,10 @@ void check_whole(const toml::table& root, ClusterConfig& config, std::vector<Nod
         line_of(*key),
         fmt::format("[cluster] node \"{}\" is not one of the [[node]] names", *config.this_node));
   }
-  if (const auto ring_problem = ring::validate(config.ring)) {
+  const auto ring_problem = ring::validate(config.ring);
+  KEEL_ASSERT(ring_problem || std::none_of(ring_lines.begin(), ring_lines.end(),
+                                           [](const TunableLine& t) { return t.outside; }));
+  if (ring_problem) {
     problems.add(blame_line(*ring_problem, ring_lines, root),
                  ring_message(*ring_problem, ring_lines));
   } else if (!entries.empty()) {
