@@ -369,8 +369,17 @@ TEST(ConfigTest, ControlCharactersAreRefused) {
   EXPECT_EQ(
       error_of(lines({kCluster, kName, kNode, kId1, kName1, "address = \"10.0.0.1\\u0000junk\""})),
       "keel.toml:6: [[node]] address must not contain control characters");
+  EXPECT_EQ(error_of(base_with({"[agent]", "state_dir = \"/var/lib/keel\\u007f\""})),
+            "keel.toml:14: [agent] state_dir must not contain control characters");
   EXPECT_EQ(error_of(base_with({"[agent]", "\"log\\nlevel\" = 1"})),
             "keel.toml:14: unknown key 'log?level' in [agent] (did you mean log_level?)");
+}
+
+TEST(ConfigTest, NonAsciiThroughEscapesIsNotAControlCharacter) {
+  // The file itself is ASCII; a \u escape puts UTF-8 into a value.
+  auto parsed = parse_config(base_with({"[agent]", "state_dir = \"/var/lib/caf\\u00e9\""}), "k");
+  ASSERT_TRUE(parsed.ok()) << parsed.error().message;
+  EXPECT_EQ(parsed.value().agent.state_dir, "/var/lib/caf\xc3\xa9");
 }
 
 TEST(ConfigTest, TunablesOverrideTheDefaults) {

@@ -57,7 +57,7 @@ struct TextPosition {
 // The first byte outside the ASCII range that is not inside a TOML comment (a UTF-8 byte order
 // mark at the very start is allowed), or nothing. keel refuses such text before toml++ sees it:
 // toml++ 3.3 reaches undefined behaviour on some non-ASCII characters where it expects
-// whitespace (its issues #190 and #295), and every value keel reads is ASCII anyway.
+// whitespace (its issues #190 and #295). A string may still carry UTF-8 through \u escapes.
 std::optional<TextPosition> find_non_ascii_outside_comments(std::string_view text);
 
 constexpr std::size_t kMaxNameBytes = 64;

@@ -6,8 +6,11 @@
 namespace keel::config::detail {
 namespace {
 
+// ASCII's control characters. Bytes from 0x80 are UTF-8 (a \u escape in the file puts them
+// there), not controls: as a signed char they were below ' ' and refused as such.
 bool has_control_characters(const std::string& value) {
-  return std::any_of(value.begin(), value.end(), [](char c) { return c < ' ' || c == 0x7f; });
+  return std::any_of(value.begin(), value.end(),
+                     [](unsigned char c) { return c < 0x20 || c == 0x7f; });
 }
 
 }  // namespace
