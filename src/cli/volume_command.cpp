@@ -109,21 +109,30 @@ int wait_for_role_change(const VolumeFlags& flags, const std::string& name, Take
     const auto entry = std::find_if(volumes.begin(), volumes.end(), [&](const json& volume) {
       return volume.value("name", "") == flags.volume;
     });
-    const bool done = entry != volumes.end() && (promote ? entry->value("serving", false)
-                                                         : entry->value("role", "") != "Primary");
+    if (entry == volumes.end()) {
+      fmt::print(stderr, "keel volume {}: the agent no longer reports volume {}\n", name,
+                 flags.volume);
+      return 1;
+    }
+    // Only what the volume's thread reports counts: an entry without a role (its thread did not
+    // answer, its disk stalled) says nothing about whether the change took effect.
+    const bool done =
+        promote ? entry->value("serving", false) : json_text(*entry, "role") == "Secondary";
     if (done) {
       fmt::print("volume {}: {} done\n", flags.volume, name);
       return 0;
     }
     if (std::chrono::steady_clock::now() >= deadline) {
+      const std::string state =
+          entry->contains("error")
+              ? "not answering (" + json_text(*entry, "error") + ")"
+              : (promote ? std::string("not serving yet")
+                         : std::string("still primary: its writes in flight wait for the peer or "
+                                       "for the ring,"));
       fmt::print(stderr,
                  "keel volume {}: {} is {} after {} s (see `keel volume status`); the {} goes "
                  "on and ends by itself\n",
-                 name, flags.volume,
-                 promote ? "not serving yet"
-                         : "still primary: its writes in flight wait for the "
-                           "peer or for the ring,",
-                 kRoleChangeWait.count(), name);
+                 name, flags.volume, state, kRoleChangeWait.count(), name);
       return 1;
     }
     std::this_thread::sleep_for(kRoleChangePoll);
@@ -192,6 +201,12 @@ void register_volume_commands(CLI::App& app, int& exit_code) {
                            json{{"op", "volume_status"}, {"volume", flags->volume}});
     exit_code = reply ? 0 : 1;
     if (!reply) return;
+    if (!flags->volume.empty() && reply->value("volumes", json::array()).empty()) {
+      fmt::print(stderr, "keel volume status: this host holds no volume named \"{}\"\n",
+                 flags->volume);
+      exit_code = 1;
+      return;
+    }
     if (flags->json) {
       fmt::print("{}\n", agent::to_line(*reply));
       return;

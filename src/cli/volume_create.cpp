@@ -35,11 +35,15 @@ int create_volume(const VolumeCreateOptions& options) {
   }
   const std::string backing = volume->backing_for(id);
   const std::string metadata_path = volume->metadata_for(id);
+  // Nothing is written until every check that can refuse has passed, and a failure part way
+  // takes back what this command made: a retry must see the same files as the first attempt
+  // (a backing file left behind would make a new copy look like existing data).
+  if (auto replaceable = io::VolumeMetadataFile::check_replaceable(metadata_path, options.force);
+      !replaceable.ok()) {
+    return fail(replaceable.error().message);
+  }
   struct stat info {};
   const bool fresh = ::stat(backing.c_str(), &info) != 0;
-  auto created = io::VolumeMetadataFile::create(
-      metadata_path, agent::volume_metadata_header(*volume, id), options.force);
-  if (!created.ok()) return fail(created.error().message);
   io::BlockFile::Created made_file = io::BlockFile::Created::no;
   {
     // Creating or checking the size of the backing file, the way the agent opens it.
@@ -53,11 +57,19 @@ int create_volume(const VolumeCreateOptions& options) {
     if (!made.ok()) return fail(made.error().message);
     made_file = made.value()->created();
   }
+  const auto undo = [&](const std::string& message, bool metadata_made) {
+    if (metadata_made) ::unlink(metadata_path.c_str());
+    if (made_file != io::BlockFile::Created::no) ::unlink(backing.c_str());
+    return fail(message);
+  };
+  auto created = io::VolumeMetadataFile::create(
+      metadata_path, agent::volume_metadata_header(*volume, id), options.force);
+  if (!created.ok()) return undo(created.error().message, false);
   volume::PersistentState state;
   state.disk = fresh ? volume::DiskState::UpToDate : volume::DiskState::Inconsistent;
   state.generations.current = fresh ? agent::empty_generation(*volume) : 0;
   if (auto written = created.value().write_state(state, {}); !written.ok()) {
-    return fail(written.error().message);
+    return undo(written.error().message, true);
   }
   const char* file_note = "";
   if (made_file == io::BlockFile::Created::reserved) {

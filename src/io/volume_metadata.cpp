@@ -94,37 +94,6 @@ void fill_dirty(BitmapPage& page, std::uint64_t blocks) {
   if (blocks % 8 != 0) page[whole] = static_cast<std::byte>((1u << (blocks % 8)) - 1);
 }
 
-// Why a non-empty file at `path` may not be replaced without force, or Ok.
-Result<Ok> check_replaceable(const std::string& path, bool force) {
-  struct stat info {};
-  if (::lstat(path.c_str(), &info) != 0) {
-    if (errno == ENOENT) return Ok{};
-    return system_error("cannot inspect", path);
-  }
-  if (!S_ISREG(info.st_mode)) return Error{path + " exists and is not a regular file"};
-  if (info.st_size == 0 || force) return Ok{};
-  Descriptor fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  std::vector<std::uint8_t> slots(2 * kSlotBytes);
-  if (fd.get() < 0 || !read_at(fd.get(), slots.data(), slots.size(), 0)) {
-    return system_error("cannot read", path);
-  }
-  const auto a = std::span<const std::uint8_t>(slots).first(kSlotBytes);
-  const auto b = std::span<const std::uint8_t>(slots).last(kSlotBytes);
-  if (!has_magic(a) && !has_magic(b)) {
-    return Error{path +
-                 " exists and is not a keel metadata file; refusing to overwrite it "
-                 "without force"};
-  }
-  std::string volume;
-  for (const auto slot : {a, b}) {
-    if (auto decoded = decode_slot(slot); decoded.ok()) {
-      volume = " for volume \"" + decoded.value().header.volume_name + "\"";
-    }
-  }
-  return Error{path + " already holds keel metadata" + volume +
-               " (this copy's state); refusing to overwrite it without force"};
-}
-
 }  // namespace
 
 VolumeMetadataFile::VolumeMetadataFile(int fd, std::string path, const MetadataSlot& slot,
@@ -167,6 +136,37 @@ VolumeMetadataFile& VolumeMetadataFile::operator=(VolumeMetadataFile&& other) no
 
 VolumeMetadataFile::~VolumeMetadataFile() {
   if (fd_ >= 0) ::close(fd_);
+}
+
+// Why a non-empty file at `path` may not be replaced without force, or Ok.
+Result<Ok> VolumeMetadataFile::check_replaceable(const std::string& path, bool force) {
+  struct stat info {};
+  if (::lstat(path.c_str(), &info) != 0) {
+    if (errno == ENOENT) return Ok{};
+    return system_error("cannot inspect", path);
+  }
+  if (!S_ISREG(info.st_mode)) return Error{path + " exists and is not a regular file"};
+  if (info.st_size == 0 || force) return Ok{};
+  Descriptor fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  std::vector<std::uint8_t> slots(2 * kSlotBytes);
+  if (fd.get() < 0 || !read_at(fd.get(), slots.data(), slots.size(), 0)) {
+    return system_error("cannot read", path);
+  }
+  const auto a = std::span<const std::uint8_t>(slots).first(kSlotBytes);
+  const auto b = std::span<const std::uint8_t>(slots).last(kSlotBytes);
+  if (!has_magic(a) && !has_magic(b)) {
+    return Error{path +
+                 " exists and is not a keel metadata file; refusing to overwrite it "
+                 "without force"};
+  }
+  std::string volume;
+  for (const auto slot : {a, b}) {
+    if (auto decoded = decode_slot(slot); decoded.ok()) {
+      volume = " for volume \"" + decoded.value().header.volume_name + "\"";
+    }
+  }
+  return Error{path + " already holds keel metadata" + volume +
+               " (this copy's state); refusing to overwrite it without force"};
 }
 
 Result<VolumeMetadataFile> VolumeMetadataFile::create(const std::string& path,

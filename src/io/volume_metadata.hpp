@@ -70,6 +70,8 @@ class VolumeMetadataFile {
   // metadata file (its state would be lost) or any other non-empty file (a mistyped path).
   static Result<VolumeMetadataFile> create(const std::string& path, const MetadataHeader& header,
                                            bool force);
+  // What `create` checks first: Ok when `path` is absent, empty, or (with `force`) replaceable.
+  static Result<Ok> check_replaceable(const std::string& path, bool force);
   // Opens an existing file and checks that it is `expected`'s: volume name, size, node.
   static Result<VolumeMetadataFile> open(const std::string& path, const MetadataHeader& expected);
 
