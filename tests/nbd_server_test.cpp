@@ -11,6 +11,7 @@
 
 #include "core/nbd/nbd_handshake.hpp"
 #include "core/nbd/nbd_wire.hpp"
+#include "file_test_support.hpp"
 #include "io/nbd_connection.hpp"
 #include "nbd_test_support.hpp"
 
@@ -42,11 +43,6 @@ void write_random_file(const std::string& path, std::uint64_t bytes, std::uint32
         static_cast<std::streamsize>(std::min<std::uint64_t>(block.size() * 8, bytes - done)));
   }
   ASSERT_TRUE(out.good());
-}
-
-std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), {});
 }
 
 using NbdServerTest = NbdServerFixture;

@@ -17,6 +17,7 @@
 #include <sstream>
 #include <thread>
 
+#include "file_test_support.hpp"
 #include "netns_test_support.hpp"
 
 namespace keel::agent {
@@ -38,12 +39,7 @@ std::string kernel_release() {
   return ::uname(&name) == 0 ? name.release : "";
 }
 
-std::string read_file(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
+using keel::testing::read_file;
 
 class VipServiceTest : public ::testing::Test {
  protected:
