@@ -43,6 +43,28 @@ TEST(VolumeActivityLog, EvictsTheLeastRecentlyUsedIdleExtent) {
   log.end_write(4);
 }
 
+TEST(VolumeActivityLog, AnExtentPinnedForThePeerStays) {
+  ActivityLog log(2);
+  std::optional<std::uint64_t> evicted;
+  EXPECT_EQ(log.begin_write(1, evicted), Admit::AddedNeedsPersist);
+  EXPECT_EQ(log.begin_write(2, evicted), Admit::AddedNeedsPersist);
+  log.pin_for_peer(1);
+  log.pin_for_peer(2);
+  log.pin_for_peer(2);
+  log.end_write(1);
+  log.end_write(2);
+  EXPECT_EQ(log.begin_write(3, evicted), Admit::Full);  // idle, but the peer may lack both
+  EXPECT_FALSE(log.prefetch(3));
+  log.unpin_for_peer(2);
+  EXPECT_EQ(log.begin_write(3, evicted), Admit::Full);  // 2 is still pinned once
+  log.unpin_for_peer(2);
+  EXPECT_EQ(log.begin_write(3, evicted), Admit::AddedNeedsPersist);
+  EXPECT_EQ(evicted, 2u);  // 1 is older, but still pinned
+  EXPECT_TRUE(log.contains(1));
+  log.unpin_for_peer(1);
+  log.end_write(3);
+}
+
 TEST(VolumeActivityLog, CountsEveryExtentThatLeavesTheLog) {
   ActivityLog log(2);
   std::optional<std::uint64_t> evicted;

@@ -214,6 +214,32 @@ TEST(VolumeReplica, ALogUpdateThatDropsAnExtentFlushesTheDataFirst) {
   EXPECT_EQ(std::count(world.a().saved_extents.begin(), world.a().saved_extents.end(), 0u), 0);
 }
 
+// Both hosts can lose power together. The peer's writes to an extent may then still be in its
+// disk cache only, and once the extent has left the primary's log, nothing after the restart
+// would resync them. So an extent leaves the log only after the peer acks a barrier covering
+// its writes, and a write that needs its room sends that barrier (a checkpoint) itself.
+TEST(VolumeReplica, AnExtentLeavesTheLogOnlyOnceThePeerHasFlushedItsWrites) {
+  World world;
+  start_connected(world);
+  world.a().r().on_write(1, 0, pattern(4096, 1), false);         // extent 0
+  world.a().r().on_write(2, 4u << 20, pattern(4096, 2), false);  // extent 1
+  world.run();
+  ASSERT_EQ(world.a().error_of(2), 0);
+  const std::uint64_t flushes_before = world.b().flushes;
+  world.b().hold_disk = true;  // the peer's flush of those writes does not finish
+  world.a().r().on_write(3, 8u << 20, pattern(4096, 3), false);  // extent 2 needs room
+  world.run();
+  EXPECT_EQ(world.a().disk_writes.size(), 2u) << "written before its extent could enter the log";
+  EXPECT_EQ(std::count(world.a().saved_extents.begin(), world.a().saved_extents.end(), 0u), 1);
+  EXPECT_FALSE(world.a().has_completed(3));
+  world.b().hold_disk = false;
+  world.run();
+  EXPECT_EQ(world.a().error_of(3), 0);
+  EXPECT_GT(world.b().flushes, flushes_before);  // the checkpoint barrier the write asked for
+  EXPECT_EQ(std::count(world.a().saved_extents.begin(), world.a().saved_extents.end(), 0u), 0);
+  EXPECT_TRUE(world.same_disks());
+}
+
 // A write into an extent that is already in the log, but only in the update still being
 // persisted, waits for that update too: were it to reach the disk first, a crash would leave a
 // write the log does not name, and the resync after it would not copy it.

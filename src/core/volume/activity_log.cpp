@@ -35,9 +35,10 @@ bool ActivityLog::prefetch(std::uint64_t extent) {
 
 bool ActivityLog::make_room(std::optional<std::uint64_t>& evicted) {
   if (order_.size() < capacity_) return true;
-  // The least recently used extent without writes in flight makes room.
+  // The least recently used idle extent makes room.
   for (auto it = order_.rbegin(); it != order_.rend(); ++it) {
-    if (entries_.at(*it).in_flight == 0) {
+    const Entry& entry = entries_.at(*it);
+    if (entry.in_flight == 0 && entry.unflushed_on_peer == 0) {
       const auto victim = std::prev(it.base());
       evicted = *victim;
       ++departures_;
@@ -54,6 +55,19 @@ void ActivityLog::end_write(std::uint64_t extent) {
   KEEL_ASSERT(it != entries_.end());
   KEEL_ASSERT(it->second.in_flight > 0);
   --it->second.in_flight;
+}
+
+void ActivityLog::pin_for_peer(std::uint64_t extent) {
+  auto it = entries_.find(extent);
+  KEEL_ASSERT(it != entries_.end());  // a write in flight holds its extents in the log
+  ++it->second.unflushed_on_peer;
+}
+
+void ActivityLog::unpin_for_peer(std::uint64_t extent) {
+  auto it = entries_.find(extent);
+  KEEL_ASSERT(it != entries_.end());
+  KEEL_ASSERT(it->second.unflushed_on_peer > 0);
+  --it->second.unflushed_on_peer;
 }
 
 std::vector<std::uint64_t> ActivityLog::extents() const {
@@ -74,7 +88,9 @@ void ActivityLog::load(const std::vector<std::uint64_t>& extents) {
 }
 
 void ActivityLog::clear() {
-  for (const auto& [extent, entry] : entries_) KEEL_ASSERT(entry.in_flight == 0);
+  for (const auto& [extent, entry] : entries_) {
+    KEEL_ASSERT(entry.in_flight == 0 && entry.unflushed_on_peer == 0);
+  }
   if (!order_.empty()) ++departures_;
   order_.clear();
   entries_.clear();

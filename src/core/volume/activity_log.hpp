@@ -5,12 +5,16 @@
 // in the persisted log is marked dirty, so the resync that follows copies those and only those:
 // a write the crashed primary made but the peer never got can only lie there. The log holds at
 // most `capacity` extents; taking a new one evicts the least recently used extent that has no
-// write in flight (if all are busy, the write waits). A write that starts a new extent right
-// after one in the log looks like a sequential stream: the extents ahead of it are added in the
-// same update (prefetch), so that a stream waits for one update per several extents. Extra
-// extents in the log only make the resync after a crash copy a little more.
+// write in flight and no write the peer may still hold only in its volatile cache (if all are
+// busy, the write waits). The second condition matters when both hosts lose power: the peer's
+// cached writes to an extent that left the primary's log would be in no log and no bitmap, and
+// the resync after the restart would leave the copies different while calling them in sync. A write
+// that starts a new extent right after one in the log looks like a sequential stream: the extents
+// ahead of it are added in the same update (prefetch), so that a stream waits for one update per
+// several extents. Extra extents in the log only make the resync after a crash copy a little more.
 //
-// Invariants: size() <= capacity(); an extent with in-flight writes is never evicted.
+// Invariants: size() <= capacity(); an extent with in-flight writes or peer-unflushed writes is
+// never evicted.
 // Thread-safety: none (owned by one Replica).
 #pragma once
 
@@ -32,9 +36,14 @@ class ActivityLog {
 
   enum class Admit { AlreadyIn, AddedNeedsPersist, Full };
   // Count a write in flight on `extent`; add it (evicting an idle extent into `evicted`) if it
-  // was not in the log. Full: every extent is busy; try again when a write completes.
+  // was not in the log. Full: every extent is busy; try again when a write completes or the
+  // peer acks a barrier.
   Admit begin_write(std::uint64_t extent, std::optional<std::uint64_t>& evicted);
   void end_write(std::uint64_t extent);
+  // A write to `extent` was sent to the peer, which may hold it in its cache until it acks a
+  // barrier that covers it (unpin then, or when the link is lost and the bitmap takes it over).
+  void pin_for_peer(std::uint64_t extent);
+  void unpin_for_peer(std::uint64_t extent);
   // Adds `extent` with no write in flight, ahead of a sequential stream reaching it, so that one
   // log update covers several extents (evicting an idle one if the log is full). True when it
   // was added; false when it was already in, or every extent is busy.
@@ -55,6 +64,7 @@ class ActivityLog {
   struct Entry {
     std::list<std::uint64_t>::iterator position;  // in order_, most recent at the front
     std::uint32_t in_flight = 0;
+    std::uint32_t unflushed_on_peer = 0;
   };
   std::size_t capacity_;
   std::uint64_t departures_ = 0;

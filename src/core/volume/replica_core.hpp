@@ -176,6 +176,8 @@ class ReplicaCore {
   void issue_write(std::uint64_t sequence, AppRequest& request);
   void issue_flush(std::uint64_t sequence, AppRequest& request);
   void maybe_auto_barrier();
+  void force_checkpoint();
+  void pin_extents_for_peer(const TransferEntry& entry, bool pin);
   void complete_app_requests();
   bool finished(const AppRequest& request) const;
   void app_io_done(std::uint64_t sequence, int error);

@@ -134,7 +134,11 @@ bool ReplicaCore::try_admit(AppRequest& r) {
     const ActivityLog::Admit admit = activity_.begin_write(extent, evicted);
     if (admit == ActivityLog::Admit::Full) {
       end_extents(r);
-      return false;  // every extent busy: retried when a write finishes
+      // Every extent busy: retried when a write finishes or a barrier ack unpins one. Those
+      // pinned only by writes the peer has not flushed wait for a barrier: if the current epoch
+      // has not sent one, a checkpoint now, or nothing would ever come.
+      force_checkpoint();
+      return false;
     }
     ++r.extent_count;
     if (admit == ActivityLog::Admit::AddedNeedsPersist) {
@@ -195,6 +199,7 @@ void ReplicaCore::issue_write(std::uint64_t sequence, AppRequest& r) {
     send(std::move(write));
     KEEL_ASSERT(transfer_log_.empty() || transfer_log_.back().epoch <= epoch_);
     transfer_log_.push_back(TransferEntry{epoch_, sequence, r.offset, r.length});
+    pin_extents_for_peer(transfer_log_.back(), true);
     ++epoch_writes_;
     maybe_auto_barrier();
   } else {
@@ -230,9 +235,28 @@ void ReplicaCore::issue_flush(std::uint64_t sequence, AppRequest& r) {
 // Bounds the transfer log: an epoch never holds more than max_unacked_epoch_writes writes.
 void ReplicaCore::maybe_auto_barrier() {
   if (epoch_writes_ < config_.max_unacked_epoch_writes) return;
+  force_checkpoint();
+}
+
+// Ends the current epoch with a checkpoint barrier, if it holds writes.
+void ReplicaCore::force_checkpoint() {
+  if (!replicating() || epoch_writes_ == 0) return;
   send(Barrier{epoch_, /*checkpoint=*/true});
   ++epoch_;
   epoch_writes_ = 0;
+}
+
+// Holds (or releases) the activity-log extents of a write the peer may have only in its cache.
+void ReplicaCore::pin_extents_for_peer(const TransferEntry& entry, bool pin) {
+  const std::uint64_t first = entry.offset / kExtentBytes;
+  const std::uint64_t last = (entry.offset + entry.length - 1) / kExtentBytes;
+  for (std::uint64_t extent = first; extent <= last; ++extent) {
+    if (pin) {
+      activity_.pin_for_peer(extent);
+    } else {
+      activity_.unpin_for_peer(extent);
+    }
+  }
 }
 
 void ReplicaCore::app_io_done(std::uint64_t sequence, int error) {
@@ -319,6 +343,7 @@ void ReplicaCore::on_barrier_ack(const BarrierAck& ack) {
   while (!transfer_log_.empty() && transfer_log_.front().epoch <= ack.epoch) {
     const TransferEntry& entry = transfer_log_.front();
     if (ack.error != 0) bitmap_.set_range(entry.offset, entry.length);
+    pin_extents_for_peer(entry, false);
     transfer_log_.pop_front();
   }
   if (ack.error != 0) {
@@ -332,7 +357,10 @@ void ReplicaCore::on_barrier_ack(const BarrierAck& ack) {
 
 // The link is gone: whatever the peer may lack goes into the bitmap, and no ack will come.
 void ReplicaCore::forget_peer_for_writes() {
-  for (const TransferEntry& entry : transfer_log_) bitmap_.set_range(entry.offset, entry.length);
+  for (const TransferEntry& entry : transfer_log_) {
+    bitmap_.set_range(entry.offset, entry.length);
+    pin_extents_for_peer(entry, false);
+  }
   transfer_log_.clear();
   epoch_writes_ = 0;
   for (auto& [sequence, r] : app_) {
