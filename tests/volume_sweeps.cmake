@@ -38,6 +38,12 @@ foreach(shard RANGE 0 1)
   set_tests_properties(volume_sweep_${shard} PROPERTIES TIMEOUT 300 LABELS sim)
 endforeach()
 
+# Volumes of 2..8 activity-log extents, so that eviction runs under power losses (the default
+# volumes are one extent at most). 500 seeds, about 10 s; seed 357 is among them.
+add_test(NAME volume_sweep_large COMMAND $<TARGET_FILE:keel> sim --volume --large-volumes
+                                         --seeds 0:500)
+set_tests_properties(volume_sweep_large PROPERTIES TIMEOUT 300 LABELS sim)
+
 # Seed 50: a forced promotion on the minority side, the split brain refused, resolved and resynced.
 add_test(NAME volume_replay_identical
          COMMAND ${CMAKE_COMMAND} -DKEEL=$<TARGET_FILE:keel> -DSEED=50
