@@ -89,6 +89,17 @@ TEST(VolumeConfig, FullVolumeIsRead) {
   EXPECT_EQ(parsed.value().volume_by_name("other"), nullptr);
 }
 
+// Listeners that cannot take one address and port do not clash.
+TEST(VolumeConfig, ListenersThatCannotMeetAreAccepted) {
+  // An IPv4 wildcard leaves IPv6 addresses free (keel binds "::" dual stack, not "0.0.0.0").
+  auto parsed = parse_config(
+      with_volumes(
+          volume("data", "nbd_listen = \"0.0.0.0:10809\"\n") +
+          volume("logs", "replication_port = 7790\nnbd_listen = \"[2001:db8::10]:10809\"\n")),
+      "keel.toml");
+  EXPECT_TRUE(parsed.ok()) << parsed.error().message;
+}
+
 TEST(VolumeConfig, DefaultsFillTheRest) {
   auto parsed = parse_config(with_volumes("[[volume]]\n"
                                           "name = \"data\"\n"
@@ -246,6 +257,19 @@ const BadVolume kBadVolumes[] = {
          volume("logs", "replication_port = 7790\nnbd_listen = \"198.18.0.10:10809\"\n"),
      "keel.toml:30: [[volume]] \"logs\": nbd_listen port 10809 on 198.18.0.10 is also used by "
      "volume \"data\" (line 18)"},
+    // A wildcard takes the port on every address of the node, and "::" on IPv4 ones too.
+    {"ListenWildcardOnASharedNode",
+     volume("data", "nbd_listen = \"198.18.0.10:10809\"\n") +
+         volume("logs", "replication_port = 7790\nnbd_listen = \"[::]:10809\"\n"),
+     "keel.toml:30: [[volume]] \"logs\": nbd_listen port 10809 on :: is also used by volume "
+     "\"data\" (line 18) (on 198.18.0.10)"},
+    {"ListenOnTheReplicationPort", volume("data", "nbd_listen = \"0.0.0.0:7789\"\n"),
+     "keel.toml:23: [[volume]] \"data\": nbd_listen 0.0.0.0 port 7789 is also its own "
+     "replication_port on node \"b1\" (198.18.0.1); give them different ports"},
+    {"ListenOnAnotherVolumesReplicationPort",
+     volume("data") + volume("logs", "replication_port = 7790\nnbd_listen = \"198.18.0.2:7789\"\n"),
+     "keel.toml:29: [[volume]] \"logs\": nbd_listen 198.18.0.2 port 7789 is also the "
+     "replication_port of volume \"data\" (line 18) on node \"b2\" (198.18.0.2)"},
     {"SameBacking",
      volume("data") + "[[volume]]\nname = \"logs\"\nnodes = [\"b1\", \"b3\"]\nsize = 4096\n"
                       "backing = \"/var/lib/keel/volumes/data.img\"\nreplication_port = 7790\n",

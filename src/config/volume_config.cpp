@@ -70,6 +70,47 @@ void check_paths(const std::vector<VolumeConfig>& volumes, const std::vector<Vol
   }
 }
 
+// Whether TCP listeners on `a` and `b` (canonical literals) and one port can both bind on a host.
+// A wildcard takes the port on every address of its family, and "::" (dual stack, as keel binds
+// it) on IPv4 ones too.
+bool listeners_clash(const std::string& a, const std::string& b) {
+  const auto ipv4 = [](const std::string& host) { return host.find(':') == std::string::npos; };
+  if (a == b || a == "::" || b == "::") return true;
+  if (a == "0.0.0.0") return ipv4(b);
+  if (b == "0.0.0.0") return ipv4(a);
+  return false;
+}
+
+// The TCP ports a volume's NBD listener could take from the replication links on its nodes
+// (each listens on its node's address and the volume's replication_port): the agent would find
+// out only when it binds, after the other listener took the port.
+void check_listen_against_replication(const std::vector<VolumeConfig>& volumes,
+                                      const std::vector<VolumeLines>& lines,
+                                      const std::vector<NodeConfig>& nodes, Problems& problems) {
+  for (std::size_t i = 0; i < volumes.size(); ++i) {
+    const VolumeConfig& volume = volumes[i];
+    if (!volume.nbd_listen) continue;
+    for (std::size_t j = 0; j < volumes.size(); ++j) {
+      const VolumeConfig& other = volumes[j];
+      if (other.replication_port != volume.nbd_listen->port) continue;
+      for (const NodeConfig& node : nodes) {
+        if (!volume.has_node(node.id) || !other.has_node(node.id)) continue;
+        if (!listeners_clash(volume.nbd_listen->host, node.address)) continue;
+        const std::string whose =
+            i == j ? std::string("its own replication_port")
+                   : fmt::format("the replication_port of volume \"{}\" (line {})", other.name,
+                                 lines[j].header);
+        problems.add(lines[i].nbd_listen,
+                     fmt::format("{}: nbd_listen {} port {} is also {} on node \"{}\" ({}); "
+                                 "give them different ports",
+                                 volume_label(volume), volume.nbd_listen->host,
+                                 volume.nbd_listen->port, whose, node.name, node.address));
+        break;
+      }
+    }
+  }
+}
+
 // What two volumes may not share: a name, a replication port, an NBD socket or address, a path;
 // and what no volume may take from the agent: its control socket.
 void check_across(const std::vector<VolumeConfig>& volumes, const std::vector<VolumeLines>& lines,
@@ -105,13 +146,23 @@ void check_across(const std::vector<VolumeConfig>& volumes, const std::vector<Vo
                      fmt::format("{}: nbd_socket {} is also used by {}", volume_label(volume),
                                  volume.nbd_socket, theirs));
       }
-      if (volume.nbd_listen && volume.nbd_listen == other.nbd_listen) {
-        problems.add(at.nbd_listen, fmt::format("{}: nbd_listen port {} on {} is also used by {}",
+      // The same address and port clash anywhere (a service address moves between nodes); a
+      // wildcard only where the two volumes share a node.
+      const bool share_node = volume.has_node(other.nodes[0]) || volume.has_node(other.nodes[1]);
+      if (volume.nbd_listen && other.nbd_listen &&
+          volume.nbd_listen->port == other.nbd_listen->port &&
+          (volume.nbd_listen->host == other.nbd_listen->host ||
+           (share_node && listeners_clash(volume.nbd_listen->host, other.nbd_listen->host)))) {
+        const std::string on_other = volume.nbd_listen->host == other.nbd_listen->host
+                                         ? std::string()
+                                         : " (on " + other.nbd_listen->host + ")";
+        problems.add(at.nbd_listen, fmt::format("{}: nbd_listen port {} on {} is also used by {}{}",
                                                 volume_label(volume), volume.nbd_listen->port,
-                                                volume.nbd_listen->host, theirs));
+                                                volume.nbd_listen->host, theirs, on_other));
       }
     }
   }
+  check_listen_against_replication(volumes, lines, nodes, problems);
   check_paths(volumes, lines, nodes, problems);
 }
 

@@ -23,8 +23,9 @@
 // a suggestion), a size that is a positive multiple of 4096 of at most 64 TiB, absolute paths,
 // metadata apart from the backing, an NBD export of some kind, and nothing shared between two
 // volumes on one node: backing or metadata path, NBD socket, NBD listen address, replication
-// port. Whether a path exists, or is a file or a device, is known only on the host: `keel volume
-// create` and the agent check that.
+// port; nor an NBD listener on a replication link's address and port (a wildcard listener
+// counts on every address of its family, "::" on IPv4 ones too). Whether a path exists, or is a
+// file or a device, is known only on the host: `keel volume create` and the agent check that.
 //
 // Invariants of a parsed VolumeConfig: nodes are two distinct configured ids; backing and
 // metadata hold one path for each, in the order of `nodes`. Thread-safety: plain values.
