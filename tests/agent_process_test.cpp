@@ -14,6 +14,7 @@
 #include <sstream>
 
 #include "agent_test_support.hpp"
+#include "io/boot_epoch.hpp"
 
 extern char** environ;
 
@@ -162,6 +163,14 @@ TEST_F(AgentProcess, SigtermLeavesAndTheOthersReformAtOnce) {
   EXPECT_EQ(agents[2]->wait_exit(5s), 0);
   EXPECT_FALSE(std::filesystem::exists(cluster.socket_path(3)));  // removed on the way out
   EXPECT_TRUE(in_ring_of(cluster.socket_path(2), {1, 2}));
+  // Node 1 recorded the epochs its peers seal with: its next run's replay floors.
+  auto floors = io::read_peer_epochs(cluster.dir.file("state-n1"));
+  ASSERT_TRUE(floors.ok()) << floors.error().message;
+  for (NodeId peer : {2u, 3u}) {
+    const std::string boot =
+        read_text(cluster.dir.file("state-n" + std::to_string(peer)) + "/" + io::kBootEpochFile);
+    EXPECT_EQ(std::to_string(floors.value()[peer]) + "\n", boot) << "node " << peer;
+  }
 }
 
 TEST_F(AgentProcess, StatusAndRingCommandsTalkToTheAgent) {

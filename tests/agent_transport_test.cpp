@@ -119,6 +119,38 @@ TEST_F(UdpTransportTest, ReplaysAndWrongAddressesAreDropped) {
   EXPECT_EQ(received_[2].size(), 1u);
 }
 
+// The replay floors a restarted agent loads shut out a peer's earlier runs; a peer's restart
+// (a higher epoch, delivered from its own address) is reported so that the agent records it.
+TEST_F(UdpTransportTest, EpochFloorsHoldAndAPeersRestartIsReported) {
+  TransportOptions options{2, nodes_, 1500, 1400, key_of(7), 1002};
+  options.peer_epoch_floors = {{3, 10}};
+  std::vector<std::pair<NodeId, std::uint64_t>> reported;
+  options.on_peer_epoch = [&](NodeId peer, std::uint64_t epoch) {
+    reported.emplace_back(peer, epoch);
+  };
+  auto opened = UdpTransport::open(io_, options);
+  ASSERT_TRUE(opened.ok()) << opened.error().message;
+  auto two = std::move(opened).value();
+  two->start([this](NodeId from, std::span<const std::uint8_t> bytes) {
+    received_[2].push_back({from, Bytes(bytes.begin(), bytes.end())});
+  });
+  const auto from_three = [&](std::uint64_t epoch, const std::string& address, int port_of) {
+    PacketSealer sealer(key_of(7), 3, epoch);
+    send_raw(address, nodes_[port_of - 1].port, 2, sealer.seal(Bytes{'e'}));
+  };
+  from_three(9, "127.0.0.3", 3);  // an earlier run's packet
+  ASSERT_TRUE(run_until([&] { return two->peers()[1].dropped.replayed == 1; }));
+  from_three(10, "127.0.0.3", 3);  // the run the floor came from
+  ASSERT_TRUE(run_until([&] { return received_[2].size() == 1; }));
+  EXPECT_TRUE(reported.empty());
+  from_three(11, "127.0.0.1", 1);  // a restart, but from node 1's address: dropped, unreported
+  ASSERT_TRUE(run_until([&] { return two->peers()[0].dropped.wrong_address == 1; }));
+  from_three(12, "127.0.0.3", 3);
+  ASSERT_TRUE(run_until([&] { return received_[2].size() == 2; }));
+  ASSERT_EQ(reported.size(), 1u);
+  EXPECT_EQ(reported[0], (std::pair<NodeId, std::uint64_t>{3, 12}));
+}
+
 // Queued packets wait for flush(), then all arrive, in order, whatever their number (batches
 // of kMaxBatchDatagrams fill and go out on their own).
 TEST_F(UdpTransportTest, QueuedPacketsGoOutOnFlushInOrder) {

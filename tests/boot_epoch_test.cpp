@@ -45,5 +45,30 @@ TEST(BootEpoch, AGarbledRecordIsAnErrorNotAReset) {
       << garbled.error().message;
 }
 
+TEST(PeerEpochs, RoundTripAndNoneAtFirst) {
+  TempDir dir;
+  const std::string state = dir.file("state");
+  ASSERT_TRUE(next_boot_epoch(state, 7).ok());  // creates the directory, as the agent's start does
+  auto none = read_peer_epochs(state);
+  ASSERT_TRUE(none.ok()) << none.error().message;
+  EXPECT_TRUE(none.value().empty());
+  const PeerEpochs epochs{{2, 1'700'000'000'000'001}, {65535, 3}};
+  ASSERT_TRUE(write_peer_epochs(state, epochs).ok());
+  auto read = read_peer_epochs(state);
+  ASSERT_TRUE(read.ok()) << read.error().message;
+  EXPECT_EQ(read.value(), epochs);
+}
+
+TEST(PeerEpochs, AGarbledRecordNamesItsLine) {
+  TempDir dir;
+  const std::string state = dir.file("state");
+  ASSERT_TRUE(next_boot_epoch(state, 7).ok());
+  write_file(state + "/" + kPeerEpochsFile, "2 100\n3 x\n");
+  auto garbled = read_peer_epochs(state);
+  ASSERT_FALSE(garbled.ok());
+  EXPECT_NE(garbled.error().message.find("peer-epochs:2: not \"NODE EPOCH\""), std::string::npos)
+      << garbled.error().message;
+}
+
 }  // namespace
 }  // namespace keel::io

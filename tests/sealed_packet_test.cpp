@@ -198,6 +198,44 @@ TEST(SealedPacketTest, RestartedSenderStartsANewEpoch) {
   EXPECT_EQ(receiver.stats().replayed, 1u);
 }
 
+// A restarted receiver's windows start from the epochs its last run saw: a packet captured from
+// the sender's earlier run is still a replay, while the sender's current run opens as before.
+TEST(SealedPacketTest, AnEpochFloorOutlivesTheReceiversRestart) {
+  PacketSealer earlier(key_of(7), 1, kEpoch);
+  const Bytes captured = earlier.seal(bytes_of("from an earlier run"));
+  PacketSealer current(key_of(7), 1, kEpoch + 5'000'000);
+  PacketOpener restarted = opener();
+  restarted.set_epoch_floor(1, kEpoch + 5'000'000);
+  auto replayed = restarted.open(captured);
+  ASSERT_FALSE(replayed.ok());
+  EXPECT_THAT(replayed.error().message, HasSubstr("older than its epoch"));
+  for (int i = 0; i < 3; ++i) current.seal(bytes_of("sent before the restart"));
+  auto opened = restarted.open(current.seal(bytes_of("now")));
+  ASSERT_TRUE(opened.ok()) << opened.error().message;
+  EXPECT_FALSE(opened.value().new_epoch);  // the floor's epoch: already recorded
+  auto again = restarted.open(current.seal(bytes_of("next")));
+  ASSERT_TRUE(again.ok());
+  // A later restart of the sender is news to record.
+  PacketSealer later(key_of(7), 1, kEpoch + 9'000'000);
+  auto restarted_sender = restarted.open(later.seal(bytes_of("hello")));
+  ASSERT_TRUE(restarted_sender.ok());
+  EXPECT_TRUE(restarted_sender.value().new_epoch);
+  EXPECT_EQ(restarted_sender.value().epoch, kEpoch + 9'000'000);
+  EXPECT_EQ(restarted.stats().replayed, 1u);
+}
+
+TEST(SealedPacketTest, TheFirstPacketOfAnEpochIsMarkedNew) {
+  PacketSealer sender(key_of(7), 1, kEpoch);
+  PacketOpener receiver = opener();
+  auto first = receiver.open(sender.seal(bytes_of("a")));
+  ASSERT_TRUE(first.ok());
+  EXPECT_TRUE(first.value().new_epoch);
+  EXPECT_EQ(first.value().epoch, kEpoch);
+  auto second = receiver.open(sender.seal(bytes_of("b")));
+  ASSERT_TRUE(second.ok());
+  EXPECT_FALSE(second.value().new_epoch);
+}
+
 TEST(SealedPacketTest, SendersHaveSeparateWindows) {
   PacketSealer one(key_of(7), 1, kEpoch);
   PacketSealer two(key_of(7), 2, kEpoch);

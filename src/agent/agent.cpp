@@ -60,6 +60,16 @@ Agent::Agent(asio::io_context& io, AgentOptions options)
 
 Agent::~Agent() { shutdown(); }
 
+void Agent::record_peer_epoch(NodeId peer, std::uint64_t epoch) {
+  std::uint64_t& recorded = peer_epochs_[peer];
+  if (epoch <= recorded) return;
+  recorded = epoch;
+  if (auto written = io::write_peer_epochs(options_.config.agent.state_dir, peer_epochs_);
+      !written) {
+    spdlog::warn("cannot record node {}'s new epoch: {}", peer, written.error().message);
+  }
+}
+
 Result<Ok> Agent::start() {
   KEEL_ASSERT(!started_);
   started_us_ = io::monotonic_now_us();
@@ -76,7 +86,20 @@ Result<Ok> Agent::start() {
         "other hosts drop this host's packets as replays until they restart",
         epoch.error().message);
   }
-  auto transport = io::UdpTransport::open(io_, transport_options(options_, boot_us));
+  io::TransportOptions transport_config = transport_options(options_, boot_us);
+  if (auto floors = io::read_peer_epochs(config.agent.state_dir)) {
+    peer_epochs_ = std::move(floors).value();
+  } else {
+    spdlog::warn(
+        "{}; starting without replay floors: packets from the peers' earlier runs "
+        "could be replayed into this one until each peer's current run is heard",
+        floors.error().message);
+  }
+  transport_config.peer_epoch_floors = peer_epochs_;
+  transport_config.on_peer_epoch = [this](NodeId peer, std::uint64_t epoch) {
+    record_peer_epoch(peer, epoch);
+  };
+  auto transport = io::UdpTransport::open(io_, std::move(transport_config));
   if (!transport.ok()) return transport.error();
   auto control = ControlServer::open(io_, config.agent.control_socket, *this);
   if (!control.ok()) return control.error();

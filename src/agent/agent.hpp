@@ -28,6 +28,7 @@
 #include "agent/vip_service.hpp"
 #include "agent/volume_service.hpp"
 #include "config/config.hpp"
+#include "io/boot_epoch.hpp"
 #include "io/sealed_packet.hpp"
 #include "io/udp_transport.hpp"
 
@@ -76,6 +77,8 @@ class Agent final : private RingEvents, private ControlHandler {
 
   Result<Ok> open_transport();
   void on_packet(NodeId from, std::span<const std::uint8_t> bytes);
+  // A peer restarted: its new epoch becomes the replay floor of this host's next run.
+  void record_peer_epoch(NodeId peer, std::uint64_t epoch);
   std::string describe_members(const std::vector<NodeId>& members) const;
   void start_watchdog();
   void poll_handover();
@@ -89,6 +92,7 @@ class Agent final : private RingEvents, private ControlHandler {
   std::unique_ptr<VipService> vip_;              // only with [vip] pools
   std::unique_ptr<VolumeService> volumes_;       // only with [[volume]] sections
   std::map<NodeId, std::uint64_t> undecodable_;  // per peer: opened, but the ring refused it
+  io::PeerEpochs peer_epochs_;                   // as recorded in STATE_DIR/peer-epochs
   asio::steady_timer watchdog_timer_;
   asio::steady_timer handover_timer_;
   TimeUs handover_deadline_us_ = 0;

@@ -17,6 +17,12 @@ namespace keel::io {
 
 namespace {
 
+template <typename Number>
+bool parse_number(std::string_view text, Number& value) {
+  const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
+  return !text.empty() && error == std::errc{} && end == text.data() + text.size();
+}
+
 Result<Ok> sync_path(const std::string& path, int flags) {
   const int fd = ::open(path.c_str(), flags | O_CLOEXEC);
   if (fd < 0) return Error{"cannot open " + path + ": " + errno_text(errno)};
@@ -38,12 +44,34 @@ Result<std::uint64_t> read_record(const std::string& path) {
   std::string digits = text.str();
   while (!digits.empty() && (digits.back() == '\n' || digits.back() == ' ')) digits.pop_back();
   std::uint64_t epoch = 0;
-  const auto [end, error] = std::from_chars(digits.data(), digits.data() + digits.size(), epoch);
-  if (digits.empty() || error != std::errc{} || end != digits.data() + digits.size()) {
+  if (!parse_number(std::string_view(digits), epoch)) {
     return Error{path + " does not hold a boot epoch (a decimal number); remove it if the " +
                  "wall clock is right"};
   }
   return epoch;
+}
+
+// Writes `text` to `path` through a temporary file renamed over it; `sync`: the file's data and
+// the rename durable before it returns.
+Result<Ok> replace_file(const std::string& path, const std::string& text, bool sync) {
+  const std::string temporary = path + ".new";
+  {
+    std::ofstream file(temporary, std::ios::trunc);
+    file << text;
+    file.close();
+    if (!file) return Error{"cannot write " + temporary};
+  }
+  if (sync) {
+    if (auto synced = sync_path(temporary, O_RDONLY); !synced) return synced.error();
+  }
+  if (::rename(temporary.c_str(), path.c_str()) != 0) {
+    return Error{"cannot rename " + temporary + " to " + path + ": " + errno_text(errno)};
+  }
+  if (sync) {
+    const std::string dir = std::filesystem::path(path).parent_path().string();
+    if (auto synced = sync_path(dir, O_RDONLY | O_DIRECTORY); !synced) return synced.error();
+  }
+  return Ok{};
 }
 
 }  // namespace
@@ -56,19 +84,43 @@ Result<std::uint64_t> next_boot_epoch(const std::string& state_dir, std::uint64_
   auto recorded = read_record(path);
   if (!recorded) return recorded.error();
   const std::uint64_t epoch = std::max(now_us, recorded.value() + 1);
-  const std::string temporary = path + ".new";
-  {
-    std::ofstream file(temporary, std::ios::trunc);
-    file << epoch << "\n";
-    file.close();
-    if (!file) return Error{"cannot write " + temporary};
+  if (auto written = replace_file(path, std::to_string(epoch) + "\n", true); !written) {
+    return written.error();
   }
-  if (auto synced = sync_path(temporary, O_RDONLY); !synced) return synced.error();
-  if (::rename(temporary.c_str(), path.c_str()) != 0) {
-    return Error{"cannot rename " + temporary + " to " + path + ": " + errno_text(errno)};
-  }
-  if (auto synced = sync_path(state_dir, O_RDONLY | O_DIRECTORY); !synced) return synced.error();
   return epoch;
+}
+
+Result<PeerEpochs> read_peer_epochs(const std::string& state_dir) {
+  const std::string path = state_dir + "/" + kPeerEpochsFile;
+  std::ifstream file(path);
+  if (!file) {
+    std::error_code missing;
+    if (!std::filesystem::exists(path, missing) && !missing) return PeerEpochs{};
+    return Error{"cannot read " + path};
+  }
+  PeerEpochs epochs;
+  std::string line;
+  for (int number = 1; std::getline(file, line); ++number) {
+    const auto space = line.find(' ');
+    NodeId node = kNoNode;
+    std::uint64_t epoch = 0;
+    const std::string_view text(line);
+    if (space == std::string::npos || !parse_number(text.substr(0, space), node) ||
+        !parse_number(text.substr(space + 1), epoch)) {
+      return Error{path + ":" + std::to_string(number) +
+                   ": not \"NODE EPOCH\"; remove the file to start without replay floors"};
+    }
+    epochs[node] = epoch;
+  }
+  return epochs;
+}
+
+Result<Ok> write_peer_epochs(const std::string& state_dir, const PeerEpochs& epochs) {
+  std::string text;
+  for (const auto& [node, epoch] : epochs) {
+    text += std::to_string(node) + " " + std::to_string(epoch) + "\n";
+  }
+  return replace_file(state_dir + "/" + kPeerEpochsFile, text, false);
 }
 
 }  // namespace keel::io

@@ -8,12 +8,21 @@
 // epoch recorded in STATE_DIR/boot-epoch by the previous run, and records the new one (written
 // to a temporary file, synced, renamed over the old, directory synced) before returning it. The
 // directory is created (mode 0700) if missing.
+//
+// The other side of that check survives a restart too: peer_epochs records the highest epoch seen
+// from each other host (STATE_DIR/peer-epochs), and a restarted agent starts its replay windows
+// from it, so that packets captured from a peer's earlier run cannot be replayed into it while
+// its windows are new. That record is written when a peer's epoch rises (a peer restarted),
+// renamed into place but not synced: it is written on the ring's thread, and a power loss that
+// takes the last update leaves an older floor, which still shuts out everything older.
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <string>
 
 #include "core/common/result.hpp"
+#include "core/common/types.hpp"
 
 namespace keel::io {
 
@@ -22,5 +31,14 @@ constexpr const char* kBootEpochFile = "boot-epoch";
 // `now_us`: the wall clock in microseconds. An unreadable or garbled record is an error, never
 // silently replaced: the caller decides (the agent warns and uses `now_us`).
 Result<std::uint64_t> next_boot_epoch(const std::string& state_dir, std::uint64_t now_us);
+
+constexpr const char* kPeerEpochsFile = "peer-epochs";
+using PeerEpochs = std::map<NodeId, std::uint64_t>;
+
+// The record, empty when there is none; an error (naming the file and the line) when it is
+// garbled: the caller decides (the agent warns and starts without floors).
+Result<PeerEpochs> read_peer_epochs(const std::string& state_dir);
+// Replaces the record, one "NODE EPOCH" line per peer. The state directory must exist.
+Result<Ok> write_peer_epochs(const std::string& state_dir, const PeerEpochs& epochs);
 
 }  // namespace keel::io

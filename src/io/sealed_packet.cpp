@@ -151,7 +151,8 @@ std::optional<std::string> admit(Window& window, NodeId sender, std::uint64_t ep
     return fmt::format("replayed packet from node {}: epoch {} is older than its epoch {}", sender,
                        epoch, window.epoch);
   }
-  if (epoch > window.epoch) {  // the sender restarted: a fresh window
+  if (epoch > window.epoch || window.floor_only) {  // the sender restarted: a fresh window
+    window.floor_only = false;
     window.epoch = epoch;
     window.highest = counter;
     window.seen.fill(0);
@@ -177,6 +178,12 @@ std::optional<std::string> admit(Window& window, NodeId sender, std::uint64_t ep
 }
 
 }  // namespace
+
+void PacketOpener::set_epoch_floor(NodeId sender, std::uint64_t epoch) {
+  ReplayWindow& window = windows_[sender];
+  if (window.epoch > epoch) return;
+  window = ReplayWindow{epoch, 0, {}, /*floor_only=*/true};
+}
 
 Result<OpenedPacket> PacketOpener::open(std::span<const std::uint8_t> sealed) {
   if (sealed.size() < kSealOverheadBytes) {
@@ -212,10 +219,16 @@ Result<OpenedPacket> PacketOpener::open(std::span<const std::uint8_t> sealed) {
   const auto window = windows_.find(header.sender);
   if (window == windows_.end()) {
     windows_.emplace(header.sender, ReplayWindow{header.epoch, header.counter, {}});
-  } else if (auto replay = admit(window->second, header.sender, header.epoch, header.counter)) {
-    ++stats_.replayed;
-    return Error{std::move(*replay)};
+    opened.new_epoch = true;
+  } else {
+    const bool raised = header.epoch > window->second.epoch;
+    if (auto replay = admit(window->second, header.sender, header.epoch, header.counter)) {
+      ++stats_.replayed;
+      return Error{std::move(*replay)};
+    }
+    opened.new_epoch = raised;
   }
+  opened.epoch = header.epoch;
   ++stats_.opened;
   return opened;
 }

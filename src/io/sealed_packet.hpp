@@ -14,7 +14,9 @@
 // its previous run's: io/boot_epoch.hpp) and `counter`
 // rises by one per packet. A receiver keeps, per sender, the highest epoch seen and a window of the
 // last 1024 counters in it: an older epoch, a counter below the window or one already seen is a
-// replay. Decryption happens before any of that state changes, so forgeries cannot move it.
+// replay. A restarted receiver starts from the epochs it had seen before (set_epoch_floor), so
+// only the sender's current run can be replayed into its new windows, not its earlier ones.
+// Decryption happens before any of that state changes, so forgeries cannot move it.
 //
 // Thread-safety: none; one thread per sealer/opener.
 #pragma once
@@ -69,12 +71,19 @@ struct OpenStats {
 struct OpenedPacket {
   NodeId sender = kNoNode;
   Bytes plaintext;
+  // The first packet of the sender's epoch here: `epoch` is higher than any seen from it before
+  // (a floor counts as seen). Worth recording (io/boot_epoch.hpp, peer_epochs).
+  bool new_epoch = false;
+  std::uint64_t epoch = 0;
 };
 
 class PacketOpener {
  public:
   // Packets from nodes outside `known` are refused (counted as unknown_sender).
   PacketOpener(const ClusterKey& key, std::vector<NodeId> known);
+  // Packets from `sender` with an epoch below `epoch` are replays: a restarted receiver's
+  // record of the highest epoch it had seen from the sender.
+  void set_epoch_floor(NodeId sender, std::uint64_t epoch);
   // Returns the plaintext, or an error saying why the packet was dropped (also counted).
   Result<OpenedPacket> open(std::span<const std::uint8_t> sealed);
   const OpenStats& stats() const { return stats_; }
@@ -84,6 +93,7 @@ class PacketOpener {
     std::uint64_t epoch = 0;
     std::uint64_t highest = 0;
     std::array<std::uint64_t, 16> seen{};  // bitmap of the last 1024 counters below highest
+    bool floor_only = false;               // from set_epoch_floor: no packet of `epoch` seen yet
   };
   ClusterKey key_;
   std::vector<NodeId> known_;

@@ -136,8 +136,10 @@ UdpTransport::UdpTransport(asio::io_context& io, const TransportOptions& options
       unicast_(io),
       group_(group),
       sealer_(options.key, options.self, options.epoch),
-      opener_(options.key, other_ids(options)) {
+      opener_(options.key, other_ids(options)),
+      on_peer_epoch_(options.on_peer_epoch) {
   KEEL_ASSERT(group_.has_value() == (mode_ != TransportMode::unicast));
+  for (const auto& [peer, epoch] : options.peer_epoch_floors) opener_.set_epoch_floor(peer, epoch);
   if (group_) group_inlet_ = std::make_unique<Inlet>(io);
   for (std::size_t i = 0; i < options.nodes.size(); ++i) {
     if (i == self_index) continue;
@@ -429,6 +431,7 @@ void UdpTransport::on_datagram(const asio::ip::udp::endpoint& source,
   }
   ++peer->packets_opened;
   peer->last_heard_us = monotonic_now_us();
+  if (opened.value().new_epoch && on_peer_epoch_) on_peer_epoch_(sender, opened.value().epoch);
   receiver_(sender, opened.value().plaintext);
 }
 

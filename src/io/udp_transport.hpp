@@ -32,6 +32,7 @@
 #include <asio.hpp>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <span>
@@ -111,6 +112,11 @@ struct TransportOptions {
   // node's port must then be the same (the config checks it): group datagrams go to group:port.
   std::string group{};
   int multicast_ttl = 1;  // multicast hops; 1 keeps the ring's packets on the local link
+  // Replay floors: the highest epoch a previous run saw from each peer (io/boot_epoch.hpp).
+  std::map<NodeId, std::uint64_t> peer_epoch_floors{};
+  // Called when a peer's packets first carry a higher epoch than any seen (it restarted), so
+  // that the caller can record it.
+  std::function<void(NodeId peer, std::uint64_t epoch)> on_peer_epoch{};
 };
 
 // "address:port", for messages.
@@ -213,6 +219,7 @@ class UdpTransport {
   std::unique_ptr<Inlet> group_inlet_;
   PacketSealer sealer_;
   PacketOpener opener_;
+  std::function<void(NodeId, std::uint64_t)> on_peer_epoch_;
   std::vector<PeerStats> peers_;
   Receiver receiver_;
   TransportStats stats_;
