@@ -50,6 +50,24 @@ TEST(VolumeThread, ACallThatMissesItsDeadlineIsAnErrorAndStillRunsLater) {
   EXPECT_TRUE(ran->load());  // queued before stop's last step, so it ran first
 }
 
+// A thread stuck on its disk does not hold up the caller's stop: request_stop() returns at once,
+// wait_stopped() says it has not closed, and it closes (and joins) once the disk answers.
+TEST(VolumeThread, AStopRequestDoesNotWaitForAStalledThread) {
+  VolumeThread thread("stalled");
+  thread.start();
+  std::promise<void> disk_answers;
+  std::shared_future<void> answered = disk_answers.get_future().share();
+  thread.post([answered] { answered.wait(); });  // a write the disk does not finish
+  std::atomic<bool> closed{false};
+  thread.request_stop([&closed] { closed = true; });
+  EXPECT_FALSE(thread.wait_stopped(std::chrono::milliseconds(50)));
+  EXPECT_FALSE(closed);
+  disk_answers.set_value();
+  EXPECT_TRUE(thread.wait_stopped(std::chrono::seconds(10)));
+  EXPECT_TRUE(closed);
+  thread.stop([] { ADD_FAILURE() << "closed twice"; });
+}
+
 TEST(VolumeThread, CallsAfterStopAreRefusedAtOnce) {
   VolumeThread thread("gone");
   thread.start();

@@ -158,6 +158,7 @@ void Agent::shutdown() {
   // Addresses go before the ring is left: the others take them over when they see the leave.
   handover_timer_.cancel();
   if (vip_) vip_->stop();
+  // Bounded: a volume stuck on its disk must not keep the others waiting for this host's leave.
   if (volumes_) volumes_->stop();
   transport_->wait_on_full_buffer();
   driver_->leave_ring();  // the leave packets are sent before this returns

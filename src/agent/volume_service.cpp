@@ -57,7 +57,11 @@ VolumeService::VolumeService(asio::io_context& io, const config::ClusterConfig& 
       records_(self, config.nodes.size()),
       retry_timer_(io) {}
 
-VolumeService::~VolumeService() { stop(); }
+VolumeService::~VolumeService() {
+  stop();
+  // Each runner is destroyed before its thread (Hosted's order): the thread must be gone first.
+  for (auto& [name, hosted] : runners_) hosted.thread->stop([] {});
+}
 
 void VolumeService::start() {
   for (auto& [name, hosted] : runners_) {
@@ -79,13 +83,24 @@ void VolumeService::start() {
   }
 }
 
-void VolumeService::stop() {
+void VolumeService::stop(std::chrono::milliseconds patience) {
   if (stopped_) return;
   stopped_ = true;
   retry_timer_.cancel();
   for (auto& [name, hosted] : runners_) {
     VolumeRunner* runner = hosted.runner.get();
-    hosted.thread->stop([runner] { runner->stop(); });
+    hosted.thread->request_stop([runner] { runner->stop(); });
+  }
+  const auto deadline = std::chrono::steady_clock::now() + patience;
+  for (auto& [name, hosted] : runners_) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    if (!hosted.thread->wait_stopped(std::max(left, std::chrono::milliseconds(0)))) {
+      spdlog::error(
+          "volume {}: not closed within {} ms (its disk may be stalled); going on "
+          "without it, and the agent exits when it closes",
+          name, patience.count());
+    }
   }
 }
 

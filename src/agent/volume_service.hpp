@@ -54,7 +54,11 @@ class VolumeService {
   VolumeService& operator=(const VolumeService&) = delete;
 
   void start();
-  void stop();
+  // Closes every volume (its export, link and metadata worker) on its thread, waiting at most
+  // `patience` in all: a volume whose disk stalls is logged and left to finish on its own, so
+  // that the agent can leave the ring on time. The destructor waits for every thread.
+  void stop(std::chrono::milliseconds patience = kStopPatience);
+  static constexpr std::chrono::milliseconds kStopPatience{5000};
   void on_view(const ring::View& view);
   void on_message(NodeId origin, std::span<const std::uint8_t> payload);
   using Reply = std::function<void(const nlohmann::json& reply)>;

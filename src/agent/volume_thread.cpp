@@ -28,19 +28,30 @@ void VolumeThread::start() {
   });
 }
 
-void VolumeThread::stop(const std::function<void()>& last) {
+void VolumeThread::request_stop(std::function<void()> last) {
   if (stopped_) return;
   stopped_ = true;
+  auto closed = std::make_shared<std::promise<void>>();
+  closed_ = closed->get_future().share();
   if (!thread_.joinable()) {
     last();
+    closed->set_value();
     return;
   }
-  std::promise<void> closed;
-  asio::post(io_, [&] {
+  asio::post(io_, [closed, last = std::move(last)] {
     last();
-    closed.set_value();
+    closed->set_value();
   });
-  closed.get_future().wait();
+}
+
+bool VolumeThread::wait_stopped(std::chrono::milliseconds timeout) {
+  return closed_.valid() && closed_.wait_for(timeout) == std::future_status::ready;
+}
+
+void VolumeThread::stop(const std::function<void()>& last) {
+  request_stop(last);
+  closed_.wait();
+  if (!thread_.joinable()) return;
   keep_running_.reset();
   io_.stop();
   thread_.join();

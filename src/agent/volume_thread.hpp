@@ -47,6 +47,12 @@ class VolumeThread {
   // Runs `last` on the thread (to close what lives there), then ends the loop and joins it.
   // Handlers still queued are dropped. Idempotent.
   void stop(const std::function<void()>& last);
+  // stop() in two halves, so that a thread whose disk stalls cannot hold up what the caller has
+  // to do meanwhile (the agent leaving the ring): request_stop() hands `last` to the thread and
+  // returns at once; wait_stopped() says whether `last` has run, waiting up to `timeout`. The
+  // join waits for stop() or the destructor.
+  void request_stop(std::function<void()> last);
+  bool wait_stopped(std::chrono::milliseconds timeout);
 
   void post(std::function<void()> work) { asio::post(io_, std::move(work)); }
 
@@ -108,7 +114,8 @@ class VolumeThread {
   asio::io_context io_;
   asio::executor_work_guard<asio::io_context::executor_type> keep_running_;
   std::thread thread_;
-  bool stopped_ = false;
+  bool stopped_ = false;             // request_stop() was called
+  std::shared_future<void> closed_;  // `last` has run
 };
 
 }  // namespace keel::agent
