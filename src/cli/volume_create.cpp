@@ -82,7 +82,9 @@ int create_volume(const VolumeCreateOptions& options) {
              self.value().name, volume->size_bytes, backing, file_note, metadata_path,
              fresh ? "UpToDate (new and empty: no initial sync needed if the other copy is new "
                      "too)"
-                   : "Inconsistent (existing data: the other copy will be synced over it)");
+                   : "Inconsistent (existing data: the other copy will be synced over it; if "
+                     "the other copy holds existing data too, run `keel volume promote --force` "
+                     "on the node whose data is to be kept, see docs/volume.md)");
   return 0;
 }
 
