@@ -37,6 +37,21 @@ void VolumeLab::SetUp() {
       "resync_rate = \"200MiB\"\n";
   options_hook_ = [this](const LabState& state) -> Result<Ok> {
     for (int host : {1, 2}) {
+      if (existing_data_) {
+        std::vector<char> block(1 << 20);
+        std::vector<std::string> files{state.host(host).dir + "/data.img"};
+        if (host == 1) files.push_back(state.host(1).dir + "/kept.img");
+        for (const std::string& path : files) {
+          std::ofstream out(path, std::ios::binary | std::ios::trunc);
+          for (std::uint64_t at = 0; at < kVolumeBytes; at += block.size()) {
+            for (std::size_t i = 0; i < block.size(); ++i) {
+              block[i] = static_cast<char>((at + i) * (host == 1 ? 7 : 13) / 4096 + host);
+            }
+            out.write(block.data(), static_cast<std::streamsize>(block.size()));
+          }
+          if (!out) return Error{"cannot write " + path};
+        }
+      }
       auto created =
           run_checked({keel(), "volume", "create", kVolume, "--config", state.host(host).config});
       if (!created.ok()) return created.error();
@@ -44,9 +59,12 @@ void VolumeLab::SetUp() {
     return Ok{};
   };
   ASSERT_NO_FATAL_FAILURE(build(3));
+  if (existing_data_) return;
   ASSERT_OK(volume_command(1, {"promote", kVolume}));
   ASSERT_NO_FATAL_FAILURE(wait_connected_in_sync(1, 2));
 }
+
+std::string VolumeLab::kept_data() const { return lab_->host(1).dir + "/kept.img"; }
 
 std::string VolumeLab::nbd_socket(int host) const {
   return lab_->host(host).dir + "/nbd-data.sock";
@@ -345,6 +363,31 @@ TEST_F(VolumeE2e, SplitBrainIsDetectedAndResolved) {
   ASSERT_OK(volume_command(1, {"resolve", kVolume, "--discard-local"}));
   ASSERT_NO_FATAL_FAILURE(wait_connected_in_sync(2, 1));
   EXPECT_TRUE(copies_identical());
+}
+
+// Both nodes bring data of their own (docs/volume.md, "Starting from existing data"): both copies
+// are Inconsistent, nothing is promoted without --force, and the forced node's data is resynced
+// over the other's.
+class VolumeExistingDataE2e : public VolumeLab {
+ protected:
+  VolumeExistingDataE2e() { existing_data_ = true; }
+};
+
+TEST_F(VolumeExistingDataE2e, TheForcedNodesDataIsKeptAndCopied) {
+  for (int host : {1, 2}) {
+    wait_status(
+        host, [](const nlohmann::json& s) { return s.value("disk", "") == "Inconsistent"; },
+        "an Inconsistent copy");
+  }
+  EXPECT_FALSE(copies_identical());
+  EXPECT_FALSE(volume_command(1, {"promote", kVolume}).ok());  // refused without --force
+  ASSERT_OK(volume_command(1, {"promote", kVolume, "--force"}));
+  ASSERT_NO_FATAL_FAILURE(wait_connected_in_sync(1, 2));
+  EXPECT_TRUE(copies_identical());
+  auto kept = run_capture({"cmp", "-s", backing(1), kept_data()}, milliseconds{30000});
+  ASSERT_TRUE(kept.ok());
+  EXPECT_EQ(kept.value().exit_code, 0) << "the forced node's own data changed";
+  ASSERT_NO_FATAL_FAILURE(verify_clean(1));
 }
 
 }  // namespace keel::lab::testing

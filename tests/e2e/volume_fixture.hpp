@@ -42,6 +42,11 @@ class VolumeLab : public LabFixture {
   void verify_clean(int primary);
   // Whether both backing files are byte-identical.
   bool copies_identical();
+
+  // Set before SetUp() (in a fixture's constructor): both backing files hold different data
+  // before `keel volume create`, h1's also kept as kept_data(), and nothing is promoted.
+  bool existing_data_ = false;
+  std::string kept_data() const;
 };
 
 // A real filesystem on an export: nbdfuse exposes it as a file, a loop device turns that into a
