@@ -1,7 +1,6 @@
 #include "io/health_check.hpp"
 
 #include <fcntl.h>
-#include <spawn.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -12,10 +11,9 @@
 #include <cstring>
 
 #include "core/common/assert.hpp"
+#include "io/child_spawn.hpp"
 #include "io/clock.hpp"
 #include "io/errno_text.hpp"
-
-extern char** environ;
 
 namespace keel::io {
 
@@ -97,60 +95,6 @@ struct Conversation {
 
 using health_check_detail::Conversation;
 using health_check_detail::ExecChild;
-
-namespace {
-
-// posix_spawn's attributes and file actions for a check: own process group, default signals,
-// standard streams on /dev/null, no other descriptors.
-class SpawnSetup {
- public:
-  SpawnSetup() {
-    posix_spawnattr_init(&attributes_);
-    posix_spawn_file_actions_init(&actions_);
-    sigset_t none;
-    sigemptyset(&none);
-    posix_spawnattr_setsigmask(&attributes_, &none);
-    sigset_t defaults;
-    sigemptyset(&defaults);
-    for (int signal : {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGPIPE, SIGCHLD, SIGUSR1, SIGUSR2}) {
-      sigaddset(&defaults, signal);
-    }
-    posix_spawnattr_setsigdefault(&attributes_, &defaults);
-    posix_spawnattr_setpgroup(&attributes_, 0);
-    posix_spawnattr_setflags(
-        &attributes_, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP);
-    for (int fd : {STDIN_FILENO, STDOUT_FILENO, STDERR_FILENO}) {
-      posix_spawn_file_actions_addopen(&actions_, fd, "/dev/null",
-                                       fd == STDIN_FILENO ? O_RDONLY : O_WRONLY, 0);
-    }
-    // Nothing else of the agent's (its ring socket, control socket, journal) reaches the check,
-    // whether or not it was opened close-on-exec.
-    posix_spawn_file_actions_addclosefrom_np(&actions_, STDERR_FILENO + 1);
-  }
-  SpawnSetup(const SpawnSetup&) = delete;
-  SpawnSetup& operator=(const SpawnSetup&) = delete;
-  ~SpawnSetup() {
-    posix_spawn_file_actions_destroy(&actions_);
-    posix_spawnattr_destroy(&attributes_);
-  }
-
-  Result<pid_t> spawn(const std::vector<std::string>& argv) {
-    std::vector<char*> arguments;
-    for (const auto& word : argv) arguments.push_back(const_cast<char*>(word.c_str()));
-    arguments.push_back(nullptr);
-    pid_t pid = 0;
-    const int error =
-        posix_spawnp(&pid, arguments[0], &actions_, &attributes_, arguments.data(), environ);
-    if (error != 0) return Error{"cannot run " + argv[0] + ": " + errno_text(error)};
-    return pid;
-  }
-
- private:
-  posix_spawnattr_t attributes_;
-  posix_spawn_file_actions_t actions_;
-};
-
-}  // namespace
 
 std::string_view to_string(HealthCheckKind kind) {
   switch (kind) {
@@ -423,7 +367,8 @@ class HealthCheck::Runner : public std::enable_shared_from_this<HealthCheck::Run
   }
 
   void start_exec(std::uint64_t check) {
-    SpawnSetup setup;
+    // Streams on /dev/null; a group of its own, so that an overrun kills its children too.
+    ChildSpawn setup({.null_standard_streams = true, .own_process_group = true});
     auto spawned = setup.spawn(config_.command);
     if (!spawned) {
       fail_soon(check, spawned.error().message);
