@@ -404,3 +404,79 @@ TEST(VipNodeStartup, AloneAtStartWaitsButFailoverDoesNot) {
 
 }  // namespace
 }  // namespace keel::vip
+
+namespace keel::vip {
+namespace {
+
+// An adopted address was left by the agent before this one; while it was gone another host may
+// have taken it over. It stays unconfirmed (not to be announced) while the restarted host is
+// alone within its startup time, and until placement in a settled view with the others gives it
+// here.
+TEST(VipNodeAdopted, UnconfirmedUntilPlacementWithTheOthersGivesItHere) {
+  Cluster c(config(2, {1, 2}), {2});
+  c.add(1, {0}, /*checked=*/false);
+  EXPECT_TRUE(c.node(1).unconfirmed(0));
+  EXPECT_FALSE(c.node(1).unconfirmed(1));
+  c.view({1});
+  c.deliver();
+  c.advance(kSettle / 2);  // the startup time is kSettle
+  c.deliver();
+  EXPECT_TRUE(c.node(1).synced());
+  EXPECT_TRUE(c.node(1).unconfirmed(0)) << "confirmed while alone at startup";
+  c.view({1, 2});
+  c.deliver();
+  EXPECT_EQ(c.node(1).owner(0), 1u);
+  EXPECT_TRUE(c.node(1).unconfirmed(0)) << "confirmed before the view settled";
+  EXPECT_EQ(c.node(1).next_deadline(), c.now() + kSettle);
+  c.advance(kSettle);
+  EXPECT_FALSE(c.node(1).unconfirmed(0));
+  EXPECT_EQ(c.holder(0), 1u);
+}
+
+// Placement in the first view with the others gives it elsewhere (here: the other host took it
+// over meanwhile and is its preferred host): released without ever being confirmed.
+TEST(VipNodeAdopted, PlacedElsewhereIsReleasedUnconfirmed) {
+  VipConfig with_preference = config(2, {1, 2});
+  with_preference.pools[0].preferred["198.18.0.1/24"] = 2;
+  Cluster c(with_preference, {});
+  c.add(2, {0});  // took it over while node 1 was down
+  c.add(1, {0}, /*checked=*/false);
+  c.view({1});
+  c.view({2});
+  c.deliver();
+  c.view({1, 2});
+  while (c.queued() > 0) {
+    c.deliver_one();
+    EXPECT_TRUE(c.node(1).unconfirmed(0) || c.node(1).held().count(0) == 0)
+        << "node 1 was told the address is its own";
+  }
+  c.settle();
+  EXPECT_EQ(c.holder(0), 2u);
+  EXPECT_FALSE(c.node(1).unconfirmed(0));
+}
+
+// Alone, a host cannot tell a dead cluster from one it has not found yet: it confirms an adopted
+// address when it would take an address without holder, after the startup time. Only when no
+// other host may hold the address (a pool of one node) is it confirmed at once.
+TEST(VipNodeAdopted, AloneConfirmedAfterTheStartupTimeOrAtOnceInAPoolOfOne) {
+  Cluster survivor(config(1, {1, 2}), {});  // one address: the deadline is its own
+  survivor.add(1, {0}, /*checked=*/false);
+  survivor.view({1});
+  survivor.deliver();
+  EXPECT_TRUE(survivor.node(1).unconfirmed(0));
+  EXPECT_EQ(survivor.node(1).next_deadline(), survivor.now() + kSettle);
+  survivor.advance(kSettle);
+  EXPECT_FALSE(survivor.node(1).unconfirmed(0));
+  EXPECT_EQ(survivor.holder(0), 1u);
+
+  Cluster alone(config(1, {1}), {});
+  alone.add(1, {0}, /*checked=*/false);
+  EXPECT_TRUE(alone.node(1).unconfirmed(0));
+  alone.view({1});
+  alone.deliver();
+  EXPECT_FALSE(alone.node(1).unconfirmed(0));
+  EXPECT_EQ(alone.holder(0), 1u);
+}
+
+}  // namespace
+}  // namespace keel::vip

@@ -19,6 +19,7 @@ VipNode::VipNode(NodeId self, VipConfig config, std::vector<std::uint32_t> adopt
   for (std::uint32_t address : adopted) {
     KEEL_ASSERT(address < index_.size());
     held_.insert(address);
+    unconfirmed_.insert(address);
     // The agent before this one held the address, so its pool was healthy when it last knew;
     // that stands until this agent's own checks say otherwise. Without it a restart would give
     // up every address in the view it rejoins with, before its first check could come back.
@@ -183,6 +184,9 @@ TimeUs VipNode::next_deadline() const {
   for (std::uint32_t a = 0; a < slots_.size(); ++a) {
     if (can_acquire(a, true)) return settle_at_;
   }
+  for (std::uint32_t a : unconfirmed_) {
+    if (placed_here(a, true)) return settle_at_;
+  }
   return kNever;
 }
 
@@ -328,6 +332,22 @@ bool VipNode::can_acquire(std::uint32_t address, bool ignore_settle) const {
   return true;
 }
 
+// Placement gives `address`, which this host holds, to this host (unconfirmed() says when that
+// is enough to announce it).
+bool VipNode::placed_here(std::uint32_t address, bool ignore_settle) const {
+  const Slot& slot = slots_[address];
+  if (slot.owner != self_ || slot.release_asked != 0 || slot.handover_from != kNoNode) {
+    return false;
+  }
+  for (const auto& [node, record] : records_) {
+    if (node != self_ && record.held[address]) return false;
+  }
+  const PoolConfig& pool = config_.pools[index_.pool_of[address]];
+  if (pool.nodes.size() == 1) return true;  // only this host may hold it
+  // Alone since start, settle_at_ includes the startup time.
+  return ignore_settle || now_ >= settle_at_;
+}
+
 void VipNode::act(TimeUs now) {
   now_ = now;
   if (!synced_) return;
@@ -347,6 +367,7 @@ void VipNode::act(TimeUs now) {
     const Slot& slot = slots_[a];
     confirm |= slot.owner == self_ && slot.release_asked > last_sent_seen_;
   }
+  std::erase_if(unconfirmed_, [this](std::uint32_t a) { return placed_here(a, false); });
   if (changed || confirm) send_state();
 }
 
@@ -359,6 +380,7 @@ void VipNode::acquire(std::uint32_t address) {
 
 void VipNode::release(std::uint32_t address) {
   KEEL_ASSERT(held_.erase(address) == 1);
+  unconfirmed_.erase(address);
   const std::uint32_t pool = index_.pool_of[address];
   actions_.push_back(
       Release{address, pool, config_.pools[pool].addresses[address - index_.first_of[pool]]});

@@ -88,8 +88,8 @@ class VipNode {
  public:
   // `config` must pass validate_vip_config(). `adopted`: addresses (global numbers) this host
   // already holds at start (found on its interfaces); they are kept, not flapped, when placement
-  // agrees. A pool with an adopted address starts healthy (as its last holder knew it), every
-  // other pool unhealthy, until set_healthy() says otherwise.
+  // agrees, and unconfirmed() until it has. A pool with an adopted address starts healthy (as its
+  // last holder knew it), every other pool unhealthy, until set_healthy() says otherwise.
   VipNode(NodeId self, VipConfig config, std::vector<std::uint32_t> adopted = {});
 
   void on_view(const ring::View& view, TimeUs now);
@@ -110,6 +110,15 @@ class VipNode {
   std::optional<std::uint32_t> pool_number(const std::string& name) const;
   std::optional<std::uint32_t> address_number(const std::string& text) const;
   const std::set<std::uint32_t>& held() const { return held_; }
+  // `address` is held because it was adopted, and placement has not yet said that it is this
+  // host's: the shell must not announce it. It was left by the agent before this one, and while
+  // that one was gone another host may have taken it over; announcing it would steal its
+  // traffic. Placement says so once, in a synced view, this host owns it, no other member holds
+  // it and no release is asked, and the view has settled. Alone in its views since it started,
+  // the host can tell neither a dead cluster from one it has not found yet nor a partition, so
+  // it waits for the startup time, as it does before it takes any address that has no holder;
+  // unless only this host may hold the address, when nobody else can have taken it.
+  bool unconfirmed(std::uint32_t address) const { return unconfirmed_.count(address) != 0; }
   bool healthy(std::uint32_t pool) const { return healthy_.at(pool); }
   // healthy(pool) is still the adopted addresses' word: no set_healthy() for it yet.
   bool presumed(std::uint32_t pool) const { return presumed_.at(pool); }
@@ -151,6 +160,7 @@ class VipNode {
   void act(TimeUs now);
   bool should_release(std::uint32_t address) const;
   bool can_acquire(std::uint32_t address, bool ignore_settle) const;
+  bool placed_here(std::uint32_t address, bool ignore_settle) const;
   void acquire(std::uint32_t address);
   void release(std::uint32_t address);
   void send_state();
@@ -164,6 +174,7 @@ class VipNode {
   std::vector<bool> presumed_;  // by pool: healthy_ is the last agent's word, not a check yet
   bool drained_ = false;
   std::set<std::uint32_t> held_;
+  std::set<std::uint32_t> unconfirmed_;  // adopted, held, not yet placed here (unconfirmed())
   TimeUs now_ = 0;
 
   std::optional<RingId> view_;  // the last regular view
