@@ -6,9 +6,12 @@
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <linux/capability.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/utsname.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
@@ -40,6 +43,18 @@ std::string kernel_release() {
 }
 
 using keel::testing::read_file;
+
+// Raises or lowers CAP_NET_ADMIN in the calling thread's effective set (it stays permitted).
+// Capabilities belong to threads: on the service's thread this makes its netlink changes fail
+// with EPERM, and nothing else.
+bool set_net_admin(bool effective) {
+  __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
+  __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3]{};
+  if (::syscall(SYS_capget, &header, data) != 0) return false;
+  const std::uint32_t bit = 1u << CAP_NET_ADMIN;
+  data[0].effective = effective ? data[0].effective | bit : data[0].effective & ~bit;
+  return ::syscall(SYS_capset, &header, data) == 0;
+}
 
 class VipServiceTest : public ::testing::Test {
  protected:
@@ -129,6 +144,20 @@ class VipServiceTest : public ::testing::Test {
     });
   }
 
+  std::string why() {
+    return call([this] {
+      const auto status = service_->status();
+      return status["pools"][0]["addresses"][0]["why"].get<std::string>();
+    });
+  }
+
+  // A health check that passes while `failing` does not exist (checked every 20 ms, one result
+  // decides), as pool_extra.
+  static std::string health_unless(const std::string& failing) {
+    return "[vip.pool.health]\nkind = \"exec\"\ncommand = \"test ! -e " + failing +
+           "\"\ninterval_ms = 20\nrise = 1\nfall = 1\n";
+  }
+
   std::unique_ptr<testing::TestNamespace> netns_;
   std::string scratch_;
   asio::io_context io_;
@@ -164,6 +193,26 @@ TEST_F(VipServiceTest, AFailedAddIsRetriedUntilItWorks) {
   EXPECT_TRUE(testing::wait_until([this] { return held_here(); }));
   std::this_thread::sleep_for(300ms);  // a hook would have run by now
   EXPECT_EQ(read_file(released), "");
+}
+
+// The kernel refuses the delete when placement takes the address away (here: the service's thread
+// lacks CAP_NET_ADMIN for a while). The address would stay on this host while another takes it;
+// the delete is tried again until it works.
+TEST_F(VipServiceTest, AFailedDeleteIsRetriedUntilItWorks) {
+  const std::string failing = scratch_ + "/unhealthy";
+  ASSERT_NO_FATAL_FAILURE(open(health_unless(failing)));
+  run_alone();
+  ASSERT_TRUE(testing::wait_until([this] { return floating_on_v0(); }));
+  ASSERT_TRUE(call([] { return set_net_admin(false); }));
+  std::ofstream(failing).put('\n');  // the health check fails: the address is released
+  EXPECT_TRUE(testing::wait_until([this] { return !held_here(); }));
+  EXPECT_TRUE(testing::wait_until([this] {
+    return why().find("delete failed") != std::string::npos;
+  })) << why();
+  EXPECT_TRUE(floating_on_v0());
+  ASSERT_TRUE(call([] { return set_net_admin(true); }));
+  EXPECT_TRUE(testing::wait_until([this] { return !floating_on_v0(); }, 5s));
+  EXPECT_FALSE(held_here());
 }
 
 // A hook gets the standard streams and no other descriptor of the agent's, not even a socket Asio

@@ -290,6 +290,8 @@ void VipService::stop() {
   if (handover_) handover_->finish_all();
   for (std::uint32_t number = 0; number < addresses_.size(); ++number) {
     if (addresses_[number].held) release(number, "released at shutdown");
+    // A delete still failing gets one last try; if that fails too, the log says it is left.
+    if (addresses_[number].delete_pending) retry_delete(number);
   }
 }
 

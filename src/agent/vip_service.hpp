@@ -24,6 +24,9 @@
 // the pool count as unhealthy here for a while (200 ms, doubling with each failure of the address
 // in a row up to 10 s), so its addresses go elsewhere; then placement gives this host its share
 // back and the add is tried again. An address never added is never deleted and runs no hook.
+// A failed delete is tried again on the same schedule (200 ms doubling to 10 s) until it works,
+// the address is gone, or placement gives it back here: placement already counts it as released
+// and another host will add it, so left here it would be answered for twice.
 //
 // Every 1.5 s one netlink dump per interface checks that the held addresses are still there; one
 // deleted outside keel (a flush, a link flap, its IPv4 primary deleted) is added and announced
@@ -107,6 +110,10 @@ class VipService {
     bool add_pending = false;        // placement gave it here, the add failed: not on the interface
     std::uint32_t add_failures = 0;  // failed adds in a row
     bool foreign = false;            // held, but it was there without keel's mark: never deleted
+    bool delete_pending = false;     // released, but the delete failed: still on the interface
+    std::uint32_t delete_failures = 0;  // failed deletes in a row
+    std::unique_ptr<asio::steady_timer> delete_retry;
+    TimeUs delete_failure_logged_us = 0;
   };
   struct Pool {
     const config::VipPoolConfig* config = nullptr;
@@ -132,6 +139,9 @@ class VipService {
   void arm_held_check();
   void check_held();
   void release(std::uint32_t address, const std::string& why);
+  void delete_failed(std::uint32_t address, const std::string& error);
+  void retry_delete(std::uint32_t address);
+  void cancel_delete(std::uint32_t address);
   void release_after_handover(std::uint32_t address);
   void start_forwarding(std::uint32_t address);
   void open_handover();

@@ -1,5 +1,6 @@
 // VipService's changes to the kernel's addresses: adding an address placement gave this host,
-// trying again when that fails, deleting one it took away (agent/vip_service.hpp).
+// deleting one it took away, and trying either again when the kernel refuses it
+// (agent/vip_service.hpp).
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -7,21 +8,31 @@
 #include <map>
 
 #include "agent/vip_service.hpp"
+#include "core/common/assert.hpp"
 #include "io/clock.hpp"
 
 namespace keel::agent {
 namespace {
 
-constexpr auto kAddRetryFirst = std::chrono::milliseconds(200);
-constexpr auto kAddRetryMax = std::chrono::milliseconds(10'000);
-constexpr TimeUs kAddFailureLogPeriodUs = 30'000'000;
+constexpr auto kRetryFirst = std::chrono::milliseconds(200);
+constexpr auto kRetryMax = std::chrono::milliseconds(10'000);
+constexpr TimeUs kFailureLogPeriodUs = 30'000'000;
 constexpr auto kHeldCheckPeriod = std::chrono::milliseconds(1500);
+
+// The wait before trying a failed add or delete again: kRetryFirst after the first failure in a
+// row, doubling with each further one, up to kRetryMax.
+std::chrono::milliseconds retry_wait(std::uint32_t failures) {
+  KEEL_ASSERT(failures > 0);
+  return std::min<std::chrono::milliseconds>(kRetryMax,
+                                             kRetryFirst * (1u << std::min(failures - 1, 10u)));
+}
 
 }  // namespace
 
 void VipService::acquire(std::uint32_t number) {
   Address& address = addresses_[number];
   if (handover_) handover_->take_back(number);  // a no-op unless it is kept here
+  cancel_delete(number);                        // wanted here again: it may stay
   // Before the address exists here: no neighbour can switch to this host before the rule is in.
   start_forwarding(number);
   auto added = netlink_->add(address.interface, address.prefix);
@@ -73,17 +84,16 @@ bool VipService::marked_as_keels(const Address& address) {
 // for a moment). The pool counts as unhealthy here until a retry is due, so that its addresses go
 // to a host that can hold them; then it counts as healthy again (if its check passes) and
 // placement gives this host its share back, which tries the add again. The wait doubles with each
-// failure of the same address in a row, up to kAddRetryMax, and so does the log's silence.
+// failure of the same address in a row, up to kRetryMax, and so does the log's silence.
 void VipService::add_failed(std::uint32_t number, const std::string& error) {
   Address& address = addresses_[number];
   Pool& pool = pools_[address.pool];
   address.add_pending = true;  // the core counts it as held here until it releases it
   address.why = "add failed: " + error;
   ++address.add_failures;
-  const auto wait = std::min<std::chrono::milliseconds>(
-      kAddRetryMax, kAddRetryFirst * (1u << std::min(address.add_failures - 1, 10u)));
+  const auto wait = retry_wait(address.add_failures);
   const TimeUs now = io::monotonic_now_us();
-  if (address.add_failures == 1 || now - pool.add_failure_logged_us >= kAddFailureLogPeriodUs) {
+  if (address.add_failures == 1 || now - pool.add_failure_logged_us >= kFailureLogPeriodUs) {
     pool.add_failure_logged_us = now;
     spdlog::error(
         "vip {}: cannot add to {}: {} (failure {} in a row); pool {} counts as "
@@ -115,19 +125,94 @@ void VipService::drop_pending(std::uint32_t number) {
 void VipService::release(std::uint32_t number, const std::string& why) {
   Address& address = addresses_[number];
   if (handover_) handover_->stop_forwarding(number);
+  Result<io::DeleteOutcome> removed = io::DeleteOutcome::kAlreadyGone;
   if (address.foreign) {
     spdlog::warn("vip {}: left on {}: it was there without keel's mark before keel took it",
                  address.text, address.interface);
-  } else if (auto removed = netlink_->remove(address.interface, address.prefix); !removed) {
-    spdlog::error("vip {}: cannot delete from {}: {}", address.text, address.interface,
-                  removed.error().message);
+  } else {
+    removed = netlink_->remove(address.interface, address.prefix);
   }
   address.foreign = false;
   address.held = false;
   address.since_us = io::monotonic_now_us();
   address.why = why;
   spdlog::info("vip {}: {}", address.text, why);
+  if (!removed) delete_failed(number, removed.error().message);
   run_hook(pools_[address.pool].config->on_release, address);
+}
+
+// The kernel refused to delete an address placement has taken away from this host (a netlink
+// error, the interface renamed for a while, the agent without CAP_NET_ADMIN). Placement counts it
+// as released all the same, and another host is about to add it: left here, it would be on two
+// hosts, both answering ARP for it. So the delete is tried again after retry_wait(), until it
+// works, the address is gone, or placement gives it back here (acquire() ends the retries). The
+// log's silence grows as for adds. A timer per address rather than the 1.5 s held-address check:
+// the first retries come sooner, and the check looks only at held addresses.
+void VipService::delete_failed(std::uint32_t number, const std::string& error) {
+  Address& address = addresses_[number];
+  address.why = "released, but the delete failed (" + error + ")";
+  if (stopped_) {
+    spdlog::error("vip {}: cannot delete from {}: {}; left there at shutdown, delete it by hand",
+                  address.text, address.interface, error);
+    return;
+  }
+  address.why += "; trying again";
+  address.delete_pending = true;
+  ++address.delete_failures;
+  const auto wait = retry_wait(address.delete_failures);
+  const TimeUs now = io::monotonic_now_us();
+  if (address.delete_failures == 1 ||
+      now - address.delete_failure_logged_us >= kFailureLogPeriodUs) {
+    address.delete_failure_logged_us = now;
+    spdlog::error(
+        "vip {}: cannot delete from {}: {} (failure {} in a row); it is still here although "
+        "placement released it, trying again in {} ms",
+        address.text, address.interface, error, address.delete_failures, wait.count());
+  }
+  if (!address.delete_retry) address.delete_retry = std::make_unique<asio::steady_timer>(io_);
+  address.delete_retry->expires_after(wait);
+  address.delete_retry->async_wait([this, number](const asio::error_code& failed) {
+    if (failed || stopped_) return;
+    retry_delete(number);
+  });
+}
+
+void VipService::retry_delete(std::uint32_t number) {
+  Address& address = addresses_[number];
+  if (!address.delete_pending) return;
+  // Only keel's own address is deleted. One found there without keel's mark was configured by
+  // someone else since (keel's was deleted after all, by hand or with its interface): theirs.
+  if (mark_kept_) {
+    if (auto listed = netlink_->list(address.interface)) {
+      const auto found =
+          std::find_if(listed.value().begin(), listed.value().end(),
+                       [&](const auto& a) { return a.prefix.address == address.prefix.address; });
+      if (found == listed.value().end() || !found->keel_owned()) {
+        spdlog::info("vip {}: {} from {}; no longer deleting it", address.text,
+                     found == listed.value().end() ? "gone" : "now there without keel's mark",
+                     address.interface);
+        cancel_delete(number);
+        return;
+      }
+    }  // else the interface cannot be listed: the delete below fails and is tried again
+  }
+  auto removed = netlink_->remove(address.interface, address.prefix);
+  if (!removed) {
+    delete_failed(number, removed.error().message);
+    return;
+  }
+  spdlog::info("vip {}: deleted from {} after {} failed attempts", address.text, address.interface,
+               address.delete_failures);
+  address.why = "deleted after " + std::to_string(address.delete_failures) + " failed attempts";
+  cancel_delete(number);
+}
+
+// No more delete retries for the address: it was deleted, it is gone, or it is wanted here.
+void VipService::cancel_delete(std::uint32_t number) {
+  Address& address = addresses_[number];
+  if (address.delete_retry) address.delete_retry->cancel();
+  address.delete_pending = false;
+  address.delete_failures = 0;
 }
 
 // A drained host's address, just taken over by its new holder: kept (silent) for the handover
