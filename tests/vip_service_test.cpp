@@ -7,12 +7,17 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <linux/capability.h>
+#include <linux/if_packet.h>
+#include <net/ethernet.h>
+#include <net/if.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/utsname.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <array>
 #include <filesystem>
 #include <fstream>
 #include <future>
@@ -30,10 +35,13 @@ using namespace std::chrono_literals;
 
 constexpr const char* kFloating = "198.18.78.10/24";
 
-std::string service_config(const std::string& pool_extra) {
-  return "[cluster]\nname = \"t\"\n\n[[node]]\nid = 1\nname = \"fe1\"\naddress = \"198.18.78.1\"\n"
-         "\n[vip]\nstartup_ms = 0\nhandover_ms = 0\n\n[[vip.pool]]\nname = \"web\"\n"
-         "addresses = [\"" +
+// Node fe1 (this host), with fe2 too when `two_nodes` (it never runs: the tests play its part).
+std::string service_config(const std::string& pool_extra, int startup_ms, bool two_nodes) {
+  std::string nodes = "[[node]]\nid = 1\nname = \"fe1\"\naddress = \"198.18.78.1\"\n";
+  if (two_nodes) nodes += "\n[[node]]\nid = 2\nname = \"fe2\"\naddress = \"198.18.78.2\"\n";
+  return "[cluster]\nname = \"t\"\n\n" + nodes +
+         "\n[vip]\nstartup_ms = " + std::to_string(startup_ms) +
+         "\nhandover_ms = 0\n\n[[vip.pool]]\nname = \"web\"\n" + "addresses = [\"" +
          std::string(kFloating) + "\"]\ninterface = \"v0\"\nannounce_count = 1\n" + pool_extra;
 }
 
@@ -85,6 +93,7 @@ class VipServiceTest : public ::testing::Test {
       io_thread_.join();
     }
     service_.reset();
+    if (catcher_ >= 0) ::close(catcher_);
     netns_.reset();
     if (!scratch_.empty()) std::filesystem::remove_all(scratch_);
   }
@@ -106,7 +115,8 @@ class VipServiceTest : public ::testing::Test {
 
   // Opens the service with `pool_extra` appended to the pool's section; nothing runs yet.
   void open(const std::string& pool_extra = "") {
-    auto parsed = config::parse_config(service_config(pool_extra), "keel.toml");
+    auto parsed =
+        config::parse_config(service_config(pool_extra, startup_ms_, two_nodes_), "keel.toml");
     ASSERT_TRUE(parsed.ok()) << parsed.error().message;
     config_ = std::move(parsed).value();
     const std::string error = call([this] {
@@ -158,7 +168,79 @@ class VipServiceTest : public ::testing::Test {
            "\"\ninterval_ms = 20\nrise = 1\nfall = 1\n";
   }
 
+  bool quiescent() {
+    return call([this] { return service_->status()["quiescent"].get<bool>(); });
+  }
+
+  // Puts kFloating on v0 with keel's mark, as an agent killed while it held it leaves it.
+  void leave_marked_floating() {
+    auto added = netns_->run([] {
+      auto netlink = io::NetlinkAddresses::open();
+      return netlink.ok() && netlink.value()->add("v0", io::parse_prefix(kFloating).value()).ok();
+    });
+    ASSERT_TRUE(added && *added);
+  }
+
+  // Installs a view of this host with fe2, and fe2's State in it: its pool healthy, holding
+  // kFloating or not.
+  void join_node_2(bool holds_floating) {
+    call([this, holds_floating] {
+      const RingId ring{2, 1};
+      service_->on_view(ring::View{ring::View::Kind::regular, ring, {}, {1, 2}});
+      vip::VipState state{
+          ring, vip::config_digest(config::core_vip_config(config_.vip)), 0, false, {0}, {}};
+      if (holds_floating) state.held.push_back(0);
+      service_->on_message(2, vip::encode_vip_state(state));
+      return 0;
+    });
+  }
+
+  // Starts catching the frames v0 sends. A veth has no queue: a packet socket is handed each
+  // frame before the send returns, so announcements_sent() counts every one made so far.
+  void catch_sent() {
+    auto opened = netns_->run([] {
+      const int fd =
+          ::socket(AF_PACKET, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, htons(ETH_P_ALL));
+      sockaddr_ll local{};
+      local.sll_family = AF_PACKET;
+      local.sll_protocol = htons(ETH_P_ALL);
+      local.sll_ifindex = static_cast<int>(::if_nametoindex("v0"));
+      if (fd >= 0 && ::bind(fd, reinterpret_cast<const sockaddr*>(&local), sizeof local) != 0) {
+        ::close(fd);
+        return -1;
+      }
+      return fd;
+    });
+    ASSERT_TRUE(opened && *opened >= 0) << "cannot open a packet socket in " << netns_->name();
+    catcher_ = *opened;
+  }
+
+  // The gratuitous ARPs for kFloating sent on v0 since the last call.
+  int announcements_sent() {
+    const auto floating = asio::ip::make_address_v4("198.18.78.10").to_bytes();
+    int count = 0;
+    std::array<std::uint8_t, 2048> frame{};
+    for (;;) {
+      sockaddr_ll from{};
+      socklen_t from_size = sizeof from;
+      const ssize_t got = ::recvfrom(catcher_, frame.data(), frame.size(), 0,
+                                     reinterpret_cast<sockaddr*>(&from), &from_size);
+      if (got < 0) return count;
+      // ARP for IPv4 over Ethernet: the sender's IP at bytes 14-17, the target's at 24-27.
+      if (from.sll_pkttype != PACKET_OUTGOING || from.sll_protocol != htons(ETH_P_ARP) ||
+          got < 28) {
+        continue;
+      }
+      const bool gratuitous = std::equal(floating.begin(), floating.end(), frame.begin() + 14) &&
+                              std::equal(floating.begin(), floating.end(), frame.begin() + 24);
+      if (gratuitous) ++count;
+    }
+  }
+
   std::unique_ptr<testing::TestNamespace> netns_;
+  int startup_ms_ = 0;
+  bool two_nodes_ = false;
+  int catcher_ = -1;
   std::string scratch_;
   asio::io_context io_;
   std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work_;
@@ -269,6 +351,81 @@ TEST_F(VipServiceTest, AnAddressThatIsNotKeelsIsNeverDeleted) {
     return 0;
   });
   EXPECT_TRUE(floating_on_v0());
+}
+
+// A restarted agent finds kFloating on v0 with keel's mark (the agent before it was killed) and
+// keeps it, but says nothing while alone in its ring: another host may have taken it over while
+// it was gone. It announces it once placement in a view with the others gives it here.
+TEST_F(VipServiceTest, AnAdoptedAddressIsAnnouncedOnlyOncePlacementGivesItHere) {
+  if (!io::kernel_release_at_least(kernel_release(), 6, 1)) {
+    GTEST_SKIP() << "this kernel does not keep keel's mark: nothing is adopted";
+  }
+  startup_ms_ = 600'000;
+  two_nodes_ = true;
+  ASSERT_NO_FATAL_FAILURE(leave_marked_floating());
+  ASSERT_NO_FATAL_FAILURE(open());
+  ASSERT_NO_FATAL_FAILURE(catch_sent());
+  run_alone();
+  // Settled alone: every held address would have been announced by now.
+  ASSERT_TRUE(testing::wait_until([this] { return quiescent(); }));
+  EXPECT_EQ(announcements_sent(), 0);
+  EXPECT_TRUE(held_here());
+  EXPECT_TRUE(floating_on_v0());
+  join_node_2(/*holds_floating=*/false);
+  EXPECT_TRUE(testing::wait_until([this] { return announcements_sent() > 0; }));
+  EXPECT_TRUE(floating_on_v0());
+}
+
+// ... and if placement in that view gives it elsewhere (fe2 took it over and is preferred), it is
+// deleted without ever having been announced.
+TEST_F(VipServiceTest, AnAdoptedAddressPlacedElsewhereIsDeletedUnannounced) {
+  if (!io::kernel_release_at_least(kernel_release(), 6, 1)) {
+    GTEST_SKIP() << "this kernel does not keep keel's mark: nothing is adopted";
+  }
+  startup_ms_ = 600'000;
+  two_nodes_ = true;
+  ASSERT_NO_FATAL_FAILURE(leave_marked_floating());
+  ASSERT_NO_FATAL_FAILURE(
+      open("[vip.pool.prefer]\n\"" + std::string(kFloating) + "\" = \"fe2\"\n"));
+  ASSERT_NO_FATAL_FAILURE(catch_sent());
+  run_alone();
+  ASSERT_TRUE(testing::wait_until([this] { return quiescent(); }));
+  join_node_2(/*holds_floating=*/true);
+  EXPECT_TRUE(testing::wait_until([this] { return !floating_on_v0(); }));
+  EXPECT_FALSE(held_here());
+  EXPECT_EQ(announcements_sent(), 0);
+}
+
+// Alone for good. Only this host may hold the address: nobody can have taken it, so it is
+// announced at once. Other hosts may: it cannot tell them dead from not found yet, and announces
+// it after the startup time, when it would take an address that has no holder as well.
+TEST_F(VipServiceTest, AnAdoptedAddressAloneIsAnnouncedAtOnceOnlyInAPoolOfOne) {
+  if (!io::kernel_release_at_least(kernel_release(), 6, 1)) {
+    GTEST_SKIP() << "this kernel does not keep keel's mark: nothing is adopted";
+  }
+  startup_ms_ = 600'000;
+  two_nodes_ = true;
+  ASSERT_NO_FATAL_FAILURE(leave_marked_floating());
+  ASSERT_NO_FATAL_FAILURE(open("nodes = [\"fe1\"]\n"));
+  ASSERT_NO_FATAL_FAILURE(catch_sent());
+  run_alone();
+  EXPECT_TRUE(testing::wait_until([this] { return announcements_sent() > 0; }));
+}
+
+TEST_F(VipServiceTest, AnAdoptedAddressOfTheOnlySurvivorIsAnnouncedAfterTheStartupTime) {
+  if (!io::kernel_release_at_least(kernel_release(), 6, 1)) {
+    GTEST_SKIP() << "this kernel does not keep keel's mark: nothing is adopted";
+  }
+  startup_ms_ = 1000;
+  two_nodes_ = true;
+  ASSERT_NO_FATAL_FAILURE(leave_marked_floating());
+  ASSERT_NO_FATAL_FAILURE(open());
+  ASSERT_NO_FATAL_FAILURE(catch_sent());
+  const auto started = std::chrono::steady_clock::now();
+  run_alone();
+  ASSERT_TRUE(testing::wait_until([this] { return announcements_sent() > 0; }));
+  // Seen no earlier than it was sent: a late look can only pass a wrong early announcement.
+  EXPECT_GE(std::chrono::steady_clock::now() - started, 1000ms);
 }
 
 }  // namespace

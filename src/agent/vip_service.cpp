@@ -166,10 +166,13 @@ Result<std::vector<std::uint32_t>> VipService::reconcile_interfaces() {
     if (held) {
       adopted.push_back(number);
       address.held = true;
+      address.quiet = true;
       address.since_us = io::monotonic_now_us();
       address.why = "adopted at start (already on " + address.interface + ")";
-      spdlog::info("vip {}: adopted on {} (held before this start)", address.text,
-                   address.interface);
+      spdlog::info(
+          "vip {}: adopted on {} (held before this start); not announced until placement "
+          "confirms it here",
+          address.text, address.interface);
     }
   }
   // keel's addresses that the config no longer gives this interface are stale.
@@ -315,6 +318,7 @@ void VipService::run_actions() {
     }
   }
   flush_broadcasts();
+  announce_confirmed();
   if (reannounce_ && node_->quiescent()) {
     reannounce_ = false;
     for (std::uint32_t number = 0; number < addresses_.size(); ++number) {
@@ -322,6 +326,20 @@ void VipService::run_actions() {
     }
   }
   arm_timer();
+}
+
+// Adopted addresses that placement has just confirmed here are announced now (announce() skips
+// them until then); those it released instead only lose the flag.
+void VipService::announce_confirmed() {
+  for (std::uint32_t number = 0; number < addresses_.size(); ++number) {
+    Address& address = addresses_[number];
+    if (!address.quiet || node_->unconfirmed(number)) continue;
+    address.quiet = false;
+    if (!address.held) continue;
+    address.why = "adopted at start, then confirmed here by placement";
+    spdlog::info("vip {}: placement confirms it here; announcing it", address.text);
+    if (!reannounce_ || !node_->quiescent()) announce(number, 0);  // else announced just below
+  }
 }
 
 void VipService::flush_broadcasts() {
@@ -391,7 +409,7 @@ io::AddressAnnouncer* VipService::announcer(const std::string& interface) {
 void VipService::announce(std::uint32_t number, std::uint32_t round) {
   const Address& address = addresses_[number];
   const auto& pool = *pools_[address.pool].config;
-  if (!address.held || round >= pool.announce_count) return;
+  if (!address.held || node_->unconfirmed(number) || round >= pool.announce_count) return;
   if (auto* sender = announcer(address.interface)) {
     if (auto sent = sender->announce(address.prefix.address); !sent) {
       spdlog::warn("vip {}: announcement failed: {}", address.text, sent.error().message);

@@ -18,9 +18,12 @@
 // At open(), before the ring runs: every pool this host may serve must have its interface, and
 // each address must lie in a subnet already configured on it (else the kernel would have no
 // route to announce it on; the error names both). Addresses carrying keel's mark are adopted if
-// the config still has them on that interface and deleted otherwise (stale); an address found
-// there without the mark when keel goes to add it is used but never deleted. The mark needs
-// Linux 6.1 or later; on an older kernel open() logs a warning. A failed add makes
+// the config still has them on that interface and deleted otherwise (stale). An adopted address
+// is not announced until placement says it is this host's (VipNode::unconfirmed() says when): the
+// agent before this one may have been gone long enough for another host to take it over, and an
+// announcement would steal its traffic; if placement gives it elsewhere it is deleted unannounced.
+// An address found there without the mark when keel goes to add it is used but never deleted. The
+// mark needs Linux 6.1 or later; on an older kernel open() logs a warning. A failed add makes
 // the pool count as unhealthy here for a while (200 ms, doubling with each failure of the address
 // in a row up to 10 s), so its addresses go elsewhere; then placement gives this host its share
 // back and the add is tried again. An address never added is never deleted and runs no hook.
@@ -110,7 +113,8 @@ class VipService {
     bool add_pending = false;        // placement gave it here, the add failed: not on the interface
     std::uint32_t add_failures = 0;  // failed adds in a row
     bool foreign = false;            // held, but it was there without keel's mark: never deleted
-    bool delete_pending = false;     // released, but the delete failed: still on the interface
+    bool quiet = false;           // adopted and VipNode::unconfirmed(): held, but not announced yet
+    bool delete_pending = false;  // released, but the delete failed: still on the interface
     std::uint32_t delete_failures = 0;  // failed deletes in a row
     std::unique_ptr<asio::steady_timer> delete_retry;
     TimeUs delete_failure_logged_us = 0;
@@ -146,6 +150,7 @@ class VipService {
   void start_forwarding(std::uint32_t address);
   void open_handover();
   void announce(std::uint32_t address, std::uint32_t round);
+  void announce_confirmed();
   void flush_broadcasts();
   void run_hook(const std::string& command, const Address& address);
   void reap_hooks();

@@ -133,6 +133,7 @@ void VipService::release(std::uint32_t number, const std::string& why) {
     removed = netlink_->remove(address.interface, address.prefix);
   }
   address.foreign = false;
+  address.quiet = false;
   address.held = false;
   address.since_us = io::monotonic_now_us();
   address.why = why;
