@@ -372,7 +372,10 @@ void VipService::arm_timer() {
 }
 
 // The new holder of a drained host's IPv4 address sends that host the packets of connections
-// it does not know, when the drained host's address is on the pool's subnet (the same link).
+// it does not know, when the drained host is on the same link: its node address lies in a subnet
+// of the interface's own addresses (the ones open() found the floating address in). The floating
+// address's own prefix cannot tell: a /32 holds nothing but itself, and pools of host routes are
+// common.
 void VipService::start_forwarding(std::uint32_t number) {
   const Address& address = addresses_[number];
   const NodeId from = node_->handover_from(number);
@@ -385,12 +388,21 @@ void VipService::start_forwarding(std::uint32_t number) {
   if (node == nodes_.end()) return;
   asio::error_code error;
   const auto old_holder = asio::ip::make_address(node->address, error);
-  if (error || !in_subnet(old_holder, address.prefix)) {
-    spdlog::info("vip {}: no connection handover from node {}: its address {} is not on {}",
-                 address.text, node->name, node->address, io::to_string(address.prefix));
+  if (error || !on_link(old_holder, address.interface)) {
+    spdlog::info(
+        "vip {}: no connection handover from node {}: its address {} is in no subnet of {}",
+        address.text, node->name, node->address, address.interface);
     return;
   }
   handover_->forward(number, address.prefix.address.to_v4(), old_holder.to_v4(), address.interface);
+}
+
+bool VipService::on_link(const asio::ip::address& peer, const std::string& interface) {
+  auto listed = netlink_->list(interface);
+  if (!listed) return false;
+  return std::any_of(listed.value().begin(), listed.value().end(), [&](const auto& own) {
+    return !own.keel_owned() && in_subnet(peer, own.prefix);
+  });
 }
 
 io::AddressAnnouncer* VipService::announcer(const std::string& interface) {

@@ -148,6 +148,7 @@ class VipService {
   void cancel_delete(std::uint32_t address);
   void release_after_handover(std::uint32_t address);
   void start_forwarding(std::uint32_t address);
+  bool on_link(const asio::ip::address& peer, const std::string& interface);
   void open_handover();
   void announce(std::uint32_t address, std::uint32_t round);
   void announce_confirmed();

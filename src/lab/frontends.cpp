@@ -16,10 +16,11 @@ std::vector<std::string> floating_addresses(int count) {
   return addresses;
 }
 
-std::string web_pool_toml(const std::vector<std::string>& addresses, std::uint16_t port) {
+std::string web_pool_toml(const std::vector<std::string>& addresses, std::uint16_t port,
+                          int prefix_length) {
   std::string list;
   for (const auto& address : addresses) {
-    list += fmt::format("{}\"{}/{}\"", list.empty() ? "" : ", ", address, kPrefixLength);
+    list += fmt::format("{}\"{}/{}\"", list.empty() ? "" : ", ", address, prefix_length);
   }
   return fmt::format(
       "[[vip.pool]]\n"

@@ -12,6 +12,7 @@
 
 #include "core/common/result.hpp"
 #include "lab/lab.hpp"
+#include "lab/names.hpp"
 
 namespace keel::lab {
 
@@ -20,9 +21,11 @@ constexpr std::uint16_t kWebPort = 8080;
 // 198.18.0.100, .101, ...: `count` floating addresses (names.hpp).
 std::vector<std::string> floating_addresses(int count);
 
-// A [[vip.pool]] named "web" of `addresses` (as /24s on eth0), gated by a tcp health check of
-// the web server on `port` (100 ms checks, rise 2, fall 2), announced 3 times 50 ms apart.
-std::string web_pool_toml(const std::vector<std::string>& addresses, std::uint16_t port);
+// A [[vip.pool]] named "web" of `addresses` (with `prefix_length`, /24 by default: the hosts'
+// subnet, on eth0), gated by a tcp health check of the web server on `port` (100 ms checks,
+// rise 2, fall 2), announced 3 times 50 ms apart.
+std::string web_pool_toml(const std::vector<std::string>& addresses, std::uint16_t port,
+                          int prefix_length = kPrefixLength);
 
 // address -> the hosts whose eth0 has it now (by `ip addr` in each namespace).
 using Holders = std::map<std::string, std::vector<int>>;

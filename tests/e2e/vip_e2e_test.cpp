@@ -37,7 +37,7 @@ class VipE2e : public LabFixture {
     LabFixture::SetUp();
     if (IsSkipped()) return;
     host_config_.extra = "[vip]\nhandover_ms = " + std::to_string(kHandoverMs) + "\n" +
-                         web_pool_toml(floating_addresses(kAddresses), kHttpPort);
+                         web_pool_toml(floating_addresses(kAddresses), kHttpPort, prefix_length_);
     client_ = true;
     ASSERT_NO_FATAL_FAILURE(build(kHosts));
     for (int host = 1; host <= kHosts; ++host) ASSERT_NO_FATAL_FAILURE(start_web(host));
@@ -225,6 +225,7 @@ class VipE2e : public LabFixture {
     return answer;
   }
 
+  int prefix_length_ = kPrefixLength;  // of the floating addresses; set before SetUp()
   std::string probe_log_;
   ProbeLog probes_;
   std::map<int, ProcessId> responders_;
@@ -353,6 +354,36 @@ TEST_F(VipE2e, DrainKeepsConnectionsOpenAtTheSwitch) {
   EXPECT_NE(answer.find("h1"), std::string::npos) << "not answered by the old holder: " << answer;
   EXPECT_EQ(keel_command(1, {"node", "undrain"}), 0);
   wait_placement(all());
+}
+
+// Floating addresses as host routes (/32), as pools announced by routing often are: the
+// floating address's own prefix holds no other host, but the drained host is on the link all
+// the same, and the drain's connection handover works as for /24s.
+class VipE2eHostRoutes : public VipE2e {
+ protected:
+  void SetUp() override {
+    prefix_length_ = 32;
+    VipE2e::SetUp();
+  }
+};
+
+TEST_F(VipE2eHostRoutes, DrainKeepsConnectionsOpenAtTheSwitch) {
+  const Holders before = holders();
+  const auto mine = held_by(before, 1);
+  ASSERT_FALSE(mine.empty()) << describe(before);
+  const std::string address = mine.front();
+  auto opened = connect_from_client(address);
+  ASSERT_TRUE(opened.ok()) << opened.error().message;
+  const int connection = opened.value();
+  const auto drained_at = Clock::now();
+  EXPECT_EQ(keel_command(1, {"node", "drain"}), 0);
+  ASSERT_TRUE(wait_until_answered_elsewhere(address, "h1", milliseconds{kHandoverMs}));
+  ASSERT_LT(Clock::now() - drained_at, milliseconds{kHandoverMs})
+      << "the drain took longer than the handover period; nothing to test";
+  const std::string answer = http_get(connection);
+  ::close(connection);
+  EXPECT_NE(answer.find("200 OK"), std::string::npos) << "answer: " << answer;
+  EXPECT_NE(answer.find("h1"), std::string::npos) << "not answered by the old holder: " << answer;
 }
 
 TEST_F(VipE2e, GracefulStopHandsOverFirst) {
