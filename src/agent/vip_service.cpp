@@ -1,6 +1,5 @@
 #include "agent/vip_service.hpp"
 
-#include <spawn.h>
 #include <spdlog/spdlog.h>
 #include <sys/utsname.h>
 #include <sys/wait.h>
@@ -9,6 +8,7 @@
 #include <algorithm>
 #include <chrono>
 
+#include "io/child_spawn.hpp"
 #include "io/clock.hpp"
 
 extern char** environ;
@@ -453,9 +453,6 @@ void VipService::run_hook(const std::string& command, const Address& address) {
   std::vector<std::string> argv = std::move(words).value();
   argv.push_back(address.text);
   argv.push_back(pools_[address.pool].config->name);
-  std::vector<char*> args;
-  for (auto& arg : argv) args.push_back(arg.data());
-  args.push_back(nullptr);
   std::vector<std::string> env_strings = {"KEEL_VIP_ADDRESS=" + address.text,
                                           "KEEL_VIP_POOL=" + pools_[address.pool].config->name,
                                           "KEEL_VIP_INTERFACE=" + address.interface};
@@ -463,20 +460,15 @@ void VipService::run_hook(const std::string& command, const Address& address) {
   for (char** entry = environ; *entry != nullptr; ++entry) env.push_back(*entry);
   for (auto& entry : env_strings) env.push_back(entry.data());
   env.push_back(nullptr);
-  // The hook gets the agent's standard streams and nothing else of its (the ring's and the
-  // control socket, netlink, packet sockets...), whether or not they were opened close-on-exec:
-  // Asio opens sockets without SOCK_CLOEXEC, and a hook that lingers, or starts a daemon, would
-  // otherwise keep them open and, with them, the agent's UDP port after the agent has exited.
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addclosefrom_np(&actions, STDERR_FILENO + 1);
-  pid_t pid = 0;
-  const int spawned = ::posix_spawnp(&pid, args[0], &actions, nullptr, args.data(), env.data());
-  posix_spawn_file_actions_destroy(&actions);
-  if (spawned != 0) {
-    spdlog::error("vip {}: cannot run hook {}: {}", address.text, argv[0], std::strerror(spawned));
+  // The hook keeps the agent's standard streams; ChildSpawn gives it nothing else of the
+  // agent's, and not the ring thread's real-time priority.
+  io::ChildSpawn spawner({});
+  auto spawned = spawner.spawn(argv, env.data());
+  if (!spawned) {
+    spdlog::error("vip {}: {}", address.text, spawned.error().message);
     return;
   }
+  const pid_t pid = spawned.value();
   hook_children_.push_back(pid);
   auto timer = std::make_shared<asio::steady_timer>(io_);
   timer->expires_after(kHookReapPeriod);
