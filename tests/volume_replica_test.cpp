@@ -312,16 +312,28 @@ TEST(VolumeReplica, ManyWritesInsertBarriersAndDrainTheTransferLog) {
   EXPECT_TRUE(world.same_disks());
 }
 
-TEST(VolumeReplica, PeerWriteErrorMarksTheBlocks) {
+// The peer fails a write: it marks itself Inconsistent, the primary marks the block, and the
+// primary resyncs it at once instead of leaving the peer Inconsistent until the link next
+// breaks. (Sweep seed 5.)
+TEST(VolumeReplica, PeerWriteErrorIsResyncedAtOnce) {
   World world;
   start_connected(world);
   world.b().fail_next_write = EIO;
+  world.b().hold_disk = true;
   world.a().r().on_write(1, 0, pattern(4096, 1), false);
   world.run();
-  EXPECT_EQ(world.a().error_of(1), 0);
-  EXPECT_TRUE(world.a().r().bitmap().test(0));
+  ASSERT_TRUE(world.disk_one(1));  // the failing write
+  world.run();
   EXPECT_EQ(world.b().r().status().disk, DiskState::Inconsistent);
   EXPECT_EQ(world.a().r().status().peer_disk, DiskState::Inconsistent);
+  world.b().hold_disk = false;
+  world.run();
+  EXPECT_EQ(world.a().error_of(1), 0);  // the primary has it, and the peer cannot be promoted
+  EXPECT_EQ(world.a().r().status().link, LinkState::Connected);
+  EXPECT_EQ(world.a().r().status().out_of_sync_bytes, 0u);
+  EXPECT_EQ(world.a().r().status().resynced_blocks, 1u);
+  EXPECT_EQ(world.b().r().status().disk, DiskState::UpToDate);
+  EXPECT_TRUE(world.same_disks());
 }
 
 TEST(VolumeReplica, DemoteFinishesInFlightWritesThenRefuses) {

@@ -58,6 +58,8 @@ struct Node {
   bool hold_persist = false;
   bool close_requested = false;
   int fail_next_write = 0;  // error for the next DiskWrite executed
+  int fail_next_read = 0;   // error for the next DiskRead executed
+  int fail_next_flush = 0;  // error for the next DiskFlush executed
   std::vector<std::pair<RequestId, int>> completed;
   std::vector<Generation> outdate_requests;
   Generation outdated_as_of = 0;  // the ring's record about this node's copy
@@ -199,12 +201,16 @@ class World {
       std::fill_n(n.disk.begin() + static_cast<std::ptrdiff_t>(z->offset), z->length, std::byte{0});
       n.r().on_disk_done(z->io, 0);
     } else if (const auto* f = std::get_if<DiskFlush>(&action)) {
-      ++n.flushes;
-      n.r().on_disk_done(f->io, 0);
+      int error = 0;
+      std::swap(error, n.fail_next_flush);
+      if (error == 0) ++n.flushes;
+      n.r().on_disk_done(f->io, error);
     } else if (const auto* rd = std::get_if<DiskRead>(&action)) {
+      int error = 0;
+      std::swap(error, n.fail_next_read);
       const auto begin = n.disk.begin() + static_cast<std::ptrdiff_t>(rd->offset);
-      auto data = std::make_shared<Bytes>(begin, begin + rd->length);
-      n.r().on_disk_read_done(rd->io, 0, std::move(data));
+      auto data = error != 0 ? nullptr : std::make_shared<Bytes>(begin, begin + rd->length);
+      n.r().on_disk_read_done(rd->io, error, std::move(data));
     }
     return true;
   }

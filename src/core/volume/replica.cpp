@@ -283,6 +283,7 @@ void ReplicaCore::progress() {
   issue_peer_ops();
   if (resync_running_) issue_resync_reads();
   if (verify_running_) issue_verify_reads();
+  resync_marked_blocks();
   complete_app_requests();
   finish_demote_if_ready();
   finish_resync_if_done();

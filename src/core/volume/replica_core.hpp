@@ -222,6 +222,7 @@ class ReplicaCore {
   // ---- replica_resync.cpp ----
   void start_resync_source(bool full);
   void start_resync_target(bool full);
+  void resync_marked_blocks();
   void issue_resync_reads();
   void resync_read_done(IoId io, std::uint64_t offset, int error, const Payload& data);
   void on_resync_ack(const ResyncAck& ack);

@@ -43,6 +43,18 @@ void ReplicaCore::start_resync_target(bool full) {
                                   std::to_string(resync_total_bytes_) + " bytes");
 }
 
+// Blocks marked while connected and in sync (a write or a barrier failed on either disk) differ
+// between the copies, or may: the primary copies them to the peer now, as after a verify,
+// rather than at the next connection, which may be months away (status would show them out of
+// sync meanwhile, and a peer that failed a write would stay Inconsistent). Not while a verify
+// runs (its end starts the same resync) nor before the last resync's ResyncDone went out.
+void ReplicaCore::resync_marked_blocks() {
+  if (role_ != Role::Primary || link_ != LinkState::Connected || demoting_) return;
+  if (verify_running_ || resync_done_ || bitmap_.set_count() == 0) return;
+  notice(Notice::Level::Warning, "blocks marked out of sync while connected: resyncing them");
+  start_resync_source(false);
+}
+
 bool ReplicaCore::chunk_in_flight(std::uint64_t offset, std::uint64_t length) const {
   return std::any_of(resync_chunks_.begin(), resync_chunks_.end(), [&](const auto& entry) {
     const ChunkIo& c = entry.second;
