@@ -25,5 +25,34 @@ TEST(VolumeReplicaDiskError, PrimaryWriteErrorIsResyncedAtOnce) {
   EXPECT_TRUE(world.same_disks());
 }
 
+// A resync chunk is read and sent; then an application write to the same block fails on the
+// primary's disk (which keeps its old data) while the peer applies it. The chunk's ack comes
+// after the failure marked the block: clearing it then would leave the copies different with
+// status saying they are in sync. (Sweep seed 189.)
+TEST(VolumeReplicaDiskError, ResyncAckKeepsABlockAFailedWriteMarkedAfterTheRead) {
+  World world;
+  start_connected(world);
+  world.disconnect();
+  world.run();
+  world.a().r().on_write(1, 65536, pattern(4096, 1), false);
+  world.run();
+  ASSERT_EQ(world.a().error_of(1), 0);
+  world.connect();
+  while (world.a().r().status().link != LinkState::SyncSource) ASSERT_TRUE(world.step());
+  world.hold_wire[0] = true;  // B's ResyncAck waits
+  world.run();
+  ASSERT_EQ(world.a().r().status().link, LinkState::SyncSource);
+  world.a().fail_next_write = EIO;
+  world.a().r().on_write(2, 65536, pattern(4096, 2), false);
+  world.run();
+  world.hold_wire[0] = false;
+  world.run();
+  EXPECT_EQ(world.a().error_of(2), EIO);
+  EXPECT_EQ(world.a().r().status().link, LinkState::Connected);
+  EXPECT_EQ(world.a().r().status().out_of_sync_bytes, 0u);
+  EXPECT_EQ(world.b().r().status().disk, DiskState::UpToDate);
+  EXPECT_TRUE(world.same_disks());
+}
+
 }  // namespace
 }  // namespace keel::volume::testing

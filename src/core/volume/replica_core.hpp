@@ -101,6 +101,9 @@ struct ChunkIo {  // a resync or verify chunk in flight on the source
   IoId io = 0;
   bool reading = true;       // the local read has not completed
   bool invalidated = false;  // an application write to it was issued after the read
+  // Resync: its blocks were marked out of sync again after its data was read (a write to them
+  // failed on either disk): its ack must not clear them.
+  bool remarked = false;
   std::optional<std::uint64_t> local_digest;  // verify
   std::optional<std::uint64_t> peer_digest;   // verify
 };
@@ -236,6 +239,9 @@ class ReplicaCore {
   // before it applies that primary's writes; false until that record is durable.
   bool record_primary_sync();
   void invalidate_chunks(std::uint64_t offset, std::uint64_t length);
+  // Sets the blocks in the bitmap, and keeps a resync chunk in flight over them from clearing
+  // them when its ack comes.
+  void mark_out_of_sync(std::uint64_t offset, std::uint64_t length);
   bool chunk_in_flight(std::uint64_t offset, std::uint64_t length) const;
 
   // ---- replica_verify.cpp ----

@@ -124,6 +124,7 @@ void ReplicaCore::on_resync_ack(const ResyncAck& ack) {
                                      std::to_string(ack.error) + ")");
     return;
   }
+  if (chunk.remarked) return;  // its data is older than what marked them: copied again
   bitmap_.clear_range(chunk.offset, chunk.length);
   resync_done_bytes_ += chunk.length;
   resynced_blocks_ += chunk.length / kBlockBytes;
@@ -179,6 +180,18 @@ void ReplicaCore::send_resync_done_when_durable() {
   // A connection lost meanwhile leaves the target Inconsistent; the next one starts over.
   if (resync_done_->connection == connection_ && link_alive()) send(resync_done_->message);
   resync_done_.reset();
+}
+
+// The chunk's ResyncData went out before whatever marked these blocks now (a write that failed
+// on this disk left them unknown here, or one the peer failed left them unknown there): the
+// target holds the chunk's data, then the write's outcome, which is not this copy's content.
+void ReplicaCore::mark_out_of_sync(std::uint64_t offset, std::uint64_t length) {
+  bitmap_.set_range(offset, length);
+  for (auto& [chunk_offset, chunk] : resync_chunks_) {
+    if (chunk.offset < offset + length && offset < chunk.offset + chunk.length) {
+      chunk.remarked = true;
+    }
+  }
 }
 
 void ReplicaCore::invalidate_chunks(std::uint64_t offset, std::uint64_t length) {

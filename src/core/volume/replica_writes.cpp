@@ -267,7 +267,7 @@ void ReplicaCore::app_io_done(std::uint64_t sequence, int error) {
   r.stage = AppRequest::Stage::LocalDone;
   r.local_error = error;
   if (error != 0 && r.kind != AppRequest::Kind::Flush) {
-    bitmap_.set_range(r.offset, r.length);  // the copies may differ now
+    mark_out_of_sync(r.offset, r.length);  // the copies may differ now
     notice(Notice::Level::Error, "local disk write failed at offset " + std::to_string(r.offset) +
                                      " (error " + std::to_string(error) + ")");
   }
@@ -333,7 +333,7 @@ void ReplicaCore::on_write_ack(const WriteAck& ack) {
   if (r.kind == AppRequest::Kind::Flush) return;  // not a write: a confused peer
   r.peer_acked = true;
   if (ack.error != 0) {
-    bitmap_.set_range(r.offset, r.length);
+    mark_out_of_sync(r.offset, r.length);
     notice(Notice::Level::Warning, "peer failed a replicated write (error " +
                                        std::to_string(ack.error) + "); blocks marked out of sync");
   }
@@ -342,7 +342,7 @@ void ReplicaCore::on_write_ack(const WriteAck& ack) {
 void ReplicaCore::on_barrier_ack(const BarrierAck& ack) {
   while (!transfer_log_.empty() && transfer_log_.front().epoch <= ack.epoch) {
     const TransferEntry& entry = transfer_log_.front();
-    if (ack.error != 0) bitmap_.set_range(entry.offset, entry.length);
+    if (ack.error != 0) mark_out_of_sync(entry.offset, entry.length);
     pin_extents_for_peer(entry, false);
     transfer_log_.pop_front();
   }
