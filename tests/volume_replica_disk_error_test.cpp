@@ -54,5 +54,30 @@ TEST(VolumeReplicaDiskError, ResyncAckKeepsABlockAFailedWriteMarkedAfterTheRead)
   EXPECT_TRUE(world.same_disks());
 }
 
+// The primary writes apart from B, then resyncs it; the flush that precedes ResyncDone fails
+// once. The primary's copy still holds every write it acknowledged: it must stay UpToDate
+// (else the next handshake would make it the target of the older, outdated peer) and finish
+// the resync. (Sweep seed 328.)
+TEST(VolumeReplicaDiskError, ResyncSourceFlushErrorKeepsTheSourceUpToDate) {
+  World world;
+  start_connected(world);
+  world.disconnect();
+  world.run();
+  for (RequestId i = 1; i <= 4; ++i) {
+    world.a().r().on_write(i, i * 65536, pattern(4096, static_cast<std::uint8_t>(i)), false);
+  }
+  world.run();
+  for (RequestId i = 1; i <= 4; ++i) ASSERT_EQ(world.a().error_of(i), 0);
+  world.a().fail_next_flush = EIO;  // the resync source's flush before ResyncDone
+  world.connect();
+  world.run();
+  EXPECT_EQ(world.a().fail_next_flush, 0);  // it was tried
+  EXPECT_EQ(world.a().r().status().disk, DiskState::UpToDate);
+  EXPECT_TRUE(world.a().r().serves_io());
+  EXPECT_EQ(world.a().r().status().link, LinkState::Connected);
+  EXPECT_EQ(world.b().r().status().disk, DiskState::UpToDate);
+  EXPECT_TRUE(world.same_disks());
+}
+
 }  // namespace
 }  // namespace keel::volume::testing

@@ -48,6 +48,9 @@ constexpr std::size_t kMaxPeerOps = 65536;
 // secondary's barrier acks: enough that writing goes on while the secondary flushes a
 // checkpoint, and few enough that the secondary's queue stays within kMaxPeerOps.
 constexpr std::size_t kTransferLogEpochs = 8;
+// A resync source whose flush before ResyncDone fails tries this often before it drops the
+// connection (a disk error is often brief; the next connection resyncs the target again).
+constexpr std::uint32_t kMaxResyncFlushAttempts = 4;
 
 struct AppRequest {
   enum class Kind : std::uint8_t { Write, Zero, Flush };
@@ -330,6 +333,7 @@ class ReplicaCore {
     std::uint64_t connection = 0;
     ResyncDone message;
     bool flushed = false;  // this copy's data, which the target now equals, is durable
+    std::uint32_t flush_failures = 0;
   };
   std::optional<PendingResyncDone> resync_done_;
   TimeUs rate_next_us_ = 0;

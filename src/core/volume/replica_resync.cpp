@@ -165,9 +165,22 @@ void ReplicaCore::finish_resync_if_done() {
 void ReplicaCore::resync_flush_done(std::uint64_t connection, int error) {
   if (!resync_done_ || resync_done_->connection != connection) return;
   if (error != 0) {
-    // The target stays Inconsistent; the next connection resyncs again.
-    on_local_disk_error("flushing the resync source's copy", error);
+    // Not a reason to call this copy Inconsistent: it holds every block it sent, and on a
+    // primary it holds every write the application was told of, which a copy marked so would
+    // give up to the older peer at the next connection. The target stays Inconsistent until
+    // ResyncDone, so the flush is tried again; past kMaxResyncFlushAttempts the connection is
+    // dropped, and the next one resyncs the target again.
+    notice(Notice::Level::Error,
+           "flushing the resync source's copy failed (error " + std::to_string(error) + ")");
+    if (++resync_done_->flush_failures < kMaxResyncFlushAttempts) {
+      actions_.emplace_back(DiskFlush{new_io(IoOwner{IoOwner::Kind::ResyncFlush, connection})});
+      return;
+    }
     resync_done_.reset();
+    if (link_alive()) {
+      actions_.emplace_back(ClosePeer{"the resync source's copy cannot be flushed"});
+      drop_connection();
+    }
     return;
   }
   resync_done_->flushed = true;
