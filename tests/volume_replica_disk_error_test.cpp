@@ -79,5 +79,34 @@ TEST(VolumeReplicaDiskError, ResyncSourceFlushErrorKeepsTheSourceUpToDate) {
   EXPECT_TRUE(world.same_disks());
 }
 
+// Verify on equal copies while a read fails, on the primary's disk or on the peer's: a failed
+// read is no difference. The chunk is read again and compared; nothing is reported as
+// mismatched and nothing is resynced. (Sweep seed 1405: the peer's reads failed.)
+void verify_with_a_failed_read(int failing_node) {
+  World world;
+  start_connected(world);
+  world.a().r().on_write(1, 0, pattern(65536, 1), false);
+  world.run();
+  ASSERT_TRUE(world.same_disks());
+  world.node(failing_node).fail_next_read = EIO;
+  ASSERT_TRUE(world.a().r().start_verify().ok());
+  world.run();
+  EXPECT_EQ(world.node(failing_node).fail_next_read, 0);  // a verify read failed
+  const ReplicaStatus status = world.a().r().status();
+  EXPECT_FALSE(status.verify_running);
+  EXPECT_EQ(status.verify_done_bytes, kTestVolumeBytes);
+  EXPECT_EQ(status.verify_mismatched_blocks, 0u);
+  EXPECT_EQ(status.resynced_blocks, 0u);
+  EXPECT_EQ(status.out_of_sync_bytes, 0u);
+}
+
+TEST(VolumeReplicaDiskError, VerifyReadErrorOnThePrimaryIsNoDifference) {
+  verify_with_a_failed_read(0);
+}
+
+TEST(VolumeReplicaDiskError, VerifyReadErrorOnThePeerIsNoDifference) {
+  verify_with_a_failed_read(1);
+}
+
 }  // namespace
 }  // namespace keel::volume::testing

@@ -57,7 +57,8 @@ std::vector<PeerMessage> every_message() {
           VerifyReply{0, 65536, 0x0123456789abcdefull},
           StateUpdate{Role::Secondary, DiskState::Outdated, sample_generations()},
           Refuse{LinkState::SplitBrain, "both sides wrote as primary"},
-          Barrier{4, true}};
+          Barrier{4, true},
+          VerifyReply{65536, 65536, 0, 5}};  // the peer's read failed
 }
 
 Result<PeerMessage> decode_all(const Bytes& bytes) {
@@ -109,6 +110,10 @@ TEST(VolumeWire, FieldsSurvive) {
   EXPECT_FALSE(std::get<Barrier>(flush.value()).checkpoint);
   EXPECT_TRUE(std::get<Barrier>(checkpoint.value()).checkpoint);
   EXPECT_EQ(std::get<Barrier>(checkpoint.value()).epoch, 4u);
+  auto unread = decode_all(encode(messages[15]));
+  ASSERT_TRUE(unread.ok());
+  EXPECT_EQ(std::get<VerifyReply>(unread.value()).offset, 65536u);
+  EXPECT_EQ(std::get<VerifyReply>(unread.value()).error, 5);
 }
 
 TEST(VolumeWire, SplitDecodingTakesThePayloadWithoutACopy) {

@@ -13,7 +13,7 @@
 //   ResyncData    offset u64 | payload
 //   ResyncAck     offset u64 | length u32 | error u32
 //   VerifyRequest offset u64 | length u32
-//   VerifyReply   offset u64 | length u32 | digest u64
+//   VerifyReply   offset u64 | length u32 | digest u64 | error u32
 //   StateUpdate   role u8 | disk u8 | Generations
 //   Refuse        reason u8 | text_length u16 | text
 // The payload of DataWrite and ResyncData is the rest of the body: its length is body_bytes minus
@@ -171,6 +171,7 @@ Problem check(const VerifyRequest& request, std::uint64_t volume_bytes) {
   return check_block_range(request.offset, request.length, volume_bytes);
 }
 Problem check(const VerifyReply& reply, std::uint64_t volume_bytes) {
+  if (auto problem = check_error(reply.error)) return problem;
   return check_block_range(reply.offset, reply.length, volume_bytes);
 }
 Problem check(const StateUpdate&, std::uint64_t) { return std::nullopt; }
@@ -261,6 +262,7 @@ void write(Writer& out, const VerifyReply& reply) {
   out.u64(reply.offset);
   out.u32(reply.length);
   out.u64(reply.digest);
+  out.error(reply.error);
 }
 void write(Writer& out, const StateUpdate& update) {
   out.u8(static_cast<std::uint8_t>(update.role));
@@ -426,7 +428,7 @@ PeerMessage read_body(Reader& in, std::uint8_t type) {
     case 10:
       return VerifyRequest{in.u64(), in.u32()};
     case 11:
-      return VerifyReply{in.u64(), in.u32(), in.u64()};
+      return VerifyReply{in.u64(), in.u32(), in.u64(), in.error()};
     case 12:
       return StateUpdate{in.role(), in.disk(), in.generations()};
     case 13: {

@@ -21,7 +21,7 @@
 namespace keel::volume {
 
 // 2: Hello carries survived_primary; 3: Barrier carries checkpoint
-constexpr std::uint32_t kPeerProtocolVersion = 3;
+constexpr std::uint32_t kPeerProtocolVersion = 4;
 constexpr std::size_t kFrameHeaderBytes = 16;
 constexpr std::uint32_t kMaxDataBytes = 32u << 20;  // one write, as NBD's maximum request
 constexpr std::uint32_t kMaxFrameBody = kMaxDataBytes + 64;
@@ -102,6 +102,7 @@ struct VerifyReply {
   std::uint64_t offset = 0;
   std::uint32_t length = 0;
   std::uint64_t digest = 0;
+  int error = 0;  // the read failed: no digest, the chunk was not compared
 };
 
 // A role or disk state change outside the handshake (promote, demote, outdated).

@@ -51,6 +51,9 @@ constexpr std::size_t kTransferLogEpochs = 8;
 // A resync source whose flush before ResyncDone fails tries this often before it drops the
 // connection (a disk error is often brief; the next connection resyncs the target again).
 constexpr std::uint32_t kMaxResyncFlushAttempts = 4;
+// Verify reads a chunk whose read failed (on either copy) this often in all before it leaves
+// the chunk uncompared: a failed read says nothing about whether the copies differ.
+constexpr std::uint32_t kMaxVerifyReadAttempts = 4;
 
 struct AppRequest {
   enum class Kind : std::uint8_t { Write, Zero, Flush };
@@ -109,6 +112,7 @@ struct ChunkIo {  // a resync or verify chunk in flight on the source
   bool remarked = false;
   std::optional<std::uint64_t> local_digest;  // verify
   std::optional<std::uint64_t> peer_digest;   // verify
+  bool read_failed = false;                   // verify: either side's read, not compared
 };
 
 struct IoOwner {
@@ -343,6 +347,10 @@ class ReplicaCore {
   std::map<std::uint64_t, ChunkIo> verify_chunks_;
   std::uint64_t verify_done_bytes_ = 0;
   std::uint64_t verify_mismatched_blocks_ = 0;
+  // Chunks whose read failed on either side, by offset: the failures so far. Read again up to
+  // kMaxVerifyReadAttempts times, then left uncompared.
+  std::map<std::uint64_t, std::uint32_t> verify_read_failures_;
+  std::uint64_t verify_unread_bytes_ = 0;  // of the running or last verify: not compared
 };
 
 }  // namespace keel::volume::detail

@@ -4,6 +4,8 @@
 // primary's at the granularity of the application's flushes. A checkpoint barrier (the primary
 // bounding its transfer log) is flushed when everything before it is done, but does not hold
 // what comes after it.
+#include <cerrno>
+
 #include "core/common/assert.hpp"
 #include "core/volume/replica_core.hpp"
 
@@ -149,7 +151,10 @@ void ReplicaCore::peer_op_done(std::uint64_t number, int error, const Payload& d
     case PeerOp::Kind::Verify: {
       const bool whole = error == 0 && data && data->size() == op.length;
       const std::uint64_t digest = whole ? digest_bytes(data->data(), data->size()) : 0;
-      if (answer) send(VerifyReply{op.offset, static_cast<std::uint32_t>(op.length), digest});
+      if (answer) {
+        send(VerifyReply{op.offset, static_cast<std::uint32_t>(op.length), digest,
+                         whole ? 0 : (error != 0 ? error : EIO)});
+      }
       break;
     }
     case PeerOp::Kind::Barrier:

@@ -22,6 +22,8 @@ Result<bool> ReplicaCore::start_verify() {
   verify_done_bytes_ = 0;
   verify_mismatched_blocks_ = 0;
   verify_retry_.clear();
+  verify_read_failures_.clear();
+  verify_unread_bytes_ = 0;
   notice(Notice::Level::Info, "verify started");
   progress();
   return true;
@@ -61,6 +63,7 @@ void ReplicaCore::verify_read_done(IoId io, std::uint64_t offset, int error, con
   if (error != 0 || !data || data->size() != chunk.length) {
     notice(Notice::Level::Error, "verify read failed at offset " + std::to_string(offset));
     chunk.local_digest = 0;
+    chunk.read_failed = true;
   } else {
     chunk.local_digest = digest_bytes(data->data(), data->size());
   }
@@ -71,6 +74,12 @@ void ReplicaCore::on_verify_reply(const VerifyReply& reply) {
   const auto it = verify_chunks_.find(reply.offset);
   if (it == verify_chunks_.end() || it->second.peer_digest) return;
   it->second.peer_digest = reply.digest;
+  if (reply.error != 0) {
+    notice(Notice::Level::Error, "verify read failed on the peer at offset " +
+                                     std::to_string(reply.offset) + " (error " +
+                                     std::to_string(reply.error) + ")");
+    it->second.read_failed = true;
+  }
   check_verify_chunk(reply.offset);
 }
 
@@ -84,6 +93,21 @@ void ReplicaCore::check_verify_chunk(std::uint64_t offset) {
     verify_retry_.push_back(offset);  // a write overtook the local read: compare again
     return;
   }
+  if (chunk.read_failed) {
+    // No digest to compare: counting the chunk as differing would report a difference the
+    // copies may not have (and resync blocks for nothing). Read it again, a few times.
+    if (++verify_read_failures_[offset] < kMaxVerifyReadAttempts) {
+      verify_retry_.push_back(offset);
+      return;
+    }
+    verify_read_failures_.erase(offset);
+    verify_done_bytes_ += chunk.length;
+    verify_unread_bytes_ += chunk.length;
+    notice(Notice::Level::Error, "verify: " + std::to_string(chunk.length) + " bytes at offset " +
+                                     std::to_string(offset) + " could not be read, not compared");
+    return;
+  }
+  verify_read_failures_.erase(offset);
   verify_done_bytes_ += chunk.length;
   if (*chunk.local_digest == *chunk.peer_digest) return;
   verify_mismatched_blocks_ += (chunk.length + kBlockBytes - 1) / kBlockBytes;
@@ -99,7 +123,10 @@ void ReplicaCore::finish_verify_if_done() {
   }
   verify_running_ = false;
   notice(Notice::Level::Info,
-         "verify complete: " + std::to_string(verify_mismatched_blocks_) + " blocks differ");
+         "verify complete: " + std::to_string(verify_mismatched_blocks_) + " blocks differ" +
+             (verify_unread_bytes_ == 0
+                  ? std::string()
+                  : ", " + std::to_string(verify_unread_bytes_) + " bytes could not be read"));
   // The peer stays UpToDate in its own view while the differing blocks are copied to it.
   if (bitmap_.set_count() > 0 && link_ == LinkState::Connected) start_resync_source(false);
 }
