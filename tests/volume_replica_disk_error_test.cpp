@@ -79,6 +79,29 @@ TEST(VolumeReplicaDiskError, ResyncSourceFlushErrorKeepsTheSourceUpToDate) {
   EXPECT_TRUE(world.same_disks());
 }
 
+// The resync target's flush on ResyncDone fails once: the source has finished and copies
+// nothing more, so the target must flush again (or connect again) rather than stay
+// Inconsistent for as long as the link holds. (Sweep seed 3423.)
+TEST(VolumeReplicaDiskError, ResyncTargetFlushErrorIsRetried) {
+  World world;
+  start_connected(world);
+  world.disconnect();
+  world.run();
+  for (RequestId i = 1; i <= 4; ++i) {
+    world.a().r().on_write(i, i * 65536, pattern(4096, static_cast<std::uint8_t>(i)), false);
+  }
+  world.run();
+  world.b().fail_next_flush = EIO;  // the target's flush on ResyncDone
+  world.connect();
+  world.run();
+  EXPECT_EQ(world.b().fail_next_flush, 0);  // it was tried
+  EXPECT_EQ(world.b().r().status().disk, DiskState::UpToDate);
+  EXPECT_EQ(world.b().r().status().link, LinkState::Connected);
+  EXPECT_EQ(world.b().r().status().out_of_sync_bytes, 0u);
+  EXPECT_EQ(world.a().r().status().link, LinkState::Connected);
+  EXPECT_TRUE(world.same_disks());
+}
+
 // Verify on equal copies while a read fails, on the primary's disk or on the peer's: a failed
 // read is no difference. The chunk is read again and compared; nothing is reported as
 // mismatched and nothing is resynced. (Sweep seed 1405: the peer's reads failed.)

@@ -48,8 +48,9 @@ constexpr std::size_t kMaxPeerOps = 65536;
 // secondary's barrier acks: enough that writing goes on while the secondary flushes a
 // checkpoint, and few enough that the secondary's queue stays within kMaxPeerOps.
 constexpr std::size_t kTransferLogEpochs = 8;
-// A resync source whose flush before ResyncDone fails tries this often before it drops the
-// connection (a disk error is often brief; the next connection resyncs the target again).
+// A resync source whose flush before ResyncDone fails, or a target whose flush on ResyncDone
+// fails, tries this often before it drops the connection (a disk error is often brief; the
+// next connection resyncs the target again).
 constexpr std::uint32_t kMaxResyncFlushAttempts = 4;
 // Verify reads a chunk whose read failed (on either copy) this often in all before it leaves
 // the chunk uncompared: a failed read says nothing about whether the copies differ.
@@ -95,8 +96,9 @@ struct PeerOp {  // something the peer asked of this copy, in arrival order
   std::uint64_t length = 0;
   Payload data;
   bool fua = false;
-  bool checkpoint = false;  // Barrier: later operations need not wait for it
-  Generations generations;  // ResyncDone
+  bool checkpoint = false;           // Barrier: later operations need not wait for it
+  Generations generations;           // ResyncDone
+  std::uint32_t flush_failures = 0;  // ResyncDone: its flush failed this often
   bool issued = false;
   IoId io = 0;
 };

@@ -161,7 +161,15 @@ void ReplicaCore::peer_op_done(std::uint64_t number, int error, const Payload& d
       if (answer) send(BarrierAck{op.sequence, error});
       break;
     case PeerOp::Kind::ResyncDone:
-      if (answer) finish_as_target(op, error);
+      if (answer && error != 0 && op.flush_failures + 1 < kMaxResyncFlushAttempts) {
+        // Flushed again before anything after it starts: it is still the first in the queue.
+        PeerOp again = op;
+        again.issued = false;
+        ++again.flush_failures;
+        peer_ops_.emplace(number, std::move(again));
+      } else if (answer) {
+        finish_as_target(op, error);
+      }
       break;
   }
 }
@@ -169,7 +177,12 @@ void ReplicaCore::peer_op_done(std::uint64_t number, int error, const Payload& d
 // Every resync block before the ResyncDone is durable: this copy now equals the source's.
 void ReplicaCore::finish_as_target(const PeerOp& op, int error) {
   if (error != 0) {
-    notice(Notice::Level::Error, "flushing the resynced copy failed; it stays Inconsistent");
+    // The source considers the resync done and copies nothing more on this connection: a new
+    // one resyncs the blocks this copy still has marked (it keeps its bitmap until this flush).
+    notice(Notice::Level::Error,
+           "flushing the resynced copy failed; it stays Inconsistent: connecting again");
+    actions_.emplace_back(ClosePeer{"the resynced copy cannot be flushed"});
+    drop_connection();
     return;
   }
   state_.generations = op.generations;
