@@ -1,26 +1,28 @@
 # Mirrored-volume simulator sweeps: `keel sim --volume --seeds A:B` (each seed two replicas of a
 # 256 KiB..4 MiB volume and a witness, a workload on the primary, link breaks, partitions,
-# process crashes and power losses with restarts, failover, sometimes a forced split brain; every
-# guarantee of src/sim/volume_scenario.hpp checked, then a heal and a convergence check) in two
-# shards of 1,000 seeds, and a check that one seed run twice with --trace prints byte-identical
-# output (a failing seed replays). About 30 s of CPU in all. Included from tests/CMakeLists.txt.
+# process crashes and power losses with restarts, failover, sometimes a forced split brain, bursts
+# of disk errors (EIO) and online verifies; every guarantee of src/sim/volume_scenario.hpp
+# checked, then a heal and a convergence check) in two shards of 1,000 seeds, and a check that a
+# seed run twice with --trace prints byte-identical output (a failing seed replays). About 35 s of
+# CPU in all. Included from tests/CMakeLists.txt.
 #
 # This file is also the replay check's script:
 #   cmake -DKEEL=<keel> -DSEED=<seed> -DWORK_DIR=<dir> -P volume_sweeps.cmake
 if(CMAKE_SCRIPT_MODE_FILE)
   foreach(run 1 2)
     execute_process(COMMAND ${KEEL} sim --volume --seed ${SEED} --trace
-                    OUTPUT_FILE ${WORK_DIR}/volume_replay_${run}.txt RESULT_VARIABLE code_${run})
+                    OUTPUT_FILE ${WORK_DIR}/volume_replay_${SEED}_${run}.txt
+                    RESULT_VARIABLE code_${run})
   endforeach()
-  file(SHA256 ${WORK_DIR}/volume_replay_1.txt first)
-  file(SHA256 ${WORK_DIR}/volume_replay_2.txt second)
-  file(SIZE ${WORK_DIR}/volume_replay_1.txt size)
+  file(SHA256 ${WORK_DIR}/volume_replay_${SEED}_1.txt first)
+  file(SHA256 ${WORK_DIR}/volume_replay_${SEED}_2.txt second)
+  file(SIZE ${WORK_DIR}/volume_replay_${SEED}_1.txt size)
   if(NOT code_1 STREQUAL "0" OR NOT code_2 STREQUAL "0")
     message(FATAL_ERROR "volume_replay_identical: exit codes ${code_1} and ${code_2}, want 0")
   endif()
   if(NOT first STREQUAL second)
     message(FATAL_ERROR "volume_replay_identical: seed ${SEED} printed different output twice; "
-                        "compare ${WORK_DIR}/volume_replay_1.txt and volume_replay_2.txt")
+                        "compare ${WORK_DIR}/volume_replay_${SEED}_1.txt and _2.txt")
   endif()
   if(size LESS 10000)
     message(FATAL_ERROR "volume_replay_identical: output suspiciously short (${size} bytes)")
@@ -49,6 +51,11 @@ add_test(NAME volume_replay_identical
          COMMAND ${CMAKE_COMMAND} -DKEEL=$<TARGET_FILE:keel> -DSEED=50
                  -DWORK_DIR=${CMAKE_CURRENT_BINARY_DIR} -P ${CMAKE_CURRENT_LIST_FILE})
 set_tests_properties(volume_replay_identical PROPERTIES TIMEOUT 120 LABELS sim)
+# Seed 189: disk errors on both nodes (failed writes, reads, flushes) and two online verifies.
+add_test(NAME volume_replay_identical_disk_errors
+         COMMAND ${CMAKE_COMMAND} -DKEEL=$<TARGET_FILE:keel> -DSEED=189
+                 -DWORK_DIR=${CMAKE_CURRENT_BINARY_DIR} -P ${CMAKE_CURRENT_LIST_FILE})
+set_tests_properties(volume_replay_identical_disk_errors PROPERTIES TIMEOUT 120 LABELS sim)
 
 # Seeds that once failed, kept as regressions (each names what it caught).
 #   93000550: a write into an extent whose activity-log update was still being persisted went to
@@ -77,8 +84,16 @@ set_tests_properties(volume_replay_identical PROPERTIES TIMEOUT 120 LABELS sim)
 #   9310518: (a simulator fix) the cut-off node was forced primary before it had heard that its
 #             link was gone, while the peer's promotion was still in flight to it: two
 #             promotions racing on one link, not the fault meant; the force now waits for that.
+#   5, 13: a write that failed on the secondary's disk, or on the primary's, marked its blocks,
+#             and nothing copied them until the link broke: never in sync again after the heal.
+#   189: a resync chunk's ack cleared blocks that a write failing after the chunk's read had
+#             marked; both sides showed in sync with the copies different.
+#   328: a resync source's failed flush marked the primary Inconsistent; the next connection
+#             full-synced it from its outdated peer and acknowledged writes were lost.
+#   1405: reads failing on the secondary during verify were reported as differing blocks.
+#   3423: a resync target's failed flush on ResyncDone left it Inconsistent while connected.
 foreach(seed 93000079 93000550 93000723 93004100 93006209 93010628 95066770 99000776 99010907
-        99503303 99511675 101029428 9310518)
+        99503303 99511675 101029428 9310518 5 13 189 328 1405 3423)
   add_test(NAME volume_seed_${seed} COMMAND $<TARGET_FILE:keel> sim --volume --seed ${seed})
   set_tests_properties(volume_seed_${seed} PROPERTIES TIMEOUT 60 LABELS sim)
 endforeach()

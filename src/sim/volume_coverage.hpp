@@ -30,6 +30,10 @@ enum class VolumeMark : std::uint8_t {
   flush_acked,           // an acknowledged flush
   write_failed,          // a write completed with an error (not ESHUTDOWN)
   switchover,            // the primary was demoted under load (a planned switchover)
+  disk_error,            // a disk operation failed with EIO (a burst of disk errors)
+  verify_started,        // an online verify started on the primary
+  verify_clean,          // ... finished on copies that were equal, finding no difference
+  verify_found,          // ... finished finding differing blocks
   count_                 // not a mark
 };
 
@@ -57,6 +61,10 @@ constexpr std::string_view volume_mark_name(VolumeMark mark) {
       "flush_acked",
       "write_failed",
       "switchover",
+      "disk_error",
+      "verify_started",
+      "verify_clean",
+      "verify_found",
   };
   return names[static_cast<std::size_t>(mark)];
 }

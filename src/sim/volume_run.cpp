@@ -8,6 +8,7 @@
 #include "core/common/assert.hpp"
 #include "sim/volume_model.hpp"
 #include "sim/volume_scenario.hpp"
+#include "sim/volume_verify_watch.hpp"
 
 namespace keel::sim {
 
@@ -20,6 +21,9 @@ using volume::Role;
 constexpr TimeUs kFailoverTickUs = 20'000;
 constexpr TimeUs kWorkloadAfterHealUs = 300'000;
 constexpr TimeUs kForceRetryUs = 10'000;
+// An operator starting a verify retries while the link is not connected and in sync.
+constexpr TimeUs kVerifyRetryUs = 20'000;
+constexpr TimeUs kVerifyGiveUpUs = 500'000;
 // Past the world's break notice time after the cut: a cut-off node knows by then.
 constexpr TimeUs kForceGiveUpUs = kBreakNoticeMaxUs + 50'000;
 
@@ -113,6 +117,12 @@ class VolumeRun {
         world_.at(world_.now() + 50'000, "",
                   [this, node, until = world_.now() + kForceGiveUpUs] { force(node, until); });
         break;
+      case VolumeFaultKind::disk_errors:
+        world_.fail_disk(node, fault.share, world_.now() + fault.duration);
+        return;
+      case VolumeFaultKind::verify:
+        start_verify(world_.now() + kVerifyGiveUpUs);
+        return;
       case VolumeFaultKind::switchover:
         // failover_tick() promotes the other node once this one is secondary.
         if (forced_ >= 0 || healed_ || !world_.up(target_) || !primary(target_)) return;
@@ -122,6 +132,19 @@ class VolumeRun {
     world_.at(world_.now() + fault.duration, "", [this] {
       if (!healed_) world_.set_groups({{1, 2, kWitness}});
     });
+  }
+
+  void start_verify(TimeUs until) {
+    const int node = target_;
+    const bool ready = primary(node) && world_.up(1 - node) &&
+                       world_.replica(node).status().link == LinkState::Connected;
+    if (!ready || !world_.start_verify(node).ok()) {
+      if (world_.now() + kVerifyRetryUs <= until) {
+        world_.at(world_.now() + kVerifyRetryUs, "", [this, until] { start_verify(until); });
+      }
+      return;
+    }
+    verify_.started(world_, model_, node);
   }
 
   void crash(int node, bool power) {
@@ -200,6 +223,7 @@ class VolumeRun {
                           (zero ? "" : std::to_string(tags[0] >> 16)) + " blocks " +
                           std::to_string(first) + "+" + std::to_string(count) +
                           (fua ? " fua" : ""));
+    if (!zero) first_tag_[request] = tags.front();
     model_.issue_write(request, node, first, tags, fua, world_.now());
     submitted_on_[request] = replicated_link(node);
     if (zero) {
@@ -235,6 +259,11 @@ class VolumeRun {
         completion.peer_acked || (submitted != submitted_on_.end() && submitted->second != 0 &&
                                   submitted->second == replicated_link(node));
     if (submitted != submitted_on_.end()) submitted_on_.erase(submitted);
+    if (auto tag = first_tag_.extract(request);
+        !tag.empty() && error == 0 && world_.write_failed(node, tag.mapped())) {
+      return world_.fail("node " + std::to_string(id(node)) + " acknowledged request " +
+                         std::to_string(request) + " although its local disk write failed");
+    }
     // Or the peer is UpToDate and in sync again: a write it did not receive reached it through
     // the resync that made it so.
     const volume::ReplicaStatus status = world_.replica(node).status();
@@ -378,6 +407,7 @@ class VolumeRun {
   // ---- checks after every event ----
 
   void check() {
+    if (auto problem = verify_.check(world_, model_)) return world_.fail(*problem);
     if (!world_.up(0) || !world_.up(1)) return;
     const volume::ReplicaStatus a = world_.replica(0).status();
     const volume::ReplicaStatus b = world_.replica(1).status();
@@ -437,6 +467,9 @@ class VolumeRun {
   std::set<volume::RequestId> rogue_;
   // Per write in flight: the connection its primary was replicating on at submission (0: none).
   std::map<volume::RequestId, std::uint64_t> submitted_on_;
+  // Per write in flight (not zeroing): its first block's tag, which names its disk writes.
+  std::map<volume::RequestId, BlockTag> first_tag_;
+  VerifyWatch verify_;
 };
 
 }  // namespace

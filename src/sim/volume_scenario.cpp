@@ -33,6 +33,33 @@ VolumeFault plan_fault(Rng& rng, TimeUs phase_us) {
   return fault;
 }
 
+// Disk errors and online verify, from a stream of their own: the draws above, and so the runs of
+// the seeds that get neither, stay what they were before these faults existed.
+void plan_disk_faults(Rng rng, VolumePlan& plan) {
+  if (rng.chance(0.1)) {
+    const std::uint64_t bursts = rng.uniform(1, 3);
+    for (std::uint64_t i = 0; i < bursts; ++i) {
+      VolumeFault burst;
+      burst.at = rng.uniform(0, plan.fault_phase_us - 1);
+      burst.kind = VolumeFaultKind::disk_errors;
+      burst.node = static_cast<int>(rng.uniform(0, 1));
+      burst.duration = rng.uniform(5'000, 300'000);
+      burst.share = rng.uniform_real(0.05, 0.5);
+      plan.faults.push_back(burst);
+    }
+  }
+  if (rng.chance(0.25)) {
+    const std::uint64_t verifies = rng.uniform(1, 2);
+    for (std::uint64_t i = 0; i < verifies; ++i) {
+      VolumeFault verify;
+      // Also just after the heal, while the workload still runs on copies back in sync.
+      verify.at = rng.uniform(0, plan.fault_phase_us + 250'000);
+      verify.kind = VolumeFaultKind::verify;
+      plan.faults.push_back(verify);
+    }
+  }
+}
+
 }  // namespace
 
 std::string describe(const VolumeFault& fault) {
@@ -53,6 +80,10 @@ std::string describe(const VolumeFault& fault) {
       return node + " cut off and promoted --force" + until;
     case VolumeFaultKind::switchover:
       return "switchover: the primary is demoted under load";
+    case VolumeFaultKind::disk_errors:
+      return node + " disk fails " + fixed(fault.share * 100, 0) + "% of its operations" + until;
+    case VolumeFaultKind::verify:
+      return "online verify started on the primary";
   }
   return "?";
 }
@@ -101,6 +132,7 @@ VolumePlan plan_volume_scenario(std::uint64_t seed, bool large_volumes) {
   if (large_volumes && rng.chance(0.25)) {
     world.volume_bytes = volume::kExtentBytes << rng.uniform(1, 3);
   }
+  plan_disk_faults(root.fork(303), plan);
   std::stable_sort(plan.faults.begin(), plan.faults.end(),
                    [](const VolumeFault& a, const VolumeFault& b) { return a.at < b.at; });
   return plan;

@@ -7,12 +7,20 @@
 // interval, queue depth, share of zeroing, FUA writes and flushes), a fault phase of 1..5 s with
 // 2..10 faults (link breaks, witness partitions, a replica cut off from the others, process crashes
 // and power losses of either replica with a restart), and on a fifth of the seeds a forced
-// promotion of the secondary while it is cut off, to provoke a split brain on purpose.
+// promotion of the secondary while it is cut off, to provoke a split brain on purpose. From a
+// stream of its own (so the draws above stay what they were for every seed): on a tenth of the
+// seeds, 1..3 bursts of disk errors (5..300 ms on either node, failing 5..50% of its disk
+// operations with EIO), and on a quarter, 1..2 online verifies started on the primary.
 //
 // While it runs: the workload writes (mostly not overlapping its writes in flight, sometimes on
 // purpose), zeroes, FUA-writes and flushes on the primary; when the primary is down the other
 // replica is promoted (not forced) if it is quorate. Checked after every event:
 //   - never two primaries while connected;
+//   - an application write whose local disk write failed is never acknowledged with success
+//     (a failed write carries no promise; the model never counts it as acknowledged);
+//   - a verify that ran on equal copies (no write failed during it) reports no difference, and
+//     once one that found differences is followed by the copies in sync again, they are equal
+//     (volume_verify_watch.hpp);
 //   - a replica promoted without force holds every acknowledged write (volume_model.hpp);
 //   - two sides that both acknowledged writes apart are refused as SplitBrain at connect, never
 //     resynced; and a split brain is only ever seen after a forced promotion.
@@ -44,7 +52,9 @@ enum class VolumeFaultKind : std::uint8_t {
   process_crash,
   power_loss,
   forced_split,
-  switchover  // the operator demotes the primary under load; the other node is promoted
+  switchover,   // the operator demotes the primary under load; the other node is promoted
+  disk_errors,  // a burst of EIO on one node's disk
+  verify        // the operator starts an online verify on the primary
 };
 
 struct VolumeFault {
@@ -52,6 +62,7 @@ struct VolumeFault {
   VolumeFaultKind kind = VolumeFaultKind::link_break;
   int node = 0;         // isolate, crashes: the replica (0 or 1); forced_split: the one forced
   TimeUs duration = 0;  // until it ends (crash: until the restart)
+  double share = 0;     // disk_errors: the chance that each disk operation fails
 };
 
 struct VolumePlan {

@@ -3,6 +3,7 @@
 #include "sim/volume_world.hpp"
 
 #include <algorithm>
+#include <cerrno>
 #include <span>
 
 #include "core/common/assert.hpp"
@@ -225,29 +226,62 @@ void VolumeWorld::disk_done(int node, volume::IoId id) {
   KEEL_ASSERT(found != n.ios.end());
   Io io = std::move(found->second);
   n.ios.erase(found);
+  const int error = disk_error(node);
   if (const auto* write = std::get_if<volume::DiskWrite>(&io.action)) {
     std::vector<BlockTag> tags;
     if (!write->data || !tags_of_payload(*write->data, tags)) {
       return fail("node " + std::to_string(n.id) + " wrote data that is not whole tagged blocks " +
                   "(torn or corrupted): " + action_text(io.action));
     }
-    n.disk.complete_write(write->offset / volume::kBlockBytes, tags, write->fua);
-    n.replica->on_disk_done(id, 0);
+    if (error != 0) {
+      if (!tags.empty()) n.failed_write_tags.insert(tags.front());
+      fail_write(node, write->offset / volume::kBlockBytes, tags);
+    } else {
+      n.disk.complete_write(write->offset / volume::kBlockBytes, tags, write->fua);
+    }
+    n.replica->on_disk_done(id, error);
   } else if (const auto* zero = std::get_if<volume::DiskZero>(&io.action)) {
     const std::vector<BlockTag> zeroes(zero->length / volume::kBlockBytes, 0);
-    n.disk.complete_write(zero->offset / volume::kBlockBytes, zeroes, zero->fua);
-    n.replica->on_disk_done(id, 0);
+    if (error != 0) {
+      fail_write(node, zero->offset / volume::kBlockBytes, zeroes);
+    } else {
+      n.disk.complete_write(zero->offset / volume::kBlockBytes, zeroes, zero->fua);
+    }
+    n.replica->on_disk_done(id, error);
   } else if (std::holds_alternative<volume::DiskFlush>(io.action)) {
-    n.disk.complete_flush(io.flush_cut);
-    n.replica->on_disk_done(id, 0);
+    if (error == 0) n.disk.complete_flush(io.flush_cut);
+    n.replica->on_disk_done(id, error);
   } else if (const auto* read = std::get_if<volume::DiskRead>(&io.action)) {
-    const auto first = static_cast<std::ptrdiff_t>(read->offset / volume::kBlockBytes);
-    const auto count = static_cast<std::ptrdiff_t>(read->length / volume::kBlockBytes);
-    const std::vector<BlockTag> tags(n.disk.view().begin() + first,
-                                     n.disk.view().begin() + first + count);
-    n.replica->on_disk_read_done(id, 0, payload_of_tags(tags));
+    if (error != 0) {
+      n.replica->on_disk_read_done(id, error, nullptr);
+    } else {
+      const auto first = static_cast<std::ptrdiff_t>(read->offset / volume::kBlockBytes);
+      const auto count = static_cast<std::ptrdiff_t>(read->length / volume::kBlockBytes);
+      const std::vector<BlockTag> tags(n.disk.view().begin() + first,
+                                       n.disk.view().begin() + first + count);
+      n.replica->on_disk_read_done(id, 0, payload_of_tags(tags));
+    }
   }
   pump(node);
+}
+
+// Draws from the world's Rng only during a burst, so that a run without disk errors makes the
+// same draws as before they existed.
+int VolumeWorld::disk_error(int node) {
+  Node& n = nodes_[node];
+  if (now_ >= n.disk_errors_until || !rng_.chance(n.disk_error_share)) return 0;
+  note(node, "disk error: EIO");
+  hit(coverage_, VolumeMark::disk_error);
+  return EIO;
+}
+
+// A failed write may have reached any of its blocks: each is written to the cache, or not.
+void VolumeWorld::fail_write(int node, std::uint64_t first_block,
+                             const std::vector<BlockTag>& tags) {
+  ++failed_writes_;
+  for (std::size_t i = 0; i < tags.size(); ++i) {
+    if (rng_.chance(0.5)) nodes_[node].disk.complete_write(first_block + i, {tags[i]}, false);
+  }
 }
 
 void VolumeWorld::start_persist(int node) {
@@ -334,6 +368,11 @@ void VolumeWorld::crash(int node, bool power_loss) {
   for (Record& record : records_) record.knowers.erase(n.id);
 }
 
+void VolumeWorld::fail_disk(int node, double share, TimeUs until) {
+  nodes_[node].disk_errors_until = until;
+  nodes_[node].disk_error_share = share;
+}
+
 void VolumeWorld::restart(int node) {
   if (nodes_[node].up) return;
   note(node, "restarts from its metadata");
@@ -367,6 +406,14 @@ Result<bool> VolumeWorld::discard_local(int node) {
   note(node, "discard local: " + std::string(result.ok() ? "ok" : result.error().message));
   pump(node);
   maybe_connect();
+  return result;
+}
+
+Result<bool> VolumeWorld::start_verify(int node) {
+  KEEL_ASSERT(nodes_[node].up);
+  auto result = nodes_[node].replica->start_verify();
+  note(node, "verify: " + std::string(result.ok() ? "started" : result.error().message));
+  pump(node);
   return result;
 }
 

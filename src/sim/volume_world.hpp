@@ -19,6 +19,10 @@
 //     knows it. WithdrawPeerOutdated clears the record of that generation (and a request for it
 //     still in flight, which the ring would deliver first), and a restart with peer_outdated
 //     persisted announces the record again, as the agent does;
+//   - disk errors (fail_disk()): while a burst lasts, a share of the disk operations completing
+//     on that node fail with EIO. A failed write or zeroing may have reached any of its blocks
+//     (each is written to the cache or left as it was), a failed flush makes nothing durable (the
+//     cache keeps its writes for a later flush), a failed read returns no data;
 //   - crashes: a process crash keeps the disk cache, a power loss keeps only durable data and a
 //     random choice of cached blocks; both lose the metadata persists not yet complete. A restart
 //     rebuilds the Replica from the metadata store, as the agent does.
@@ -84,11 +88,22 @@ class VolumeWorld {
   void set_groups(const std::vector<std::vector<NodeId>>& groups);
   void crash(int node, bool power_loss);
   void restart(int node);
+  // Until `until`, each disk operation completing on `node` fails with EIO with chance `share`.
+  void fail_disk(int node, double share, TimeUs until);
+  // Writes and zeroings that failed so far on either node: only they make the copies' content
+  // differ without the shell knowing where (a failed flush or read changes no content).
+  std::uint64_t failed_writes() const { return failed_writes_; }
+  // The first tag of every DiskWrite that failed on `node` (the workload's tags are unique, so
+  // this names the application write whose local write failed).
+  bool write_failed(int node, BlockTag first_tag) const {
+    return nodes_[node].failed_write_tags.contains(first_tag);
+  }
 
   // ---- operator and application ----
   Result<bool> promote(int node, bool force);
   Result<bool> demote(int node);
   Result<bool> discard_local(int node);
+  Result<bool> start_verify(int node);
   void submit_write(int node, volume::RequestId request, std::uint64_t first_block,
                     const std::vector<BlockTag>& tags, bool fua);
   void submit_zero(int node, volume::RequestId request, std::uint64_t first_block,
@@ -150,6 +165,9 @@ class VolumeWorld {
     TimeUs last_tick_at = kNever;
     bool was_suspended = false;
     bool release_pending = false;  // the ring recorded the peer while this node was suspended
+    TimeUs disk_errors_until = 0;  // a burst of disk errors lasts until then
+    double disk_error_share = 0;
+    std::set<BlockTag> failed_write_tags;
   };
   struct Connection {
     std::uint64_t id = 0;
@@ -175,6 +193,8 @@ class VolumeWorld {
   void run_action(int node, volume::Action& action);
   void run_disk(int node, volume::Action action);
   void disk_done(int node, volume::IoId io);
+  int disk_error(int node);  // EIO when a burst fails this operation, else 0
+  void fail_write(int node, std::uint64_t first_block, const std::vector<BlockTag>& tags);
   void start_persist(int node);
   void persist_done(int node);
   void rearm_timer(int node);
@@ -202,6 +222,7 @@ class VolumeWorld {
   TimeUs now_ = 0;
   std::uint64_t steps_ = 0;
   std::uint64_t messages_ = 0;
+  std::uint64_t failed_writes_ = 0;
   std::array<Node, 2> nodes_;
   Connection link_;
   std::uint64_t next_connection_ = 1;
