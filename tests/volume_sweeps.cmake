@@ -45,6 +45,14 @@ endforeach()
 add_test(NAME volume_sweep_large COMMAND $<TARGET_FILE:keel> sim --volume --large-volumes
                                          --seeds 0:500)
 set_tests_properties(volume_sweep_large PROPERTIES TIMEOUT 300 LABELS sim)
+# Large-volume seeds that once failed:
+#   21400, 27200: a write failed on the secondary while a resync pass ended; its error reached the
+#             source after ResyncDone, and the secondary took ResyncDone for UpToDate without it.
+foreach(seed 21400 27200)
+  add_test(NAME volume_large_seed_${seed}
+           COMMAND $<TARGET_FILE:keel> sim --volume --large-volumes --seed ${seed})
+  set_tests_properties(volume_large_seed_${seed} PROPERTIES TIMEOUT 60 LABELS sim)
+endforeach()
 
 # Seed 50: a forced promotion on the minority side, the split brain refused, resolved and resynced.
 add_test(NAME volume_replay_identical

@@ -333,6 +333,8 @@ class ReplicaCore {
   std::uint64_t resync_done_bytes_ = 0;
   std::uint64_t resynced_blocks_ = 0;
   bool target_resync_ = false;  // SyncTarget: counts resync_done_bytes_ as blocks arrive
+  // A peer's write or barrier failed on this disk since the last ResyncDone here.
+  bool disk_failed_in_resync_ = false;
   // Source: the finished resync's ResyncDone, sent once its generations are on disk.
   struct PendingResyncDone {
     std::uint64_t persist_id = 0;

@@ -138,6 +138,10 @@ void ReplicaCore::peer_op_done(std::uint64_t number, int error, const Payload& d
   const bool answer = op.connection == connection_ && link_alive();
   if (error != 0 && op.kind != PeerOp::Kind::Verify) {
     on_local_disk_error("a replicated write", error);
+    // Whatever resync pass is running may not copy these blocks again (the source hears of
+    // the failure only now): the next ResyncDone may not make this copy UpToDate. (A failed
+    // flush of ResyncDone is tried again below; it holds no block of its own.)
+    if (op.kind != PeerOp::Kind::ResyncDone) disk_failed_in_resync_ = true;
   }
   switch (op.kind) {
     case PeerOp::Kind::Write:
@@ -176,11 +180,18 @@ void ReplicaCore::peer_op_done(std::uint64_t number, int error, const Payload& d
 
 // Every resync block before the ResyncDone is durable: this copy now equals the source's.
 void ReplicaCore::finish_as_target(const PeerOp& op, int error) {
-  if (error != 0) {
+  // A write or barrier that failed here during the resync left blocks that the resync did not
+  // copy again (the source marked them when it heard, too late for this pass): this copy is not
+  // the source's, whatever the last flush says.
+  const bool failed_in_pass = std::exchange(disk_failed_in_resync_, false);
+  if (error != 0 || failed_in_pass) {
     // The source considers the resync done and copies nothing more on this connection: a new
-    // one resyncs the blocks this copy still has marked (it keeps its bitmap until this flush).
+    // one resyncs the blocks this copy still has marked (it keeps its bitmap until this flush)
+    // and those the source marked.
     notice(Notice::Level::Error,
-           "flushing the resynced copy failed; it stays Inconsistent: connecting again");
+           std::string(error != 0 ? "flushing the resynced copy failed"
+                                  : "a write failed on this disk during the resync") +
+               "; it stays Inconsistent: connecting again");
     actions_.emplace_back(ClosePeer{"the resynced copy cannot be flushed"});
     drop_connection();
     return;

@@ -35,6 +35,7 @@ void ReplicaCore::start_resync_target(bool full) {
   if (full) bitmap_.set_all();
   link_ = LinkState::SyncTarget;
   target_resync_ = true;
+  disk_failed_in_resync_ = false;
   resync_total_bytes_ = bitmap_.dirty_bytes();
   resync_done_bytes_ = 0;
   state_.disk = DiskState::Inconsistent;  // durable before the first resync block lands
