@@ -225,6 +225,30 @@ class VipE2e : public LabFixture {
     return answer;
   }
 
+  // A connection the client opened to h1 just before h1 drains: its request goes to the new
+  // holder (the client's ARP entry has moved), which passes it to h1, which still answers it
+  // during the handover period.
+  void expect_drain_keeps_a_connection_open() {
+    const Holders before = holders();
+    const auto mine = held_by(before, 1);
+    ASSERT_FALSE(mine.empty()) << describe(before);
+    const std::string address = mine.front();
+    auto opened = connect_from_client(address);
+    ASSERT_TRUE(opened.ok()) << opened.error().message;
+    const int connection = opened.value();
+    const auto drained_at = Clock::now();
+    EXPECT_EQ(keel_command(1, {"node", "drain"}), 0);
+    // The client's new connections to the address reach another host: its ARP entry has moved.
+    // (The kernel still shows the address on h1 too: it keeps it for the handover period.)
+    ASSERT_TRUE(wait_until_answered_elsewhere(address, "h1", milliseconds{kHandoverMs}));
+    ASSERT_LT(Clock::now() - drained_at, milliseconds{kHandoverMs})
+        << "the drain took longer than the handover period; nothing to test";
+    const std::string answer = http_get(connection);
+    ::close(connection);
+    EXPECT_NE(answer.find("200 OK"), std::string::npos) << "answer: " << answer;
+    EXPECT_NE(answer.find("h1"), std::string::npos) << "not answered by the old holder: " << answer;
+  }
+
   int prefix_length_ = kPrefixLength;  // of the floating addresses; set before SetUp()
   std::string probe_log_;
   ProbeLog probes_;
@@ -330,28 +354,8 @@ TEST_F(VipE2e, DrainHandsOverWithoutARefusedConnection) {
   EXPECT_EQ(held_by(back, 1).size(), 2u) << describe(back);
 }
 
-// A connection the client opened to the drained host just before the drain: its request goes to
-// the new holder (the client's ARP entry has moved), which passes it to the drained host, which
-// still answers it during the handover period.
 TEST_F(VipE2e, DrainKeepsConnectionsOpenAtTheSwitch) {
-  const Holders before = holders();
-  const auto mine = held_by(before, 1);
-  ASSERT_FALSE(mine.empty()) << describe(before);
-  const std::string address = mine.front();
-  auto opened = connect_from_client(address);
-  ASSERT_TRUE(opened.ok()) << opened.error().message;
-  const int connection = opened.value();
-  const auto drained_at = Clock::now();
-  EXPECT_EQ(keel_command(1, {"node", "drain"}), 0);
-  // The client's new connections to the address reach another host: its ARP entry has moved.
-  // (The kernel still shows the address on h1 too: it keeps it for the handover period.)
-  ASSERT_TRUE(wait_until_answered_elsewhere(address, "h1", milliseconds{kHandoverMs}));
-  ASSERT_LT(Clock::now() - drained_at, milliseconds{kHandoverMs})
-      << "the drain took longer than the handover period; nothing to test";
-  const std::string answer = http_get(connection);
-  ::close(connection);
-  EXPECT_NE(answer.find("200 OK"), std::string::npos) << "answer: " << answer;
-  EXPECT_NE(answer.find("h1"), std::string::npos) << "not answered by the old holder: " << answer;
+  ASSERT_NO_FATAL_FAILURE(expect_drain_keeps_a_connection_open());
   EXPECT_EQ(keel_command(1, {"node", "undrain"}), 0);
   wait_placement(all());
 }
@@ -368,22 +372,7 @@ class VipE2eHostRoutes : public VipE2e {
 };
 
 TEST_F(VipE2eHostRoutes, DrainKeepsConnectionsOpenAtTheSwitch) {
-  const Holders before = holders();
-  const auto mine = held_by(before, 1);
-  ASSERT_FALSE(mine.empty()) << describe(before);
-  const std::string address = mine.front();
-  auto opened = connect_from_client(address);
-  ASSERT_TRUE(opened.ok()) << opened.error().message;
-  const int connection = opened.value();
-  const auto drained_at = Clock::now();
-  EXPECT_EQ(keel_command(1, {"node", "drain"}), 0);
-  ASSERT_TRUE(wait_until_answered_elsewhere(address, "h1", milliseconds{kHandoverMs}));
-  ASSERT_LT(Clock::now() - drained_at, milliseconds{kHandoverMs})
-      << "the drain took longer than the handover period; nothing to test";
-  const std::string answer = http_get(connection);
-  ::close(connection);
-  EXPECT_NE(answer.find("200 OK"), std::string::npos) << "answer: " << answer;
-  EXPECT_NE(answer.find("h1"), std::string::npos) << "not answered by the old holder: " << answer;
+  ASSERT_NO_FATAL_FAILURE(expect_drain_keeps_a_connection_open());
 }
 
 TEST_F(VipE2e, GracefulStopHandsOverFirst) {
