@@ -54,12 +54,8 @@ TEST(VolumeReplicaDiskError, ResyncAckKeepsABlockAFailedWriteMarkedAfterTheRead)
   EXPECT_TRUE(world.same_disks());
 }
 
-// The primary writes apart from B, then resyncs it; the flush that precedes ResyncDone fails
-// once. The primary's copy still holds every write it acknowledged: it must stay UpToDate
-// (else the next handshake would make it the target of the older, outdated peer) and finish
-// the resync. (Sweep seed 328.)
-TEST(VolumeReplicaDiskError, ResyncSourceFlushErrorKeepsTheSourceUpToDate) {
-  World world;
+// A connected pair, then four writes on A while B is apart: the next connection resyncs them.
+void write_four_blocks_apart(World& world) {
   start_connected(world);
   world.disconnect();
   world.run();
@@ -67,6 +63,15 @@ TEST(VolumeReplicaDiskError, ResyncSourceFlushErrorKeepsTheSourceUpToDate) {
     world.a().r().on_write(i, i * 65536, pattern(4096, static_cast<std::uint8_t>(i)), false);
   }
   world.run();
+}
+
+// The primary writes apart from B, then resyncs it; the flush that precedes ResyncDone fails
+// once. The primary's copy still holds every write it acknowledged: it must stay UpToDate
+// (else the next handshake would make it the target of the older, outdated peer) and finish
+// the resync. (Sweep seed 328.)
+TEST(VolumeReplicaDiskError, ResyncSourceFlushErrorKeepsTheSourceUpToDate) {
+  World world;
+  write_four_blocks_apart(world);
   for (RequestId i = 1; i <= 4; ++i) ASSERT_EQ(world.a().error_of(i), 0);
   world.a().fail_next_flush = EIO;  // the resync source's flush before ResyncDone
   world.connect();
@@ -84,13 +89,7 @@ TEST(VolumeReplicaDiskError, ResyncSourceFlushErrorKeepsTheSourceUpToDate) {
 // Inconsistent for as long as the link holds. (Sweep seed 3423.)
 TEST(VolumeReplicaDiskError, ResyncTargetFlushErrorIsRetried) {
   World world;
-  start_connected(world);
-  world.disconnect();
-  world.run();
-  for (RequestId i = 1; i <= 4; ++i) {
-    world.a().r().on_write(i, i * 65536, pattern(4096, static_cast<std::uint8_t>(i)), false);
-  }
-  world.run();
+  write_four_blocks_apart(world);
   world.b().fail_next_flush = EIO;  // the target's flush on ResyncDone
   world.connect();
   world.run();
