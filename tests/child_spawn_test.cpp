@@ -58,9 +58,10 @@ std::string run_from_a_real_time_thread(const std::string& probe, ChildSpawnOpti
 TEST(ChildSpawn, TheChildRunsWithOrdinaryPriorityAndNoBlockedSignals) {
   bool real_time = false;
   const std::string printed = run_from_a_real_time_thread(
-      // policy (field 41 of stat: 0 is SCHED_OTHER), blocked signals, open descriptors (the
-      // shell's own glob opens the directory as the lowest free one, 3)
-      "cut -d' ' -f41 /proc/$$/stat; grep SigBlk /proc/$$/status; cd /proc/$$/fd && echo *", {},
+      // policy (field 41 of stat: 0 is SCHED_OTHER) and blocked signals of a program the shell
+      // runs (they are inherited; the shell's own mask changes while it forks), open
+      // descriptors of the shell (its glob opens the directory as the lowest free one, 3)
+      "cut -d' ' -f41 /proc/self/stat; grep SigBlk /proc/self/status; cd /proc/$$/fd && echo *", {},
       real_time);
   if (!real_time) GTEST_SKIP() << "this process may not use SCHED_FIFO here";
   EXPECT_EQ(printed, "0\nSigBlk:\t0000000000000000\n0 1 2 3\n")
