@@ -54,6 +54,25 @@ TEST(VolumeReplicaDiskError, ResyncAckKeepsABlockAFailedWriteMarkedAfterTheRead)
   EXPECT_TRUE(world.same_disks());
 }
 
+// B fails A's write: its answer waits until B's Inconsistent state is on its disk. Answered
+// before, a crash of B in between would bring it back UpToDate without a write that A then
+// acknowledged, and a promotion of B would lose it.
+TEST(VolumeReplicaDiskError, APeersErrorAnswerWaitsForItsInconsistentStateOnDisk) {
+  World world;
+  start_connected(world);
+  world.b().fail_next_write = EIO;
+  world.b().hold_persist = true;
+  world.a().r().on_write(1, 0, pattern(4096, 1), false);
+  world.run();
+  EXPECT_EQ(world.b().r().status().disk, DiskState::Inconsistent);  // in memory
+  EXPECT_EQ(world.b().saved_state.disk, DiskState::UpToDate);       // not yet on disk
+  EXPECT_FALSE(world.a().has_completed(1)) << "acknowledged on an answer B could forget";
+  world.b().hold_persist = false;
+  world.run();
+  EXPECT_EQ(world.b().saved_state.disk, DiskState::Inconsistent);
+  EXPECT_EQ(world.a().error_of(1), 0);
+}
+
 // A connected pair, then four writes on A while B is apart: the next connection resyncs them.
 void write_four_blocks_apart(World& world) {
   start_connected(world);

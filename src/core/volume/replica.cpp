@@ -161,6 +161,7 @@ void ReplicaCore::on_persisted(std::uint64_t persist_id, int error) {
            "persisting volume metadata failed (error " + std::to_string(error) + ")");
   }
   if (!promote_persisted_ && persisted_id_ >= promote_persist_id_) promote_persisted_ = true;
+  release_held_sends();
   send_resync_done_when_durable();
   progress();
 }
@@ -239,7 +240,25 @@ void ReplicaCore::notice(Notice::Level level, std::string text) {
 void ReplicaCore::send(PeerMessage message) {
   KEEL_ASSERT(link_ != LinkState::StandAlone && link_ != LinkState::SplitBrain &&
               link_ != LinkState::Unrelated);
+  if (persisted_id_ < sends_wait_for_persist_) {
+    held_sends_.push_back(std::move(message));
+    return;
+  }
   actions_.emplace_back(SendToPeer{std::move(message)});
+}
+
+// A peer's operation failed on this disk: its error answer, and everything sent after it, waits
+// until this copy's Inconsistent state is durable. Answered at once, a crash before that
+// persist would bring this copy back UpToDate without the write the primary went on to
+// acknowledge (it has the write itself), and a promotion could then lose it.
+void ReplicaCore::hold_sends_until_persisted() {
+  sends_wait_for_persist_ = std::max(sends_wait_for_persist_, next_persist_id_ - 1);
+}
+
+void ReplicaCore::release_held_sends() {
+  if (persisted_id_ < sends_wait_for_persist_) return;
+  for (PeerMessage& message : held_sends_) actions_.emplace_back(SendToPeer{std::move(message)});
+  held_sends_.clear();
 }
 
 bool ReplicaCore::peer_ready() const {

@@ -240,6 +240,7 @@ void ReplicaCore::drop_connection() {
     actions_.emplace_back(DiskFlush{new_io(IoOwner{IoOwner::Kind::SurvivorFlush, connection_})});
   }
   link_ = LinkState::StandAlone;
+  held_sends_.clear();  // answers for this connection only
   if (role_ == Role::Primary) {
     forget_peer_for_writes();
     if (was_replicating) track_without_peer();

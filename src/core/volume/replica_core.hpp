@@ -189,6 +189,8 @@ class ReplicaCore {
   void issue_flush(std::uint64_t sequence, AppRequest& request);
   void maybe_auto_barrier();
   void force_checkpoint();
+  void hold_sends_until_persisted();
+  void release_held_sends();
   void pin_extents_for_peer(const TransferEntry& entry, bool pin);
   void complete_app_requests();
   bool finished(const AppRequest& request) const;
@@ -275,6 +277,10 @@ class ReplicaCore {
   std::uint64_t next_persist_id_ = 1;
   std::uint64_t departures_persisted_ = 0;  // activity_.departures() at the last Persist
   std::uint64_t persisted_id_ = 0;          // the highest completed Persist
+  // Messages to the peer wait, in order, until persisted_id_ reaches this
+  // (hold_sends_until_persisted()).
+  std::uint64_t sends_wait_for_persist_ = 0;
+  std::deque<PeerMessage> held_sends_;
   // Extents in the activity log in memory whose persist has not completed: extent -> that
   // Persist's id. Writes into them wait for it (try_admit()).
   std::map<std::uint64_t, std::uint64_t> extents_persisting_;

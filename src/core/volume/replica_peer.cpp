@@ -138,6 +138,7 @@ void ReplicaCore::peer_op_done(std::uint64_t number, int error, const Payload& d
   const bool answer = op.connection == connection_ && link_alive();
   if (error != 0 && op.kind != PeerOp::Kind::Verify) {
     on_local_disk_error("a replicated write", error);
+    hold_sends_until_persisted();
     // Whatever resync pass is running may not copy these blocks again (the source hears of
     // the failure only now): the next ResyncDone may not make this copy UpToDate. (A failed
     // flush of ResyncDone is tried again below; it holds no block of its own.)
