@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <csignal>
+#include <utility>
 
 #include "io/errno_text.hpp"
 
@@ -12,7 +13,8 @@ extern char** environ;
 
 namespace keel::io {
 
-ChildSpawn::ChildSpawn(ChildSpawnOptions options) {
+ChildSpawn::ChildSpawn(ChildSpawnOptions options)
+    : close_other_descriptors_(options.close_other_descriptors) {
   posix_spawnattr_init(&attributes_);
   posix_spawn_file_actions_init(&actions_);
   sigset_t none;
@@ -32,6 +34,7 @@ ChildSpawn::ChildSpawn(ChildSpawnOptions options) {
     posix_spawnattr_setpgroup(&attributes_, 0);
     flags |= POSIX_SPAWN_SETPGROUP;
   }
+  if (options.new_session) flags |= POSIX_SPAWN_SETSID;
   posix_spawnattr_setflags(&attributes_, flags);
   if (options.null_standard_streams) {
     for (int fd : {STDIN_FILENO, STDOUT_FILENO, STDERR_FILENO}) {
@@ -39,7 +42,6 @@ ChildSpawn::ChildSpawn(ChildSpawnOptions options) {
                                        fd == STDIN_FILENO ? O_RDONLY : O_WRONLY, 0);
     }
   }
-  posix_spawn_file_actions_addclosefrom_np(&actions_, STDERR_FILENO + 1);
 }
 
 ChildSpawn::~ChildSpawn() {
@@ -49,6 +51,10 @@ ChildSpawn::~ChildSpawn() {
 
 Result<pid_t> ChildSpawn::spawn(const std::vector<std::string>& argv, char* const* environment) {
   if (argv.empty()) return Error{"cannot run an empty command"};
+  if (std::exchange(close_other_descriptors_, false)) {
+    // Last, after the caller's redirections, which may read descriptors it closes.
+    posix_spawn_file_actions_addclosefrom_np(&actions_, STDERR_FILENO + 1);
+  }
   std::vector<char*> arguments;
   for (const auto& word : argv) arguments.push_back(const_cast<char*>(word.c_str()));
   arguments.push_back(nullptr);

@@ -14,10 +14,9 @@
 #include <sstream>
 #include <thread>
 
+#include "io/child_spawn.hpp"
 #include "io/errno_text.hpp"
 #include "io/unique_fd.hpp"
-
-extern char** environ;
 
 namespace keel::lab {
 
@@ -26,60 +25,6 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using io::errno_text;
 using Fd = io::UniqueFd;
-
-// posix_spawn's attributes and file actions, released on scope exit.
-class SpawnSetup {
- public:
-  SpawnSetup() {
-    posix_spawnattr_init(&attr_);
-    posix_spawn_file_actions_init(&actions_);
-  }
-  SpawnSetup(const SpawnSetup&) = delete;
-  SpawnSetup& operator=(const SpawnSetup&) = delete;
-  ~SpawnSetup() {
-    posix_spawn_file_actions_destroy(&actions_);
-    posix_spawnattr_destroy(&attr_);
-  }
-
-  // Children start with no blocked signals and default dispositions for the usual ones, whatever
-  // this process (a test runner, a CLI waiting on Ctrl-C) did with its own.
-  void reset_signals(bool new_session) {
-    sigset_t empty;
-    sigemptyset(&empty);
-    posix_spawnattr_setsigmask(&attr_, &empty);
-    sigset_t defaults;
-    sigemptyset(&defaults);
-    for (int signal : {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGPIPE, SIGCHLD, SIGUSR1, SIGUSR2}) {
-      sigaddset(&defaults, signal);
-    }
-    posix_spawnattr_setsigdefault(&attr_, &defaults);
-    short flags = POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF;
-    if (new_session) flags |= POSIX_SPAWN_SETSID;
-    posix_spawnattr_setflags(&attr_, flags);
-  }
-
-  posix_spawnattr_t* attr() { return &attr_; }
-  posix_spawn_file_actions_t* actions() { return &actions_; }
-
- private:
-  posix_spawnattr_t attr_;
-  posix_spawn_file_actions_t actions_;
-};
-
-Result<int> spawn_with(const std::vector<std::string>& argv, SpawnSetup& setup) {
-  KEEL_ASSERT(!argv.empty());
-  std::vector<char*> args;
-  args.reserve(argv.size() + 1);
-  for (const auto& arg : argv) args.push_back(const_cast<char*>(arg.c_str()));
-  args.push_back(nullptr);
-  pid_t pid = 0;
-  const int error =
-      posix_spawnp(&pid, args[0], setup.actions(), setup.attr(), args.data(), environ);
-  if (error != 0) {
-    return Error{"cannot run " + argv[0] + ": " + errno_text(error)};
-  }
-  return static_cast<int>(pid);
-}
 
 int decode_status(int status) {
   if (WIFEXITED(status)) return WEXITSTATUS(status);
@@ -156,12 +101,13 @@ Result<CommandResult> run_capture(const std::vector<std::string>& argv, Millisec
   Fd err_read(err_pipe[0]);
   Fd err_write(err_pipe[1]);
 
-  SpawnSetup setup;
-  setup.reset_signals(false);
-  posix_spawn_file_actions_addopen(setup.actions(), 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_adddup2(setup.actions(), out_write.get(), 1);
-  posix_spawn_file_actions_adddup2(setup.actions(), err_write.get(), 2);
-  auto pid = spawn_with(argv, setup);
+  // Children start with no blocked signals and default dispositions for the usual ones, whatever
+  // this process (a test runner, a CLI waiting on Ctrl-C) did with its own.
+  io::ChildSpawn setup({.close_other_descriptors = false});
+  posix_spawn_file_actions_addopen(setup.file_actions(), 0, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_adddup2(setup.file_actions(), out_write.get(), 1);
+  posix_spawn_file_actions_adddup2(setup.file_actions(), err_write.get(), 2);
+  auto pid = setup.spawn(argv);
   if (!pid) return pid.error();
   out_write.reset();
   err_write.reset();
@@ -193,18 +139,17 @@ Result<std::string> run_checked(const std::vector<std::string>& argv, Millisecon
 }
 
 Result<ProcessId> spawn(const std::vector<std::string>& argv, const SpawnOptions& options) {
-  SpawnSetup setup;
-  setup.reset_signals(options.new_session);
+  io::ChildSpawn setup({.new_session = options.new_session, .close_other_descriptors = false});
   if (options.stdin_fd >= 0) {
-    posix_spawn_file_actions_adddup2(setup.actions(), options.stdin_fd, 0);
+    posix_spawn_file_actions_adddup2(setup.file_actions(), options.stdin_fd, 0);
   } else {
-    posix_spawn_file_actions_addopen(setup.actions(), 0, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_addopen(setup.file_actions(), 0, "/dev/null", O_RDONLY, 0);
   }
   const std::string output = options.output_path.empty() ? "/dev/null" : options.output_path;
-  posix_spawn_file_actions_addopen(setup.actions(), 1, output.c_str(),
+  posix_spawn_file_actions_addopen(setup.file_actions(), 1, output.c_str(),
                                    O_WRONLY | O_CREAT | O_APPEND, 0644);
-  posix_spawn_file_actions_adddup2(setup.actions(), 1, 2);
-  auto pid = spawn_with(argv, setup);
+  posix_spawn_file_actions_adddup2(setup.file_actions(), 1, 2);
+  auto pid = setup.spawn(argv);
   if (!pid) return pid.error();
   // glibc's posix_spawn returns once the child has called exec, so its /proc entry exists (as a
   // zombie at worst) and exec does not change its start time.
