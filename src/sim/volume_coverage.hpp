@@ -31,6 +31,7 @@ enum class VolumeMark : std::uint8_t {
   write_failed,          // a write completed with an error (not ESHUTDOWN)
   switchover,            // the primary was demoted under load (a planned switchover)
   disk_error,            // a disk operation failed with EIO (a burst of disk errors)
+  flush_lost_writes,     // a failed flush dropped cached writes it covered (never written back)
   verify_started,        // an online verify started on the primary
   verify_clean,          // ... finished on copies that were equal, finding no difference
   verify_found,          // ... finished finding differing blocks
@@ -62,6 +63,7 @@ constexpr std::string_view volume_mark_name(VolumeMark mark) {
       "write_failed",
       "switchover",
       "disk_error",
+      "flush_lost_writes",
       "verify_started",
       "verify_clean",
       "verify_found",

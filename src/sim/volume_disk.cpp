@@ -61,6 +61,25 @@ void SimDisk::complete_flush(std::uint64_t cut) {
   }
 }
 
+std::uint64_t SimDisk::fail_flush(std::uint64_t cut, Rng& rng) {
+  std::uint64_t dropped = 0;
+  for (auto it = cached_.begin(); it != cached_.end();) {
+    auto& versions = it->second;
+    std::size_t covered = 0;
+    while (covered < versions.size() && versions[covered].number <= cut) ++covered;
+    if (covered > 0) {
+      if (rng.chance(0.5)) {
+        durable_[it->first] = versions[covered - 1].tag;  // this block did reach the medium
+      } else {
+        ++dropped;
+      }
+      versions.erase(versions.begin(), versions.begin() + static_cast<std::ptrdiff_t>(covered));
+    }
+    it = versions.empty() ? cached_.erase(it) : std::next(it);
+  }
+  return dropped;
+}
+
 std::uint64_t SimDisk::power_loss(Rng& rng) {
   std::uint64_t lost = 0;
   for (auto& [block, versions] : cached_) {

@@ -10,6 +10,10 @@
 // completes. A process crash keeps the cache (the page cache survives). A power loss keeps the
 // durable content and, per block, possibly one of the values written to it since (the device may
 // have written any cached version back, in any order across blocks): disk reordering until flush.
+// A failed flush may have written back any of the cached blocks it covered, and drops the rest as
+// Linux drops pages whose writeback failed: they stay readable (view()) but are no longer dirty,
+// so no later flush writes them and a power loss takes them (a later flush succeeding says
+// nothing about them).
 //
 // Invariants: view() of a block is its newest completed value; durable() is what survives a power
 // loss for sure; cached_ holds only values newer than durable_.
@@ -46,6 +50,9 @@ class SimDisk {
   std::uint64_t completed() const { return completed_; }
   // A flush issued when completed() was `cut` completes.
   void complete_flush(std::uint64_t cut);
+  // A flush issued when completed() was `cut` failed: returns how many blocks lost their cached
+  // values for good (readable until a power loss, never durable).
+  std::uint64_t fail_flush(std::uint64_t cut, Rng& rng);
 
   // A power loss: returns how many cached block values were lost (not the one kept).
   std::uint64_t power_loss(Rng& rng);

@@ -51,6 +51,7 @@ class VolumeRun {
       on_complete(node, completion);
     };
     world_.after_event = [this] { check(); };
+    world_.on_flush_failed = [this](int node) { flush_failed(node); };
   }
 
   VolumeRunResult run() {
@@ -154,6 +155,20 @@ class VolumeRun {
     model_.abandon(node);
     outstanding_[node] = 0;
     if (power) model_.power_loss(node, world_.now(), alone);
+  }
+
+  // A failed flush may drop the cached writes it covered (SimDisk::fail_flush()). A primary
+  // whose peer stands in gives way to it, so the volume keeps them; a primary without one is
+  // the volume's only full copy, and like a local disk it loses them, as in a power loss alone.
+  // On any other copy the failure is that copy's own (the primary holds the writes).
+  void flush_failed(int node) {
+    if (!primary(node)) return;
+    const volume::ReplicaStatus s = world_.replica(node).status();
+    const bool peer_stands_in =
+        s.link == LinkState::Connected && s.peer_disk == DiskState::UpToDate;
+    if (world_.options().mode != volume::Mode::Sync || !peer_stands_in) {
+      model_.power_loss(node, world_.now(), /*alone=*/true);
+    }
   }
 
   // A forced promotion of a replica cut off from the primary: a split brain on purpose. Its own

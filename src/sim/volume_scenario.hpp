@@ -10,7 +10,8 @@
 // promotion of the secondary while it is cut off, to provoke a split brain on purpose. From a
 // stream of its own (so the draws above stay what they were for every seed): on a tenth of the
 // seeds, 1..3 bursts of disk errors (5..300 ms on either node, failing 5..50% of its disk
-// operations with EIO), and on a quarter, 1..2 online verifies started on the primary.
+// operations with EIO; a failed flush drops some of the cached writes it covered, as Linux
+// does, see SimDisk), and on a quarter, 1..2 online verifies started on the primary.
 //
 // While it runs: the workload writes (mostly not overlapping its writes in flight, sometimes on
 // purpose), zeroes, FUA-writes and flushes on the primary; when the primary is down the other
@@ -22,6 +23,9 @@
 //     once one that found differences is followed by the copies in sync again, they are equal
 //     (volume_verify_watch.hpp);
 //   - a replica promoted without force holds every acknowledged write (volume_model.hpp);
+//   - a flush the primary reports done has every write acknowledged before it on its disk (and
+//     on the peer's when the peer stands in), except after a failed flush on a primary without
+//     a peer in sync, whose copy may lose, as a local disk would, the writes it covered;
 //   - two sides that both acknowledged writes apart are refused as SplitBrain at connect, never
 //     resynced; and a split brain is only ever seen after a forced promotion.
 // After the fault phase everything heals (a split brain is resolved by discarding the forced

@@ -249,7 +249,15 @@ void VolumeWorld::disk_done(int node, volume::IoId id) {
     }
     n.replica->on_disk_done(id, error);
   } else if (std::holds_alternative<volume::DiskFlush>(io.action)) {
-    if (error == 0) n.disk.complete_flush(io.flush_cut);
+    if (error == 0) {
+      n.disk.complete_flush(io.flush_cut);
+    } else {
+      if (const std::uint64_t dropped = n.disk.fail_flush(io.flush_cut, rng_); dropped > 0) {
+        note(node, "the failed flush dropped " + std::to_string(dropped) + " cached blocks");
+        hit(coverage_, VolumeMark::flush_lost_writes);
+      }
+      if (on_flush_failed) on_flush_failed(node);
+    }
     n.replica->on_disk_done(id, error);
   } else if (const auto* read = std::get_if<volume::DiskRead>(&io.action)) {
     if (error != 0) {

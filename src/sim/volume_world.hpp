@@ -110,6 +110,8 @@ class VolumeWorld {
                    std::uint64_t blocks, bool fua);
   void submit_flush(int node, volume::RequestId request);
   std::function<void(int node, const volume::Complete& completion)> on_complete;
+  // A flush failed on `node`'s disk (before the replica hears of it).
+  std::function<void(int node)> on_flush_failed;
   // Called after every event (the checkers).
   std::function<void()> after_event;
 

@@ -48,9 +48,12 @@ constexpr std::size_t kMaxPeerOps = 65536;
 // secondary's barrier acks: enough that writing goes on while the secondary flushes a
 // checkpoint, and few enough that the secondary's queue stays within kMaxPeerOps.
 constexpr std::size_t kTransferLogEpochs = 8;
-// A resync source whose flush before ResyncDone fails, or a target whose flush on ResyncDone
-// fails, tries this often before it drops the connection (a disk error is often brief; the
-// next connection resyncs the target again).
+// A resync source whose flush before ResyncDone fails tries this often before it drops the
+// connection (a disk error is often brief; the next connection resyncs the target again). A
+// retry that succeeds says nothing of pages the failed one may have dropped (see
+// on_local_flush_failed()); it only lets the target, which holds what this copy sent, finish.
+// A target never retries: its bitmap still marks every block of the pass, and the next
+// connection copies them again.
 constexpr std::uint32_t kMaxResyncFlushAttempts = 4;
 // Verify reads a chunk whose read failed (on either copy) this often in all before it leaves
 // the chunk uncompared: a failed read says nothing about whether the copies differ.
@@ -96,9 +99,8 @@ struct PeerOp {  // something the peer asked of this copy, in arrival order
   std::uint64_t length = 0;
   Payload data;
   bool fua = false;
-  bool checkpoint = false;           // Barrier: later operations need not wait for it
-  Generations generations;           // ResyncDone
-  std::uint32_t flush_failures = 0;  // ResyncDone: its flush failed this often
+  bool checkpoint = false;  // Barrier: later operations need not wait for it
+  Generations generations;  // ResyncDone
   bool issued = false;
   IoId io = 0;
 };
@@ -195,6 +197,8 @@ class ReplicaCore {
   void complete_app_requests();
   bool finished(const AppRequest& request) const;
   void app_io_done(std::uint64_t sequence, int error);
+  void on_local_flush_failed(int error);
+  void mark_activity_extents();
   void on_write_ack(const WriteAck& ack);
   void on_barrier_ack(const BarrierAck& ack);
   void forget_peer_for_writes();
@@ -274,6 +278,11 @@ class ReplicaCore {
   bool promote_persisted_ = true;  // false until primary_at_crash is durable after promote
   std::uint64_t promote_persist_id_ = 0;
   bool demoting_ = false;
+  // A flush failed on this primary's disk while its peer stood in: it demotes, and every flush
+  // that completes meanwhile fails too (on_local_flush_failed()). Its Inconsistent state is
+  // durable once persisted_id_ reaches step_down_persist_id_.
+  bool stepping_down_ = false;
+  std::uint64_t step_down_persist_id_ = 0;
   std::uint64_t next_persist_id_ = 1;
   std::uint64_t departures_persisted_ = 0;  // activity_.departures() at the last Persist
   std::uint64_t persisted_id_ = 0;          // the highest completed Persist

@@ -141,7 +141,7 @@ void ReplicaCore::peer_op_done(std::uint64_t number, int error, const Payload& d
     hold_sends_until_persisted();
     // Whatever resync pass is running may not copy these blocks again (the source hears of
     // the failure only now): the next ResyncDone may not make this copy UpToDate. (A failed
-    // flush of ResyncDone is tried again below; it holds no block of its own.)
+    // flush of ResyncDone ends this connection below.)
     if (op.kind != PeerOp::Kind::ResyncDone) disk_failed_in_resync_ = true;
   }
   switch (op.kind) {
@@ -166,15 +166,9 @@ void ReplicaCore::peer_op_done(std::uint64_t number, int error, const Payload& d
       if (answer) send(BarrierAck{op.sequence, error});
       break;
     case PeerOp::Kind::ResyncDone:
-      if (answer && error != 0 && op.flush_failures + 1 < kMaxResyncFlushAttempts) {
-        // Flushed again before anything after it starts: it is still the first in the queue.
-        PeerOp again = op;
-        again.issued = false;
-        ++again.flush_failures;
-        peer_ops_.emplace(number, std::move(again));
-      } else if (answer) {
-        finish_as_target(op, error);
-      }
+      // A failed flush is not tried again: the pages it failed to write may have been dropped,
+      // and a second flush would succeed without them (on_local_flush_failed()).
+      if (answer) finish_as_target(op, error);
       break;
   }
 }

@@ -173,12 +173,13 @@ void ReplicaCore::resync_flush_done(std::uint64_t connection, int error) {
     // dropped, and the next one resyncs the target again.
     notice(Notice::Level::Error,
            "flushing the resync source's copy failed (error " + std::to_string(error) + ")");
-    if (++resync_done_->flush_failures < kMaxResyncFlushAttempts) {
+    on_local_flush_failed(error);
+    if (!stepping_down_ && ++resync_done_->flush_failures < kMaxResyncFlushAttempts) {
       actions_.emplace_back(DiskFlush{new_io(IoOwner{IoOwner::Kind::ResyncFlush, connection})});
       return;
     }
     resync_done_.reset();
-    if (link_alive()) {
+    if (link_alive() && !stepping_down_) {  // a copy stepping down drops it once demoted
       actions_.emplace_back(ClosePeer{"the resync source's copy cannot be flushed"});
       drop_connection();
     }

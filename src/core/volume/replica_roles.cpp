@@ -96,10 +96,24 @@ Result<bool> ReplicaCore::demote() {
 
 void ReplicaCore::finish_demote_if_ready() {
   if (!demoting_ || !app_.empty()) return;
+  // A copy stepping down says Secondary only once its Inconsistent state is on disk: a power
+  // loss before that would bring it back UpToDate and primary at the crash, the source of its
+  // hot extents, over a peer that no longer claims to have survived a primary.
+  if (stepping_down_ && persisted_id_ < step_down_persist_id_) return;
   demoting_ = false;
   role_ = Role::Secondary;
   state_.primary_at_crash = false;
   persist();
+  if (stepping_down_) {
+    stepping_down_ = false;
+    notice(Notice::Level::Info, "demoted to secondary: this copy failed a flush");
+    // The peer has nothing marked for this copy: a new handshake makes it the resync target.
+    if (link_alive()) {
+      actions_.emplace_back(ClosePeer{"this copy failed a flush: resyncing it from the peer"});
+      drop_connection();
+    }
+    return;
+  }
   if (peer_ready()) send_state_update();
   notice(Notice::Level::Info, "demoted to secondary");
 }

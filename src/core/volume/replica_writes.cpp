@@ -1,5 +1,6 @@
 // The primary's application path: writes, zeroing and flushes in issue order, the activity log,
 // epochs and barriers, the transfer log, completion, and suspension without the peer.
+#include <algorithm>
 #include <cerrno>
 
 #include "core/common/assert.hpp"
@@ -266,10 +267,47 @@ void ReplicaCore::app_io_done(std::uint64_t sequence, int error) {
   KEEL_ASSERT(r.stage == AppRequest::Stage::Issued);
   r.stage = AppRequest::Stage::LocalDone;
   r.local_error = error;
-  if (error != 0 && r.kind != AppRequest::Kind::Flush) {
+  if (r.kind == AppRequest::Kind::Flush) {
+    if (error != 0) on_local_flush_failed(error);
+    // Issued before an earlier flush failed, it may not have written what that one dropped.
+    if (stepping_down_ && r.local_error == 0) r.local_error = EIO;
+    return;
+  }
+  if (error != 0) {
     mark_out_of_sync(r.offset, r.length);  // the copies may differ now
     notice(Notice::Level::Error, "local disk write failed at offset " + std::to_string(r.offset) +
                                      " (error " + std::to_string(error) + ")");
+  }
+}
+
+// Linux may drop the cached pages whose writeback failed and mark them clean, so a later flush
+// succeeds without them: whatever a failed flush covered may be gone from this disk for good,
+// whatever later flushes say, and retrying it proves nothing. A peer in sync (sync mode) holds
+// every write acknowledged so far: this copy gives way to it. It marks itself Inconsistent, with
+// its activity-log extents (where every write this disk may have lost lies) marked for the resync
+// that will rewrite it from the peer, and demotes, failing every flush that completes meanwhile,
+// so that nothing reports as durable what this disk may have dropped. Without such a peer this
+// copy is the volume's best: the application has the error, as it would from a local disk.
+void ReplicaCore::on_local_flush_failed(int error) {
+  notice(Notice::Level::Error, "a flush failed on the local disk (error " + std::to_string(error) +
+                                   "): the writes it covered may be lost from this copy");
+  if (stepping_down_ || role_ != Role::Primary) return;
+  if (config_.mode != Mode::Sync || !peer_stands_in()) return;
+  stepping_down_ = true;
+  state_.disk = DiskState::Inconsistent;
+  mark_activity_extents();
+  step_down_persist_id_ = persist();
+  notice(Notice::Level::Error,
+         "stepping down: the peer holds every acknowledged write; promote it, and this copy "
+         "resyncs from it");
+  (void)demote();
+}
+
+void ReplicaCore::mark_activity_extents() {
+  for (const std::uint64_t extent : activity_.extents()) {
+    const std::uint64_t offset = extent * kExtentBytes;
+    if (offset >= config_.size_bytes) continue;
+    mark_out_of_sync(offset, std::min<std::uint64_t>(kExtentBytes, config_.size_bytes - offset));
   }
 }
 
