@@ -1,5 +1,6 @@
 // Replica under local disk errors (EIO): which copy is trusted afterwards, and how the copies
 // become equal again without waiting for the link to break.
+#include <algorithm>
 #include <cerrno>
 
 #include "volume_test_support.hpp"
@@ -195,6 +196,53 @@ TEST(VolumeReplicaDiskError, APrimaryWithoutItsPeerKeepsServingAfterAFailedFlush
   EXPECT_EQ(world.a().error_of(3), 0);
   EXPECT_EQ(world.a().r().status().role, Role::Primary);
   EXPECT_EQ(world.a().r().status().disk, DiskState::UpToDate);
+}
+
+// A checkpoint's flush on the secondary covers whatever had completed when it was issued,
+// writes of the next epoch too. When it fails, those may be dropped, and their own barrier's
+// flush succeeds without them: that barrier's ack reports the failure as well, so the primary
+// marks those writes and copies them again.
+TEST(VolumeReplicaDiskError, AFailedCheckpointFlushFailsTheBarrierOfTheWritesItCovered) {
+  World world;
+  world.a().config.max_unacked_epoch_writes = 2;
+  world.crash(0);
+  start_connected(world);
+  world.b().hold_disk = true;
+  for (RequestId i = 1; i <= 3; ++i) {  // a checkpoint after the second write
+    world.a().r().on_write(i, i << 20, pattern(4096, static_cast<std::uint8_t>(i)), false);
+  }
+  world.run();
+  ASSERT_EQ(world.b().disk_queue.size(), 3u);
+  for (int i = 0; i < 3; ++i) world.disk_one(1);
+  world.run();
+  ASSERT_EQ(world.b().disk_queue.size(), 1u);  // the checkpoint's flush, covering the third
+  ASSERT_TRUE(std::holds_alternative<DiskFlush>(world.b().disk_queue.front()));
+  world.b().fail_next_flush = EIO;
+  world.b().hold_disk = false;
+  world.a().r().on_flush(4);  // the barrier that ends the third write's epoch
+  world.run();
+  EXPECT_TRUE(world.b().noticed("covers writes a failed flush may have dropped"));
+  const auto third = std::count_if(world.b().disk_writes.begin(), world.b().disk_writes.end(),
+                                   [](const DiskWrite& w) { return w.offset == (3u << 20); });
+  EXPECT_EQ(third, 2) << "the third write, then its block copied again";
+}
+
+// A primary without its peer demotes, and the demote's own flush fails: its hot extents may
+// lack writes it acknowledged, so it keeps primary_at_crash, and the next connection resyncs
+// them as after a crash.
+TEST(VolumeReplicaDiskError, ADemoteWhoseFlushFailsKeepsTheHotExtentsMarked) {
+  World world;
+  start_connected(world);
+  world.disconnect();
+  world.run();
+  world.a().r().on_write(1, 8192, pattern(4096, 1), false);
+  world.run();
+  ASSERT_EQ(world.a().error_of(1), 0);
+  world.a().fail_next_flush = EIO;
+  ASSERT_TRUE(world.a().r().demote().ok());
+  world.run();
+  EXPECT_EQ(world.a().r().status().role, Role::Secondary);
+  EXPECT_TRUE(world.a().saved_state.primary_at_crash);
 }
 
 // Verify on equal copies while a read fails, on the primary's disk or on the peer's: a failed

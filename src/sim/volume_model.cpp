@@ -94,6 +94,15 @@ void VolumeModel::abandon(int node) {
   }
 }
 
+std::optional<TimeUs> VolumeModel::oldest_pending_issued_at() const {
+  std::optional<TimeUs> oldest;
+  for (const auto& [request, index] : pending_) {
+    const TimeUs at = writes_[index].issued_at;
+    if (!oldest || at < *oldest) oldest = at;
+  }
+  return oldest;
+}
+
 bool VolumeModel::in_flight(std::uint64_t first, std::uint64_t count) const {
   auto it = in_flight_blocks_.lower_bound(first);
   return it != in_flight_blocks_.end() && it->first < first + count;

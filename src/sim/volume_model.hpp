@@ -54,6 +54,8 @@ class VolumeModel {
   // Blocks written by requests still in flight, for choosing (mostly) non-overlapping writes.
   bool in_flight(std::uint64_t first, std::uint64_t count) const;
   std::size_t pending() const { return pending_.size(); }
+  // When the oldest write still in flight was issued (nullopt: none is).
+  std::optional<TimeUs> oldest_pending_issued_at() const;
   bool is_flush(std::uint64_t request) const { return flushes_.count(request) != 0; }
   bool is_fua(std::uint64_t request) const {
     auto found = pending_.find(request);

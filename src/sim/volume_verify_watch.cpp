@@ -28,7 +28,12 @@ void VerifyWatch::started(VolumeWorld& world, const VolumeModel& model, int node
   running_ = true;
   node_ = node;
   const std::optional<std::string> difference = copies_differ(world, model);
-  equal_at_start_ = !difference;
+  // copies_differ() skips the blocks of writes in flight; one of those that failed on either
+  // disk already may have left its blocks different for good.
+  const std::optional<TimeUs> oldest = model.oldest_pending_issued_at();
+  const std::optional<TimeUs> failed = world.last_write_failure_at();
+  const bool failed_in_flight = oldest && failed && *failed >= *oldest;
+  equal_at_start_ = !difference && !failed_in_flight;
   failed_writes_at_start_ = world.failed_writes();
   world.note(node, "verify starts on copies that " +
                        (difference ? "differ at " + *difference : std::string("are equal")));

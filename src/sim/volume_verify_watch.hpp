@@ -3,9 +3,10 @@
 // A verify compares the two copies chunk by chunk while the workload goes on. What it must get
 // right, seen from the shell, which knows both disks:
 //   - no false differences: a verify that started while the copies held the same content
-//     (outside the blocks of writes in flight) and during which no write or zeroing failed on
-//     either disk (the only faults that change content behind the replicas' backs) finds no
-//     differing block, whatever else failed (a read, a flush);
+//     (outside the blocks of writes in flight, none of which had failed on a disk yet) and
+//     during which no write or zeroing failed on either disk (the only faults that change
+//     content behind the replicas' backs) finds no differing block, whatever else failed (a
+//     read, a flush);
 //   - the differences it finds are repaired: once a verify that found some is followed by both
 //     sides showing themselves in sync (connected, UpToDate, nothing out of sync), the copies
 //     are equal outside the writes in flight.

@@ -287,6 +287,7 @@ int VolumeWorld::disk_error(int node) {
 void VolumeWorld::fail_write(int node, std::uint64_t first_block,
                              const std::vector<BlockTag>& tags) {
   ++failed_writes_;
+  last_write_failure_at_ = now_;
   for (std::size_t i = 0; i < tags.size(); ++i) {
     if (rng_.chance(0.5)) nodes_[node].disk.complete_write(first_block + i, {tags[i]}, false);
   }

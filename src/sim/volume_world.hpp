@@ -93,6 +93,7 @@ class VolumeWorld {
   // Writes and zeroings that failed so far on either node: only they make the copies' content
   // differ without the shell knowing where (a failed flush or read changes no content).
   std::uint64_t failed_writes() const { return failed_writes_; }
+  std::optional<TimeUs> last_write_failure_at() const { return last_write_failure_at_; }
   // The first tag of every DiskWrite that failed on `node` (the workload's tags are unique, so
   // this names the application write whose local write failed).
   bool write_failed(int node, BlockTag first_tag) const {
@@ -225,6 +226,7 @@ class VolumeWorld {
   std::uint64_t steps_ = 0;
   std::uint64_t messages_ = 0;
   std::uint64_t failed_writes_ = 0;
+  std::optional<TimeUs> last_write_failure_at_;
   std::array<Node, 2> nodes_;
   Connection link_;
   std::uint64_t next_connection_ = 1;

@@ -241,6 +241,8 @@ void ReplicaCore::drop_connection() {
   }
   link_ = LinkState::StandAlone;
   held_sends_.clear();  // answers for this connection only
+  applied_epoch_ = 0;
+  lost_epoch_ = 0;
   if (role_ == Role::Primary) {
     forget_peer_for_writes();
     if (was_replicating) track_without_peer();

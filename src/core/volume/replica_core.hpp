@@ -95,6 +95,7 @@ struct PeerOp {  // something the peer asked of this copy, in arrival order
   Kind kind = Kind::Write;
   std::uint64_t connection = 0;
   std::uint64_t sequence = 0;  // Write/Zero: the primary's sequence; Barrier: the epoch
+  std::uint64_t epoch = 0;     // Write/Zero: its epoch
   std::uint64_t offset = 0;
   std::uint64_t length = 0;
   Payload data;
@@ -282,6 +283,9 @@ class ReplicaCore {
   // that completes meanwhile fails too (on_local_flush_failed()). Its Inconsistent state is
   // durable once persisted_id_ reaches step_down_persist_id_.
   bool stepping_down_ = false;
+  // The demote's own flush failed: this copy may lack writes its hot extents held, so it keeps
+  // primary_at_crash (their resync at the next connection).
+  bool demote_flush_failed_ = false;
   std::uint64_t step_down_persist_id_ = 0;
   std::uint64_t next_persist_id_ = 1;
   std::uint64_t departures_persisted_ = 0;  // activity_.departures() at the last Persist
@@ -350,6 +354,13 @@ class ReplicaCore {
   bool target_resync_ = false;  // SyncTarget: counts resync_done_bytes_ as blocks arrive
   // A peer's write or barrier failed on this disk since the last ResyncDone here.
   bool disk_failed_in_resync_ = false;
+  // On this connection: the highest epoch of the peer's writes completed on this disk, and
+  // that epoch when a flush last failed. A failed flush may have dropped any write completed
+  // before it, of an epoch whose own barrier comes later too (a checkpoint's flush covers
+  // whatever had completed, and the I/O threads decide that moment), and that barrier's flush
+  // would succeed without them: its ack reports the failure as well.
+  std::uint64_t applied_epoch_ = 0;
+  std::uint64_t lost_epoch_ = 0;
   // Source: the finished resync's ResyncDone, sent once its generations are on disk.
   struct PendingResyncDone {
     std::uint64_t persist_id = 0;

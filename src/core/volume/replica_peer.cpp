@@ -4,6 +4,7 @@
 // primary's at the granularity of the application's flushes. A checkpoint barrier (the primary
 // bounding its transfer log) is flushed when everything before it is done, but does not hold
 // what comes after it.
+#include <algorithm>
 #include <cerrno>
 
 #include "core/common/assert.hpp"
@@ -29,6 +30,7 @@ std::optional<PeerOp> ReplicaCore::peer_op_from(const PeerMessage& message) {
     const bool zero = write->zero_length != 0;
     op.kind = zero ? PeerOp::Kind::Zero : PeerOp::Kind::Write;
     op.sequence = write->sequence;
+    op.epoch = write->epoch;
     op.offset = write->offset;
     op.length = zero ? write->zero_length : (write->data ? write->data->size() : 0);
     op.data = write->data;
@@ -136,6 +138,19 @@ void ReplicaCore::peer_op_done(std::uint64_t number, int error, const Payload& d
   const PeerOp op = std::move(node.mapped());
   KEEL_ASSERT(op.issued);
   const bool answer = op.connection == connection_ && link_alive();
+  if (op.connection == connection_) {
+    if (op.kind == PeerOp::Kind::Write || op.kind == PeerOp::Kind::Zero) {
+      applied_epoch_ = std::max(applied_epoch_, op.epoch);
+    }
+    if (is_barrier(op) && error != 0) lost_epoch_ = applied_epoch_;
+    if (op.kind == PeerOp::Kind::Barrier && error == 0 && op.sequence <= lost_epoch_) {
+      error = EIO;  // its writes may be among those an earlier failed flush dropped
+      notice(Notice::Level::Error,
+             "barrier " + std::to_string(op.sequence) +
+                 " covers writes a failed flush may have dropped: reported as failed");
+      disk_failed_in_resync_ = true;
+    }
+  }
   if (error != 0 && op.kind != PeerOp::Kind::Verify) {
     on_local_disk_error("a replicated write", error);
     hold_sends_until_persisted();

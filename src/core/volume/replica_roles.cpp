@@ -1,6 +1,7 @@
 // Roles and outdating: promote, demote, discard-local, and the ring's answers.
 #include <algorithm>
 #include <cerrno>
+#include <utility>
 
 #include "core/common/assert.hpp"
 #include "core/volume/replica_core.hpp"
@@ -102,7 +103,7 @@ void ReplicaCore::finish_demote_if_ready() {
   if (stepping_down_ && persisted_id_ < step_down_persist_id_) return;
   demoting_ = false;
   role_ = Role::Secondary;
-  state_.primary_at_crash = false;
+  if (!std::exchange(demote_flush_failed_, false)) state_.primary_at_crash = false;
   persist();
   if (stepping_down_) {
     stepping_down_ = false;

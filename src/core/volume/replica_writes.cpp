@@ -268,6 +268,7 @@ void ReplicaCore::app_io_done(std::uint64_t sequence, int error) {
   r.stage = AppRequest::Stage::LocalDone;
   r.local_error = error;
   if (r.kind == AppRequest::Kind::Flush) {
+    if (error != 0 && r.internal) demote_flush_failed_ = true;
     if (error != 0) on_local_flush_failed(error);
     // Issued before an earlier flush failed, it may not have written what that one dropped.
     if (stepping_down_ && r.local_error == 0) r.local_error = EIO;
