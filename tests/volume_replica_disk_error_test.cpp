@@ -159,6 +159,22 @@ TEST(VolumeReplicaDiskError, APrimaryWhoseFlushFailsStepsDownToItsPeer) {
   EXPECT_TRUE(world.same_disks());
 }
 
+// The agent flushes the data before an activity-log update stops naming an extent; when that
+// fails, the disk may have dropped writes just as after a failed DiskFlush: the primary in sync
+// with its peer steps down.
+TEST(VolumeReplicaDiskError, AFailedDataFlushBeforeALogUpdateStepsThePrimaryDown) {
+  World world;
+  start_connected(world);
+  world.a().r().on_write(1, 8192, pattern(4096, 1), false);
+  world.run();
+  ASSERT_EQ(world.a().error_of(1), 0);
+  world.a().r().on_data_flush_failed(EIO);
+  world.run();
+  EXPECT_EQ(world.a().r().status().role, Role::Secondary);
+  EXPECT_EQ(world.a().saved_state.disk, DiskState::Inconsistent);
+  EXPECT_FALSE(world.connected());
+}
+
 // Two flushes in flight; the first fails, the second's disk flush succeeds. Issued before the
 // first failed, the second may not have written what the first dropped: it fails too.
 TEST(VolumeReplicaDiskError, AFlushInFlightWhenAnEarlierOneFailsFailsToo) {

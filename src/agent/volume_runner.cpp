@@ -9,6 +9,7 @@
 
 #include <cerrno>
 #include <limits>
+#include <memory>
 #include <utility>
 
 #include "agent/volume_identity.hpp"
@@ -397,13 +398,24 @@ void VolumeRunner::execute(volume::Persist& action) {
   }
   // Retried until written (metadata_persister.hpp): the replica must never count as durable
   // what is not.
+  auto data_flush_failed = std::make_shared<bool>(false);
   metadata_worker_.submit(
       [this, pages, state = action.state, extents = action.activity_extents,
-       flush_data = action.flush_data_first]() -> Result<Ok> {
+       flush_data = action.flush_data_first, data_flush_failed]() -> Result<Ok> {
         // The log is about to stop naming an extent: its writes must be on disk first
         // (volume::Persist::flush_data_first). The file stays open until the worker stops.
         if (flush_data && ::fdatasync(disk_->descriptor()) != 0) {
-          return Error{"flushing the data before an activity-log update: " + io::errno_text(errno)};
+          const int error = errno;
+          // A retry that succeeds may not have written what this one dropped: the replica
+          // hears of the failure once, and reacts as to any failed flush of its disk.
+          if (!std::exchange(*data_flush_failed, true)) {
+            asio::post(io_, [this, error] {
+              if (stopped_) return;
+              replica_->on_data_flush_failed(error);
+              run_actions();
+            });
+          }
+          return Error{"flushing the data before an activity-log update: " + io::errno_text(error)};
         }
         if (auto written = metadata_->write_bitmap_pages(*pages); !written.ok()) {
           return Error{"writing the bitmap: " + written.error().message};

@@ -33,6 +33,7 @@ void Replica::on_disk_read_done(IoId io, int error, Payload data) {
 void Replica::on_persisted(std::uint64_t persist_id, int error) {
   core_->on_persisted(persist_id, error);
 }
+void Replica::on_data_flush_failed(int error) { core_->on_data_flush_failed(error); }
 void Replica::on_peer_connected() { core_->on_peer_connected(); }
 void Replica::on_peer_message(const PeerMessage& message) { core_->on_peer_message(message); }
 void Replica::on_peer_disconnected() { core_->on_peer_disconnected(); }

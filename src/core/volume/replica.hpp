@@ -178,6 +178,9 @@ class Replica {
   void on_disk_done(IoId io, int error);
   void on_disk_read_done(IoId io, int error, Payload data);
   void on_persisted(std::uint64_t persist_id, int error);
+  // The shell's flush of the data before a Persist with flush_data_first failed (it retries
+  // that Persist): the disk may have dropped writes, as after a failed DiskFlush.
+  void on_data_flush_failed(int error);
 
   // The replication link.
   void on_peer_connected();

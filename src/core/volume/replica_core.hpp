@@ -144,6 +144,7 @@ class ReplicaCore {
   void on_disk_done(IoId io, int error);
   void on_disk_read_done(IoId io, int error, Payload data);
   void on_persisted(std::uint64_t persist_id, int error);
+  void on_data_flush_failed(int error);
   void on_peer_connected();
   void on_peer_message(const PeerMessage& message);
   void on_peer_disconnected();

@@ -304,6 +304,11 @@ void ReplicaCore::on_local_flush_failed(int error) {
   (void)demote();
 }
 
+void ReplicaCore::on_data_flush_failed(int error) {
+  on_local_flush_failed(error);
+  progress();
+}
+
 void ReplicaCore::mark_activity_extents() {
   for (const std::uint64_t extent : activity_.extents()) {
     const std::uint64_t offset = extent * kExtentBytes;
