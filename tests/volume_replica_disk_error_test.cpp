@@ -175,6 +175,32 @@ TEST(VolumeReplicaDiskError, AFailedDataFlushBeforeALogUpdateStepsThePrimaryDown
   EXPECT_FALSE(world.connected());
 }
 
+// The link breaks while a primary that failed a flush steps down: it must not have the peer,
+// whose copy is the good one, recorded outdated, nor acknowledge on its own copy what the peer
+// may lack. Its writes in flight fail.
+TEST(VolumeReplicaDiskError, APrimarySteppingDownNeverOutdatesItsPeer) {
+  World world;
+  start_connected(world);
+  world.a().hold_disk = true;
+  world.a().r().on_flush(1);
+  world.a().r().on_write(2, 8192, pattern(4096, 2), false);
+  world.run();
+  ASSERT_EQ(world.a().disk_queue.size(), 2u);  // the flush, then the write
+  world.a().fail_next_flush = EIO;
+  world.disk_one(0);
+  world.run();
+  ASSERT_TRUE(world.a().noticed("stepping down"));
+  world.disconnect();
+  world.a().hold_disk = false;
+  world.run();
+  EXPECT_EQ(world.a().error_of(1), EIO);
+  EXPECT_EQ(world.a().error_of(2), EIO);
+  EXPECT_EQ(world.b().outdated_as_of, 0u);
+  EXPECT_EQ(world.b().r().status().disk, DiskState::UpToDate);
+  EXPECT_EQ(world.a().r().status().role, Role::Secondary);
+  EXPECT_EQ(world.a().saved_state.disk, DiskState::Inconsistent);
+}
+
 // Two flushes in flight; the first fails, the second's disk flush succeeds. Issued before the
 // first failed, the second may not have written what the first dropped: it fails too.
 TEST(VolumeReplicaDiskError, AFlushInFlightWhenAnEarlierOneFailsFailsToo) {

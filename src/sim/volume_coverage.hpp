@@ -32,6 +32,7 @@ enum class VolumeMark : std::uint8_t {
   switchover,            // the primary was demoted under load (a planned switchover)
   disk_error,            // a disk operation failed with EIO (a burst of disk errors)
   flush_lost_writes,     // a failed flush dropped cached writes it covered (never written back)
+  data_flush_failed,     // a metadata update's flush of the data failed (the update is retried)
   verify_started,        // an online verify started on the primary
   verify_clean,          // ... finished on copies that were equal, finding no difference
   verify_found,          // ... finished finding differing blocks
@@ -64,6 +65,7 @@ constexpr std::string_view volume_mark_name(VolumeMark mark) {
       "switchover",
       "disk_error",
       "flush_lost_writes",
+      "data_flush_failed",
       "verify_started",
       "verify_clean",
       "verify_found",

@@ -11,7 +11,8 @@
 // stream of its own (so the draws above stay what they were for every seed): on a tenth of the
 // seeds, 1..3 bursts of disk errors (5..300 ms on either node, failing 5..50% of its disk
 // operations with EIO; a failed flush drops some of the cached writes it covered, as Linux
-// does, see SimDisk), and on a quarter, 1..2 online verifies started on the primary.
+// does, see SimDisk; a metadata update's flush of the data fails too, and is retried a second
+// later, as the agent does), and on a quarter, 1..2 online verifies started on the primary.
 //
 // While it runs: the workload writes (mostly not overlapping its writes in flight, sometimes on
 // purpose), zeroes, FUA-writes and flushes on the primary; when the primary is down the other

@@ -5,12 +5,16 @@
 #include <algorithm>
 #include <cerrno>
 #include <span>
+#include <utility>
 
 #include "core/common/assert.hpp"
 
 namespace keel::sim {
 
 namespace {
+
+// The agent retries a metadata update that failed after this long (agent/metadata_persister.hpp).
+constexpr TimeUs kPersistRetryUs = 1'000'000;
 
 constexpr std::uint32_t kMaxTimersAtOneInstant = 10000;
 
@@ -252,11 +256,7 @@ void VolumeWorld::disk_done(int node, volume::IoId id) {
     if (error == 0) {
       n.disk.complete_flush(io.flush_cut);
     } else {
-      if (const std::uint64_t dropped = n.disk.fail_flush(io.flush_cut, rng_); dropped > 0) {
-        note(node, "the failed flush dropped " + std::to_string(dropped) + " cached blocks");
-        hit(coverage_, VolumeMark::flush_lost_writes);
-      }
-      if (on_flush_failed) on_flush_failed(node);
+      flush_failed(node, io.flush_cut);
     }
     n.replica->on_disk_done(id, error);
   } else if (const auto* read = std::get_if<volume::DiskRead>(&io.action)) {
@@ -283,6 +283,14 @@ int VolumeWorld::disk_error(int node) {
   return EIO;
 }
 
+void VolumeWorld::flush_failed(int node, std::uint64_t cut) {
+  if (const std::uint64_t dropped = nodes_[node].disk.fail_flush(cut, rng_); dropped > 0) {
+    note(node, "the failed flush dropped " + std::to_string(dropped) + " cached blocks");
+    hit(coverage_, VolumeMark::flush_lost_writes);
+  }
+  if (on_flush_failed) on_flush_failed(node);
+}
+
 // A failed write may have reached any of its blocks: each is written to the cache, or not.
 void VolumeWorld::fail_write(int node, std::uint64_t first_block,
                              const std::vector<BlockTag>& tags) {
@@ -301,10 +309,25 @@ void VolumeWorld::start_persist(int node) {
 void VolumeWorld::persist_done(int node) {
   Node& n = nodes_[node];
   KEEL_ASSERT(!n.persists.empty());
+  // As the shell does (the persister fdatasyncs the backing first): the data, then the log. A
+  // failed data flush is the disk's like any other (fail_flush()); the shell tells the replica
+  // once and retries the whole update every second.
+  if (n.persists.front().persist.flush_data_first) {
+    PendingPersist& pending = n.persists.front();
+    if (const int error = disk_error(node); error != 0) {
+      hit(coverage_, VolumeMark::data_flush_failed);
+      flush_failed(node, pending.data_cut);
+      if (!std::exchange(pending.data_flush_failed, true)) {
+        n.replica->on_data_flush_failed(error);
+        pump(node);
+      }
+      later(node, kPersistRetryUs, "", [this, node] { persist_done(node); });
+      return;
+    }
+    n.disk.complete_flush(pending.data_cut);
+  }
   PendingPersist done = std::move(n.persists.front());
   n.persists.erase(n.persists.begin());
-  // As the shell does (the persister fdatasyncs the backing first): the data, then the log.
-  if (done.persist.flush_data_first) n.disk.complete_flush(done.data_cut);
   for (auto& [page, bytes] : done.pages) n.saved_pages[page] = bytes;
   n.saved_state = done.persist.state;
   n.saved_extents = done.persist.activity_extents;

@@ -148,6 +148,7 @@ class VolumeWorld {
     volume::Persist persist;
     std::map<std::uint64_t, std::array<std::byte, volume::kBitmapPageBytes>> pages;
     std::uint64_t data_cut = 0;  // flush_data_first: the data writes completed when it was taken
+    bool data_flush_failed = false;  // the replica has heard (on_data_flush_failed)
   };
   struct Node {
     NodeId id = kNoNode;
@@ -198,6 +199,8 @@ class VolumeWorld {
   void disk_done(int node, volume::IoId io);
   int disk_error(int node);  // EIO when a burst fails this operation, else 0
   void fail_write(int node, std::uint64_t first_block, const std::vector<BlockTag>& tags);
+  // A flush (DiskFlush, or a Persist's data flush) that covered completed() == cut failed.
+  void flush_failed(int node, std::uint64_t cut);
   void start_persist(int node);
   void persist_done(int node);
   void rearm_timer(int node);

@@ -245,7 +245,9 @@ void ReplicaCore::drop_connection() {
   lost_epoch_ = 0;
   if (role_ == Role::Primary) {
     forget_peer_for_writes();
-    if (was_replicating) track_without_peer();
+    // A primary stepping down holds the copy that may have lost writes: it must not have the
+    // peer's, the good one, recorded outdated (on_local_flush_failed()).
+    if (was_replicating && !stepping_down_) track_without_peer();
   }
   resync_running_ = false;
   resync_chunks_.clear();  // reads still in flight find no chunk and are dropped

@@ -346,6 +346,12 @@ bool ReplicaCore::finished(const AppRequest& r) const {
 void ReplicaCore::complete_app_requests() {
   for (auto it = app_.begin(); it != app_.end();) {
     AppRequest& r = it->second;
+    if (!r.completed && r.stage == AppRequest::Stage::LocalDone && stepping_down_ &&
+        held_for_peer(r)) {
+      // The peer never got it, and this copy gives way to the peer's: never acknowledged.
+      r.completed = true;
+      if (!r.internal) complete(actions_, r.request, EIO);
+    }
     if (!r.completed && r.stage == AppRequest::Stage::LocalDone && !held_for_peer(r)) {
       const bool peer_has_it = !r.sent || r.peer_acked;
       const std::uint64_t kept = r.data ? r.data->size() : 0;
