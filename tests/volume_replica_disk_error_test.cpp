@@ -148,6 +148,7 @@ TEST(VolumeReplicaDiskError, APrimaryWhoseFlushFailsStepsDownToItsPeer) {
   EXPECT_FALSE(world.a().saved_state.primary_at_crash);
   EXPECT_FALSE(world.connected());
   EXPECT_TRUE(world.a().noticed("stepping down"));
+  EXPECT_NE(world.a().r().status().disk_error.find("gave way to the peer"), std::string::npos);
   world.a().r().on_write(3, 0, pattern(4096, 3), false);
   world.run();
   EXPECT_EQ(world.a().error_of(3), ESHUTDOWN);
@@ -156,6 +157,7 @@ TEST(VolumeReplicaDiskError, APrimaryWhoseFlushFailsStepsDownToItsPeer) {
   world.run();
   EXPECT_EQ(world.a().r().status().disk, DiskState::UpToDate);
   EXPECT_EQ(world.a().r().status().link, LinkState::Connected);
+  EXPECT_EQ(world.a().r().status().disk_error, "") << "the resync rewrote the copy";
   EXPECT_TRUE(world.same_disks());
 }
 
@@ -238,6 +240,7 @@ TEST(VolumeReplicaDiskError, APrimaryWithoutItsPeerKeepsServingAfterAFailedFlush
   EXPECT_EQ(world.a().error_of(3), 0);
   EXPECT_EQ(world.a().r().status().role, Role::Primary);
   EXPECT_EQ(world.a().r().status().disk, DiskState::UpToDate);
+  EXPECT_NE(world.a().r().status().disk_error.find("may be lost"), std::string::npos);
 }
 
 // A checkpoint's flush on the secondary covers whatever had completed when it was issued,

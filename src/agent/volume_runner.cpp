@@ -513,6 +513,7 @@ nlohmann::json VolumeRunner::status() const {
       {"requests_failed", requests_failed_},
       {"metadata_error", metadata_error_},
       {"refused_reason", status.refused_reason},
+      {"disk_error", status.disk_error},
       {"generations",
        {{"current", hex(status.generations.current)},
         {"bitmap", hex(status.generations.bitmap)},

@@ -77,6 +77,8 @@ void print_volume(const json& volume) {
   }
   const std::string refused = json_text(volume, "refused_reason");
   if (!refused.empty() && refused != "-") fmt::print("  REFUSED   {}\n", refused);
+  const std::string disk_error = json_text(volume, "disk_error");
+  if (!disk_error.empty() && disk_error != "-") fmt::print("  DISK      {}\n", disk_error);
   const json nbd = volume.value("nbd", json::object());
   fmt::print("  nbd       {}, {} connection(s)\n", json_text(nbd, "export"),
              nbd.value("connections", 0ull));

@@ -130,6 +130,7 @@ ReplicaStatus ReplicaCore::status() const {
   out.verify_mismatched_blocks = verify_mismatched_blocks_;
   out.verify_running = verify_running_;
   out.refused_reason = refused_reason_;
+  out.disk_error = disk_error_;
   return out;
 }
 

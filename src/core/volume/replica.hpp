@@ -152,6 +152,9 @@ struct ReplicaStatus {
   std::uint64_t verify_mismatched_blocks = 0;
   bool verify_running = false;
   std::string refused_reason;  // split brain / unrelated: what a person must do
+  // The last failure of this copy's disk and what it did, until a resync rewrote the copy
+  // (empty: none since the replica started).
+  std::string disk_error;
 };
 
 namespace detail {

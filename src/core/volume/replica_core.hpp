@@ -332,6 +332,7 @@ class ReplicaCore {
   std::optional<Role> peer_role_;
   std::optional<DiskState> peer_disk_;
   std::string refused_reason_;
+  std::string disk_error_;  // ReplicaStatus::disk_error
   // ConnectSide::survived_primary: set when the link to a primary this copy was in sync with
   // breaks (sync mode), cleared once connected in sync again, when told outdated, when promoted.
   // Persisted (PersistentState::survived_primary) only once a flush made this copy durable: a

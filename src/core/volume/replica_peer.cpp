@@ -208,6 +208,7 @@ void ReplicaCore::finish_as_target(const PeerOp& op, int error) {
   }
   state_.generations = op.generations;
   state_.disk = DiskState::UpToDate;
+  disk_error_.clear();  // the resync rewrote what the failure left in doubt
   state_.discard_local = false;
   state_.primary_at_crash = false;
   bitmap_.clear_all();
@@ -223,6 +224,8 @@ void ReplicaCore::finish_as_target(const PeerOp& op, int error) {
 void ReplicaCore::on_local_disk_error(std::string_view what, int error) {
   notice(Notice::Level::Error,
          std::string(what) + " failed on the local disk (error " + std::to_string(error) + ")");
+  disk_error_ = std::string(what) + " failed (error " + std::to_string(error) +
+                "): this copy is Inconsistent until the peer resyncs it";
   if (state_.disk == DiskState::Inconsistent) return;
   state_.disk = DiskState::Inconsistent;  // it misses a write the primary has
   persist();

@@ -276,6 +276,8 @@ void ReplicaCore::app_io_done(std::uint64_t sequence, int error) {
   }
   if (error != 0) {
     mark_out_of_sync(r.offset, r.length);  // the copies may differ now
+    disk_error_ = "a write failed at offset " + std::to_string(r.offset) + " (error " +
+                  std::to_string(error) + "): its blocks are marked out of sync";
     notice(Notice::Level::Error, "local disk write failed at offset " + std::to_string(r.offset) +
                                      " (error " + std::to_string(error) + ")");
   }
@@ -293,7 +295,13 @@ void ReplicaCore::on_local_flush_failed(int error) {
   notice(Notice::Level::Error, "a flush failed on the local disk (error " + std::to_string(error) +
                                    "): the writes it covered may be lost from this copy");
   if (stepping_down_ || role_ != Role::Primary) return;
-  if (config_.mode != Mode::Sync || !peer_stands_in()) return;
+  if (config_.mode != Mode::Sync || !peer_stands_in()) {
+    disk_error_ = "a flush failed (error " + std::to_string(error) +
+                  "): with no peer in sync, the writes it covered may be lost";
+    return;
+  }
+  disk_error_ = "a flush failed (error " + std::to_string(error) +
+                "): this copy gave way to the peer; promote it there";
   stepping_down_ = true;
   state_.disk = DiskState::Inconsistent;
   mark_activity_extents();
