@@ -8,21 +8,28 @@
 namespace keel::volume::testing {
 namespace {
 
-// The primary's own disk fails a write the peer applied: the application gets the error, and
-// the primary copies its own content of the block to the peer at once, so that the copies are
-// equal again without waiting for the link to break. (Sweep seed 13.)
-TEST(VolumeReplicaDiskError, PrimaryWriteErrorIsResyncedAtOnce) {
+// The primary's own disk fails a write the peer applied. The application gets the error; the
+// peer is in sync and holds every acknowledged write, so the primary, whose disk is failing,
+// gives way to it (as after a failed flush): Inconsistent, demoted, and resynced from the peer
+// once that is promoted. (Sweep seed 13 once left the copies different until the link broke.)
+TEST(VolumeReplicaDiskError, APrimaryWriteErrorStepsDownToThePeerInSync) {
   World world;
   start_connected(world);
   world.a().fail_next_write = EIO;
   world.a().r().on_write(1, 8192, pattern(4096, 1), false);
   world.run();
   EXPECT_EQ(world.a().error_of(1), EIO);
+  EXPECT_EQ(world.a().r().status().role, Role::Secondary);
+  EXPECT_EQ(world.a().saved_state.disk, DiskState::Inconsistent);
+  EXPECT_NE(world.a().r().status().disk_error.find("a write at offset 8192 failed"),
+            std::string::npos);
+  EXPECT_EQ(world.b().r().status().disk, DiskState::UpToDate);
+  ASSERT_TRUE(world.b().r().promote(false).ok());
+  world.connect();
+  world.run();
   EXPECT_EQ(world.a().r().status().disk, DiskState::UpToDate);
   EXPECT_EQ(world.a().r().status().link, LinkState::Connected);
   EXPECT_EQ(world.a().r().status().out_of_sync_bytes, 0u);
-  EXPECT_EQ(world.a().r().status().resynced_blocks, 1u);
-  EXPECT_EQ(world.b().r().status().disk, DiskState::UpToDate);
   EXPECT_TRUE(world.same_disks());
 }
 
@@ -201,6 +208,33 @@ TEST(VolumeReplicaDiskError, APrimarySteppingDownNeverOutdatesItsPeer) {
   EXPECT_EQ(world.b().r().status().disk, DiskState::UpToDate);
   EXPECT_EQ(world.a().r().status().role, Role::Secondary);
   EXPECT_EQ(world.a().saved_state.disk, DiskState::Inconsistent);
+}
+
+// The primary's write fails and it begins to give way, but the peer then fails the flush of
+// the demote's barrier: the peer lacks acknowledged writes now, so the primary keeps its copy
+// UpToDate (ending an ordinary demote) and the peer is resynced from it.
+TEST(VolumeReplicaDiskError, APrimaryKeepsItsCopyWhenThePeerFailsWhileItGivesWay) {
+  World world;
+  start_connected(world);
+  world.a().r().on_write(1, 0, pattern(4096, 1), false);
+  world.run();
+  ASSERT_EQ(world.a().error_of(1), 0);
+  world.a().fail_next_write = EIO;
+  world.b().fail_next_flush = EIO;  // the barrier of the demote's flush
+  world.a().r().on_write(2, 8192, pattern(4096, 2), false);
+  world.run();
+  EXPECT_EQ(world.a().error_of(2), EIO);
+  EXPECT_TRUE(world.a().noticed("stepping down"));
+  EXPECT_TRUE(world.a().noticed("the peer's disk failed too"));
+  EXPECT_EQ(world.a().r().status().role, Role::Secondary);
+  EXPECT_EQ(world.a().saved_state.disk, DiskState::UpToDate);
+  EXPECT_EQ(world.b().r().status().disk, DiskState::Inconsistent);
+  ASSERT_TRUE(world.a().r().promote(false).ok());
+  world.run();
+  if (!world.connected()) world.connect();
+  world.run();
+  EXPECT_EQ(world.b().r().status().disk, DiskState::UpToDate);
+  EXPECT_TRUE(world.same_disks());
 }
 
 // Two flushes in flight; the first fails, the second's disk flush succeeds. Issued before the

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <map>
+#include <optional>
 #include <set>
 
 #include "core/common/assert.hpp"
@@ -161,6 +162,9 @@ class VolumeRun {
   // whose peer stands in gives way to it, so the volume keeps them; a primary without one is
   // the volume's only full copy, and like a local disk it loses them, as in a power loss alone.
   // On any other copy the failure is that copy's own (the primary holds the writes).
+  // A primary that gives way may find its peer's disk failed too before it is done (the core's
+  // abandon_step_down()): it then keeps the volume, UpToDate, and the loss is the volume's after
+  // all, from the time of the failure. Resolved by watch_step_downs().
   void flush_failed(int node) {
     if (!primary(node)) return;
     const volume::ReplicaStatus s = world_.replica(node).status();
@@ -168,6 +172,31 @@ class VolumeRun {
         s.link == LinkState::Connected && s.peer_disk == DiskState::UpToDate;
     if (world_.options().mode != volume::Mode::Sync || !peer_stands_in) {
       model_.power_loss(node, world_.now(), /*alone=*/true);
+    } else if (!giving_way_since_[node]) {
+      giving_way_since_[node] = world_.now();
+    }
+  }
+
+  // A primary that did not step down at once keeps no excuse: its next flush reported done is
+  // checked against every write acknowledged before it.
+  void watch_step_downs() {
+    for (int node = 0; node < 2; ++node) {
+      if (!giving_way_since_[node]) continue;
+      if (!world_.up(node)) {
+        giving_way_since_[node].reset();  // its restart resyncs its hot extents from the peer
+        seen_giving_way_[node] = false;
+        continue;
+      }
+      const volume::ReplicaStatus s = world_.replica(node).status();
+      if (s.stepping_down) {
+        seen_giving_way_[node] = true;
+        continue;
+      }
+      if (seen_giving_way_[node] && s.disk == DiskState::UpToDate) {
+        model_.power_loss(node, *giving_way_since_[node], /*alone=*/true);  // abandoned
+      }
+      giving_way_since_[node].reset();
+      seen_giving_way_[node] = false;
     }
   }
 
@@ -422,6 +451,7 @@ class VolumeRun {
   // ---- checks after every event ----
 
   void check() {
+    watch_step_downs();
     if (auto problem = verify_.check(world_, model_)) return world_.fail(*problem);
     if (!world_.up(0) || !world_.up(1)) return;
     const volume::ReplicaStatus a = world_.replica(0).status();
@@ -468,6 +498,9 @@ class VolumeRun {
   volume::RequestId next_request_ = 1;
   int target_ = 0;   // the node the workload writes to: the history the model follows
   int forced_ = -1;  // a node promoted by force, whose writes the heal discards
+  // A primary whose flush failed while its peer stood in, giving way to it: since when.
+  std::optional<TimeUs> giving_way_since_[2];
+  bool seen_giving_way_[2] = {false, false};
   int winner_ = -1;  // after a split brain: the side to promote
   bool promoted_once_ = false;
   bool healed_ = false;

@@ -52,6 +52,9 @@ void VolumeLab::SetUp() {
           if (!out) return Error{"cannot write " + path};
         }
       }
+      if (prepare_backing_) {
+        if (auto prepared = prepare_backing_(state, host); !prepared.ok()) return prepared;
+      }
       auto created =
           run_checked({keel(), "volume", "create", kVolume, "--config", state.host(host).config});
       if (!created.ok()) return created.error();

@@ -7,6 +7,7 @@
 // Thread-safety: GoogleTest runs one test at a time.
 #pragma once
 
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -47,6 +48,9 @@ class VolumeLab : public LabFixture {
   // before `keel volume create`, h1's also kept as kept_data(), and nothing is promoted.
   bool existing_data_ = false;
   std::string kept_data() const;
+  // Set before SetUp(): called for h1 and h2 before `keel volume create` runs there (a backing
+  // that already exists makes that copy Inconsistent, to be synced from the other).
+  std::function<Result<Ok>(const LabState& state, int host)> prepare_backing_;
 };
 
 // A real filesystem on an export: nbdfuse exposes it as a file, a loop device turns that into a

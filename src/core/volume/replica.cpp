@@ -131,6 +131,7 @@ ReplicaStatus ReplicaCore::status() const {
   out.verify_running = verify_running_;
   out.refused_reason = refused_reason_;
   out.disk_error = disk_error_;
+  out.stepping_down = stepping_down_;
   return out;
 }
 

@@ -155,6 +155,7 @@ struct ReplicaStatus {
   // The last failure of this copy's disk and what it did, until a resync rewrote the copy
   // (empty: none since the replica started).
   std::string disk_error;
+  bool stepping_down = false;  // giving way to the peer after its own disk failed
 };
 
 namespace detail {

@@ -80,6 +80,7 @@ struct AppRequest {
   bool peer_acked = false;     // WriteAck / BarrierAck came
   std::uint64_t epoch = 0;     // the write's epoch, or the epoch a flush's barrier ends
   bool completed = false;      // Complete was emitted (async writes wait on for the ack)
+  bool fails = false;          // Flush: fails whatever its disk says (abandon_step_down())
   bool counted_async = false;  // completed ahead of the peer: counted in async_unacked_bytes_
 };
 
@@ -200,6 +201,8 @@ class ReplicaCore {
   bool finished(const AppRequest& request) const;
   void app_io_done(std::uint64_t sequence, int error);
   void on_local_flush_failed(int error);
+  bool step_down_for_disk_error(std::string_view what, int error);
+  void abandon_step_down();
   void mark_activity_extents();
   void on_write_ack(const WriteAck& ack);
   void on_barrier_ack(const BarrierAck& ack);
@@ -280,8 +283,8 @@ class ReplicaCore {
   bool promote_persisted_ = true;  // false until primary_at_crash is durable after promote
   std::uint64_t promote_persist_id_ = 0;
   bool demoting_ = false;
-  // A flush failed on this primary's disk while its peer stood in: it demotes, and every flush
-  // that completes meanwhile fails too (on_local_flush_failed()). Its Inconsistent state is
+  // This primary's disk failed a write or a flush while its peer stood in: it demotes, and every
+  // flush that completes meanwhile fails too (on_local_flush_failed()). Its Inconsistent state is
   // durable once persisted_id_ reaches step_down_persist_id_.
   bool stepping_down_ = false;
   // The demote's own flush failed: this copy may lack writes its hot extents held, so it keeps

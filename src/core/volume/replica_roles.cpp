@@ -107,10 +107,10 @@ void ReplicaCore::finish_demote_if_ready() {
   persist();
   if (stepping_down_) {
     stepping_down_ = false;
-    notice(Notice::Level::Info, "demoted to secondary: this copy failed a flush");
+    notice(Notice::Level::Info, "demoted to secondary: this copy's disk failed");
     // The peer has nothing marked for this copy: a new handshake makes it the resync target.
     if (link_alive()) {
-      actions_.emplace_back(ClosePeer{"this copy failed a flush: resyncing it from the peer"});
+      actions_.emplace_back(ClosePeer{"this copy's disk failed: resyncing it from the peer"});
       drop_connection();
     }
     return;
@@ -217,6 +217,7 @@ Result<bool> ReplicaCore::discard_local_data() {
 void ReplicaCore::on_state_update(const StateUpdate& update) {
   peer_role_ = update.role;
   peer_disk_ = update.disk;
+  if (update.disk != DiskState::UpToDate) abandon_step_down();
   if (role_ == Role::Primary && update.role == Role::Primary) {
     refuse(LinkState::StandAlone, "both nodes are primary: demote one of them");
     return;

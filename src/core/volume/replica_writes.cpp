@@ -271,36 +271,46 @@ void ReplicaCore::app_io_done(std::uint64_t sequence, int error) {
     if (error != 0 && r.internal) demote_flush_failed_ = true;
     if (error != 0) on_local_flush_failed(error);
     // Issued before an earlier flush failed, it may not have written what that one dropped.
-    if (stepping_down_ && r.local_error == 0) r.local_error = EIO;
+    if ((stepping_down_ || r.fails) && r.local_error == 0) r.local_error = EIO;
     return;
   }
   if (error != 0) {
     mark_out_of_sync(r.offset, r.length);  // the copies may differ now
-    disk_error_ = "a write failed at offset " + std::to_string(r.offset) + " (error " +
-                  std::to_string(error) + "): its blocks are marked out of sync";
     notice(Notice::Level::Error, "local disk write failed at offset " + std::to_string(r.offset) +
                                      " (error " + std::to_string(error) + ")");
+    if (!step_down_for_disk_error("a write at offset " + std::to_string(r.offset), error)) {
+      disk_error_ = "a write failed at offset " + std::to_string(r.offset) + " (error " +
+                    std::to_string(error) + "): its blocks are marked out of sync";
+    }
   }
 }
 
 // Linux may drop the cached pages whose writeback failed and mark them clean, so a later flush
 // succeeds without them: whatever a failed flush covered may be gone from this disk for good,
 // whatever later flushes say, and retrying it proves nothing. A peer in sync (sync mode) holds
-// every write acknowledged so far: this copy gives way to it. It marks itself Inconsistent, with
-// its activity-log extents (where every write this disk may have lost lies) marked for the resync
-// that will rewrite it from the peer, and demotes, failing every flush that completes meanwhile,
-// so that nothing reports as durable what this disk may have dropped. Without such a peer this
-// copy is the volume's best: the application has the error, as it would from a local disk.
+// every write acknowledged so far: this copy gives way to it (step_down_for_disk_error()).
+// Without such a peer this copy is the volume's best: the application has the error, as it would
+// from a local disk.
 void ReplicaCore::on_local_flush_failed(int error) {
   notice(Notice::Level::Error, "a flush failed on the local disk (error " + std::to_string(error) +
                                    "): the writes it covered may be lost from this copy");
   if (stepping_down_ || role_ != Role::Primary) return;
-  if (config_.mode != Mode::Sync || !peer_stands_in()) {
+  if (!step_down_for_disk_error("a flush", error)) {
     disk_error_ = "a flush failed (error " + std::to_string(error) +
                   "): with no peer in sync, the writes it covered may be lost";
-    return;
   }
-  disk_error_ = "a flush failed (error " + std::to_string(error) +
+}
+
+// A primary whose disk fails while its peer is in sync (sync mode: the peer holds every write
+// acknowledged so far) gives way to it, as a failing disk should be taken out of service: it
+// marks itself Inconsistent, with its activity-log extents (where every write this disk may have
+// lost lies) marked for the resync that will rewrite it from the peer, and demotes, failing every
+// flush that completes meanwhile, so that nothing reports as durable what this disk may have
+// dropped. False if there is no such peer.
+bool ReplicaCore::step_down_for_disk_error(std::string_view what, int error) {
+  if (stepping_down_ || role_ != Role::Primary) return stepping_down_;
+  if (config_.mode != Mode::Sync || !peer_stands_in()) return false;
+  disk_error_ = std::string(what) + " failed (error " + std::to_string(error) +
                 "): this copy gave way to the peer; promote it there";
   stepping_down_ = true;
   state_.disk = DiskState::Inconsistent;
@@ -310,6 +320,28 @@ void ReplicaCore::on_local_flush_failed(int error) {
          "stepping down: the peer holds every acknowledged write; promote it, and this copy "
          "resyncs from it");
   (void)demote();
+  return true;
+}
+
+// The peer's disk failed too before this copy finished giving way to it: the peer may now lack
+// acknowledged writes this copy holds, so neither copy holds them all, and this one, which still
+// serves, is the better guess (the writes its own failure may have dropped are lost, as on a
+// local disk). It stays UpToDate and finishes the demote it began as an ordinary one; the peer
+// is resynced from it. A flush issued before now still fails: it may not have written what the
+// failure dropped.
+void ReplicaCore::abandon_step_down() {
+  if (!stepping_down_) return;
+  stepping_down_ = false;
+  demote_flush_failed_ = true;  // its hot extents may lack what the failure dropped
+  state_.disk = DiskState::UpToDate;
+  persist();
+  for (auto& [sequence, r] : app_) {
+    if (r.kind == AppRequest::Kind::Flush) r.fails = true;
+  }
+  disk_error_ += "; the peer's disk failed too, so this copy kept the volume";
+  notice(Notice::Level::Error,
+         "the peer's disk failed too: this copy stays UpToDate; writes its own failure dropped "
+         "may be lost");
 }
 
 void ReplicaCore::on_data_flush_failed(int error) {
@@ -391,6 +423,7 @@ void ReplicaCore::on_write_ack(const WriteAck& ack) {
   if (r.kind == AppRequest::Kind::Flush) return;  // not a write: a confused peer
   r.peer_acked = true;
   if (ack.error != 0) {
+    abandon_step_down();
     mark_out_of_sync(r.offset, r.length);
     notice(Notice::Level::Warning, "peer failed a replicated write (error " +
                                        std::to_string(ack.error) + "); blocks marked out of sync");
@@ -405,6 +438,7 @@ void ReplicaCore::on_barrier_ack(const BarrierAck& ack) {
     transfer_log_.pop_front();
   }
   if (ack.error != 0) {
+    abandon_step_down();
     notice(Notice::Level::Warning, "peer failed a barrier (error " + std::to_string(ack.error) +
                                        "); its writes marked out of sync");
   }
