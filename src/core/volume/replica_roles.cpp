@@ -218,6 +218,15 @@ void ReplicaCore::on_state_update(const StateUpdate& update) {
   peer_role_ = update.role;
   peer_disk_ = update.disk;
   if (update.disk != DiskState::UpToDate) abandon_step_down();
+  if (update.disk == DiskState::UpToDate && state_.disk == DiskState::Inconsistent &&
+      link_ == LinkState::Connected && role_ == Role::Secondary) {
+    // Nothing on this connection will copy what this copy lacks (both were Inconsistent when it
+    // began, after both disks failed, and the peer has become UpToDate since): a new handshake
+    // makes this copy the target of a resync from the peer.
+    actions_.emplace_back(ClosePeer{"this copy is Inconsistent and its peer UpToDate: resyncing"});
+    drop_connection();
+    return;
+  }
   if (role_ == Role::Primary && update.role == Role::Primary) {
     refuse(LinkState::StandAlone, "both nodes are primary: demote one of them");
     return;
