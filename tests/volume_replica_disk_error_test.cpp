@@ -8,6 +8,19 @@
 namespace keel::volume::testing {
 namespace {
 
+// A gave way to B after its disk failed: B is promoted, and the next connection resyncs A from
+// it, which clears what A's status said about the failure.
+void promote_b_and_expect_a_resynced(World& world) {
+  ASSERT_TRUE(world.b().r().promote(false).ok());
+  world.connect();
+  world.run();
+  EXPECT_EQ(world.a().r().status().disk, DiskState::UpToDate);
+  EXPECT_EQ(world.a().r().status().link, LinkState::Connected);
+  EXPECT_EQ(world.a().r().status().out_of_sync_bytes, 0u);
+  EXPECT_EQ(world.a().r().status().disk_error, "") << "the resync rewrote the copy";
+  EXPECT_TRUE(world.same_disks());
+}
+
 // The primary's own disk fails a write the peer applied. The application gets the error; the
 // peer is in sync and holds every acknowledged write, so the primary, whose disk is failing,
 // gives way to it (as after a failed flush): Inconsistent, demoted, and resynced from the peer
@@ -24,13 +37,7 @@ TEST(VolumeReplicaDiskError, APrimaryWriteErrorStepsDownToThePeerInSync) {
   EXPECT_NE(world.a().r().status().disk_error.find("a write at offset 8192 failed"),
             std::string::npos);
   EXPECT_EQ(world.b().r().status().disk, DiskState::UpToDate);
-  ASSERT_TRUE(world.b().r().promote(false).ok());
-  world.connect();
-  world.run();
-  EXPECT_EQ(world.a().r().status().disk, DiskState::UpToDate);
-  EXPECT_EQ(world.a().r().status().link, LinkState::Connected);
-  EXPECT_EQ(world.a().r().status().out_of_sync_bytes, 0u);
-  EXPECT_TRUE(world.same_disks());
+  promote_b_and_expect_a_resynced(world);
 }
 
 // A resync chunk is read and sent; then an application write to the same block fails on the
@@ -159,13 +166,7 @@ TEST(VolumeReplicaDiskError, APrimaryWhoseFlushFailsStepsDownToItsPeer) {
   world.a().r().on_write(3, 0, pattern(4096, 3), false);
   world.run();
   EXPECT_EQ(world.a().error_of(3), ESHUTDOWN);
-  ASSERT_TRUE(world.b().r().promote(false).ok());
-  world.connect();
-  world.run();
-  EXPECT_EQ(world.a().r().status().disk, DiskState::UpToDate);
-  EXPECT_EQ(world.a().r().status().link, LinkState::Connected);
-  EXPECT_EQ(world.a().r().status().disk_error, "") << "the resync rewrote the copy";
-  EXPECT_TRUE(world.same_disks());
+  promote_b_and_expect_a_resynced(world);
 }
 
 // The agent flushes the data before an activity-log update stops naming an extent; when that
