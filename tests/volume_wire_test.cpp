@@ -1,6 +1,8 @@
 // The replication link's frames (src/core/volume/peer_messages.hpp): round trips of every
 // message, the split (zero-copy) path, and rejections of truncated, malformed and out-of-range
-// frames, and the fuzz target's seeds.
+// frames, the fuzz target's seeds, and the simulated link's use of them (sim/volume_wire.hpp).
+#include "sim/volume_wire.hpp"
+
 #include <gtest/gtest.h>
 
 #include <cstring>
@@ -303,6 +305,39 @@ TEST(VolumeWire, FuzzSeedsAreFramesOfThisVersion) {
     ++seeds;
   }
   EXPECT_GE(seeds, 14u);
+}
+
+// The simulator's link carries every message as the real one: header and fixed fields, then the
+// payload from the sender's own buffer.
+TEST(VolumeWire, TheSimulatedLinkCarriesEveryMessage) {
+  for (const PeerMessage& message : every_message()) {
+    const sim::WireFrame frame = sim::to_wire(message);
+    EXPECT_EQ(frame.head, encode_header(message)) << message.index();
+    auto carried = sim::from_wire(frame, kVolumeBytes);
+    ASSERT_TRUE(carried.ok()) << message.index() << ": " << carried.error().message;
+    EXPECT_EQ(encode(carried.value()), encode(message)) << message.index();
+    if (const auto* write = std::get_if<DataWrite>(&carried.value()); write && write->data) {
+      EXPECT_EQ(write->data.get(), frame.payload.get());
+    }
+  }
+}
+
+// A frame the real link would misread fails in the simulator, naming the message's type.
+TEST(VolumeWire, TheSimulatedLinkReportsAFrameItCannotCarry) {
+  const auto messages = every_message();
+  sim::WireFrame longer = sim::to_wire(messages[2]);  // a DataWrite
+  longer.payload = bytes_of(5001, 1);
+  auto misframed = sim::from_wire(longer, kVolumeBytes);
+  ASSERT_FALSE(misframed.ok());
+  EXPECT_NE(misframed.error().message.find("announces"), std::string::npos);
+  sim::WireFrame fua = sim::to_wire(messages[2]);
+  fua.head.back() = std::byte{2};  // the fua boolean
+  auto bad = sim::from_wire(fua, kVolumeBytes);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.error().message.find("DataWrite"), std::string::npos);
+  auto smaller = sim::from_wire(sim::to_wire(messages[7]), 8192);  // a ResyncData at 1 MiB - 8 KiB
+  ASSERT_FALSE(smaller.ok());
+  EXPECT_NE(smaller.error().message.find("ResyncData"), std::string::npos);
 }
 
 }  // namespace

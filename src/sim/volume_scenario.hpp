@@ -28,7 +28,9 @@
 //     on the peer's when the peer stands in), except after a failed flush on a primary without
 //     a peer in sync, whose copy may lose, as a local disk would, the writes it covered;
 //   - two sides that both acknowledged writes apart are refused as SplitBrain at connect, never
-//     resynced; and a split brain is only ever seen after a forced promotion.
+//     resynced; and a split brain is only ever seen after a forced promotion;
+//   - every message between the replicas survives the wire codec: it decodes, as the real link
+//     decodes it, and re-encodes to the bytes sent (volume_world.hpp).
 // After the fault phase everything heals (a split brain is resolved by discarding the forced
 // side), the workload stops, and within kVolumeSettleBoundUs both copies must be connected,
 // UpToDate and byte-identical, and satisfy the model.

@@ -12,7 +12,10 @@
 //     the connection (messages in flight are lost, each side hears of it at its own time); a
 //     ClosePeer still delivers what the closing side had sent. While both replicas are up and the
 //     ring puts them in one group, a new connection follows after a random delay
-//     (on_peer_connected on both sides; a second later after a refusal);
+//     (on_peer_connected on both sides; a second later after a refusal). Every message travels
+//     as the real link's frame (volume_wire.hpp): encoded when sent, decoded against the volume's
+//     size on arrival, and the decoded message is what the peer receives; a frame that does not
+//     decode, or whose message re-encodes to other bytes, fails the run;
 //   - the ring as an oracle over groups of {1,2,3}: a node is quorate when its group holds two up
 //     nodes; RecordPeerOutdated is answered after a delay while the asker is quorate, and the
 //     record reaches the outdated node (on_told_outdated) once it is quorate with a node that

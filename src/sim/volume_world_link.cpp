@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "core/common/assert.hpp"
+#include "sim/volume_wire.hpp"
 #include "sim/volume_world.hpp"
 
 namespace keel::sim {
@@ -36,7 +37,7 @@ std::string message_text(const volume::PeerMessage& message) {
         } else if constexpr (std::is_same_v<T, WriteAck>) {
           return "WriteAck seq " + std::to_string(m.sequence) + " error " + std::to_string(m.error);
         } else if constexpr (std::is_same_v<T, Barrier>) {
-          return "Barrier epoch " + std::to_string(m.epoch);
+          return "Barrier epoch " + std::to_string(m.epoch) + (m.checkpoint ? " checkpoint" : "");
         } else if constexpr (std::is_same_v<T, BarrierAck>) {
           return "BarrierAck epoch " + std::to_string(m.epoch);
         } else if constexpr (std::is_same_v<T, ResyncData>) {
@@ -50,8 +51,12 @@ std::string message_text(const volume::PeerMessage& message) {
                  std::string(to_string(m.disk)) + " " + generations_text(m.generations);
         } else if constexpr (std::is_same_v<T, Refuse>) {
           return "Refuse " + std::string(to_string(m.reason)) + ": " + m.text;
+        } else if constexpr (std::is_same_v<T, VerifyRequest>) {
+          return "VerifyRequest at " + std::to_string(m.offset) + "+" + std::to_string(m.length);
         } else {
-          return "Verify";
+          static_assert(std::is_same_v<T, VerifyReply>);
+          return "VerifyReply at " + std::to_string(m.offset) + "+" + std::to_string(m.length) +
+                 " error " + std::to_string(m.error);
         }
       },
       message);
@@ -79,14 +84,26 @@ void VolumeWorld::send(int from, volume::PeerMessage message) {
   ++messages_;
   const std::uint64_t connection = link_.id;
   const std::uint32_t incarnation = nodes_[to].incarnation;
-  push_event(arrival, "", [this, from, to, connection, incarnation, message] {
-    Node& n = nodes_[to];
-    if (!n.up || n.incarnation != incarnation || n.connection != connection) return;
-    if (link_.id != connection || (!link_.alive && link_.closer != from)) return;
-    note(to, "from " + std::to_string(nodes_[from].id) + ": " + message_text(message));
-    n.replica->on_peer_message(message);
-    pump(to);
-  });
+  // The frame travels, as on the real link; the message sent is kept only to name it if the
+  // codec fails to carry it.
+  WireFrame frame = to_wire(message);
+  push_event(arrival, "",
+             [this, from, to, connection, incarnation, sent = std::move(message),
+              frame = std::move(frame)] {
+               Node& n = nodes_[to];
+               if (!n.up || n.incarnation != incarnation || n.connection != connection) return;
+               if (link_.id != connection || (!link_.alive && link_.closer != from)) return;
+               auto received = from_wire(frame, n.config.size_bytes);
+               if (!received.ok()) {
+                 return fail("the wire codec did not carry a " + message_text(sent) +
+                             " from node " + std::to_string(nodes_[from].id) + " to node " +
+                             std::to_string(n.id) + ": " + received.error().message);
+               }
+               const volume::PeerMessage& delivered = received.value();
+               note(to, "from " + std::to_string(nodes_[from].id) + ": " + message_text(delivered));
+               n.replica->on_peer_message(delivered);
+               pump(to);
+             });
 }
 
 void VolumeWorld::close_from(int node, const std::string& why) {

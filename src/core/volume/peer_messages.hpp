@@ -6,7 +6,8 @@
 //
 // decode() is the only parser of peer input: it bounds-checks every length against kMaxFrameBody
 // and the volume geometry the caller passes, and returns an error for anything malformed (the
-// link is then closed). It is fuzzed (fuzz/volume_wire_fuzz.cpp).
+// link is then closed). It is fuzzed (fuzz/volume_wire_fuzz.cpp), and the volume simulator sends
+// every message through it as the link does (sim/volume_wire.hpp).
 //
 // Thread-safety: plain values and pure functions.
 #pragma once
