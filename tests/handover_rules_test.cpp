@@ -4,7 +4,13 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <memory>
+#include <set>
+#include <sstream>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "netns_test_support.hpp"
 
@@ -79,6 +85,49 @@ TEST_F(HandoverRulesTest, SilencesArpForTheAddressUntilUnsilenced) {
   ASSERT_TRUE(unsilenced.ok()) << unsilenced.error().message;
   EXPECT_EQ(ruleset().find("keel_quiet"), std::string::npos);
   EXPECT_TRUE(in_namespace([](HandoverRules& rules) { return rules.unsilence(kAddress); }).ok());
+}
+
+// A restarted agent removes only tables named exactly as it names them, in their own family.
+TEST(HandoverRuleNames, OnlyKeelsOwnTablesAreKeels) {
+  EXPECT_TRUE(HandoverRules::made_by_keel("arp", "keel_quiet_198_18_77_100"));
+  EXPECT_TRUE(HandoverRules::made_by_keel("ip", "keel_handover_10_0_0_1"));
+  EXPECT_FALSE(HandoverRules::made_by_keel("ip", "keel_quiet_198_18_77_100"));
+  EXPECT_FALSE(HandoverRules::made_by_keel("inet", "keel_handover_10_0_0_1"));
+  EXPECT_FALSE(HandoverRules::made_by_keel("arp", "keel_quiet_web"));
+  EXPECT_FALSE(HandoverRules::made_by_keel("arp", "keel_quiet_198_18_77_100_x"));
+  EXPECT_FALSE(HandoverRules::made_by_keel("arp", "keel_quiet_198_18_77_0100"));
+  EXPECT_FALSE(HandoverRules::made_by_keel("arp", "keel_quiet_"));
+  EXPECT_FALSE(HandoverRules::made_by_keel("arp", "my_keel_quiet_198_18_77_100"));
+  EXPECT_FALSE(HandoverRules::made_by_keel("ip", "filter"));
+}
+
+TEST_F(HandoverRulesTest, RemovesTheTablesItMadeAndNoOther) {
+  ASSERT_TRUE(in_namespace([](HandoverRules& rules) { return rules.silence(kAddress); }).ok());
+  ASSERT_TRUE(in_namespace([](HandoverRules& rules) {
+                return rules.forward_unknown(kAddress, kOldHolder, "v0");
+              }).ok());
+  for (const auto& [family, name] : {std::pair{"arp", "site"}, std::pair{"arp", "keel_quiet_web"},
+                                     std::pair{"ip", "keel_quiet_198_18_77_100"}}) {
+    ASSERT_TRUE(testing::run_tool(
+        {"ip", "netns", "exec", netns_->name(), "nft", "add", "table", family, name}));
+  }
+  std::vector<std::string> removed;
+  auto done = in_namespace([&removed](HandoverRules& rules) -> Result<Ok> {
+    auto found = rules.remove_leftovers();
+    if (!found) return found.error();
+    removed = std::move(found).value();
+    return Ok{};
+  });
+  ASSERT_TRUE(done.ok()) << done.error().message;
+  std::sort(removed.begin(), removed.end());
+  EXPECT_EQ(removed, (std::vector<std::string>{"arp keel_quiet_198_18_77_100",
+                                               "ip keel_handover_198_18_77_100"}));
+  std::istringstream listed(
+      testing::tool_output({"ip", "netns", "exec", netns_->name(), "nft", "list", "tables"}));
+  std::set<std::string> left;
+  for (std::string line; std::getline(listed, line);) left.insert(line);
+  EXPECT_EQ(left, (std::set<std::string>{"table arp site", "table arp keel_quiet_web",
+                                         "table ip keel_quiet_198_18_77_100"}));
 }
 
 TEST_F(HandoverRulesTest, AnUnknownInterfaceIsAClearError) {

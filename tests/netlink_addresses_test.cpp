@@ -272,6 +272,28 @@ TEST_F(NetlinkAddressesTest, ResolvesNamesInItsOwnNamespace) {
   auto loopback = netlink_->interface_index("lo");
   ASSERT_TRUE(loopback.ok());
   EXPECT_EQ(loopback.value(), 1);
+  auto name = netlink_->interface_name(index.value());
+  ASSERT_TRUE(name.ok()) << name.error().message;
+  EXPECT_EQ(name.value(), "v0");
+  EXPECT_FALSE(netlink_->interface_name(987654).ok());
+}
+
+// What a restarting agent looks through for its leftovers: every interface's addresses at once.
+TEST_F(NetlinkAddressesTest, ListsTheAddressesOfEveryInterface) {
+  ASSERT_TRUE(netlink_->add("v0", prefix("198.18.77.60/24")).ok());
+  ASSERT_TRUE(netns_->ip({"addr", "add", "198.18.79.60/24", "dev", "v1"}));
+  auto v0 = netlink_->interface_index("v0");
+  auto v1 = netlink_->interface_index("v1");
+  ASSERT_TRUE(v0.ok() && v1.ok());
+  auto listed = netlink_->list_all();
+  ASSERT_TRUE(listed.ok()) << listed.error().message;
+  const auto on = [&](const std::string& address, int index) {
+    return std::any_of(listed.value().begin(), listed.value().end(), [&](const auto& entry) {
+      return entry.prefix.address.to_string() == address && entry.interface_index == index;
+    });
+  };
+  EXPECT_TRUE(on("198.18.77.60", v0.value()));
+  EXPECT_TRUE(on("198.18.79.60", v1.value()));
 }
 
 TEST_F(NetlinkAddressesTest, TheMarkRoundTripsOnThisKernel) {

@@ -7,6 +7,7 @@
 
 #include "agent/control_protocol.hpp"
 #include "agent/status.hpp"
+#include "agent/vip_leftovers.hpp"
 #include "core/common/assert.hpp"
 #include "io/boot_epoch.hpp"
 #include "io/clock.hpp"
@@ -109,6 +110,9 @@ Result<Ok> Agent::start() {
     });
     if (!vip.ok()) return vip.error();
     vip_ = std::move(vip).value();
+  } else {
+    // An earlier run may have had pools and been killed: its addresses and rules must go.
+    clear_vip_leftovers();
   }
   if (!config.volumes.empty()) {
     auto volumes = VolumeService::open(io_, config, options_.self.id, options_.key,

@@ -20,12 +20,6 @@ void VipHandover::warn_once(const std::string& what, const Error& error) {
                error.message);
 }
 
-void VipHandover::clear_leftovers(const asio::ip::address_v4& address) {
-  if (!rules_) return;
-  if (auto done = rules_->stop_forwarding(address); !done) warn_once("clearing", done.error());
-  if (auto done = rules_->unsilence(address); !done) warn_once("clearing", done.error());
-}
-
 void VipHandover::forward(std::uint32_t number, const asio::ip::address_v4& address,
                           const asio::ip::address_v4& old_holder, const std::string& interface) {
   if (!rules_) return;

@@ -33,8 +33,6 @@ class VipHandover {
   bool enabled() const { return rules_ != nullptr; }
   std::chrono::milliseconds period() const { return period_; }
 
-  // Removes rules a previous run of the agent left behind for `address`.
-  void clear_leftovers(const asio::ip::address_v4& address);
   void forward(std::uint32_t number, const asio::ip::address_v4& address,
                const asio::ip::address_v4& old_holder, const std::string& interface);
   void stop_forwarding(std::uint32_t number);

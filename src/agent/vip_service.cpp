@@ -7,7 +7,9 @@
 
 #include <algorithm>
 #include <chrono>
+#include <iterator>
 
+#include "agent/vip_leftovers.hpp"
 #include "io/child_spawn.hpp"
 #include "io/clock.hpp"
 
@@ -114,44 +116,44 @@ void VipService::check_kernel() {
 }
 
 void VipService::open_handover() {
+  // Opened even with the handover off: an earlier run's tables must go all the same.
+  auto opened = io::HandoverRules::open();
   std::unique_ptr<io::HandoverRules> rules;
-  if (config_.handover_ms > 0) {
-    auto opened = io::HandoverRules::open();
-    if (opened) {
-      rules = std::move(opened).value();
-    } else {
-      spdlog::warn("vip: no connection handover on drains: {}", opened.error().message);
-    }
+  if (opened) {
+    remove_handover_tables(*opened.value(), config_.handover_ms > 0);
+    if (config_.handover_ms > 0) rules = std::move(opened).value();
+  } else if (config_.handover_ms > 0) {
+    spdlog::warn("vip: no connection handover on drains: {}", opened.error().message);
   }
   handover_ = std::make_unique<VipHandover>(io_, std::chrono::milliseconds(config_.handover_ms),
                                             std::move(rules));
-  for (const auto& address : addresses_) {
-    if (pools_[address.pool].served && address.prefix.address.is_v4()) {
-      handover_->clear_leftovers(address.prefix.address.to_v4());
-    }
-  }
 }
 
 // Checks each served pool's interface and subnets; returns the addresses to adopt and deletes
-// keel's stale ones.
+// keel's stale ones, on every interface of the namespace (agent/vip_leftovers.hpp).
 Result<std::vector<std::uint32_t>> VipService::reconcile_interfaces() {
-  std::map<std::string, std::vector<io::InterfaceAddress>> present;
+  std::map<std::string, int> indexes;  // of the served pools' interfaces
   for (const auto& address : addresses_) {
     const Pool& pool = pools_[address.pool];
-    if (!pool.served || present.count(address.interface) != 0) continue;
-    auto listed = netlink_->list(address.interface);
-    if (!listed) {
+    if (!pool.served || indexes.count(address.interface) != 0) continue;
+    auto index = netlink_->interface_index(address.interface);
+    if (!index) {
       return Error{"pool " + pool.config->name + ": interface " + address.interface + ": " +
-                   listed.error().message};
+                   index.error().message};
     }
-    present[address.interface] = std::move(listed).value();
+    indexes[address.interface] = index.value();
   }
+  auto listed = netlink_->list_all();
+  if (!listed) return Error{"floating IPs: " + listed.error().message};
+  const std::vector<io::InterfaceAddress>& present = listed.value();
   std::vector<std::uint32_t> adopted;
   for (std::uint32_t number = 0; number < addresses_.size(); ++number) {
     Address& address = addresses_[number];
     const Pool& pool = pools_[address.pool];
     if (!pool.served) continue;
-    const auto& on_interface = present[address.interface];
+    std::vector<io::InterfaceAddress> on_interface;
+    std::copy_if(present.begin(), present.end(), std::back_inserter(on_interface),
+                 [&](const auto& a) { return a.interface_index == indexes.at(address.interface); });
     const bool fits = std::any_of(on_interface.begin(), on_interface.end(), [&](const auto& a) {
       return !a.keel_owned() && in_subnet(address.prefix.address, a.prefix);
     });
@@ -175,22 +177,13 @@ Result<std::vector<std::uint32_t>> VipService::reconcile_interfaces() {
           address.text, address.interface);
     }
   }
-  // keel's addresses that the config no longer gives this interface are stale.
-  for (const auto& [interface, listed] : present) {
-    for (const auto& found : listed) {
-      if (!found.keel_owned()) continue;
-      const bool configured = std::any_of(addresses_.begin(), addresses_.end(), [&](const auto& a) {
-        return a.interface == interface && a.prefix == found.prefix && pools_[a.pool].served;
-      });
-      if (configured) continue;
-      spdlog::warn("vip {}: stale on {} (no pool of this host has it), deleting",
-                   io::to_string(found.prefix), interface);
-      if (auto removed = netlink_->remove(interface, found.prefix); !removed) {
-        spdlog::error("vip {}: cannot delete: {}", io::to_string(found.prefix),
-                      removed.error().message);
-      }
-    }
-  }
+  // keel's addresses that the config does not give this host on their interface are stale.
+  delete_stale_addresses(*netlink_, present, [&](const io::InterfaceAddress& found) {
+    return std::any_of(addresses_.begin(), addresses_.end(), [&](const Address& a) {
+      return pools_[a.pool].served && indexes.at(a.interface) == found.interface_index &&
+             a.prefix == found.prefix;
+    });
+  });
   return adopted;
 }
 

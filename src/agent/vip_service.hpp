@@ -18,10 +18,12 @@
 // At open(), before the ring runs: every pool this host may serve must have its interface, and
 // each address must lie in a subnet already configured on it (else the kernel would have no
 // route to announce it on; the error names both). Addresses carrying keel's mark are adopted if
-// the config still has them on that interface and deleted otherwise (stale). An adopted address
-// is not announced until placement says it is this host's (VipNode::unconfirmed() says when): the
-// agent before this one may have been gone long enough for another host to take it over, and an
-// announcement would steal its traffic; if placement gives it elsewhere it is deleted unannounced.
+// the config still has them on that interface and deleted otherwise (stale), on every interface
+// of the namespace; an earlier run's handover tables are removed, the handover on or off
+// (agent/vip_leftovers.hpp). An adopted address is not announced until placement says it is this
+// host's (VipNode::unconfirmed() says when): the agent before this one may have been gone long
+// enough for another host to take it over, and an announcement would steal its traffic; if
+// placement gives it elsewhere it is deleted unannounced.
 // An address found there without the mark when keel goes to add it is used but never deleted. The
 // mark needs Linux 6.1 or later; on an older kernel open() logs a warning. A failed add makes
 // the pool count as unhealthy here for a while (200 ms, doubling with each failure of the address

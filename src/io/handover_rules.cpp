@@ -3,9 +3,14 @@
 #include <nftables/libnftables.h>
 
 #include <algorithm>
+#include <optional>
+#include <sstream>
 
 namespace keel::io {
 namespace {
+
+constexpr const char* kForwardTablePrefix = "keel_handover_";
+constexpr const char* kQuietTablePrefix = "keel_quiet_";
 
 std::string dotted_name(const asio::ip::address_v4& address) {
   std::string text = address.to_string();
@@ -15,6 +20,18 @@ std::string dotted_name(const asio::ip::address_v4& address) {
 
 // Interface names are checked by the config (no quotes, no spaces); quoted for nft anyway.
 std::string quoted(const std::string& text) { return "\"" + text + "\""; }
+
+// The address a table name `prefix` + A_B_C_D is named after, if the rest reads as one.
+std::optional<asio::ip::address_v4> named_address(const std::string& name,
+                                                  const std::string& prefix) {
+  if (!name.starts_with(prefix)) return std::nullopt;
+  std::string dotted = name.substr(prefix.size());
+  std::replace(dotted.begin(), dotted.end(), '_', '.');
+  asio::error_code error;
+  const auto address = asio::ip::make_address_v4(dotted, error);
+  if (error) return std::nullopt;
+  return address;
+}
 
 }  // namespace
 
@@ -32,11 +49,47 @@ Result<std::unique_ptr<HandoverRules>> HandoverRules::open() {
 HandoverRules::~HandoverRules() { nft_ctx_free(context_); }
 
 std::string HandoverRules::forward_table(const asio::ip::address_v4& address) {
-  return "keel_handover_" + dotted_name(address);
+  return kForwardTablePrefix + dotted_name(address);
 }
 
 std::string HandoverRules::quiet_table(const asio::ip::address_v4& address) {
-  return "keel_quiet_" + dotted_name(address);
+  return kQuietTablePrefix + dotted_name(address);
+}
+
+bool HandoverRules::made_by_keel(const std::string& family, const std::string& name) {
+  // Named exactly as keel names them (so no other spelling of an address, and nothing after it).
+  if (family == "ip") {
+    const auto address = named_address(name, kForwardTablePrefix);
+    return address && forward_table(*address) == name;
+  }
+  if (family == "arp") {
+    const auto address = named_address(name, kQuietTablePrefix);
+    return address && quiet_table(*address) == name;
+  }
+  return false;
+}
+
+Result<std::vector<std::string>> HandoverRules::remove_leftovers() {
+  auto listed = output_of("list tables");
+  if (!listed) return listed.error();
+  // One line per table: "table FAMILY NAME".
+  std::vector<std::string> removed;
+  std::istringstream lines(listed.value());
+  for (std::string line; std::getline(lines, line);) {
+    std::istringstream words(line);
+    std::string keyword, family, name, rest;
+    if (!(words >> keyword >> family >> name) || keyword != "table" || (words >> rest)) continue;
+    if (!made_by_keel(family, name)) continue;
+    if (auto deleted = delete_table(family, name); !deleted) return deleted.error();
+    removed.push_back(family + " " + name);
+  }
+  return removed;
+}
+
+Result<std::string> HandoverRules::output_of(const std::string& command) {
+  nft_ctx_get_output_buffer(context_);  // starts the buffer afresh
+  if (auto done = run(command); !done) return done.error();
+  return std::string(nft_ctx_get_output_buffer(context_));
 }
 
 Result<Ok> HandoverRules::run(const std::string& commands) {

@@ -12,7 +12,8 @@
 //   - the old holder keeps the address but sends no ARP for it (`silence`), so that nobody
 //     switches back, and answers the forwarded packets from its own sockets.
 // Each rule set is a table of its own, named after the address, so that removing it cannot
-// touch anything else: `ip keel_handover_A_B_C_D` and `arp keel_quiet_A_B_C_D`.
+// touch anything else: `ip keel_handover_A_B_C_D` and `arp keel_quiet_A_B_C_D`. A killed agent
+// leaves its tables behind; remove_leftovers() finds them by exactly these names and families.
 //
 // Calls are synchronous (libnftables, no process spawned) and take about a millisecond. The rules
 // live in the network namespace of the caller. Thread-safety: none; one thread at a time.
@@ -21,6 +22,7 @@
 #include <asio/ip/address_v4.hpp>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "core/common/result.hpp"
 
@@ -46,10 +48,17 @@ class HandoverRules {
 
   static std::string forward_table(const asio::ip::address_v4& address);
   static std::string quiet_table(const asio::ip::address_v4& address);
+  // Whether table `name` of `family` ("ip", "arp") is one that forward_unknown() or silence()
+  // makes, for some address: only such a table is keel's to remove.
+  static bool made_by_keel(const std::string& family, const std::string& name);
+
+  // Deletes every table of this namespace that made_by_keel(); returns them ("arp NAME").
+  Result<std::vector<std::string>> remove_leftovers();
 
  private:
   explicit HandoverRules(nft_ctx* context) : context_(context) {}
   Result<Ok> run(const std::string& commands);
+  Result<std::string> output_of(const std::string& command);
   // Deleting a table that is not there is not an error: the rule is gone either way.
   Result<Ok> delete_table(const std::string& family, const std::string& table);
 

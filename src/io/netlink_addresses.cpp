@@ -249,31 +249,62 @@ Result<Ok> NetlinkAddresses::request(void* raw, Reply& reply) {
   }
 }
 
-Result<int> NetlinkAddresses::interface_index(const std::string& name) {
-  if (name.empty() || name.size() >= IFNAMSIZ) {
-    return Error{"'" + name + "' is not an interface name"};
-  }
+// One interface as RTM_GETLINK reports it.
+struct NetlinkAddresses::Link {
+  int index = 0;
+  std::string name;
+};
+
+Result<NetlinkAddresses::Link> NetlinkAddresses::get_link(int interface_index,
+                                                          const std::string& name,
+                                                          const std::string& which) {
   RequestBuffer storage;
   nlmsghdr* message = mnl_nlmsg_put_header(storage.data());
   message->nlmsg_type = RTM_GETLINK;
   message->nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK;
   auto* link = static_cast<ifinfomsg*>(mnl_nlmsg_put_extra_header(message, sizeof(ifinfomsg)));
   link->ifi_family = AF_UNSPEC;
-  mnl_attr_put_strz(message, IFLA_IFNAME, name.c_str());
-  int index = 0;
+  link->ifi_index = interface_index;
+  if (!name.empty()) mnl_attr_put_strz(message, IFLA_IFNAME, name.c_str());
+  Link found;
   Reply reply;
-  reply.on_message = [&index](const nlmsghdr* part) {
+  reply.on_message = [&found](const nlmsghdr* part) {
     if (part->nlmsg_type != RTM_NEWLINK || mnl_nlmsg_get_payload_len(part) < sizeof(ifinfomsg)) {
       return;
     }
-    index = static_cast<const ifinfomsg*>(mnl_nlmsg_get_payload(part))->ifi_index;
+    found.index = static_cast<const ifinfomsg*>(mnl_nlmsg_get_payload(part))->ifi_index;
+    AttributeTable<IFLA_IFNAME + 1> table;
+    if (mnl_attr_parse(part, sizeof(ifinfomsg), AttributeTable<IFLA_IFNAME + 1>::collect, &table) !=
+        MNL_CB_OK) {
+      return;
+    }
+    const nlattr* text = table.at[IFLA_IFNAME];
+    if (text != nullptr && mnl_attr_validate(text, MNL_TYPE_NUL_STRING) == 0) {
+      found.name = mnl_attr_get_str(text);
+    }
   };
   if (auto sent = request(message, reply); !sent) return sent.error();
-  if (reply.error != 0) {
-    return Error{"interface '" + name + "': " + describe_error(reply.error, reply.detail)};
+  if (reply.error != 0) return Error{which + ": " + describe_error(reply.error, reply.detail)};
+  return found;
+}
+
+Result<int> NetlinkAddresses::interface_index(const std::string& name) {
+  if (name.empty() || name.size() >= IFNAMSIZ) {
+    return Error{"'" + name + "' is not an interface name"};
   }
-  if (index <= 0) return Error{"interface '" + name + "': rtnetlink returned no index"};
-  return index;
+  const std::string which = "interface '" + name + "'";
+  auto found = get_link(0, name, which);
+  if (!found) return found.error();
+  if (found.value().index <= 0) return Error{which + ": rtnetlink returned no index"};
+  return found.value().index;
+}
+
+Result<std::string> NetlinkAddresses::interface_name(int interface_index) {
+  const std::string which = "interface " + std::to_string(interface_index);
+  auto found = get_link(interface_index, "", which);
+  if (!found) return found.error();
+  if (found.value().name.empty()) return Error{which + ": rtnetlink returned no name"};
+  return found.value().name;
 }
 
 Result<Ok> NetlinkAddresses::change(int message_type, int interface_index, const IpPrefix& prefix,
@@ -338,6 +369,16 @@ Result<DeleteOutcome> NetlinkAddresses::remove(int interface_index, const IpPref
 }
 
 Result<std::vector<InterfaceAddress>> NetlinkAddresses::list(int interface_index) {
+  auto all = list_all();
+  if (!all) return all.error();
+  std::vector<InterfaceAddress> found = std::move(all).value();
+  std::erase_if(found, [interface_index](const InterfaceAddress& entry) {
+    return entry.interface_index != interface_index;
+  });
+  return found;
+}
+
+Result<std::vector<InterfaceAddress>> NetlinkAddresses::list_all() {
   for (int attempt = 0; attempt < kDumpAttempts; ++attempt) {
     RequestBuffer storage;
     nlmsghdr* message = mnl_nlmsg_put_header(storage.data());
@@ -347,9 +388,8 @@ Result<std::vector<InterfaceAddress>> NetlinkAddresses::list(int interface_index
     header->ifa_family = AF_UNSPEC;
     std::vector<InterfaceAddress> found;
     Reply reply;
-    reply.on_message = [&found, interface_index](const nlmsghdr* part) {
-      auto entry = decode_address(part);
-      if (entry && entry->interface_index == interface_index) found.push_back(*entry);
+    reply.on_message = [&found](const nlmsghdr* part) {
+      if (auto entry = decode_address(part)) found.push_back(*entry);
     };
     if (auto sent = request(message, reply); !sent) return sent.error();
     if (reply.error != 0) {

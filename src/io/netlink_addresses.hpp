@@ -99,6 +99,11 @@ class NetlinkAddresses {
   // Every IPv4 and IPv6 address on the interface.
   Result<std::vector<InterfaceAddress>> list(int interface_index);
   Result<std::vector<InterfaceAddress>> list(const std::string& interface);
+  // Every IPv4 and IPv6 address of the namespace, on every interface (one dump).
+  Result<std::vector<InterfaceAddress>> list_all();
+
+  // The name of interface `interface_index`, or an error if there is none.
+  Result<std::string> interface_name(int interface_index);
 
   // Whether this kernel keeps keel's mark: adds `probe` to the interface, lists it and deletes
   // it again. The agent asks once at start on an address it is about to take anyway.
@@ -108,7 +113,10 @@ class NetlinkAddresses {
   explicit NetlinkAddresses(mnl_socket* socket);
 
   struct Reply;
+  struct Link;
   Result<Ok> request(void* message, Reply& reply);
+  // Asks for one interface by index, or by `name` when the index is 0; `which` names it in errors.
+  Result<Link> get_link(int interface_index, const std::string& name, const std::string& which);
   Result<Ok> change(int message_type, int interface_index, const IpPrefix& prefix, Reply& reply);
 
   mnl_socket* socket_;

@@ -6,13 +6,20 @@
 // Thread-safety: GoogleTest runs one test at a time; Traffic has its own threads.
 #pragma once
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sched.h>
+#include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
+#include <cstring>
+#include <functional>
 #include <iostream>
 #include <memory>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "lab/cleanup_guard.hpp"
@@ -31,6 +38,24 @@ namespace keel::lab::testing {
 
 using std::chrono::milliseconds;
 using Clock = std::chrono::steady_clock;
+
+// Runs `work` on a thread of its own inside network namespace `netns` (setns changes only the
+// calling thread; a socket opened there stays in it). An error if it could not enter.
+inline Result<Ok> in_netns(const std::string& netns, const std::function<void()>& work) {
+  Result<Ok> entered = Ok{};
+  std::thread thread([&] {
+    const int fd = ::open(("/run/netns/" + netns).c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || ::setns(fd, CLONE_NEWNET) != 0) {
+      entered = Error{"cannot enter network namespace " + netns + ": " + std::strerror(errno)};
+      if (fd >= 0) ::close(fd);
+      return;
+    }
+    ::close(fd);
+    work();
+  });
+  thread.join();
+  return entered;
+}
 
 inline std::vector<int> host_range(int first, int last) {
   std::vector<int> hosts;

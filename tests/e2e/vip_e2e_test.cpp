@@ -5,9 +5,7 @@
 // within one of each other) and from the client's (every address answers again, from the host
 // the kernel says holds it).
 #include <arpa/inet.h>
-#include <fcntl.h>
 #include <netinet/in.h>
-#include <sched.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -185,15 +183,7 @@ class VipE2e : public LabFixture {
   // A TCP connection from the client's namespace to `address`, opened now, request not yet sent.
   Result<int> connect_from_client(const std::string& address) {
     Result<int> result = Error{"not run"};
-    std::thread thread([&] {
-      const int ns =
-          ::open(("/run/netns/" + lab_->netns_of(Lab::kClient)).c_str(), O_RDONLY | O_CLOEXEC);
-      if (ns < 0 || ::setns(ns, CLONE_NEWNET) != 0) {
-        result = Error{std::string("cannot enter the client's namespace: ") + std::strerror(errno)};
-        if (ns >= 0) ::close(ns);
-        return;
-      }
-      ::close(ns);
+    auto entered = in_netns(lab_->netns_of(Lab::kClient), [&] {
       const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
       sockaddr_in target{};
       target.sin_family = AF_INET;
@@ -209,7 +199,7 @@ class VipE2e : public LabFixture {
       }
       result = fd;
     });
-    thread.join();
+    if (!entered) return entered.error();
     return result;
   }
 
