@@ -10,6 +10,7 @@
 #include <linux/if_packet.h>
 #include <net/ethernet.h>
 #include <net/if.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -237,6 +238,60 @@ class VipServiceTest : public ::testing::Test {
     }
   }
 
+  // Whether v0 answers an ARP request for kFloating sent on v1 within 300 ms (a reply comes in
+  // well under a millisecond on a veth).
+  bool answers_arp() const {
+    auto answered = netns_->run([] {
+      const int fd = ::socket(AF_PACKET, SOCK_DGRAM | SOCK_CLOEXEC, htons(ETH_P_ARP));
+      if (fd < 0) return false;
+      sockaddr_ll to{};
+      to.sll_family = AF_PACKET;
+      to.sll_protocol = htons(ETH_P_ARP);
+      to.sll_ifindex = static_cast<int>(::if_nametoindex("v1"));
+      to.sll_halen = ETH_ALEN;
+      std::fill_n(to.sll_addr, ETH_ALEN, 0xff);
+      if (::bind(fd, reinterpret_cast<const sockaddr*>(&to), sizeof to) != 0) {
+        ::close(fd);
+        return false;
+      }
+      // An ARP request: Ethernet/IPv4, from v1's (made up) 02:00:00:00:00:02 at 198.18.78.2.
+      std::array<std::uint8_t, 28> request{0,   1,  8,  0, 6, 4, 0, 1, 2, 0, 0,   0,  0,  2,
+                                           198, 18, 78, 2, 0, 0, 0, 0, 0, 0, 198, 18, 78, 10};
+      bool replied = false;
+      if (::sendto(fd, request.data(), request.size(), 0, reinterpret_cast<const sockaddr*>(&to),
+                   sizeof to) == static_cast<ssize_t>(request.size())) {
+        const auto deadline = std::chrono::steady_clock::now() + 300ms;
+        while (!replied && std::chrono::steady_clock::now() < deadline) {
+          pollfd ready{fd, POLLIN, 0};
+          if (::poll(&ready, 1, 20) <= 0) continue;
+          std::array<std::uint8_t, 64> frame{};
+          const ssize_t got = ::recv(fd, frame.data(), frame.size(), 0);
+          // A reply (operation 2) from 198.18.78.10.
+          const std::array<std::uint8_t, 4> floating{198, 18, 78, 10};
+          replied = got >= 28 && frame[7] == 2 &&
+                    std::equal(floating.begin(), floating.end(), frame.begin() + 14);
+        }
+      }
+      ::close(fd);
+      return replied;
+    });
+    return answered && *answered;
+  }
+
+  // The nftables tables in the namespace, as `nft list tables` prints them.
+  std::string nft_tables() const {
+    auto listed = netns_->run([] {
+      std::array<char, 512> buffer{};
+      std::string out;
+      FILE* nft = ::popen("nft list tables", "r");
+      if (nft == nullptr) return out;
+      while (std::fgets(buffer.data(), buffer.size(), nft) != nullptr) out += buffer.data();
+      ::pclose(nft);
+      return out;
+    });
+    return listed ? *listed : "(cannot enter the namespace)";
+  }
+
   std::unique_ptr<testing::TestNamespace> netns_;
   int startup_ms_ = 0;
   bool two_nodes_ = false;
@@ -376,6 +431,26 @@ TEST_F(VipServiceTest, AnAdoptedAddressIsAnnouncedOnlyOncePlacementGivesItHere) 
   EXPECT_TRUE(floating_on_v0());
 }
 
+// Nor does it answer ARP for it until then: a neighbour asking would otherwise switch to this
+// host from the one that took the address over. Once placement gives it here it answers again.
+TEST_F(VipServiceTest, AnAdoptedAddressAnswersNoArpUntilPlacementGivesItHere) {
+  if (!io::kernel_release_at_least(kernel_release(), 6, 1)) {
+    GTEST_SKIP() << "this kernel does not keep keel's mark: nothing is adopted";
+  }
+  startup_ms_ = 600'000;
+  two_nodes_ = true;
+  ASSERT_NO_FATAL_FAILURE(leave_marked_floating());
+  ASSERT_TRUE(answers_arp()) << "the kernel does not answer ARP on this veth pair";
+  ASSERT_NO_FATAL_FAILURE(open());
+  run_alone();
+  ASSERT_TRUE(testing::wait_until([this] { return quiescent(); }));
+  EXPECT_TRUE(floating_on_v0());
+  EXPECT_FALSE(answers_arp());
+  join_node_2(/*holds_floating=*/false);
+  EXPECT_TRUE(testing::wait_until([this] { return answers_arp(); }));
+  EXPECT_EQ(nft_tables(), "");
+}
+
 // ... and if placement in that view gives it elsewhere (fe2 took it over and is preferred), it is
 // deleted without ever having been announced.
 TEST_F(VipServiceTest, AnAdoptedAddressPlacedElsewhereIsDeletedUnannounced) {
@@ -390,10 +465,12 @@ TEST_F(VipServiceTest, AnAdoptedAddressPlacedElsewhereIsDeletedUnannounced) {
   ASSERT_NO_FATAL_FAILURE(catch_sent());
   run_alone();
   ASSERT_TRUE(testing::wait_until([this] { return quiescent(); }));
+  EXPECT_FALSE(answers_arp());
   join_node_2(/*holds_floating=*/true);
   EXPECT_TRUE(testing::wait_until([this] { return !floating_on_v0(); }));
   EXPECT_FALSE(held_here());
   EXPECT_EQ(announcements_sent(), 0);
+  EXPECT_EQ(nft_tables(), "") << "the silence outlived the address";
 }
 
 // Alone for good. Only this host may hold the address: nobody can have taken it, so it is

@@ -22,7 +22,7 @@ void VipHandover::warn_once(const std::string& what, const Error& error) {
 
 void VipHandover::forward(std::uint32_t number, const asio::ip::address_v4& address,
                           const asio::ip::address_v4& old_holder, const std::string& interface) {
-  if (!rules_) return;
+  if (!enabled()) return;
   stop_forwarding(number);
   if (auto done = rules_->forward_unknown(address, old_holder, interface); !done) {
     warn_once("forwarding " + address.to_string(), done.error());
@@ -50,10 +50,12 @@ void VipHandover::stop_forwarding(std::uint32_t number) {
 
 void VipHandover::keep_quietly(std::uint32_t number, const asio::ip::address_v4& address,
                                std::function<void()> release) {
-  if (!rules_) {
+  if (!enabled()) {
     release();
     return;
   }
+  // Already silent if it was adopted: the handover's period now decides when that ends.
+  adopted_.erase(number);
   if (auto done = rules_->silence(address); !done) {
     warn_once("silencing " + address.to_string(), done.error());
     release();
@@ -80,6 +82,28 @@ void VipHandover::end_kept(std::uint32_t number, bool release) {
 }
 
 void VipHandover::take_back(std::uint32_t number) { end_kept(number, false); }
+
+bool VipHandover::silence_adopted(std::uint32_t number, const asio::ip::address_v4& address) {
+  if (!rules_) return false;
+  if (auto done = rules_->silence(address); !done) {
+    spdlog::warn("vip {}: cannot keep it from answering ARP until placement confirms it here: {}",
+                 address.to_string(), done.error().message);
+    return false;
+  }
+  adopted_[number] = address;
+  return true;
+}
+
+void VipHandover::end_adopted_silence(std::uint32_t number) {
+  auto found = adopted_.find(number);
+  if (found == adopted_.end()) return;
+  const asio::ip::address_v4 address = found->second;
+  adopted_.erase(found);
+  if (auto done = rules_->unsilence(address); !done) {
+    spdlog::warn("vip {}: cannot let it answer ARP again: {}", address.to_string(),
+                 done.error().message);
+  }
+}
 
 void VipHandover::finish_all() {
   while (!kept_.empty()) end_kept(kept_.begin()->first, true);

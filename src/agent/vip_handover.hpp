@@ -8,6 +8,12 @@
 // finish_all() ends every period at once (agent shutdown). A host whose rules cannot be installed
 // hands over as before, and says so once in the log.
 //
+// The same ARP silence serves an address adopted at start (agent/vip_service.hpp): held here
+// from before the agent's restart, but not this host's until placement confirms it, since another
+// host may have taken it over meanwhile; answering ARP for it then would pull the neighbours'
+// traffic away from that host. silence_adopted() keeps it quiet until end_adopted_silence(),
+// whatever the handover period (it needs only the rules).
+//
 // Thread-safety: none; the agent's io_context thread.
 #pragma once
 
@@ -25,12 +31,14 @@ namespace keel::agent {
 
 class VipHandover {
  public:
-  // `rules` may be null: nothing is installed and keep_quietly() releases at once.
+  // `rules` may be null: nothing is installed and keep_quietly() releases at once. A `period` of
+  // zero turns the drain's handover off; adopted addresses are still silenced with the rules.
   VipHandover(asio::io_context& io, std::chrono::milliseconds period,
               std::unique_ptr<io::HandoverRules> rules);
   ~VipHandover();
 
-  bool enabled() const { return rules_ != nullptr; }
+  // Whether a drain hands addresses over (rules installed, a period set).
+  bool enabled() const { return rules_ != nullptr && period_.count() > 0; }
   std::chrono::milliseconds period() const { return period_; }
 
   void forward(std::uint32_t number, const asio::ip::address_v4& address,
@@ -46,6 +54,12 @@ class VipHandover {
   bool idle() const { return kept_.empty(); }
   void finish_all();
 
+  // Keeps adopted `address` from answering ARP; false (logged once) if it cannot.
+  bool silence_adopted(std::uint32_t number, const asio::ip::address_v4& address);
+  // Placement confirmed it here, or it was deleted: it may speak ARP again (if it is still on the
+  // interface). A no-op for an address not silenced by silence_adopted().
+  void end_adopted_silence(std::uint32_t number);
+
  private:
   struct Timed {
     asio::ip::address_v4 address;
@@ -60,6 +74,7 @@ class VipHandover {
   std::unique_ptr<io::HandoverRules> rules_;
   std::map<std::uint32_t, Timed> forwarded_;  // by address number
   std::map<std::uint32_t, Timed> kept_;
+  std::map<std::uint32_t, asio::ip::address_v4> adopted_;  // silenced until confirmed
   bool warned_ = false;
 };
 

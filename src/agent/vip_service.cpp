@@ -97,6 +97,7 @@ Result<std::unique_ptr<VipService>> VipService::open(asio::io_context& io,
   if (!adopted) return adopted.error();
   service->make_node(std::move(adopted).value());
   service->open_handover();
+  service->silence_adopted();
   return service;
 }
 
@@ -116,17 +117,33 @@ void VipService::check_kernel() {
 }
 
 void VipService::open_handover() {
-  // Opened even with the handover off: an earlier run's tables must go all the same.
+  // Opened even with the handover off: an earlier run's tables must go all the same, and adopted
+  // addresses are kept from answering ARP with the same rules.
   auto opened = io::HandoverRules::open();
   std::unique_ptr<io::HandoverRules> rules;
   if (opened) {
     remove_handover_tables(*opened.value(), config_.handover_ms > 0);
-    if (config_.handover_ms > 0) rules = std::move(opened).value();
+    rules = std::move(opened).value();
   } else if (config_.handover_ms > 0) {
     spdlog::warn("vip: no connection handover on drains: {}", opened.error().message);
+  } else {
+    spdlog::debug("vip: no nftables: {}", opened.error().message);
   }
   handover_ = std::make_unique<VipHandover>(io_, std::chrono::milliseconds(config_.handover_ms),
                                             std::move(rules));
+}
+
+// Adopted IPv4 addresses stay off ARP until placement confirms them here (announce_confirmed()):
+// another host may hold them by now. IPv6 has no ARP; its neighbour discovery is not silenced.
+void VipService::silence_adopted() {
+  for (std::uint32_t number = 0; number < addresses_.size(); ++number) {
+    const Address& address = addresses_[number];
+    if (!address.quiet || !address.prefix.address.is_v4()) continue;
+    if (!handover_->silence_adopted(number, address.prefix.address.to_v4())) {
+      spdlog::warn("vip {}: answers ARP until placement confirms it here (no nftables rules)",
+                   address.text);
+    }
+  }
 }
 
 // Checks each served pool's interface and subnets; returns the addresses to adopt and deletes
@@ -331,6 +348,7 @@ void VipService::announce_confirmed() {
     if (!address.held) continue;
     address.why = "adopted at start, then confirmed here by placement";
     spdlog::info("vip {}: placement confirms it here; announcing it", address.text);
+    handover_->end_adopted_silence(number);
     if (!reannounce_ || !node_->quiescent()) announce(number, 0);  // else announced just below
   }
 }

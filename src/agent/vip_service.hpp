@@ -23,7 +23,9 @@
 // (agent/vip_leftovers.hpp). An adopted address is not announced until placement says it is this
 // host's (VipNode::unconfirmed() says when): the agent before this one may have been gone long
 // enough for another host to take it over, and an announcement would steal its traffic; if
-// placement gives it elsewhere it is deleted unannounced.
+// placement gives it elsewhere it is deleted unannounced. For the same reason an adopted IPv4
+// address answers no ARP until then (VipHandover::silence_adopted(); a warning if nftables
+// cannot do it), and stays silent if its delete fails, until the delete works.
 // An address found there without the mark when keel goes to add it is used but never deleted. The
 // mark needs Linux 6.1 or later; on an older kernel open() logs a warning. A failed add makes
 // the pool count as unhealthy here for a while (200 ms, doubling with each failure of the address
@@ -152,6 +154,7 @@ class VipService {
   void start_forwarding(std::uint32_t address);
   bool on_link(const asio::ip::address& peer, const std::string& interface);
   void open_handover();
+  void silence_adopted();
   void announce(std::uint32_t address, std::uint32_t round);
   void announce_confirmed();
   void flush_broadcasts();

@@ -138,7 +138,11 @@ void VipService::release(std::uint32_t number, const std::string& why) {
   address.since_us = io::monotonic_now_us();
   address.why = why;
   spdlog::info("vip {}: {}", address.text, why);
-  if (!removed) delete_failed(number, removed.error().message);
+  if (!removed) {
+    delete_failed(number, removed.error().message);  // silent meanwhile if it was adopted
+  } else if (handover_) {
+    handover_->end_adopted_silence(number);
+  }
   run_hook(pools_[address.pool].config->on_release, address);
 }
 
@@ -209,7 +213,9 @@ void VipService::retry_delete(std::uint32_t number) {
 }
 
 // No more delete retries for the address: it was deleted, it is gone, or it is wanted here.
+// Either way an adopted address's ARP silence is no longer needed.
 void VipService::cancel_delete(std::uint32_t number) {
+  if (handover_) handover_->end_adopted_silence(number);
   Address& address = addresses_[number];
   if (address.delete_retry) address.delete_retry->cancel();
   address.delete_pending = false;
