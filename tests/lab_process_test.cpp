@@ -1,9 +1,16 @@
 // Running programs for the lab (src/lab/process.hpp): argument vectors, exit codes, stderr in
 // errors, timeouts, and processes named by pid and start time. No root needed.
 #include <gtest/gtest.h>
+#include <pthread.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <csignal>
+#include <fstream>
+#include <string>
+#include <thread>
 
 #include "lab/process.hpp"
 
@@ -76,6 +83,71 @@ TEST(LabProcess, SpawnWritesOutputToItsFile) {
   std::fclose(file);
   ::unlink(output.c_str());
   ::rmdir(pattern);
+}
+
+// The state letter of /proc/PID/stat (of the main thread), or 0.
+char main_thread_state(int pid) {
+  std::ifstream file("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  std::getline(file, line);
+  const auto end_of_name = line.rfind(')');
+  return end_of_name == std::string::npos || end_of_name + 2 >= line.size() ? 0
+                                                                            : line[end_of_name + 2];
+}
+
+// A process whose main thread exits at once while a second thread runs on for `linger`; as a
+// grandchild (reparented away from this process) when `orphaned`. Its pid.
+int start_lingering_process(std::chrono::milliseconds linger, bool orphaned) {
+  int pipe_fds[2];
+  if (::pipe(pipe_fds) != 0) return -1;
+  const pid_t child = ::fork();
+  if (child == 0) {
+    if (orphaned && ::fork() != 0) ::_exit(0);  // the grandchild goes on, its parent gone
+    const int pid = ::getpid();
+    (void)!::write(pipe_fds[1], &pid, sizeof pid);
+    static long linger_us = 0;
+    linger_us = static_cast<long>(linger.count()) * 1000;
+    pthread_t lingering;
+    ::pthread_create(
+        &lingering, nullptr,
+        [](void*) -> void* {
+          ::usleep(static_cast<useconds_t>(linger_us));
+          return nullptr;
+        },
+        nullptr);
+    // This thread alone ends, without unwinding into the test that forked it (pthread_exit
+    // would); the process lives on in `lingering` and exits when it returns.
+    ::syscall(SYS_exit, 0);
+  }
+  int pid = -1;
+  if (child < 0 || ::read(pipe_fds[0], &pid, sizeof pid) != sizeof pid) pid = -1;
+  ::close(pipe_fds[0]);
+  ::close(pipe_fds[1]);
+  if (orphaned && child > 0) ::waitpid(child, nullptr, 0);
+  return pid;
+}
+
+// A killed agent's main thread may be a zombie while its other threads are still exiting, and
+// those keep its sockets bound: the process runs until its last thread is gone, whether it is
+// this process's child (reaped then) or not.
+TEST(LabProcess, AProcessRunsUntilItsLastThreadHasExited) {
+  for (const bool orphaned : {false, true}) {
+    SCOPED_TRACE(orphaned ? "not our child" : "our child");
+    const auto started = std::chrono::steady_clock::now();
+    const int pid = start_lingering_process(milliseconds{400}, orphaned);
+    ASSERT_GT(pid, 0);
+    const auto start_time = process_start_time(pid);
+    ASSERT_TRUE(start_time.has_value());
+    const ProcessId process{pid, *start_time};
+    while (main_thread_state(pid) != 'Z' &&
+           std::chrono::steady_clock::now() - started < milliseconds{300}) {
+      std::this_thread::sleep_for(milliseconds{1});
+    }
+    ASSERT_EQ(main_thread_state(pid), 'Z') << "the main thread did not exit first";
+    EXPECT_TRUE(is_running(process));
+    EXPECT_TRUE(wait_gone(process, milliseconds{5000}));
+    EXPECT_GE(std::chrono::steady_clock::now() - started, milliseconds{400});
+  }
 }
 
 }  // namespace

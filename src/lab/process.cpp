@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <csignal>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <thread>
@@ -169,13 +170,32 @@ std::optional<std::uint64_t> process_start_time(int pid) {
   return stat->start_time;
 }
 
+namespace {
+
+// How many threads /proc lists for `pid` (its zombie main thread included); 0 if none.
+std::size_t threads_of(int pid) {
+  std::error_code error;
+  std::size_t count = 0;
+  for (std::filesystem::directory_iterator task("/proc/" + std::to_string(pid) + "/task", error),
+       end;
+       !error && task != end; task.increment(error)) {
+    ++count;
+  }
+  return count;
+}
+
+}  // namespace
+
 bool is_running(const ProcessId& process) {
   if (!process.valid()) return false;
   auto stat = read_proc_stat(process.pid);
   if (!stat || stat->start_time != process.start_time) return false;
   if (stat->state != 'Z' && stat->state != 'X') return true;
-  if (stat->parent == ::getpid()) ::waitpid(process.pid, nullptr, WNOHANG);
-  return false;
+  // A zombie main thread may still have threads exiting behind it (a killed agent's), and those
+  // hold the process's files: its sockets stay bound until the last one is gone. Only then can a
+  // child be reaped, and only then does /proc list the main thread alone.
+  if (stat->parent == ::getpid()) return ::waitpid(process.pid, nullptr, WNOHANG) == 0;
+  return threads_of(process.pid) > 1;
 }
 
 bool send_signal(const ProcessId& process, int signal) {

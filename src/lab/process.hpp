@@ -60,8 +60,9 @@ Result<ProcessId> spawn(const std::vector<std::string>& argv, const SpawnOptions
 // The start time of `pid` from /proc, or nothing if no such process exists.
 std::optional<std::uint64_t> process_start_time(int pid);
 
-// True while the process exists, is the one named (same start time) and is not a zombie. A zombie
-// child of this process is reaped on the way.
+// True while the process exists, is the one named (same start time) and is not a zombie with
+// every thread gone: a process whose main thread has exited runs until its last thread has. A
+// zombie child of this process is reaped on the way.
 bool is_running(const ProcessId& process);
 
 // Sends `signal` if the process is still the one named; false if it is gone.
