@@ -2,7 +2,7 @@
 // not hold up the agent's loop, which carries the ring: while the volume's thread is busy (a
 // write throttled by the kernel, a slow disk), the loop's timers keep firing on time; the reply
 // comes when the volume answers, or as an error once the deadline passes; a client that went
-// away meanwhile is no harm. The handler here asks a VolumeThread as VolumeService does.
+// away meanwhile is no harm. The handler here asks a ServiceThread as VolumeService does.
 #include <gtest/gtest.h>
 
 #include <asio.hpp>
@@ -15,7 +15,7 @@
 #include "agent/control_client.hpp"
 #include "agent/control_protocol.hpp"
 #include "agent/control_server.hpp"
-#include "agent/volume_thread.hpp"
+#include "agent/service_thread.hpp"
 #include "agent_test_support.hpp"
 
 namespace keel::agent {
@@ -27,7 +27,7 @@ using Clock = std::chrono::steady_clock;
 
 class VolumeAskingHandler : public ControlHandler {
  public:
-  VolumeAskingHandler(asio::io_context& io, VolumeThread& volume,
+  VolumeAskingHandler(asio::io_context& io, ServiceThread& volume,
                       std::chrono::milliseconds deadline)
       : io_(io), volume_(volume), deadline_(deadline) {}
   json status() override { return ok_reply(); }
@@ -53,7 +53,7 @@ class VolumeAskingHandler : public ControlHandler {
 
  private:
   asio::io_context& io_;
-  VolumeThread& volume_;
+  ServiceThread& volume_;
   std::chrono::milliseconds deadline_;
 };
 
@@ -108,7 +108,7 @@ class AgentLoop {
 
   testing::TempDir dir_;
   asio::io_context io_;
-  VolumeThread volume_{"data"};
+  ServiceThread volume_{volume_thread_options("data", 0)};
   VolumeAskingHandler handler_;
   std::unique_ptr<ControlServer> server_;
   asio::steady_timer heartbeat_;

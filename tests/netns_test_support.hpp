@@ -82,6 +82,13 @@ class TestNamespace {
     return tool_output(args);
   }
 
+  // A veth pair v0, v1, both up, with `address` (a prefix) on v0.
+  bool add_veth_pair(const std::string& address) const {
+    return ip({"link", "add", "v0", "type", "veth", "peer", "name", "v1"}) &&
+           ip({"addr", "add", address, "dev", "v0"}) && ip({"link", "set", "v0", "up"}) &&
+           ip({"link", "set", "v1", "up"});
+  }
+
   // Runs `work` on a thread inside the namespace and returns what it returns; nothing (and a
   // test failure) if the thread could not enter the namespace.
   template <typename Work>

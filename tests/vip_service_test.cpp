@@ -71,7 +71,7 @@ class VipServiceTest : public ::testing::Test {
     if (auto reason = testing::netns_unavailable_reason()) GTEST_SKIP() << *reason;
     netns_ = std::make_unique<testing::TestNamespace>(testing::unique_prefix() + "-v");
     ASSERT_TRUE(netns_->created());
-    ASSERT_TRUE(make_link());
+    ASSERT_TRUE(netns_->add_veth_pair("198.18.78.1/24"));
     scratch_ = "/tmp/" + netns_->name() + "-files";
     std::filesystem::create_directories(scratch_);
     work_.emplace(asio::make_work_guard(io_));
@@ -97,12 +97,6 @@ class VipServiceTest : public ::testing::Test {
     if (catcher_ >= 0) ::close(catcher_);
     netns_.reset();
     if (!scratch_.empty()) std::filesystem::remove_all(scratch_);
-  }
-
-  bool make_link() const {
-    return netns_->ip({"link", "add", "v0", "type", "veth", "peer", "name", "v1"}) &&
-           netns_->ip({"addr", "add", "198.18.78.1/24", "dev", "v0"}) &&
-           netns_->ip({"link", "set", "v0", "up"}) && netns_->ip({"link", "set", "v1", "up"});
   }
 
   // Runs `work` on the service's thread and returns what it returns.
@@ -325,7 +319,7 @@ TEST_F(VipServiceTest, AFailedAddIsRetriedUntilItWorks) {
   run_alone();
   std::this_thread::sleep_for(300ms);
   EXPECT_FALSE(held_here());
-  ASSERT_TRUE(make_link());
+  ASSERT_TRUE(netns_->add_veth_pair("198.18.78.1/24"));
   EXPECT_TRUE(testing::wait_until([this] { return floating_on_v0(); }, 10s));
   EXPECT_TRUE(testing::wait_until([this] { return held_here(); }));
   std::this_thread::sleep_for(300ms);  // a hook would have run by now

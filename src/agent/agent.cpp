@@ -105,7 +105,7 @@ Result<Ok> Agent::start() {
   auto control = ControlServer::open(io_, config.agent.control_socket, *this);
   if (!control.ok()) return control.error();
   if (!config.vip.empty()) {
-    auto vip = VipService::open(io_, config, options_.self.id, [this](const Bytes& payload) {
+    auto vip = VipHost::open(io_, config, options_.self.id, [this](const Bytes& payload) {
       return driver_->send(vip::kVipGroup, payload, false);
     });
     if (!vip.ok()) return vip.error();
@@ -135,7 +135,7 @@ Result<Ok> Agent::start() {
   if (vip_) {
     // A member from the start, so that its own states are delivered to it from the first view.
     if (auto joined = driver_->join(vip::kVipGroup); !joined) return joined.error();
-    vip_->start();
+    if (auto started = vip_->start(); !started) return started.error();
   }
   if (volumes_) {
     if (auto joined = driver_->join(volume::kVolumeGroup); !joined) return joined.error();
@@ -183,21 +183,24 @@ void Agent::request_shutdown() {
   const TimeUs limit_us =
       kHandoverTimeoutUs + static_cast<TimeUs>(vip_->handover_period().count()) * 1000;
   spdlog::info("handing the floating IPs over before leaving (at most {} ms)", limit_us / 1000);
-  (void)vip_->drain();
+  vip_->drain_for_shutdown();
   handover_deadline_us_ = io::monotonic_now_us() + limit_us;
   poll_handover();
 }
 
 void Agent::poll_handover() {
   if (stopped_) return;
-  if (vip_->handed_over() || io::monotonic_now_us() >= handover_deadline_us_) {
-    if (!vip_->handed_over()) spdlog::warn("handover not finished in time; leaving anyway");
-    shutdown();
-    return;
-  }
-  handover_timer_.expires_after(std::chrono::milliseconds(5));
-  handover_timer_.async_wait([this](const asio::error_code& error) {
-    if (!error) poll_handover();
+  vip_->handed_over([this](bool handed_over) {
+    if (stopped_) return;
+    if (handed_over || io::monotonic_now_us() >= handover_deadline_us_) {
+      if (!handed_over) spdlog::warn("handover not finished in time; leaving anyway");
+      shutdown();
+      return;
+    }
+    handover_timer_.expires_after(std::chrono::milliseconds(5));
+    handover_timer_.async_wait([this](const asio::error_code& error) {
+      if (!error) poll_handover();
+    });
   });
 }
 
@@ -280,6 +283,13 @@ void Agent::leave(const std::string& group) {
 }
 
 bool Agent::deferred_command(const std::string& op, const nlohmann::json& request, Reply reply) {
+  if (op == "vip_status" || op == "drain" || op == "undrain") {
+    if (!vip_) {
+      reply(error_reply("this agent has no floating IPs ([vip] pools) configured"));
+      return true;
+    }
+    return vip_->command(op, std::move(reply));
+  }
   if (op.rfind("volume_", 0) != 0) return false;
   if (volumes_) {
     volumes_->command(op, request, std::move(reply));
@@ -289,17 +299,9 @@ bool Agent::deferred_command(const std::string& op, const nlohmann::json& reques
   return true;
 }
 
-std::optional<nlohmann::json> Agent::command(const std::string& op,
+std::optional<nlohmann::json> Agent::command(const std::string& /*op*/,
                                              const nlohmann::json& /*request*/) {
-  if (op != "vip_status" && op != "drain" && op != "undrain") return std::nullopt;
-  if (!vip_) return error_reply("this agent has no floating IPs ([vip] pools) configured");
-  if (op == "vip_status") {
-    nlohmann::json reply = ok_reply();
-    reply["vip"] = vip_->status();
-    return reply;
-  }
-  auto done = op == "drain" ? vip_->drain() : vip_->undrain();
-  return done ? ok_reply() : error_reply(done.error().message);
+  return std::nullopt;  // every op beyond the ring's is answered from another thread
 }
 
 void Agent::start_watchdog() {

@@ -25,7 +25,7 @@
 
 #include "agent/control_server.hpp"
 #include "agent/ring_driver.hpp"
-#include "agent/vip_service.hpp"
+#include "agent/vip_host.hpp"
 #include "agent/volume_service.hpp"
 #include "config/config.hpp"
 #include "io/boot_epoch.hpp"
@@ -89,7 +89,7 @@ class Agent final : private RingEvents, private ControlHandler {
   std::unique_ptr<io::UdpTransport> transport_;
   std::unique_ptr<RingDriver> driver_;
   std::unique_ptr<ControlServer> control_;
-  std::unique_ptr<VipService> vip_;              // only with [vip] pools
+  std::unique_ptr<VipHost> vip_;                 // only with [vip] pools
   std::unique_ptr<VolumeService> volumes_;       // only with [[volume]] sections
   std::map<NodeId, std::uint64_t> undecodable_;  // per peer: opened, but the ring refused it
   io::PeerEpochs peer_epochs_;                   // as recorded in STATE_DIR/peer-epochs

@@ -55,13 +55,14 @@ class ControlHandler {
   virtual bool send_queue_full() const { return false; }
   virtual Result<Ok> join(const std::string& group) = 0;
   virtual void leave(const std::string& group) = 0;
-  // Any other op (vip_status, drain, undrain): the reply object, or nothing for an unknown op.
+  // Any other op answered on this thread: the reply object, or nothing for an unknown op.
   virtual std::optional<nlohmann::json> command(const std::string& op,
                                                 const nlohmann::json& request) = 0;
   // Writes the reply to a deferred command on its session, if that is still open.
   using Reply = std::function<void(const nlohmann::json& reply)>;
-  // An op whose answer comes from another thread (volume_*): true when `op` is one, and `reply`
-  // is then called exactly once on this thread, perhaps before this returns, perhaps much later.
+  // An op whose answer comes from another thread (vip_status, drain, undrain, volume_*): true
+  // when `op` is one, and `reply` is then called exactly once on this thread, perhaps before this
+  // returns, perhaps much later.
   // The session reads no further request meanwhile; the agent's loop goes on.
   virtual bool deferred_command(const std::string& /*op*/, const nlohmann::json& /*request*/,
                                 Reply /*reply*/) {

@@ -14,7 +14,7 @@
 //
 // open() loads the metadata that `keel volume create` wrote; without it the volume is refused
 // with the command to run. Thread-safety: none; everything on the io_context given to open(),
-// which is the volume's own thread (agent/volume_thread.hpp), never the ring's: writes into the
+// which is the volume's own thread (agent/service_thread.hpp), never the ring's: writes into the
 // page cache run on it and may wait on the kernel. The block file's and the metadata's workers
 // post their completions back to it.
 #pragma once

@@ -39,7 +39,8 @@ Result<std::unique_ptr<VolumeService>> VolumeService::open(asio::io_context& io,
   for (const config::VolumeConfig& volume : config.volumes) {
     if (std::find(volume.nodes.begin(), volume.nodes.end(), self) == volume.nodes.end()) continue;
     Hosted hosted;
-    hosted.thread = std::make_unique<VolumeThread>(volume.name, volume.busy_poll_us);
+    hosted.thread =
+        std::make_unique<ServiceThread>(volume_thread_options(volume.name, volume.busy_poll_us));
     auto runner = VolumeRunner::open(hosted.thread->context(), config, volume, self, key, hooks);
     if (!runner.ok()) return runner.error();
     hosted.runner = std::move(runner).value();

@@ -12,7 +12,7 @@
 // Commands (the control socket): volume_status, volume_promote (refused without quorum unless
 // forced), volume_demote, volume_verify, volume_resolve.
 //
-// Each runner lives on its own VolumeThread (agent/volume_thread.hpp): ring events are posted to
+// Each runner lives on its own ServiceThread (agent/service_thread.hpp): ring events are posted to
 // it; commands are asked of it and answered when it replies (or with an error after a deadline),
 // so the agent's thread, which carries the ring, never waits on a volume's disk; the runner's
 // hooks post back here.
@@ -30,8 +30,8 @@
 #include <span>
 #include <string>
 
+#include "agent/service_thread.hpp"
 #include "agent/volume_runner.hpp"
-#include "agent/volume_thread.hpp"
 #include "config/config.hpp"
 #include "core/common/byte_io.hpp"
 #include "core/common/result.hpp"
@@ -71,12 +71,12 @@ class VolumeService {
                 Broadcaster broadcast);
   // One volume this node holds: the runner and the thread it lives on.
   struct Hosted {
-    std::unique_ptr<VolumeThread> thread;
+    std::unique_ptr<ServiceThread> thread;
     std::unique_ptr<VolumeRunner> runner;
   };
 
   Hosted* find(const std::string& name);
-  // Runs `work` with the runner on its thread and replies with its outcome (VolumeThread::ask).
+  // Runs `work` with the runner on its thread and replies with its outcome (ServiceThread::ask).
   void on_runner(Hosted& hosted, std::function<Result<Ok>(VolumeRunner&)> work, Reply reply);
   void enqueue(Bytes payload);
   void flush_broadcasts();

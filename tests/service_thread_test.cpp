@@ -1,8 +1,9 @@
-// VolumeThread: the volume's own event loop, and how the agent reaches it.
-#include "agent/volume_thread.hpp"
+// ServiceThread: a service's own event loop, and how the agent reaches it.
+#include "agent/service_thread.hpp"
 
 #include <gtest/gtest.h>
 #include <pthread.h>
+#include <sched.h>
 
 #include <atomic>
 #include <future>
@@ -12,8 +13,8 @@
 namespace keel::agent {
 namespace {
 
-TEST(VolumeThread, CallRunsOnTheThreadAndReturnsItsResult) {
-  VolumeThread thread("data");
+TEST(ServiceThread, CallRunsOnTheThreadAndReturnsItsResult) {
+  ServiceThread thread(volume_thread_options("data", 0));
   thread.start();
   const auto caller = std::this_thread::get_id();
   auto answer = thread.call<Result<int>>([caller]() -> Result<int> {
@@ -27,8 +28,8 @@ TEST(VolumeThread, CallRunsOnTheThreadAndReturnsItsResult) {
   thread.stop([] {});
 }
 
-TEST(VolumeThread, ACallThatMissesItsDeadlineIsAnErrorAndStillRunsLater) {
-  VolumeThread thread("slow");
+TEST(ServiceThread, ACallThatMissesItsDeadlineIsAnErrorAndStillRunsLater) {
+  ServiceThread thread(volume_thread_options("slow", 0));
   thread.start();
   std::promise<void> release;
   auto released = release.get_future().share();
@@ -52,8 +53,8 @@ TEST(VolumeThread, ACallThatMissesItsDeadlineIsAnErrorAndStillRunsLater) {
 
 // A thread stuck on its disk does not hold up the caller's stop: request_stop() returns at once,
 // wait_stopped() says it has not closed, and it closes (and joins) once the disk answers.
-TEST(VolumeThread, AStopRequestDoesNotWaitForAStalledThread) {
-  VolumeThread thread("stalled");
+TEST(ServiceThread, AStopRequestDoesNotWaitForAStalledThread) {
+  ServiceThread thread(volume_thread_options("stalled", 0));
   thread.start();
   std::promise<void> disk_answers;
   std::shared_future<void> answered = disk_answers.get_future().share();
@@ -68,8 +69,8 @@ TEST(VolumeThread, AStopRequestDoesNotWaitForAStalledThread) {
   thread.stop([] { ADD_FAILURE() << "closed twice"; });
 }
 
-TEST(VolumeThread, CallsAfterStopAreRefusedAtOnce) {
-  VolumeThread thread("gone");
+TEST(ServiceThread, CallsAfterStopAreRefusedAtOnce) {
+  ServiceThread thread(volume_thread_options("gone", 0));
   thread.start();
   thread.stop([] {});
   const auto started = std::chrono::steady_clock::now();
@@ -78,8 +79,8 @@ TEST(VolumeThread, CallsAfterStopAreRefusedAtOnce) {
   EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(1));
 }
 
-TEST(VolumeThread, AskHandsTheResultBackToTheAskersLoop) {
-  VolumeThread thread("data");
+TEST(ServiceThread, AskHandsTheResultBackToTheAskersLoop) {
+  ServiceThread thread(volume_thread_options("data", 0));
   thread.start();
   asio::io_context agent;
   const auto agent_thread = std::this_thread::get_id();
@@ -104,8 +105,8 @@ TEST(VolumeThread, AskHandsTheResultBackToTheAskersLoop) {
   thread.stop([] {});
 }
 
-TEST(VolumeThread, AnAskThatMissesItsDeadlineIsAnErrorOnceAndTheLateResultIsDropped) {
-  VolumeThread thread("slow");
+TEST(ServiceThread, AnAskThatMissesItsDeadlineIsAnErrorOnceAndTheLateResultIsDropped) {
+  ServiceThread thread(volume_thread_options("slow", 0));
   thread.start();
   std::promise<void> release;
   thread.post([released = release.get_future().share()] { released.wait(); });
@@ -132,8 +133,8 @@ TEST(VolumeThread, AnAskThatMissesItsDeadlineIsAnErrorOnceAndTheLateResultIsDrop
   EXPECT_EQ(answers, 1);
 }
 
-TEST(VolumeThread, AsksAfterStopAreRefusedWithoutWaiting) {
-  VolumeThread thread("gone");
+TEST(ServiceThread, AsksAfterStopAreRefusedWithoutWaiting) {
+  ServiceThread thread(volume_thread_options("gone", 0));
   thread.start();
   thread.stop([] {});
   asio::io_context agent;
@@ -143,6 +144,60 @@ TEST(VolumeThread, AsksAfterStopAreRefusedWithoutWaiting) {
   agent.run_for(std::chrono::seconds(1));
   ASSERT_TRUE(answer.has_value());
   EXPECT_FALSE(answer->ok());
+}
+
+}  // namespace
+}  // namespace keel::agent
+
+namespace keel::agent {
+namespace {
+
+struct Scheduling {
+  int policy = -1;  // without SCHED_RESET_ON_FORK
+  int priority = -1;
+  bool reset_on_fork = false;
+};
+
+// The scheduling of a thread of `options` started from a thread at real-time priority 1 with
+// SCHED_RESET_ON_FORK, as `keel agent` runs its loop; nullopt if that priority cannot be had.
+std::optional<Scheduling> started_from_real_time(const ServiceThreadOptions& options) {
+  std::optional<Scheduling> seen;
+  std::thread creator([&] {
+    sched_param real_time{};
+    real_time.sched_priority = 1;
+    if (::sched_setscheduler(0, SCHED_RR | SCHED_RESET_ON_FORK, &real_time) != 0) return;
+    ServiceThread thread(options);
+    thread.start();
+    auto answer = thread.call<Result<Scheduling>>([]() -> Result<Scheduling> {
+      Scheduling now;
+      sched_param parameters{};
+      const int policy = ::sched_getscheduler(0);
+      if (policy < 0 || ::sched_getparam(0, &parameters) != 0) return Error{"cannot read it"};
+      now.policy = policy & ~SCHED_RESET_ON_FORK;
+      now.reset_on_fork = (policy & SCHED_RESET_ON_FORK) != 0;
+      now.priority = parameters.sched_priority;
+      return now;
+    });
+    thread.stop([] {});
+    if (answer.ok()) seen = answer.value();
+  });
+  creator.join();
+  return seen;
+}
+
+// The floating IPs' thread keeps the agent's real-time priority: a failover waits for it, and a
+// CPU hog must not hold it up. What it spawns (hooks, checks) must not inherit it. A volume's
+// thread runs at ordinary priority.
+TEST(ServiceThread, RunsAtItsCreatorsPriorityOnlyWhenAskedTo) {
+  const auto vip = started_from_real_time(vip_thread_options());
+  if (!vip) GTEST_SKIP() << "this process may not take a real-time priority";
+  EXPECT_EQ(vip->policy, SCHED_RR);
+  EXPECT_EQ(vip->priority, 1);
+  EXPECT_TRUE(vip->reset_on_fork);
+  const auto volume = started_from_real_time(volume_thread_options("data", 0));
+  ASSERT_TRUE(volume.has_value());
+  EXPECT_EQ(volume->policy, SCHED_OTHER);
+  EXPECT_EQ(volume->priority, 0);
 }
 
 }  // namespace

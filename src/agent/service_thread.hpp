@@ -1,19 +1,22 @@
-// VolumeThread: the event loop one mirrored volume runs on, apart from the agent's.
+// ServiceThread: an event loop of its own for a service of the agent, apart from the agent's.
 //
-// The agent's own loop carries the ring and runs at real-time priority: nothing on it may wait
-// on a disk. A volume's data path (NBD requests, the replication link, the replication core)
-// copies data into the page cache on its thread, which may block while the kernel throttles
-// dirty pages; so each volume gets this thread, at ordinary priority. Its loop polls for a short,
-// adaptive window before blocking (io/busy_poll.hpp), up to the volume's busy_poll_us.
+// The agent's own loop carries the ring and runs at real-time priority: nothing on it may wait on
+// a disk or on the kernel's locks, or the token waits too. A mirrored volume's data path (NBD
+// requests, the replication link, the replication core) copies data into the page cache, which
+// may block while the kernel throttles dirty pages; the floating IPs' changes to the kernel
+// (netlink, nftables) wait for the kernel's network configuration lock, which anything else on
+// the host may hold for a while. So each such service gets a thread of its own: a volume's at
+// ordinary priority, polling for a short adaptive window before it blocks (io/busy_poll.hpp, up
+// to the volume's busy_poll_us); the floating IPs' at the agent's real-time priority, since a
+// failover waits for it.
 //
 // The agent talks to the thread in three ways: post() hands it work and returns at once (ring
 // events); ask() runs a function there and hands its result back to the agent's loop, or an error
 // once a deadline passes, without waiting (control requests: the agent's loop carries the ring,
-// and a status query must not stall it past the token timeout while this thread waits on a
-// disk); call() runs a function there and waits for its result, up to a deadline (only at
-// startup, before the ring runs). A call or ask that misses the deadline reports an error; its
-// function still runs later, so it must own what it touches (capture by value, or objects that
-// outlive the thread).
+// and a status query must not stall it past the token timeout while this thread waits); call()
+// runs a function there and waits for its result, up to a deadline (only at startup, before the
+// ring runs). A call or ask that misses the deadline reports an error; its function still runs
+// later, so it must own what it touches (capture by value, or objects that outlive the thread).
 //
 // Thread-safety: post(), ask(), call() and stop() are called from one other thread (the
 // agent's); context() is for the objects that live on this thread.
@@ -34,12 +37,27 @@
 
 namespace keel::agent {
 
-class VolumeThread {
+struct ServiceThreadOptions {
+  std::string what;         // the thread in errors: "volume thread data"
+  std::string thread_name;  // as `top -H` shows it (the kernel keeps 15 characters)
+  std::string stall_hint;   // why it may miss a deadline: "its disk may be stalled"
+  std::uint32_t busy_poll_us = 0;
+  // Run at the priority of the thread that calls start() (the agent's real-time one), which a
+  // new thread does not inherit under SCHED_RESET_ON_FORK; else at ordinary priority.
+  bool creator_priority = false;
+};
+
+// A mirrored volume's thread: "vol-NAME", ordinary priority, polling up to `busy_poll_us`.
+ServiceThreadOptions volume_thread_options(const std::string& volume, std::uint32_t busy_poll_us);
+// The floating IPs' thread: "vip", at the agent's priority.
+ServiceThreadOptions vip_thread_options();
+
+class ServiceThread {
  public:
-  explicit VolumeThread(std::string name, std::uint32_t busy_poll_us = 0);
-  ~VolumeThread();
-  VolumeThread(const VolumeThread&) = delete;
-  VolumeThread& operator=(const VolumeThread&) = delete;
+  explicit ServiceThread(ServiceThreadOptions options);
+  ~ServiceThread();
+  ServiceThread(const ServiceThread&) = delete;
+  ServiceThread& operator=(const ServiceThread&) = delete;
 
   asio::io_context& context() { return io_; }
 
@@ -78,7 +96,7 @@ class VolumeThread {
       asio::post(reply_to, [done = std::move(done), error = not_running()] { done(error); });
       return;
     }
-    // Touched on reply_to's thread only; the volume thread merely carries a reference back.
+    // Touched on reply_to's thread only; this thread merely carries a reference back.
     struct Pending {
       asio::steady_timer timer;
       std::function<void(R)> done;
@@ -103,14 +121,14 @@ class VolumeThread {
   static constexpr std::chrono::milliseconds kCallDeadline{5000};
 
  private:
-  Error not_running() const { return Error{"volume thread " + name_ + " is not running"}; }
+  Error not_running() const { return Error{options_.what + " is not running"}; }
   Error missed(std::chrono::milliseconds deadline) const {
-    return Error{"volume thread " + name_ + " did not answer within " +
-                 std::to_string(deadline.count()) + " ms (its disk may be stalled)"};
+    const std::string hint = options_.stall_hint.empty() ? "" : " (" + options_.stall_hint + ")";
+    return Error{options_.what + " did not answer within " + std::to_string(deadline.count()) +
+                 " ms" + hint};
   }
 
-  std::string name_;
-  std::uint32_t busy_poll_us_;
+  ServiceThreadOptions options_;
   asio::io_context io_;
   asio::executor_work_guard<asio::io_context::executor_type> keep_running_;
   std::thread thread_;
