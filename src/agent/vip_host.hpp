@@ -61,7 +61,7 @@ class VipHost {
   void handed_over(std::function<void(bool)> answer);
   std::chrono::milliseconds handover_period() const { return handover_period_; }
   // Deletes the held addresses and stops the service, waiting up to `patience` for its thread.
-  void stop(std::chrono::milliseconds patience = std::chrono::milliseconds(5000));
+  void stop(std::chrono::milliseconds patience = std::chrono::milliseconds(2000));
 
   // Runs `work` on the service's thread (tests: to hold it up as a stalled kernel would).
   void post_to_service(std::function<void()> work) { thread_.post(std::move(work)); }
