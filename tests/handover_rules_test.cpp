@@ -130,6 +130,26 @@ TEST_F(HandoverRulesTest, RemovesTheTablesItMadeAndNoOther) {
                                          "table ip keel_quiet_198_18_77_100"}));
 }
 
+TEST_F(HandoverRulesTest, KeepsTheTablesItIsToldToKeep) {
+  const asio::ip::address_v4 adopted = asio::ip::make_address_v4("198.18.77.101");
+  for (const auto& address : {kAddress, adopted}) {
+    ASSERT_TRUE(
+        in_namespace([&address](HandoverRules& rules) { return rules.silence(address); }).ok());
+  }
+  std::vector<std::string> removed;
+  auto done = in_namespace([&](HandoverRules& rules) -> Result<Ok> {
+    auto found = rules.remove_leftovers({HandoverRules::quiet_table(adopted)});
+    if (!found) return found.error();
+    removed = std::move(found).value();
+    return Ok{};
+  });
+  ASSERT_TRUE(done.ok()) << done.error().message;
+  EXPECT_EQ(removed, (std::vector<std::string>{"arp keel_quiet_198_18_77_100"}));
+  const std::string listed =
+      testing::tool_output({"ip", "netns", "exec", netns_->name(), "nft", "list", "tables"});
+  EXPECT_NE(listed.find("table arp keel_quiet_198_18_77_101"), std::string::npos) << listed;
+}
+
 TEST_F(HandoverRulesTest, AnUnknownInterfaceIsAClearError) {
   auto installed = in_namespace(
       [](HandoverRules& rules) { return rules.forward_unknown(kAddress, kOldHolder, "nope0"); });

@@ -68,14 +68,16 @@ class VipHostTest : public ::testing::Test {
 
   void TearDown() override {
     if (loop_thread_.joinable()) {
+      // All on the loop, in one handler: a broadcast the service posted before it stopped must
+      // not run against a host already destroyed, and io_.stop() keeps it from running at all.
       call([this] {
         if (host_) host_->stop();
+        host_.reset();
         heartbeat_.reset();
+        io_.stop();
         return 0;
       });
-      host_.reset();
       work_.reset();
-      io_.stop();
       loop_thread_.join();
     }
     netns_.reset();
@@ -175,7 +177,10 @@ TEST_F(VipHostTest, AStuckServiceThreadHoldsUpNeitherTheLoopNorItsRequests) {
     released.wait();
   });
   stuck.get_future().wait();
-  worst_lateness_us_ = 0;
+  call([this] {
+    worst_lateness_us_ = 0;
+    return 0;
+  });
   const auto asked = Clock::now();
   call([this] {
     host_->on_view(ring::View{ring::View::Kind::regular, RingId{1, 1}, {}, {1}});

@@ -190,18 +190,26 @@ void Agent::request_shutdown() {
 
 void Agent::poll_handover() {
   if (stopped_) return;
-  vip_->handed_over([this](bool handed_over) {
-    if (stopped_) return;
-    if (handed_over || io::monotonic_now_us() >= handover_deadline_us_) {
-      if (!handed_over) spdlog::warn("handover not finished in time; leaving anyway");
-      shutdown();
-      return;
-    }
-    handover_timer_.expires_after(std::chrono::milliseconds(5));
-    handover_timer_.async_wait([this](const asio::error_code& error) {
-      if (!error) poll_handover();
-    });
-  });
+  // The ask's own deadline is what remains of the handover's, so that a thread stuck in the
+  // kernel cannot hold the stop past it.
+  const TimeUs now_us = io::monotonic_now_us();
+  const TimeUs left_us = handover_deadline_us_ > now_us ? handover_deadline_us_ - now_us : 0;
+  const auto patience = std::min<std::chrono::milliseconds>(
+      VipHost::kAskDeadline, std::chrono::milliseconds(left_us / 1000 + 1));
+  vip_->handed_over(
+      [this](bool handed_over) {
+        if (stopped_) return;
+        if (handed_over || io::monotonic_now_us() >= handover_deadline_us_) {
+          if (!handed_over) spdlog::warn("handover not finished in time; leaving anyway");
+          shutdown();
+          return;
+        }
+        handover_timer_.expires_after(std::chrono::milliseconds(5));
+        handover_timer_.async_wait([this](const asio::error_code& error) {
+          if (!error) poll_handover();
+        });
+      },
+      patience);
 }
 
 void Agent::on_packet(NodeId from, std::span<const std::uint8_t> bytes) {

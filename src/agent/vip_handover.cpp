@@ -54,13 +54,15 @@ void VipHandover::keep_quietly(std::uint32_t number, const asio::ip::address_v4&
     release();
     return;
   }
-  // Already silent if it was adopted: the handover's period now decides when that ends.
-  adopted_.erase(number);
   if (auto done = rules_->silence(address); !done) {
+    // An adopted address stays in adopted_: release() ends its silence once it is deleted.
     warn_once("silencing " + address.to_string(), done.error());
     release();
     return;
   }
+  // Already silent if it was adopted: the handover's period now decides when that ends.
+  adopted_.erase(number);
+  unsilence_failed_.erase(number);
   Timed& entry = kept_[number];
   entry.address = address;
   entry.release = std::move(release);
@@ -78,7 +80,26 @@ void VipHandover::end_kept(std::uint32_t number, bool release) {
   entry.timer->cancel();
   // Deleted before ARP is allowed again, so that the address is never announced from here.
   if (release) entry.release();
-  if (auto done = rules_->unsilence(entry.address); !done) warn_once("unsilencing", done.error());
+  unsilence(number, entry.address);
+}
+
+void VipHandover::unsilence(std::uint32_t number, const asio::ip::address_v4& address) {
+  if (auto done = rules_->unsilence(address); !done) {
+    if (unsilence_failed_.count(number) == 0) {
+      spdlog::warn("vip {}: cannot let it answer ARP again (trying again): {}", address.to_string(),
+                   done.error().message);
+    }
+    unsilence_failed_[number] = address;
+    return;
+  }
+  if (unsilence_failed_.erase(number) != 0) {
+    spdlog::info("vip {}: answers ARP again", address.to_string());
+  }
+}
+
+void VipHandover::retry_unsilence() {
+  const auto failed = unsilence_failed_;
+  for (const auto& [number, address] : failed) unsilence(number, address);
 }
 
 void VipHandover::take_back(std::uint32_t number) { end_kept(number, false); }
@@ -91,6 +112,7 @@ bool VipHandover::silence_adopted(std::uint32_t number, const asio::ip::address_
     return false;
   }
   adopted_[number] = address;
+  unsilence_failed_.erase(number);
   return true;
 }
 
@@ -99,10 +121,7 @@ void VipHandover::end_adopted_silence(std::uint32_t number) {
   if (found == adopted_.end()) return;
   const asio::ip::address_v4 address = found->second;
   adopted_.erase(found);
-  if (auto done = rules_->unsilence(address); !done) {
-    spdlog::warn("vip {}: cannot let it answer ARP again: {}", address.to_string(),
-                 done.error().message);
-  }
+  unsilence(number, address);
 }
 
 void VipHandover::finish_all() {

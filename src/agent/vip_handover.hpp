@@ -59,6 +59,10 @@ class VipHandover {
   // Placement confirmed it here, or it was deleted: it may speak ARP again (if it is still on the
   // interface). A no-op for an address not silenced by silence_adopted().
   void end_adopted_silence(std::uint32_t number);
+  // Tries again to lift the silences whose removal failed: a rule left in place would keep the
+  // address from answering ARP whenever it is held here later. Called periodically.
+  void retry_unsilence();
+  bool unsilence_pending() const { return !unsilence_failed_.empty(); }
 
  private:
   struct Timed {
@@ -68,6 +72,8 @@ class VipHandover {
   };
   void warn_once(const std::string& what, const Error& error);
   void end_kept(std::uint32_t number, bool release);
+  // Lifts the silence of `address`, or remembers it for retry_unsilence().
+  void unsilence(std::uint32_t number, const asio::ip::address_v4& address);
 
   asio::io_context& io_;
   std::chrono::milliseconds period_;
@@ -75,6 +81,7 @@ class VipHandover {
   std::map<std::uint32_t, Timed> forwarded_;  // by address number
   std::map<std::uint32_t, Timed> kept_;
   std::map<std::uint32_t, asio::ip::address_v4> adopted_;  // silenced until confirmed
+  std::map<std::uint32_t, asio::ip::address_v4> unsilence_failed_;
   bool warned_ = false;
 };
 

@@ -102,12 +102,11 @@ void VipHost::drain_for_shutdown() {
   thread_.post([service] { (void)service->drain(); });
 }
 
-void VipHost::handed_over(std::function<void(bool)> answer) {
+void VipHost::handed_over(std::function<void(bool)> answer, std::chrono::milliseconds patience) {
   VipService* service = service_.get();
   thread_.ask<Result<bool>>(
       io_, [service]() -> Result<bool> { return service->handed_over(); },
-      [answer = std::move(answer)](Result<bool> done) { answer(done && done.value()); },
-      kAskDeadline);
+      [answer = std::move(answer)](Result<bool> done) { answer(done && done.value()); }, patience);
 }
 
 void VipHost::stop(std::chrono::milliseconds patience) {

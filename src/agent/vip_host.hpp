@@ -56,9 +56,10 @@ class VipHost {
   // vip_status, drain or undrain; false for any other op.
   bool command(const std::string& op, Reply reply);
   // Drains for a shutdown, then calls `answer` with whether the handover is done, as often as
-  // asked by handed_over().
+  // asked by handed_over(); an answer not back within `patience` counts as not done.
   void drain_for_shutdown();
-  void handed_over(std::function<void(bool)> answer);
+  void handed_over(std::function<void(bool)> answer,
+                   std::chrono::milliseconds patience = kAskDeadline);
   std::chrono::milliseconds handover_period() const { return handover_period_; }
   // Deletes the held addresses and stops the service, waiting up to `patience` for its thread.
   void stop(std::chrono::milliseconds patience = std::chrono::milliseconds(2000));

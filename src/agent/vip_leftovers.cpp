@@ -23,8 +23,9 @@ void delete_stale_addresses(io::NetlinkAddresses& netlink,
   }
 }
 
-void remove_handover_tables(io::HandoverRules& rules, bool handover_wanted) {
-  auto removed = rules.remove_leftovers();
+void remove_handover_tables(io::HandoverRules& rules, bool handover_wanted,
+                            const std::set<std::string>& keep) {
+  auto removed = rules.remove_leftovers(keep);
   if (!removed) {
     const auto level = handover_wanted ? spdlog::level::warn : spdlog::level::debug;
     spdlog::log(level, "vip: cannot look for handover rules an earlier run left: {}",

@@ -13,6 +13,8 @@
 #pragma once
 
 #include <functional>
+#include <set>
+#include <string>
 #include <vector>
 
 #include "io/handover_rules.hpp"
@@ -26,10 +28,11 @@ void delete_stale_addresses(io::NetlinkAddresses& netlink,
                             const std::vector<io::InterfaceAddress>& present,
                             const std::function<bool(const io::InterfaceAddress&)>& keep);
 
-// Deletes every handover table an earlier agent left, logging each. A failure is logged as a
-// warning when `handover_wanted` (this agent will need nftables too), else at debug level: a host
-// without nftables has no leftover tables either.
-void remove_handover_tables(io::HandoverRules& rules, bool handover_wanted);
+// Deletes every handover table an earlier agent left but those `keep` names, logging each. A
+// failure is logged as a warning when `handover_wanted` (this agent will need nftables too), else
+// at debug level: a host without nftables has no leftover tables either.
+void remove_handover_tables(io::HandoverRules& rules, bool handover_wanted,
+                            const std::set<std::string>& keep = {});
 
 // Both, with nothing kept: for an agent whose config has no floating IPs (left) at all.
 void clear_vip_leftovers();

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <chrono>
 #include <iterator>
+#include <set>
 
 #include "agent/vip_leftovers.hpp"
 #include "io/child_spawn.hpp"
@@ -122,7 +123,15 @@ void VipService::open_handover() {
   auto opened = io::HandoverRules::open();
   std::unique_ptr<io::HandoverRules> rules;
   if (opened) {
-    remove_handover_tables(*opened.value(), config_.handover_ms > 0);
+    // An adopted address's ARP silence (the killed agent's drain left it) stays in place:
+    // silence_adopted() replaces it in one nftables transaction, with no moment without it.
+    std::set<std::string> keep;
+    for (const Address& address : addresses_) {
+      if (address.quiet && address.prefix.address.is_v4()) {
+        keep.insert(io::HandoverRules::quiet_table(address.prefix.address.to_v4()));
+      }
+    }
+    remove_handover_tables(*opened.value(), config_.handover_ms > 0, keep);
     rules = std::move(opened).value();
   } else if (config_.handover_ms > 0) {
     spdlog::warn("vip: no connection handover on drains: {}", opened.error().message);

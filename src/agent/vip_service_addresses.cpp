@@ -244,6 +244,7 @@ void VipService::arm_held_check() {
   held_check_timer_.async_wait([this](const asio::error_code& error) {
     if (error || stopped_) return;
     check_held();
+    if (handover_) handover_->retry_unsilence();
     arm_held_check();
   });
 }

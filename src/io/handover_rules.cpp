@@ -69,20 +69,26 @@ bool HandoverRules::made_by_keel(const std::string& family, const std::string& n
   return false;
 }
 
-Result<std::vector<std::string>> HandoverRules::remove_leftovers() {
+Result<std::vector<std::string>> HandoverRules::remove_leftovers(
+    const std::set<std::string>& keep) {
   auto listed = output_of("list tables");
   if (!listed) return listed.error();
   // One line per table: "table FAMILY NAME".
   std::vector<std::string> removed;
+  std::optional<Error> failed;
   std::istringstream lines(listed.value());
   for (std::string line; std::getline(lines, line);) {
     std::istringstream words(line);
     std::string keyword, family, name, rest;
     if (!(words >> keyword >> family >> name) || keyword != "table" || (words >> rest)) continue;
-    if (!made_by_keel(family, name)) continue;
-    if (auto deleted = delete_table(family, name); !deleted) return deleted.error();
+    if (!made_by_keel(family, name) || keep.count(name) != 0) continue;
+    if (auto deleted = delete_table(family, name); !deleted) {
+      if (!failed) failed = Error{"table " + family + " " + name + ": " + deleted.error().message};
+      continue;
+    }
     removed.push_back(family + " " + name);
   }
+  if (failed) return *failed;
   return removed;
 }
 

@@ -21,6 +21,7 @@
 
 #include <asio/ip/address_v4.hpp>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -52,8 +53,10 @@ class HandoverRules {
   // makes, for some address: only such a table is keel's to remove.
   static bool made_by_keel(const std::string& family, const std::string& name);
 
-  // Deletes every table of this namespace that made_by_keel(); returns them ("arp NAME").
-  Result<std::vector<std::string>> remove_leftovers();
+  // Deletes every table of this namespace that made_by_keel() and `keep` does not name; returns
+  // them ("arp NAME"). A table that cannot be deleted does not stop the others: the first such
+  // error is returned once all were tried.
+  Result<std::vector<std::string>> remove_leftovers(const std::set<std::string>& keep = {});
 
  private:
   explicit HandoverRules(nft_ctx* context) : context_(context) {}
