@@ -158,13 +158,14 @@ struct Scheduling {
   bool reset_on_fork = false;
 };
 
-// The scheduling of a thread of `options` started from a thread at real-time priority 1 with
-// SCHED_RESET_ON_FORK, as `keel agent` runs its loop; nullopt if that priority cannot be had.
-std::optional<Scheduling> started_from_real_time(const ServiceThreadOptions& options) {
+// The scheduling of a thread of `options` started from a thread at real-time priority `creator`
+// with SCHED_RESET_ON_FORK, as `keel agent` runs its loop; nullopt if that priority cannot be had.
+std::optional<Scheduling> started_from_real_time(const ServiceThreadOptions& options,
+                                                 int creator = 1) {
   std::optional<Scheduling> seen;
-  std::thread creator([&] {
+  std::thread creator_thread([&] {
     sched_param real_time{};
-    real_time.sched_priority = 1;
+    real_time.sched_priority = creator;
     if (::sched_setscheduler(0, SCHED_RR | SCHED_RESET_ON_FORK, &real_time) != 0) return;
     ServiceThread thread(options);
     thread.start();
@@ -181,19 +182,24 @@ std::optional<Scheduling> started_from_real_time(const ServiceThreadOptions& opt
     thread.stop([] {});
     if (answer.ok()) seen = answer.value();
   });
-  creator.join();
+  creator_thread.join();
   return seen;
 }
 
-// The floating IPs' thread keeps the agent's real-time priority: a failover waits for it, and a
-// CPU hog must not hold it up. What it spawns (hooks, checks) must not inherit it. A volume's
-// thread runs at ordinary priority.
+// The floating IPs' thread runs one real-time step below the agent's loop: a failover waits for
+// it, so a CPU hog must not hold it up, but the token comes first. What it spawns (hooks, checks)
+// must not inherit it. A volume's thread runs at ordinary priority.
 TEST(ServiceThread, RunsAtItsCreatorsPriorityOnlyWhenAskedTo) {
   const auto vip = started_from_real_time(vip_thread_options());
   if (!vip) GTEST_SKIP() << "this process may not take a real-time priority";
   EXPECT_EQ(vip->policy, SCHED_RR);
-  EXPECT_EQ(vip->priority, 1);
+  EXPECT_EQ(vip->priority, 1);  // no lower real-time step
   EXPECT_TRUE(vip->reset_on_fork);
+  const auto below = started_from_real_time(vip_thread_options(), 10);  // the agent's default
+  ASSERT_TRUE(below.has_value());
+  EXPECT_EQ(below->policy, SCHED_RR);
+  EXPECT_EQ(below->priority, 9);
+  EXPECT_TRUE(below->reset_on_fork);
   const auto volume = started_from_real_time(volume_thread_options("data", 0));
   ASSERT_TRUE(volume.has_value());
   EXPECT_EQ(volume->policy, SCHED_OTHER);

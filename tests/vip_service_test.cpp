@@ -273,17 +273,10 @@ class VipServiceTest : public ::testing::Test {
   }
 
   // The nftables tables in the namespace, as `nft list tables` prints them.
+  // The namespace's nftables tables, one "table FAMILY NAME" line each; a test failure (not an
+  // empty list) when nft cannot be run.
   std::string nft_tables() const {
-    auto listed = netns_->run([] {
-      std::array<char, 512> buffer{};
-      std::string out;
-      FILE* nft = ::popen("nft list tables", "r");
-      if (nft == nullptr) return out;
-      while (std::fgets(buffer.data(), buffer.size(), nft) != nullptr) out += buffer.data();
-      ::pclose(nft);
-      return out;
-    });
-    return listed ? *listed : "(cannot enter the namespace)";
+    return testing::tool_output({"ip", "netns", "exec", netns_->name(), "nft", "list", "tables"});
   }
 
   std::unique_ptr<testing::TestNamespace> netns_;

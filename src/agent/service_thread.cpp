@@ -17,8 +17,12 @@ ServiceThreadOptions volume_thread_options(const std::string& volume, std::uint3
 }
 
 ServiceThreadOptions vip_thread_options() {
-  return {"the floating IPs' thread", "vip",
-          "a change of the host's addresses may be waiting for the kernel", 0, true};
+  return {"the floating IPs' thread",
+          "vip",
+          "a change of the host's addresses may be waiting for the kernel",
+          0,
+          true,
+          true};
 }
 
 ServiceThread::ServiceThread(ServiceThreadOptions options)
@@ -39,6 +43,11 @@ void ServiceThread::start() {
     if (policy < 0 || ::sched_getparam(0, &priority) != 0) {
       policy = SCHED_OTHER;
       priority = sched_param{};
+    }
+    const int base = policy & ~SCHED_RESET_ON_FORK;
+    if (options_.below_creator && (base == SCHED_RR || base == SCHED_FIFO) &&
+        priority.sched_priority > ::sched_get_priority_min(base)) {
+      --priority.sched_priority;
     }
   }
   thread_ = std::thread([this, policy, priority] {

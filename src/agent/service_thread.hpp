@@ -7,8 +7,8 @@
 // (netlink, nftables) wait for the kernel's network configuration lock, which anything else on
 // the host may hold for a while. So each such service gets a thread of its own: a volume's at
 // ordinary priority, polling for a short adaptive window before it blocks (io/busy_poll.hpp, up
-// to the volume's busy_poll_us); the floating IPs' at the agent's real-time priority, since a
-// failover waits for it.
+// to the volume's busy_poll_us); the floating IPs' at real-time priority just below the agent's
+// loop, since a failover waits for it, but the token must not.
 //
 // The agent talks to the thread in three ways: post() hands it work and returns at once (ring
 // events); ask() runs a function there and hands its result back to the agent's loop, or an error
@@ -45,11 +45,15 @@ struct ServiceThreadOptions {
   // Run at the priority of the thread that calls start() (the agent's real-time one), which a
   // new thread does not inherit under SCHED_RESET_ON_FORK; else at ordinary priority.
   bool creator_priority = false;
+  // With creator_priority, one real-time step below the creator where there is one, so that on a
+  // shared CPU the creator's work (the ring's token) goes first and this thread's cannot hold it
+  // up, while ordinary processes still cannot hold up this thread.
+  bool below_creator = false;
 };
 
 // A mirrored volume's thread: "vol-NAME", ordinary priority, polling up to `busy_poll_us`.
 ServiceThreadOptions volume_thread_options(const std::string& volume, std::uint32_t busy_poll_us);
-// The floating IPs' thread: "vip", at the agent's priority.
+// The floating IPs' thread: "vip", one real-time step below the agent's loop.
 ServiceThreadOptions vip_thread_options();
 
 class ServiceThread {

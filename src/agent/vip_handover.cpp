@@ -104,16 +104,12 @@ void VipHandover::retry_unsilence() {
 
 void VipHandover::take_back(std::uint32_t number) { end_kept(number, false); }
 
-bool VipHandover::silence_adopted(std::uint32_t number, const asio::ip::address_v4& address) {
-  if (!rules_) return false;
-  if (auto done = rules_->silence(address); !done) {
-    spdlog::warn("vip {}: cannot keep it from answering ARP until placement confirms it here: {}",
-                 address.to_string(), done.error().message);
-    return false;
-  }
+Result<Ok> VipHandover::silence_adopted(std::uint32_t number, const asio::ip::address_v4& address) {
+  if (!rules_) return Error{"no nftables rules"};
+  if (auto done = rules_->silence(address); !done) return done.error();
   adopted_[number] = address;
   unsilence_failed_.erase(number);
-  return true;
+  return Ok{};
 }
 
 void VipHandover::end_adopted_silence(std::uint32_t number) {

@@ -25,6 +25,7 @@
 #include <memory>
 #include <string>
 
+#include "core/common/result.hpp"
 #include "io/handover_rules.hpp"
 
 namespace keel::agent {
@@ -54,8 +55,8 @@ class VipHandover {
   bool idle() const { return kept_.empty(); }
   void finish_all();
 
-  // Keeps adopted `address` from answering ARP; false (logged once) if it cannot.
-  bool silence_adopted(std::uint32_t number, const asio::ip::address_v4& address);
+  // Keeps adopted `address` from answering ARP, or says why it cannot.
+  Result<Ok> silence_adopted(std::uint32_t number, const asio::ip::address_v4& address);
   // Placement confirmed it here, or it was deleted: it may speak ARP again (if it is still on the
   // interface). A no-op for an address not silenced by silence_adopted().
   void end_adopted_silence(std::uint32_t number);

@@ -148,9 +148,9 @@ void VipService::silence_adopted() {
   for (std::uint32_t number = 0; number < addresses_.size(); ++number) {
     const Address& address = addresses_[number];
     if (!address.quiet || !address.prefix.address.is_v4()) continue;
-    if (!handover_->silence_adopted(number, address.prefix.address.to_v4())) {
-      spdlog::warn("vip {}: answers ARP until placement confirms it here (no nftables rules)",
-                   address.text);
+    if (auto done = handover_->silence_adopted(number, address.prefix.address.to_v4()); !done) {
+      spdlog::warn("vip {}: answers ARP until placement confirms it here: {}", address.text,
+                   done.error().message);
     }
   }
 }

@@ -194,7 +194,13 @@ bool is_running(const ProcessId& process) {
   // A zombie main thread may still have threads exiting behind it (a killed agent's), and those
   // hold the process's files: its sockets stay bound until the last one is gone. Only then can a
   // child be reaped, and only then does /proc list the main thread alone.
-  if (stat->parent == ::getpid()) return ::waitpid(process.pid, nullptr, WNOHANG) == 0;
+  if (stat->parent == ::getpid()) {
+    pid_t reaped = 0;
+    do {
+      reaped = ::waitpid(process.pid, nullptr, WNOHANG);
+    } while (reaped < 0 && errno == EINTR);
+    return reaped == 0;
+  }
   return threads_of(process.pid) > 1;
 }
 

@@ -24,19 +24,20 @@ enum class VolumeMark : std::uint8_t {
   forced_promotion,                // a forced promotion (split brain on purpose)
   split_brain_detected,            // a connection refused as SplitBrain
   split_brain_resolved,            // discard-local and a resync after it
-  split_brain_unforced,  // refused as split brain with no forced promotion (a checker failure)
-  overlapping_writes,    // the workload had overlapping writes in flight
-  fua_write,             // an acknowledged FUA write
-  flush_acked,           // an acknowledged flush
-  write_failed,          // a write completed with an error (not ESHUTDOWN)
-  switchover,            // the primary was demoted under load (a planned switchover)
-  disk_error,            // a disk operation failed with EIO (a burst of disk errors)
-  flush_lost_writes,     // a failed flush dropped cached writes it covered (never written back)
-  data_flush_failed,     // a metadata update's flush of the data failed (the update is retried)
-  verify_started,        // an online verify started on the primary
-  verify_clean,          // ... finished on copies that were equal, finding no difference
-  verify_found,          // ... finished finding differing blocks
-  count_                 // not a mark
+  split_brain_unforced,   // refused as split brain with no forced promotion (a checker failure)
+  overlapping_writes,     // the workload had overlapping writes in flight
+  fua_write,              // an acknowledged FUA write
+  flush_acked,            // an acknowledged flush
+  write_failed,           // a write completed with an error (not ESHUTDOWN)
+  switchover,             // the primary was demoted under load (a planned switchover)
+  disk_error,             // a disk operation failed with EIO (a burst of disk errors)
+  flush_lost_writes,      // a failed flush dropped cached writes it covered (never written back)
+  data_flush_failed,      // a metadata update's flush of the data failed (the update is retried)
+  metadata_write_failed,  // a metadata update's own write failed, maybe after some bitmap pages
+  verify_started,         // an online verify started on the primary
+  verify_clean,           // ... finished on copies that were equal, finding no difference
+  verify_found,           // ... finished finding differing blocks
+  count_                  // not a mark
 };
 
 constexpr std::size_t kVolumeMarkCount = static_cast<std::size_t>(VolumeMark::count_);
@@ -66,6 +67,7 @@ constexpr std::string_view volume_mark_name(VolumeMark mark) {
       "disk_error",
       "flush_lost_writes",
       "data_flush_failed",
+      "metadata_write_failed",
       "verify_started",
       "verify_clean",
       "verify_found",

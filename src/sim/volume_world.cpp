@@ -326,6 +326,17 @@ void VolumeWorld::persist_done(int node) {
     }
     n.disk.complete_flush(pending.data_cut);
   }
+  if (disk_error(node) != 0) {
+    // The agent writes the bitmap pages, then the state and the log (agent/volume_runner.cpp): a
+    // failure may leave any of the pages on disk beside the old state until the retry, or a
+    // crash before it. The replica hears nothing; the whole update is tried again.
+    hit(coverage_, VolumeMark::metadata_write_failed);
+    for (const auto& [page, bytes] : n.persists.front().pages) {
+      if (rng_.chance(0.5)) n.saved_pages[page] = bytes;
+    }
+    later(node, kPersistRetryUs, "", [this, node] { persist_done(node); });
+    return;
+  }
   PendingPersist done = std::move(n.persists.front());
   n.persists.erase(n.persists.begin());
   for (auto& [page, bytes] : done.pages) n.saved_pages[page] = bytes;

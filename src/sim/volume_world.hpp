@@ -25,7 +25,9 @@
 //   - disk errors (fail_disk()): while a burst lasts, a share of the disk operations completing
 //     on that node fail with EIO. A failed write or zeroing may have reached any of its blocks
 //     (each is written to the cache or left as it was), a failed flush makes nothing durable (the
-//     cache keeps its writes for a later flush), a failed read returns no data;
+//     cache keeps its writes for a later flush), a failed read returns no data, and a failed
+//     metadata update may have written any of its bitmap pages but not the state; it is retried
+//     after a second, as the agent retries it, the replica told nothing;
 //   - crashes: a process crash keeps the disk cache, a power loss keeps only durable data and a
 //     random choice of cached blocks; both lose the metadata persists not yet complete. A restart
 //     rebuilds the Replica from the metadata store, as the agent does.
