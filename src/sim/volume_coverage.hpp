@@ -34,10 +34,11 @@ enum class VolumeMark : std::uint8_t {
   flush_lost_writes,      // a failed flush dropped cached writes it covered (never written back)
   data_flush_failed,      // a metadata update's flush of the data failed (the update is retried)
   metadata_write_failed,  // a metadata update's own write failed, maybe after some bitmap pages
-  verify_started,         // an online verify started on the primary
-  verify_clean,           // ... finished on copies that were equal, finding no difference
-  verify_found,           // ... finished finding differing blocks
-  count_                  // not a mark
+  crash_with_partial_metadata,  // ... and the node crashed with some of those pages on disk
+  verify_started,               // an online verify started on the primary
+  verify_clean,                 // ... finished on copies that were equal, finding no difference
+  verify_found,                 // ... finished finding differing blocks
+  count_                        // not a mark
 };
 
 constexpr std::size_t kVolumeMarkCount = static_cast<std::size_t>(VolumeMark::count_);
@@ -68,6 +69,7 @@ constexpr std::string_view volume_mark_name(VolumeMark mark) {
       "flush_lost_writes",
       "data_flush_failed",
       "metadata_write_failed",
+      "crash_with_partial_metadata",
       "verify_started",
       "verify_clean",
       "verify_found",

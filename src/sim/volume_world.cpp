@@ -332,7 +332,9 @@ void VolumeWorld::persist_done(int node) {
     // crash before it. The replica hears nothing; the whole update is tried again.
     hit(coverage_, VolumeMark::metadata_write_failed);
     for (const auto& [page, bytes] : n.persists.front().pages) {
-      if (rng_.chance(0.5)) n.saved_pages[page] = bytes;
+      if (!rng_.chance(0.5)) continue;
+      n.saved_pages[page] = bytes;
+      n.persists.front().pages_written = true;
     }
     later(node, kPersistRetryUs, "", [this, node] { persist_done(node); });
     return;
@@ -387,6 +389,9 @@ void VolumeWorld::crash(int node, bool power_loss) {
   if (!n.up) return;
   note(node, power_loss ? "POWER LOSS" : "PROCESS CRASH");
   hit(coverage_, power_loss ? VolumeMark::power_loss : VolumeMark::process_crash);
+  if (!n.persists.empty() && n.persists.front().pages_written) {
+    hit(coverage_, VolumeMark::crash_with_partial_metadata);
+  }
   if (n.connection != 0 && n.connection == link_.id && link_.alive) {
     end_connection(-1, "node " + std::to_string(n.id) + " crashed");
   }

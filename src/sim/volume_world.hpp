@@ -154,6 +154,7 @@ class VolumeWorld {
     std::map<std::uint64_t, std::array<std::byte, volume::kBitmapPageBytes>> pages;
     std::uint64_t data_cut = 0;  // flush_data_first: the data writes completed when it was taken
     bool data_flush_failed = false;  // the replica has heard (on_data_flush_failed)
+    bool pages_written = false;      // a failed attempt left some of `pages` on disk
   };
   struct Node {
     NodeId id = kNoNode;
