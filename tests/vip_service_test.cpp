@@ -438,6 +438,46 @@ TEST_F(VipServiceTest, AnAdoptedAddressAnswersNoArpUntilPlacementGivesItHere) {
   EXPECT_EQ(nft_tables(), "");
 }
 
+// An agent killed mid-drain left its address silenced. The restarted one adopts the address and
+// keeps that silence throughout (the same table, never deleted and made again, which would let
+// ARP through in between); it removes the silence of an address it does not adopt.
+TEST_F(VipServiceTest, AKilledDrainsSilenceOfAnAdoptedAddressIsKeptWithoutAGap) {
+  if (!io::kernel_release_at_least(kernel_release(), 6, 1)) {
+    GTEST_SKIP() << "this kernel does not keep keel's mark: nothing is adopted";
+  }
+  startup_ms_ = 600'000;
+  two_nodes_ = true;
+  ASSERT_NO_FATAL_FAILURE(leave_marked_floating());
+  const std::string adopted = "keel_quiet_198_18_78_10";
+  const std::string stale = "keel_quiet_198_18_78_99";
+  for (const auto& [table, address] :
+       {std::pair{adopted, "198.18.78.10"}, std::pair{stale, "198.18.78.99"}}) {
+    ASSERT_TRUE(
+        testing::run_tool({"ip", "netns", "exec", netns_->name(), "nft",
+                           "add table arp " + table + "\nadd chain arp " + table +
+                               " output { type filter hook output priority 0; }\nadd rule arp " +
+                               table + " output arp saddr ip " + address + " drop"}));
+  }
+  const auto handle = [this](const std::string& table) {
+    const std::string listed = testing::tool_output(
+        {"ip", "netns", "exec", netns_->name(), "nft", "-a", "list", "table", "arp", table});
+    const auto at = listed.find("# handle ");
+    return at == std::string::npos ? std::string() : listed.substr(at, listed.find('\n', at) - at);
+  };
+  const std::string before = handle(adopted);
+  ASSERT_NE(before, "");
+  EXPECT_FALSE(answers_arp());
+  ASSERT_NO_FATAL_FAILURE(open());
+  run_alone();
+  ASSERT_TRUE(testing::wait_until([this] { return quiescent(); }));
+  EXPECT_EQ(handle(adopted), before) << "the silence was removed and made again";
+  EXPECT_EQ(nft_tables(), "table arp " + adopted + "\n");
+  EXPECT_FALSE(answers_arp());
+  join_node_2(/*holds_floating=*/false);
+  EXPECT_TRUE(testing::wait_until([this] { return answers_arp(); }));
+  EXPECT_EQ(nft_tables(), "");
+}
+
 // ... and if placement in that view gives it elsewhere (fe2 took it over and is preferred), it is
 // deleted without ever having been announced.
 TEST_F(VipServiceTest, AnAdoptedAddressPlacedElsewhereIsDeletedUnannounced) {

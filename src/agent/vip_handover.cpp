@@ -106,10 +106,11 @@ void VipHandover::take_back(std::uint32_t number) { end_kept(number, false); }
 
 Result<Ok> VipHandover::silence_adopted(std::uint32_t number, const asio::ip::address_v4& address) {
   if (!rules_) return Error{"no nftables rules"};
-  if (auto done = rules_->silence(address); !done) return done.error();
+  // Recorded even if silencing fails: a rule the killed agent left for it (kept at start) must
+  // still go when placement confirms the address here.
   adopted_[number] = address;
   unsilence_failed_.erase(number);
-  return Ok{};
+  return rules_->silence(address);
 }
 
 void VipHandover::end_adopted_silence(std::uint32_t number) {

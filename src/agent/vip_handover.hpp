@@ -63,7 +63,6 @@ class VipHandover {
   // Tries again to lift the silences whose removal failed: a rule left in place would keep the
   // address from answering ARP whenever it is held here later. Called periodically.
   void retry_unsilence();
-  bool unsilence_pending() const { return !unsilence_failed_.empty(); }
 
  private:
   struct Timed {
