@@ -13,6 +13,7 @@
 #include <utility>
 
 #include "agent/volume_identity.hpp"
+#include "agent/volume_unsaved_metadata.hpp"
 #include "core/common/assert.hpp"
 #include "io/clock.hpp"
 #include "io/errno_text.hpp"
@@ -61,7 +62,13 @@ Result<std::unique_ptr<VolumeRunner>> VolumeRunner::open(asio::io_context& io,
     spdlog::warn("volume {}: {} damaged bitmap page(s) read as all dirty", name,
                  loaded.value().damaged_pages);
   }
-  const volume::PersistentState state = runner->metadata_->state();
+  volume::PersistentState state = runner->metadata_->state();
+  const std::string note = unsaved_metadata_note_path(cluster.agent.state_dir, name);
+  if (auto distrusted = distrust_metadata_if_noted(note, name, *runner->metadata_, state, bitmap);
+      !distrusted) {
+    return Error{"volume " + name + ": " + distrusted.error().message};
+  }
+  runner->unsaved_note_ = std::make_unique<UnsavedMetadataNote>(note, name);
   volume::ReplicaConfig replica;
   replica.self = self;
   replica.peer = runner->peer_;
@@ -426,6 +433,7 @@ void VolumeRunner::execute(volume::Persist& action) {
         return Ok{};
       },
       [this](const std::string& why, int attempt) {
+        unsaved_note_->update_failed(why);
         if (attempt == 1 || attempt % 60 == 0) {
           spdlog::error(
               "volume {}: {} (attempt {}); I/O that needs it waits, retrying every second",
@@ -436,6 +444,7 @@ void VolumeRunner::execute(volume::Persist& action) {
         });
       },
       [this, id = action.id] {
+        unsaved_note_->update_written();
         asio::post(io_, [this, id] {
           if (stopped_) return;
           if (!metadata_error_.empty()) {

@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "agent/metadata_persister.hpp"
+#include "agent/volume_unsaved_metadata.hpp"
 #include "config/config.hpp"
 #include "core/common/result.hpp"
 #include "core/volume/replica.hpp"
@@ -122,7 +123,9 @@ class VolumeRunner final : public io::BlockDevice {
   bool running_actions_ = false;
   bool stopped_ = false;
   std::uint64_t requests_failed_ = 0;
-  std::string metadata_error_;    // why the metadata last failed to persist; empty once it did
+  std::string metadata_error_;  // why the metadata last failed to persist; empty once it did
+  // On the metadata worker: the note that an update is failing (volume_unsaved_metadata.hpp).
+  std::unique_ptr<UnsavedMetadataNote> unsaved_note_;
   TimeUs resync_started_us_ = 0;  // when the running resync began (0: none)
 };
 

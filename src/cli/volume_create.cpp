@@ -5,9 +5,11 @@
 #include <unistd.h>
 
 #include "agent/volume_identity.hpp"
+#include "agent/volume_unsaved_metadata.hpp"
 #include "cli/hostname.hpp"
 #include "config/config.hpp"
 #include "io/block_file.hpp"
+#include "io/durable_file.hpp"
 #include "io/volume_metadata.hpp"
 
 namespace keel::cli {
@@ -70,6 +72,13 @@ int create_volume(const VolumeCreateOptions& options) {
   state.generations.current = fresh ? agent::empty_generation(*volume) : 0;
   if (auto written = created.value().write_state(state, {}); !written.ok()) {
     return undo(written.error().message, true);
+  }
+  // A note that the old metadata's last update failed (agent/volume_unsaved_metadata.hpp) says
+  // nothing about the new one.
+  const std::string unsaved_note =
+      agent::unsaved_metadata_note_path(config.value().agent.state_dir, volume->name);
+  if (auto removed = io::remove_file_durably(unsaved_note); !removed.ok()) {
+    return undo(removed.error().message, true);
   }
   const char* file_note = "";
   if (made_file == io::BlockFile::Created::reserved) {

@@ -11,6 +11,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "io/durable_file.hpp"
 #include "io/errno_text.hpp"
 
 namespace keel::io {
@@ -21,16 +22,6 @@ template <typename Number>
 bool parse_number(std::string_view text, Number& value) {
   const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
   return !text.empty() && error == std::errc{} && end == text.data() + text.size();
-}
-
-Result<Ok> sync_path(const std::string& path, int flags) {
-  const int fd = ::open(path.c_str(), flags | O_CLOEXEC);
-  if (fd < 0) return Error{"cannot open " + path + ": " + errno_text(errno)};
-  const int synced = ::fsync(fd);
-  const int error = errno;
-  ::close(fd);
-  if (synced != 0) return Error{"cannot sync " + path + ": " + errno_text(error)};
-  return Ok{};
 }
 
 // The recorded epoch, 0 when there is none yet.
@@ -49,29 +40,6 @@ Result<std::uint64_t> read_record(const std::string& path) {
                  "wall clock is right"};
   }
   return epoch;
-}
-
-// Writes `text` to `path` through a temporary file renamed over it; `sync`: the file's data and
-// the rename durable before it returns.
-Result<Ok> replace_file(const std::string& path, const std::string& text, bool sync) {
-  const std::string temporary = path + ".new";
-  {
-    std::ofstream file(temporary, std::ios::trunc);
-    file << text;
-    file.close();
-    if (!file) return Error{"cannot write " + temporary};
-  }
-  if (sync) {
-    if (auto synced = sync_path(temporary, O_RDONLY); !synced) return synced.error();
-  }
-  if (::rename(temporary.c_str(), path.c_str()) != 0) {
-    return Error{"cannot rename " + temporary + " to " + path + ": " + errno_text(errno)};
-  }
-  if (sync) {
-    const std::string dir = std::filesystem::path(path).parent_path().string();
-    if (auto synced = sync_path(dir, O_RDONLY | O_DIRECTORY); !synced) return synced.error();
-  }
-  return Ok{};
 }
 
 }  // namespace

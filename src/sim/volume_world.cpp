@@ -130,6 +130,16 @@ void VolumeWorld::start(int node) {
   n.config.generation_seed = mix64(options_.seed * 4 + n.id) ^ n.incarnation;
   volume::DirtyBitmap bitmap(options_.volume_bytes);
   for (const auto& [page, bytes] : n.saved_pages) bitmap.load_page(page, bytes);
+  if (std::exchange(n.metadata_unsaved, false)) {
+    // As the agent at start: the distrusted state and the whole bitmap are written at once.
+    if (volume::distrust_unsaved_metadata(n.saved_state, bitmap)) {
+      note(node, "an update of its metadata was failing when it stopped: Inconsistent");
+      hit(coverage_, VolumeMark::unsaved_metadata_distrusted);
+      for (std::uint64_t page = 0; page < bitmap.page_count(); ++page) {
+        bitmap.page_bytes(page, n.saved_pages[page]);
+      }
+    }
+  }
   n.replica.emplace(n.config, n.saved_state, std::move(bitmap), n.saved_extents);
   // The agent announces the record its persisted state says it made (the ring may have lost it).
   if (n.saved_state.peer_outdated) ring_announce(node, n.saved_state.generations.current);
@@ -316,6 +326,7 @@ void VolumeWorld::persist_done(int node) {
     PendingPersist& pending = n.persists.front();
     if (const int error = disk_error(node); error != 0) {
       hit(coverage_, VolumeMark::data_flush_failed);
+      n.metadata_unsaved = true;
       flush_failed(node, pending.data_cut);
       if (!std::exchange(pending.data_flush_failed, true)) {
         n.replica->on_data_flush_failed(error);
@@ -331,6 +342,7 @@ void VolumeWorld::persist_done(int node) {
     // failure may leave any of the pages on disk beside the old state until the retry, or a
     // crash before it. The replica hears nothing; the whole update is tried again.
     hit(coverage_, VolumeMark::metadata_write_failed);
+    n.metadata_unsaved = true;
     for (const auto& [page, bytes] : n.persists.front().pages) {
       if (!rng_.chance(0.5)) continue;
       n.saved_pages[page] = bytes;
@@ -341,6 +353,7 @@ void VolumeWorld::persist_done(int node) {
   }
   PendingPersist done = std::move(n.persists.front());
   n.persists.erase(n.persists.begin());
+  n.metadata_unsaved = false;
   for (auto& [page, bytes] : done.pages) n.saved_pages[page] = bytes;
   n.saved_state = done.persist.state;
   n.saved_extents = done.persist.activity_extents;

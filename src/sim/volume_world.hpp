@@ -27,7 +27,9 @@
 //     (each is written to the cache or left as it was), a failed flush makes nothing durable (the
 //     cache keeps its writes for a later flush), a failed read returns no data, and a failed
 //     metadata update may have written any of its bitmap pages but not the state; it is retried
-//     after a second, as the agent retries it, the replica told nothing;
+//     after a second, as the agent retries it, the replica told nothing. A node restarted while
+//     an update was failing distrusts its metadata (volume::distrust_unsaved_metadata()), as the
+//     agent does from the note it leaves in its state directory;
 //   - crashes: a process crash keeps the disk cache, a power loss keeps only durable data and a
 //     random choice of cached blocks; both lose the metadata persists not yet complete. A restart
 //     rebuilds the Replica from the metadata store, as the agent does.
@@ -167,6 +169,9 @@ class VolumeWorld {
     std::map<std::uint64_t, std::array<std::byte, volume::kBitmapPageBytes>> saved_pages;
     std::vector<std::uint64_t> saved_extents;
     std::vector<PendingPersist> persists;  // in order; the first is being written
+    // The agent's note in its state directory (another disk) that a metadata update is failing:
+    // set at a failed attempt, cleared when the update is written; it outlives crashes.
+    bool metadata_unsaved = false;
     std::map<volume::IoId, Io> ios;
     std::uint64_t connection = 0;  // the connection this side is on (0: none)
     std::uint64_t timer_generation = 0;

@@ -54,6 +54,15 @@ LinkState Replica::link_state() const { return core_->link_state(); }
 const DirtyBitmap& Replica::bitmap() const { return core_->bitmap(); }
 const PersistentState& Replica::persistent_state() const { return core_->persistent_state(); }
 
+bool distrust_unsaved_metadata(PersistentState& state, DirtyBitmap& bitmap) {
+  if (state.disk != DiskState::UpToDate || state.peer_outdated) return false;
+  state.disk = DiskState::Inconsistent;
+  state.survived_primary = false;
+  state.primary_sync_boot = 0;
+  bitmap.set_all();
+  return true;
+}
+
 namespace detail {
 
 // PersistentState::primary_sync_boot: an agent restart within the boot in which this copy was in

@@ -162,6 +162,15 @@ namespace detail {
 class ReplicaCore;  // the state machine itself (replica_core.hpp)
 }
 
+// The metadata on disk may be older than what the copy last was: an update failed (and was
+// being retried) when the agent stopped. The lost update may have said that this copy dropped
+// acknowledged writes (a failed flush, a primary stepping down for its disk) or is outdated, so
+// a copy that claims UpToDate while another may be better is taken as Inconsistent, every block
+// out of sync: it is promoted only after a full resync from its peer (or by force). A copy that
+// recorded its peer outdated stays as it is: no better copy exists, and the operator would have
+// to force it anyway. Returns whether it changed anything.
+bool distrust_unsaved_metadata(PersistentState& state, DirtyBitmap& bitmap);
+
 class Replica {
  public:
   // `loaded` is what the metadata file held (a freshly created volume: UpToDate or Inconsistent
