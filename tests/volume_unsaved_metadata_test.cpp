@@ -1,8 +1,8 @@
-// Tests for the note a volume's agent leaves while a metadata update fails: written once at a
-// failure, removed when an update is written, and at the next start an UpToDate copy that finds
-// it is written back Inconsistent with every block out of sync (metadata and bitmap on disk),
-// while a copy that recorded its peer outdated keeps its state. Real files in a temporary
-// directory.
+// Tests for the journal a volume's agent keeps while its metadata may lag behind the replica:
+// how updates combine (the newest state, the pages in order, every extent kept), the journal's
+// format (round trip, damage and another volume refused), when the journal file exists (only
+// from a failure until every update is written), and a start that applies it to the metadata
+// on disk and removes it. Real files in a temporary directory.
 #include "agent/volume_unsaved_metadata.hpp"
 
 #include <gtest/gtest.h>
@@ -10,13 +10,54 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
-#include <sstream>
+#include <iterator>
 #include <string>
+
+#include "io/unsaved_updates_format.hpp"
 
 namespace keel::agent {
 namespace {
 
-constexpr std::uint64_t kSize = 64ull << 20;
+constexpr std::uint64_t kSize = 256ull << 20;  // 64 extents, two bitmap pages
+
+volume::BitmapPageBytes page_with(std::size_t at, std::uint8_t value) {
+  volume::BitmapPageBytes page{};
+  page[at] = std::byte{value};
+  return page;
+}
+
+volume::UnsavedUpdate update_of(
+    volume::DiskState disk, std::vector<std::uint64_t> extents,
+    std::vector<std::pair<std::uint64_t, volume::BitmapPageBytes>> pages = {}) {
+  volume::UnsavedUpdate update;
+  update.state.generations.current = 0x1234;
+  update.state.disk = disk;
+  update.activity_extents = std::move(extents);
+  update.pages = std::move(pages);
+  return update;
+}
+
+TEST(RecoverUnsavedUpdates, TheNewestStateThePagesInOrderAndEveryExtentNewestFirst) {
+  volume::PersistentState state;
+  state.disk = volume::DiskState::UpToDate;
+  volume::DirtyBitmap bitmap(kSize);
+  std::vector<std::uint64_t> extents{1, 2};
+  const std::vector<volume::UnsavedUpdate> updates{
+      update_of(volume::DiskState::UpToDate, {3, 1}, {{0, page_with(0, 0x01)}}),
+      // It drops 1 and 3 from the log after a flush of the data that may have failed.
+      update_of(volume::DiskState::Inconsistent, {4}, {{0, page_with(0, 0x02)}}),
+  };
+  volume::recover_unsaved_updates(updates, state, bitmap, extents, 4096);
+  EXPECT_EQ(state.disk, volume::DiskState::Inconsistent);
+  EXPECT_EQ(extents, (std::vector<std::uint64_t>{4, 3, 1, 2}));
+  EXPECT_FALSE(bitmap.test(0));  // the later page won
+  EXPECT_TRUE(bitmap.test(1));
+  EXPECT_EQ(bitmap.set_count(), 1u);
+
+  std::vector<std::uint64_t> capped{1, 2};
+  volume::recover_unsaved_updates(updates, state, bitmap, capped, 2);
+  EXPECT_EQ(capped, (std::vector<std::uint64_t>{4, 3}));
+}
 
 class UnsavedMetadataTest : public ::testing::Test {
  protected:
@@ -25,7 +66,7 @@ class UnsavedMetadataTest : public ::testing::Test {
     ASSERT_NE(::mkdtemp(pattern.data()), nullptr);
     directory_ = pattern;
     metadata_path_ = directory_ + "/data.keelmeta";
-    note_ = unsaved_metadata_note_path(directory_ + "/state", "data");
+    journal_path_ = unsaved_metadata_path(directory_ + "/state", "data");
     header_.volume_name = "data";
     header_.size_bytes = kSize;
     header_.node = 1;
@@ -33,8 +74,7 @@ class UnsavedMetadataTest : public ::testing::Test {
     ASSERT_TRUE(created.ok()) << created.error().message;
     state_.generations.current = 0x1234;
     state_.disk = volume::DiskState::UpToDate;
-    state_.survived_primary = true;
-    ASSERT_TRUE(created.value().write_state(state_, {}).ok());
+    ASSERT_TRUE(created.value().write_state(state_, {7}).ok());
   }
   void TearDown() override { std::filesystem::remove_all(directory_); }
 
@@ -43,76 +83,113 @@ class UnsavedMetadataTest : public ::testing::Test {
     EXPECT_TRUE(opened.ok()) << opened.error().message;
     return std::move(opened).value();
   }
-  struct Loaded {
-    volume::PersistentState state;
-    volume::DirtyBitmap bitmap{kSize};
-  };
-  // What an agent starting now works with: the metadata, distrusted if the note is there.
-  Loaded start() {
-    io::VolumeMetadataFile metadata = reopen();
-    Loaded loaded{metadata.state()};
-    auto done = distrust_metadata_if_noted(note_, "data", metadata, loaded.state, loaded.bitmap);
-    EXPECT_TRUE(done.ok()) << done.error().message;
-    return loaded;
+  Result<std::vector<volume::UnsavedUpdate>> journal_on_disk() const {
+    std::ifstream file(journal_path_, std::ios::binary);
+    const Bytes bytes((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
+    return io::decode_unsaved_updates(header_, bytes);
   }
-  std::string note_text() const {
-    std::ifstream file(note_);
-    std::stringstream text;
-    text << file.rdbuf();
-    return text.str();
+  std::shared_ptr<const volume::UnsavedUpdate> shared(volume::UnsavedUpdate update) {
+    return std::make_shared<const volume::UnsavedUpdate>(std::move(update));
   }
 
   std::string directory_;
   std::string metadata_path_;
-  std::string note_;
+  std::string journal_path_;
   io::MetadataHeader header_;
   volume::PersistentState state_;
 };
 
-TEST_F(UnsavedMetadataTest, TheNoteIsWrittenOnceAtAFailureAndGoesWhenAnUpdateIsWritten) {
-  UnsavedMetadataNote note(note_, "data");
-  note.update_written();  // nothing to remove
-  EXPECT_FALSE(std::filesystem::exists(note_));
-  note.update_failed("writing the metadata: No space left on device");
-  ASSERT_TRUE(std::filesystem::exists(note_));
-  EXPECT_EQ(note_text(), "writing the metadata: No space left on device\n");
-  note.update_failed("another attempt");  // the first reason stays
-  EXPECT_EQ(note_text(), "writing the metadata: No space left on device\n");
-  note.update_written();
-  EXPECT_FALSE(std::filesystem::exists(note_));
+TEST_F(UnsavedMetadataTest, TheFormatRoundTripsAndRefusesDamageAndOtherVolumes) {
+  const std::vector<volume::UnsavedUpdate> updates{
+      update_of(volume::DiskState::UpToDate, {3, 1}, {{1, page_with(9, 0x80)}}),
+      update_of(volume::DiskState::Inconsistent, {})};
+  Bytes bytes = io::encode_unsaved_updates(header_, updates);
+  auto decoded = io::decode_unsaved_updates(header_, bytes);
+  ASSERT_TRUE(decoded.ok()) << decoded.error().message;
+  ASSERT_EQ(decoded.value().size(), 2u);
+  EXPECT_EQ(decoded.value()[0].state, updates[0].state);
+  EXPECT_EQ(decoded.value()[0].activity_extents, updates[0].activity_extents);
+  EXPECT_EQ(decoded.value()[0].pages, updates[0].pages);
+  EXPECT_EQ(decoded.value()[1].state, updates[1].state);
+
+  io::MetadataHeader other = header_;
+  other.node = 2;
+  EXPECT_FALSE(io::decode_unsaved_updates(other, bytes).ok());
+  bytes[bytes.size() / 2] ^= 0x01;
+  EXPECT_FALSE(io::decode_unsaved_updates(header_, bytes).ok());
+  bytes.resize(bytes.size() - 1);
+  EXPECT_FALSE(io::decode_unsaved_updates(header_, bytes).ok());
 }
 
-TEST_F(UnsavedMetadataTest, WithoutTheNoteTheMetadataIsTrusted) {
-  const Loaded loaded = start();
-  EXPECT_EQ(loaded.state, state_);
-  EXPECT_EQ(loaded.bitmap.set_count(), 0u);
+TEST_F(UnsavedMetadataTest, TheJournalExistsFromAFailureUntilEveryUpdateIsWritten) {
+  UnsavedMetadataJournal journal(journal_path_, "data", header_);
+  journal.submitted(shared(update_of(volume::DiskState::UpToDate, {1})));
+  journal.written();
+  EXPECT_FALSE(std::filesystem::exists(journal_path_)) << "nothing failed";
+
+  journal.submitted(shared(update_of(volume::DiskState::UpToDate, {2})));
+  journal.activate("a disk operation failed");
+  ASSERT_TRUE(journal_on_disk().ok());
+  EXPECT_EQ(journal_on_disk().value().size(), 1u);
+  journal.submitted(shared(update_of(volume::DiskState::Inconsistent, {2})));
+  ASSERT_TRUE(journal_on_disk().ok());
+  EXPECT_EQ(journal_on_disk().value().size(), 2u) << "journaled before it is handed on";
+  journal.written();
+  EXPECT_TRUE(std::filesystem::exists(journal_path_)) << "the step-down is not written yet";
+  journal.written();
+  EXPECT_FALSE(std::filesystem::exists(journal_path_));
+  EXPECT_FALSE(journal.active());
 }
 
-TEST_F(UnsavedMetadataTest, AnUpToDateCopyWithTheNoteIsWrittenBackInconsistentAllOutOfSync) {
-  UnsavedMetadataNote(note_, "data").update_failed("writing the metadata: Input/output error");
-  ASSERT_TRUE(std::filesystem::exists(note_));
-  const Loaded loaded = start();
-  EXPECT_EQ(loaded.state.disk, volume::DiskState::Inconsistent);
-  EXPECT_FALSE(loaded.state.survived_primary);
-  EXPECT_EQ(loaded.state.generations, state_.generations);
-  EXPECT_EQ(loaded.bitmap.set_count(), loaded.bitmap.blocks());
-  EXPECT_FALSE(std::filesystem::exists(note_));
-  // On disk too: a second restart, without the note, does not go back to UpToDate.
+TEST_F(UnsavedMetadataTest, AStartAppliesTheJournalToTheMetadataAndRemovesIt) {
+  {
+    UnsavedMetadataJournal journal(journal_path_, "data", header_);
+    journal.activate("a metadata update failed");
+    journal.submitted(
+        shared(update_of(volume::DiskState::Inconsistent, {}, {{0, page_with(0, 1)}})));
+  }  // the agent stops with it unwritten
+  ASSERT_TRUE(std::filesystem::exists(journal_path_));
+  {
+    io::VolumeMetadataFile metadata = reopen();
+    volume::PersistentState state = metadata.state();
+    volume::DirtyBitmap bitmap(kSize);
+    std::vector<std::uint64_t> extents = metadata.activity_extents();
+    auto applied =
+        recover_unsaved_metadata(journal_path_, "data", metadata, state, bitmap, extents);
+    ASSERT_TRUE(applied.ok()) << applied.error().message;
+    EXPECT_EQ(applied.value(), 1u);
+    EXPECT_EQ(state.disk, volume::DiskState::Inconsistent);
+    EXPECT_EQ(extents, (std::vector<std::uint64_t>{7}));
+    EXPECT_TRUE(bitmap.test(0));
+  }
+  EXPECT_FALSE(std::filesystem::exists(journal_path_));
+  // On disk: a second start, without the journal, does not go back to UpToDate.
   io::VolumeMetadataFile metadata = reopen();
   EXPECT_EQ(metadata.state().disk, volume::DiskState::Inconsistent);
+  EXPECT_EQ(metadata.activity_extents(), (std::vector<std::uint64_t>{7}));
   volume::DirtyBitmap bitmap(kSize);
   ASSERT_TRUE(metadata.read_bitmap(bitmap).ok());
-  EXPECT_EQ(bitmap.set_count(), bitmap.blocks());
+  EXPECT_TRUE(bitmap.test(0));
+  EXPECT_EQ(bitmap.set_count(), 1u);
 }
 
-TEST_F(UnsavedMetadataTest, ACopyThatRecordedItsPeerOutdatedKeepsItsState) {
-  state_.peer_outdated = true;
-  ASSERT_TRUE(reopen().write_state(state_, {}).ok());
-  UnsavedMetadataNote(note_, "data").update_failed("writing the bitmap: Input/output error");
-  const Loaded loaded = start();
-  EXPECT_EQ(loaded.state, state_);
-  EXPECT_EQ(loaded.bitmap.set_count(), 0u);
-  EXPECT_FALSE(std::filesystem::exists(note_));
+TEST_F(UnsavedMetadataTest, WithoutAJournalNothingChangesAndADamagedOneStopsTheStart) {
+  io::VolumeMetadataFile metadata = reopen();
+  volume::PersistentState state = metadata.state();
+  volume::DirtyBitmap bitmap(kSize);
+  std::vector<std::uint64_t> extents = metadata.activity_extents();
+  auto applied = recover_unsaved_metadata(journal_path_, "data", metadata, state, bitmap, extents);
+  ASSERT_TRUE(applied.ok()) << applied.error().message;
+  EXPECT_EQ(applied.value(), 0u);
+  EXPECT_EQ(state, state_);
+
+  std::filesystem::create_directories(directory_ + "/state");
+  std::ofstream(journal_path_) << "not a journal";
+  auto refused = recover_unsaved_metadata(journal_path_, "data", metadata, state, bitmap, extents);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.error().message.find(journal_path_), std::string::npos)
+      << refused.error().message;
+  EXPECT_TRUE(std::filesystem::exists(journal_path_)) << "kept for the operator";
 }
 
 }  // namespace

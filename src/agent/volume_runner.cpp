@@ -63,12 +63,14 @@ Result<std::unique_ptr<VolumeRunner>> VolumeRunner::open(asio::io_context& io,
                  loaded.value().damaged_pages);
   }
   volume::PersistentState state = runner->metadata_->state();
-  const std::string note = unsaved_metadata_note_path(cluster.agent.state_dir, name);
-  if (auto distrusted = distrust_metadata_if_noted(note, name, *runner->metadata_, state, bitmap);
-      !distrusted) {
-    return Error{"volume " + name + ": " + distrusted.error().message};
+  std::vector<std::uint64_t> extents = runner->metadata_->activity_extents();
+  const std::string journal = unsaved_metadata_path(cluster.agent.state_dir, name);
+  if (auto recovered =
+          recover_unsaved_metadata(journal, name, *runner->metadata_, state, bitmap, extents);
+      !recovered) {
+    return Error{"volume " + name + ": " + recovered.error().message};
   }
-  runner->unsaved_note_ = std::make_unique<UnsavedMetadataNote>(note, name);
+  runner->journal_ = std::make_unique<UnsavedMetadataJournal>(journal, name, header);
   volume::ReplicaConfig replica;
   replica.self = self;
   replica.peer = runner->peer_;
@@ -85,8 +87,7 @@ Result<std::unique_ptr<VolumeRunner>> VolumeRunner::open(asio::io_context& io,
         "whether its copy outlived a primary that lost power",
         name);
   }
-  runner->replica_ = std::make_unique<volume::Replica>(replica, state, std::move(bitmap),
-                                                       runner->metadata_->activity_extents());
+  runner->replica_ = std::make_unique<volume::Replica>(replica, state, std::move(bitmap), extents);
 
   const config::NodeConfig* own = cluster.node_by_id(self);
   const config::NodeConfig* other = cluster.node_by_id(runner->peer_);
@@ -313,13 +314,13 @@ void VolumeRunner::run_actions() {
               // reserved (a later write cannot fail for room), and NO_HOLE is honoured.
               disk_->write_zeroes(a.offset, a.length, /*may_unmap=*/false, a.fua,
                                   [this, io](int error) {
-                                    replica_->on_disk_done(io, error);
+                                    disk_done(io, error);
                                     run_actions();
                                   });
             } else if constexpr (std::is_same_v<T, volume::DiskFlush>) {
               const volume::IoId io = a.io;
               disk_->flush([this, io](int error) {
-                replica_->on_disk_done(io, error);
+                disk_done(io, error);
                 run_actions();
               });
             } else if constexpr (std::is_same_v<T, volume::DiskRead>) {
@@ -366,11 +367,11 @@ void VolumeRunner::execute(volume::DiskWrite& action) {
     // Into the page cache on this thread: for a small write, a hand-off to a worker and back
     // costs more than the copy. The core takes the completion at once (run_actions() is looping
     // already).
-    replica_->on_disk_done(io, disk_->write_sync(action.offset, *action.data));
+    disk_done(io, disk_->write_sync(action.offset, *action.data));
     return;
   }
   auto done = [this, io](int error) {
-    replica_->on_disk_done(io, error);
+    disk_done(io, error);
     run_actions();
   };
   // A copy that serves no reads (the secondary, a resync target) keeps large writes out of its
@@ -387,10 +388,12 @@ void VolumeRunner::execute(volume::DiskRead& action) {
   const int cached =
       action.length <= kInlineIoBytes ? disk_->read_cached(action.offset, *buffer) : EAGAIN;
   if (cached != EAGAIN) {
+    if (cached != 0) disk_failed(cached);
     replica_->on_disk_read_done(io, cached, buffer);
     return;
   }
   disk_->read(action.offset, action.length, buffer->data(), [this, io, buffer](int error) {
+    if (error != 0) disk_failed(error);
     replica_->on_disk_read_done(io, error, buffer);
     run_actions();
   });
@@ -398,17 +401,19 @@ void VolumeRunner::execute(volume::DiskRead& action) {
 
 void VolumeRunner::execute(volume::Persist& action) {
   // The pages' bytes as they are now: the bitmap goes on changing while the worker writes.
-  auto pages = std::make_shared<std::vector<std::pair<std::uint64_t, io::BitmapPage>>>();
+  auto update = std::make_shared<volume::UnsavedUpdate>();
+  update->state = action.state;
+  update->activity_extents = action.activity_extents;
   for (const std::uint64_t page : action.bitmap_pages) {
-    pages->emplace_back(page, io::BitmapPage{});
-    replica_->bitmap().page_bytes(page, pages->back().second);
+    update->pages.emplace_back(page, volume::BitmapPageBytes{});
+    replica_->bitmap().page_bytes(page, update->pages.back().second);
   }
+  journal_->submitted(update);
   // Retried until written (metadata_persister.hpp): the replica must never count as durable
   // what is not.
   auto data_flush_failed = std::make_shared<bool>(false);
   metadata_worker_.submit(
-      [this, pages, state = action.state, extents = action.activity_extents,
-       flush_data = action.flush_data_first, data_flush_failed]() -> Result<Ok> {
+      [this, update, flush_data = action.flush_data_first, data_flush_failed]() -> Result<Ok> {
         // The log is about to stop naming an extent: its writes must be on disk first
         // (volume::Persist::flush_data_first). The file stays open until the worker stops.
         if (flush_data && ::fdatasync(disk_->descriptor()) != 0) {
@@ -418,35 +423,38 @@ void VolumeRunner::execute(volume::Persist& action) {
           if (!std::exchange(*data_flush_failed, true)) {
             asio::post(io_, [this, error] {
               if (stopped_) return;
+              disk_failed(error);
               replica_->on_data_flush_failed(error);
               run_actions();
             });
           }
           return Error{"flushing the data before an activity-log update: " + io::errno_text(error)};
         }
-        if (auto written = metadata_->write_bitmap_pages(*pages); !written.ok()) {
+        if (auto written = metadata_->write_bitmap_pages(update->pages); !written.ok()) {
           return Error{"writing the bitmap: " + written.error().message};
         }
-        if (auto written = metadata_->write_state(state, extents); !written.ok()) {
+        if (auto written = metadata_->write_state(update->state, update->activity_extents);
+            !written.ok()) {
           return Error{"writing the metadata: " + written.error().message};
         }
         return Ok{};
       },
       [this](const std::string& why, int attempt) {
-        unsaved_note_->update_failed(why);
         if (attempt == 1 || attempt % 60 == 0) {
           spdlog::error(
               "volume {}: {} (attempt {}); I/O that needs it waits, retrying every second",
               config_.name, why, attempt);
         }
         asio::post(io_, [this, why] {
-          if (!stopped_) metadata_error_ = why;
+          if (stopped_) return;
+          metadata_error_ = why;
+          journal_->activate("a metadata update failed");
         });
       },
       [this, id = action.id] {
-        unsaved_note_->update_written();
         asio::post(io_, [this, id] {
           if (stopped_) return;
+          journal_->written();
           if (!metadata_error_.empty()) {
             spdlog::info("volume {}: metadata written again", config_.name);
             metadata_error_.clear();
@@ -455,6 +463,15 @@ void VolumeRunner::execute(volume::Persist& action) {
           run_actions();
         });
       });
+}
+
+void VolumeRunner::disk_failed(int error) {
+  journal_->activate("a disk operation failed (" + io::errno_text(error) + ")");
+}
+
+void VolumeRunner::disk_done(volume::IoId io, int error) {
+  if (error != 0) disk_failed(error);
+  replica_->on_disk_done(io, error);
 }
 
 void VolumeRunner::complete(const volume::Complete& action) {

@@ -99,6 +99,9 @@ class VolumeRunner final : public io::BlockDevice {
   volume::RequestId remember(Done done);
   Done forget(volume::RequestId id);
   void note_resync(volume::LinkState link);
+  // A disk operation failed: metadata updates are journaled until all are written.
+  void disk_failed(int error);
+  void disk_done(volume::IoId io, int error);
 
   asio::io_context& io_;
   config::VolumeConfig config_;
@@ -124,8 +127,8 @@ class VolumeRunner final : public io::BlockDevice {
   bool stopped_ = false;
   std::uint64_t requests_failed_ = 0;
   std::string metadata_error_;  // why the metadata last failed to persist; empty once it did
-  // On the metadata worker: the note that an update is failing (volume_unsaved_metadata.hpp).
-  std::unique_ptr<UnsavedMetadataNote> unsaved_note_;
+  // Updates handed to metadata_worker_ and not yet written (volume_unsaved_metadata.hpp).
+  std::unique_ptr<UnsavedMetadataJournal> journal_;
   TimeUs resync_started_us_ = 0;  // when the running resync began (0: none)
 };
 

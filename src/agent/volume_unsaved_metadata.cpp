@@ -3,81 +3,112 @@
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <utility>
-#include <vector>
 
-#include "core/volume/replica.hpp"
 #include "io/durable_file.hpp"
+#include "io/unsaved_updates_format.hpp"
+#include "io/volume_metadata_format.hpp"
 
 namespace keel::agent {
 
-std::string unsaved_metadata_note_path(const std::string& state_dir, const std::string& volume) {
+std::string unsaved_metadata_path(const std::string& state_dir, const std::string& volume) {
   return state_dir + "/volume-" + volume + ".metadata-unsaved";
 }
 
-Result<Ok> distrust_metadata_if_noted(const std::string& note_path, const std::string& volume,
-                                      io::VolumeMetadataFile& metadata,
-                                      volume::PersistentState& state, volume::DirtyBitmap& bitmap) {
+Result<std::size_t> recover_unsaved_metadata(const std::string& path, const std::string& volume,
+                                             io::VolumeMetadataFile& metadata,
+                                             volume::PersistentState& state,
+                                             volume::DirtyBitmap& bitmap,
+                                             std::vector<std::uint64_t>& extents) {
   std::error_code error;
-  if (!std::filesystem::exists(note_path, error)) return Ok{};
-  if (volume::distrust_unsaved_metadata(state, bitmap)) {
-    spdlog::error(
-        "volume {}: an update of its metadata was failing when the agent last stopped ({} is "
-        "there): the metadata may be older than this copy's last state, so the copy is taken as "
-        "Inconsistent with every block out of sync; it resyncs in full from its peer, or is "
-        "promoted only with `keel volume promote --force`",
-        volume, note_path);
-    std::vector<std::pair<std::uint64_t, io::BitmapPage>> pages(bitmap.page_count());
-    for (std::uint64_t page = 0; page < pages.size(); ++page) {
-      pages[page].first = page;
-      bitmap.page_bytes(page, pages[page].second);
-    }
-    if (auto written = metadata.write_bitmap_pages(pages); !written) {
-      return Error{"cannot write the distrusted bitmap: " + written.error().message};
-    }
-    if (auto written = metadata.write_state(state, metadata.activity_extents()); !written) {
-      return Error{"cannot write the distrusted state: " + written.error().message};
-    }
-  } else {
-    spdlog::warn(
-        "volume {}: an update of its metadata was failing when the agent last stopped ({} is "
-        "there); the copy keeps its state (it is not UpToDate, or it recorded its peer outdated)",
-        volume, note_path);
+  const bool present = std::filesystem::exists(path, error);
+  if (error) return Error{"cannot look for " + path + ": " + error.message()};
+  if (!present) return std::size_t{0};
+  std::ifstream file(path, std::ios::binary);
+  const Bytes bytes((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
+  if (!file) return Error{"cannot read " + path};
+  auto updates = io::decode_unsaved_updates(metadata.header(), bytes);
+  if (!updates) {
+    return Error{path + ": " + updates.error().message +
+                 "; it holds metadata updates the last run could not write: look at the log of "
+                 "that run before removing it"};
   }
-  if (auto removed = io::remove_file_durably(note_path); !removed) {
-    return Error{removed.error().message};
+  volume::recover_unsaved_updates(updates.value(), state, bitmap, extents, io::kMaxActivityExtents);
+  std::vector<std::pair<std::uint64_t, io::BitmapPage>> pages;
+  for (const volume::UnsavedUpdate& update : updates.value()) {
+    for (const auto& [page, unused] : update.pages) {
+      (void)unused;
+      pages.emplace_back(page, io::BitmapPage{});
+      bitmap.page_bytes(page, pages.back().second);
+    }
   }
-  return Ok{};
+  if (auto written = metadata.write_bitmap_pages(pages); !written) {
+    return Error{"applying " + path + ": " + written.error().message};
+  }
+  if (auto written = metadata.write_state(state, extents); !written) {
+    return Error{"applying " + path + ": " + written.error().message};
+  }
+  if (auto removed = io::remove_file_durably(path); !removed) return removed.error();
+  spdlog::warn(
+      "volume {}: applied {} metadata update(s) that the last run could not write before it "
+      "stopped (kept in {}); this copy is {}",
+      volume, updates.value().size(), path, volume::to_string(state.disk));
+  return updates.value().size();
 }
 
-void UnsavedMetadataNote::update_failed(const std::string& why) {
-  if (on_disk_) return;
-  const std::string dir = std::filesystem::path(path_).parent_path().string();
-  if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
-    spdlog::error("volume {}: cannot create {} for the note of a failing metadata update", volume_,
-                  dir);
-    return;
-  }
-  if (auto written = io::replace_file(path_, why + "\n", true); !written) {
-    spdlog::error(
-        "volume {}: cannot note the failing metadata update in {} either: {}; a restart before "
-        "the update is written would trust the older metadata",
-        volume_, path_, written.error().message);
-    return;
-  }
-  on_disk_ = true;
+void UnsavedMetadataJournal::submitted(std::shared_ptr<const volume::UnsavedUpdate> update) {
+  pending_.push_back(std::move(update));
+  if (active_) write_journal();
 }
 
-void UnsavedMetadataNote::update_written() {
+void UnsavedMetadataJournal::written() {
+  if (!pending_.empty()) pending_.pop_front();
+  if (!pending_.empty() || !active_) return;
+  active_ = false;
   if (!on_disk_) return;
   if (auto removed = io::remove_file_durably(path_); !removed) {
-    spdlog::warn("volume {}: {}; the next start will take this copy as Inconsistent", volume_,
+    spdlog::warn("volume {}: {}; the next start will apply updates already written", volume_,
                  removed.error().message);
     return;
   }
   on_disk_ = false;
+}
+
+void UnsavedMetadataJournal::activate(const std::string& why) {
+  if (active_) return;
+  active_ = true;
+  spdlog::info("volume {}: {}: metadata updates are journaled in {} until all are written", volume_,
+               why, path_);
+  write_journal();
+}
+
+void UnsavedMetadataJournal::write_journal() {
+  std::vector<volume::UnsavedUpdate> updates;
+  for (const auto& update : pending_) updates.push_back(*update);
+  const std::string dir = std::filesystem::path(path_).parent_path().string();
+  const Bytes bytes = io::encode_unsaved_updates(header_, updates);
+  Result<Ok> written = Ok{};
+  if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
+    written = Error{"cannot create " + dir};
+  } else {
+    written = io::replace_file(path_, std::string(bytes.begin(), bytes.end()), true);
+  }
+  if (!written) {
+    if (!std::exchange(warned_, true)) {
+      spdlog::error(
+          "volume {}: cannot journal its metadata updates: {}; a restart before they are written "
+          "would come back from older metadata",
+          volume_, written.error().message);
+    }
+    return;
+  }
+  on_disk_ = true;
 }
 
 }  // namespace keel::agent

@@ -73,11 +73,11 @@ int create_volume(const VolumeCreateOptions& options) {
   if (auto written = created.value().write_state(state, {}); !written.ok()) {
     return undo(written.error().message, true);
   }
-  // A note that the old metadata's last update failed (agent/volume_unsaved_metadata.hpp) says
-  // nothing about the new one.
-  const std::string unsaved_note =
-      agent::unsaved_metadata_note_path(config.value().agent.state_dir, volume->name);
-  if (auto removed = io::remove_file_durably(unsaved_note); !removed.ok()) {
+  // Updates the old metadata's last run could not write (agent/volume_unsaved_metadata.hpp)
+  // must not be applied to the new one.
+  const std::string unsaved =
+      agent::unsaved_metadata_path(config.value().agent.state_dir, volume->name);
+  if (auto removed = io::remove_file_durably(unsaved); !removed.ok()) {
     return undo(removed.error().message, true);
   }
   const char* file_note = "";

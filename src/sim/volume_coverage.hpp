@@ -35,7 +35,7 @@ enum class VolumeMark : std::uint8_t {
   data_flush_failed,      // a metadata update's flush of the data failed (the update is retried)
   metadata_write_failed,  // a metadata update's own write failed, maybe after some bitmap pages
   crash_with_partial_metadata,  // ... and the node crashed with some of those pages on disk
-  unsaved_metadata_distrusted,  // a node restarted while an update failed took itself Inconsistent
+  unsaved_metadata_recovered,   // a node restarted with updates its journal held
   verify_started,               // an online verify started on the primary
   verify_clean,                 // ... finished on copies that were equal, finding no difference
   verify_found,                 // ... finished finding differing blocks
@@ -71,7 +71,7 @@ constexpr std::string_view volume_mark_name(VolumeMark mark) {
       "data_flush_failed",
       "metadata_write_failed",
       "crash_with_partial_metadata",
-      "unsaved_metadata_distrusted",
+      "unsaved_metadata_recovered",
       "verify_started",
       "verify_clean",
       "verify_found",

@@ -15,6 +15,8 @@ namespace {
 
 // The agent retries a metadata update that failed after this long (agent/metadata_persister.hpp).
 constexpr TimeUs kPersistRetryUs = 1'000'000;
+// The most activity-log extents a metadata slot holds (io::kMaxActivityExtents).
+constexpr std::size_t kMaxJournalExtents = 4096;
 
 constexpr std::uint32_t kMaxTimersAtOneInstant = 10000;
 
@@ -130,15 +132,16 @@ void VolumeWorld::start(int node) {
   n.config.generation_seed = mix64(options_.seed * 4 + n.id) ^ n.incarnation;
   volume::DirtyBitmap bitmap(options_.volume_bytes);
   for (const auto& [page, bytes] : n.saved_pages) bitmap.load_page(page, bytes);
-  if (std::exchange(n.metadata_unsaved, false)) {
-    // As the agent at start: the distrusted state and the whole bitmap are written at once.
-    if (volume::distrust_unsaved_metadata(n.saved_state, bitmap)) {
-      note(node, "an update of its metadata was failing when it stopped: Inconsistent");
-      hit(coverage_, VolumeMark::unsaved_metadata_distrusted);
-      for (std::uint64_t page = 0; page < bitmap.page_count(); ++page) {
-        bitmap.page_bytes(page, n.saved_pages[page]);
-      }
+  if (!n.journal.empty()) {
+    // As the agent at start: the journal's updates are applied and written, then it goes.
+    note(node, "applies " + std::to_string(n.journal.size()) + " unwritten metadata updates");
+    hit(coverage_, VolumeMark::unsaved_metadata_recovered);
+    volume::recover_unsaved_updates(n.journal, n.saved_state, bitmap, n.saved_extents,
+                                    kMaxJournalExtents);
+    for (const volume::UnsavedUpdate& update : n.journal) {
+      for (const auto& [page, bytes] : update.pages) n.saved_pages[page] = bytes;
     }
+    n.journal.clear();
   }
   n.replica.emplace(n.config, n.saved_state, std::move(bitmap), n.saved_extents);
   // The agent announces the record its persisted state says it made (the ring may have lost it).
@@ -290,6 +293,7 @@ int VolumeWorld::disk_error(int node) {
   if (now_ >= n.disk_errors_until || !rng_.chance(n.disk_error_share)) return 0;
   note(node, "disk error: EIO");
   hit(coverage_, VolumeMark::disk_error);
+  n.journaling = true;
   return EIO;
 }
 
@@ -326,7 +330,7 @@ void VolumeWorld::persist_done(int node) {
     PendingPersist& pending = n.persists.front();
     if (const int error = disk_error(node); error != 0) {
       hit(coverage_, VolumeMark::data_flush_failed);
-      n.metadata_unsaved = true;
+      n.journaling = true;
       flush_failed(node, pending.data_cut);
       if (!std::exchange(pending.data_flush_failed, true)) {
         n.replica->on_data_flush_failed(error);
@@ -342,7 +346,7 @@ void VolumeWorld::persist_done(int node) {
     // failure may leave any of the pages on disk beside the old state until the retry, or a
     // crash before it. The replica hears nothing; the whole update is tried again.
     hit(coverage_, VolumeMark::metadata_write_failed);
-    n.metadata_unsaved = true;
+    n.journaling = true;
     for (const auto& [page, bytes] : n.persists.front().pages) {
       if (!rng_.chance(0.5)) continue;
       n.saved_pages[page] = bytes;
@@ -353,7 +357,7 @@ void VolumeWorld::persist_done(int node) {
   }
   PendingPersist done = std::move(n.persists.front());
   n.persists.erase(n.persists.begin());
-  n.metadata_unsaved = false;
+  if (n.persists.empty()) n.journaling = false;
   for (auto& [page, bytes] : done.pages) n.saved_pages[page] = bytes;
   n.saved_state = done.persist.state;
   n.saved_extents = done.persist.activity_extents;
@@ -422,6 +426,15 @@ void VolumeWorld::crash(int node, bool power_loss) {
     }
   }
   n.ios.clear();
+  if (n.journaling) {
+    for (const PendingPersist& pending : n.persists) {
+      volume::UnsavedUpdate& update = n.journal.emplace_back();
+      update.state = pending.persist.state;
+      update.activity_extents = pending.persist.activity_extents;
+      update.pages.assign(pending.pages.begin(), pending.pages.end());
+    }
+    n.journaling = false;
+  }
   n.persists.clear();
   if (power_loss && n.disk.power_loss(rng_) > 0) hit(coverage_, VolumeMark::cached_write_lost);
   if (power_loss) ++n.config.boot;

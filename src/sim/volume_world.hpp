@@ -27,9 +27,9 @@
 //     (each is written to the cache or left as it was), a failed flush makes nothing durable (the
 //     cache keeps its writes for a later flush), a failed read returns no data, and a failed
 //     metadata update may have written any of its bitmap pages but not the state; it is retried
-//     after a second, as the agent retries it, the replica told nothing. A node restarted while
-//     an update was failing distrusts its metadata (volume::distrust_unsaved_metadata()), as the
-//     agent does from the note it leaves in its state directory;
+//     after a second, as the agent retries it, the replica told nothing. From a disk error or a
+//     failed update until every update is written, a crash leaves the updates not yet written in
+//     the agent's journal, which the restart applies (volume::recover_unsaved_updates());
 //   - crashes: a process crash keeps the disk cache, a power loss keeps only durable data and a
 //     random choice of cached blocks; both lose the metadata persists not yet complete. A restart
 //     rebuilds the Replica from the metadata store, as the agent does.
@@ -169,9 +169,11 @@ class VolumeWorld {
     std::map<std::uint64_t, std::array<std::byte, volume::kBitmapPageBytes>> saved_pages;
     std::vector<std::uint64_t> saved_extents;
     std::vector<PendingPersist> persists;  // in order; the first is being written
-    // The agent's note in its state directory (another disk) that a metadata update is failing:
-    // set at a failed attempt, cleared when the update is written; it outlives crashes.
-    bool metadata_unsaved = false;
+    // The agent's journal in its state directory (another disk, never failing here): from a
+    // disk error or a failed metadata update until every update handed on is written, it holds
+    // them all (agent/volume_unsaved_metadata.hpp). `journal` is what a crash left of it.
+    bool journaling = false;
+    std::vector<volume::UnsavedUpdate> journal;
     std::map<volume::IoId, Io> ios;
     std::uint64_t connection = 0;  // the connection this side is on (0: none)
     std::uint64_t timer_generation = 0;

@@ -1,6 +1,7 @@
 #include "core/volume/replica.hpp"
 
 #include <algorithm>
+#include <set>
 
 #include "core/common/assert.hpp"
 #include "core/volume/replica_core.hpp"
@@ -54,13 +55,26 @@ LinkState Replica::link_state() const { return core_->link_state(); }
 const DirtyBitmap& Replica::bitmap() const { return core_->bitmap(); }
 const PersistentState& Replica::persistent_state() const { return core_->persistent_state(); }
 
-bool distrust_unsaved_metadata(PersistentState& state, DirtyBitmap& bitmap) {
-  if (state.disk != DiskState::UpToDate || state.peer_outdated) return false;
-  state.disk = DiskState::Inconsistent;
-  state.survived_primary = false;
-  state.primary_sync_boot = 0;
-  bitmap.set_all();
-  return true;
+void recover_unsaved_updates(const std::vector<UnsavedUpdate>& updates, PersistentState& state,
+                             DirtyBitmap& bitmap, std::vector<std::uint64_t>& extents,
+                             std::size_t max_extents) {
+  if (updates.empty()) return;
+  state = updates.back().state;
+  std::vector<std::uint64_t> kept;
+  std::set<std::uint64_t> seen;
+  const auto keep = [&](const std::vector<std::uint64_t>& from) {
+    for (const std::uint64_t extent : from) {
+      if (kept.size() < max_extents && seen.insert(extent).second) kept.push_back(extent);
+    }
+  };
+  for (auto update = updates.rbegin(); update != updates.rend(); ++update) {
+    keep(update->activity_extents);
+  }
+  keep(extents);
+  extents = std::move(kept);
+  for (const UnsavedUpdate& update : updates) {
+    for (const auto& [page, bytes] : update.pages) bitmap.load_page(page, bytes);
+  }
 }
 
 namespace detail {

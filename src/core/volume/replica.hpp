@@ -35,10 +35,13 @@
 // Thread-safety: none; one thread drives a Replica.
 #pragma once
 
+#include <array>
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <variant>
 #include <vector>
 
@@ -162,14 +165,24 @@ namespace detail {
 class ReplicaCore;  // the state machine itself (replica_core.hpp)
 }
 
-// The metadata on disk may be older than what the copy last was: an update failed (and was
-// being retried) when the agent stopped. The lost update may have said that this copy dropped
-// acknowledged writes (a failed flush, a primary stepping down for its disk) or is outdated, so
-// a copy that claims UpToDate while another may be better is taken as Inconsistent, every block
-// out of sync: it is promoted only after a full resync from its peer (or by force). A copy that
-// recorded its peer outdated stays as it is: no better copy exists, and the operator would have
-// to force it anyway. Returns whether it changed anything.
-bool distrust_unsaved_metadata(PersistentState& state, DirtyBitmap& bitmap);
+using BitmapPageBytes = std::array<std::byte, kBitmapPageBytes>;
+
+// A metadata update (a Persist) the shell had handed on but not seen written when it stopped:
+// the state, the activity log and the bitmap pages it carried.
+struct UnsavedUpdate {
+  PersistentState state;
+  std::vector<std::uint64_t> activity_extents;
+  std::vector<std::pair<std::uint64_t, BitmapPageBytes>> pages;
+};
+
+// What the metadata would hold had `updates` (oldest first) all been written over what is on
+// disk (`state`, `bitmap`, `extents`): the newest state, every update's pages over the bitmap in
+// order, and an activity log that keeps every extent the disk or any update named, newest
+// first, at most `max_extents`: an update that drops an extent from the log does so after its
+// flush of the data, which may have failed, so the extent stays for a resync to look at.
+void recover_unsaved_updates(const std::vector<UnsavedUpdate>& updates, PersistentState& state,
+                             DirtyBitmap& bitmap, std::vector<std::uint64_t>& extents,
+                             std::size_t max_extents);
 
 class Replica {
  public:
