@@ -1,8 +1,9 @@
 // Tests for the journal a volume's agent keeps while its metadata may lag behind the replica:
 // how updates combine (the newest state, the pages in order, every extent kept), the journal's
 // format (round trip, damage and another volume refused), when the journal file exists (only
-// from a failure until every update is written), and a start that applies it to the metadata
-// on disk and removes it. Real files in a temporary directory.
+// from a failure until every update is written, and at a stop with updates not seen written),
+// and a start that applies it to the metadata on disk and removes it. Real files in a temporary
+// directory.
 #include "agent/volume_unsaved_metadata.hpp"
 
 #include <gtest/gtest.h>
@@ -54,9 +55,15 @@ TEST(RecoverUnsavedUpdates, TheNewestStateThePagesInOrderAndEveryExtentNewestFir
   EXPECT_TRUE(bitmap.test(1));
   EXPECT_EQ(bitmap.set_count(), 1u);
 
+  // Without room in the log, the extents left out are marked out of sync instead.
   std::vector<std::uint64_t> capped{1, 2};
-  volume::recover_unsaved_updates(updates, state, bitmap, capped, 2);
+  volume::DirtyBitmap marked(kSize);
+  volume::recover_unsaved_updates(updates, state, marked, capped, 2);
   EXPECT_EQ(capped, (std::vector<std::uint64_t>{4, 3}));
+  const std::uint64_t per_extent = volume::kExtentBytes / volume::kBlockBytes;
+  EXPECT_EQ(marked.set_count(), 1 + 2 * per_extent);
+  EXPECT_TRUE(marked.test(1 * per_extent) && marked.test(3 * per_extent - 1));
+  EXPECT_FALSE(marked.test(3 * per_extent));
 }
 
 class UnsavedMetadataTest : public ::testing::Test {
@@ -117,7 +124,7 @@ TEST_F(UnsavedMetadataTest, TheFormatRoundTripsAndRefusesDamageAndOtherVolumes) 
   EXPECT_FALSE(io::decode_unsaved_updates(other, bytes).ok());
   bytes[bytes.size() / 2] ^= 0x01;
   EXPECT_FALSE(io::decode_unsaved_updates(header_, bytes).ok());
-  bytes.resize(bytes.size() - 1);
+  bytes.pop_back();
   EXPECT_FALSE(io::decode_unsaved_updates(header_, bytes).ok());
 }
 
@@ -139,6 +146,19 @@ TEST_F(UnsavedMetadataTest, TheJournalExistsFromAFailureUntilEveryUpdateIsWritte
   journal.written();
   EXPECT_FALSE(std::filesystem::exists(journal_path_));
   EXPECT_FALSE(journal.active());
+}
+
+TEST_F(UnsavedMetadataTest, AStopJournalsTheUpdatesNotSeenWritten) {
+  UnsavedMetadataJournal journal(journal_path_, "data", header_);
+  journal.stopping();
+  EXPECT_FALSE(std::filesystem::exists(journal_path_)) << "nothing was pending";
+  journal.submitted(shared(update_of(volume::DiskState::UpToDate, {1})));
+  journal.submitted(shared(update_of(volume::DiskState::Inconsistent, {1})));
+  journal.written();
+  journal.stopping();  // the worker dropped the second one
+  ASSERT_TRUE(journal_on_disk().ok());
+  ASSERT_EQ(journal_on_disk().value().size(), 1u);
+  EXPECT_EQ(journal_on_disk().value()[0].state.disk, volume::DiskState::Inconsistent);
 }
 
 TEST_F(UnsavedMetadataTest, AStartAppliesTheJournalToTheMetadataAndRemovesIt) {

@@ -161,6 +161,9 @@ void VolumeRunner::stop() {
   if (nbd_) nbd_->close();
   if (link_) link_->close();
   metadata_worker_.stop();
+  // Updates the worker dropped, or wrote without this thread hearing so, are kept for the next
+  // start (a journal of updates already written applies them again, harmlessly).
+  journal_->stopping();
   for (Done& done : requests_) {
     if (done) std::exchange(done, nullptr)(ESHUTDOWN);
   }

@@ -40,13 +40,11 @@ Result<std::size_t> recover_unsaved_metadata(const std::string& path, const std:
                  "that run before removing it"};
   }
   volume::recover_unsaved_updates(updates.value(), state, bitmap, extents, io::kMaxActivityExtents);
-  std::vector<std::pair<std::uint64_t, io::BitmapPage>> pages;
-  for (const volume::UnsavedUpdate& update : updates.value()) {
-    for (const auto& [page, unused] : update.pages) {
-      (void)unused;
-      pages.emplace_back(page, io::BitmapPage{});
-      bitmap.page_bytes(page, pages.back().second);
-    }
+  // Every page: recovery may also have marked extents the activity log had no room for.
+  std::vector<std::pair<std::uint64_t, io::BitmapPage>> pages(bitmap.page_count());
+  for (std::uint64_t page = 0; page < pages.size(); ++page) {
+    pages[page].first = page;
+    bitmap.page_bytes(page, pages[page].second);
   }
   if (auto written = metadata.write_bitmap_pages(pages); !written) {
     return Error{"applying " + path + ": " + written.error().message};
@@ -70,14 +68,23 @@ void UnsavedMetadataJournal::submitted(std::shared_ptr<const volume::UnsavedUpda
 void UnsavedMetadataJournal::written() {
   if (!pending_.empty()) pending_.pop_front();
   if (!pending_.empty() || !active_) return;
-  active_ = false;
-  if (!on_disk_) return;
+  // While a file may be there it stays active, rewritten with every update handed on: a journal
+  // older than the metadata would roll it back at the next start.
   if (auto removed = io::remove_file_durably(path_); !removed) {
-    spdlog::warn("volume {}: {}; the next start will apply updates already written", volume_,
-                 removed.error().message);
+    spdlog::error("volume {}: {}; journaling every metadata update until it can be removed",
+                  volume_, removed.error().message);
     return;
   }
   on_disk_ = false;
+  active_ = false;
+}
+
+void UnsavedMetadataJournal::stopping() {
+  if (pending_.empty()) return;
+  active_ = true;
+  spdlog::warn("volume {}: {} metadata update(s) not seen written at the stop; journaled in {}",
+               volume_, pending_.size(), path_);
+  write_journal();
 }
 
 void UnsavedMetadataJournal::activate(const std::string& why) {
@@ -100,14 +107,20 @@ void UnsavedMetadataJournal::write_journal() {
     written = io::replace_file(path_, std::string(bytes.begin(), bytes.end()), true);
   }
   if (!written) {
+    // An older journal left in place would roll the metadata back at the next start: better
+    // none (a full state directory can still unlink).
+    const bool gone = io::remove_file_durably(path_).ok();
+    if (gone) on_disk_ = false;
     if (!std::exchange(warned_, true)) {
       spdlog::error(
-          "volume {}: cannot journal its metadata updates: {}; a restart before they are written "
-          "would come back from older metadata",
-          volume_, written.error().message);
+          "volume {}: cannot journal its metadata updates: {}; {}", volume_,
+          written.error().message,
+          gone ? "a restart before they are written would come back from older metadata"
+               : "nor remove the journal there, which a restart would apply over newer metadata");
     }
     return;
   }
+  warned_ = false;
   on_disk_ = true;
 }
 

@@ -56,6 +56,8 @@ class UnsavedMetadataJournal {
   // A disk operation or an update failed (`why`): the journal is kept from now on.
   void activate(const std::string& why);
   bool active() const { return active_; }
+  // The persister stopped: updates not seen written are journaled for the next start.
+  void stopping();
 
  private:
   void write_journal();

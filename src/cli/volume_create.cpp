@@ -64,6 +64,13 @@ int create_volume(const VolumeCreateOptions& options) {
     if (made_file != io::BlockFile::Created::no) ::unlink(backing.c_str());
     return fail(message);
   };
+  // Updates the old metadata's last run could not write (agent/volume_unsaved_metadata.hpp)
+  // must not be applied to the new one: gone before it exists.
+  const std::string unsaved =
+      agent::unsaved_metadata_path(config.value().agent.state_dir, volume->name);
+  if (auto removed = io::remove_file_durably(unsaved); !removed.ok()) {
+    return undo(removed.error().message, false);
+  }
   auto created = io::VolumeMetadataFile::create(
       metadata_path, agent::volume_metadata_header(*volume, id), options.force);
   if (!created.ok()) return undo(created.error().message, false);
@@ -72,13 +79,6 @@ int create_volume(const VolumeCreateOptions& options) {
   state.generations.current = fresh ? agent::empty_generation(*volume) : 0;
   if (auto written = created.value().write_state(state, {}); !written.ok()) {
     return undo(written.error().message, true);
-  }
-  // Updates the old metadata's last run could not write (agent/volume_unsaved_metadata.hpp)
-  // must not be applied to the new one.
-  const std::string unsaved =
-      agent::unsaved_metadata_path(config.value().agent.state_dir, volume->name);
-  if (auto removed = io::remove_file_durably(unsaved); !removed.ok()) {
-    return undo(removed.error().message, true);
   }
   const char* file_note = "";
   if (made_file == io::BlockFile::Created::reserved) {

@@ -56,16 +56,23 @@ Result<std::vector<volume::UnsavedUpdate>> decode_unsaved_updates(
   if (const std::uint32_t version = reader.u32(); version != kJournalVersion) {
     return Error{"format version " + std::to_string(version)};
   }
-  const std::uint64_t bitmap_pages = layout_for(header).bitmap_pages;
+  const MetadataLayout layout = layout_for(header);
   const std::uint32_t count = reader.u32();
   // Each update takes at least its two counts: a damaged count cannot ask for more than that.
   if (count > reader.remaining() / 8) return Error{"malformed"};
   std::vector<volume::UnsavedUpdate> updates(count);
   for (volume::UnsavedUpdate& update : updates) {
-    auto slot = decode_slot(reader.bytes(reader.u32()));
+    const auto slot_bytes = reader.bytes(reader.u32());
     if (!reader.ok()) break;
+    auto slot = decode_slot(slot_bytes);
     if (!slot) return Error{"an update: " + slot.error().message};
     if (!(slot.value().header == header)) return Error{"the journal of another volume or node"};
+    // Exactly as written (sequence 0, nothing after the slot), so that it reads one way only.
+    const std::vector<std::uint8_t> canonical = encode_slot(slot.value());
+    if (slot.value().sequence != 0 ||
+        !std::equal(canonical.begin(), canonical.end(), slot_bytes.begin(), slot_bytes.end())) {
+      return Error{"an update is not in its canonical form"};
+    }
     update.state = slot.value().state;
     update.activity_extents = slot.value().activity_extents;
     const std::uint32_t pages = reader.u32();
@@ -73,9 +80,12 @@ Result<std::vector<volume::UnsavedUpdate>> decode_unsaved_updates(
       const std::uint64_t page = reader.u64();
       const auto data = reader.bytes(volume::kBitmapPageBytes);
       if (!reader.ok()) break;
-      if (page >= bitmap_pages) return Error{"a bitmap page past the volume's end"};
+      if (page >= layout.bitmap_pages) return Error{"a bitmap page past the volume's end"};
       volume::BitmapPageBytes copy;
       std::memcpy(copy.data(), data.data(), copy.size());
+      if (!bitmap_page_zero_from(copy, layout.blocks_in_page(page))) {
+        return Error{"bits past the volume's end"};
+      }
       update.pages.emplace_back(page, copy);
     }
   }

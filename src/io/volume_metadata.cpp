@@ -78,14 +78,6 @@ Result<Ok> fsync_directory_of(const std::string& path) {
 }
 
 // Whether the bits of `page` from block `from` on are all zero.
-bool zero_from(BitmapPageView page, std::uint64_t from) {
-  const std::size_t byte = static_cast<std::size_t>(from / 8);
-  if (byte >= page.size()) return true;
-  const auto partial = static_cast<std::uint8_t>(page[byte]) >> (from % 8);
-  return partial == 0 && std::all_of(page.begin() + static_cast<std::ptrdiff_t>(byte + 1),
-                                     page.end(), [](std::byte b) { return b == std::byte{0}; });
-}
-
 // A page with its first `blocks` bits set: what a damaged page is reported as.
 void fill_dirty(BitmapPage& page, std::uint64_t blocks) {
   page.fill(std::byte{0});
@@ -273,7 +265,7 @@ Result<Ok> VolumeMetadataFile::write_bitmap_pages(
   std::vector<std::uint64_t> table_pages;
   for (const auto& [page, bytes] : pages) {
     KEEL_ASSERT(page < layout_.bitmap_pages);
-    KEEL_ASSERT(zero_from(bytes, layout_.blocks_in_page(page)));
+    KEEL_ASSERT(bitmap_page_zero_from(bytes, layout_.blocks_in_page(page)));
     if (!write_at(fd_, bytes.data(), bytes.size(), layout_.page_offset(page))) {
       return system_error("cannot write the bitmap in", path_);
     }
@@ -347,12 +339,12 @@ Result<BitmapReadSummary> VolumeMetadataFile::read_bitmap(const PageVisitor& vis
       const BitmapPageView bytes(chunk.data() + i * kMetadataPageBytes, kMetadataPageBytes);
       const std::uint32_t checksum = hole ? 0 : page_checksum(bytes);
       const std::uint64_t blocks = layout_.blocks_in_page(page);
-      if (checksum != page_checksums_[page] || (!hole && !zero_from(bytes, blocks))) {
+      if (checksum != page_checksums_[page] || (!hole && !bitmap_page_zero_from(bytes, blocks))) {
         fill_dirty(dirty, blocks);
         visit(page, dirty);
         ++summary.damaged_pages;
         ++summary.nonzero_pages;
-      } else if (!hole && !zero_from(bytes, 0)) {
+      } else if (!hole && !bitmap_page_zero_from(bytes, 0)) {
         visit(page, bytes);
         ++summary.nonzero_pages;
       }

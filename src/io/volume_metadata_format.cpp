@@ -190,4 +190,13 @@ std::uint32_t page_checksum(std::span<const std::byte, kMetadataPageBytes> page)
   return crc32c(std::span<const std::byte>(page)) ^ zero_page_crc();
 }
 
+bool bitmap_page_zero_from(std::span<const std::byte, kMetadataPageBytes> page,
+                           std::uint64_t from) {
+  const std::size_t byte = static_cast<std::size_t>(from / 8);
+  if (byte >= page.size()) return true;
+  const auto partial = static_cast<std::uint8_t>(page[byte]) >> (from % 8);
+  return partial == 0 && std::all_of(page.begin() + static_cast<std::ptrdiff_t>(byte + 1),
+                                     page.end(), [](std::byte b) { return b == std::byte{0}; });
+}
+
 }  // namespace keel::io

@@ -100,6 +100,9 @@ bool has_magic(std::span<const std::uint8_t> bytes);
 // CRC-32C (Castagnoli), as iSCSI and ext4 use it; crc32c("123456789") is 0xe3069283.
 std::uint32_t crc32c(std::span<const std::byte> bytes);
 std::uint32_t crc32c(std::span<const std::uint8_t> bytes);
+// Whether every bit of `page` from bit `from` on is zero (a page's bits past the volume's end
+// must be).
+bool bitmap_page_zero_from(std::span<const std::byte, kMetadataPageBytes> page, std::uint64_t from);
 // A bitmap page's checksum table entry (0 for an all-zero page).
 std::uint32_t page_checksum(std::span<const std::byte, kMetadataPageBytes> page);
 

@@ -138,8 +138,8 @@ void VolumeWorld::start(int node) {
     hit(coverage_, VolumeMark::unsaved_metadata_recovered);
     volume::recover_unsaved_updates(n.journal, n.saved_state, bitmap, n.saved_extents,
                                     kMaxJournalExtents);
-    for (const volume::UnsavedUpdate& update : n.journal) {
-      for (const auto& [page, bytes] : update.pages) n.saved_pages[page] = bytes;
+    for (std::uint64_t page = 0; page < bitmap.page_count(); ++page) {
+      bitmap.page_bytes(page, n.saved_pages[page]);
     }
     n.journal.clear();
   }

@@ -60,11 +60,22 @@ void recover_unsaved_updates(const std::vector<UnsavedUpdate>& updates, Persiste
                              std::size_t max_extents) {
   if (updates.empty()) return;
   state = updates.back().state;
+  for (const UnsavedUpdate& update : updates) {
+    for (const auto& [page, bytes] : update.pages) bitmap.load_page(page, bytes);
+  }
   std::vector<std::uint64_t> kept;
   std::set<std::uint64_t> seen;
+  const std::uint64_t volume_bytes = bitmap.blocks() * kBlockBytes;
   const auto keep = [&](const std::vector<std::uint64_t>& from) {
     for (const std::uint64_t extent : from) {
-      if (kept.size() < max_extents && seen.insert(extent).second) kept.push_back(extent);
+      if (!seen.insert(extent).second) continue;
+      if (kept.size() < max_extents) {
+        kept.push_back(extent);
+      } else if (extent * kExtentBytes < volume_bytes) {
+        // No room in the log: its blocks are marked out of sync instead, for the resync.
+        bitmap.set_range(extent * kExtentBytes,
+                         std::min(kExtentBytes, volume_bytes - extent * kExtentBytes));
+      }
     }
   };
   for (auto update = updates.rbegin(); update != updates.rend(); ++update) {
@@ -72,9 +83,6 @@ void recover_unsaved_updates(const std::vector<UnsavedUpdate>& updates, Persiste
   }
   keep(extents);
   extents = std::move(kept);
-  for (const UnsavedUpdate& update : updates) {
-    for (const auto& [page, bytes] : update.pages) bitmap.load_page(page, bytes);
-  }
 }
 
 namespace detail {

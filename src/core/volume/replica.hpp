@@ -178,8 +178,9 @@ struct UnsavedUpdate {
 // What the metadata would hold had `updates` (oldest first) all been written over what is on
 // disk (`state`, `bitmap`, `extents`): the newest state, every update's pages over the bitmap in
 // order, and an activity log that keeps every extent the disk or any update named, newest
-// first, at most `max_extents`: an update that drops an extent from the log does so after its
-// flush of the data, which may have failed, so the extent stays for a resync to look at.
+// first: an update that drops an extent from the log does so after its flush of the data, which
+// may have failed, so the extent stays for a resync to look at. Past `max_extents` the extents
+// left out are marked out of sync in `bitmap` instead.
 void recover_unsaved_updates(const std::vector<UnsavedUpdate>& updates, PersistentState& state,
                              DirtyBitmap& bitmap, std::vector<std::uint64_t>& extents,
                              std::size_t max_extents);
