@@ -203,7 +203,15 @@ TEST_F(UnsavedMetadataTest, WithoutAJournalNothingChangesAndADamagedOneStopsTheS
   EXPECT_EQ(applied.value(), 0u);
   EXPECT_EQ(state, state_);
 
-  std::filesystem::create_directories(directory_ + "/state");
+  // A journal begun with nothing pending holds no update: it only goes.
+  UnsavedMetadataJournal(journal_path_, "data", header_).activate("a disk operation failed");
+  ASSERT_TRUE(std::filesystem::exists(journal_path_));
+  applied = recover_unsaved_metadata(journal_path_, "data", metadata, state, bitmap, extents);
+  ASSERT_TRUE(applied.ok()) << applied.error().message;
+  EXPECT_EQ(applied.value(), 0u);
+  EXPECT_EQ(state, state_);
+  EXPECT_FALSE(std::filesystem::exists(journal_path_));
+
   std::ofstream(journal_path_) << "not a journal";
   auto refused = recover_unsaved_metadata(journal_path_, "data", metadata, state, bitmap, extents);
   ASSERT_FALSE(refused.ok());

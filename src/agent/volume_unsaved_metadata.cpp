@@ -39,6 +39,11 @@ Result<std::size_t> recover_unsaved_metadata(const std::string& path, const std:
                  "; it holds metadata updates the last run could not write: look at the log of "
                  "that run before removing it"};
   }
+  if (updates.value().empty()) {
+    // Journaling had begun, but nothing was pending: the metadata is whole.
+    if (auto removed = io::remove_file_durably(path); !removed) return removed.error();
+    return std::size_t{0};
+  }
   volume::recover_unsaved_updates(updates.value(), state, bitmap, extents, io::kMaxActivityExtents);
   // Every page: recovery may also have marked extents the activity log had no room for.
   std::vector<std::pair<std::uint64_t, io::BitmapPage>> pages(bitmap.page_count());
