@@ -185,6 +185,32 @@ TEST(VolumeReplicaDiskError, AFailedDataFlushBeforeALogUpdateStepsThePrimaryDown
   EXPECT_FALSE(world.connected());
 }
 
+// The log update that drops an extent waits for its flush of the data; when that flush fails,
+// the dropped extent's writes are at risk too, though the log in memory no longer names it: the
+// primary stepping down marks it for the resync from the peer.
+TEST(VolumeReplicaDiskError, AFailedDataFlushMarksTheExtentItsLogUpdateDropped) {
+  World world;
+  start_connected(world);
+  world.a().r().on_write(1, 0, pattern(4096, 1), false);             // extent 0
+  world.a().r().on_write(2, kExtentBytes, pattern(4096, 2), false);  // extent 1
+  world.run();
+  ASSERT_EQ(world.a().error_of(1), 0);
+  ASSERT_EQ(world.a().error_of(2), 0);
+  world.a().hold_persist = true;
+  world.a().r().on_write(3, 2 * kExtentBytes, pattern(4096, 3), false);  // evicts extent 0
+  world.run();
+  ASSERT_FALSE(world.a().persist_queue.empty());
+  ASSERT_TRUE(world.a().persist_queue.back().flush_data_first);
+  const auto& log = world.a().persist_queue.back().activity_extents;
+  ASSERT_EQ(std::count(log.begin(), log.end(), 0u), 0) << "extent 0 left the log";
+  world.a().r().on_data_flush_failed(EIO);
+  world.a().hold_persist = false;
+  world.run();
+  EXPECT_EQ(world.a().r().status().role, Role::Secondary);
+  EXPECT_TRUE(world.a().r().bitmap().test(0)) << "extent 0's write is marked for the resync";
+  EXPECT_TRUE(world.a().r().bitmap().test(kExtentBytes / kBlockBytes));
+}
+
 // The link breaks while a primary that failed a flush steps down: it must not have the peer,
 // whose copy is the good one, recorded outdated, nor acknowledge on its own copy what the peer
 // may lack. Its writes in flight fail.

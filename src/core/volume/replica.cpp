@@ -128,6 +128,7 @@ ReplicaCore::ReplicaCore(const ReplicaConfig& config, const PersistentState& loa
     }
   }
   activity_.load(activity_extents);
+  durable_log_ = activity_extents;
   // The shell re-announces this record at start (the recorder's memory of it is the flag).
   if (state_.peer_outdated) record_generation_ = state_.generations.current;
 }
@@ -181,6 +182,7 @@ std::uint64_t ReplicaCore::persist() {
   p.activity_extents = activity_.extents();
   p.flush_data_first = activity_.departures() != departures_persisted_;
   departures_persisted_ = activity_.departures();
+  logs_persisting_.emplace_back(p.id, p.activity_extents);
   const std::uint64_t id = p.id;
   actions_.emplace_back(std::move(p));
   return id;
@@ -190,6 +192,10 @@ void ReplicaCore::on_persisted(std::uint64_t persist_id, int error) {
   KEEL_ASSERT(persist_id > persisted_id_ && persist_id < next_persist_id_);  // in order
   persisted_id_ = persist_id;
   std::erase_if(extents_persisting_, [&](const auto& entry) { return entry.second <= persist_id; });
+  while (!logs_persisting_.empty() && logs_persisting_.front().first <= persist_id) {
+    durable_log_ = std::move(logs_persisting_.front().second);
+    logs_persisting_.pop_front();
+  }
   if (error != 0) {
     notice(Notice::Level::Error,
            "persisting volume metadata failed (error " + std::to_string(error) + ")");

@@ -301,6 +301,11 @@ class ReplicaCore {
   // Extents in the activity log in memory whose persist has not completed: extent -> that
   // Persist's id. Writes into them wait for it (try_admit()).
   std::map<std::uint64_t, std::uint64_t> extents_persisting_;
+  // The activity log as the newest completed Persist wrote it, and each pending Persist's log by
+  // id: a log update that drops an extent is pending while its flush of the data runs, and if
+  // that flush fails the dropped extent's writes are as much at risk as the log's.
+  std::vector<std::uint64_t> durable_log_;
+  std::deque<std::pair<std::uint64_t, std::vector<std::uint64_t>>> logs_persisting_;
   IoId next_io_ = 1;
   std::map<IoId, IoOwner> io_owner_;
 

@@ -2,6 +2,7 @@
 // epochs and barriers, the transfer log, completion, and suspension without the peer.
 #include <algorithm>
 #include <cerrno>
+#include <utility>
 
 #include "core/common/assert.hpp"
 #include "core/volume/replica_core.hpp"
@@ -349,11 +350,16 @@ void ReplicaCore::on_data_flush_failed(int error) {
   progress();
 }
 
+// The extents of the log in memory and of the log on disk: an extent that a pending log update
+// drops may still hold writes the failed flush lost.
 void ReplicaCore::mark_activity_extents() {
-  for (const std::uint64_t extent : activity_.extents()) {
-    const std::uint64_t offset = extent * kExtentBytes;
-    if (offset >= config_.size_bytes) continue;
-    mark_out_of_sync(offset, std::min<std::uint64_t>(kExtentBytes, config_.size_bytes - offset));
+  const std::vector<std::uint64_t> in_memory = activity_.extents();
+  for (const std::vector<std::uint64_t>* log : {&in_memory, &std::as_const(durable_log_)}) {
+    for (const std::uint64_t extent : *log) {
+      const std::uint64_t offset = extent * kExtentBytes;
+      if (offset >= config_.size_bytes) continue;
+      mark_out_of_sync(offset, std::min<std::uint64_t>(kExtentBytes, config_.size_bytes - offset));
+    }
   }
 }
 
