@@ -8,12 +8,12 @@
 
 #include <gtest/gtest.h>
 
-#include <cstdlib>
 #include <filesystem>
 #include <fstream>
-#include <iterator>
 #include <string>
 
+#include "agent_test_support.hpp"
+#include "file_test_support.hpp"
 #include "io/unsaved_updates_format.hpp"
 
 namespace keel::agent {
@@ -69,11 +69,8 @@ TEST(RecoverUnsavedUpdates, TheNewestStateThePagesInOrderAndEveryExtentNewestFir
 class UnsavedMetadataTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    std::string pattern = (std::filesystem::temp_directory_path() / "keel-unsaved-XXXXXX").string();
-    ASSERT_NE(::mkdtemp(pattern.data()), nullptr);
-    directory_ = pattern;
-    metadata_path_ = directory_ + "/data.keelmeta";
-    journal_path_ = unsaved_metadata_path(directory_ + "/state", "data");
+    metadata_path_ = directory_.file("data.keelmeta");
+    journal_path_ = unsaved_metadata_path(directory_.file("state"), "data");
     header_.volume_name = "data";
     header_.size_bytes = kSize;
     header_.node = 1;
@@ -83,23 +80,20 @@ class UnsavedMetadataTest : public ::testing::Test {
     state_.disk = volume::DiskState::UpToDate;
     ASSERT_TRUE(created.value().write_state(state_, {7}).ok());
   }
-  void TearDown() override { std::filesystem::remove_all(directory_); }
-
   io::VolumeMetadataFile reopen() {
     auto opened = io::VolumeMetadataFile::open(metadata_path_, header_);
     EXPECT_TRUE(opened.ok()) << opened.error().message;
     return std::move(opened).value();
   }
   Result<std::vector<volume::UnsavedUpdate>> journal_on_disk() const {
-    std::ifstream file(journal_path_, std::ios::binary);
-    const Bytes bytes((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
-    return io::decode_unsaved_updates(header_, bytes);
+    const std::string text = keel::testing::read_file(journal_path_);
+    return io::decode_unsaved_updates(header_, Bytes(text.begin(), text.end()));
   }
   std::shared_ptr<const volume::UnsavedUpdate> shared(volume::UnsavedUpdate update) {
     return std::make_shared<const volume::UnsavedUpdate>(std::move(update));
   }
 
-  std::string directory_;
+  testing::TempDir directory_;
   std::string metadata_path_;
   std::string journal_path_;
   io::MetadataHeader header_;

@@ -3,9 +3,7 @@
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
 
-#include <algorithm>
 #include <cerrno>
-#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -80,7 +78,6 @@ void UnsavedMetadataJournal::written() {
                   volume_, removed.error().message);
     return;
   }
-  on_disk_ = false;
   active_ = false;
 }
 
@@ -115,7 +112,6 @@ void UnsavedMetadataJournal::write_journal() {
     // An older journal left in place would roll the metadata back at the next start: better
     // none (a full state directory can still unlink).
     const bool gone = io::remove_file_durably(path_).ok();
-    if (gone) on_disk_ = false;
     if (!std::exchange(warned_, true)) {
       spdlog::error(
           "volume {}: cannot journal its metadata updates: {}; {}", volume_,
@@ -126,7 +122,6 @@ void UnsavedMetadataJournal::write_journal() {
     return;
   }
   warned_ = false;
-  on_disk_ = true;
 }
 
 }  // namespace keel::agent

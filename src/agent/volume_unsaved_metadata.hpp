@@ -66,8 +66,7 @@ class UnsavedMetadataJournal {
   std::string volume_;
   io::MetadataHeader header_;
   std::deque<std::shared_ptr<const volume::UnsavedUpdate>> pending_;
-  bool active_ = false;
-  bool on_disk_ = false;
+  bool active_ = false;  // the file may be there: every update is journaled
   bool warned_ = false;
 };
 
