@@ -12,7 +12,8 @@
 // with and without a flush per write, ext4 on the export through nbdfuse and a loop device. keel
 // alone also runs the resync after a full disconnect and the failover to h2 (keel_scenarios.hpp);
 // the dirty bitmap is measured in-process first, and before the raw file, what a flush of two
-// copies costs this one disk (disk_flush.hpp). Every measurement is a JSON line on stdout (and
+// copies costs this one disk (disk_flush.hpp) and what a durable write of two copies costs this
+// machine (disk_copy.hpp). Every measurement is a JSON line on stdout (and
 // appended to --out); the tables with the ratios keel / nbdkit and the goals come at the end.
 //
 // Root only (namespaces, loop devices, mounts). Everything started is undone at the end or on
@@ -28,6 +29,7 @@
 #include <thread>
 
 #include "config/volume_config.hpp"
+#include "disk_copy.hpp"
 #include "disk_flush.hpp"
 #include "keel_scenarios.hpp"
 #include "options.hpp"
@@ -187,6 +189,11 @@ int run(const Options& options) {
           std::cerr << "keel_volume_bench: disk_flush: " << measured.error().message << "\n";
         }
       }
+      if (name == "raw" && test_wanted(options, "disk_copy")) {
+        if (auto measured = disk_copy_pairs(context); !measured) {
+          std::cerr << "keel_volume_bench: disk_copy: " << measured.error().message << "\n";
+        }
+      }
       auto target = name == "nbdkit" ? make_nbdkit_target(options) : make_raw_target(options);
       bench_target(*target, context, resync_source);
     }
@@ -242,7 +249,7 @@ int main(int argc, char** argv) {
       ->delimiter(',')
       ->check(CLI::IsMember({"seq_write", "seq_read", "randwrite_qd1", "randwrite_qd32",
                              "randwrite_fsync", "randread_qd1", "randread_qd32", "ext4", "resync",
-                             "promote", "disk_flush"}));
+                             "promote", "disk_flush", "disk_copy"}));
   app.add_option("--activity-log-extents", options.activity_log_extents,
                  "keel's activity_log_extents for the volume (default: keel's, 1237)")
       ->check(CLI::Range(9, 4096));

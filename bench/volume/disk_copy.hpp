@@ -1,0 +1,22 @@
+// What a durable sequential write of two copies costs when both live on this machine.
+//
+// keel's durable sequential write puts every byte on two backing files: the primary's through
+// its page cache, the secondary's past it (O_DIRECT), and ends with an fdatasync of each. On two
+// hosts each copy has its own disk, memory and CPUs; in this benchmark both copies share one
+// virtio disk and two vCPUs. This measures that directly, in this process, with no network and
+// no protocol: --size bytes of the random source copied, in 1 MiB pieces, into one new file
+// through the page cache and made durable, against the same into two new files at once (a
+// thread each, the second past the page cache, as keel lays the copies out), alternating.
+// two/one is the best a two-copy server can reach here against a one-copy one such as nbdkit,
+// before any network or protocol cost.
+//
+// Thread-safety: none (starts and joins its own thread).
+#pragma once
+
+#include "workloads.hpp"
+
+namespace keel::bench {
+
+Result<Ok> disk_copy_pairs(Context& context);
+
+}  // namespace keel::bench
