@@ -31,7 +31,9 @@ void VolumeLab::SetUp() {
       "nodes = [\"h1\", \"h2\"]\n"
       "size = \"64MiB\"\n"
       "backing = \"{host}/data.img\"\n"
-      "metadata = \"{host}/data.keelmeta\"\n"
+      "metadata = \"" +
+      metadata_path_ +
+      "\"\n"
       "nbd_socket = \"{host}/nbd-data.sock\"\n"
       "replication_port = 7789\n"
       "resync_rate = \"200MiB\"\n";

@@ -51,6 +51,8 @@ class VolumeLab : public LabFixture {
   // Set before SetUp(): called for h1 and h2 before `keel volume create` runs there (a backing
   // that already exists makes that copy Inconsistent, to be synced from the other).
   std::function<Result<Ok>(const LabState& state, int host)> prepare_backing_;
+  // Set before SetUp(): where each copy's metadata goes ({host}: the host's lab directory).
+  std::string metadata_path_ = "{host}/data.keelmeta";
 };
 
 // A real filesystem on an export: nbdfuse exposes it as a file, a loop device turns that into a
