@@ -541,6 +541,7 @@ nlohmann::json VolumeRunner::status() const {
       {"writes_in_flight", status.writes_in_flight},
       {"requests_failed", requests_failed_},
       {"metadata_error", metadata_error_},
+      {"stepping_down", status.stepping_down},
       {"refused_reason", status.refused_reason},
       {"disk_error", status.disk_error},
       {"generations",

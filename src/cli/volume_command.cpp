@@ -79,6 +79,18 @@ void print_volume(const json& volume) {
   if (!refused.empty() && refused != "-") fmt::print("  REFUSED   {}\n", refused);
   const std::string disk_error = json_text(volume, "disk_error");
   if (!disk_error.empty() && disk_error != "-") fmt::print("  DISK      {}\n", disk_error);
+  const std::string metadata_error = json_text(volume, "metadata_error");
+  if (!metadata_error.empty() && metadata_error != "-") {
+    fmt::print("  METADATA  {} (tried again every second)\n", metadata_error);
+    if (volume.value("stepping_down", false)) {
+      // The demote that ends the step-down waits for the Inconsistent mark to be on disk, so
+      // the peer refuses a promote meanwhile; a stop journals the mark (docs/volume.md).
+      fmt::print(
+          "  HINT      this copy stays primary, serving nothing, until that mark is written; "
+          "to fail over now, stop this node's agent (its journal keeps the mark) and promote "
+          "the peer\n");
+    }
+  }
   const json nbd = volume.value("nbd", json::object());
   fmt::print("  nbd       {}, {} connection(s)\n", json_text(nbd, "export"),
              nbd.value("connections", 0ull));

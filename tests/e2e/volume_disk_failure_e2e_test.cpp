@@ -301,6 +301,10 @@ TEST_F(VolumeFailingDiskE2e, AStepDownItsDiskCouldNotRecordSurvivesKilledAgents)
   // The demote waits for that mark to be on disk (the journal is not enough for it).
   EXPECT_EQ(status(2).value("role", ""), "Primary");
   EXPECT_TRUE(std::filesystem::exists(journal()));
+  auto shown = volume_command(2, {"status", kVolume});
+  ASSERT_TRUE(shown.ok()) << shown.error().message;
+  EXPECT_NE(shown.value().find("METADATA"), std::string::npos) << shown.value();
+  EXPECT_NE(shown.value().find("stop this node's agent"), std::string::npos) << shown.value();
 
   ASSERT_OK(lab_->kill_agent(2));
   ASSERT_OK(lab_->kill_agent(1));
