@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cmath>
@@ -10,7 +11,9 @@
 #include <cstring>
 #include <iostream>
 #include <memory>
+#include <string>
 #include <thread>
+#include <utility>
 
 namespace keel::bench {
 namespace {
@@ -30,13 +33,23 @@ struct AlignedFree {
 // make them), removed on destruction.
 class CopyFile {
  public:
+  // Reserved through a plain descriptor, written through one opened with O_DIRECT if `direct`
+  // (posix_fallocate may fall back to writes that O_DIRECT refuses).
   CopyFile(std::string path, std::uint64_t bytes, bool direct) : path_(std::move(path)) {
-    fd_ = ::open(path_.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC | (direct ? O_DIRECT : 0),
-                 0600);
-    if (fd_ >= 0 && ::posix_fallocate(fd_, 0, static_cast<off_t>(bytes)) != 0) {
-      ::close(fd_);
-      fd_ = -1;
+    fd_ = ::open(path_.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd_ < 0) {
+      error_ = errno;
+      return;
     }
+    if (const int reserved = ::posix_fallocate(fd_, 0, static_cast<off_t>(bytes)); reserved != 0) {
+      error_ = reserved;
+    } else if (direct) {
+      const int unbuffered = ::open(path_.c_str(), O_RDWR | O_CLOEXEC | O_DIRECT);
+      if (unbuffered < 0) error_ = errno;
+      ::close(std::exchange(fd_, unbuffered));
+      return;
+    }
+    if (error_ != 0) ::close(std::exchange(fd_, -1));
   }
   ~CopyFile() {
     if (fd_ >= 0) ::close(fd_);
@@ -47,7 +60,7 @@ class CopyFile {
 
   // Copies `bytes` of `source` into this file and makes it durable.
   Result<Ok> copy_from(int source, std::uint64_t bytes) {
-    if (fd_ < 0) return Error{"cannot create " + path_ + ": " + std::strerror(errno)};
+    if (fd_ < 0) return Error{"cannot create " + path_ + ": " + std::strerror(error_)};
     std::unique_ptr<char, AlignedFree> piece(
         static_cast<char*>(std::aligned_alloc(kCopyAlignment, kCopyPieceBytes)));
     if (!piece) return Error{"out of memory"};
@@ -55,8 +68,10 @@ class CopyFile {
       const auto want =
           static_cast<std::size_t>(std::min<std::uint64_t>(bytes - done, kCopyPieceBytes));
       const off_t at = static_cast<off_t>(done);
-      if (::pread(source, piece.get(), want, at) != static_cast<ssize_t>(want)) {
-        return Error{"reading the source: " + std::string(std::strerror(errno))};
+      if (const ssize_t got = ::pread(source, piece.get(), want, at);
+          got != static_cast<ssize_t>(want)) {
+        return Error{"reading the source: " +
+                     std::string(got < 0 ? std::strerror(errno) : "it is shorter than --size")};
       }
       if (::pwrite(fd_, piece.get(), want, at) != static_cast<ssize_t>(want)) {
         return Error{path_ + ": write: " + std::strerror(errno)};
@@ -70,6 +85,7 @@ class CopyFile {
  private:
   std::string path_;
   int fd_ = -1;
+  int error_ = 0;  // why the file could not be made
 };
 
 double copy_seconds_since(Clock::time_point start) {
@@ -80,6 +96,7 @@ double copy_seconds_since(Clock::time_point start) {
 
 Result<Ok> disk_copy_pairs(Context& context) {
   const std::uint64_t bytes = context.options.size;
+  if (bytes % kCopyAlignment != 0) return Error{"the size is not a multiple of 4096 (O_DIRECT)"};
   const int source = ::open(context.source.c_str(), O_RDONLY | O_CLOEXEC);
   if (source < 0) return Error{"cannot open " + context.source + ": " + std::strerror(errno)};
   const std::string dir = context.options.work_dir;

@@ -6,9 +6,9 @@
 // virtio disk and two vCPUs. This measures that directly, in this process, with no network and
 // no protocol: --size bytes of the random source copied, in 1 MiB pieces, into one new file
 // through the page cache and made durable, against the same into two new files at once (a
-// thread each, the second past the page cache, as keel lays the copies out), alternating.
-// two/one is the best a two-copy server can reach here against a one-copy one such as nbdkit,
-// before any network or protocol cost.
+// thread each, the second past the page cache, as keel lays the copies out), alternating, best of
+// two rounds each. two/one is what this way of writing (one thread per copy, synchronous 1 MiB
+// writes) gets from this machine for two copies against one, with no network or protocol cost.
 //
 // Thread-safety: none (starts and joins its own thread).
 #pragma once
