@@ -169,6 +169,35 @@ TEST(VolumeReplicaDiskError, APrimaryWhoseFlushFailsStepsDownToItsPeer) {
   promote_b_and_expect_a_resynced(world);
 }
 
+// The primary's disk fails, metadata included: the update saying that it gave way is never
+// written, so it stays primary, serving nothing, until the shell's journal holds the update
+// (which a restart applies); then it says Secondary, so that the peer can be promoted.
+TEST(VolumeReplicaDiskError, AStepDownEndsOnceTheJournalHoldsItsMark) {
+  World world;
+  start_connected(world);
+  world.a().r().on_write(1, 8192, pattern(4096, 1), false);
+  world.run();
+  ASSERT_EQ(world.a().error_of(1), 0);
+  world.a().hold_persist = true;
+  world.a().fail_next_flush = EIO;
+  world.a().r().on_flush(2);
+  world.run();
+  EXPECT_EQ(world.a().error_of(2), EIO);
+  ASSERT_TRUE(world.a().noticed("stepping down"));
+  EXPECT_EQ(world.a().r().status().role, Role::Primary) << "the mark is on no disk yet";
+  EXPECT_FALSE(world.a().r().serves_io());
+  ASSERT_FALSE(world.a().persist_queue.empty());
+  world.a().r().on_journaled(world.a().persist_queue.back().id);
+  world.run();
+  EXPECT_EQ(world.a().r().status().role, Role::Secondary);
+  EXPECT_FALSE(world.connected());
+  EXPECT_EQ(world.a().saved_state.disk, DiskState::UpToDate) << "still held: only journaled";
+  world.a().hold_persist = false;
+  world.run();
+  EXPECT_EQ(world.a().saved_state.disk, DiskState::Inconsistent);
+  promote_b_and_expect_a_resynced(world);
+}
+
 // The agent flushes the data before an activity-log update stops naming an extent; when that
 // fails, the disk may have dropped writes just as after a failed DiskFlush: the primary in sync
 // with its peer steps down.

@@ -412,6 +412,8 @@ void VolumeRunner::execute(volume::Persist& action) {
     replica_->bitmap().page_bytes(page, update->pages.back().second);
   }
   journal_->submitted(update);
+  newest_submitted_id_ = action.id;
+  report_journaled();
   // Retried until written (metadata_persister.hpp): the replica must never count as durable
   // what is not.
   auto data_flush_failed = std::make_shared<bool>(false);
@@ -452,6 +454,7 @@ void VolumeRunner::execute(volume::Persist& action) {
           if (stopped_) return;
           metadata_error_ = why;
           journal_->activate("a metadata update failed");
+          report_journaled();
         });
       },
       [this, id = action.id] {
@@ -470,6 +473,17 @@ void VolumeRunner::execute(volume::Persist& action) {
 
 void VolumeRunner::disk_failed(int error) {
   journal_->activate("a disk operation failed (" + io::errno_text(error) + ")");
+  report_journaled();
+}
+
+// Posted, as every completion is: the replica may be in the middle of the actions that led here.
+void VolumeRunner::report_journaled() {
+  if (!journal_->holds_pending()) return;
+  asio::post(io_, [this, id = newest_submitted_id_] {
+    if (stopped_) return;
+    replica_->on_journaled(id);
+    run_actions();
+  });
 }
 
 void VolumeRunner::disk_done(volume::IoId io, int error) {

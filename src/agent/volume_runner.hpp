@@ -101,6 +101,8 @@ class VolumeRunner final : public io::BlockDevice {
   void note_resync(volume::LinkState link);
   // A disk operation failed: metadata updates are journaled until all are written.
   void disk_failed(int error);
+  // Tells the replica when the journal holds every update not yet written.
+  void report_journaled();
   void disk_done(volume::IoId io, int error);
 
   asio::io_context& io_;
@@ -127,6 +129,7 @@ class VolumeRunner final : public io::BlockDevice {
   bool stopped_ = false;
   std::uint64_t requests_failed_ = 0;
   std::string metadata_error_;  // why the metadata last failed to persist; empty once it did
+  std::uint64_t newest_submitted_id_ = 0;  // the last Persist handed to the persister
   // Updates handed to metadata_worker_ and not yet written (volume_unsaved_metadata.hpp).
   std::unique_ptr<UnsavedMetadataJournal> journal_;
   TimeUs resync_started_us_ = 0;  // when the running resync began (0: none)

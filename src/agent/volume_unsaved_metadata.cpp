@@ -108,6 +108,7 @@ void UnsavedMetadataJournal::write_journal() {
   } else {
     written = io::replace_file(path_, std::string(bytes.begin(), bytes.end()), true);
   }
+  current_ = written.ok();
   if (!written) {
     // An older journal left in place would roll the metadata back at the next start: better
     // none (a full state directory can still unlink).

@@ -56,6 +56,9 @@ class UnsavedMetadataJournal {
   // A disk operation or an update failed (`why`): the journal is kept from now on.
   void activate(const std::string& why);
   bool active() const { return active_; }
+  // Every update handed on and not yet written is in the journal on disk (synced), which the
+  // next start applies (volume::Replica::on_journaled()).
+  bool holds_pending() const { return active_ && current_ && !pending_.empty(); }
   // The persister stopped: updates not seen written are journaled for the next start.
   void stopping();
 
@@ -66,7 +69,8 @@ class UnsavedMetadataJournal {
   std::string volume_;
   io::MetadataHeader header_;
   std::deque<std::shared_ptr<const volume::UnsavedUpdate>> pending_;
-  bool active_ = false;  // the file may be there: every update is journaled
+  bool active_ = false;   // the file may be there: every update is journaled
+  bool current_ = false;  // the last write of the file succeeded
   bool warned_ = false;
 };
 

@@ -83,12 +83,12 @@ void print_volume(const json& volume) {
   if (!metadata_error.empty() && metadata_error != "-") {
     fmt::print("  METADATA  {} (tried again every second)\n", metadata_error);
     if (volume.value("stepping_down", false)) {
-      // The demote that ends the step-down waits for the Inconsistent mark to be on disk, so
-      // the peer refuses a promote meanwhile; a stop journals the mark (docs/volume.md).
+      // The demote that ends the step-down waits for the Inconsistent mark to be on disk or in
+      // the journal, so the peer refuses a promote meanwhile (docs/volume.md).
       fmt::print(
-          "  HINT      this copy stays primary, serving nothing, until that mark is written; "
-          "to fail over now, stop this node's agent (its journal keeps the mark) and promote "
-          "the peer\n");
+          "  HINT      this copy stays primary, serving nothing, until its Inconsistent mark is "
+          "written; to fail over now, stop this node's agent and promote the peer, and do not "
+          "promote this copy again before it has resynced from the peer\n");
     }
   }
   const json nbd = volume.value("nbd", json::object());

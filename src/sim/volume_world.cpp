@@ -177,6 +177,7 @@ void VolumeWorld::run_action(int node, volume::Action& action) {
     }
     n.persists.push_back(std::move(pending));
     if (n.persists.size() == 1) start_persist(node);
+    journal_pending(node);
   } else if (auto* message = std::get_if<volume::SendToPeer>(&action)) {
     send(node, std::move(message->message));
   } else if (auto* close = std::get_if<volume::ClosePeer>(&action)) {
@@ -294,7 +295,19 @@ int VolumeWorld::disk_error(int node) {
   note(node, "disk error: EIO");
   hit(coverage_, VolumeMark::disk_error);
   n.journaling = true;
+  journal_pending(node);
   return EIO;
+}
+
+// As the agent: while it journals, every update handed on is in the journal, which survives a
+// crash here (Node::journal); the replica hears so as a completion (volume::Replica::on_journaled).
+void VolumeWorld::journal_pending(int node) {
+  Node& n = nodes_[node];
+  if (!n.journaling || n.persists.empty()) return;
+  later(node, 0, "", [this, node, id = n.persists.back().persist.id] {
+    nodes_[node].replica->on_journaled(id);
+    pump(node);
+  });
 }
 
 void VolumeWorld::flush_failed(int node, std::uint64_t cut) {
@@ -331,6 +344,7 @@ void VolumeWorld::persist_done(int node) {
     if (const int error = disk_error(node); error != 0) {
       hit(coverage_, VolumeMark::data_flush_failed);
       n.journaling = true;
+      journal_pending(node);
       flush_failed(node, pending.data_cut);
       if (!std::exchange(pending.data_flush_failed, true)) {
         n.replica->on_data_flush_failed(error);
@@ -347,6 +361,7 @@ void VolumeWorld::persist_done(int node) {
     // crash before it. The replica hears nothing; the whole update is tried again.
     hit(coverage_, VolumeMark::metadata_write_failed);
     n.journaling = true;
+    journal_pending(node);
     for (const auto& [page, bytes] : n.persists.front().pages) {
       if (!rng_.chance(0.5)) continue;
       n.saved_pages[page] = bytes;

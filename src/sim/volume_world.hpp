@@ -214,6 +214,7 @@ class VolumeWorld {
   void fail_write(int node, std::uint64_t first_block, const std::vector<BlockTag>& tags);
   // A flush (DiskFlush, or a Persist's data flush) that covered completed() == cut failed.
   void flush_failed(int node, std::uint64_t cut);
+  void journal_pending(int node);  // the replica hears that the journal holds its updates
   void start_persist(int node);
   void persist_done(int node);
   void rearm_timer(int node);

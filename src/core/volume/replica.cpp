@@ -35,6 +35,7 @@ void Replica::on_persisted(std::uint64_t persist_id, int error) {
   core_->on_persisted(persist_id, error);
 }
 void Replica::on_data_flush_failed(int error) { core_->on_data_flush_failed(error); }
+void Replica::on_journaled(std::uint64_t persist_id) { core_->on_journaled(persist_id); }
 void Replica::on_peer_connected() { core_->on_peer_connected(); }
 void Replica::on_peer_message(const PeerMessage& message) { core_->on_peer_message(message); }
 void Replica::on_peer_disconnected() { core_->on_peer_disconnected(); }
@@ -203,6 +204,13 @@ void ReplicaCore::on_persisted(std::uint64_t persist_id, int error) {
   if (!promote_persisted_ && persisted_id_ >= promote_persist_id_) promote_persisted_ = true;
   release_held_sends();
   send_resync_done_when_durable();
+  progress();
+}
+
+void ReplicaCore::on_journaled(std::uint64_t persist_id) {
+  KEEL_ASSERT(persist_id < next_persist_id_);
+  if (persist_id <= journaled_id_) return;
+  journaled_id_ = persist_id;
   progress();
 }
 

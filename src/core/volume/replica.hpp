@@ -208,6 +208,11 @@ class Replica {
   // The shell's flush of the data before a Persist with flush_data_first failed (it retries
   // that Persist): the disk may have dropped writes, as after a failed DiskFlush.
   void on_data_flush_failed(int error);
+  // Every Persist up to persist_id is in the shell's journal of unsaved metadata (synced, and
+  // applied by a restart before anything else), though perhaps not yet in the metadata. Only a
+  // step-down rests on it: the copy may then say Secondary, so that its peer can be promoted
+  // while this copy's disk, metadata included, is failing. All else waits for on_persisted.
+  void on_journaled(std::uint64_t persist_id);
 
   // The replication link.
   void on_peer_connected();

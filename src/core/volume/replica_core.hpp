@@ -146,6 +146,7 @@ class ReplicaCore {
   void on_disk_read_done(IoId io, int error, Payload data);
   void on_persisted(std::uint64_t persist_id, int error);
   void on_data_flush_failed(int error);
+  void on_journaled(std::uint64_t persist_id);
   void on_peer_connected();
   void on_peer_message(const PeerMessage& message);
   void on_peer_disconnected();
@@ -285,7 +286,7 @@ class ReplicaCore {
   bool demoting_ = false;
   // This primary's disk failed a write or a flush while its peer stood in: it demotes, and every
   // flush that completes meanwhile fails too (on_local_flush_failed()). Its Inconsistent state is
-  // durable once persisted_id_ reaches step_down_persist_id_.
+  // durable once persisted_id_ or journaled_id_ reaches step_down_persist_id_.
   bool stepping_down_ = false;
   // The demote's own flush failed: this copy may lack writes its hot extents held, so it keeps
   // primary_at_crash (their resync at the next connection).
@@ -294,6 +295,7 @@ class ReplicaCore {
   std::uint64_t next_persist_id_ = 1;
   std::uint64_t departures_persisted_ = 0;  // activity_.departures() at the last Persist
   std::uint64_t persisted_id_ = 0;          // the highest completed Persist
+  std::uint64_t journaled_id_ = 0;          // the highest Persist in the shell's journal
   // Messages to the peer wait, in order, until persisted_id_ reaches this
   // (hold_sends_until_persisted()).
   std::uint64_t sends_wait_for_persist_ = 0;

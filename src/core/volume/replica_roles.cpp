@@ -99,8 +99,10 @@ void ReplicaCore::finish_demote_if_ready() {
   if (!demoting_ || !app_.empty()) return;
   // A copy stepping down says Secondary only once its Inconsistent state is on disk: a power
   // loss before that would bring it back UpToDate and primary at the crash, the source of its
-  // hot extents, over a peer that no longer claims to have survived a primary.
-  if (stepping_down_ && persisted_id_ < step_down_persist_id_) return;
+  // hot extents, over a peer that no longer claims to have survived a primary. The shell's
+  // journal counts (on_journaled()): a disk that fails the data often fails the metadata too,
+  // and the peer must be promotable meanwhile.
+  if (stepping_down_ && std::max(persisted_id_, journaled_id_) < step_down_persist_id_) return;
   demoting_ = false;
   role_ = Role::Secondary;
   if (!std::exchange(demote_flush_failed_, false)) state_.primary_at_crash = false;
