@@ -477,10 +477,12 @@ void VolumeRunner::disk_failed(int error) {
 }
 
 // Posted, as every completion is: the replica may be in the middle of the actions that led here.
+// Checked again then: a failed rewrite meanwhile removes the journal (and with nothing pending,
+// on_persisted has said more).
 void VolumeRunner::report_journaled() {
   if (!journal_->holds_pending()) return;
   asio::post(io_, [this, id = newest_submitted_id_] {
-    if (stopped_) return;
+    if (stopped_ || !journal_->holds_pending()) return;
     replica_->on_journaled(id);
     run_actions();
   });
