@@ -7,10 +7,11 @@
 // no protocol: --size bytes of the random source copied, in 1 MiB pieces, into one new file
 // through the page cache and made durable, against the same into two new files at once (a
 // thread each, the second past the page cache, as keel lays the copies out), alternating, best of
-// two rounds each. two/one is what this way of writing (one thread per copy, synchronous 1 MiB
-// writes) gets from this machine for two copies against one, with no network or protocol cost.
+// two rounds each; once with one writer per copy and once with four (keel's I/O threads), each
+// writing every fourth piece. two/one is what this way of writing (synchronous 1 MiB writes) gets
+// from this machine for two copies against one, with no network or protocol cost.
 //
-// Thread-safety: none (starts and joins its own thread).
+// Thread-safety: none (starts and joins its own threads).
 #pragma once
 
 #include "workloads.hpp"

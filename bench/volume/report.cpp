@@ -40,6 +40,8 @@ const std::vector<Metric>& metrics() {
        0.8},
       {"resync_only_mbps", "resync, from its start (raw: dd conv=fsync)", "MB/s", "raw", true,
        std::nullopt},
+      {"resync_vs_link_mbps", "resync, against a plain copy across the link (raw: link_copy)",
+       "MB/s", "raw", true, std::nullopt},
       {"promote_total_ms", "kill primary -> promoted -> first read on h2", "ms", "", false,
        std::nullopt},
       {"promote_command_ms", "`keel volume promote` (the successful one)", "ms", "", false,

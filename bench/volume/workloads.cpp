@@ -57,6 +57,13 @@ Result<json> parse_fio(const std::string& out) {
   return job;
 }
 
+// The CPU fio itself used over the job (the client's share of the machine): its usr_cpu and
+// sys_cpu are percentages of the job's runtime (ms).
+double fio_cpu_seconds(const json& job) {
+  const double percent = job.value("usr_cpu", 0.0) + job.value("sys_cpu", 0.0);
+  return percent / 100.0 * job.value("job_runtime", 0.0) / 1000.0;
+}
+
 double percentile_us(const json& latency, const char* which) {
   if (!latency.contains("percentile") || !latency["percentile"].contains(which)) return 0;
   return latency["percentile"][which].get<double>() / 1000.0;
@@ -305,7 +312,8 @@ Result<Ok> fio_jobs(Target& target, Context& context) {
                 {"iops", std::round(iops)},
                 {"clat_p50_us", round1(p50)},
                 {"clat_p99_us", round1(p99)},
-                {"server_rss_peak_mb", round1(static_cast<double>(ran.peak_rss) / 1e6)}});
+                {"server_rss_peak_mb", round1(static_cast<double>(ran.peak_rss) / 1e6)},
+                {"client_cpu_s", round1(fio_cpu_seconds(fio))}});
     if (target.server_pid() != 0) row["server_cpu_s"] = cpu.used();
     if (job.flush_each && fio.contains("sync")) {
       const double f50 = percentile_us(fio["sync"]["lat_ns"], "50.000000");
