@@ -60,6 +60,7 @@ TEST(VolumeConfig, FullVolumeIsRead) {
                                                  "nbd_listen = \"[2001:db8:0::10]:10809\"\n"
                                                  "activity_log_extents = 256\n"
                                                  "busy_poll_us = 0\n"
+                                                 "write_cache = false\n"
                                                  "[volume.backing_on]\n"
                                                  "b1 = \"/dev/vdb\"\n"
                                                  "[volume.metadata_on]\n"
@@ -84,6 +85,7 @@ TEST(VolumeConfig, FullVolumeIsRead) {
   EXPECT_EQ(data.nbd_listen->port, 10809);
   EXPECT_EQ(data.activity_log_extents, 256u);
   EXPECT_EQ(data.busy_poll_us, 0u);
+  EXPECT_FALSE(data.write_cache);
   EXPECT_EQ(data.peer_of(1), 2u);
   EXPECT_EQ(parsed.value().volume_by_name("data"), &data);
   EXPECT_EQ(parsed.value().volume_by_name("other"), nullptr);
@@ -118,6 +120,7 @@ TEST(VolumeConfig, DefaultsFillTheRest) {
   EXPECT_FALSE(data.nbd_listen.has_value());
   EXPECT_EQ(data.activity_log_extents, 1237u);
   EXPECT_EQ(data.busy_poll_us, kDefaultBusyPollUs);
+  EXPECT_TRUE(data.write_cache);
   EXPECT_TRUE(parse_config(with_volumes(""), "keel.toml").value().volumes.empty());
 }
 
@@ -227,6 +230,8 @@ const BadVolume kBadVolumes[] = {
      "4097)"},
     {"BadBusyPoll", volume("data", "busy_poll_us = 1001\n"),
      "keel.toml:23: [[volume]] \"data\" busy_poll_us must be between 0 and 1000 (got 1001)"},
+    {"BadWriteCache", volume("data", "write_cache = \"no\"\n"),
+     "keel.toml:23: [[volume]] \"data\" write_cache must be true or false, not a string"},
     {"RelativeSocket", volume("data", "nbd_socket = \"nbd.sock\"\n"),
      "keel.toml:23: [[volume]] \"data\": nbd_socket must be an absolute path of at most 107 bytes"},
     {"NoExport", volume("data", "nbd_socket = \"\"\n"),

@@ -112,12 +112,14 @@ class RawTarget final : public Target {
   std::string file_;
 };
 
-std::string volume_toml(std::uint64_t size, int activity_log_extents, int busy_poll_us) {
+std::string volume_toml(std::uint64_t size, int activity_log_extents, int busy_poll_us,
+                        bool write_cache) {
   std::string tuning =  // keel's defaults unless the bench was told otherwise
       activity_log_extents == 0
           ? std::string()
           : "activity_log_extents = " + std::to_string(activity_log_extents) + "\n";
   if (busy_poll_us >= 0) tuning += "busy_poll_us = " + std::to_string(busy_poll_us) + "\n";
+  if (!write_cache) tuning += "write_cache = false\n";
   return "[[volume]]\n"
          "name = \"data\"\n"
          "nodes = [\"h1\", \"h2\"]\n"
@@ -156,7 +158,8 @@ std::string KeelTarget::describe() const {
          ", busy_poll_us " +
          (options_.busy_poll_us < 0 ? std::to_string(config::kDefaultBusyPollUs) + " (default)"
                                     : std::to_string(options_.busy_poll_us)) +
-         ", exported on h" + std::to_string(primary_);
+         (options_.write_cache ? "" : ", write_cache = false") + ", exported on h" +
+         std::to_string(primary_);
 }
 
 Result<Ok> KeelTarget::start() {
@@ -164,8 +167,8 @@ Result<Ok> KeelTarget::start() {
   lab_options.hosts = 3;
   lab_options.keel_binary = options_.keel;
   lab_options.config.log_level = "warn";
-  lab_options.config.extra =
-      volume_toml(options_.size, options_.activity_log_extents, options_.busy_poll_us);
+  lab_options.config.extra = volume_toml(options_.size, options_.activity_log_extents,
+                                         options_.busy_poll_us, options_.write_cache);
   lab_options.progress = [](const std::string& line) { std::cerr << "lab: " << line << "\n"; };
   lab_options.on_claimed = [this](const std::string& dir, const std::string& binary) {
     if (auto armed = lab::CleanupGuard::arm(binary, dir)) guard_.emplace(std::move(armed.value()));

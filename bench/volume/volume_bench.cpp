@@ -88,7 +88,8 @@ json machine_row(const Options& options) {
       {"only", options.only},
       {"skip_ext4", options.skip_ext4},
       {"activity_log_extents", options.activity_log_extents},
-      {"busy_poll_us", options.busy_poll_us}};
+      {"busy_poll_us", options.busy_poll_us},
+      {"write_cache", options.write_cache}};
 }
 
 // Runs one workload; a failure is reported and the next one goes on.
@@ -257,6 +258,9 @@ int main(int argc, char** argv) {
                  "keel's busy_poll_us for the volume (default: keel's, " +
                      std::to_string(keel::config::kDefaultBusyPollUs) + ")")
       ->check(CLI::Range(0, 1000));
+  app.add_flag("!--no-write-cache", options.write_cache,
+               "keel's volume with write_cache = false: the primary's large writes past its page "
+               "cache");
   app.add_option("--out", options.out, "also append the JSON rows to this file");
   app.add_option("--keel", options.keel, "the keel binary (default: ../keel beside this one)");
   std::string work_parent = "/tmp";

@@ -378,8 +378,9 @@ void VolumeRunner::execute(volume::DiskWrite& action) {
   };
   // A copy that serves no reads (the secondary, a resync target) keeps large writes out of its
   // page cache: nothing reads them there, and writing them back at the next barrier would stall
-  // the replicated stream behind it.
-  if (!replica_->serves_io())
+  // the replicated stream behind it. A primary does too when its volume says write_cache =
+  // false: a filesystem or database above the export caches what it reads itself.
+  if (!replica_->serves_io() || !config_.write_cache)
     return disk_->write_uncached(action.offset, action.data, action.fua, done);
   disk_->write(action.offset, action.data, action.fua, done);
 }

@@ -237,6 +237,7 @@ const std::vector<std::string_view>& volume_keys() {
                                                      "nbd_listen",
                                                      "activity_log_extents",
                                                      "busy_poll_us",
+                                                     "write_cache",
                                                      "backing_on",
                                                      "metadata_on"};
   return keys;

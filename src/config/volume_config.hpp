@@ -14,6 +14,7 @@
 //   nbd_listen = "198.18.0.10:10809"     # TCP export, IPv4 or [IPv6]:port; default none
 //   activity_log_extents = 1237          # hot 4 MiB extents the activity log holds
 //   busy_poll_us = 100                   # the data path polls this long at most before blocking
+//   write_cache = true                   # the primary's large writes through its page cache
 //   [volume.backing_on]                  # node -> its own backing path
 //   b2 = "/dev/vdb"
 //   [volume.metadata_on]                 # node -> its own metadata path
@@ -79,6 +80,10 @@ struct VolumeConfig {
   std::uint32_t activity_log_extents = kDefaultActivityLogExtents;
   // This host's own tuning (io/busy_poll.hpp); 0: block at once. Not in volumes_digest().
   std::uint32_t busy_poll_us = kDefaultBusyPollUs;
+  // Whether the primary writes requests of io::kMinDirectWriteBytes and more through its page
+  // cache (so that they read back from memory) or past it (O_DIRECT, as the secondary always
+  // does): this host's own tuning, not in volumes_digest().
+  bool write_cache = true;
 
   bool has_node(NodeId node) const { return node == nodes[0] || node == nodes[1]; }
   // The other node; `node` must be one of the volume's.

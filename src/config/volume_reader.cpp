@@ -334,6 +334,7 @@ VolumeConfig read_volume(const toml::table& table, const std::vector<NodeConfig>
                volume.activity_log_extents, problems);
   read_integer(table, "busy_poll_us", label, 0, kMaxVolumeBusyPollUs, volume.busy_poll_us,
                problems);
+  read_bool(table, "write_cache", label, volume.write_cache, problems);
   return volume;
 }
 

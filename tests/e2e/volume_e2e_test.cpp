@@ -1,9 +1,11 @@
 // End-to-end tests of mirrored volumes on the lab's backends (volume_fixture.hpp): real agents,
 // the real replication link between network namespaces, and real NBD clients on the export.
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <csignal>
 #include <filesystem>
 #include <fstream>
@@ -36,7 +38,8 @@ void VolumeLab::SetUp() {
       "\"\n"
       "nbd_socket = \"{host}/nbd-data.sock\"\n"
       "replication_port = 7789\n"
-      "resync_rate = \"200MiB\"\n";
+      "resync_rate = \"200MiB\"\n" +
+      volume_settings_;
   options_hook_ = [this](const LabState& state) -> Result<Ok> {
     for (int host : {1, 2}) {
       if (existing_data_) {
@@ -393,6 +396,56 @@ TEST_F(VolumeExistingDataE2e, TheForcedNodesDataIsKeptAndCopied) {
   ASSERT_TRUE(kept.ok());
   EXPECT_EQ(kept.value().exit_code, 0) << "the forced node's own data changed";
   ASSERT_NO_FATAL_FAILURE(verify_clean(1));
+}
+
+namespace {
+
+// How much of [offset, offset + bytes) of `path` sits in the page cache, as a fraction.
+double cached_fraction(const std::string& path, std::uint64_t offset, std::uint64_t bytes) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return -1;
+  void* mapped = ::mmap(nullptr, bytes, PROT_READ, MAP_SHARED, fd, static_cast<off_t>(offset));
+  ::close(fd);
+  if (mapped == MAP_FAILED) return -1;
+  const std::size_t page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+  std::vector<unsigned char> resident((bytes + page - 1) / page);
+  double fraction = -1;
+  if (::mincore(mapped, bytes, resident.data()) == 0) {
+    const auto in_cache = std::count_if(resident.begin(), resident.end(),
+                                        [](unsigned char flags) { return (flags & 1) != 0; });
+    fraction = static_cast<double>(in_cache) / static_cast<double>(resident.size());
+  }
+  ::munmap(mapped, bytes);
+  return fraction;
+}
+
+}  // namespace
+
+// write_cache = false: the primary's large writes go past its page cache (docs/volume.md), and
+// read back right through the export.
+class VolumeWithoutWriteCacheE2e : public VolumeLab {
+ protected:
+  VolumeWithoutWriteCacheE2e() { volume_settings_ = "write_cache = false\n"; }
+};
+
+TEST_F(VolumeWithoutWriteCacheE2e, LargeWritesLeaveThePrimarysPageCache) {
+  constexpr std::uint64_t kAt = 8u << 20, kBytes = 8u << 20;
+  // Pull the range into h1's page cache first (the initial sync read it too, but may be gone).
+  ASSERT_OK(run_checked({"dd", "if=" + backing(1), "of=/dev/null", "bs=1M",
+                         "skip=" + std::to_string(kAt >> 20),
+                         "count=" + std::to_string(kBytes >> 20), "status=none"}));
+  ASSERT_GT(cached_fraction(backing(1), kAt, kBytes), 0.9) << "the range never got cached";
+  ASSERT_NO_FATAL_FAILURE(write_pattern(1, kAt, kBytes, 0x5c));
+  EXPECT_LT(cached_fraction(backing(1), kAt, kBytes), 0.1)
+      << "h1 wrote 8 MiB through its page cache with write_cache = false";
+  auto read =
+      run_checked({"qemu-io", "-r", "-f", "raw", "-c",
+                   "read -P 92 " + std::to_string(kAt) + " " + std::to_string(kBytes), nbd_uri(1)},
+                  milliseconds{30000});
+  ASSERT_TRUE(read.ok()) << read.error().message;
+  EXPECT_EQ(read.value().find("Pattern verification failed"), std::string::npos) << read.value();
+  ASSERT_NO_FATAL_FAILURE(wait_connected_in_sync(1, 2));
+  EXPECT_TRUE(copies_identical());
 }
 
 }  // namespace keel::lab::testing

@@ -53,6 +53,8 @@ class VolumeLab : public LabFixture {
   std::function<Result<Ok>(const LabState& state, int host)> prepare_backing_;
   // Set before SetUp(): where each copy's metadata goes ({host}: the host's lab directory).
   std::string metadata_path_ = "{host}/data.keelmeta";
+  // Set before SetUp(): more lines for the [[volume]] section.
+  std::string volume_settings_;
 };
 
 // A real filesystem on an export: nbdfuse exposes it as a file, a loop device turns that into a
