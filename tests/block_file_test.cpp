@@ -182,5 +182,29 @@ TEST_F(BlockFileTest, UncachedWritesBypassThePageCacheWhenAligned) {
   EXPECT_EQ(file->stats().errors, 0u);
 }
 
+// range_cached() tells a range the page cache holds whole from one it lacks (cachestat(2)), so
+// that the NBD server sends the first by sendfile and has the pool read the second.
+TEST_F(BlockFileTest, TellsWhetherTheCacheHoldsARange) {
+  constexpr long kCachestatSyscall = 451;
+  std::uint64_t range[2] = {0, 4096};
+  std::uint64_t stat[5] = {};
+  if (::syscall(kCachestatSyscall, -1, range, stat, 0) != 0 && errno == ENOSYS) {
+    GTEST_SKIP() << "this kernel has no cachestat(2); range_cached() answers true";
+  }
+  auto file = open(true, 4 * kDirectChunkBytes);
+  ASSERT_NE(file, nullptr);
+  EXPECT_FALSE(file->range_cached(3 * kDirectChunkBytes, 4096));  // never written nor read
+  auto big = std::make_shared<const volume::Bytes>(filled(kDirectChunkBytes, 0x21));
+  ASSERT_EQ(file->write_sync(0, *big), 0);
+  EXPECT_TRUE(file->range_cached(0, big->size()));
+  EXPECT_TRUE(file->range_cached(100, 5000));  // unaligned: the pages it touches
+  EXPECT_EQ(wait([&](BlockFile::Done done) { file->write_uncached(0, big, false, done); }), 0);
+  ASSERT_EQ(file->stats().direct_writes, 1u);
+  EXPECT_FALSE(file->range_cached(0, big->size()));
+  auto into = filled(big->size(), 0);
+  ASSERT_EQ(file->read_sync(0, into), 0);
+  EXPECT_TRUE(file->range_cached(0, big->size()));
+}
+
 }  // namespace
 }  // namespace keel::io

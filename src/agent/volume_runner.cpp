@@ -255,9 +255,12 @@ VolumeRunner::Done VolumeRunner::forget(volume::RequestId id) {
   return done;
 }
 
-int VolumeRunner::read_descriptor(std::uint64_t, std::uint32_t) {
-  // Reads come from this copy whenever it serves (as in read()).
-  return replica_->serves_io() ? disk_->descriptor() : -1;
+int VolumeRunner::read_descriptor(std::uint64_t offset, std::uint32_t length) {
+  // Reads come from this copy whenever it serves (as in read()). A range the page cache does not
+  // hold all of is read by the pool instead: sendfile on this thread would wait for the disk
+  // with every other request of the volume behind it, one read at a time.
+  if (!replica_->serves_io() || !disk_->range_cached(offset, length)) return -1;
+  return disk_->descriptor();
 }
 
 void VolumeRunner::read(std::uint64_t offset, std::uint32_t length, std::byte* into, Done done) {

@@ -128,6 +128,10 @@ class BlockFile {
   std::uint64_t size_bytes() const { return size_bytes_; }
   const std::string& path() const { return path_; }
   int descriptor() const { return fd_; }  // -1 once closed; for sendfile by the NBD server
+  // Whether every page of the range is in the page cache now (cachestat(2)); true where the
+  // kernel cannot tell, as before it could. A sendfile of a range that is not waits for the disk
+  // on the caller's thread.
+  bool range_cached(std::uint64_t offset, std::uint64_t length) const;
   bool read_only() const { return read_only_; }
   bool is_block_device() const { return block_device_; }
   // Whether this open() created the file, and how (see above).
