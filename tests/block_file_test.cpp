@@ -16,6 +16,7 @@ namespace keel::io {
 namespace {
 
 constexpr std::uint64_t kBytes = 1 << 20;
+constexpr std::uint64_t kBlockFileTestMiB = 1 << 20;
 
 class BlockFileTest : public ::testing::Test {
  protected:
@@ -48,8 +49,8 @@ class BlockFileTest : public ::testing::Test {
   asio::io_context io_;
 };
 
-std::vector<std::byte> filled(std::size_t bytes, std::uint8_t value) {
-  return std::vector<std::byte>(bytes, static_cast<std::byte>(value));
+volume::Bytes filled(std::size_t bytes, std::uint8_t value) {
+  return volume::Bytes(bytes, static_cast<std::byte>(value));
 }
 
 TEST_F(BlockFileTest, CreatesAFileOfTheConfiguredSizeWithItsSpaceReserved) {
@@ -142,7 +143,7 @@ TEST_F(BlockFileTest, AsyncOperationsCompleteOnTheIoContext) {
 // O_DIRECT: ext4 on the test machines), reads back what was written, and replaces what the cache
 // held for the range; an unaligned or small one goes through the cache as write() does.
 TEST_F(BlockFileTest, UncachedWritesBypassThePageCacheWhenAligned) {
-  constexpr std::uint64_t kFileBytes = 4 * kDirectChunkBytes;
+  constexpr std::uint64_t kFileBytes = 4 * kBlockFileTestMiB;
   auto file = open(true, kFileBytes);
   ASSERT_NE(file, nullptr);
   // Cached, then overwritten past the cache: a stale cached page would read back 0x11.
@@ -150,13 +151,15 @@ TEST_F(BlockFileTest, UncachedWritesBypassThePageCacheWhenAligned) {
   auto big = std::make_shared<const volume::Bytes>(filled(kMinDirectWriteBytes * 2, 0x77));
   EXPECT_EQ(wait([&](BlockFile::Done done) { file->write_uncached(0, big, false, done); }), 0);
   EXPECT_EQ(file->stats().direct_writes, 1u);
+  // Written from its own memory, which volume::Bytes aligns for a buffer this large.
+  EXPECT_EQ(reinterpret_cast<std::uintptr_t>(big->data()) % kDirectAlignBytes, 0u);
   auto into = filled(big->size(), 0);
   EXPECT_EQ(file->read_cached(0, into), EAGAIN);  // nothing left in the cache for the range
   ASSERT_EQ(file->read_sync(0, into), 0);
   EXPECT_EQ(into, *big);
 
-  // More than one bounce chunk, with FUA.
-  auto chunks = std::make_shared<volume::Bytes>(kDirectChunkBytes / 2 * 3);
+  // Larger, with FUA.
+  auto chunks = std::make_shared<volume::Bytes>(kBlockFileTestMiB / 2 * 3);
   for (std::size_t i = 0; i < chunks->size(); ++i) (*chunks)[i] = static_cast<std::byte>(i % 251);
   EXPECT_EQ(wait([&](BlockFile::Done done) {
               file->write_uncached(kFileBytes - chunks->size(), chunks, true, done);
@@ -191,10 +194,10 @@ TEST_F(BlockFileTest, TellsWhetherTheCacheHoldsARange) {
   if (::syscall(kCachestatSyscall, -1, range, stat, 0) != 0 && errno == ENOSYS) {
     GTEST_SKIP() << "this kernel has no cachestat(2); range_cached() answers true";
   }
-  auto file = open(true, 4 * kDirectChunkBytes);
+  auto file = open(true, 4 * kBlockFileTestMiB);
   ASSERT_NE(file, nullptr);
-  EXPECT_FALSE(file->range_cached(3 * kDirectChunkBytes, 4096));  // never written nor read
-  auto big = std::make_shared<const volume::Bytes>(filled(kDirectChunkBytes, 0x21));
+  EXPECT_FALSE(file->range_cached(3 * kBlockFileTestMiB, 4096));  // never written nor read
+  auto big = std::make_shared<const volume::Bytes>(filled(kBlockFileTestMiB, 0x21));
   ASSERT_EQ(file->write_sync(0, *big), 0);
   EXPECT_TRUE(file->range_cached(0, big->size()));
   EXPECT_TRUE(file->range_cached(100, 5000));  // unaligned: the pages it touches

@@ -365,50 +365,30 @@ int BlockFile::write_sync(std::uint64_t offset, std::span<const std::byte> data)
   return error;
 }
 
-namespace {
-// A worker's aligned bounce buffer for direct writes, allocated on its first one.
-struct DirectChunk {
-  std::byte* bytes = nullptr;
-  DirectChunk() = default;
-  DirectChunk(const DirectChunk&) = delete;
-  DirectChunk& operator=(const DirectChunk&) = delete;
-  ~DirectChunk() { std::free(bytes); }
-};
-}  // namespace
-
-// Copies through the bounce buffer because the payload's own buffer has no alignment to offer;
-// copying 1 MiB into memory that stays hot costs far less than a page-cache page.
+// Writes the payload from its own memory, which volume::Bytes puts on a page boundary for every
+// buffer of kMinDirectWriteBytes and more: no copy on the way to the disk. A device that refuses
+// the alignment (EINVAL) turns direct writes off for good, and they go through the page cache.
 int BlockFile::write_direct_sync(std::uint64_t offset, std::span<const std::byte> data) {
   KEEL_ASSERT(offset % kDirectAlignBytes == 0 && data.size() % kDirectAlignBytes == 0);
-  thread_local DirectChunk chunk;
-  if (chunk.bytes == nullptr) {
-    chunk.bytes = static_cast<std::byte*>(std::aligned_alloc(kDirectAlignBytes, kDirectChunkBytes));
-  }
+  KEEL_ASSERT(reinterpret_cast<std::uintptr_t>(data.data()) % kDirectAlignBytes == 0);
   std::size_t done = 0;
   int error = 0;
-  while (done < data.size() && chunk.bytes != nullptr && !direct_refused_.load()) {
-    const std::size_t piece = std::min(kDirectChunkBytes, data.size() - done);
-    std::memcpy(chunk.bytes, data.data() + done, piece);
-    std::size_t put_total = 0;
-    while (put_total < piece) {
-      const ssize_t put = ::pwrite(direct_fd_, chunk.bytes + put_total, piece - put_total,
-                                   static_cast<off_t>(offset + done + put_total));
-      if (put < 0 && errno == EINTR) continue;
-      if (put < 0 && errno == EINVAL) {
-        direct_refused_.store(true);  // alignment the device does not take: the cache from now
-        break;
-      }
-      if (put <= 0 || static_cast<std::size_t>(put) % kDirectAlignBytes != 0) {
-        error = put < 0 ? errno : EIO;
-        break;
-      }
-      put_total += static_cast<std::size_t>(put);
+  while (done < data.size() && !direct_refused_.load()) {
+    const ssize_t put = ::pwrite(direct_fd_, data.data() + done, data.size() - done,
+                                 static_cast<off_t>(offset + done));
+    if (put < 0 && errno == EINTR) continue;
+    if (put < 0 && errno == EINVAL) {
+      direct_refused_.store(true);  // alignment the device does not take: the cache from now
+      break;
     }
-    if (error != 0 || put_total < piece) break;
-    done += piece;
+    if (put <= 0 || static_cast<std::size_t>(put) % kDirectAlignBytes != 0) {
+      error = put < 0 ? errno : EIO;
+      break;
+    }
+    done += static_cast<std::size_t>(put);
   }
   if (error == 0 && done < data.size()) {
-    // Refused (or no buffer): the rest through the page cache. write_sync counts the write.
+    // Refused: the rest through the page cache. write_sync counts the write.
     return write_sync(offset + done, data.subspan(done));
   }
   std::lock_guard lock(mutex_);

@@ -21,7 +21,7 @@
 //
 // Writes that bypass the page cache: write_uncached() sends a large write whose offset and
 // length are multiples of kDirectAlignBytes through a second descriptor opened with O_DIRECT,
-// copying it through a per-worker aligned buffer. It is for a copy that serves no reads (a
+// straight from the payload's page-aligned memory. It is for a copy that serves no reads (a
 // secondary, a resync target): a stream of replicated data then costs this host neither the
 // page-cache memory nor the writeback at the next flush (DRBD's secondary likewise writes to its
 // backing device below the page cache). Durability is unchanged: a flush still calls fdatasync
@@ -62,11 +62,12 @@ constexpr std::size_t kDefaultBlockFileThreads = 4;
 constexpr std::size_t kMaxBlockFileThreads = 64;
 constexpr std::size_t kMaxQueuedBlockJobs = 4096;
 // write_uncached(): the alignment O_DIRECT needs here (every Linux device's logical block size is
-// at most this), the smallest write worth bypassing the cache, and the bounce buffer per worker.
+// at most this), of the offset, the length and the memory, and the smallest write worth bypassing
+// the cache (volume::Bytes aligns the memory of buffers that large).
 constexpr std::size_t kDirectAlignBytes = 4096;
 constexpr std::size_t kMinDirectWriteBytes = 64 * 1024;
-constexpr std::size_t kDirectChunkBytes = 1u << 20;
-static_assert(kDirectChunkBytes % kDirectAlignBytes == 0);
+static_assert(kDirectAlignBytes == volume::kPageAlignBytes &&
+              kMinDirectWriteBytes >= volume::kPageAlignedFromBytes);
 
 struct BlockFileOptions {
   std::string path;

@@ -15,6 +15,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <new>
 #include <string_view>
 #include <vector>
 
@@ -68,9 +69,36 @@ struct Generations {
   bool operator==(const Generations&) const = default;
 };
 
+// An allocator that puts every block of kPageAlignedFromBytes or more on a 4 KiB boundary, so
+// that a data buffer can go to the disk past the page cache (O_DIRECT wants the memory aligned
+// too) without being copied into an aligned one first. Smaller blocks come from operator new.
+constexpr std::size_t kPageAlignBytes = 4096;
+constexpr std::size_t kPageAlignedFromBytes = 64 * 1024;
+template <class T>
+struct PageAlignedAllocator {
+  using value_type = T;
+  PageAlignedAllocator() = default;
+  template <class U>
+  PageAlignedAllocator(const PageAlignedAllocator<U>&) noexcept {}
+  T* allocate(std::size_t count) {
+    const std::size_t bytes = count * sizeof(T);
+    if (bytes < kPageAlignedFromBytes) return static_cast<T*>(::operator new(bytes));
+    return static_cast<T*>(::operator new (bytes, std::align_val_t{kPageAlignBytes}));
+  }
+  void deallocate(T* at, std::size_t count) noexcept {
+    const std::size_t bytes = count * sizeof(T);
+    if (bytes < kPageAlignedFromBytes) return ::operator delete(at, bytes);
+    ::operator delete (at, bytes, std::align_val_t{kPageAlignBytes});
+  }
+  template <class U>
+  bool operator==(const PageAlignedAllocator<U>&) const noexcept {
+    return true;
+  }
+};
+
 // Bytes shared between the disk write and the network send of the same request, so that the hot
 // path never copies data after it was read from the client's socket.
-using Bytes = std::vector<std::byte>;
+using Bytes = std::vector<std::byte, PageAlignedAllocator<std::byte>>;
 using Payload = std::shared_ptr<const Bytes>;
 
 // What the volume service persists besides the bitmap and the activity log (see
