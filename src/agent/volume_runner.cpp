@@ -398,11 +398,16 @@ void VolumeRunner::execute(volume::DiskRead& action) {
     replica_->on_disk_read_done(io, cached, buffer);
     return;
   }
-  disk_->read(action.offset, action.length, buffer->data(), [this, io, buffer](int error) {
+  auto done = [this, io, buffer](int error) {
     if (error != 0) disk_failed(error);
     replica_->on_disk_read_done(io, error, buffer);
     run_actions();
-  });
+  };
+  // The core's reads are resync and verify passes, which read each block once: what the cache
+  // does not hold is read past it, instead of filling it with pages nothing reads again.
+  if (!disk_->range_cached(action.offset, action.length))
+    return disk_->read_uncached(action.offset, action.length, buffer->data(), std::move(done));
+  disk_->read(action.offset, action.length, buffer->data(), std::move(done));
 }
 
 void VolumeRunner::execute(volume::Persist& action) {

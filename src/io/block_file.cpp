@@ -232,6 +232,21 @@ void BlockFile::read(std::uint64_t offset, std::uint32_t length, std::byte* into
       std::move(done));
 }
 
+void BlockFile::read_uncached(std::uint64_t offset, std::uint32_t length, std::byte* into,
+                              Done done) {
+  check_range(offset, length);
+  const bool aligned = offset % kDirectAlignBytes == 0 && length % kDirectAlignBytes == 0 &&
+                       reinterpret_cast<std::uintptr_t>(into) % kDirectAlignBytes == 0;
+  if (direct_fd_ < 0 || !aligned || length < kMinDirectWriteBytes || direct_refused_.load()) {
+    return read(offset, length, into, std::move(done));
+  }
+  submit(
+      [this, offset, length, into] {
+        return read_direct_sync(offset, {into, length});
+      },
+      std::move(done));
+}
+
 void BlockFile::write(std::uint64_t offset, volume::Payload data, bool fua, Done done) {
   KEEL_ASSERT(data != nullptr);
   check_range(offset, data->size());
@@ -394,6 +409,34 @@ int BlockFile::write_direct_sync(std::uint64_t offset, std::span<const std::byte
   std::lock_guard lock(mutex_);
   ++stats_.writes;
   ++stats_.direct_writes;
+  if (error != 0) ++stats_.errors;
+  return error;
+}
+
+// Into the caller's page-aligned memory, past the page cache; O_DIRECT writes back any dirty
+// cached page of the range first, so this reads what a cached read would.
+int BlockFile::read_direct_sync(std::uint64_t offset, std::span<std::byte> into) {
+  KEEL_ASSERT(offset % kDirectAlignBytes == 0 && into.size() % kDirectAlignBytes == 0);
+  std::size_t done = 0;
+  int error = 0;
+  while (done < into.size() && !direct_refused_.load()) {
+    const ssize_t got = ::pread(direct_fd_, into.data() + done, into.size() - done,
+                                static_cast<off_t>(offset + done));
+    if (got < 0 && errno == EINTR) continue;
+    if (got < 0 && errno == EINVAL) {
+      direct_refused_.store(true);  // alignment the device does not take: the cache from now
+      break;
+    }
+    if (got <= 0 || static_cast<std::size_t>(got) % kDirectAlignBytes != 0) {
+      error = got < 0 ? errno : EIO;  // 0: the file shrank under us
+      break;
+    }
+    done += static_cast<std::size_t>(got);
+  }
+  // Refused: the rest through the page cache. read_sync counts the read.
+  if (error == 0 && done < into.size()) return read_sync(offset + done, into.subspan(done));
+  std::lock_guard lock(mutex_);
+  ++stats_.reads;
   if (error != 0) ++stats_.errors;
   return error;
 }

@@ -99,6 +99,9 @@ class BlockFile {
 
   // `into` holds `length` bytes and stays valid until `done` runs.
   void read(std::uint64_t offset, std::uint32_t length, std::byte* into, Done done);
+  // As read(), past the page cache when the range and `into` allow (as write_uncached()): for
+  // data read once (a resync or verify pass) that the cache does not hold.
+  void read_uncached(std::uint64_t offset, std::uint32_t length, std::byte* into, Done done);
   // Writes all of `data`; with `fua`, fdatasync before `done`.
   void write(std::uint64_t offset, volume::Payload data, bool fua, Done done);
   // As write(), past the page cache when the range allows (see above); the data may then be
@@ -118,6 +121,7 @@ class BlockFile {
   // thread (into the page cache; they may wait while the kernel throttles dirty pages): 0 or an
   // errno value.
   int read_sync(std::uint64_t offset, std::span<std::byte> into);
+  int read_direct_sync(std::uint64_t offset, std::span<std::byte> into);
   int write_sync(std::uint64_t offset, std::span<const std::byte> data);
   int write_zeroes_sync(std::uint64_t offset, std::uint64_t length, bool may_unmap);
   int flush_sync();
