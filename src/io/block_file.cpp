@@ -380,65 +380,71 @@ int BlockFile::write_sync(std::uint64_t offset, std::span<const std::byte> data)
   return error;
 }
 
+namespace {
+
+struct DirectTransfer {
+  std::size_t done = 0;  // bytes moved
+  int error = 0;
+};
+
+// Moves `size` bytes past the page cache, `step(done)` being one pread or pwrite of the rest
+// from `done` on. Stops early with no error when the device refuses the alignment (EINVAL), which
+// turns direct I/O off for good (`refused`): the caller moves the rest through the cache.
+template <class Step>
+DirectTransfer transfer_direct(std::size_t size, std::atomic<bool>& refused, Step step) {
+  DirectTransfer transfer;
+  while (transfer.done < size && !refused.load()) {
+    const ssize_t moved = step(transfer.done);
+    if (moved < 0 && errno == EINTR) continue;
+    if (moved < 0 && errno == EINVAL) {
+      refused.store(true);
+      break;
+    }
+    if (moved <= 0 || static_cast<std::size_t>(moved) % kDirectAlignBytes != 0) {
+      transfer.error = moved < 0 ? errno : EIO;  // 0: the file shrank under us
+      break;
+    }
+    transfer.done += static_cast<std::size_t>(moved);
+  }
+  return transfer;
+}
+
+}  // namespace
+
 // Writes the payload from its own memory, which volume::Bytes puts on a page boundary for every
-// buffer of kMinDirectWriteBytes and more: no copy on the way to the disk. A device that refuses
-// the alignment (EINVAL) turns direct writes off for good, and they go through the page cache.
+// buffer of kMinDirectWriteBytes and more: no copy on the way to the disk.
 int BlockFile::write_direct_sync(std::uint64_t offset, std::span<const std::byte> data) {
   KEEL_ASSERT(offset % kDirectAlignBytes == 0 && data.size() % kDirectAlignBytes == 0);
   KEEL_ASSERT(reinterpret_cast<std::uintptr_t>(data.data()) % kDirectAlignBytes == 0);
-  std::size_t done = 0;
-  int error = 0;
-  while (done < data.size() && !direct_refused_.load()) {
-    const ssize_t put = ::pwrite(direct_fd_, data.data() + done, data.size() - done,
-                                 static_cast<off_t>(offset + done));
-    if (put < 0 && errno == EINTR) continue;
-    if (put < 0 && errno == EINVAL) {
-      direct_refused_.store(true);  // alignment the device does not take: the cache from now
-      break;
-    }
-    if (put <= 0 || static_cast<std::size_t>(put) % kDirectAlignBytes != 0) {
-      error = put < 0 ? errno : EIO;
-      break;
-    }
-    done += static_cast<std::size_t>(put);
-  }
-  if (error == 0 && done < data.size()) {
-    // Refused: the rest through the page cache. write_sync counts the write.
-    return write_sync(offset + done, data.subspan(done));
-  }
+  const DirectTransfer put = transfer_direct(data.size(), direct_refused_, [&](std::size_t done) {
+    return ::pwrite(direct_fd_, data.data() + done, data.size() - done,
+                    static_cast<off_t>(offset + done));
+  });
+  // Refused: the rest through the page cache. write_sync counts the write.
+  if (put.error == 0 && put.done < data.size())
+    return write_sync(offset + put.done, data.subspan(put.done));
   std::lock_guard lock(mutex_);
   ++stats_.writes;
   ++stats_.direct_writes;
-  if (error != 0) ++stats_.errors;
-  return error;
+  if (put.error != 0) ++stats_.errors;
+  return put.error;
 }
 
 // Into the caller's page-aligned memory, past the page cache; O_DIRECT writes back any dirty
 // cached page of the range first, so this reads what a cached read would.
 int BlockFile::read_direct_sync(std::uint64_t offset, std::span<std::byte> into) {
   KEEL_ASSERT(offset % kDirectAlignBytes == 0 && into.size() % kDirectAlignBytes == 0);
-  std::size_t done = 0;
-  int error = 0;
-  while (done < into.size() && !direct_refused_.load()) {
-    const ssize_t got = ::pread(direct_fd_, into.data() + done, into.size() - done,
-                                static_cast<off_t>(offset + done));
-    if (got < 0 && errno == EINTR) continue;
-    if (got < 0 && errno == EINVAL) {
-      direct_refused_.store(true);  // alignment the device does not take: the cache from now
-      break;
-    }
-    if (got <= 0 || static_cast<std::size_t>(got) % kDirectAlignBytes != 0) {
-      error = got < 0 ? errno : EIO;  // 0: the file shrank under us
-      break;
-    }
-    done += static_cast<std::size_t>(got);
-  }
+  const DirectTransfer got = transfer_direct(into.size(), direct_refused_, [&](std::size_t done) {
+    return ::pread(direct_fd_, into.data() + done, into.size() - done,
+                   static_cast<off_t>(offset + done));
+  });
   // Refused: the rest through the page cache. read_sync counts the read.
-  if (error == 0 && done < into.size()) return read_sync(offset + done, into.subspan(done));
+  if (got.error == 0 && got.done < into.size())
+    return read_sync(offset + got.done, into.subspan(got.done));
   std::lock_guard lock(mutex_);
   ++stats_.reads;
-  if (error != 0) ++stats_.errors;
-  return error;
+  if (got.error != 0) ++stats_.errors;
+  return got.error;
 }
 
 int BlockFile::flush_sync() {

@@ -165,7 +165,7 @@ class BlockFile {
   asio::io_context& io_;
   int fd_ = -1;
   int direct_fd_ = -1;                       // O_DIRECT on the same file; -1: none
-  std::atomic<bool> direct_refused_{false};  // a direct write failed with EINVAL: never again
+  std::atomic<bool> direct_refused_{false};  // direct I/O failed with EINVAL: never again
   std::string path_;
   std::uint64_t size_bytes_ = 0;
   bool read_only_ = false;
