@@ -85,10 +85,10 @@ struct PageAlignedAllocator {
     if (bytes < kPageAlignedFromBytes) return static_cast<T*>(::operator new(bytes));
     return static_cast<T*>(::operator new (bytes, std::align_val_t{kPageAlignBytes}));
   }
+  // The unsized forms: clang declares the sized ones only with -fsized-deallocation.
   void deallocate(T* at, std::size_t count) noexcept {
-    const std::size_t bytes = count * sizeof(T);
-    if (bytes < kPageAlignedFromBytes) return ::operator delete(at, bytes);
-    ::operator delete (at, bytes, std::align_val_t{kPageAlignBytes});
+    if (count * sizeof(T) < kPageAlignedFromBytes) return ::operator delete(at);
+    ::operator delete (at, std::align_val_t{kPageAlignBytes});
   }
   template <class U>
   bool operator==(const PageAlignedAllocator<U>&) const noexcept {
