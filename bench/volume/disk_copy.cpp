@@ -10,11 +10,12 @@
 #include <cstdlib>
 #include <cstring>
 #include <iostream>
-#include <memory>
 #include <string>
 #include <thread>
 #include <utility>
 #include <vector>
+
+#include "core/volume/types.hpp"
 
 namespace keel::bench {
 namespace {
@@ -24,14 +25,11 @@ using Clock = std::chrono::steady_clock;
 
 constexpr int kCopyRounds = 2;
 constexpr std::size_t kCopyPieceBytes = 1u << 20;
+static_assert(kCopyPieceBytes >= volume::kPageAlignedFromBytes);
 constexpr std::size_t kCopyAlignment = 4096;
 // One writer per copy, and as many as keel's I/O threads per copy (nbdkit's file plugin writes
 // with more still).
 constexpr int kCopyWriters[] = {1, 4};
-
-struct AlignedFree {
-  void operator()(char* bytes) const { std::free(bytes); }
-};
 
 // A new file of `bytes` reserved up front (as `keel volume create` and the bench's other targets
 // make them), removed on destruction.
@@ -84,21 +82,19 @@ class CopyFile {
 
  private:
   Result<Ok> copy_pieces(int source, std::uint64_t bytes, int first, int stride) const {
-    std::unique_ptr<char, AlignedFree> piece(
-        static_cast<char*>(std::aligned_alloc(kCopyAlignment, kCopyPieceBytes)));
-    if (!piece) return Error{"out of memory"};
+    volume::Bytes piece(kCopyPieceBytes);  // page-aligned, as O_DIRECT wants
     const std::uint64_t step = kCopyPieceBytes * static_cast<std::uint64_t>(stride);
     for (std::uint64_t done = kCopyPieceBytes * static_cast<std::uint64_t>(first); done < bytes;
          done += step) {
       const auto want =
           static_cast<std::size_t>(std::min<std::uint64_t>(bytes - done, kCopyPieceBytes));
       const off_t at = static_cast<off_t>(done);
-      if (const ssize_t got = ::pread(source, piece.get(), want, at);
+      if (const ssize_t got = ::pread(source, piece.data(), want, at);
           got != static_cast<ssize_t>(want)) {
         return Error{"reading the source: " +
                      std::string(got < 0 ? std::strerror(errno) : "it is shorter than --size")};
       }
-      if (::pwrite(fd_, piece.get(), want, at) != static_cast<ssize_t>(want)) {
+      if (::pwrite(fd_, piece.data(), want, at) != static_cast<ssize_t>(want)) {
         return Error{path_ + ": write: " + std::strerror(errno)};
       }
     }

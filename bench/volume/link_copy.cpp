@@ -10,53 +10,30 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
-#include <cstdlib>
 #include <cstring>
 #include <future>
-#include <memory>
 #include <thread>
+
+#include "core/volume/types.hpp"
+#include "io/unique_fd.hpp"
 
 namespace keel::bench {
 namespace {
 
 constexpr std::size_t kLinkPieceBytes = 1u << 20;
-constexpr std::size_t kLinkAlignment = 4096;
+static_assert(kLinkPieceBytes >= volume::kPageAlignedFromBytes);
 
 std::string link_error(const std::string& what) { return what + ": " + std::strerror(errno); }
 
-// A descriptor closed on destruction.
-class Fd {
- public:
-  explicit Fd(int fd = -1) : fd_(fd) {}
-  ~Fd() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  int get() const { return fd_; }
-
- private:
-  int fd_;
-};
-
-struct FreeBytes {
-  void operator()(char* bytes) const { std::free(bytes); }
-};
-using PieceBuffer = std::unique_ptr<char, FreeBytes>;
-
-PieceBuffer piece_buffer() {
-  return PieceBuffer(static_cast<char*>(std::aligned_alloc(kLinkAlignment, kLinkPieceBytes)));
-}
-
 Result<Ok> enter_netns(const std::string& name) {
   const std::string path = "/run/netns/" + name;
-  const Fd ns(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  const io::UniqueFd ns(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (ns.get() < 0) return Error{link_error("cannot open " + path)};
   if (::setns(ns.get(), CLONE_NEWNET) != 0) return Error{link_error("setns " + path)};
   return Ok{};
 }
 
-bool send_all(int socket, const char* bytes, std::size_t length) {
+bool send_all(int socket, const std::byte* bytes, std::size_t length) {
   while (length > 0) {
     const ssize_t sent = ::send(socket, bytes, length, MSG_NOSIGNAL);
     if (sent < 0 && errno == EINTR) continue;
@@ -76,7 +53,7 @@ Result<Ok> receive_into(const LinkCopy& copy, std::promise<int>& listening) {
     return error;
   };
   if (auto entered = enter_netns(copy.receiver_netns); !entered) return refuse(entered.error());
-  const Fd file(::open(copy.target.c_str(), O_RDWR | O_CLOEXEC | O_DIRECT));
+  const io::UniqueFd file(::open(copy.target.c_str(), O_RDWR | O_CLOEXEC | O_DIRECT));
   if (file.get() < 0) return refuse(Error{link_error("cannot open " + copy.target)});
   sockaddr_in address{};
   address.sin_family = AF_INET;
@@ -92,23 +69,22 @@ Result<Ok> receive_into(const LinkCopy& copy, std::promise<int>& listening) {
     return refuse(error);
   }
   listening.set_value(listener);
-  const Fd connection(::accept4(listener, nullptr, nullptr, SOCK_CLOEXEC));
+  const io::UniqueFd connection(::accept4(listener, nullptr, nullptr, SOCK_CLOEXEC));
   if (connection.get() < 0) return Error{link_error("accept")};
-  PieceBuffer piece = piece_buffer();
-  if (!piece) return Error{"out of memory"};
+  volume::Bytes piece(kLinkPieceBytes);  // page-aligned, as O_DIRECT wants
   for (std::uint64_t done = 0; done < copy.bytes;) {
     const auto want =
         static_cast<std::size_t>(std::min<std::uint64_t>(copy.bytes - done, kLinkPieceBytes));
-    const ssize_t got = ::recv(connection.get(), piece.get(), want, MSG_WAITALL);
+    const ssize_t got = ::recv(connection.get(), piece.data(), want, MSG_WAITALL);
     if (got != static_cast<ssize_t>(want)) return Error{link_error("receiving a piece")};
-    if (::pwrite(file.get(), piece.get(), want, static_cast<off_t>(done)) !=
+    if (::pwrite(file.get(), piece.data(), want, static_cast<off_t>(done)) !=
         static_cast<ssize_t>(want)) {
       return Error{link_error(copy.target + ": write")};
     }
     done += want;
   }
   if (::fdatasync(file.get()) != 0) return Error{link_error(copy.target + ": fdatasync")};
-  const char done = 1;
+  const std::byte done{1};
   if (!send_all(connection.get(), &done, 1)) return Error{link_error("answering")};
   return Ok{};
 }
@@ -117,15 +93,14 @@ Result<Ok> receive_into(const LinkCopy& copy, std::promise<int>& listening) {
 // connection to the receiver's answer.
 Result<double> send_from(const LinkCopy& copy, std::uint16_t port) {
   if (auto entered = enter_netns(copy.sender_netns); !entered) return entered.error();
-  const Fd file(::open(copy.source.c_str(), O_RDONLY | O_CLOEXEC));
+  const io::UniqueFd file(::open(copy.source.c_str(), O_RDONLY | O_CLOEXEC));
   if (file.get() < 0) return Error{link_error("cannot open " + copy.source)};
-  const Fd connection(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  const io::UniqueFd connection(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
   sockaddr_in address{};
   address.sin_family = AF_INET;
   address.sin_port = htons(port);
   ::inet_pton(AF_INET, copy.receiver_address.c_str(), &address.sin_addr);
-  PieceBuffer piece = piece_buffer();
-  if (!piece) return Error{"out of memory"};
+  volume::Bytes piece(kLinkPieceBytes);  // page-aligned, as O_DIRECT wants
   const auto start = std::chrono::steady_clock::now();
   if (connection.get() < 0 ||
       ::connect(connection.get(), reinterpret_cast<sockaddr*>(&address), sizeof address) != 0) {
@@ -134,11 +109,11 @@ Result<double> send_from(const LinkCopy& copy, std::uint16_t port) {
   for (std::uint64_t done = 0; done < copy.bytes;) {
     const auto want =
         static_cast<std::size_t>(std::min<std::uint64_t>(copy.bytes - done, kLinkPieceBytes));
-    if (::pread(file.get(), piece.get(), want, static_cast<off_t>(done)) !=
+    if (::pread(file.get(), piece.data(), want, static_cast<off_t>(done)) !=
         static_cast<ssize_t>(want)) {
       return Error{link_error("reading " + copy.source)};
     }
-    if (!send_all(connection.get(), piece.get(), want)) return Error{link_error("sending")};
+    if (!send_all(connection.get(), piece.data(), want)) return Error{link_error("sending")};
     done += want;
   }
   char answer = 0;
@@ -153,7 +128,7 @@ Result<double> link_copy_once(const LinkCopy& copy) {
   std::future<int> listener_made = listening.get_future();
   Result<Ok> received = Ok{};
   std::thread receiver([&] { received = receive_into(copy, listening); });
-  const Fd listener(listener_made.get());
+  const io::UniqueFd listener(listener_made.get());
   Result<double> sent = Error{"the receiver could not listen"};
   sockaddr_in address{};
   socklen_t length = sizeof address;
@@ -174,9 +149,10 @@ Result<double> link_copy_once(const LinkCopy& copy) {
 }  // namespace
 
 Result<LinkCopySeconds> link_copy(const LinkCopy& copy) {
-  if (copy.bytes % kLinkAlignment != 0) return Error{"the size is not a multiple of 4096"};
+  if (copy.bytes % volume::kPageAlignBytes != 0) return Error{"the size is not a multiple of 4096"};
   {
-    const Fd target(::open(copy.target.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+    const io::UniqueFd target(
+        ::open(copy.target.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
     if (target.get() < 0) return Error{link_error("cannot create " + copy.target)};
     if (const int reserved = ::posix_fallocate(target.get(), 0, static_cast<off_t>(copy.bytes));
         reserved != 0) {
