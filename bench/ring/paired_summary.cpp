@@ -6,6 +6,8 @@
 #include <string>
 #include <tuple>
 
+#include "core/common/median.hpp"
+
 namespace keel::bench {
 namespace {
 
@@ -19,12 +21,6 @@ struct Pair {
   std::optional<json> keel;
   std::optional<json> corosync;
 };
-
-double median(std::vector<double> values) {
-  std::sort(values.begin(), values.end());
-  const std::size_t n = values.size();
-  return n % 2 == 1 ? values[n / 2] : (values[n / 2 - 1] + values[n / 2]) / 2;
-}
 
 }  // namespace
 

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "core/common/median.hpp"
+
 namespace keel::bench {
 
 std::map<std::string, AddressOutage> outages(const lab::ProbeLog& log, double from_ms,
@@ -33,11 +35,8 @@ Spread spread(std::vector<double> values) {
   Spread result;
   result.count = values.size();
   if (values.empty()) return result;
-  std::sort(values.begin(), values.end());
-  const std::size_t middle = values.size() / 2;
-  result.median =
-      values.size() % 2 == 1 ? values[middle] : (values[middle - 1] + values[middle]) / 2;
-  result.max = values.back();
+  result.median = median(values);
+  result.max = *std::max_element(values.begin(), values.end());
   return result;
 }
 

@@ -1,5 +1,6 @@
 #include "keel_scenarios.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <functional>
@@ -7,6 +8,7 @@
 #include <optional>
 #include <thread>
 
+#include "core/common/median.hpp"
 #include "core/volume/dirty_bitmap.hpp"
 #include "link_copy.hpp"
 
@@ -58,7 +60,8 @@ Result<Retried> retry_every_10ms(Clock::time_point start, Milliseconds limit,
 // The same bytes copied from h1's copy across the lab's link into a new file beside h2's copy,
 // with nothing of keel in between (link_copy.hpp): the part of the resync's cost that is the
 // link and the disk, not keel.
-Result<Ok> link_copy_figures(KeelTarget& keel, Context& context, std::uint64_t bytes) {
+Result<double> link_copy_figures(KeelTarget& keel, Context& context, std::uint64_t bytes,
+                                 const json& round) {
   const lab::Lab& lab = keel.lab();
   LinkCopy copy{.sender_netns = lab.host(1).netns,
                 .receiver_netns = lab.host(2).netns,
@@ -71,26 +74,35 @@ Result<Ok> link_copy_figures(KeelTarget& keel, Context& context, std::uint64_t b
   std::filesystem::remove(copy.target, error);
   if (!seconds) return Error{"copy across the link: " + seconds.error().message};
   const double rate = mb_per_s(copy.bytes, seconds.value().overwrite);
-  context.report.set("resync_vs_link_mbps", "raw", rate);
-  context.report.add(json{{"target", "raw"},
-                          {"test", "link_copy"},
-                          {"what",
-                           "h1's copy -> TCP across the lab bridge -> O_DIRECT file on "
-                           "h2, one thread each side, 1 MiB pieces, then fdatasync"},
-                          {"bytes", copy.bytes},
-                          {"new_file_seconds", seconds.value().new_file},
-                          {"new_file_mb_s", round1(mb_per_s(copy.bytes, seconds.value().new_file))},
-                          {"overwrite_seconds", seconds.value().overwrite},
-                          {"mb_s", round1(rate)}});
-  return Ok{};
+  json row{{"target", "raw"}, {"test", "link_copy"}};
+  row.update(round);
+  row.update({{"what",
+               "h1's copy -> TCP across the lab bridge -> O_DIRECT file on "
+               "h2, one thread each side, 1 MiB pieces, then fdatasync"},
+              {"bytes", copy.bytes},
+              {"new_file_seconds", seconds.value().new_file},
+              {"new_file_mb_s", round1(mb_per_s(copy.bytes, seconds.value().new_file))},
+              {"overwrite_seconds", seconds.value().overwrite},
+              {"mb_s", round1(rate)}});
+  context.report.add(row);
+  return rate;
 }
 
-}  // namespace
+// MB/s of one resync and of the two copies measured beside it.
+struct ResyncRound {
+  double keel = 0;       // from h2's agent's start
+  double keel_only = 0;  // from when h1 was seen resyncing
+  double dd = 0;
+  double link = 0;
+};
 
-Result<Ok> resync_after_disconnect(KeelTarget& keel, Context& context, const std::string& source,
-                                   std::uint64_t bytes) {
-  if (auto ready = keel.wait_in_sync(1, 2, Milliseconds{120000}); !ready) return ready;
-  if (auto stopped = keel.lab().stop_agent(2); !stopped) return stopped;
+Result<ResyncRound> resync_round(KeelTarget& keel, Context& context, const std::string& source,
+                                 std::uint64_t bytes, int number) {
+  // Rows of a run with several rounds say which one they belong to.
+  const json round = context.options.resync_rounds > 1 ? json{{"round", number}} : json::object();
+  ResyncRound rates;
+  if (auto ready = keel.wait_in_sync(1, 2, Milliseconds{120000}); !ready) return ready.error();
+  if (auto stopped = keel.lab().stop_agent(2); !stopped) return stopped.error();
   // The write while h2 is away: h1 first records h2 outdated through the ring (its I/O waits
   // meanwhile), then marks every block it writes in its bitmap.
   double write_seconds = 0;
@@ -104,6 +116,7 @@ Result<Ok> resync_after_disconnect(KeelTarget& keel, Context& context, const std
   const std::uint64_t pages = (dirty + kBytesPerBitmapPage - 1) / kBytesPerBitmapPage;
   {
     json row{{"target", "keel"}, {"test", "bitmap_after_disconnect"}};
+    row.update(round);
     row.update({{"written_bytes", bytes},
                 {"write_seconds", write_seconds},
                 {"write_degraded_mb_s", round1(mb_per_s(bytes, write_seconds))},
@@ -117,7 +130,7 @@ Result<Ok> resync_after_disconnect(KeelTarget& keel, Context& context, const std
 
   const auto start = Clock::now();
   const double h1_cpu_before = cpu_seconds(keel.lab().host(1).agent.pid);
-  if (auto started = keel.lab().start_agent(2); !started) return started;
+  if (auto started = keel.lab().start_agent(2); !started) return started.error();
   const double agent_ready_ms = ms_since(start);
   double sync_seen_ms = -1;
   std::uint64_t rate_seen = 0;
@@ -144,10 +157,10 @@ Result<Ok> resync_after_disconnect(KeelTarget& keel, Context& context, const std
   const double resync_s = total_s - sync_seen_ms / 1000;
   const double rate = mb_per_s(dirty, total_s);
   const double rate_only = mb_per_s(dirty, resync_s);
-  context.report.set("resync_mbps", "keel", rate);
-  context.report.set("resync_only_mbps", "keel", rate_only);
-  context.report.set("resync_vs_link_mbps", "keel", rate);
+  rates.keel = rate;
+  rates.keel_only = rate_only;
   json row{{"target", "keel"}, {"test", "resync"}};
+  row.update(round);
   row.update({{"resynced_bytes", dirty},
               {"seconds_from_agent_start", total_s},
               {"agent_answering_ms", round1(agent_ready_ms)},
@@ -178,19 +191,47 @@ Result<Ok> resync_after_disconnect(KeelTarget& keel, Context& context, const std
   std::error_code error;
   std::filesystem::remove(copy, error);
   if (!overwrite) return overwrite.error();
-  const double copy_rate = mb_per_s(dirty, overwrite_seconds);
-  context.report.set("resync_mbps", "raw", copy_rate);
-  context.report.set("resync_only_mbps", "raw", copy_rate);
-  context.report.add(json{{"target", "raw"},
-                          {"test", "local_copy"},
-                          {"tool", "dd bs=4M conv=fsync"},
-                          {"bytes", dirty},
-                          {"new_file_seconds", fresh_seconds},
-                          {"new_file_mb_s", round1(mb_per_s(dirty, fresh_seconds))},
-                          {"overwrite_seconds", overwrite_seconds},
-                          {"mb_s", round1(copy_rate)}});
-  if (auto across = link_copy_figures(keel, context, dirty); !across) return across;
-  return keel.wait_in_sync(1, 2, Milliseconds{60000});
+  rates.dd = mb_per_s(dirty, overwrite_seconds);
+  json dd_row{{"target", "raw"}, {"test", "local_copy"}};
+  dd_row.update(round);
+  dd_row.update({{"tool", "dd bs=4M conv=fsync"},
+                 {"bytes", dirty},
+                 {"new_file_seconds", fresh_seconds},
+                 {"new_file_mb_s", round1(mb_per_s(dirty, fresh_seconds))},
+                 {"overwrite_seconds", overwrite_seconds},
+                 {"mb_s", round1(rates.dd)}});
+  context.report.add(dd_row);
+  auto across = link_copy_figures(keel, context, dirty, round);
+  if (!across) return across.error();
+  rates.link = across.value();
+  if (auto in_sync = keel.wait_in_sync(1, 2, Milliseconds{60000}); !in_sync) {
+    return in_sync.error();
+  }
+  return rates;
+}
+
+}  // namespace
+
+Result<Ok> resync_after_disconnect(KeelTarget& keel, Context& context, const std::string& source,
+                                   std::uint64_t bytes) {
+  std::vector<ResyncRound> rounds;
+  for (int number = 1; number <= context.options.resync_rounds; ++number) {
+    auto rates = resync_round(keel, context, source, bytes, number);
+    if (!rates) return rates.error();
+    rounds.push_back(rates.value());
+  }
+  const auto median_of = [&](double ResyncRound::*field) {
+    std::vector<double> values;
+    for (const ResyncRound& r : rounds) values.push_back(r.*field);
+    return median(std::move(values));
+  };
+  context.report.set("resync_mbps", "keel", median_of(&ResyncRound::keel));
+  context.report.set("resync_only_mbps", "keel", median_of(&ResyncRound::keel_only));
+  context.report.set("resync_vs_link_mbps", "keel", median_of(&ResyncRound::keel));
+  context.report.set("resync_mbps", "raw", median_of(&ResyncRound::dd));
+  context.report.set("resync_only_mbps", "raw", median_of(&ResyncRound::dd));
+  context.report.set("resync_vs_link_mbps", "raw", median_of(&ResyncRound::link));
+  return Ok{};
 }
 
 Result<Ok> time_to_promote(KeelTarget& keel, Context& context) {

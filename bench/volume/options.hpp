@@ -28,6 +28,7 @@ struct Options {
   int activity_log_extents = 0;  // keel's volume setting; 0: keel's default (1237)
   int busy_poll_us = -1;         // keel's volume setting; -1: keel's default
   bool write_cache = true;       // keel's volume setting (true is keel's default)
+  int resync_rounds = 1;         // resyncs measured, each beside its own dd and link copy
   std::string out;               // JSON lines appended here too
   std::string keel;              // the keel binary
   std::string work_dir;          // temporary files (the random source, nbdkit's and the raw file)

@@ -2,7 +2,8 @@
 // same machine, in the same run (bench/RESULTS.md).
 //
 //   keel_volume_bench [--size 2GiB] [--runtime 15] [--only keel,nbdkit,raw] [--skip-ext4]
-//                     [--activity-log-extents N] [--busy-poll-us N] [--out FILE] [--keel PATH]
+//                     [--activity-log-extents N] [--busy-poll-us N] [--resync-rounds N]
+//                     [--out FILE] [--keel PATH]
 //                     [--work-dir /tmp]
 //
 // The targets (targets.hpp), one after the other in the order --only names them: keel (a lab of 3
@@ -261,6 +262,10 @@ int main(int argc, char** argv) {
   app.add_flag("!--no-write-cache", options.write_cache,
                "keel's volume with write_cache = false: the primary's large writes past its page "
                "cache");
+  app.add_option("--resync-rounds", options.resync_rounds,
+                 "resyncs to measure, each beside a dd and a copy across the link; the summary "
+                 "takes the medians (default: 1)")
+      ->check(CLI::Range(1, 50));
   app.add_option("--out", options.out, "also append the JSON rows to this file");
   app.add_option("--keel", options.keel, "the keel binary (default: ../keel beside this one)");
   std::string work_parent = "/tmp";
