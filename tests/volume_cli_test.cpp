@@ -155,6 +155,34 @@ TEST(VolumeCli, StatusOfAVolumeThisHostDoesNotHoldFails) {
   EXPECT_NE(all.out.find("no volumes on this host"), std::string::npos) << all.out;
 }
 
+json resyncing_volume(std::uint64_t total, std::uint64_t done, std::uint64_t rate) {
+  return json{{"name", "data"},
+              {"role", "Primary"},
+              {"serving", true},
+              {"disk", "UpToDate"},
+              {"link", "SyncSource"},
+              {"resync", {{"total_bytes", total}, {"done_bytes", done}, {"rate_bytes_s", rate}}}};
+}
+
+TEST(VolumeCli, StatusSaysHowLongARunningResyncHasLeft) {
+  TestCluster cluster(1);
+  const std::uint64_t mib = 1u << 20;
+  std::atomic<std::uint64_t> rate{64 * mib};  // read on the stand-in's thread
+  StandInAgent agent(cluster.socket_path(1), [&](const json&) {
+    return status_reply(json::array({resyncing_volume(1024 * mib, 256 * mib, rate.load())}));
+  });
+  const auto status = [&] {
+    return run_volume_command({"volume", "status", "--socket", cluster.socket_path(1)}).out;
+  };
+  EXPECT_NE(status().find("64.0 MiB/s, about 12 s left"), std::string::npos) << status();
+  rate = mib / 2;  // 768 MiB at 0.5 MiB/s
+  EXPECT_NE(status().find("about 26 min left"), std::string::npos) << status();
+  rate = 1024;
+  EXPECT_NE(status().find("about 218 h 27 min left"), std::string::npos) << status();
+  rate = 0;  // not measured yet: no guess
+  EXPECT_EQ(status().find("left"), std::string::npos) << status();
+}
+
 // A config whose volume "data" keeps its backing file and metadata where the test says.
 std::string write_volume_config(const TestCluster& cluster, const std::string& backing,
                                 const std::string& metadata) {

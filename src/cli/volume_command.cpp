@@ -38,6 +38,16 @@ std::string bytes_text(std::uint64_t bytes) {
   return fmt::format("{:.1f} GiB", bytes / 1073741824.0);
 }
 
+// At the rate so far: ", about 12 min left" (nothing before the rate is known).
+std::string time_left_text(std::uint64_t total, std::uint64_t done, std::uint64_t rate) {
+  if (rate == 0 || done >= total) return "";
+  const std::uint64_t seconds = (total - done + rate - 1) / rate;
+  if (seconds < 90) return fmt::format(", about {} s left", seconds);
+  const std::uint64_t minutes = (seconds + 30) / 60;
+  if (minutes < 90) return fmt::format(", about {} min left", minutes);
+  return fmt::format(", about {} h {} min left", minutes / 60, minutes % 60);
+}
+
 void print_volume(const json& volume) {
   if (volume.contains("error")) {  // the volume's thread did not answer (a stalled disk)
     fmt::print("volume {}: NO ANSWER: {}\n", json_text(volume, "name"), json_text(volume, "error"));
@@ -61,9 +71,10 @@ void print_volume(const json& volume) {
   if (resync.value("total_bytes", 0ull) > 0) {
     const auto total = resync.value("total_bytes", 0ull);
     const auto done = resync.value("done_bytes", 0ull);
-    fmt::print("  resync    {} of {} ({:.1f}%), {}/s, {} blocks copied\n", bytes_text(done),
+    const auto rate = resync.value("rate_bytes_s", 0ull);
+    fmt::print("  resync    {} of {} ({:.1f}%), {}/s{}, {} blocks copied\n", bytes_text(done),
                bytes_text(total), total ? 100.0 * static_cast<double>(done) / total : 100.0,
-               bytes_text(resync.value("rate_bytes_s", 0ull)), resync.value("blocks", 0ull));
+               bytes_text(rate), time_left_text(total, done, rate), resync.value("blocks", 0ull));
   } else if (resync.value("blocks", 0ull) > 0) {
     fmt::print("  resync    last one copied {} blocks\n", resync.value("blocks", 0ull));
   }
@@ -206,7 +217,7 @@ void register_volume_commands(CLI::App& app, int& exit_code) {
   CLI::App* status = volume->add_subcommand(
       "status",
       "Each volume on this host: role, disk state (UpToDate, Outdated, Inconsistent), the "
-      "replication link, resync progress and rate, out-of-sync bytes, verify results.");
+      "replication link, resync progress, rate and time left, out-of-sync bytes, verify results.");
   status->add_option("volume", flags->volume, "Only this volume");
   add_control_options(*status, flags->control);
   status->add_flag("--json", flags->json, "Print the agent's reply, one JSON object");
