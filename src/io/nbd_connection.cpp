@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "core/common/assert.hpp"
+#include "io/transfer_whole.hpp"
 
 namespace keel::io {
 
@@ -213,6 +214,7 @@ bool NbdConnection::read_payload(const Request& request, Verdict verdict) {
   buffered_bytes_ += request.length;
   reading_ = true;
   asio::async_read(socket_, asio::buffer(buffer->data() + got, buffer->size() - got),
+                   TransferWhole{},
                    [self = shared_from_this(), request, verdict = std::move(verdict), buffer](
                        const asio::error_code& error, std::size_t) {
                      self->reading_ = false;
@@ -350,7 +352,7 @@ void NbdConnection::write_next() {
     buffers.push_back(reply.head());
     if (reply.data) buffers.emplace_back(reply.data->data(), reply.data->size());
   }
-  asio::async_write(socket_, buffers,
+  asio::async_write(socket_, buffers, TransferWhole{},
                     [self = shared_from_this(), file](const asio::error_code& error, std::size_t) {
                       if (self->closed_) return self->after_write();
                       if (error) {

@@ -12,6 +12,7 @@
 #include "core/common/assert.hpp"
 #include "io/stream_buffer.hpp"
 #include "io/tcp_keepalive.hpp"
+#include "io/transfer_whole.hpp"
 
 namespace keel::io {
 
@@ -256,7 +257,7 @@ class ReplicationLink::Connection : public std::enable_shared_from_this<Connecti
       return !closed_;
     }
     auto self = shared_from_this();
-    asio::async_read(socket_, asio::buffer(buffer->data() + got, rest - got),
+    asio::async_read(socket_, asio::buffer(buffer->data() + got, rest - got), TransferWhole{},
                      [self, buffer](const asio::error_code& error, std::size_t) {
                        if (error) return self->fail(self->read_error(error));
                        self->deliver(buffer);
@@ -300,7 +301,7 @@ class ReplicationLink::Connection : public std::enable_shared_from_this<Connecti
       ++frames;
     }
     auto self = shared_from_this();
-    asio::async_write(socket_, buffers,
+    asio::async_write(socket_, buffers, TransferWhole{},
                       [self, frames, bytes](const asio::error_code& error, std::size_t) {
                         self->writing_ = false;
                         if (self->closed_) return;
