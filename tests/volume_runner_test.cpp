@@ -5,6 +5,10 @@
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
+#include <optional>
+#include <utility>
+#include <vector>
+
 #include "agent/volume_identity.hpp"
 #include "agent_test_support.hpp"
 
@@ -25,40 +29,65 @@ std::int64_t allocated_blocks(const std::string& path) {
   return ::stat(path.c_str(), &info) == 0 ? static_cast<std::int64_t>(info.st_blocks) : -1;
 }
 
-// The space `keel volume create` reserved must stay reserved: WRITE_ZEROES may carry NO_HOLE,
-// which forbids deallocating, and a hole left by either command lets a later write fail for room.
-TEST(VolumeRunner, ZeroingAndTrimKeepTheBackingFilesReservedSpace) {
-  testing::TestCluster cluster(2);
-  const std::string backing = cluster.dir.file("data.img");
-  auto config = config::parse_config(
-      cluster.config_text(1) + "\n[[volume]]\nname = \"data\"\nnodes = [\"n1\", \"n2\"]\n" +
-          "size = \"4MiB\"\nbacking = \"" + backing + "\"\nmetadata = \"" +
-          cluster.dir.file("data.meta") + "\"\nnbd_socket = \"" + cluster.dir.file("nbd.sock") +
-          "\"\nreplication_port = " + std::to_string(free_tcp_port()) + "\n",
-      "keel.toml");
-  ASSERT_TRUE(config.ok()) << config.error().message;
-  const config::VolumeConfig& volume = config.value().volumes.at(0);
-  {
-    // What `keel volume create` does: a reserved backing file and a fresh copy, UpToDate.
-    auto metadata = io::VolumeMetadataFile::create(volume.metadata_for(1),
-                                                   volume_metadata_header(volume, 1), false);
-    ASSERT_TRUE(metadata.ok()) << metadata.error().message;
+// A cluster of two whose volume "data" has node 1's copy on `backing`: created as
+// `keel volume create` does (a reserved backing file, a fresh copy, UpToDate). False if this
+// filesystem cannot reserve space.
+struct OneCopy {
+  testing::TestCluster cluster{2};
+  std::string backing = cluster.dir.file("data.img");
+  std::optional<config::ClusterConfig> config;
+
+  const config::VolumeConfig& volume() const { return config->volumes.at(0); }
+
+  bool create() {
+    auto parsed = config::parse_config(
+        cluster.config_text(1) + "\n[[volume]]\nname = \"data\"\nnodes = [\"n1\", \"n2\"]\n" +
+            "size = \"4MiB\"\nbacking = \"" + backing + "\"\nmetadata = \"" +
+            cluster.dir.file("data.meta") + "\"\nnbd_socket = \"" + cluster.dir.file("nbd.sock") +
+            "\"\nreplication_port = " + std::to_string(free_tcp_port()) + "\n",
+        "keel.toml");
+    EXPECT_TRUE(parsed.ok()) << parsed.error().message;
+    if (!parsed.ok()) return false;
+    config = std::move(parsed).value();
+    auto metadata = io::VolumeMetadataFile::create(volume().metadata_for(1),
+                                                   volume_metadata_header(volume(), 1), false);
+    EXPECT_TRUE(metadata.ok()) << metadata.error().message;
     asio::io_context io;
     io::BlockFileOptions disk;
     disk.path = backing;
-    disk.size_bytes = volume.size_bytes;
+    disk.size_bytes = volume().size_bytes;
     disk.create = true;
     disk.threads = 1;
     auto made = io::BlockFile::open(io, disk);
-    ASSERT_TRUE(made.ok()) << made.error().message;
-    if (made.value()->created() != io::BlockFile::Created::reserved) {
-      GTEST_SKIP() << "this filesystem cannot reserve space";
-    }
+    EXPECT_TRUE(made.ok()) << made.error().message;
+    if (!metadata.ok() || !made.ok()) return false;
+    if (made.value()->created() != io::BlockFile::Created::reserved) return false;
     volume::PersistentState state;
     state.disk = volume::DiskState::UpToDate;
-    state.generations.current = empty_generation(volume);
-    ASSERT_TRUE(metadata.value().write_state(state, {}).ok());
+    state.generations.current = empty_generation(volume());
+    return metadata.value().write_state(state, {}).ok();
   }
+
+  // The copy's state as its metadata file holds it now.
+  std::optional<volume::DiskState> disk_on_file() const {
+    auto file =
+        io::VolumeMetadataFile::open(volume().metadata_for(1), volume_metadata_header(volume(), 1));
+    if (!file.ok()) return std::nullopt;
+    return file.value().state().disk;
+  }
+};
+
+// The space `keel volume create` reserved must stay reserved: WRITE_ZEROES may carry NO_HOLE,
+// which forbids deallocating, and a hole left by either command lets a later write fail for room.
+TEST(VolumeRunner, ZeroingAndTrimKeepTheBackingFilesReservedSpace) {
+  OneCopy copy;
+  if (!copy.create()) {
+    ASSERT_FALSE(::testing::Test::HasFailure());
+    GTEST_SKIP() << "this filesystem cannot reserve space";
+  }
+  const std::string& backing = copy.backing;
+  const config::ClusterConfig& config = *copy.config;
+  const config::VolumeConfig& volume = copy.volume();
   const std::int64_t reserved = allocated_blocks(backing);
   ASSERT_GT(reserved, 0);
 
@@ -69,7 +98,7 @@ TEST(VolumeRunner, ZeroingAndTrimKeepTheBackingFilesReservedSpace) {
     asio::post(io, [&runner, generation] { runner->on_peer_outdated_recorded(generation); });
   };
   hooks.clear_outdated = [](const std::string&, volume::Generation) {};
-  auto opened = VolumeRunner::open(io, config.value(), volume, 1, io::ClusterKey{}, hooks);
+  auto opened = VolumeRunner::open(io, config, volume, 1, io::ClusterKey{}, hooks);
   ASSERT_TRUE(opened.ok()) << opened.error().message;
   runner = std::move(opened).value();
   runner->start();
@@ -85,6 +114,44 @@ TEST(VolumeRunner, ZeroingAndTrimKeepTheBackingFilesReservedSpace) {
   EXPECT_EQ(trimmed, 0);
   EXPECT_EQ(zeroed, 0);
   EXPECT_EQ(allocated_blocks(backing), reserved);
+  runner->stop();
+}
+
+// Told by the ring that its copy is outdated, a node says so back only once its metadata file
+// says it: the primary's record may count on that word alone (outdate_records.hpp).
+TEST(VolumeRunner, SaysItsCopyIsOutdatedOnlyOnceItsDiskSaysSo) {
+  OneCopy copy;
+  if (!copy.create()) {
+    ASSERT_FALSE(::testing::Test::HasFailure());
+    GTEST_SKIP() << "this filesystem cannot reserve space";
+  }
+  asio::io_context io;
+  std::vector<std::pair<volume::Generation, std::optional<volume::DiskState>>> said;
+  VolumeRunner::Hooks hooks;
+  hooks.record_outdated = [](const std::string&, volume::Generation) {};
+  hooks.clear_outdated = [](const std::string&, volume::Generation) {};
+  hooks.outdated_durable = [&](const std::string& name, volume::Generation generation) {
+    EXPECT_EQ(name, "data");
+    said.emplace_back(generation, copy.disk_on_file());
+  };
+  auto opened = VolumeRunner::open(io, *copy.config, copy.volume(), 1, io::ClusterKey{}, hooks);
+  ASSERT_TRUE(opened.ok()) << opened.error().message;
+  std::unique_ptr<VolumeRunner> runner = std::move(opened).value();
+  runner->start();
+
+  constexpr volume::Generation kPrimarysGeneration = 0x5eed;  // not in this copy's history
+  runner->on_told_outdated(kPrimarysGeneration);
+  // The metadata write completes on this loop, which has not run yet.
+  EXPECT_TRUE(said.empty()) << "said before the metadata write was done";
+  ASSERT_TRUE(testing::run_io_until(io, [&] { return !said.empty(); }));
+  ASSERT_EQ(said.size(), 1u);
+  EXPECT_EQ(said[0].first, kPrimarysGeneration);
+  EXPECT_EQ(said[0].second, volume::DiskState::Outdated) << "said before the file said so";
+
+  // Told again (a record repeated after a view change): the copy is marked already.
+  runner->on_told_outdated(kPrimarysGeneration);
+  ASSERT_TRUE(testing::run_io_until(io, [&] { return said.size() == 2; }));
+  EXPECT_EQ(said[1].second, volume::DiskState::Outdated);
   runner->stop();
 }
 

@@ -187,6 +187,19 @@ void VolumeRunner::on_peer_outdated_recorded(volume::Generation generation) {
 void VolumeRunner::on_told_outdated(volume::Generation as_of) {
   replica_->on_told_outdated(as_of);
   run_actions();
+  // The peer's record counts, in a view that is a majority only with this node, once this copy
+  // refuses promotion whatever happens to this agent: once it is marked on the disk
+  // (outdate_records.hpp). A copy the record does not concern (caught up since) says nothing.
+  if (replica_->persistent_state().disk == volume::DiskState::UpToDate) return;
+  outdated_to_confirm_ = std::make_pair(as_of, newest_submitted_id_);
+  confirm_outdated_when_durable();
+}
+
+void VolumeRunner::confirm_outdated_when_durable() {
+  if (!outdated_to_confirm_ || newest_persisted_id_ < outdated_to_confirm_->second) return;
+  const volume::Generation as_of = outdated_to_confirm_->first;
+  outdated_to_confirm_.reset();
+  if (hooks_.outdated_durable) hooks_.outdated_durable(config_.name, as_of);
 }
 
 namespace {
@@ -474,7 +487,9 @@ void VolumeRunner::execute(volume::Persist& action) {
             metadata_error_.clear();
           }
           replica_->on_persisted(id, 0);
+          newest_persisted_id_ = std::max(newest_persisted_id_, id);
           run_actions();
+          confirm_outdated_when_durable();
         });
       });
 }

@@ -24,7 +24,9 @@
 #include <functional>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "agent/metadata_persister.hpp"
@@ -47,6 +49,8 @@ class VolumeRunner final : public io::BlockDevice {
     std::function<void(const std::string& volume, volume::Generation generation)> record_outdated;
     // The peer's copy is up to date again: withdraw the record.
     std::function<void(const std::string& volume, volume::Generation generation)> clear_outdated;
+    // Told it is outdated as of `generation`, this copy is now marked so on its disk.
+    std::function<void(const std::string& volume, volume::Generation generation)> outdated_durable;
   };
 
   static Result<std::unique_ptr<VolumeRunner>> open(asio::io_context& io,
@@ -103,6 +107,7 @@ class VolumeRunner final : public io::BlockDevice {
   void disk_failed(int error);
   // Tells the replica when the journal holds every update not yet written.
   void report_journaled();
+  void confirm_outdated_when_durable();
   void disk_done(volume::IoId io, int error);
 
   asio::io_context& io_;
@@ -130,6 +135,9 @@ class VolumeRunner final : public io::BlockDevice {
   std::uint64_t requests_failed_ = 0;
   std::string metadata_error_;  // why the metadata last failed to persist; empty once it did
   std::uint64_t newest_submitted_id_ = 0;  // the last Persist handed to the persister
+  std::uint64_t newest_persisted_id_ = 0;  // the last Persist written
+  // Told outdated: the generation, and the Persist after which the copy is marked on its disk.
+  std::optional<std::pair<volume::Generation, std::uint64_t>> outdated_to_confirm_;
   // Updates handed to metadata_worker_ and not yet written (volume_unsaved_metadata.hpp).
   std::unique_ptr<UnsavedMetadataJournal> journal_;
   TimeUs resync_started_us_ = 0;  // when the running resync began (0: none)

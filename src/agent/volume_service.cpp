@@ -20,22 +20,28 @@ Result<std::unique_ptr<VolumeService>> VolumeService::open(asio::io_context& io,
   std::unique_ptr<VolumeService> service(new VolumeService(io, config, self, std::move(broadcast)));
   VolumeService* raw = service.get();
   // The hooks run on a volume's thread: the ring is the agent's, so hand the record over to it.
-  VolumeRunner::Hooks hooks{[raw](const std::string& volume, volume::Generation generation) {
-                              asio::post(raw->io_, [raw, volume, generation] {
-                                if (const Hosted* hosted = raw->find(volume)) {
-                                  raw->enqueue(volume::OutdateRecords::record_message(
-                                      {volume, hosted->runner->peer(), generation, raw->self_}));
-                                }
-                              });
-                            },
-                            [raw](const std::string& volume, volume::Generation generation) {
-                              asio::post(raw->io_, [raw, volume, generation] {
-                                if (const Hosted* hosted = raw->find(volume)) {
-                                  raw->enqueue(volume::OutdateRecords::clear_message(
-                                      volume, hosted->runner->peer(), generation));
-                                }
-                              });
-                            }};
+  VolumeRunner::Hooks hooks{
+      [raw](const std::string& volume, volume::Generation generation) {
+        asio::post(raw->io_, [raw, volume, generation] {
+          if (const Hosted* hosted = raw->find(volume)) {
+            raw->enqueue(volume::OutdateRecords::record_message(
+                {volume, hosted->runner->peer(), generation, raw->self_}));
+          }
+        });
+      },
+      [raw](const std::string& volume, volume::Generation generation) {
+        asio::post(raw->io_, [raw, volume, generation] {
+          if (const Hosted* hosted = raw->find(volume)) {
+            raw->enqueue(
+                volume::OutdateRecords::clear_message(volume, hosted->runner->peer(), generation));
+          }
+        });
+      },
+      [raw](const std::string& volume, volume::Generation generation) {
+        asio::post(raw->io_, [raw, volume, generation] {
+          raw->enqueue(volume::OutdateRecords::durable_message(volume, raw->self_, generation));
+        });
+      }};
   for (const config::VolumeConfig& volume : config.volumes) {
     if (std::find(volume.nodes.begin(), volume.nodes.end(), self) == volume.nodes.end()) continue;
     Hosted hosted;

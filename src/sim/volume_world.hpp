@@ -192,6 +192,13 @@ class VolumeWorld {
     int closer = -1;                       // a ClosePeer from this side: its messages still arrive
     std::array<TimeUs, 2> last_arrival{};  // per receiving side
   };
+  // A record delivered in a group that is a majority only with the outdated node: its recorder
+  // waits until that node's copy is marked on its disk (outdate_records.hpp).
+  struct AwaitingDurable {
+    int node = 0;  // the recorder
+    std::uint32_t incarnation = 0;
+    volume::Generation generation = 0;
+  };
   struct Record {
     NodeId about = kNoNode;
     volume::Generation generation = 0;
@@ -200,6 +207,7 @@ class VolumeWorld {
   };
 
   // volume_world_link.cpp
+  void release_recorded(int node, volume::Generation generation);
   void record_in_group(NodeId about, volume::Generation generation, const std::set<NodeId>& group);
   // volume_world.cpp
   void push_event(TimeUs at, std::string label, std::function<void()> action);
@@ -250,6 +258,7 @@ class VolumeWorld {
   bool connect_scheduled_ = false;
   std::array<int, 4> group_{0, 0, 0, 0};  // by node id
   std::vector<Record> records_;
+  std::vector<AwaitingDurable> awaiting_durable_;
   std::map<std::pair<int, std::uint32_t>, std::vector<volume::Generation>> outdate_requests_;
   std::optional<std::string> violation_;
   VolumeCoverage coverage_{};

@@ -219,6 +219,9 @@ void VolumeWorld::ring_withdraw(int node, volume::Generation generation) {
   std::erase_if(records_, [](const Record& r) { return r.knowers.empty(); });
   auto pending = outdate_requests_.find({node, nodes_[node].incarnation});
   if (pending != outdate_requests_.end()) std::erase(pending->second, generation);
+  std::erase_if(awaiting_durable_, [&](const AwaitingDurable& waiting) {
+    return waiting.node == node && waiting.generation == generation;
+  });
   note(node, "withdraws the record of its peer being outdated as of " + std::to_string(generation));
 }
 
@@ -268,15 +271,39 @@ void VolumeWorld::ring_step() {
     const std::vector<volume::Generation> generations = std::move(it->second);
     it = outdate_requests_.erase(it);
     for (volume::Generation generation : generations) {
-      record_in_group(n.config.peer, generation, group_of(n.id));
+      const std::set<NodeId> group = group_of(n.id);
+      record_in_group(n.config.peer, generation, group);
       note(node, "ring recorded the peer outdated as of " + std::to_string(generation));
-      // The release follows once the record is durable (observe() marks it).
-      if (n.replica->status().suspended) n.release_pending = true;
-      n.replica->on_peer_outdated_recorded(generation);
-      pump(node);
+      if (group.count(n.config.peer) != 0 && group.size() - 1 < 2) {
+        note(node, "waits for the peer to mark its copy outdated on its disk");
+        awaiting_durable_.push_back(AwaitingDurable{node, incarnation, generation});
+        continue;
+      }
+      release_recorded(node, generation);
     }
   }
   ring_tell();
+  // The outdated node's Durable message reaches a recorder in its group once its copy is marked
+  // on its disk (the agent sends it after the metadata write).
+  std::erase_if(awaiting_durable_, [this](const AwaitingDurable& waiting) {
+    const Node& n = nodes_[waiting.node];
+    if (!n.up || n.incarnation != waiting.incarnation) return true;
+    const NodeId peer = n.config.peer;
+    const Node& p = nodes_[peer - 1];
+    if (!p.up || group_of(n.id).count(peer) == 0) return false;
+    if (p.saved_state.disk == volume::DiskState::UpToDate) return false;
+    note(waiting.node, "the peer's copy is marked outdated on its disk");
+    release_recorded(waiting.node, waiting.generation);
+    return true;
+  });
+}
+
+void VolumeWorld::release_recorded(int node, volume::Generation generation) {
+  Node& n = nodes_[node];
+  // The release follows once the record is durable (observe() marks it).
+  if (n.replica->status().suspended) n.release_pending = true;
+  n.replica->on_peer_outdated_recorded(generation);
+  pump(node);
 }
 
 // Members repeat what they know after each view; the outdated node learns it when quorate.

@@ -1,5 +1,7 @@
 #include "core/volume/outdate_records.hpp"
 
+#include <algorithm>
+
 #include "core/common/assert.hpp"
 
 namespace keel::volume {
@@ -9,6 +11,7 @@ namespace {
 constexpr std::uint8_t kRecordsType = 1;
 constexpr std::uint8_t kClearType = 2;
 constexpr std::uint8_t kDiscardType = 3;
+constexpr std::uint8_t kDurableType = 4;
 constexpr std::size_t kMaxVolumeNameBytes = 64;
 
 void write_record(ByteWriter& out, const OutdateRecord& record) {
@@ -33,6 +36,15 @@ std::optional<OutdateRecord> read_record(ByteReader& in) {
   return record;
 }
 
+// A message of `type` carrying one record's fields.
+keel::Bytes one_record_message(std::uint8_t type, const OutdateRecord& record) {
+  keel::Bytes out;
+  ByteWriter writer(out);
+  writer.u8(type);
+  write_record(writer, record);
+  return out;
+}
+
 }  // namespace
 
 OutdateRecords::OutdateRecords(NodeId self, std::size_t configured_nodes)
@@ -42,6 +54,7 @@ OutdateRecords::OutdateRecords(NodeId self, std::size_t configured_nodes)
 
 keel::Bytes OutdateRecords::on_regular_view(const std::vector<NodeId>& members) {
   quorate_ = members.size() * 2 > configured_nodes_;
+  members_ = members;
   keel::Bytes out;
   if (records_.empty()) return out;
   ByteWriter writer(out);
@@ -69,19 +82,16 @@ keel::Bytes OutdateRecords::record_message(const OutdateRecord& record) {
 
 keel::Bytes OutdateRecords::clear_message(const std::string& volume, NodeId node,
                                           Generation generation) {
-  keel::Bytes out;
-  ByteWriter writer(out);
-  writer.u8(kClearType);
-  write_record(writer, OutdateRecord{volume, node, generation, node});
-  return out;
+  return one_record_message(kClearType, OutdateRecord{volume, node, generation, node});
+}
+
+keel::Bytes OutdateRecords::durable_message(const std::string& volume, NodeId node,
+                                            Generation generation) {
+  return one_record_message(kDurableType, OutdateRecord{volume, node, generation, node});
 }
 
 keel::Bytes OutdateRecords::discard_message(const std::string& volume, NodeId node, NodeId asker) {
-  keel::Bytes out;
-  ByteWriter writer(out);
-  writer.u8(kDiscardType);
-  write_record(writer, OutdateRecord{volume, node, 0, asker});
-  return out;
+  return one_record_message(kDiscardType, OutdateRecord{volume, node, 0, asker});
 }
 
 OutdateRecords::Delivered OutdateRecords::on_message(NodeId origin,
@@ -96,9 +106,26 @@ OutdateRecords::Delivered OutdateRecords::on_message(NodeId origin,
     }
     return delivered;
   }
+  if (type == kDurableType) {
+    // Only the node itself can say what its disk holds.
+    const auto durable = read_record(in);
+    if (!durable || !in.at_end() || durable->node != origin) return delivered;
+    const auto waiting = awaiting_durable_.find({durable->volume, durable->node});
+    if (waiting == awaiting_durable_.end() || waiting->second != durable->generation) {
+      return delivered;
+    }
+    awaiting_durable_.erase(waiting);
+    delivered.recorded_mine.push_back(
+        OutdateRecord{durable->volume, durable->node, durable->generation, self_});
+    return delivered;
+  }
   if (type == kClearType) {
     const auto cleared = read_record(in);
     if (!cleared || !in.at_end()) return delivered;
+    const auto waiting = awaiting_durable_.find({cleared->volume, cleared->node});
+    if (waiting != awaiting_durable_.end() && waiting->second == cleared->generation) {
+      awaiting_durable_.erase(waiting);
+    }
     auto found = records_.find({cleared->volume, cleared->node});
     if (found != records_.end() && found->second.generation == cleared->generation) {
       records_.erase(found);
@@ -117,7 +144,14 @@ OutdateRecords::Delivered OutdateRecords::on_message(NodeId origin,
     auto& slot = records_[{record->volume, record->node}];
     slot = *record;
     if (record->recorder == self_ && origin == self_ && quorate_) {
-      delivered.recorded_mine.push_back(*record);
+      const bool outdated_member =
+          std::find(members_.begin(), members_.end(), record->node) != members_.end();
+      if (!outdated_member || (members_.size() - 1) * 2 > configured_nodes_) {
+        awaiting_durable_.erase({record->volume, record->node});
+        delivered.recorded_mine.push_back(*record);
+      } else {
+        awaiting_durable_[{record->volume, record->node}] = record->generation;
+      }
     }
     if (record->node == self_) delivered.about_me.push_back(*record);
   }

@@ -5,7 +5,11 @@
 // cluster knows that the peer's copy is outdated; otherwise the peer could be promoted later with
 // a copy that lacks acknowledged writes. So the primary broadcasts a record (safe delivery: when
 // it is delivered here, every member of the view has it) and takes it as recorded when it is
-// delivered in a view holding a majority of the configured nodes. Every member keeps every record
+// delivered in a view holding a majority of the configured nodes, not counting the outdated node
+// itself: its agent may lose the record before it has marked its copy (a power loss a moment after
+// the delivery), and a majority it later forms with others would not know it. When the view is a
+// majority only with it, the record counts once that node says its copy is marked Outdated on its
+// disk (a Durable message), which refuses promotion from then on. Every member keeps every record
 // and broadcasts what it knows after each regular view, so a node that was away (the outdated
 // one, typically) learns of it when it rejoins a majority; the outdated node then marks its own
 // copy Outdated on disk. A resync that brings the copy up to date clears the record (a Clear
@@ -64,6 +68,8 @@ class OutdateRecords {
 
   static keel::Bytes record_message(const OutdateRecord& record);
   static keel::Bytes clear_message(const std::string& volume, NodeId node, Generation generation);
+  // From `node` itself: its copy of `volume` is marked outdated on its disk, as of `generation`.
+  static keel::Bytes durable_message(const std::string& volume, NodeId node, Generation generation);
   // After a split brain: asks `node` to throw its changes to `volume` away.
   static keel::Bytes discard_message(const std::string& volume, NodeId node, NodeId asker);
 
@@ -74,7 +80,11 @@ class OutdateRecords {
   NodeId self_;
   std::size_t configured_nodes_;
   bool quorate_ = false;
+  std::vector<NodeId> members_;  // of the last regular view
   std::map<std::pair<std::string, NodeId>, OutdateRecord> records_;
+  // My records delivered in a view that is a majority only with the outdated node: they count
+  // when it says its copy is marked (a Durable message with the same generation).
+  std::map<std::pair<std::string, NodeId>, Generation> awaiting_durable_;
 };
 
 }  // namespace keel::volume
