@@ -285,17 +285,24 @@ void VolumeWorld::ring_step() {
   ring_tell();
   // The outdated node's Durable message reaches a recorder in its group once its copy is marked
   // on its disk (the agent sends it after the metadata write).
-  std::erase_if(awaiting_durable_, [this](const AwaitingDurable& waiting) {
+  // Released after the scan: a release runs the node's actions, which may withdraw records.
+  std::vector<AwaitingDurable> confirmed;
+  std::erase_if(awaiting_durable_, [&](const AwaitingDurable& waiting) {
     const Node& n = nodes_[waiting.node];
     if (!n.up || n.incarnation != waiting.incarnation) return true;
     const NodeId peer = n.config.peer;
     const Node& p = nodes_[peer - 1];
     if (!p.up || group_of(n.id).count(peer) == 0) return false;
     if (p.saved_state.disk == volume::DiskState::UpToDate) return false;
-    note(waiting.node, "the peer's copy is marked outdated on its disk");
-    release_recorded(waiting.node, waiting.generation);
+    confirmed.push_back(waiting);
     return true;
   });
+  for (const AwaitingDurable& waiting : confirmed) {
+    const Node& n = nodes_[waiting.node];
+    if (!n.up || n.incarnation != waiting.incarnation) continue;
+    note(waiting.node, "the peer's copy is marked outdated on its disk");
+    release_recorded(waiting.node, waiting.generation);
+  }
 }
 
 void VolumeWorld::release_recorded(int node, volume::Generation generation) {
