@@ -232,14 +232,17 @@ void BlockFile::read(std::uint64_t offset, std::uint32_t length, std::byte* into
       std::move(done));
 }
 
+bool BlockFile::can_go_direct(std::uint64_t offset, std::size_t length,
+                              const std::byte* memory) const {
+  return direct_fd_ >= 0 && !direct_refused_.load() && length >= kMinDirectWriteBytes &&
+         offset % kDirectAlignBytes == 0 && length % kDirectAlignBytes == 0 &&
+         reinterpret_cast<std::uintptr_t>(memory) % kDirectAlignBytes == 0;
+}
+
 void BlockFile::read_uncached(std::uint64_t offset, std::uint32_t length, std::byte* into,
                               Done done) {
   check_range(offset, length);
-  const bool aligned = offset % kDirectAlignBytes == 0 && length % kDirectAlignBytes == 0 &&
-                       reinterpret_cast<std::uintptr_t>(into) % kDirectAlignBytes == 0;
-  if (direct_fd_ < 0 || !aligned || length < kMinDirectWriteBytes || direct_refused_.load()) {
-    return read(offset, length, into, std::move(done));
-  }
+  if (!can_go_direct(offset, length, into)) return read(offset, length, into, std::move(done));
   submit(
       [this, offset, length, into] {
         return read_direct_sync(offset, {into, length});
@@ -261,8 +264,7 @@ void BlockFile::write(std::uint64_t offset, volume::Payload data, bool fua, Done
 void BlockFile::write_uncached(std::uint64_t offset, volume::Payload data, bool fua, Done done) {
   KEEL_ASSERT(data != nullptr);
   check_range(offset, data->size());
-  const bool aligned = offset % kDirectAlignBytes == 0 && data->size() % kDirectAlignBytes == 0;
-  if (direct_fd_ < 0 || !aligned || data->size() < kMinDirectWriteBytes) {
+  if (!can_go_direct(offset, data->size(), data->data())) {
     return write(offset, std::move(data), fua, std::move(done));
   }
   submit(
@@ -309,8 +311,10 @@ struct Cachestat {
 
 bool BlockFile::range_cached(std::uint64_t offset, std::uint64_t length) const {
   if (fd_ < 0 || length == 0) return true;
-  const long page = ::sysconf(_SC_PAGESIZE);
-  const auto page_bytes = static_cast<std::uint64_t>(page > 0 ? page : 4096);
+  static const std::uint64_t page_bytes = [] {
+    const long page = ::sysconf(_SC_PAGESIZE);
+    return static_cast<std::uint64_t>(page > 0 ? page : 4096);
+  }();
   const std::uint64_t first = offset / page_bytes;
   const std::uint64_t end = (offset + length + page_bytes - 1) / page_bytes;
   CachestatRange range{first * page_bytes, (end - first) * page_bytes};

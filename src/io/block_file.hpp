@@ -158,6 +158,9 @@ class BlockFile {
   void submit(std::function<int()> work, Done done);
   void run_worker();
   void check_range(std::uint64_t offset, std::uint64_t length) const;
+  // Whether a transfer of these bytes can go past the page cache (read_uncached(),
+  // write_uncached()): O_DIRECT is open and accepted, and the range and the memory are aligned.
+  bool can_go_direct(std::uint64_t offset, std::size_t length, const std::byte* memory) const;
   int zero_range(std::uint64_t offset, std::uint64_t length, bool may_unmap);
   int write_zero_chunks(std::uint64_t offset, std::uint64_t length);
   int write_direct_sync(std::uint64_t offset, std::span<const std::byte> data);
