@@ -50,6 +50,7 @@ const std::vector<Metric>& metrics() {
       {"rss_loaded_mb", "server RSS, peak under depth-32 random writes", "MB", "nbdkit", false,
        std::nullopt},
       {"rss_after_mb", "server RSS, idle after the fio jobs", "MB", "nbdkit", false, std::nullopt},
+      {"rss_settled_mb", "server RSS, 5 s after the fio jobs", "MB", "nbdkit", false, std::nullopt},
   };
   return all;
 }

@@ -59,6 +59,9 @@ void raise_priority(int priority) {
   }
 }
 
+// How often the agent looks whether its heap has gone quiet and can be handed back.
+constexpr std::chrono::milliseconds kIdleHeapTrimPeriod{2000};
+
 int run_agent(const AgentFlags& flags) {
   auto options = prepare(flags);
   if (!options.ok()) return fail(options.error().message);
@@ -71,6 +74,7 @@ int run_agent(const AgentFlags& flags) {
     spdlog::warn("malloc refused keel's thresholds; volume buffers will be mapped afresh");
   }
   asio::io_context io(1);
+  io::IdleHeapTrimmer heap_trimmer(io, kIdleHeapTrimPeriod);
   // Before start(): a SIGTERM that arrives from now on leaves the ring cleanly.
   asio::signal_set signals(io, SIGINT, SIGTERM);
   agent::Agent agent(io, std::move(options).value());
@@ -89,11 +93,13 @@ int run_agent(const AgentFlags& flags) {
       if (agent.running()) wait_for_signal();
     });
   };
-  agent.set_on_stopped([&signals] {
+  agent.set_on_stopped([&signals, &heap_trimmer] {
     asio::error_code ignored;
     signals.cancel(ignored);
+    heap_trimmer.stop();
   });
   wait_for_signal();
+  heap_trimmer.start();
   try {
     io.run();
   } catch (const std::exception& error) {

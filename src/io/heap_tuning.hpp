@@ -5,12 +5,18 @@
 // heap's free top back to the kernel past its trim threshold; both start low and adapt only
 // partly, so a stream of such buffers keeps faulting in new pages: a kernel entry per 4 KiB, and
 // on a virtual machine often a trip through the host. Fixed thresholds keep the buffers in the
-// heap and reuse their pages; at most kKeptFreeHeapBytes of free heap stays with the process.
+// heap and reuse their pages; at most kKeptFreeHeapBytes of free heap stays with the process
+// while it is busy, and IdleHeapTrimmer hands it back once the process has gone quiet.
 //
-// Thread-safety: call once at start, before other threads allocate.
+// Thread-safety: call keep_buffers_in_the_heap once at start, before other threads allocate.
+// IdleHeapTrimmer runs on one io_context; malloc_trim itself is safe beside other threads.
 #pragma once
 
+#include <asio/io_context.hpp>
+#include <asio/steady_timer.hpp>
+#include <chrono>
 #include <cstddef>
+#include <cstdint>
 
 namespace keel::io {
 
@@ -20,5 +26,35 @@ constexpr std::size_t kKeptFreeHeapBytes = 32u << 20;
 
 // False if the allocator refused a setting (buffers are then mapped afresh, as by default).
 bool keep_buffers_in_the_heap();
+
+// The heap's free bytes (all arenas) and the pages malloc_trim handed back.
+std::size_t free_heap_bytes();
+void return_free_heap();
+
+// Every period, hands the free heap back to the kernel when it holds at least kTrimFromBytes
+// and the heap has not changed by more than kSettledBytes since the last look: a volume that
+// streams requests moves megabytes between two looks, and keeps its pages; one that has gone
+// quiet returns them, so that the agent's memory falls back after a burst.
+class IdleHeapTrimmer {
+ public:
+  static constexpr std::size_t kTrimFromBytes = 8u << 20;
+  static constexpr std::size_t kSettledBytes = 1u << 20;
+
+  IdleHeapTrimmer(asio::io_context& io, std::chrono::milliseconds period);
+  void start();
+  void stop();
+  std::uint64_t trims() const { return trims_; }
+
+ private:
+  void look();
+
+  asio::steady_timer timer_;
+  std::chrono::milliseconds period_;
+  std::size_t last_free_ = 0;
+  std::size_t last_used_ = 0;
+  std::uint64_t trims_ = 0;
+  bool trimmed_ = false;  // since the heap last moved
+  bool running_ = false;
+};
 
 }  // namespace keel::io

@@ -1,6 +1,27 @@
 #include "core/volume/types.hpp"
 
+#include <cstdint>
+#include <cstring>
+
 namespace keel::volume {
+
+void* allocate_page_aligned(std::size_t bytes) {
+  // operator new's blocks are aligned to at least a pointer, so the first page boundary past
+  // the stored address is at most one page in: bytes + one page always holds the block.
+  std::byte* const heap_block = static_cast<std::byte*>(::operator new(bytes + kPageAlignBytes));
+  const auto past_address = reinterpret_cast<std::uintptr_t>(heap_block) + sizeof(void*);
+  const std::uintptr_t aligned = (past_address + kPageAlignBytes - 1) & ~(kPageAlignBytes - 1);
+  std::byte* const block = heap_block + (aligned - reinterpret_cast<std::uintptr_t>(heap_block));
+  std::memcpy(block - sizeof(void*), &heap_block, sizeof(void*));
+  return block;
+}
+
+void free_page_aligned(void* block) noexcept {
+  if (block == nullptr) return;
+  void* heap_block = nullptr;
+  std::memcpy(&heap_block, static_cast<std::byte*>(block) - sizeof(void*), sizeof(void*));
+  ::operator delete(heap_block);
+}
 
 std::string_view to_string(Role role) {
   switch (role) {

@@ -74,6 +74,14 @@ struct Generations {
 // too) without being copied into an aligned one first. Smaller blocks come from operator new.
 constexpr std::size_t kPageAlignBytes = 4096;
 constexpr std::size_t kPageAlignedFromBytes = 64 * 1024;
+
+// The aligned block sits inside an ordinary heap block one page larger, whose address is kept
+// just below it. An aligned operator new would instead split a small free piece off before each
+// block; those pieces keep the freed blocks around them from merging and from going back to the
+// system, and a stream of large requests then left the agent's heap at seven times its size.
+void* allocate_page_aligned(std::size_t bytes);
+void free_page_aligned(void* block) noexcept;
+
 template <class T>
 struct PageAlignedAllocator {
   using value_type = T;
@@ -83,12 +91,12 @@ struct PageAlignedAllocator {
   T* allocate(std::size_t count) {
     const std::size_t bytes = count * sizeof(T);
     if (bytes < kPageAlignedFromBytes) return static_cast<T*>(::operator new(bytes));
-    return static_cast<T*>(::operator new (bytes, std::align_val_t{kPageAlignBytes}));
+    return static_cast<T*>(allocate_page_aligned(bytes));
   }
-  // The unsized forms: clang declares the sized ones only with -fsized-deallocation.
+  // The unsized form: clang declares the sized one only with -fsized-deallocation.
   void deallocate(T* at, std::size_t count) noexcept {
     if (count * sizeof(T) < kPageAlignedFromBytes) return ::operator delete(at);
-    ::operator delete (at, std::align_val_t{kPageAlignBytes});
+    free_page_aligned(at);
   }
   template <class U>
   bool operator==(const PageAlignedAllocator<U>&) const noexcept {
