@@ -25,7 +25,7 @@ namespace {
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 
-constexpr const char* kFloating = "198.18.79.10/24";
+constexpr const char* kHostFloating = "198.18.79.10/24";
 
 class VipHostTest : public ::testing::Test {
  protected:
@@ -38,7 +38,7 @@ class VipHostTest : public ::testing::Test {
         "[cluster]\nname = \"t\"\n\n[[node]]\nid = 1\nname = \"fe1\"\naddress = "
         "\"198.18.79.1\"\n\n[vip]\nstartup_ms = 0\nhandover_ms = 0\n\n[[vip.pool]]\nname = "
         "\"web\"\naddresses = [\"" +
-            std::string(kFloating) + "\"]\ninterface = \"v0\"\nannounce_count = 1\n",
+            std::string(kHostFloating) + "\"]\ninterface = \"v0\"\nannounce_count = 1\n",
         "keel.toml");
     ASSERT_TRUE(parsed.ok()) << parsed.error().message;
     config_ = std::move(parsed).value();
@@ -118,7 +118,7 @@ class VipHostTest : public ::testing::Test {
   }
 
   bool floating_on_v0() const {
-    return netns_->ip_output({"-o", "addr", "show", "dev", "v0"}).find(kFloating) !=
+    return netns_->ip_output({"-o", "addr", "show", "dev", "v0"}).find(kHostFloating) !=
            std::string::npos;
   }
 
