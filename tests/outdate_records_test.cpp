@@ -84,5 +84,23 @@ TEST(OutdateRecordsTest, TheOutdatedNodeHearsOfItWhateverTheView) {
   EXPECT_TRUE(delivered.recorded_mine.empty());
 }
 
+// A record read back from the witness's state file: repeated after the next regular view, so
+// that the outdated node learns it; one known already is not replaced.
+TEST(OutdateRecordsTest, ARestoredRecordIsRepeatedAfterTheNextView) {
+  OutdateRecords witness(kWitness, 3);
+  witness.restore({"data", kSecondary, kGeneration, kPrimary});
+  witness.restore({"data", kSecondary, kGeneration + 1, kPrimary});
+  ASSERT_TRUE(witness.find("data", kSecondary).has_value());
+  EXPECT_EQ(witness.find("data", kSecondary)->generation, kGeneration);
+
+  const keel::Bytes announced = witness.on_regular_view({kSecondary, kWitness});
+  ASSERT_FALSE(announced.empty());
+  OutdateRecords secondary(kSecondary, 3);
+  secondary.on_regular_view({kSecondary, kWitness});
+  const auto delivered = deliver(secondary, kWitness, announced);
+  ASSERT_EQ(delivered.about_me.size(), 1u);
+  EXPECT_EQ(delivered.about_me[0].generation, kGeneration);
+}
+
 }  // namespace
 }  // namespace keel::volume

@@ -7,6 +7,7 @@
 
 #include "agent/control_protocol.hpp"
 #include "io/busy_poll.hpp"
+#include "io/outdate_record_file.hpp"
 
 namespace keel::agent {
 
@@ -52,7 +53,43 @@ Result<std::unique_ptr<VolumeService>> VolumeService::open(asio::io_context& io,
     hosted.runner = std::move(runner).value();
     service->runners_.emplace(volume.name, std::move(hosted));
   }
+  service->restore_records();
   return service;
+}
+
+void VolumeService::restore_records() {
+  auto restored = io::read_outdate_records(config_.agent.state_dir);
+  if (!restored.ok()) {
+    // Starting without them is what an agent did before it kept them; the next write replaces
+    // the file.
+    spdlog::error("{}; starting without the outdate records it held", restored.error().message);
+    return;
+  }
+  for (const volume::OutdateRecord& record : restored.value()) {
+    const bool configured = std::any_of(
+        config_.volumes.begin(), config_.volumes.end(),
+        [&](const config::VolumeConfig& volume) { return volume.name == record.volume; });
+    if (!configured) continue;  // a volume since removed from the configuration
+    spdlog::info("volume {}: restored the record that node {}'s copy is outdated", record.volume,
+                 record.node);
+    records_.restore(record);
+  }
+  saved_records_ = records_.all();
+}
+
+void VolumeService::save_records_if_changed() {
+  if (records_.all() == saved_records_) return;
+  saved_records_ = records_.all();
+  std::vector<volume::OutdateRecord> records;
+  for (const auto& [key, record] : saved_records_) records.push_back(record);
+  records_writer_.submit(
+      [state_dir = config_.agent.state_dir, records = std::move(records)] {
+        return io::write_outdate_records(state_dir, records);
+      },
+      [](const std::string& why, int attempt) {
+        if (attempt == 1) spdlog::error("cannot keep the outdate records: {}; retrying", why);
+      },
+      [] {});
 }
 
 VolumeService::VolumeService(asio::io_context& io, const config::ClusterConfig& config, NodeId self,
@@ -94,6 +131,7 @@ void VolumeService::stop(std::chrono::milliseconds patience) {
   if (stopped_) return;
   stopped_ = true;
   retry_timer_.cancel();
+  records_writer_.stop();
   for (auto& [name, hosted] : runners_) {
     VolumeRunner* runner = hosted.runner.get();
     hosted.thread->request_stop([runner] { runner->stop(); });
@@ -156,6 +194,7 @@ void VolumeService::on_view(const ring::View& view) {
 
 void VolumeService::on_message(NodeId origin, std::span<const std::uint8_t> payload) {
   const auto delivered = records_.on_message(origin, payload);
+  save_records_if_changed();
   for (const volume::OutdateRecord& record : delivered.recorded_mine) {
     if (Hosted* hosted = find(record.volume)) {
       spdlog::info("volume {}: node {}'s copy is recorded outdated by a majority", record.volume,

@@ -30,6 +30,7 @@
 #include <span>
 #include <string>
 
+#include "agent/metadata_persister.hpp"
 #include "agent/service_thread.hpp"
 #include "agent/volume_runner.hpp"
 #include "config/config.hpp"
@@ -82,12 +83,20 @@ class VolumeService {
   void flush_broadcasts();
   void status(const std::string& only, Reply reply);
   void promote(Hosted& hosted, bool force, Reply reply);
+  // Reads the records kept in the state directory into records_.
+  void restore_records();
+  // Hands the records to records_writer_ when they differ from what it last had.
+  void save_records_if_changed();
 
   asio::io_context& io_;
   const config::ClusterConfig& config_;
   NodeId self_;
   Broadcaster broadcast_;
   volume::OutdateRecords records_;
+  // What records_writer_ was last given, and the thread that writes it to the state directory
+  // (an fsync on the ring's thread could hold the token).
+  std::map<std::pair<std::string, NodeId>, volume::OutdateRecord> saved_records_;
+  MetadataPersister records_writer_{std::chrono::seconds(1)};
   std::map<std::string, Hosted> runners_;
   std::deque<Bytes> pending_;
   asio::steady_timer retry_timer_;

@@ -6,23 +6,17 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <charconv>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 
+#include "core/common/parse_number.hpp"
 #include "io/durable_file.hpp"
 #include "io/errno_text.hpp"
 
 namespace keel::io {
 
 namespace {
-
-template <typename Number>
-bool parse_number(std::string_view text, Number& value) {
-  const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
-  return !text.empty() && error == std::errc{} && end == text.data() + text.size();
-}
 
 // The recorded epoch, 0 when there is none yet.
 Result<std::uint64_t> read_record(const std::string& path) {

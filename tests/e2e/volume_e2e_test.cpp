@@ -373,6 +373,28 @@ TEST_F(VolumeE2e, SplitBrainIsDetectedAndResolved) {
   EXPECT_TRUE(copies_identical());
 }
 
+// The witness keeps the record that the secondary's copy is outdated across a restart of its
+// agent (io/outdate_record_file.hpp): with the primary dead, the secondary that comes back with
+// the witness, a majority, learns from it that its copy is outdated, and is not promoted without
+// the writes the primary acknowledged while it was away.
+TEST_F(VolumeE2e, TheWitnessKeepsTheOutdateRecordAcrossItsRestart) {
+  ASSERT_OK(lab_->stop_agent(2));
+  wait_status(
+      1, [](const nlohmann::json& s) { return s.value("link", "") != "Connected"; },
+      "h1 noticing h2 left");
+  // Acknowledged only once h1 and h3 have recorded h2's copy as outdated.
+  ASSERT_NO_FATAL_FAILURE(write_pattern(1, 0, 16 * 4096, 0x5c));
+  ASSERT_OK(lab_->kill_agent(1));
+  ASSERT_OK(lab_->stop_agent(3));
+  ASSERT_OK(lab_->start_agent(3));
+  ASSERT_OK(lab_->start_agent(2));
+  wait_status(
+      2, [](const nlohmann::json& s) { return s.value("disk", "") == "Outdated"; },
+      "h2 learning from h3 that its copy is outdated");
+  auto promoted = volume_command(2, {"promote", kVolume});
+  EXPECT_FALSE(promoted.ok()) << "promoted a copy without the writes h1 acknowledged";
+}
+
 // Both nodes bring data of their own (docs/volume.md, "Starting from existing data"): both copies
 // are Inconsistent, nothing is promoted without --force, and the forced node's data is resynced
 // over the other's.

@@ -71,6 +71,10 @@ keel::Bytes OutdateRecords::on_regular_view(const std::vector<NodeId>& members) 
 
 void OutdateRecords::on_transitional_view() { quorate_ = false; }
 
+void OutdateRecords::restore(const OutdateRecord& record) {
+  records_.try_emplace({record.volume, record.node}, record);
+}
+
 keel::Bytes OutdateRecords::record_message(const OutdateRecord& record) {
   keel::Bytes out;
   ByteWriter writer(out);

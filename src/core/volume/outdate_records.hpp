@@ -15,9 +15,8 @@
 // copy Outdated on disk. A resync that brings the copy up to date clears the record (a Clear
 // message with the new generation).
 //
-// Records live in agents' memory: if every member that knew a record restarts while the outdated
-// node is away, the record is lost (the outdated node's copy still refuses promotion only if it
-// had learnt it). docs/volume.md says so.
+// Every agent also keeps the records it knows in its state directory and restores them at start
+// (io/outdate_record_file.hpp); they are repeated after the next regular view like any other.
 //
 // Thread-safety: none; pure state fed by the agent's ring thread.
 #pragma once
@@ -65,6 +64,10 @@ class OutdateRecords {
     std::vector<std::string> discard_mine;  // `resolve --discard-peer` on my peer: volumes
   };
   Delivered on_message(NodeId origin, std::span<const std::uint8_t> payload);
+
+  // A record read back from this agent's state file at start: known as if delivered, and
+  // repeated to the others after the next regular view. An existing one is kept.
+  void restore(const OutdateRecord& record);
 
   static keel::Bytes record_message(const OutdateRecord& record);
   static keel::Bytes clear_message(const std::string& volume, NodeId node, Generation generation);
