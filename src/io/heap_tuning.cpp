@@ -1,8 +1,10 @@
 #include "io/heap_tuning.hpp"
 
 #include <malloc.h>
+#include <unistd.h>
 
 #include <cstdint>
+#include <fstream>
 
 namespace keel::io {
 
@@ -16,6 +18,14 @@ bool keep_buffers_in_the_heap() {
 std::size_t free_heap_bytes() { return ::mallinfo2().fordblks; }
 
 void return_free_heap() { ::malloc_trim(0); }
+
+std::size_t resident_bytes() {
+  std::ifstream statm("/proc/self/statm");
+  std::size_t size_pages = 0;
+  std::size_t resident_pages = 0;
+  statm >> size_pages >> resident_pages;
+  return resident_pages * static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+}
 
 namespace {
 std::size_t distance(std::size_t a, std::size_t b) { return a > b ? a - b : b - a; }
@@ -45,18 +55,14 @@ void IdleHeapTrimmer::look() {
                        distance(heap.uordblks, last_used_) <= kSettledBytes;
   last_free_ = heap.fordblks;
   last_used_ = heap.uordblks;
-  if (!settled) {
-    trimmed_ = false;
-    return;
-  }
-  // Pages handed back in the middle of the heap still count as free: one trim per quiet spell.
-  if (trimmed_ || heap.fordblks < kTrimFromBytes) return;
+  if (!settled || heap.fordblks < kTrimFromBytes) return;
+  // Pages handed back in the middle of the heap still count as free there, and come back when
+  // a block over them is used again without the counts moving: the resident size tells.
+  const std::size_t resident = resident_bytes();
+  if (resident < resident_after_trim_ + kTrimFromBytes) return;
   return_free_heap();
-  trimmed_ = true;
   ++trims_;
-  const struct mallinfo2 after = ::mallinfo2();
-  last_free_ = after.fordblks;
-  last_used_ = after.uordblks;
+  resident_after_trim_ = resident_bytes();
 }
 
 }  // namespace keel::io

@@ -27,14 +27,17 @@ constexpr std::size_t kKeptFreeHeapBytes = 32u << 20;
 // False if the allocator refused a setting (buffers are then mapped afresh, as by default).
 bool keep_buffers_in_the_heap();
 
-// The heap's free bytes (all arenas) and the pages malloc_trim handed back.
+// The heap's free bytes (all arenas); hands its free pages back (malloc_trim); this process's
+// resident size (0 if /proc cannot tell).
 std::size_t free_heap_bytes();
 void return_free_heap();
+std::size_t resident_bytes();
 
-// Every period, hands the free heap back to the kernel when it holds at least kTrimFromBytes
-// and the heap has not changed by more than kSettledBytes since the last look: a volume that
-// streams requests moves megabytes between two looks, and keeps its pages; one that has gone
-// quiet returns them, so that the agent's memory falls back after a burst.
+// Every period, hands the free heap back to the kernel when the heap has not changed by more
+// than kSettledBytes since the last look, holds at least kTrimFromBytes free, and the process
+// has grown by kTrimFromBytes since the last trim: a volume that streams requests moves
+// megabytes between two looks, and keeps its pages; one that has gone quiet returns them, so
+// that the agent's memory falls back after a burst.
 class IdleHeapTrimmer {
  public:
   static constexpr std::size_t kTrimFromBytes = 8u << 20;
@@ -53,7 +56,7 @@ class IdleHeapTrimmer {
   std::size_t last_free_ = 0;
   std::size_t last_used_ = 0;
   std::uint64_t trims_ = 0;
-  bool trimmed_ = false;  // since the heap last moved
+  std::size_t resident_after_trim_ = 0;
   bool running_ = false;
 };
 
