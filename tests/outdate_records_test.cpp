@@ -1,5 +1,6 @@
 // OutdateRecords (src/core/volume/outdate_records.hpp): when a primary's record of its peer's copy
-// being outdated counts, as the ring delivers the messages of the keel.volume group.
+// being outdated counts, as the ring delivers the messages of the keel.volume group and the agents
+// say they have written it down.
 #include "core/volume/outdate_records.hpp"
 
 #include <gtest/gtest.h>
@@ -26,24 +27,75 @@ OutdateRecords::Delivered deliver(OutdateRecords& records, NodeId origin, const 
 const keel::Bytes kRecord =
     OutdateRecords::record_message({"data", kSecondary, kGeneration, kPrimary});
 
-TEST(OutdateRecordsTest, ARecordCountsInAMajorityWithoutTheOutdatedNode) {
+// What an agent sends once `record` is on its disk.
+keel::Bytes stored(NodeId by, const keel::Bytes& record_message, OutdateRecords& agent) {
+  const auto delivered = deliver(agent, kPrimary, record_message);
+  EXPECT_EQ(delivered.to_store.size(), 1u) << "node " << by << " is not asked to store it";
+  return delivered.to_store.empty() ? keel::Bytes{}
+                                    : OutdateRecords::stored_message(delivered.to_store[0]);
+}
+
+TEST(OutdateRecordsTest, ARecordCountsOnceAMajorityWithoutTheOutdatedNodeHasItOnDisk) {
   OutdateRecords records = primary_in_view({kPrimary, kWitness});
   const auto delivered = deliver(records, kPrimary, kRecord);
-  ASSERT_EQ(delivered.recorded_mine.size(), 1u);
-  EXPECT_EQ(delivered.recorded_mine[0].generation, kGeneration);
+  EXPECT_TRUE(delivered.recorded_mine.empty()) << "counted before anyone wrote it down";
+  ASSERT_EQ(delivered.to_store.size(), 1u);
+  const keel::Bytes mine = OutdateRecords::stored_message(delivered.to_store[0]);
 
-  // With the outdated node in the view too, the others are still a majority.
-  OutdateRecords all = primary_in_view({kPrimary, kSecondary, kWitness});
-  EXPECT_EQ(deliver(all, kPrimary, kRecord).recorded_mine.size(), 1u);
+  OutdateRecords witness(kWitness, 3);
+  witness.on_regular_view({kPrimary, kWitness});
+  const keel::Bytes witness_stored = stored(kWitness, kRecord, witness);
+
+  EXPECT_TRUE(deliver(records, kPrimary, mine).recorded_mine.empty()) << "one of three";
+  // The outdated node's word that it holds the record counts for nothing.
+  EXPECT_TRUE(deliver(records, kSecondary, witness_stored).recorded_mine.empty());
+  const auto counted = deliver(records, kWitness, witness_stored);
+  ASSERT_EQ(counted.recorded_mine.size(), 1u);
+  EXPECT_EQ(counted.recorded_mine[0].generation, kGeneration);
+  EXPECT_TRUE(deliver(records, kWitness, witness_stored).recorded_mine.empty()) << "twice";
+
+  // A repeat after a view change counts again at once.
+  const keel::Bytes repeated = records.on_regular_view({kPrimary, kSecondary, kWitness});
+  EXPECT_EQ(deliver(records, kPrimary, repeated).recorded_mine.size(), 1u);
+}
+
+TEST(OutdateRecordsTest, AStoredMessageCountsOnlyForItsRecorderAndGeneration) {
+  OutdateRecords records = primary_in_view({kPrimary, kWitness});
+  deliver(records, kPrimary, kRecord);
+  deliver(records, kPrimary,
+          OutdateRecords::stored_message({"data", kSecondary, kGeneration, kPrimary}));
+  const keel::Bytes other_recorder =
+      OutdateRecords::stored_message({"data", kSecondary, kGeneration, kWitness});
+  EXPECT_TRUE(deliver(records, kWitness, other_recorder).recorded_mine.empty());
+  const keel::Bytes older =
+      OutdateRecords::stored_message({"data", kSecondary, kGeneration - 1, kPrimary});
+  EXPECT_TRUE(deliver(records, kWitness, older).recorded_mine.empty());
+  const keel::Bytes right =
+      OutdateRecords::stored_message({"data", kSecondary, kGeneration, kPrimary});
+  EXPECT_EQ(deliver(records, kWitness, right).recorded_mine.size(), 1u);
+}
+
+TEST(OutdateRecordsTest, ARecordDeliveredWithoutAMajorityWaitsForTheRepeat) {
+  OutdateRecords records(kPrimary, 3);
+  records.on_regular_view({kPrimary});
+  deliver(records, kPrimary, kRecord);
+  const keel::Bytes witness_stored =
+      OutdateRecords::stored_message({"data", kSecondary, kGeneration, kPrimary});
+  deliver(records, kPrimary, witness_stored);
+  EXPECT_TRUE(deliver(records, kWitness, witness_stored).recorded_mine.empty());
 }
 
 TEST(OutdateRecordsTest, ARecordThatNeedsTheOutdatedNodeWaitsForItsDisk) {
-  // The two copies alone: a majority only with the node the record is about, whose agent could
+  // The two copies alone: no majority without the node the record is about, whose agent could
   // lose it before marking its copy.
   OutdateRecords records = primary_in_view({kPrimary, kSecondary});
   EXPECT_TRUE(deliver(records, kPrimary, kRecord).recorded_mine.empty());
+  const keel::Bytes mine =
+      OutdateRecords::stored_message({"data", kSecondary, kGeneration, kPrimary});
+  EXPECT_TRUE(deliver(records, kPrimary, mine).recorded_mine.empty());
+  EXPECT_TRUE(deliver(records, kSecondary, mine).recorded_mine.empty());
 
-  // Only the outdated node's own word about the same generation counts.
+  // Only the outdated node's own word about its disk, for the same generation, counts.
   const keel::Bytes durable = OutdateRecords::durable_message("data", kSecondary, kGeneration);
   EXPECT_TRUE(deliver(records, kWitness, durable).recorded_mine.empty()) << "not from the node";
   const keel::Bytes older = OutdateRecords::durable_message("data", kSecondary, kGeneration - 1);
@@ -56,23 +108,31 @@ TEST(OutdateRecordsTest, ARecordThatNeedsTheOutdatedNodeWaitsForItsDisk) {
   EXPECT_TRUE(deliver(records, kSecondary, durable).recorded_mine.empty()) << "counted twice";
 }
 
-TEST(OutdateRecordsTest, AWaitingRecordCountsWhenRepeatedInALargerMajority) {
+TEST(OutdateRecordsTest, AWaitingRecordCountsWhenAWitnessStoresItLater) {
   OutdateRecords records = primary_in_view({kPrimary, kSecondary});
   EXPECT_TRUE(deliver(records, kPrimary, kRecord).recorded_mine.empty());
-  // The witness joins; after the view every member repeats what it knows.
+  const keel::Bytes mine =
+      OutdateRecords::stored_message({"data", kSecondary, kGeneration, kPrimary});
+  deliver(records, kPrimary, mine);
+  // The witness joins; after the view every member repeats what it knows, and stores it.
   const keel::Bytes repeated = records.on_regular_view({kPrimary, kSecondary, kWitness});
-  EXPECT_EQ(deliver(records, kPrimary, repeated).recorded_mine.size(), 1u);
+  EXPECT_TRUE(deliver(records, kPrimary, repeated).recorded_mine.empty());
+  EXPECT_EQ(deliver(records, kWitness, mine).recorded_mine.size(), 1u);
   // The wait is over: a late Durable message does not count the record again.
   const keel::Bytes durable = OutdateRecords::durable_message("data", kSecondary, kGeneration);
   EXPECT_TRUE(deliver(records, kSecondary, durable).recorded_mine.empty());
 }
 
 TEST(OutdateRecordsTest, AClearEndsTheWait) {
-  OutdateRecords records = primary_in_view({kPrimary, kSecondary});
+  OutdateRecords records = primary_in_view({kPrimary, kWitness});
   EXPECT_TRUE(deliver(records, kPrimary, kRecord).recorded_mine.empty());
   deliver(records, kPrimary, OutdateRecords::clear_message("data", kSecondary, kGeneration));
   const keel::Bytes durable = OutdateRecords::durable_message("data", kSecondary, kGeneration);
   EXPECT_TRUE(deliver(records, kSecondary, durable).recorded_mine.empty());
+  const keel::Bytes stored_by =
+      OutdateRecords::stored_message({"data", kSecondary, kGeneration, kPrimary});
+  deliver(records, kPrimary, stored_by);
+  EXPECT_TRUE(deliver(records, kWitness, stored_by).recorded_mine.empty());
 }
 
 TEST(OutdateRecordsTest, TheOutdatedNodeHearsOfItWhateverTheView) {

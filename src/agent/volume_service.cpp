@@ -77,19 +77,36 @@ void VolumeService::restore_records() {
   saved_records_ = records_.all();
 }
 
-void VolumeService::save_records_if_changed() {
-  if (records_.all() == saved_records_) return;
-  saved_records_ = records_.all();
-  std::vector<volume::OutdateRecord> records;
-  for (const auto& [key, record] : saved_records_) records.push_back(record);
+void VolumeService::store_and_acknowledge(std::vector<volume::OutdateRecord> delivered) {
+  std::optional<std::vector<volume::OutdateRecord>> snapshot;
+  if (records_.all() != saved_records_) {
+    saved_records_ = records_.all();
+    snapshot.emplace();
+    for (const auto& [key, record] : saved_records_) snapshot->push_back(record);
+  }
+  if (!snapshot && delivered.empty()) return;
+  // Jobs run in order: a repeat that changed nothing is acknowledged once the write that first
+  // held it is done.
   records_writer_.submit(
-      [state_dir = config_.agent.state_dir, records = std::move(records)] {
-        return io::write_outdate_records(state_dir, records);
+      [state_dir = config_.agent.state_dir, snapshot = std::move(snapshot)]() -> Result<Ok> {
+        if (!snapshot) return Ok{};
+        return io::write_outdate_records(state_dir, *snapshot);
       },
       [](const std::string& why, int attempt) {
-        if (attempt == 1) spdlog::error("cannot keep the outdate records: {}; retrying", why);
+        if (attempt == 1) {
+          spdlog::error(
+              "cannot keep the outdate records: {}; retrying every second (a primary that has lost "
+              "its peer may wait for this node meanwhile)",
+              why);
+        }
       },
-      [] {});
+      [this, delivered = std::move(delivered)] {
+        asio::post(io_, [this, delivered] {
+          for (const volume::OutdateRecord& record : delivered) {
+            enqueue(volume::OutdateRecords::stored_message(record));
+          }
+        });
+      });
 }
 
 VolumeService::VolumeService(asio::io_context& io, const config::ClusterConfig& config, NodeId self,
@@ -193,8 +210,8 @@ void VolumeService::on_view(const ring::View& view) {
 }
 
 void VolumeService::on_message(NodeId origin, std::span<const std::uint8_t> payload) {
-  const auto delivered = records_.on_message(origin, payload);
-  save_records_if_changed();
+  auto delivered = records_.on_message(origin, payload);
+  store_and_acknowledge(std::move(delivered.to_store));
   for (const volume::OutdateRecord& record : delivered.recorded_mine) {
     if (Hosted* hosted = find(record.volume)) {
       spdlog::info("volume {}: node {}'s copy is recorded outdated by a majority", record.volume,

@@ -85,8 +85,9 @@ class VolumeService {
   void promote(Hosted& hosted, bool force, Reply reply);
   // Reads the records kept in the state directory into records_.
   void restore_records();
-  // Hands the records to records_writer_ when they differ from what it last had.
-  void save_records_if_changed();
+  // Hands the records to records_writer_ when they differ from what it last had, and sends a
+  // Stored message for each of `delivered` once they are on disk (outdate_records.hpp).
+  void store_and_acknowledge(std::vector<volume::OutdateRecord> delivered);
 
   asio::io_context& io_;
   const config::ClusterConfig& config_;
@@ -94,7 +95,7 @@ class VolumeService {
   Broadcaster broadcast_;
   volume::OutdateRecords records_;
   // What records_writer_ was last given, and the thread that writes it to the state directory
-  // (an fsync on the ring's thread could hold the token).
+  // (an fsync on the ring's thread could hold the token) before this node says it has them.
   std::map<std::pair<std::string, NodeId>, volume::OutdateRecord> saved_records_;
   MetadataPersister records_writer_{std::chrono::seconds(1)};
   std::map<std::string, Hosted> runners_;

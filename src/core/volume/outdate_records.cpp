@@ -12,6 +12,7 @@ constexpr std::uint8_t kRecordsType = 1;
 constexpr std::uint8_t kClearType = 2;
 constexpr std::uint8_t kDiscardType = 3;
 constexpr std::uint8_t kDurableType = 4;
+constexpr std::uint8_t kStoredType = 5;
 constexpr std::size_t kMaxVolumeNameBytes = 64;
 
 void write_record(ByteWriter& out, const OutdateRecord& record) {
@@ -94,6 +95,17 @@ keel::Bytes OutdateRecords::durable_message(const std::string& volume, NodeId no
   return one_record_message(kDurableType, OutdateRecord{volume, node, generation, node});
 }
 
+keel::Bytes OutdateRecords::stored_message(const OutdateRecord& record) {
+  return one_record_message(kStoredType, record);
+}
+
+void OutdateRecords::count(Mine& mine, const OutdateRecord& record, Delivered& delivered) {
+  if (mine.counted) return;
+  mine.counted = true;
+  delivered.recorded_mine.push_back(
+      OutdateRecord{record.volume, record.node, mine.generation, self_});
+}
+
 keel::Bytes OutdateRecords::discard_message(const std::string& volume, NodeId node, NodeId asker) {
   return one_record_message(kDiscardType, OutdateRecord{volume, node, 0, asker});
 }
@@ -110,25 +122,29 @@ OutdateRecords::Delivered OutdateRecords::on_message(NodeId origin,
     }
     return delivered;
   }
-  if (type == kDurableType) {
-    // Only the node itself can say what its disk holds.
-    const auto durable = read_record(in);
-    if (!durable || !in.at_end() || durable->node != origin) return delivered;
-    const auto waiting = awaiting_durable_.find({durable->volume, durable->node});
-    if (waiting == awaiting_durable_.end() || waiting->second != durable->generation) {
-      return delivered;
+  if (type == kDurableType || type == kStoredType) {
+    const auto said = read_record(in);
+    if (!said || !in.at_end()) return delivered;
+    // Only the node itself can say what its disk holds; the outdated node's own copy of the
+    // record is no help to a majority it forms later (it is marked on its disk, or it is not).
+    if (type == kDurableType ? said->node != origin : said->node == origin) return delivered;
+    if (type == kStoredType && said->recorder != self_) return delivered;
+    const auto found = mine_.find({said->volume, said->node});
+    if (found == mine_.end() || found->second.generation != said->generation) return delivered;
+    Mine& mine = found->second;
+    if (type == kStoredType) {
+      mine.stored_by.insert(origin);
+      if (mine.stored_by.size() * 2 <= configured_nodes_) return delivered;
     }
-    awaiting_durable_.erase(waiting);
-    delivered.recorded_mine.push_back(
-        OutdateRecord{durable->volume, durable->node, durable->generation, self_});
+    count(mine, *said, delivered);
     return delivered;
   }
   if (type == kClearType) {
     const auto cleared = read_record(in);
     if (!cleared || !in.at_end()) return delivered;
-    const auto waiting = awaiting_durable_.find({cleared->volume, cleared->node});
-    if (waiting != awaiting_durable_.end() && waiting->second == cleared->generation) {
-      awaiting_durable_.erase(waiting);
+    const auto waiting = mine_.find({cleared->volume, cleared->node});
+    if (waiting != mine_.end() && waiting->second.generation == cleared->generation) {
+      mine_.erase(waiting);
     }
     auto found = records_.find({cleared->volume, cleared->node});
     if (found != records_.end() && found->second.generation == cleared->generation) {
@@ -140,22 +156,18 @@ OutdateRecords::Delivered OutdateRecords::on_message(NodeId origin,
     return delivered;
   }
   if (type != kRecordsType) return delivered;
-  const std::size_t count = in.u16();
-  if (count > kMaxRecordsPerMessage) return delivered;
-  for (std::size_t i = 0; i < count; ++i) {
+  const std::size_t count_in_message = in.u16();
+  if (count_in_message > kMaxRecordsPerMessage) return delivered;
+  for (std::size_t i = 0; i < count_in_message; ++i) {
     const auto record = read_record(in);
     if (!record) return delivered;
-    auto& slot = records_[{record->volume, record->node}];
-    slot = *record;
+    const std::pair<std::string, NodeId> key{record->volume, record->node};
+    records_[key] = *record;
+    delivered.to_store.push_back(*record);
     if (record->recorder == self_ && origin == self_ && quorate_) {
-      const bool outdated_member =
-          std::find(members_.begin(), members_.end(), record->node) != members_.end();
-      if (!outdated_member || (members_.size() - 1) * 2 > configured_nodes_) {
-        awaiting_durable_.erase({record->volume, record->node});
-        delivered.recorded_mine.push_back(*record);
-      } else {
-        awaiting_durable_[{record->volume, record->node}] = record->generation;
-      }
+      Mine& mine = mine_[key];
+      if (mine.generation != record->generation) mine = Mine{record->generation, {}, false};
+      if (mine.counted) delivered.recorded_mine.push_back(*record);  // a repeat: still counts
     }
     if (record->node == self_) delivered.about_me.push_back(*record);
   }

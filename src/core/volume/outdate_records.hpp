@@ -3,20 +3,19 @@
 //
 // When a primary loses its peer it must not acknowledge another write until a majority of the
 // cluster knows that the peer's copy is outdated; otherwise the peer could be promoted later with
-// a copy that lacks acknowledged writes. So the primary broadcasts a record (safe delivery: when
-// it is delivered here, every member of the view has it) and takes it as recorded when it is
-// delivered in a view holding a majority of the configured nodes, not counting the outdated node
-// itself: its agent may lose the record before it has marked its copy (a power loss a moment after
-// the delivery), and a majority it later forms with others would not know it. When the view is a
-// majority only with it, the record counts once that node says its copy is marked Outdated on its
-// disk (a Durable message), which refuses promotion from then on. Every member keeps every record
-// and broadcasts what it knows after each regular view, so a node that was away (the outdated
-// one, typically) learns of it when it rejoins a majority; the outdated node then marks its own
-// copy Outdated on disk. A resync that brings the copy up to date clears the record (a Clear
-// message with the new generation).
-//
-// Every agent also keeps the records it knows in its state directory and restores them at start
-// (io/outdate_record_file.hpp); they are repeated after the next regular view like any other.
+// a copy that lacks acknowledged writes. So the primary broadcasts a record, and every agent that
+// delivers it writes it to its state directory and then says so (a Stored message). The record
+// counts once a majority of the configured nodes, not counting the outdated node, has it on disk:
+// that majority meets every later majority, and an agent that restarts or loses power reads its
+// records back. The outdated node does not count: it may lose power before it has marked its
+// copy. Instead, the record also counts once that node says its copy is marked Outdated on its
+// disk (a Durable message), which refuses promotion from then on; with the two copies' nodes alone
+// in the view, that is how it counts. Either way the record must first be delivered to the
+// primary in a view that holds a majority. Every member keeps every record and broadcasts what
+// it knows after each regular view, so a node that was away (the outdated one, typically) learns
+// of it when it rejoins a majority; the outdated node then marks its own copy Outdated on disk. A
+// resync that brings the copy up to date clears the record (a Clear message with the new
+// generation).
 //
 // Thread-safety: none; pure state fed by the agent's ring thread.
 #pragma once
@@ -24,6 +23,7 @@
 #include <cstdint>
 #include <map>
 #include <optional>
+#include <set>
 #include <span>
 #include <string>
 #include <utility>
@@ -62,6 +62,9 @@ class OutdateRecords {
     std::vector<OutdateRecord> about_me;       // records saying my copy is outdated
     std::vector<std::pair<std::string, Generation>> cleared_mine;  // records about me cleared
     std::vector<std::string> discard_mine;  // `resolve --discard-peer` on my peer: volumes
+    // Records this message brought that this node now holds: once they are on its disk, it says
+    // so with stored_message() for each (a repeat is acknowledged again).
+    std::vector<OutdateRecord> to_store;
   };
   Delivered on_message(NodeId origin, std::span<const std::uint8_t> payload);
 
@@ -73,6 +76,8 @@ class OutdateRecords {
   static keel::Bytes clear_message(const std::string& volume, NodeId node, Generation generation);
   // From `node` itself: its copy of `volume` is marked outdated on its disk, as of `generation`.
   static keel::Bytes durable_message(const std::string& volume, NodeId node, Generation generation);
+  // From the node that sends it: `record` is in its state directory, on disk.
+  static keel::Bytes stored_message(const OutdateRecord& record);
   // After a split brain: asks `node` to throw its changes to `volume` away.
   static keel::Bytes discard_message(const std::string& volume, NodeId node, NodeId asker);
 
@@ -85,9 +90,16 @@ class OutdateRecords {
   bool quorate_ = false;
   std::vector<NodeId> members_;  // of the last regular view
   std::map<std::pair<std::string, NodeId>, OutdateRecord> records_;
-  // My records delivered in a view that is a majority only with the outdated node: they count
-  // when it says its copy is marked (a Durable message with the same generation).
-  std::map<std::pair<std::string, NodeId>, Generation> awaiting_durable_;
+  // My records delivered in a view with a majority: the nodes that have each on disk, until it
+  // counts (and after, so that a repeat counts again at once).
+  struct Mine {
+    Generation generation = 0;
+    std::set<NodeId> stored_by;  // never the outdated node
+    bool counted = false;
+  };
+  std::map<std::pair<std::string, NodeId>, Mine> mine_;
+  // Marks `mine` counted and reports it, the first time.
+  void count(Mine& mine, const OutdateRecord& record, Delivered& delivered);
 };
 
 }  // namespace keel::volume
