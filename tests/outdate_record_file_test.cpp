@@ -45,6 +45,14 @@ TEST_F(OutdateRecordFileTest, WhatIsWrittenReadsBack) {
   EXPECT_TRUE(read.value().empty());
 }
 
+TEST_F(OutdateRecordFileTest, BlankLinesAreSkipped) {
+  write_text("\ndata 2 3 1\n\n");
+  auto read = read_outdate_records(dir_);
+  ASSERT_TRUE(read.ok()) << read.error().message;
+  ASSERT_EQ(read.value().size(), 1u);
+  EXPECT_EQ(read.value()[0].generation, 3u);
+}
+
 TEST_F(OutdateRecordFileTest, NoFileIsNoRecords) {
   auto read = read_outdate_records(dir_);
   ASSERT_TRUE(read.ok()) << read.error().message;
@@ -54,7 +62,7 @@ TEST_F(OutdateRecordFileTest, NoFileIsNoRecords) {
 TEST_F(OutdateRecordFileTest, ADamagedLineIsAnErrorNamingIt) {
   for (const std::string bad :
        {"data 2 3\n", "data 2 3 1 9\n", "data x 3 1\n", "data 0 3 1\n", "data 2 3 0\n",
-        "data  2 3 1\n", "data 2 99999999999999999999999 1\n", "data 2 -3 1\n"}) {
+        "data  2 3 1\n", "data 2 99999999999999999999999 1\n", "data 2 -3 1\n", "data 2 3 1 \n"}) {
     write_text("data 2 3 1\n" + bad);
     auto read = read_outdate_records(dir_);
     ASSERT_FALSE(read.ok()) << bad;

@@ -144,22 +144,52 @@ TEST(OutdateRecordsTest, TheOutdatedNodeHearsOfItWhateverTheView) {
   EXPECT_TRUE(delivered.recorded_mine.empty());
 }
 
-// A record read back from the witness's state file: repeated after the next regular view, so
-// that the outdated node learns it; one known already is not replaced.
+// Records read back from the witness's state file: repeated after the next regular view, so
+// that the outdated node learns them; each generation is kept.
 TEST(OutdateRecordsTest, ARestoredRecordIsRepeatedAfterTheNextView) {
   OutdateRecords witness(kWitness, 3);
   witness.restore({"data", kSecondary, kGeneration, kPrimary});
   witness.restore({"data", kSecondary, kGeneration + 1, kPrimary});
-  ASSERT_TRUE(witness.find("data", kSecondary).has_value());
-  EXPECT_EQ(witness.find("data", kSecondary)->generation, kGeneration);
+  ASSERT_EQ(witness.about("data", kSecondary).size(), 2u) << "one per generation";
 
   const keel::Bytes announced = witness.on_regular_view({kSecondary, kWitness});
   ASSERT_FALSE(announced.empty());
   OutdateRecords secondary(kSecondary, 3);
   secondary.on_regular_view({kSecondary, kWitness});
   const auto delivered = deliver(secondary, kWitness, announced);
-  ASSERT_EQ(delivered.about_me.size(), 1u);
+  ASSERT_EQ(delivered.about_me.size(), 2u);
   EXPECT_EQ(delivered.about_me[0].generation, kGeneration);
+}
+
+// Generations are random: a record repeated by an agent that missed its withdrawal (an older
+// generation) must not replace a newer one, nor reset the count of the newer one's
+// acknowledgements.
+TEST(OutdateRecordsTest, AnOlderGenerationRepeatedReplacesNothing) {
+  constexpr Generation kNewer = 0x9999;
+  const keel::Bytes newer = OutdateRecords::record_message({"data", kSecondary, kNewer, kPrimary});
+  OutdateRecords records = primary_in_view({kPrimary, kWitness});
+  deliver(records, kPrimary, newer);
+  const keel::Bytes stored_newer =
+      OutdateRecords::stored_message({"data", kSecondary, kNewer, kPrimary});
+  deliver(records, kPrimary, stored_newer);
+  // The witness, back from a power loss, repeats the old generation it had on disk, and the
+  // primary's own repeat after the next view carries it too.
+  deliver(records, kWitness, kRecord);
+  EXPECT_EQ(records.about("data", kSecondary).size(), 2u);
+  EXPECT_TRUE(deliver(records, kPrimary, kRecord).recorded_mine.empty());
+  const auto counted = deliver(records, kWitness, stored_newer);
+  ASSERT_EQ(counted.recorded_mine.size(), 1u);
+  EXPECT_EQ(counted.recorded_mine[0].generation, kNewer);
+
+  // The outdated node hears of both; a clear of the old one leaves the newer.
+  OutdateRecords secondary(kSecondary, 3);
+  secondary.on_regular_view({kSecondary, kWitness});
+  deliver(secondary, kPrimary, newer);
+  deliver(secondary, kWitness, kRecord);
+  deliver(secondary, kPrimary, OutdateRecords::clear_message("data", kSecondary, kGeneration));
+  const auto left = secondary.about("data", kSecondary);
+  ASSERT_EQ(left.size(), 1u);
+  EXPECT_EQ(left[0].generation, kNewer);
 }
 
 }  // namespace

@@ -53,17 +53,19 @@ Result<std::unique_ptr<VolumeService>> VolumeService::open(asio::io_context& io,
     hosted.runner = std::move(runner).value();
     service->runners_.emplace(volume.name, std::move(hosted));
   }
-  service->restore_records();
+  if (auto restored = service->restore_records(); !restored.ok()) return restored.error();
   return service;
 }
 
-void VolumeService::restore_records() {
+Result<Ok> VolumeService::restore_records() {
   auto restored = io::read_outdate_records(config_.agent.state_dir);
   if (!restored.ok()) {
-    // Starting without them is what an agent did before it kept them; the next write replaces
-    // the file.
-    spdlog::error("{}; starting without the outdate records it held", restored.error().message);
-    return;
+    // Starting without them could forget a record this node acknowledged as stored, which a
+    // primary counted on: a copy it recorded as outdated could then be promoted.
+    return Error{restored.error().message +
+                 "; the agent will not start without the outdate records it kept. Repair the "
+                 "file, or remove it to start without them (only if no primary is running "
+                 "without its peer)"};
   }
   for (const volume::OutdateRecord& record : restored.value()) {
     const bool configured = std::any_of(
@@ -75,6 +77,7 @@ void VolumeService::restore_records() {
     records_.restore(record);
   }
   saved_records_ = records_.all();
+  return Ok{};
 }
 
 void VolumeService::store_and_acknowledge(std::vector<volume::OutdateRecord> delivered) {
@@ -102,7 +105,10 @@ void VolumeService::store_and_acknowledge(std::vector<volume::OutdateRecord> del
       },
       [this, delivered = std::move(delivered)] {
         asio::post(io_, [this, delivered] {
+          if (stopped_) return;
           for (const volume::OutdateRecord& record : delivered) {
+            spdlog::debug("volume {}: node {}'s outdate record as of {:016x} is on disk here",
+                          record.volume, record.node, record.generation);
             enqueue(volume::OutdateRecords::stored_message(record));
           }
         });
@@ -148,7 +154,8 @@ void VolumeService::stop(std::chrono::milliseconds patience) {
   if (stopped_) return;
   stopped_ = true;
   retry_timer_.cancel();
-  records_writer_.stop();
+  // records_writer_ is joined by its destructor, after the agent has left the ring: a write stuck
+  // on a failing state directory must not hold the leave up.
   for (auto& [name, hosted] : runners_) {
     VolumeRunner* runner = hosted.runner.get();
     hosted.thread->request_stop([runner] { runner->stop(); });
@@ -206,11 +213,16 @@ void VolumeService::on_view(const ring::View& view) {
     }
   }
   Bytes known = records_.on_regular_view(view.members);
+  spdlog::debug("outdate records: regular view of {} nodes, quorate {}, repeating {} bytes",
+                view.members.size(), records_.quorate(), known.size());
   if (!known.empty()) enqueue(std::move(known));
 }
 
 void VolumeService::on_message(NodeId origin, std::span<const std::uint8_t> payload) {
   auto delivered = records_.on_message(origin, payload);
+  spdlog::debug("keel.volume message from node {} ({} bytes, type {}): {} to store, {} counted",
+                origin, payload.size(), payload.empty() ? 0 : payload[0], delivered.to_store.size(),
+                delivered.recorded_mine.size());
   store_and_acknowledge(std::move(delivered.to_store));
   for (const volume::OutdateRecord& record : delivered.recorded_mine) {
     if (Hosted* hosted = find(record.volume)) {
@@ -274,12 +286,14 @@ void VolumeService::promote(Hosted& hosted, bool force, Reply reply) {
     }
     spdlog::error("volume {}: FORCED promotion without quorum ({})", runner.name(), why);
   }
-  std::optional<volume::Generation> told;
-  if (auto record = records_.find(runner.name(), self_)) told = record->generation;
+  std::vector<volume::Generation> told;
+  for (const volume::OutdateRecord& record : records_.about(runner.name(), self_)) {
+    told.push_back(record.generation);
+  }
   on_runner(
       hosted,
       [told, force](VolumeRunner& on_thread) {
-        if (told) on_thread.on_told_outdated(*told);
+        for (volume::Generation generation : told) on_thread.on_told_outdated(generation);
         return on_thread.promote(force);
       },
       std::move(reply));

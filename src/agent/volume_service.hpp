@@ -6,9 +6,11 @@
 // node holds, a VolumeRunner serves it. The ring's side:
 //   a regular view            -> quorum or not; what this node knows is broadcast again; a peer
 //                                that left the view has its replication link dropped at once
-//   a record delivered        -> when it is this node's, in a quorate view: the runner may now
-//                                acknowledge writes without its peer; when it names this node:
-//                                its copy is marked Outdated
+//   a record delivered        -> written to the state directory, then acknowledged (Stored);
+//                                when it names this node: its copy is marked Outdated
+//   Stored / Durable          -> when this node's record now counts (a majority without the
+//                                outdated node has it on disk, or that node marked its copy):
+//                                the runner may acknowledge writes without its peer
 // Commands (the control socket): volume_status, volume_promote (refused without quorum unless
 // forced), volume_demote, volume_verify, volume_resolve.
 //
@@ -17,7 +19,8 @@
 // so the agent's thread, which carries the ring, never waits on a volume's disk; the runner's
 // hooks post back here.
 //
-// Thread-safety: the service itself runs on the agent's io_context thread only.
+// Thread-safety: the service itself runs on the agent's io_context thread only; the records file
+// is written on records_writer_'s thread, which posts back to it.
 #pragma once
 
 #include <asio.hpp>
@@ -84,7 +87,7 @@ class VolumeService {
   void status(const std::string& only, Reply reply);
   void promote(Hosted& hosted, bool force, Reply reply);
   // Reads the records kept in the state directory into records_.
-  void restore_records();
+  Result<Ok> restore_records();
   // Hands the records to records_writer_ when they differ from what it last had, and sends a
   // Stored message for each of `delivered` once they are on disk (outdate_records.hpp).
   void store_and_acknowledge(std::vector<volume::OutdateRecord> delivered);
@@ -96,7 +99,7 @@ class VolumeService {
   volume::OutdateRecords records_;
   // What records_writer_ was last given, and the thread that writes it to the state directory
   // (an fsync on the ring's thread could hold the token) before this node says it has them.
-  std::map<std::pair<std::string, NodeId>, volume::OutdateRecord> saved_records_;
+  volume::OutdateRecords::Map saved_records_;
   MetadataPersister records_writer_{std::chrono::seconds(1)};
   std::map<std::string, Hosted> runners_;
   std::deque<Bytes> pending_;

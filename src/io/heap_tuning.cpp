@@ -58,11 +58,16 @@ void IdleHeapTrimmer::look() {
   if (!settled || heap.fordblks < kTrimFromBytes) return;
   // Pages handed back in the middle of the heap still count as free there, and come back when
   // a block over them is used again without the counts moving: the resident size tells.
+  // Something to hand back: pages in use again since the last trim (the resident size grew), or
+  // blocks freed since (the free count grew). /proc unreadable: the free count alone.
   const std::size_t resident = resident_bytes();
-  if (resident < resident_after_trim_ + kTrimFromBytes) return;
+  const bool regrown = resident >= resident_after_trim_ + kTrimFromBytes;
+  const bool freed = heap.fordblks >= free_after_trim_ + kTrimFromBytes;
+  if (trims_ > 0 && !regrown && !freed) return;
   return_free_heap();
   ++trims_;
   resident_after_trim_ = resident_bytes();
+  free_after_trim_ = ::mallinfo2().fordblks;
 }
 
 }  // namespace keel::io

@@ -34,10 +34,11 @@ void return_free_heap();
 std::size_t resident_bytes();
 
 // Every period, hands the free heap back to the kernel when the heap has not changed by more
-// than kSettledBytes since the last look, holds at least kTrimFromBytes free, and the process
-// has grown by kTrimFromBytes since the last trim: a volume that streams requests moves
-// megabytes between two looks, and keeps its pages; one that has gone quiet returns them, so
-// that the agent's memory falls back after a burst.
+// than kSettledBytes since the last look, holds at least kTrimFromBytes free, and, since the last
+// trim, the process has grown or the free heap has by kTrimFromBytes: a volume that streams
+// requests moves megabytes between two looks, and keeps its pages; one that has gone quiet
+// returns them, so that the agent's memory falls back after a burst. It runs on the agent's
+// thread, which carries the ring: a trim takes milliseconds, once per quiet spell.
 class IdleHeapTrimmer {
  public:
   static constexpr std::size_t kTrimFromBytes = 8u << 20;
@@ -57,6 +58,7 @@ class IdleHeapTrimmer {
   std::size_t last_used_ = 0;
   std::uint64_t trims_ = 0;
   std::size_t resident_after_trim_ = 0;
+  std::size_t free_after_trim_ = 0;
   bool running_ = false;
 };
 

@@ -11,13 +11,14 @@ namespace {
 // Four fields separated by single spaces.
 std::optional<volume::OutdateRecord> parse_line(std::string_view line) {
   std::string_view fields[4];
-  for (std::string_view& field : fields) {
+  for (std::size_t i = 0; i < 4; ++i) {
     const auto space = line.find(' ');
-    field = line.substr(0, space);
-    line = space == std::string_view::npos ? std::string_view{} : line.substr(space + 1);
-    if (field.empty()) return std::nullopt;
+    // Three separators, none after the last field.
+    if ((space == std::string_view::npos) != (i == 3)) return std::nullopt;
+    fields[i] = line.substr(0, space);
+    if (fields[i].empty()) return std::nullopt;
+    line = i == 3 ? std::string_view{} : line.substr(space + 1);
   }
-  if (!line.empty()) return std::nullopt;
   volume::OutdateRecord record;
   record.volume = std::string(fields[0]);
   if (!parse_number(fields[1], record.node) || !parse_number(fields[2], record.generation) ||
@@ -46,6 +47,7 @@ Result<std::vector<volume::OutdateRecord>> parse_outdate_records(std::string_vie
     const auto end = text.find('\n');
     const std::string_view line = text.substr(0, end);
     text = end == std::string_view::npos ? std::string_view{} : text.substr(end + 1);
+    if (line.empty()) continue;  // keel writes none; a person's editor may
     auto record = parse_line(line);
     if (!record) {
       return Error{name + ":" + std::to_string(number) +

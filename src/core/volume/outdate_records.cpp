@@ -73,7 +73,7 @@ keel::Bytes OutdateRecords::on_regular_view(const std::vector<NodeId>& members) 
 void OutdateRecords::on_transitional_view() { quorate_ = false; }
 
 void OutdateRecords::restore(const OutdateRecord& record) {
-  records_.try_emplace({record.volume, record.node}, record);
+  records_.try_emplace({record.volume, record.node, record.generation}, record);
 }
 
 keel::Bytes OutdateRecords::record_message(const OutdateRecord& record) {
@@ -103,7 +103,7 @@ void OutdateRecords::count(Mine& mine, const OutdateRecord& record, Delivered& d
   if (mine.counted) return;
   mine.counted = true;
   delivered.recorded_mine.push_back(
-      OutdateRecord{record.volume, record.node, mine.generation, self_});
+      OutdateRecord{record.volume, record.node, record.generation, self_});
 }
 
 keel::Bytes OutdateRecords::discard_message(const std::string& volume, NodeId node, NodeId asker) {
@@ -129,8 +129,8 @@ OutdateRecords::Delivered OutdateRecords::on_message(NodeId origin,
     // record is no help to a majority it forms later (it is marked on its disk, or it is not).
     if (type == kDurableType ? said->node != origin : said->node == origin) return delivered;
     if (type == kStoredType && said->recorder != self_) return delivered;
-    const auto found = mine_.find({said->volume, said->node});
-    if (found == mine_.end() || found->second.generation != said->generation) return delivered;
+    const auto found = mine_.find({said->volume, said->node, said->generation});
+    if (found == mine_.end()) return delivered;
     Mine& mine = found->second;
     if (type == kStoredType) {
       mine.stored_by.insert(origin);
@@ -142,13 +142,9 @@ OutdateRecords::Delivered OutdateRecords::on_message(NodeId origin,
   if (type == kClearType) {
     const auto cleared = read_record(in);
     if (!cleared || !in.at_end()) return delivered;
-    const auto waiting = mine_.find({cleared->volume, cleared->node});
-    if (waiting != mine_.end() && waiting->second.generation == cleared->generation) {
-      mine_.erase(waiting);
-    }
-    auto found = records_.find({cleared->volume, cleared->node});
-    if (found != records_.end() && found->second.generation == cleared->generation) {
-      records_.erase(found);
+    const Key key{cleared->volume, cleared->node, cleared->generation};
+    mine_.erase(key);
+    if (records_.erase(key) != 0) {
       if (cleared->node == self_) {
         delivered.cleared_mine.emplace_back(cleared->volume, cleared->generation);
       }
@@ -161,23 +157,25 @@ OutdateRecords::Delivered OutdateRecords::on_message(NodeId origin,
   for (std::size_t i = 0; i < count_in_message; ++i) {
     const auto record = read_record(in);
     if (!record) return delivered;
-    const std::pair<std::string, NodeId> key{record->volume, record->node};
-    records_[key] = *record;
+    const Key key{record->volume, record->node, record->generation};
+    records_.insert_or_assign(key, *record);
     delivered.to_store.push_back(*record);
     if (record->recorder == self_ && origin == self_ && quorate_) {
-      Mine& mine = mine_[key];
-      if (mine.generation != record->generation) mine = Mine{record->generation, {}, false};
-      if (mine.counted) delivered.recorded_mine.push_back(*record);  // a repeat: still counts
+      if (mine_[key].counted) delivered.recorded_mine.push_back(*record);  // a repeat: still counts
     }
     if (record->node == self_) delivered.about_me.push_back(*record);
   }
   return delivered;
 }
 
-std::optional<OutdateRecord> OutdateRecords::find(const std::string& volume, NodeId node) const {
-  auto found = records_.find({volume, node});
-  if (found == records_.end()) return std::nullopt;
-  return found->second;
+std::vector<OutdateRecord> OutdateRecords::about(const std::string& volume, NodeId node) const {
+  std::vector<OutdateRecord> found;
+  for (auto at = records_.lower_bound({volume, node, 0});
+       at != records_.end() && std::get<0>(at->first) == volume && std::get<1>(at->first) == node;
+       ++at) {
+    found.push_back(at->second);
+  }
+  return found;
 }
 
 }  // namespace keel::volume

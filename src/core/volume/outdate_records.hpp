@@ -26,6 +26,7 @@
 #include <set>
 #include <span>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -81,23 +82,27 @@ class OutdateRecords {
   // After a split brain: asks `node` to throw its changes to `volume` away.
   static keel::Bytes discard_message(const std::string& volume, NodeId node, NodeId asker);
 
-  std::optional<OutdateRecord> find(const std::string& volume, NodeId node) const;
-  const std::map<std::pair<std::string, NodeId>, OutdateRecord>& all() const { return records_; }
+  // Records are kept per generation: generations are random and cannot be ordered, so a record
+  // repeated by an agent that missed its withdrawal must never replace a newer one.
+  using Key = std::tuple<std::string, NodeId, Generation>;
+  using Map = std::map<Key, OutdateRecord>;
+  // Every record that `node`'s copy of `volume` is outdated, one per generation.
+  std::vector<OutdateRecord> about(const std::string& volume, NodeId node) const;
+  const Map& all() const { return records_; }
 
  private:
   NodeId self_;
   std::size_t configured_nodes_;
   bool quorate_ = false;
   std::vector<NodeId> members_;  // of the last regular view
-  std::map<std::pair<std::string, NodeId>, OutdateRecord> records_;
+  Map records_;
   // My records delivered in a view with a majority: the nodes that have each on disk, until it
   // counts (and after, so that a repeat counts again at once).
   struct Mine {
-    Generation generation = 0;
     std::set<NodeId> stored_by;  // never the outdated node
     bool counted = false;
   };
-  std::map<std::pair<std::string, NodeId>, Mine> mine_;
+  std::map<Key, Mine> mine_;
   // Marks `mine` counted and reports it, the first time.
   void count(Mine& mine, const OutdateRecord& record, Delivered& delivered);
 };

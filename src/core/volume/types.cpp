@@ -2,10 +2,14 @@
 
 #include <cstdint>
 #include <cstring>
+#include <limits>
+#include <new>
 
 namespace keel::volume {
 
 void* allocate_page_aligned(std::size_t bytes) {
+  static_assert((kPageAlignBytes & (kPageAlignBytes - 1)) == 0 && kPageAlignBytes >= sizeof(void*));
+  if (bytes > std::numeric_limits<std::size_t>::max() - kPageAlignBytes) throw std::bad_alloc();
   // operator new's blocks are aligned to at least a pointer, so the first page boundary past
   // the stored address is at most one page in: bytes + one page always holds the block.
   std::byte* const heap_block = static_cast<std::byte*>(::operator new(bytes + kPageAlignBytes));

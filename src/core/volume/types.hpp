@@ -14,6 +14,7 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <limits>
 #include <memory>
 #include <new>
 #include <string_view>
@@ -89,6 +90,7 @@ struct PageAlignedAllocator {
   template <class U>
   PageAlignedAllocator(const PageAlignedAllocator<U>&) noexcept {}
   T* allocate(std::size_t count) {
+    if (count > std::numeric_limits<std::size_t>::max() / sizeof(T)) throw std::bad_alloc();
     const std::size_t bytes = count * sizeof(T);
     if (bytes < kPageAlignedFromBytes) return static_cast<T*>(::operator new(bytes));
     return static_cast<T*>(allocate_page_aligned(bytes));
