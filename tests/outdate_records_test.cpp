@@ -75,6 +75,23 @@ TEST(OutdateRecordsTest, AStoredMessageCountsOnlyForItsRecorderAndGeneration) {
   EXPECT_EQ(deliver(records, kWitness, right).recorded_mine.size(), 1u);
 }
 
+// One Stored message answers a whole delivery: every record in it that is this node's counts.
+TEST(OutdateRecordsTest, OneStoredMessageCarriesEveryRecordOfADelivery) {
+  OutdateRecords records = primary_in_view({kPrimary, kWitness});
+  const OutdateRecord uploads{"uploads", kSecondary, kGeneration + 1, kPrimary};
+  const OutdateRecord someone_elses{"logs", kSecondary, kGeneration, kWitness};
+  deliver(records, kPrimary, kRecord);
+  deliver(records, kPrimary, OutdateRecords::record_message(uploads));
+  const std::vector<OutdateRecord> batch{
+      {"data", kSecondary, kGeneration, kPrimary}, uploads, someone_elses};
+  const keel::Bytes stored_all = OutdateRecords::stored_message(batch);
+  EXPECT_TRUE(deliver(records, kPrimary, stored_all).recorded_mine.empty());
+  const auto counted = deliver(records, kWitness, stored_all);
+  ASSERT_EQ(counted.recorded_mine.size(), 2u);
+  EXPECT_EQ(counted.recorded_mine[0].volume, "data");
+  EXPECT_EQ(counted.recorded_mine[1].volume, "uploads");
+}
+
 TEST(OutdateRecordsTest, ARecordDeliveredWithoutAMajorityWaitsForTheRepeat) {
   OutdateRecords records(kPrimary, 3);
   records.on_regular_view({kPrimary});

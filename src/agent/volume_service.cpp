@@ -109,8 +109,8 @@ void VolumeService::store_and_acknowledge(std::vector<volume::OutdateRecord> del
           for (const volume::OutdateRecord& record : delivered) {
             spdlog::debug("volume {}: node {}'s outdate record as of {:016x} is on disk here",
                           record.volume, record.node, record.generation);
-            enqueue(volume::OutdateRecords::stored_message(record));
           }
+          if (!delivered.empty()) enqueue(volume::OutdateRecords::stored_message(delivered));
         });
       });
 }

@@ -95,8 +95,14 @@ keel::Bytes OutdateRecords::durable_message(const std::string& volume, NodeId no
   return one_record_message(kDurableType, OutdateRecord{volume, node, generation, node});
 }
 
-keel::Bytes OutdateRecords::stored_message(const OutdateRecord& record) {
-  return one_record_message(kStoredType, record);
+keel::Bytes OutdateRecords::stored_message(std::span<const OutdateRecord> records) {
+  KEEL_ASSERT(records.size() <= kMaxRecordsPerMessage);
+  keel::Bytes out;
+  ByteWriter writer(out);
+  writer.u8(kStoredType);
+  writer.u16(static_cast<std::uint16_t>(records.size()));
+  for (const OutdateRecord& record : records) write_record(writer, record);
+  return out;
 }
 
 void OutdateRecords::count(Mine& mine, const OutdateRecord& record, Delivered& delivered) {
@@ -122,21 +128,29 @@ OutdateRecords::Delivered OutdateRecords::on_message(NodeId origin,
     }
     return delivered;
   }
-  if (type == kDurableType || type == kStoredType) {
+  if (type == kDurableType) {
+    // Only the node itself can say what its disk holds.
     const auto said = read_record(in);
-    if (!said || !in.at_end()) return delivered;
-    // Only the node itself can say what its disk holds; the outdated node's own copy of the
-    // record is no help to a majority it forms later (it is marked on its disk, or it is not).
-    if (type == kDurableType ? said->node != origin : said->node == origin) return delivered;
-    if (type == kStoredType && said->recorder != self_) return delivered;
+    if (!said || !in.at_end() || said->node != origin) return delivered;
     const auto found = mine_.find({said->volume, said->node, said->generation});
-    if (found == mine_.end()) return delivered;
-    Mine& mine = found->second;
-    if (type == kStoredType) {
+    if (found != mine_.end()) count(found->second, *said, delivered);
+    return delivered;
+  }
+  if (type == kStoredType) {
+    const std::size_t stored_count = in.u16();
+    if (stored_count > kMaxRecordsPerMessage) return delivered;
+    for (std::size_t i = 0; i < stored_count; ++i) {
+      const auto said = read_record(in);
+      if (!said) return delivered;
+      // The outdated node's own copy of the record is no help to a majority it forms later (its
+      // copy is marked on its disk, or it is not).
+      if (said->node == origin || said->recorder != self_) continue;
+      const auto found = mine_.find({said->volume, said->node, said->generation});
+      if (found == mine_.end()) continue;
+      Mine& mine = found->second;
       mine.stored_by.insert(origin);
-      if (mine.stored_by.size() * 2 <= configured_nodes_) return delivered;
+      if (mine.stored_by.size() * 2 > configured_nodes_) count(mine, *said, delivered);
     }
-    count(mine, *said, delivered);
     return delivered;
   }
   if (type == kClearType) {

@@ -64,7 +64,7 @@ class OutdateRecords {
     std::vector<std::pair<std::string, Generation>> cleared_mine;  // records about me cleared
     std::vector<std::string> discard_mine;  // `resolve --discard-peer` on my peer: volumes
     // Records this message brought that this node now holds: once they are on its disk, it says
-    // so with stored_message() for each (a repeat is acknowledged again).
+    // so with one stored_message() for them all (a repeat is acknowledged again).
     std::vector<OutdateRecord> to_store;
   };
   Delivered on_message(NodeId origin, std::span<const std::uint8_t> payload);
@@ -77,8 +77,12 @@ class OutdateRecords {
   static keel::Bytes clear_message(const std::string& volume, NodeId node, Generation generation);
   // From `node` itself: its copy of `volume` is marked outdated on its disk, as of `generation`.
   static keel::Bytes durable_message(const std::string& volume, NodeId node, Generation generation);
-  // From the node that sends it: `record` is in its state directory, on disk.
-  static keel::Bytes stored_message(const OutdateRecord& record);
+  // From the node that sends it: `records` (at most kMaxRecordsPerMessage, what one message
+  // brought) are in its state directory, on disk.
+  static keel::Bytes stored_message(std::span<const OutdateRecord> records);
+  static keel::Bytes stored_message(const OutdateRecord& record) {
+    return stored_message({&record, 1});
+  }
   // After a split brain: asks `node` to throw its changes to `volume` away.
   static keel::Bytes discard_message(const std::string& volume, NodeId node, NodeId asker);
 
