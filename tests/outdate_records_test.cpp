@@ -5,6 +5,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 namespace keel::volume {
 namespace {
 
@@ -178,35 +180,62 @@ TEST(OutdateRecordsTest, ARestoredRecordIsRepeatedAfterTheNextView) {
   EXPECT_EQ(delivered.about_me[0].generation, kGeneration);
 }
 
+// What `node` repeats after a regular view when it holds `records`.
+keel::Bytes repeat_by(NodeId node, const std::vector<OutdateRecord>& records) {
+  OutdateRecords agent(node, 3);
+  for (const OutdateRecord& record : records) agent.restore(record);
+  return agent.on_regular_view({kPrimary, kSecondary, kWitness});
+}
+
+constexpr Generation kNewer = 0x9999;
+const OutdateRecord kOld{"data", kSecondary, kGeneration, kPrimary};
+const OutdateRecord kNew{"data", kSecondary, kNewer, kPrimary};
+
 // Generations are random: a record repeated by an agent that missed its withdrawal (an older
 // generation) must not replace a newer one, nor reset the count of the newer one's
 // acknowledgements.
 TEST(OutdateRecordsTest, AnOlderGenerationRepeatedReplacesNothing) {
-  constexpr Generation kNewer = 0x9999;
-  const keel::Bytes newer = OutdateRecords::record_message({"data", kSecondary, kNewer, kPrimary});
   OutdateRecords records = primary_in_view({kPrimary, kWitness});
-  deliver(records, kPrimary, newer);
-  const keel::Bytes stored_newer =
-      OutdateRecords::stored_message({"data", kSecondary, kNewer, kPrimary});
+  deliver(records, kPrimary, OutdateRecords::record_message(kNew));
+  const keel::Bytes stored_newer = OutdateRecords::stored_message(kNew);
   deliver(records, kPrimary, stored_newer);
   // The witness, back from a power loss, repeats the old generation it had on disk, and the
-  // primary's own repeat after the next view carries it too.
-  deliver(records, kWitness, kRecord);
+  // primary's own repeat after the next view carries both.
+  deliver(records, kWitness, repeat_by(kWitness, {kOld}));
   EXPECT_EQ(records.about("data", kSecondary).size(), 2u);
-  EXPECT_TRUE(deliver(records, kPrimary, kRecord).recorded_mine.empty());
+  EXPECT_TRUE(deliver(records, kPrimary, repeat_by(kPrimary, {kOld, kNew})).recorded_mine.empty());
   const auto counted = deliver(records, kWitness, stored_newer);
   ASSERT_EQ(counted.recorded_mine.size(), 1u);
   EXPECT_EQ(counted.recorded_mine[0].generation, kNewer);
+}
 
-  // The outdated node hears of both; a clear of the old one leaves the newer.
+// Only the recorder retires its records: its new record supersedes its older ones about that
+// copy, and its withdrawal (the copy is up to date again) removes them all.
+TEST(OutdateRecordsTest, TheRecorderRetiresItsOlderRecordsAndAWithdrawalRemovesAll) {
   OutdateRecords secondary(kSecondary, 3);
   secondary.on_regular_view({kSecondary, kWitness});
-  deliver(secondary, kPrimary, newer);
-  deliver(secondary, kWitness, kRecord);
-  deliver(secondary, kPrimary, OutdateRecords::clear_message("data", kSecondary, kGeneration));
-  const auto left = secondary.about("data", kSecondary);
+  const OutdateRecord others{"data", kSecondary, 0x5555, kWitness};
+  deliver(secondary, kWitness, repeat_by(kWitness, {kOld, others}));
+  ASSERT_EQ(secondary.about("data", kSecondary).size(), 2u);
+
+  // Sent by anyone but its recorder, a new record is ignored.
+  deliver(secondary, kWitness, OutdateRecords::record_message(kNew));
+  EXPECT_EQ(secondary.about("data", kSecondary).size(), 2u);
+
+  const auto fresh = deliver(secondary, kPrimary, OutdateRecords::record_message(kNew));
+  ASSERT_EQ(fresh.about_me.size(), 1u);
+  auto left = secondary.about("data", kSecondary);
+  ASSERT_EQ(left.size(), 2u) << "the primary's older record superseded, the witness's kept";
+  EXPECT_TRUE(std::any_of(left.begin(), left.end(),
+                          [](const OutdateRecord& r) { return r.generation == kNewer; }));
+  EXPECT_TRUE(std::none_of(left.begin(), left.end(),
+                           [](const OutdateRecord& r) { return r.generation == kGeneration; }));
+
+  deliver(secondary, kWitness, repeat_by(kWitness, {kOld}));  // a stale repeat comes back
+  deliver(secondary, kPrimary, OutdateRecords::clear_message("data", kSecondary, kNewer));
+  left = secondary.about("data", kSecondary);
   ASSERT_EQ(left.size(), 1u);
-  EXPECT_EQ(left[0].generation, kNewer);
+  EXPECT_EQ(left[0].recorder, kWitness);
 }
 
 }  // namespace

@@ -225,18 +225,25 @@ void VolumeWorld::ring_withdraw(int node, volume::Generation generation) {
   note(node, "withdraws the record of its peer being outdated as of " + std::to_string(generation));
 }
 
-// A record delivered in `group` (also a broadcast of a record the node made before it
-// restarted): its members keep it beside any other generation they hold about that copy (each
-// agent keeps one record per generation: generations cannot be ordered, so none replaces
-// another); members of other groups never saw it. It spreads as any other.
+// A broadcast of a record the node made before it restarted: every member of its group keeps it
+// (replacing what it held about that copy), and it spreads as any other.
+// A record delivered in `group`: its members replace what they held about that copy (each agent
+// keeps one record per copy, the last delivered); members of other groups never saw it and keep
+// theirs. A record no node knows any more is gone.
 void VolumeWorld::record_in_group(NodeId about, volume::Generation generation,
                                   const std::set<NodeId>& group) {
+  bool known = false;
   for (Record& record : records_) {
-    if (record.about != about || record.generation != generation) continue;
-    record.knowers.insert(group.begin(), group.end());
-    return;
+    if (record.about != about) continue;
+    if (record.generation == generation) {
+      record.knowers.insert(group.begin(), group.end());
+      known = true;
+    } else {
+      for (NodeId member : group) record.knowers.erase(member);
+    }
   }
-  records_.push_back(Record{about, generation, group, {}});
+  std::erase_if(records_, [](const Record& r) { return r.knowers.empty(); });
+  if (!known) records_.push_back(Record{about, generation, group, {}});
 }
 
 void VolumeWorld::ring_announce(int node, volume::Generation generation) {

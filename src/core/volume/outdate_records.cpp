@@ -13,6 +13,7 @@ constexpr std::uint8_t kClearType = 2;
 constexpr std::uint8_t kDiscardType = 3;
 constexpr std::uint8_t kDurableType = 4;
 constexpr std::uint8_t kStoredType = 5;
+constexpr std::uint8_t kFreshType = 6;
 constexpr std::size_t kMaxVolumeNameBytes = 64;
 
 void write_record(ByteWriter& out, const OutdateRecord& record) {
@@ -77,12 +78,7 @@ void OutdateRecords::restore(const OutdateRecord& record) {
 }
 
 keel::Bytes OutdateRecords::record_message(const OutdateRecord& record) {
-  keel::Bytes out;
-  ByteWriter writer(out);
-  writer.u8(kRecordsType);
-  writer.u16(1);
-  write_record(writer, record);
-  return out;
+  return one_record_message(kFreshType, record);
 }
 
 keel::Bytes OutdateRecords::clear_message(const std::string& volume, NodeId node,
@@ -156,13 +152,17 @@ OutdateRecords::Delivered OutdateRecords::on_message(NodeId origin,
   if (type == kClearType) {
     const auto cleared = read_record(in);
     if (!cleared || !in.at_end()) return delivered;
-    const Key key{cleared->volume, cleared->node, cleared->generation};
-    mine_.erase(key);
-    if (records_.erase(key) != 0) {
-      if (cleared->node == self_) {
-        delivered.cleared_mine.emplace_back(cleared->volume, cleared->generation);
-      }
-    }
+    // The recorder's peer is up to date again: none of its records about that copy holds.
+    forget_recorded(cleared->volume, cleared->node, origin, std::nullopt, delivered);
+    return delivered;
+  }
+  if (type == kFreshType) {
+    const auto record = read_record(in);
+    if (!record || !in.at_end() || record->recorder != origin) return delivered;
+    // A recorder's new record supersedes its older ones about that copy (a repeat does not:
+    // another agent may repeat a generation the recorder has since left behind).
+    forget_recorded(record->volume, record->node, origin, record->generation, delivered);
+    take(origin, *record, delivered);
     return delivered;
   }
   if (type != kRecordsType) return delivered;
@@ -171,15 +171,35 @@ OutdateRecords::Delivered OutdateRecords::on_message(NodeId origin,
   for (std::size_t i = 0; i < count_in_message; ++i) {
     const auto record = read_record(in);
     if (!record) return delivered;
-    const Key key{record->volume, record->node, record->generation};
-    records_.insert_or_assign(key, *record);
-    delivered.to_store.push_back(*record);
-    if (record->recorder == self_ && origin == self_ && quorate_) {
-      if (mine_[key].counted) delivered.recorded_mine.push_back(*record);  // a repeat: still counts
-    }
-    if (record->node == self_) delivered.about_me.push_back(*record);
+    take(origin, *record, delivered);
   }
   return delivered;
+}
+
+void OutdateRecords::take(NodeId origin, const OutdateRecord& record, Delivered& delivered) {
+  const Key key{record.volume, record.node, record.generation};
+  records_.insert_or_assign(key, record);
+  delivered.to_store.push_back(record);
+  if (record.recorder == self_ && origin == self_ && quorate_) {
+    if (mine_[key].counted) delivered.recorded_mine.push_back(record);  // a repeat: still counts
+  }
+  if (record.node == self_) delivered.about_me.push_back(record);
+}
+
+void OutdateRecords::forget_recorded(const std::string& volume, NodeId node, NodeId recorder,
+                                     std::optional<Generation> keep, Delivered& delivered) {
+  for (auto at = records_.lower_bound({volume, node, 0}); at != records_.end() &&
+                                                          std::get<0>(at->first) == volume &&
+                                                          std::get<1>(at->first) == node;) {
+    const OutdateRecord& record = at->second;
+    if (record.recorder != recorder || record.generation == keep) {
+      ++at;
+      continue;
+    }
+    if (node == self_) delivered.cleared_mine.emplace_back(volume, record.generation);
+    mine_.erase(at->first);
+    at = records_.erase(at);
+  }
 }
 
 std::vector<OutdateRecord> OutdateRecords::about(const std::string& volume, NodeId node) const {

@@ -73,6 +73,8 @@ class OutdateRecords {
   // repeated to the others after the next regular view. An existing one is kept.
   void restore(const OutdateRecord& record);
 
+  // A recorder's new record (sent by record.recorder only): it supersedes that recorder's older
+  // records about the same copy.
   static keel::Bytes record_message(const OutdateRecord& record);
   static keel::Bytes clear_message(const std::string& volume, NodeId node, Generation generation);
   // From `node` itself: its copy of `volume` is marked outdated on its disk, as of `generation`.
@@ -87,7 +89,9 @@ class OutdateRecords {
   static keel::Bytes discard_message(const std::string& volume, NodeId node, NodeId asker);
 
   // Records are kept per generation: generations are random and cannot be ordered, so a record
-  // repeated by an agent that missed its withdrawal must never replace a newer one.
+  // repeated by an agent that missed its withdrawal must never replace a newer one. Only the
+  // recorder itself retires its records: a new one supersedes its older ones about that copy,
+  // and a Clear withdraws them all.
   using Key = std::tuple<std::string, NodeId, Generation>;
   using Map = std::map<Key, OutdateRecord>;
   // Every record that `node`'s copy of `volume` is outdated, one per generation.
@@ -107,6 +111,11 @@ class OutdateRecords {
     bool counted = false;
   };
   std::map<Key, Mine> mine_;
+  // Keeps a delivered record (from a Records or a fresh record message).
+  void take(NodeId origin, const OutdateRecord& record, Delivered& delivered);
+  // Drops `recorder`'s records about `node`'s copy of `volume`, but for generation `keep`.
+  void forget_recorded(const std::string& volume, NodeId node, NodeId recorder,
+                       std::optional<Generation> keep, Delivered& delivered);
   // Marks `mine` counted and reports it, the first time.
   void count(Mine& mine, const OutdateRecord& record, Delivered& delivered);
 };
