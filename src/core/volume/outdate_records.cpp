@@ -1,6 +1,7 @@
 #include "core/volume/outdate_records.hpp"
 
 #include <algorithm>
+#include <limits>
 
 #include "core/common/assert.hpp"
 
@@ -56,7 +57,6 @@ OutdateRecords::OutdateRecords(NodeId self, std::size_t configured_nodes)
 
 keel::Bytes OutdateRecords::on_regular_view(const std::vector<NodeId>& members) {
   quorate_ = members.size() * 2 > configured_nodes_;
-  members_ = members;
   keel::Bytes out;
   if (records_.empty()) return out;
   ByteWriter writer(out);
@@ -153,7 +153,7 @@ OutdateRecords::Delivered OutdateRecords::on_message(NodeId origin,
     const auto cleared = read_record(in);
     if (!cleared || !in.at_end()) return delivered;
     // The recorder's peer is up to date again: none of its records about that copy holds.
-    forget_recorded(cleared->volume, cleared->node, origin, std::nullopt, delivered);
+    forget_recorded(cleared->volume, cleared->node, origin, std::nullopt);
     return delivered;
   }
   if (type == kFreshType) {
@@ -161,7 +161,7 @@ OutdateRecords::Delivered OutdateRecords::on_message(NodeId origin,
     if (!record || !in.at_end() || record->recorder != origin) return delivered;
     // A recorder's new record supersedes its older ones about that copy (a repeat does not:
     // another agent may repeat a generation the recorder has since left behind).
-    forget_recorded(record->volume, record->node, origin, record->generation, delivered);
+    forget_recorded(record->volume, record->node, origin, record->generation);
     take(origin, *record, delivered);
     return delivered;
   }
@@ -187,28 +187,29 @@ void OutdateRecords::take(NodeId origin, const OutdateRecord& record, Delivered&
 }
 
 void OutdateRecords::forget_recorded(const std::string& volume, NodeId node, NodeId recorder,
-                                     std::optional<Generation> keep, Delivered& delivered) {
-  for (auto at = records_.lower_bound({volume, node, 0}); at != records_.end() &&
-                                                          std::get<0>(at->first) == volume &&
-                                                          std::get<1>(at->first) == node;) {
+                                     std::optional<Generation> keep) {
+  const auto [first, last] = copy_range(volume, node);
+  for (auto at = first; at != last;) {
     const OutdateRecord& record = at->second;
     if (record.recorder != recorder || record.generation == keep) {
       ++at;
       continue;
     }
-    if (node == self_) delivered.cleared_mine.emplace_back(volume, record.generation);
     mine_.erase(at->first);
     at = records_.erase(at);
   }
 }
 
+std::pair<OutdateRecords::Map::const_iterator, OutdateRecords::Map::const_iterator>
+OutdateRecords::copy_range(const std::string& volume, NodeId node) const {
+  return {records_.lower_bound({volume, node, 0}),
+          records_.upper_bound({volume, node, std::numeric_limits<Generation>::max()})};
+}
+
 std::vector<OutdateRecord> OutdateRecords::about(const std::string& volume, NodeId node) const {
   std::vector<OutdateRecord> found;
-  for (auto at = records_.lower_bound({volume, node, 0});
-       at != records_.end() && std::get<0>(at->first) == volume && std::get<1>(at->first) == node;
-       ++at) {
-    found.push_back(at->second);
-  }
+  const auto [first, last] = copy_range(volume, node);
+  for (auto at = first; at != last; ++at) found.push_back(at->second);
   return found;
 }
 

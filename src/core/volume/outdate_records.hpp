@@ -13,9 +13,9 @@
 // in the view, that is how it counts. Either way the record must first be delivered to the
 // primary in a view that holds a majority. Every member keeps every record and broadcasts what
 // it knows after each regular view, so a node that was away (the outdated one, typically) learns
-// of it when it rejoins a majority; the outdated node then marks its own copy Outdated on disk. A
-// resync that brings the copy up to date clears the record (a Clear message with the new
-// generation).
+// of it when it rejoins a majority; the outdated node then marks its own copy Outdated on disk.
+// Only the recorder retires its records: its new record about a copy supersedes its older ones,
+// and once a resync has brought the copy up to date its Clear message withdraws them all.
 //
 // Thread-safety: none; pure state fed by the agent's ring thread.
 #pragma once
@@ -61,8 +61,7 @@ class OutdateRecords {
   struct Delivered {
     std::vector<OutdateRecord> recorded_mine;  // my records, now known by a majority
     std::vector<OutdateRecord> about_me;       // records saying my copy is outdated
-    std::vector<std::pair<std::string, Generation>> cleared_mine;  // records about me cleared
-    std::vector<std::string> discard_mine;  // `resolve --discard-peer` on my peer: volumes
+    std::vector<std::string> discard_mine;     // `resolve --discard-peer` on my peer: volumes
     // Records this message brought that this node now holds: once they are on its disk, it says
     // so with one stored_message() for them all (a repeat is acknowledged again).
     std::vector<OutdateRecord> to_store;
@@ -102,7 +101,6 @@ class OutdateRecords {
   NodeId self_;
   std::size_t configured_nodes_;
   bool quorate_ = false;
-  std::vector<NodeId> members_;  // of the last regular view
   Map records_;
   // My records delivered in a view with a majority: the nodes that have each on disk, until it
   // counts (and after, so that a repeat counts again at once).
@@ -115,7 +113,10 @@ class OutdateRecords {
   void take(NodeId origin, const OutdateRecord& record, Delivered& delivered);
   // Drops `recorder`'s records about `node`'s copy of `volume`, but for generation `keep`.
   void forget_recorded(const std::string& volume, NodeId node, NodeId recorder,
-                       std::optional<Generation> keep, Delivered& delivered);
+                       std::optional<Generation> keep);
+  // The records about `node`'s copy of `volume`, every generation.
+  std::pair<Map::const_iterator, Map::const_iterator> copy_range(const std::string& volume,
+                                                                 NodeId node) const;
   // Marks `mine` counted and reports it, the first time.
   void count(Mine& mine, const OutdateRecord& record, Delivered& delivered);
 };
