@@ -8,7 +8,7 @@
 #include <cerrno>
 #include <filesystem>
 #include <fstream>
-#include <sstream>
+#include <utility>
 
 #include "core/common/parse_number.hpp"
 #include "io/durable_file.hpp"
@@ -20,13 +20,10 @@ namespace {
 
 // The recorded epoch, 0 when there is none yet.
 Result<std::uint64_t> read_record(const std::string& path) {
-  std::error_code missing;
-  if (!std::filesystem::exists(path, missing) && !missing) return std::uint64_t{0};
-  std::ifstream file(path);
-  if (!file) return Error{"cannot read " + path};
-  std::stringstream text;
-  text << file.rdbuf();
-  std::string digits = text.str();
+  auto text = read_state_file(path);
+  if (!text.ok()) return text.error();
+  if (!text.value()) return std::uint64_t{0};
+  std::string digits = std::move(*text.value());
   while (!digits.empty() && (digits.back() == '\n' || digits.back() == ' ')) digits.pop_back();
   std::uint64_t epoch = 0;
   if (!parse_number(std::string_view(digits), epoch)) {

@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 
 #include "io/errno_text.hpp"
 
@@ -30,6 +31,17 @@ Result<Ok> sync_directory_of(const std::string& path) {
 }
 
 }  // namespace
+
+Result<std::optional<std::string>> read_state_file(const std::string& path) {
+  std::error_code missing;
+  if (!std::filesystem::exists(path, missing) && !missing) return std::optional<std::string>{};
+  std::ifstream file(path);
+  if (!file) return Error{"cannot read " + path};
+  std::stringstream text;
+  text << file.rdbuf();
+  if (file.bad()) return Error{"cannot read " + path};
+  return std::optional<std::string>{text.str()};
+}
 
 Result<Ok> replace_file(const std::string& path, const std::string& text, bool sync) {
   const std::string temporary = path + ".new";

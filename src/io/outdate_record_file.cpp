@@ -1,9 +1,5 @@
 #include "io/outdate_record_file.hpp"
 
-#include <filesystem>
-#include <fstream>
-#include <sstream>
-
 #include "io/durable_file.hpp"
 #include "io/outdate_records_format.hpp"
 
@@ -15,18 +11,10 @@ std::string path_in(const std::string& state_dir) { return state_dir + "/" + kOu
 
 Result<std::vector<volume::OutdateRecord>> read_outdate_records(const std::string& state_dir) {
   const std::string path = path_in(state_dir);
-  std::ifstream file(path);
-  if (!file) {
-    std::error_code missing;
-    if (!std::filesystem::exists(path, missing) && !missing) {
-      return std::vector<volume::OutdateRecord>{};
-    }
-    return Error{"cannot read " + path};
-  }
-  std::stringstream text;
-  text << file.rdbuf();
-  if (file.bad()) return Error{"cannot read " + path};
-  return parse_outdate_records(text.str(), path);
+  auto text = read_state_file(path);
+  if (!text.ok()) return text.error();
+  if (!text.value()) return std::vector<volume::OutdateRecord>{};
+  return parse_outdate_records(*text.value(), path);
 }
 
 Result<Ok> write_outdate_records(const std::string& state_dir,
