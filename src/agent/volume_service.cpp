@@ -213,16 +213,11 @@ void VolumeService::on_view(const ring::View& view) {
     }
   }
   Bytes known = records_.on_regular_view(view.members);
-  spdlog::debug("outdate records: regular view of {} nodes, quorate {}, repeating {} bytes",
-                view.members.size(), records_.quorate(), known.size());
   if (!known.empty()) enqueue(std::move(known));
 }
 
 void VolumeService::on_message(NodeId origin, std::span<const std::uint8_t> payload) {
   auto delivered = records_.on_message(origin, payload);
-  spdlog::debug("keel.volume message from node {} ({} bytes, type {}): {} to store, {} counted",
-                origin, payload.size(), payload.empty() ? 0 : payload[0], delivered.to_store.size(),
-                delivered.recorded_mine.size());
   store_and_acknowledge(std::move(delivered.to_store));
   for (const volume::OutdateRecord& record : delivered.recorded_mine) {
     if (Hosted* hosted = find(record.volume)) {

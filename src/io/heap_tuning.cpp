@@ -56,10 +56,9 @@ void IdleHeapTrimmer::look() {
   last_free_ = heap.fordblks;
   last_used_ = heap.uordblks;
   if (!settled || heap.fordblks < kTrimFromBytes) return;
-  // Pages handed back in the middle of the heap still count as free there, and come back when
-  // a block over them is used again without the counts moving: the resident size tells.
-  // Something to hand back: pages in use again since the last trim (the resident size grew), or
-  // blocks freed since (the free count grew). /proc unreadable: the free count alone.
+  // Something to hand back since the last trim: blocks freed (the free count grew), or pages of
+  // free blocks in use again (they still count as free once handed back, so only the resident
+  // size tells). /proc unreadable: the free count alone.
   const std::size_t resident = resident_bytes();
   const bool regrown = resident >= resident_after_trim_ + kTrimFromBytes;
   const bool freed = heap.fordblks >= free_after_trim_ + kTrimFromBytes;
