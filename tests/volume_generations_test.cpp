@@ -75,6 +75,19 @@ TEST(VolumeGenerations, InconsistentSideIsTarget) {
             ConnectPlan::Unrelated);
 }
 
+// A forced primary whose disk failed afterwards is Inconsistent, yet acknowledged writes apart.
+TEST(VolumeGenerations, InconsistentSideThatWroteApartIsNotOverwrittenSilently) {
+  ConnectSide forced = side(9, 5, DiskState::Inconsistent);
+  EXPECT_EQ(decide(forced, side(10, 5)), ConnectPlan::SplitBrain);
+  EXPECT_EQ(decide(forced, side(10, 6)), ConnectPlan::Unrelated);
+  // Only this side wrote: no split brain to refuse, and an Inconsistent copy is never a source.
+  EXPECT_EQ(decide(forced, side(5)), ConnectPlan::FullSyncTarget);
+  // The peer took this side's writes and wrote on: a bitmap resync brings them back.
+  EXPECT_EQ(decide(forced, side(12, 9)), ConnectPlan::BecomeSyncTarget);
+  forced.discard_local = true;
+  EXPECT_EQ(decide(forced, side(10, 5)), ConnectPlan::FullSyncTarget);
+}
+
 TEST(VolumeGenerations, HistoryGivesFullSyncAndStrangersAreUnrelated) {
   ConnectSide old_side = side(20, 0);
   old_side.generations.history = {15, 5};

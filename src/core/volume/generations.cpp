@@ -27,14 +27,6 @@ ConnectPlan mirror(ConnectPlan plan) {
   }
 }
 
-// Rule 1 for a local side that is Inconsistent while the peer is consistent.
-ConnectPlan inconsistent_local(const ConnectSide& local, const ConnectSide& peer) {
-  const Generations& l = local.generations;
-  const Generations& p = peer.generations;
-  if (p.bitmap != 0 && p.bitmap == l.current) return ConnectPlan::BecomeSyncTarget;
-  return ConnectPlan::FullSyncTarget;
-}
-
 // Rules 3 to 6, from the local side's point of view (both sides consistent or both not).
 ConnectPlan by_history(const ConnectSide& local, const ConnectSide& peer) {
   const Generations& l = local.generations;
@@ -58,6 +50,22 @@ ConnectPlan by_history(const ConnectSide& local, const ConnectSide& peer) {
   if (only_local_discards) return ConnectPlan::FullSyncTarget;
   if (only_peer_discards) return ConnectPlan::FullSyncSource;
   return ConnectPlan::Unrelated;
+}
+
+// Rule 1 for a local side that is Inconsistent while the peer is consistent. An Inconsistent side
+// that wrote as primary on its own (a forced promotion whose disk failed afterwards) holds writes
+// it acknowledged and the peer lacks: if the peer wrote apart too, a full sync over them would
+// merge a split brain silently, so it is refused as between consistent sides, unless the
+// operator already chose to discard this side.
+ConnectPlan inconsistent_local(const ConnectSide& local, const ConnectSide& peer) {
+  const Generations& l = local.generations;
+  const Generations& p = peer.generations;
+  if (p.bitmap != 0 && p.bitmap == l.current) return ConnectPlan::BecomeSyncTarget;
+  if (l.bitmap != 0 && !local.discard_local) {
+    const ConnectPlan plan = by_history(local, peer);
+    if (plan == ConnectPlan::SplitBrain || plan == ConnectPlan::Unrelated) return plan;
+  }
+  return ConnectPlan::FullSyncTarget;
 }
 
 }  // namespace

@@ -51,7 +51,9 @@ std::string_view to_string(ConnectPlan plan);
 // The plan for the local side. Rules in order:
 //  1. An Inconsistent side facing a consistent one is a full-sync target (unless the bitmap rule
 //     below applies, which is cheaper); two Inconsistent sides with different generations are
-//     Unrelated.
+//     Unrelated. An Inconsistent side that wrote apart (a forced primary whose disk then failed)
+//     is refused as SplitBrain or Unrelated where rules 3 to 6 would refuse it, unless it has
+//     discard_local: its acknowledged writes are never overwritten silently.
 //  2. Equal `current`: InSync, except that a side with primary_at_crash is the source (its
 //     activity-log extents may hold writes the other never got; the bitmaps carry them), unless
 //     the other side survived it (survived_primary): then the survivor is the source. The
