@@ -238,5 +238,26 @@ TEST(OutdateRecordsTest, TheRecorderRetiresItsOlderRecordsAndAWithdrawalRemovesA
   EXPECT_EQ(left[0].recorder, kWitness);
 }
 
+// A withdrawal reaches only its partition: the recorder hears of its records when they come back
+// (and of all of them in its own repeat after a view) so that its replica can say again what holds.
+TEST(OutdateRecordsTest, TheRecorderHearsOfItsRecordsRepeatedAfterItDroppedThem) {
+  OutdateRecords records = primary_in_view({kPrimary, kWitness});
+  deliver(records, kPrimary, OutdateRecords::record_message(kOld));
+  deliver(records, kPrimary, OutdateRecords::clear_message("data", kSecondary, kGeneration));
+  ASSERT_TRUE(records.about("data", kSecondary).empty());
+
+  const auto back = deliver(records, kWitness, repeat_by(kWitness, {kOld}));
+  ASSERT_EQ(back.repeated_mine.size(), 1u);
+  EXPECT_EQ(back.repeated_mine[0].generation, kGeneration);
+  // A second agent repeating it in the same view: already known again, one answer is enough.
+  EXPECT_TRUE(deliver(records, kSecondary, repeat_by(kSecondary, {kOld})).repeated_mine.empty());
+  // The recorder's own repeat names every record it holds; a witness's records are not its own.
+  const OutdateRecord witness_record{"data", kSecondary, 0x5555, kWitness};
+  deliver(records, kWitness, repeat_by(kWitness, {witness_record}));
+  const auto own = deliver(records, kPrimary, records.on_regular_view({kPrimary, kWitness}));
+  ASSERT_EQ(own.repeated_mine.size(), 1u);
+  EXPECT_EQ(own.repeated_mine[0], kOld);
+}
+
 }  // namespace
 }  // namespace keel::volume

@@ -1,7 +1,7 @@
 // Replica, outdate records and the handshake: the explicit withdrawal of a record once the peer is
 // up to date again (at the end of the resync to it), a record kept across a restart, a promotion
-// during the handshake, and a primary that crashed while suspended facing a peer promoted
-// meanwhile (no split brain).
+// during the handshake, a primary that crashed while suspended facing a peer promoted meanwhile
+// (no split brain), and an obsolete record repeated by an agent that missed its end.
 #include "volume_test_support.hpp"
 
 namespace keel::volume::testing {
@@ -65,6 +65,28 @@ TEST(VolumeReplicaOutdate, ResyncToThePeerWithdrawsTheRecordByItsGeneration) {
   EXPECT_EQ(withdrawn[0], recorded);
   EXPECT_FALSE(world.a().saved_state.peer_outdated);
   EXPECT_TRUE(world.same_disks());
+}
+
+// An agent that missed a withdrawal or a newer record repeats the old one after a merge: the
+// recorder says again what holds, the live record or the withdrawal.
+TEST(VolumeReplicaOutdate, AnObsoleteRecordRepeatedIsSupersededOrWithdrawnAgain) {
+  World world;
+  const Generation recorded = lose_peer_and_write(world);
+  world.answer_outdate = false;
+  world.a().r().on_own_record_repeated(recorded);  // the live one: nothing to say
+  world.run();
+  EXPECT_TRUE(world.a().outdate_requests.empty());
+  world.a().r().on_own_record_repeated(recorded ^ 1);
+  world.run();
+  ASSERT_EQ(world.a().outdate_requests.size(), 1u);
+  EXPECT_EQ(world.a().outdate_requests[0], recorded);
+  world.a().outdate_requests.clear();
+
+  world.connect();
+  ASSERT_EQ(run_collecting_withdrawals(world, 0), std::vector<Generation>{recorded});
+  world.a().r().on_own_record_repeated(recorded);  // withdrawn, then repeated by a stray agent
+  EXPECT_EQ(run_collecting_withdrawals(world, 0), std::vector<Generation>{recorded});
+  EXPECT_TRUE(world.a().outdate_requests.empty());
 }
 
 // Seed 535: a restarted recorder promoted again asks for a new record; nothing is withdrawn

@@ -184,6 +184,11 @@ void VolumeRunner::on_peer_outdated_recorded(volume::Generation generation) {
   run_actions();
 }
 
+void VolumeRunner::on_own_record_repeated(volume::Generation generation) {
+  replica_->on_own_record_repeated(generation);
+  run_actions();
+}
+
 void VolumeRunner::on_told_outdated(volume::Generation as_of) {
   replica_->on_told_outdated(as_of);
   run_actions();
@@ -352,8 +357,10 @@ void VolumeRunner::run_actions() {
             } else if constexpr (std::is_same_v<T, volume::Complete>) {
               complete(a);
             } else if constexpr (std::is_same_v<T, volume::RecordPeerOutdated>) {
-              spdlog::warn("volume {}: peer {} unreachable; recording its copy as outdated",
-                           config_.name, peer_name_);
+              if (!a.again) {
+                spdlog::warn("volume {}: peer {} unreachable; recording its copy as outdated",
+                             config_.name, peer_name_);
+              }
               if (hooks_.record_outdated) hooks_.record_outdated(config_.name, a.generation);
             } else if constexpr (std::is_same_v<T, volume::WithdrawPeerOutdated>) {
               if (hooks_.clear_outdated) hooks_.clear_outdated(config_.name, a.generation);

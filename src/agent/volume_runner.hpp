@@ -70,6 +70,7 @@ class VolumeRunner final : public io::BlockDevice {
   void on_peer_in_view();
   void on_peer_outdated_recorded(volume::Generation generation);
   void on_told_outdated(volume::Generation as_of);
+  void on_own_record_repeated(volume::Generation generation);
   // The record this node's copy made of its peer, if its persisted state says there is one
   // (repeated at start: the agents that knew it may all have restarted).
   std::optional<volume::Generation> own_outdate_record() const;

@@ -241,6 +241,13 @@ void VolumeService::on_message(NodeId origin, std::span<const std::uint8_t> payl
       }
     });
   }
+  for (const volume::OutdateRecord& record : delivered.repeated_mine) {
+    Hosted* hosted = find(record.volume);
+    if (!hosted || hosted->runner->peer() != record.node) continue;
+    VolumeRunner* runner = hosted->runner.get();
+    hosted->thread->post(
+        [runner, generation = record.generation] { runner->on_own_record_repeated(generation); });
+  }
   for (const volume::OutdateRecord& record : delivered.about_me) {
     if (Hosted* hosted = find(record.volume)) {
       VolumeRunner* runner = hosted->runner.get();

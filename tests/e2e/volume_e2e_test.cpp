@@ -395,6 +395,44 @@ TEST_F(VolumeE2e, TheWitnessKeepsTheOutdateRecordAcrossItsRestart) {
   EXPECT_FALSE(promoted.ok()) << "promoted a copy without the writes h1 acknowledged";
 }
 
+// A withdrawal reaches only the partition it is sent in: the witness, cut off while the resync
+// brought h2's copy up to date, keeps the old record and repeats it after the merge. h1, its
+// recorder, withdraws it again, and every agent's state file ends without it.
+TEST_F(VolumeE2e, AWithdrawalTheWitnessMissedIsSentAgainAfterTheMerge) {
+  const auto records_of = [this](int host) {
+    std::ifstream in(lab_->host(host).dir + "/state/outdate-records");
+    return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  };
+  ASSERT_OK(lab_->stop_agent(2));
+  wait_status(
+      1, [](const nlohmann::json& s) { return s.value("link", "") != "Connected"; },
+      "h1 noticing h2 left");
+  ASSERT_NO_FATAL_FAILURE(write_pattern(1, 0, 16 * 4096, 0x3a));  // once h3 stored the record
+  ASSERT_NE(records_of(3).find("data 2 "), std::string::npos) << records_of(3);
+  ASSERT_OK(lab_->partition({{1, 2}, {3}}));
+  ASSERT_OK(lab_->start_agent(2));
+  ASSERT_NO_FATAL_FAILURE(wait_connected_in_sync(1, 2));
+  // The withdrawal is delivered in h1's partition (h1 leaves its own file without the record).
+  const auto withdrawn_by = Clock::now() + milliseconds{20000};
+  while (Clock::now() < withdrawn_by && !records_of(1).empty()) {
+    std::this_thread::sleep_for(milliseconds{50});
+  }
+  ASSERT_EQ(records_of(1), "") << "h1 did not withdraw its record";
+  ASSERT_NE(records_of(3).find("data 2 "), std::string::npos) << "h3 saw the withdrawal";
+  ASSERT_OK(lab_->heal());
+  const auto deadline = Clock::now() + milliseconds{20000};
+  while (Clock::now() < deadline &&
+         (!records_of(1).empty() || !records_of(2).empty() || !records_of(3).empty())) {
+    std::this_thread::sleep_for(milliseconds{50});
+  }
+  for (int host : {1, 2, 3}) {
+    EXPECT_EQ(records_of(host), "") << "h" << host << " keeps an obsolete record";
+  }
+  const auto secondary = status(2);
+  EXPECT_EQ(secondary.value("disk", ""), "UpToDate") << secondary.dump();
+  EXPECT_TRUE(copies_identical());
+}
+
 // Both nodes bring data of their own (docs/volume.md, "Starting from existing data"): both copies
 // are Inconsistent, nothing is promoted without --force, and the forced node's data is resynced
 // over the other's.

@@ -171,6 +171,12 @@ OutdateRecords::Delivered OutdateRecords::on_message(NodeId origin,
   for (std::size_t i = 0; i < count_in_message; ++i) {
     const auto record = read_record(in);
     if (!record) return delivered;
+    if (record->recorder == self_) {
+      // Every agent repeats after a view: the others' repeats are told only when they bring
+      // back what I had dropped, so that one view costs one answer.
+      const bool dropped = !records_.contains({record->volume, record->node, record->generation});
+      if (origin == self_ || dropped) delivered.repeated_mine.push_back(*record);
+    }
     take(origin, *record, delivered);
   }
   return delivered;

@@ -65,6 +65,10 @@ class OutdateRecords {
     // Records this message brought that this node now holds: once they are on its disk, it says
     // so with one stored_message() for them all (a repeat is acknowledged again).
     std::vector<OutdateRecord> to_store;
+    // My records repeated through the ring: in my own repeat after a view, or brought back by
+    // another agent's after I had dropped them. My replica checks that each still holds, and
+    // if not withdraws or supersedes it again (a withdrawal reaches only its partition).
+    std::vector<OutdateRecord> repeated_mine;
   };
   Delivered on_message(NodeId origin, std::span<const std::uint8_t> payload);
 

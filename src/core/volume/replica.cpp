@@ -44,6 +44,9 @@ void Replica::on_peer_outdated_recorded(Generation generation) {
 }
 void Replica::on_told_outdated() { core_->on_told_outdated(0); }
 void Replica::on_told_outdated(Generation as_of) { core_->on_told_outdated(as_of); }
+void Replica::on_own_record_repeated(Generation generation) {
+  core_->on_own_record_repeated(generation);
+}
 Result<bool> Replica::promote(bool force) { return core_->promote(force); }
 Result<bool> Replica::demote() { return core_->demote(); }
 Result<bool> Replica::discard_local_data() { return core_->discard_local_data(); }

@@ -123,6 +123,7 @@ struct Complete {
 // `generation` (this replica's new current generation).
 struct RecordPeerOutdated {
   Generation generation = 0;
+  bool again = false;  // said again over an obsolete record an agent repeated (not a new split)
 };
 // The peer's copy is up to date again (a resync to it completed, or it connected in sync): withdraw
 // the record this replica made with `generation` (the generation RecordPeerOutdated named).
@@ -226,6 +227,11 @@ class Replica {
   // this copy has since caught up with (its current, bitmap or history generation, after a
   // resync) is stale and ignored.
   void on_told_outdated(Generation as_of);
+  // An agent repeated a record this replica made about its peer (agents repeat what they know
+  // after every view). One this replica no longer holds was superseded or withdrawn in a
+  // partition that agent missed: the answer says again what holds, RecordPeerOutdated (again)
+  // with the live record, which supersedes it, or else WithdrawPeerOutdated with its generation.
+  void on_own_record_repeated(Generation generation);
 
   // Operator commands; errors say why not, in words for a person.
   Result<bool> promote(bool force);

@@ -151,6 +151,7 @@ class ReplicaCore {
   void on_peer_message(const PeerMessage& message);
   void on_peer_disconnected();
   void on_peer_outdated_recorded(Generation generation);
+  void on_own_record_repeated(Generation generation);
   void on_told_outdated(Generation as_of);  // 0: unconditional
   Result<bool> promote(bool force);
   Result<bool> demote();

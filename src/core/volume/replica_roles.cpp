@@ -173,6 +173,22 @@ void ReplicaCore::peer_up_to_date_again() {
   durable_generations_.reset();
 }
 
+void ReplicaCore::on_own_record_repeated(Generation generation) {
+  if (generation == 0 || generation == record_generation_ || generation == outdating_) return;
+  // The one asked for last is the newest: an answered record stays until it is superseded.
+  const Generation live = outdating_ != 0 ? outdating_ : record_generation_;
+  const std::string obsolete =
+      "an agent repeated an obsolete record of the peer's copy outdated (as of " +
+      std::to_string(generation) + "): ";
+  if (live != 0) {
+    notice(Notice::Level::Info, obsolete + "recording the current one again");
+    actions_.emplace_back(RecordPeerOutdated{live, true});
+  } else {
+    notice(Notice::Level::Info, obsolete + "withdrawing it again");
+    actions_.emplace_back(WithdrawPeerOutdated{generation});
+  }
+}
+
 void ReplicaCore::on_told_outdated(Generation as_of) {
   if (role_ == Role::Primary) {
     notice(Notice::Level::Warning, "told outdated while primary: ignored");
