@@ -196,6 +196,13 @@ void ReplicaCore::start_after_handshake() {
     case ConnectPlan::BecomeSyncTarget:
       return start_resync_target(false);
     case ConnectPlan::FullSyncTarget:
+      if (hello_side_.disk == DiskState::Inconsistent && hello_side_.generations.bitmap != 0 &&
+          !hello_side_.discard_local) {
+        // Only this side wrote apart (else the plan refuses): its copy cannot be the source.
+        notice(Notice::Level::Warning,
+               "this Inconsistent copy wrote on its own as primary (forced, and its disk failed "
+               "since): the full resync from the peer overwrites those writes");
+      }
       return start_resync_target(true);
     case ConnectPlan::SplitBrain:
     case ConnectPlan::Unrelated:
