@@ -149,9 +149,20 @@ class VolumeRun {
     verify_.started(world_, model_, node);
   }
 
+  // A primary without an UpToDate peer is the volume's only full copy (docs/volume.md, "Failure
+  // cases"): like a local disk, a power loss there loses what was not flushed, even the writes
+  // the peer holds, since an Inconsistent peer is resynced from it (seed 846713: the peer's
+  // disk failed a write, then the primary lost power).
+  bool alone(int node) const {
+    if (!primary(node)) return false;
+    const int peer = 1 - node;
+    return !replicating(world_.replica(node).status().link) || !world_.up(peer) ||
+           world_.replica(peer).status().disk != DiskState::UpToDate;
+  }
+
   void crash(int node, bool power) {
     if (!world_.up(node)) return;
-    const bool alone = primary(node) && !replicating(world_.replica(node).status().link);
+    const bool alone = this->alone(node);
     world_.crash(node, power);
     model_.abandon(node);
     outstanding_[node] = 0;
