@@ -7,10 +7,10 @@
 // never learnt its fate); a block no acknowledged write reached may also still hold its initial
 // zeroes. An acknowledged write may be missing from a copy that lost power after the write was
 // issued and before it was flushed, when every node that held it when it was acknowledged lost
-// power before it was flushed, when a primary without a replicating peer lost power before it
-// was flushed (a resync then spreads the loss), or when a copy that lost it so was promoted
-// (adopt(): its copy is the history from then on): flushed data survives power loss, unflushed
-// data only process crashes and the other node's loss, not both.
+// power before it was flushed, when a primary without an UpToDate peer replicating lost power
+// before it was flushed (a resync then spreads the loss), or when a copy that lost it so was
+// promoted (adopt(): its copy is the history from then on): flushed data survives power loss,
+// unflushed data only process crashes and the other node's loss, not both.
 //
 // Thread-safety: none.
 #pragma once
