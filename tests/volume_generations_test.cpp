@@ -79,9 +79,14 @@ TEST(VolumeGenerations, InconsistentSideIsTarget) {
 TEST(VolumeGenerations, InconsistentSideThatWroteApartIsNotOverwrittenSilently) {
   ConnectSide forced = side(9, 5, DiskState::Inconsistent);
   EXPECT_EQ(decide(forced, side(10, 5)), ConnectPlan::SplitBrain);
-  EXPECT_EQ(decide(forced, side(10, 6)), ConnectPlan::Unrelated);
+  EXPECT_EQ(decide(forced, side(10, 6)), ConnectPlan::SplitBrain) << "both wrote, unordered";
+  // The peer's discard cannot resolve it: this copy cannot be the source.
+  ConnectSide discarding_peer = side(10, 5);
+  discarding_peer.discard_local = true;
+  EXPECT_EQ(decide(forced, discarding_peer), ConnectPlan::SplitBrain);
   // Only this side wrote: no split brain to refuse, and an Inconsistent copy is never a source.
   EXPECT_EQ(decide(forced, side(5)), ConnectPlan::FullSyncTarget);
+  EXPECT_EQ(decide(forced, side(6)), ConnectPlan::FullSyncTarget);
   // The peer took this side's writes and wrote on: a bitmap resync brings them back.
   EXPECT_EQ(decide(forced, side(12, 9)), ConnectPlan::BecomeSyncTarget);
   forced.discard_local = true;

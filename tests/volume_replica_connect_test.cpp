@@ -186,6 +186,23 @@ TEST(VolumeReplicaLink, DiscardLocalResolvesSplitBrain) {
   EXPECT_EQ(world.a().r().status().disk, DiskState::UpToDate);
 }
 
+// A discard asked for on the node that must be the source (its peer is Inconsistent) does not
+// apply, and is dropped so that it cannot decide a later split brain.
+TEST(VolumeReplicaLink, ADiscardOnTheSourceIsDropped) {
+  World world;
+  world.a().saved_state.discard_local = true;
+  world.a().disk[0] = std::byte{7};
+  world.b().saved_state.disk = DiskState::Inconsistent;
+  world.rebuild(0);
+  world.rebuild(1);
+  world.connect();
+  world.run();
+  EXPECT_EQ(world.a().r().status().link, LinkState::Connected);
+  EXPECT_EQ(world.b().r().status().disk, DiskState::UpToDate);
+  EXPECT_FALSE(world.a().r().persistent_state().discard_local);
+  EXPECT_EQ(world.b().disk[0], std::byte{7}) << "the source's data was kept and copied";
+}
+
 TEST(VolumeReplicaLink, PromotionRefusesStaleCopiesUnlessForced) {
   World world;
   start_connected(world);

@@ -156,8 +156,9 @@ class VolumeRun {
   bool alone(int node) const {
     if (!primary(node)) return false;
     const int peer = 1 - node;
-    return !replicating(world_.replica(node).status().link) || !world_.up(peer) ||
-           world_.replica(peer).status().disk != DiskState::UpToDate;
+    if (!replicating(world_.replica(node).status().link)) return true;
+    // A peer that is down counts as in sync (it survived the primary, within its boot).
+    return world_.up(peer) && world_.replica(peer).status().disk != DiskState::UpToDate;
   }
 
   void crash(int node, bool power) {

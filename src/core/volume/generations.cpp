@@ -54,16 +54,21 @@ ConnectPlan by_history(const ConnectSide& local, const ConnectSide& peer) {
 
 // Rule 1 for a local side that is Inconsistent while the peer is consistent. An Inconsistent side
 // that wrote as primary on its own (a forced promotion whose disk failed afterwards) holds writes
-// it acknowledged and the peer lacks: if the peer wrote apart too, a full sync over them would
-// merge a split brain silently, so it is refused as between consistent sides, unless the
-// operator already chose to discard this side.
+// it acknowledged and the peer lacks. If the peer wrote apart too, with no history that orders
+// the two, a full sync over them would merge a split brain silently: it is refused, unless the
+// operator chose to discard this side. The peer's own discard does not count here: this copy
+// cannot be a source, so only discarding this side resolves it.
 ConnectPlan inconsistent_local(const ConnectSide& local, const ConnectSide& peer) {
   const Generations& l = local.generations;
   const Generations& p = peer.generations;
   if (p.bitmap != 0 && p.bitmap == l.current) return ConnectPlan::BecomeSyncTarget;
-  if (l.bitmap != 0 && !local.discard_local) {
-    const ConnectPlan plan = by_history(local, peer);
-    if (plan == ConnectPlan::SplitBrain || plan == ConnectPlan::Unrelated) return plan;
+  if (l.bitmap != 0 && p.bitmap != 0 && !local.discard_local) {
+    ConnectSide keeping = peer;
+    keeping.discard_local = false;
+    const ConnectPlan plan = by_history(local, keeping);
+    if (plan == ConnectPlan::SplitBrain || plan == ConnectPlan::Unrelated) {
+      return ConnectPlan::SplitBrain;
+    }
   }
   return ConnectPlan::FullSyncTarget;
 }

@@ -198,10 +198,11 @@ void ReplicaCore::start_after_handshake() {
     case ConnectPlan::FullSyncTarget:
       if (hello_side_.disk == DiskState::Inconsistent && hello_side_.generations.bitmap != 0 &&
           !hello_side_.discard_local) {
-        // Only this side wrote apart (else the plan refuses): its copy cannot be the source.
+        // Only this side wrote apart (else the plan refuses, generations.hpp rule 1): its copy
+        // cannot be the source.
         notice(Notice::Level::Warning,
                "this Inconsistent copy wrote on its own as primary (forced, and its disk failed "
-               "since): the full resync from the peer overwrites those writes");
+               "since): the full resync from the peer overwrites any of those writes it lacks");
       }
       return start_resync_target(true);
     case ConnectPlan::SplitBrain:

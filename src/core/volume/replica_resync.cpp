@@ -14,6 +14,14 @@
 namespace keel::volume::detail {
 
 void ReplicaCore::start_resync_source(bool full) {
+  if (state_.discard_local) {
+    // The peer's copy could not be the source (Inconsistent): this copy's changes stay, and the
+    // request must not linger to decide a later split brain.
+    state_.discard_local = false;
+    notice(Notice::Level::Warning,
+           "the discard asked for on this node did not apply: the peer's copy is not whole, so "
+           "this copy is the resync source");
+  }
   if (full) bitmap_.set_all();
   link_ = LinkState::SyncSource;
   // The target marks itself so (start_resync_target()) and says UpToDate again only once
