@@ -114,7 +114,12 @@ set_tests_properties(volume_replay_identical_disk_errors PROPERTIES TIMEOUT 120 
 #   748299: the ring recorded the secondary outdated in a view of the two copies alone (the
 #             witness cut off); the secondary lost power before marking its copy, came back with
 #             the witness, and was promoted without the writes acknowledged meanwhile.
-foreach(seed 93000079 93000550 93000723 93004100 93006209 93010628 95066770 99000776 99010907
+#   828071: a copy promoted with --force while Inconsistent wrote apart, then its disk failed;
+#             facing a peer that wrote apart too it was full-synced over instead of refused as a
+#             split brain.
+#   846713: the secondary's disk failed a write, then the primary lost power: the model wanted
+#             the primary's unflushed writes from the Inconsistent peer (documented as lost).
+foreach(seed 828071 846713 93000079 93000550 93000723 93004100 93006209 93010628 95066770 99000776 99010907
         99503303 99511675 101029428 9310518 5 13 189 328 1405 3423 6028 2222 11432 4501 748299)
   add_test(NAME volume_seed_${seed} COMMAND $<TARGET_FILE:keel> sim --volume --seed ${seed})
   set_tests_properties(volume_seed_${seed} PROPERTIES TIMEOUT 60 LABELS sim)

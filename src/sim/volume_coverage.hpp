@@ -13,6 +13,7 @@ enum class VolumeMark : std::uint8_t {
   suspended,                       // a primary held I/O for want of its peer
   outdate_recorded_after_suspend,  // ... and was released by the ring's record
   told_outdated,                   // the ring told a node its copy is outdated
+  own_record_repeated,             // a merge brought a recorder's dropped record back to it
   resync_completed,                // a copy became UpToDate through a resync
   resync_interrupted,              // the link broke during a resync
   primary_crash_al,                // a node restarted after crashing as primary, with AL extents
@@ -49,6 +50,7 @@ constexpr std::string_view volume_mark_name(VolumeMark mark) {
       "suspended",
       "outdate_recorded_after_suspend",
       "told_outdated",
+      "own_record_repeated",
       "resync_completed",
       "resync_interrupted",
       "primary_crash_al",

@@ -315,16 +315,30 @@ void VolumeWorld::release_recorded(int node, volume::Generation generation) {
 
 // Members repeat what they know after each view; the outdated node learns it when quorate.
 // The agent's records are delivered in the view that makes a node quorate, before any promote.
+// A recorder that a merge tells of its own record again (it had withdrawn or superseded it in
+// its group) asks its replica whether the record still holds, as the agent does
+// (outdate_records.hpp, repeated_mine); the answer may withdraw or supersede it again.
 void VolumeWorld::ring_tell() {
+  std::vector<std::pair<int, volume::Generation>> repeated_to_recorder;
   for (Record& record : records_) {
+    const NodeId recorder = record.about == 1 ? 2 : 1;
     for (NodeId id = 1; id <= 3; ++id) {
       const std::set<NodeId> group = group_of(id);
       const bool informed = std::any_of(group.begin(), group.end(),
                                         [&](NodeId m) { return record.knowers.count(m) != 0; });
-      if (group.count(id) != 0 && informed) record.knowers.insert(id);
+      if (group.count(id) == 0 || !informed) continue;
+      if (record.knowers.insert(id).second && id == recorder) {
+        repeated_to_recorder.emplace_back(static_cast<int>(recorder) - 1, record.generation);
+      }
     }
   }
   std::erase_if(records_, [](const Record& r) { return r.knowers.empty(); });
+  for (const auto& [node, generation] : repeated_to_recorder) {
+    if (!nodes_[node].up) continue;
+    hit(coverage_, VolumeMark::own_record_repeated);
+    nodes_[node].replica->on_own_record_repeated(generation);
+    pump(node);
+  }
   for (std::size_t i = 0; i < records_.size(); ++i) {
     const NodeId about = records_[i].about;
     const int node = static_cast<int>(about) - 1;
