@@ -230,8 +230,8 @@ class Replica {
   // An agent repeated a record this replica made about its peer (agents repeat what they know
   // after every view). One this replica no longer holds was superseded or withdrawn in a
   // partition that agent missed: the answer says again what holds, RecordPeerOutdated (again)
-  // with the live record, which supersedes it, or else WithdrawPeerOutdated with its generation
-  // (but nothing for a record of this copy's current data while the peer is not in sync).
+  // with the live record, which supersedes it, or else, once the peer is connected and in sync
+  // (it needs no record then), WithdrawPeerOutdated with its generation.
   void on_own_record_repeated(Generation generation);
 
   // Operator commands; errors say why not, in words for a person.

@@ -178,11 +178,12 @@ void ReplicaCore::on_own_record_repeated(Generation generation) {
   // The one asked for last is the newest: an answered record stays until it is superseded.
   const Generation live = outdating_ != 0 ? outdating_ : record_generation_;
   const bool peer_in_sync = link_ == LinkState::Connected && peer_disk_ == DiskState::UpToDate;
-  if (live == 0 && generation == state_.generations.current && !peer_in_sync) {
-    // A record of the data this copy holds, with the peer not shown to have it: perhaps made
-    // just before a restart that came too soon to persist peer_outdated (async mode acknowledges
-    // writes before the record counts). Left as it is: a record too many costs the peer a
-    // reconnect, a record too few could let it be promoted without those writes.
+  if (live == 0 && !peer_in_sync) {
+    // A withdrawal removes every record this node made about the peer's copy, and one of them
+    // may be needed though this replica does not know it: made just before a restart that came
+    // too soon to persist peer_outdated (async mode acknowledges writes before the record
+    // counts). Only a peer connected and in sync needs none. Until then the record stays: one
+    // too many costs the peer a reconnect, one too few could let it be promoted without writes.
     return;
   }
   const std::string obsolete =
