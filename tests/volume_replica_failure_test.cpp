@@ -176,6 +176,35 @@ TEST(VolumeReplicaFailure, ANewPrimaryAppliesTheOldPrimarysLastWritesBeforeItsOw
   EXPECT_EQ(world.b().disk[8192], (*pattern(4096, 2))[0]);
 }
 
+// Seed 947172: the new primary's metadata write hung, so the old primary's last write was still
+// waiting to be applied when the old primary came back and the resync to it began. No resync
+// read goes out until it has landed: read before, the block would be sent without it.
+TEST(VolumeReplicaFailure, AResyncSourceReadsOnlyOnceTheOldPrimarysWritesHaveLanded) {
+  World world;
+  world.b().config.boot = 7;  // B records the boot it is in sync in before applying writes
+  world.rebuild(1);
+  world.b().hold_persist = true;  // so that record waits, and with it the write
+  start_connected(world);
+  world.a().r().on_write(1, 8192, pattern(4096, 1), false);
+  world.run();
+  world.crash(0);
+  world.run();
+  ASSERT_TRUE(world.b().r().promote(false).ok());
+  world.run();
+  world.connect();
+  world.run();
+  ASSERT_EQ(world.b().r().status().link, LinkState::SyncSource);
+  const auto reads_queued =
+      std::count_if(world.b().disk_queue.begin(), world.b().disk_queue.end(),
+                    [](const Action& action) { return std::holds_alternative<DiskRead>(action); });
+  EXPECT_EQ(reads_queued, 0);
+  world.b().hold_persist = false;
+  world.run();
+  EXPECT_EQ(world.a().r().status().disk, DiskState::UpToDate);
+  EXPECT_TRUE(world.same_disks());
+  EXPECT_EQ(world.a().disk[8192], (*pattern(4096, 1))[0]);
+}
+
 TEST(VolumeReplicaFailure, TargetCrashDuringResyncResumesFromTheBitmap) {
   World world;
   write_apart(world, 40);

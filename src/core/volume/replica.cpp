@@ -360,6 +360,11 @@ void ReplicaCore::progress() {
   finish_verify_if_done();
 }
 
+bool ReplicaCore::applying_earlier_peer_ops() const {
+  return std::any_of(peer_ops_.begin(), peer_ops_.end(),
+                     [this](const auto& entry) { return entry.second.connection != connection_; });
+}
+
 bool ReplicaCore::app_write_in_flight(std::uint64_t offset, std::uint64_t length) const {
   for (const auto& [sequence, request] : app_) {
     if (request.kind == AppRequest::Kind::Flush) continue;

@@ -181,6 +181,9 @@ class ReplicaCore {
   bool rate_allows() const;
   void rate_charge(std::uint64_t bytes);
   bool app_write_in_flight(std::uint64_t offset, std::uint64_t length) const;
+  // Replicated writes an earlier connection's peer sent are still on their way to this disk:
+  // what a resync or verify read here now may change under it.
+  bool applying_earlier_peer_ops() const;
 
   // ---- replica_writes.cpp ----
   void submit(AppRequest request);

@@ -73,6 +73,9 @@ bool ReplicaCore::chunk_in_flight(std::uint64_t offset, std::uint64_t length) co
 
 void ReplicaCore::issue_resync_reads() {
   if (link_ != LinkState::SyncSource) return;
+  // Seed 947172: a new primary whose metadata write failed still held its old primary's last
+  // writes when the resync began; they landed on blocks the resync had already sent.
+  if (applying_earlier_peer_ops()) return;
   const std::uint64_t blocks = bitmap_.blocks();
   const std::uint64_t chunk_blocks = config_.resync_chunk_bytes / kBlockBytes;
   while (resync_chunks_.size() < config_.resync_in_flight_chunks && rate_allows()) {

@@ -30,7 +30,7 @@ Result<bool> ReplicaCore::start_verify() {
 }
 
 void ReplicaCore::issue_verify_reads() {
-  if (link_ != LinkState::Connected) return;
+  if (link_ != LinkState::Connected || applying_earlier_peer_ops()) return;
   while (verify_chunks_.size() < config_.resync_in_flight_chunks && rate_allows()) {
     const bool retry = !verify_retry_.empty();
     const std::uint64_t offset = retry ? verify_retry_.front() : verify_cursor_;
