@@ -15,12 +15,13 @@ namespace keel::volume::detail {
 
 void ReplicaCore::start_resync_source(bool full) {
   if (state_.discard_local) {
-    // The peer's copy could not be the source (Inconsistent): this copy's changes stay, and the
-    // request must not linger to decide a later split brain.
+    // The handshake made this copy the source all the same (the peer's copy is Inconsistent, or
+    // has nothing newer): its changes stay, and the request must not linger to decide a later
+    // split brain.
     state_.discard_local = false;
     notice(Notice::Level::Warning,
-           "the discard asked for on this node did not apply: the peer's copy is not whole, so "
-           "this copy is the resync source");
+           "the discard asked for on this node did not apply: this copy is the resync source (the "
+           "peer's copy is Inconsistent or has nothing newer)");
   }
   if (full) bitmap_.set_all();
   link_ = LinkState::SyncSource;
