@@ -73,6 +73,13 @@ TEST(VolumeGenerations, InconsistentSideIsTarget) {
   EXPECT_EQ(decide(side(3, 0, DiskState::Inconsistent), side(7, 3)), ConnectPlan::BecomeSyncTarget);
   EXPECT_EQ(decide(side(3, 0, DiskState::Inconsistent), side(4, 0, DiskState::Inconsistent)),
             ConnectPlan::Unrelated);
+  // Both disks failed, one copy newer than the other (seed 1068732): the newer is the source,
+  // and a discard decides where nothing else does.
+  EXPECT_EQ(decide(side(9, 3, DiskState::Inconsistent), side(3, 0, DiskState::Inconsistent)),
+            ConnectPlan::BecomeSyncSource);
+  ConnectSide discarding = side(4, 0, DiskState::Inconsistent);
+  discarding.discard_local = true;
+  EXPECT_EQ(decide(side(3, 0, DiskState::Inconsistent), discarding), ConnectPlan::FullSyncSource);
 }
 
 // A forced primary whose disk failed afterwards is Inconsistent, yet acknowledged writes apart.

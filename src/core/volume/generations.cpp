@@ -111,7 +111,9 @@ ConnectPlan decide_on_connect(const ConnectSide& local, const ConnectSide& peer)
     }
     return ConnectPlan::InSync;
   }
-  if (local_inconsistent && peer_inconsistent) return ConnectPlan::Unrelated;
+  // Two Inconsistent copies (both disks failed) with different data states: the history rules
+  // still say which is newer, or which one the operator discards (seed 1068732: without them,
+  // refused for good, whatever `resolve` was run). What either disk dropped may be lost.
   return by_history(local, peer);
 }
 

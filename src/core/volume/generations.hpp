@@ -50,11 +50,12 @@ std::string_view to_string(ConnectPlan plan);
 
 // The plan for the local side. Rules in order:
 //  1. An Inconsistent side facing a consistent one is a full-sync target (unless the bitmap rule
-//     below applies, which is cheaper); two Inconsistent sides with different generations are
-//     Unrelated. An Inconsistent side that wrote apart (a forced primary whose disk then failed)
-//     facing a peer that wrote apart too is SplitBrain where rules 3 to 6 (without the peer's
-//     discard_local) would refuse, unless it has discard_local itself: its acknowledged writes
-//     are overwritten only on purpose. If only it wrote apart, it is the target.
+//     below applies, which is cheaper); two Inconsistent sides with different generations follow
+//     rules 3 to 6 (Unrelated when nothing relates them). An Inconsistent side that wrote apart (a
+//     forced primary whose disk then failed) facing a peer that wrote apart too is SplitBrain where
+//     rules 3 to 6 (without the peer's discard_local) would refuse, unless it has discard_local
+//     itself: its acknowledged writes are overwritten only on purpose. If only it wrote apart, it
+//     is the target.
 //  2. Equal `current`: InSync, except that a side with primary_at_crash is the source (its
 //     activity-log extents may hold writes the other never got; the bitmaps carry them), unless
 //     the other side survived it (survived_primary): then the survivor is the source. The
