@@ -403,6 +403,14 @@ TEST_F(VolumeE2e, AWithdrawalTheWitnessMissedIsSentAgainAfterTheMerge) {
     std::ifstream in(lab_->host(host).dir + "/state/outdate-records");
     return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
   };
+  // Polls (a file, not a status query) until every host named has no record left, for 20 s.
+  const auto wait_records_gone = [&records_of](std::initializer_list<int> hosts) {
+    const auto deadline = Clock::now() + milliseconds{20000};
+    const auto gone = [&] {
+      return std::all_of(hosts.begin(), hosts.end(), [&](int h) { return records_of(h).empty(); });
+    };
+    while (Clock::now() < deadline && !gone()) std::this_thread::sleep_for(milliseconds{50});
+  };
   ASSERT_OK(lab_->stop_agent(2));
   wait_status(
       1, [](const nlohmann::json& s) { return s.value("link", "") != "Connected"; },
@@ -413,18 +421,11 @@ TEST_F(VolumeE2e, AWithdrawalTheWitnessMissedIsSentAgainAfterTheMerge) {
   ASSERT_OK(lab_->start_agent(2));
   ASSERT_NO_FATAL_FAILURE(wait_connected_in_sync(1, 2));
   // The withdrawal is delivered in h1's partition (h1 leaves its own file without the record).
-  const auto withdrawn_by = Clock::now() + milliseconds{20000};
-  while (Clock::now() < withdrawn_by && !records_of(1).empty()) {
-    std::this_thread::sleep_for(milliseconds{50});
-  }
+  wait_records_gone({1});
   ASSERT_EQ(records_of(1), "") << "h1 did not withdraw its record";
   ASSERT_NE(records_of(3).find("data 2 "), std::string::npos) << "h3 saw the withdrawal";
   ASSERT_OK(lab_->heal());
-  const auto deadline = Clock::now() + milliseconds{20000};
-  while (Clock::now() < deadline &&
-         (!records_of(1).empty() || !records_of(2).empty() || !records_of(3).empty())) {
-    std::this_thread::sleep_for(milliseconds{50});
-  }
+  wait_records_gone({1, 2, 3});
   for (int host : {1, 2, 3}) {
     EXPECT_EQ(records_of(host), "") << "h" << host << " keeps an obsolete record";
   }
