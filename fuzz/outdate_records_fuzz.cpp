@@ -1,6 +1,7 @@
 // Fuzzes the keel.volume group's messages as OutdateRecords takes them from the ring: a sequence
 // of messages from any node, in a view chosen by the input. It must never crash, and what it
-// reports as this node's records or records about this node must name this node. Seeds:
+// reports as this node's records or records about this node must name this node, and it is never
+// quorate in a view without a majority. Seeds:
 // fuzz/corpus/outdate_records/ (each input: a view byte, then per message an origin byte, a
 // length byte and that many bytes).
 #include <algorithm>
@@ -19,7 +20,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   std::vector<keel::NodeId> members{kSelf};
   if ((data[0] & 1) != 0) members.push_back(2);
   if ((data[0] & 2) != 0) members.push_back(3);
-  records.on_regular_view(members);
+  records.on_regular_view(keel::RingId{7, kSelf}, members);
   std::size_t at = 1;
   while (at + 2 <= size) {
     const keel::NodeId origin = 1 + data[at] % 3;
@@ -33,6 +34,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     for (const auto& record : delivered.about_me) {
       if (record.node != kSelf) std::abort();
     }
+    if (records.quorate() && members.size() < 2) std::abort();  // never without a majority
   }
   return 0;
 }

@@ -14,11 +14,12 @@ constexpr NodeId kPrimary = 1;
 constexpr NodeId kSecondary = 2;
 constexpr NodeId kWitness = 3;
 constexpr Generation kGeneration = 0x1234;
+constexpr RingId kView{5, kPrimary};
 
 // The primary's agent, in a cluster of the two copies and a witness.
 OutdateRecords primary_in_view(const std::vector<NodeId>& members) {
   OutdateRecords records(kPrimary, 3);
-  records.on_regular_view(members);
+  records.on_regular_view(kView, members);
   return records;
 }
 
@@ -45,7 +46,7 @@ TEST(OutdateRecordsTest, ARecordCountsOnceAMajorityWithoutTheOutdatedNodeHasItOn
   const keel::Bytes mine = OutdateRecords::stored_message(delivered.to_store[0]);
 
   OutdateRecords witness(kWitness, 3);
-  witness.on_regular_view({kPrimary, kWitness});
+  witness.on_regular_view(kView, {kPrimary, kWitness});
   const keel::Bytes witness_stored = stored(kWitness, kRecord, witness);
 
   EXPECT_TRUE(deliver(records, kPrimary, mine).recorded_mine.empty()) << "one of three";
@@ -57,7 +58,7 @@ TEST(OutdateRecordsTest, ARecordCountsOnceAMajorityWithoutTheOutdatedNodeHasItOn
   EXPECT_TRUE(deliver(records, kWitness, witness_stored).recorded_mine.empty()) << "twice";
 
   // A repeat after a view change counts again at once.
-  const keel::Bytes repeated = records.on_regular_view({kPrimary, kSecondary, kWitness});
+  const keel::Bytes repeated = records.on_regular_view(kView, {kPrimary, kSecondary, kWitness});
   EXPECT_EQ(deliver(records, kPrimary, repeated).recorded_mine.size(), 1u);
 }
 
@@ -96,7 +97,7 @@ TEST(OutdateRecordsTest, OneStoredMessageCarriesEveryRecordOfADelivery) {
 
 TEST(OutdateRecordsTest, ARecordDeliveredWithoutAMajorityWaitsForTheRepeat) {
   OutdateRecords records(kPrimary, 3);
-  records.on_regular_view({kPrimary});
+  records.on_regular_view(kView, {kPrimary});
   deliver(records, kPrimary, kRecord);
   const keel::Bytes witness_stored =
       OutdateRecords::stored_message({"data", kSecondary, kGeneration, kPrimary});
@@ -134,7 +135,7 @@ TEST(OutdateRecordsTest, AWaitingRecordCountsWhenAWitnessStoresItLater) {
       OutdateRecords::stored_message({"data", kSecondary, kGeneration, kPrimary});
   deliver(records, kPrimary, mine);
   // The witness joins; after the view every member repeats what it knows, and stores it.
-  const keel::Bytes repeated = records.on_regular_view({kPrimary, kSecondary, kWitness});
+  const keel::Bytes repeated = records.on_regular_view(kView, {kPrimary, kSecondary, kWitness});
   EXPECT_TRUE(deliver(records, kPrimary, repeated).recorded_mine.empty());
   EXPECT_EQ(deliver(records, kWitness, mine).recorded_mine.size(), 1u);
   // The wait is over: a late Durable message does not count the record again.
@@ -156,7 +157,7 @@ TEST(OutdateRecordsTest, AClearEndsTheWait) {
 
 TEST(OutdateRecordsTest, TheOutdatedNodeHearsOfItWhateverTheView) {
   OutdateRecords secondary(kSecondary, 3);
-  secondary.on_regular_view({kPrimary, kSecondary});
+  secondary.on_regular_view(kView, {kPrimary, kSecondary});
   const auto delivered = deliver(secondary, kPrimary, kRecord);
   ASSERT_EQ(delivered.about_me.size(), 1u);
   EXPECT_EQ(delivered.about_me[0].generation, kGeneration);
@@ -171,10 +172,10 @@ TEST(OutdateRecordsTest, ARestoredRecordIsRepeatedAfterTheNextView) {
   witness.restore({"data", kSecondary, kGeneration + 1, kPrimary});
   ASSERT_EQ(witness.about("data", kSecondary).size(), 2u) << "one per generation";
 
-  const keel::Bytes announced = witness.on_regular_view({kSecondary, kWitness});
+  const keel::Bytes announced = witness.on_regular_view(kView, {kSecondary, kWitness});
   ASSERT_FALSE(announced.empty());
   OutdateRecords secondary(kSecondary, 3);
-  secondary.on_regular_view({kSecondary, kWitness});
+  secondary.on_regular_view(kView, {kSecondary, kWitness});
   const auto delivered = deliver(secondary, kWitness, announced);
   ASSERT_EQ(delivered.about_me.size(), 2u);
   EXPECT_EQ(delivered.about_me[0].generation, kGeneration);
@@ -184,7 +185,7 @@ TEST(OutdateRecordsTest, ARestoredRecordIsRepeatedAfterTheNextView) {
 keel::Bytes repeat_by(NodeId node, const std::vector<OutdateRecord>& records) {
   OutdateRecords agent(node, 3);
   for (const OutdateRecord& record : records) agent.restore(record);
-  return agent.on_regular_view({kPrimary, kSecondary, kWitness});
+  return agent.on_regular_view(kView, {kPrimary, kSecondary, kWitness});
 }
 
 constexpr Generation kNewer = 0x9999;
@@ -213,7 +214,7 @@ TEST(OutdateRecordsTest, AnOlderGenerationRepeatedReplacesNothing) {
 // copy, and its withdrawal (the copy is up to date again) removes them all.
 TEST(OutdateRecordsTest, TheRecorderRetiresItsOlderRecordsAndAWithdrawalRemovesAll) {
   OutdateRecords secondary(kSecondary, 3);
-  secondary.on_regular_view({kSecondary, kWitness});
+  secondary.on_regular_view(kView, {kSecondary, kWitness});
   const OutdateRecord others{"data", kSecondary, 0x5555, kWitness};
   deliver(secondary, kWitness, repeat_by(kWitness, {kOld, others}));
   ASSERT_EQ(secondary.about("data", kSecondary).size(), 2u);
@@ -254,9 +255,57 @@ TEST(OutdateRecordsTest, TheRecorderHearsOfItsRecordsRepeatedAfterItDroppedThem)
   // The recorder's own repeat names every record it holds; a witness's records are not its own.
   const OutdateRecord witness_record{"data", kSecondary, 0x5555, kWitness};
   deliver(records, kWitness, repeat_by(kWitness, {witness_record}));
-  const auto own = deliver(records, kPrimary, records.on_regular_view({kPrimary, kWitness}));
+  const auto own = deliver(records, kPrimary, records.on_regular_view(kView, {kPrimary, kWitness}));
   ASSERT_EQ(own.repeated_mine.size(), 1u);
   EXPECT_EQ(own.repeated_mine[0], kOld);
+}
+
+// A node that has just joined a majority knows nothing of the records the others hold; were it
+// quorate at once, its copy could be promoted over a record that outdates it.
+TEST(OutdateRecordsTest, AJoinedMajorityIsQuorateOnlyOnceEveryMembersRepeatHasArrived) {
+  OutdateRecords witness(kWitness, 3);
+  witness.on_regular_view(kView, {kPrimary, kWitness});
+  deliver(witness, kPrimary, kRecord);
+
+  constexpr RingId kJoined{6, kSecondary};
+  OutdateRecords secondary(kSecondary, 3);
+  const keel::Bytes own = secondary.on_regular_view(kJoined, {kSecondary, kWitness});
+  const keel::Bytes from_witness = witness.on_regular_view(kJoined, {kSecondary, kWitness});
+  EXPECT_FALSE(secondary.quorate()) << "nothing heard in the new view";
+  EXPECT_TRUE(deliver(secondary, kSecondary, own).about_me.empty());
+  EXPECT_FALSE(secondary.quorate()) << "the witness's records have not arrived";
+  const auto told = deliver(secondary, kWitness, from_witness);
+  EXPECT_TRUE(secondary.quorate());
+  ASSERT_EQ(told.about_me.size(), 1u);
+  EXPECT_EQ(told.about_me[0].generation, kGeneration);
+
+  secondary.on_transitional_view();
+  EXPECT_FALSE(secondary.quorate());
+}
+
+// A repeat composed for an earlier view and delivered late lacks what its sender learned since.
+TEST(OutdateRecordsTest, ARepeatForAnEarlierViewDoesNotCount) {
+  OutdateRecords witness(kWitness, 3);
+  const keel::Bytes stale = witness.on_regular_view(kView, {kPrimary, kWitness});
+  deliver(witness, kPrimary, kRecord);  // learned after that repeat was composed
+
+  constexpr RingId kJoined{6, kSecondary};
+  OutdateRecords secondary(kSecondary, 3);
+  deliver(secondary, kSecondary, secondary.on_regular_view(kJoined, {kSecondary, kWitness}));
+  deliver(secondary, kWitness, stale);
+  EXPECT_FALSE(secondary.quorate());
+  EXPECT_TRUE(secondary.about("data", kSecondary).empty());
+
+  deliver(secondary, kWitness, witness.on_regular_view(kJoined, {kSecondary, kWitness}));
+  EXPECT_TRUE(secondary.quorate());
+  EXPECT_EQ(secondary.about("data", kSecondary).size(), 1u);
+}
+
+TEST(OutdateRecordsTest, AViewWithoutAMajorityIsNeverQuorate) {
+  constexpr RingId kAlone{6, kSecondary};
+  OutdateRecords secondary(kSecondary, 3);
+  deliver(secondary, kSecondary, secondary.on_regular_view(kAlone, {kSecondary}));
+  EXPECT_FALSE(secondary.quorate());
 }
 
 }  // namespace

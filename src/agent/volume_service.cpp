@@ -14,6 +14,15 @@ namespace keel::agent {
 static_assert(config::kMaxVolumeBusyPollUs == io::kMaxBusyPollUs,
               "the configuration admits what the loop runs");
 
+namespace {
+
+// How long a promotion asked for just after this node joined a majority waits for the members'
+// outdate records (outdate_records.hpp, quorate()), and how often it looks.
+constexpr auto kPromoteRecordsWait = std::chrono::seconds(2);
+constexpr auto kPromoteRecordsPoll = std::chrono::milliseconds(5);
+
+}  // namespace
+
 Result<std::unique_ptr<VolumeService>> VolumeService::open(asio::io_context& io,
                                                            const config::ClusterConfig& config,
                                                            NodeId self, const io::ClusterKey& key,
@@ -154,6 +163,8 @@ void VolumeService::stop(std::chrono::milliseconds patience) {
   if (stopped_) return;
   stopped_ = true;
   retry_timer_.cancel();
+  for (const auto& timer : promote_waits_) timer->cancel();
+  promote_waits_.clear();
   // records_writer_ is joined by its destructor, after the agent has left the ring: a write stuck
   // on a failing state directory must not hold the leave up.
   for (auto& [name, hosted] : runners_) {
@@ -212,8 +223,7 @@ void VolumeService::on_view(const ring::View& view) {
       hosted.thread->post([runner] { runner->on_peer_left(); });
     }
   }
-  Bytes known = records_.on_regular_view(view.members);
-  if (!known.empty()) enqueue(std::move(known));
+  enqueue(records_.on_regular_view(view.ring, view.members));
 }
 
 void VolumeService::on_message(NodeId origin, std::span<const std::uint8_t> payload) {
@@ -276,12 +286,29 @@ void VolumeService::flush_broadcasts() {
   }
 }
 
-void VolumeService::promote(Hosted& hosted, bool force, Reply reply) {
+void VolumeService::promote(Hosted& hosted, bool force, Reply reply,
+                            std::chrono::steady_clock::time_point wait_until) {
   const VolumeRunner& runner = *hosted.runner;
   if (!records_.quorate()) {
-    const std::string why = "this node sees " + std::to_string(members_.size()) + " of " +
-                            std::to_string(config_.nodes.size()) +
-                            " nodes, not a majority: the other side may be running the volume";
+    const bool majority = members_.size() * 2 > config_.nodes.size();
+    if (majority && !force && std::chrono::steady_clock::now() < wait_until) {
+      // The members' repeats come within a rotation of the token or two.
+      auto timer = std::make_shared<asio::steady_timer>(io_, kPromoteRecordsPoll);
+      promote_waits_.insert(timer);
+      timer->async_wait([this, &hosted, force, reply = std::move(reply), wait_until,
+                         timer](const asio::error_code& error) mutable {
+        if (error) return;  // stopping
+        promote_waits_.erase(timer);
+        promote(hosted, force, std::move(reply), wait_until);
+      });
+      return;
+    }
+    const std::string why =
+        majority ? "the outdate records of the nodes it has joined have not all arrived (a "
+                   "record among them may outdate this copy); try again in a moment"
+                 : "this node sees " + std::to_string(members_.size()) + " of " +
+                       std::to_string(config_.nodes.size()) +
+                       " nodes, not a majority: the other side may be running the volume";
     if (!force) {
       reply(error_reply("refusing to promote volume " + runner.name() + ": " + why));
       return;
@@ -315,7 +342,8 @@ void VolumeService::command(const std::string& op, const nlohmann::json& request
   }
   const bool force = request.value("force", false);
   if (op == "volume_promote") {
-    promote(*hosted, force, std::move(reply));
+    promote(*hosted, force, std::move(reply),
+            std::chrono::steady_clock::now() + kPromoteRecordsWait);
   } else if (op == "volume_demote") {
     on_runner(
         *hosted, [](VolumeRunner& r) { return r.demote(); }, std::move(reply));

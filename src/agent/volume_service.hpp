@@ -12,7 +12,8 @@
 //                                outdated node has it on disk, or that node marked its copy):
 //                                the runner may acknowledge writes without its peer
 // Commands (the control socket): volume_status, volume_promote (refused without quorum unless
-// forced), volume_demote, volume_verify, volume_resolve.
+// forced; just after this node joined a majority it waits, briefly, for the members' records),
+// volume_demote, volume_verify, volume_resolve.
 //
 // Each runner lives on its own ServiceThread (agent/service_thread.hpp): ring events are posted to
 // it; commands are asked of it and answered when it replies (or with an error after a deadline),
@@ -30,6 +31,7 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <set>
 #include <span>
 #include <string>
 
@@ -85,7 +87,8 @@ class VolumeService {
   void enqueue(Bytes payload);
   void flush_broadcasts();
   void status(const std::string& only, Reply reply);
-  void promote(Hosted& hosted, bool force, Reply reply);
+  void promote(Hosted& hosted, bool force, Reply reply,
+               std::chrono::steady_clock::time_point wait_until);
   // Reads the records kept in the state directory into records_.
   Result<Ok> restore_records();
   // Hands the records to records_writer_ when they differ from what it last had, and sends a
@@ -104,6 +107,8 @@ class VolumeService {
   std::map<std::string, Hosted> runners_;
   std::deque<Bytes> pending_;
   asio::steady_timer retry_timer_;
+  // Promotions waiting for the records of the majority this node has just joined.
+  std::set<std::shared_ptr<asio::steady_timer>> promote_waits_;
   std::vector<NodeId> members_;
   bool stopped_ = false;
 };

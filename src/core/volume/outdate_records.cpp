@@ -55,12 +55,15 @@ OutdateRecords::OutdateRecords(NodeId self, std::size_t configured_nodes)
   KEEL_ASSERT(configured_nodes > 0);
 }
 
-keel::Bytes OutdateRecords::on_regular_view(const std::vector<NodeId>& members) {
-  quorate_ = members.size() * 2 > configured_nodes_;
+keel::Bytes OutdateRecords::on_regular_view(RingId view, const std::vector<NodeId>& members) {
+  majority_ = members.size() * 2 > configured_nodes_;
+  view_ = view;
+  unheard_ = std::set<NodeId>(members.begin(), members.end());
   keel::Bytes out;
-  if (records_.empty()) return out;
   ByteWriter writer(out);
   writer.u8(kRecordsType);
+  writer.u64(view.seq);
+  writer.u32(view.rep);
   const std::size_t count = std::min(records_.size(), kMaxRecordsPerMessage);
   writer.u16(static_cast<std::uint16_t>(count));
   std::size_t written = 0;
@@ -71,7 +74,11 @@ keel::Bytes OutdateRecords::on_regular_view(const std::vector<NodeId>& members) 
   return out;
 }
 
-void OutdateRecords::on_transitional_view() { quorate_ = false; }
+void OutdateRecords::on_transitional_view() {
+  majority_ = false;
+  view_ = RingId{};
+  unheard_.clear();
+}
 
 void OutdateRecords::restore(const OutdateRecord& record) {
   records_.try_emplace({record.volume, record.node, record.generation}, record);
@@ -166,8 +173,11 @@ OutdateRecords::Delivered OutdateRecords::on_message(NodeId origin,
     return delivered;
   }
   if (type != kRecordsType) return delivered;
+  RingId repeated_for;
+  repeated_for.seq = in.u64();
+  repeated_for.rep = in.u32();
   const std::size_t count_in_message = in.u16();
-  if (count_in_message > kMaxRecordsPerMessage) return delivered;
+  if (!in.ok() || count_in_message > kMaxRecordsPerMessage) return delivered;
   for (std::size_t i = 0; i < count_in_message; ++i) {
     const auto record = read_record(in);
     if (!record) return delivered;
@@ -179,6 +189,9 @@ OutdateRecords::Delivered OutdateRecords::on_message(NodeId origin,
     }
     take(origin, *record, delivered);
   }
+  // Whole: the sender's repeat for this view (one composed for an earlier view, sent late, may
+  // lack what it learned since).
+  if (in.at_end() && repeated_for.valid() && repeated_for == view_) unheard_.erase(origin);
   return delivered;
 }
 
@@ -186,7 +199,7 @@ void OutdateRecords::take(NodeId origin, const OutdateRecord& record, Delivered&
   const Key key{record.volume, record.node, record.generation};
   records_.insert_or_assign(key, record);
   delivered.to_store.push_back(record);
-  if (record.recorder == self_ && origin == self_ && quorate_) {
+  if (record.recorder == self_ && origin == self_ && majority_) {
     if (mine_[key].counted) delivered.recorded_mine.push_back(record);  // a repeat: still counts
   }
   if (record.node == self_) delivered.about_me.push_back(record);

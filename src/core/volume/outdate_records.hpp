@@ -14,6 +14,8 @@
 // primary in a view that holds a majority. Every member keeps every record and broadcasts what
 // it knows after each regular view, so a node that was away (the outdated one, typically) learns
 // of it when it rejoins a majority; the outdated node then marks its own copy Outdated on disk.
+// A node counts as quorate only once every member's repeat for the current view has arrived:
+// a node that has just joined a majority knows nothing of its records before that.
 // Only the recorder retires its records: its new record about a copy supersedes its older ones,
 // and once a resync has brought the copy up to date its Clear message withdraws them all.
 //
@@ -52,11 +54,14 @@ class OutdateRecords {
  public:
   OutdateRecords(NodeId self, std::size_t configured_nodes);
 
-  // After a regular view: whether it has a majority, and the message announcing what this node
-  // knows (empty when it knows nothing).
-  keel::Bytes on_regular_view(const std::vector<NodeId>& members);
+  // After a regular view (`view` names it): the message repeating what this node knows, to be
+  // sent in it. Every member sends one, even knowing nothing.
+  keel::Bytes on_regular_view(RingId view, const std::vector<NodeId>& members);
   void on_transitional_view();
-  bool quorate() const { return quorate_; }
+  // The view holds a majority, and every member's repeat for this view has been delivered: only
+  // then does this node know every record the majority holds (a node that has just joined has
+  // heard nothing yet), so only then may its copy be promoted on what it knows.
+  bool quorate() const { return majority_ && unheard_.empty(); }
 
   struct Delivered {
     std::vector<OutdateRecord> recorded_mine;  // my records, now known by a majority
@@ -104,7 +109,9 @@ class OutdateRecords {
  private:
   NodeId self_;
   std::size_t configured_nodes_;
-  bool quorate_ = false;
+  bool majority_ = false;     // the regular view holds a majority
+  RingId view_;               // the regular view (none between two)
+  std::set<NodeId> unheard_;  // members whose repeat for view_ has not been delivered
   Map records_;
   // My records delivered in a view with a majority: the nodes that have each on disk, until it
   // counts (and after, so that a repeat counts again at once).
