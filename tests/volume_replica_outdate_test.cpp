@@ -98,6 +98,12 @@ TEST(VolumeReplicaOutdate, AnObsoleteRecordRepeatedIsSupersededOrWithdrawnAgain)
   world.a().r().on_own_record_repeated(recorded ^ 1);
   EXPECT_TRUE(run_collecting_withdrawals(world, 0).empty());
   EXPECT_TRUE(world.a().outdate_requests.empty());
+
+  // It goes once the peer is connected and in sync again: left in the ring, it would outdate the
+  // peer's copy at its next promotion (seed 476).
+  world.connect();
+  EXPECT_EQ(run_collecting_withdrawals(world, 0), std::vector<Generation>{recorded ^ 1});
+  EXPECT_EQ(world.b().r().status().disk, DiskState::UpToDate);
 }
 
 // Seed 535: a restarted recorder promoted again asks for a new record; nothing is withdrawn

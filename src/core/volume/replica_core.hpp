@@ -329,6 +329,9 @@ class ReplicaCore {
   // The record the ring holds from this replica (answered, or re-announced by the shell at start
   // from the persisted peer_outdated and current generation); 0: none known.
   Generation record_generation_ = 0;
+  // An obsolete record of this replica's that the ring repeated while it could not be withdrawn
+  // (on_own_record_repeated()): withdrawn once the peer is in sync again; 0: none.
+  Generation obsolete_record_ = 0;
   // Sync mode, between the split and the ring's record: nothing is acknowledged, so what is
   // persisted keeps naming the data state before the split (these generations) while the bitmap
   // marks the unacknowledged changes; see track_without_peer(). Unset: persist state_'s own.

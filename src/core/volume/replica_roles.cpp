@@ -167,6 +167,11 @@ void ReplicaCore::peer_up_to_date_again() {
   if (outdating_ != 0 && outdating_ != record_generation_) {
     actions_.emplace_back(WithdrawPeerOutdated{outdating_});
   }
+  // Any withdrawal removes all of this node's records about the peer's copy.
+  if (obsolete_record_ != 0 && record_generation_ == 0 && outdating_ == 0) {
+    actions_.emplace_back(WithdrawPeerOutdated{obsolete_record_});
+  }
+  obsolete_record_ = 0;
   record_generation_ = 0;
   outdating_ = 0;
   state_.peer_outdated = false;
@@ -184,6 +189,9 @@ void ReplicaCore::on_own_record_repeated(Generation generation) {
     // too soon to persist peer_outdated (async mode acknowledges writes before the record
     // counts). Only a peer connected and in sync needs none. Until then the record stays: one
     // too many costs the peer a reconnect, one too few could let it be promoted without writes.
+    // It goes once the peer is in sync (peer_up_to_date_again()): left in the ring, it would
+    // outdate the peer's copy the next time it is promoted, or joins the majority again.
+    obsolete_record_ = generation;
     return;
   }
   const std::string obsolete =
@@ -258,7 +266,8 @@ void ReplicaCore::on_state_update(const StateUpdate& update) {
     refuse(LinkState::StandAlone, "both nodes are primary: demote one of them");
     return;
   }
-  const bool recorded = state_.peer_outdated || record_generation_ != 0 || outdating_ != 0;
+  const bool recorded =
+      state_.peer_outdated || record_generation_ != 0 || outdating_ != 0 || obsolete_record_ != 0;
   if (update.disk == DiskState::UpToDate && recorded && link_ == LinkState::Connected) {
     peer_up_to_date_again();
     persist();
