@@ -67,8 +67,9 @@ VolumeWorld::VolumeWorld(VolumeWorldOptions options)
     n.saved_state.generations.current = first;  // created together: identical, all zero
     n.saved_state.disk = volume::DiskState::UpToDate;
   }
+  agent_start(kWitness);
   for (int i = 0; i < 2; ++i) start(i);
-  push_event(0, "", [this] { ring_step(); });
+  views_changed();
   maybe_connect();
 }
 
@@ -144,8 +145,10 @@ void VolumeWorld::start(int node) {
     n.journal.clear();
   }
   n.replica.emplace(n.config, n.saved_state, std::move(bitmap), n.saved_extents);
-  // The agent announces the record its persisted state says it made (the ring may have lost it).
-  if (n.saved_state.peer_outdated) ring_announce(node, n.saved_state.generations.current);
+  n.persists_asked = 0;
+  n.persists_written = 0;
+  n.outdated_to_confirm.reset();
+  agent_start(n.id);
   n.connection = 0;
   n.timer_at = kNever;
   n.was_suspended = false;
@@ -176,6 +179,7 @@ void VolumeWorld::run_action(int node, volume::Action& action) {
       n.replica->bitmap().page_bytes(page, pending.pages[page]);
     }
     n.persists.push_back(std::move(pending));
+    ++n.persists_asked;
     if (n.persists.size() == 1) start_persist(node);
     journal_pending(node);
   } else if (auto* message = std::get_if<volume::SendToPeer>(&action)) {
@@ -185,9 +189,7 @@ void VolumeWorld::run_action(int node, volume::Action& action) {
   } else if (auto* complete = std::get_if<volume::Complete>(&action)) {
     if (on_complete) on_complete(node, *complete);
   } else if (auto* record = std::get_if<volume::RecordPeerOutdated>(&action)) {
-    note(node,
-         "asks the ring to record the peer outdated as of " + std::to_string(record->generation));
-    outdate_requests_[{node, n.incarnation}].push_back(record->generation);
+    ring_record(node, record->generation);
   } else if (auto* withdraw = std::get_if<volume::WithdrawPeerOutdated>(&action)) {
     ring_withdraw(node, withdraw->generation);
   } else if (auto* notice = std::get_if<volume::Notice>(&action)) {
@@ -377,8 +379,10 @@ void VolumeWorld::persist_done(int node) {
   n.saved_state = done.persist.state;
   n.saved_extents = done.persist.activity_extents;
   n.replica->on_persisted(done.persist.id, 0);
+  ++n.persists_written;
   if (!n.persists.empty()) start_persist(node);
   pump(node);
+  confirm_outdated_when_durable(node);
 }
 
 void VolumeWorld::rearm_timer(int node) {
@@ -454,7 +458,8 @@ void VolumeWorld::crash(int node, bool power_loss) {
   if (power_loss && n.disk.power_loss(rng_) > 0) hit(coverage_, VolumeMark::cached_write_lost);
   if (power_loss) ++n.config.boot;
   n.replica.reset();
-  for (Record& record : records_) record.knowers.erase(n.id);
+  agent_crash(n.id);
+  views_changed();
 }
 
 void VolumeWorld::fail_disk(int node, double share, TimeUs until) {
@@ -466,7 +471,7 @@ void VolumeWorld::restart(int node) {
   if (nodes_[node].up) return;
   note(node, "restarts from its metadata");
   start(node);
-  ring_tell();
+  views_changed();
   maybe_connect();
 }
 
@@ -474,6 +479,12 @@ void VolumeWorld::restart(int node) {
 
 Result<bool> VolumeWorld::promote(int node, bool force) {
   KEEL_ASSERT(nodes_[node].up);
+  if (!force && !agent(nodes_[node].id).records->quorate()) {
+    note(node, "promote: refused, not in a majority");
+    return Error{"not in a majority"};
+  }
+  // As the agent: the records about this copy reach the replica first.
+  for (volume::Generation generation : records_about(node)) told_outdated(node, generation);
   auto result = nodes_[node].replica->promote(force);
   note(node, std::string(force ? "promote --force: " : "promote: ") +
                  (result.ok() ? "ok" : result.error().message));

@@ -16,12 +16,17 @@
 //     as the real link's frame (volume_wire.hpp): encoded when sent, decoded against the volume's
 //     size on arrival, and the decoded message is what the peer receives; a frame that does not
 //     decode, or whose message re-encodes to other bytes, fails the run;
-//   - the ring as an oracle over groups of {1,2,3}: a node is quorate when its group holds two up
-//     nodes; RecordPeerOutdated is answered after a delay while the asker is quorate, and the
-//     record reaches the outdated node (on_told_outdated) once it is quorate with a node that
-//     knows it. WithdrawPeerOutdated clears the record of that generation (and a request for it
-//     still in flight, which the ring would deliver first), and a restart with peer_outdated
-//     persisted announces the record again, as the agent does;
+//   - the ring under groups of {1,2,3} (the witness, node 3, never fails): every node's agent
+//     runs the real records core (volume::OutdateRecords) as the agent's volume service does
+//     (agent/volume_service.cpp), and the ring delivers its messages as extended virtual
+//     synchrony allows: in one total order to every member of the view they were sent in, after a
+//     random delay. When a view breaks, each part it splits into delivers the messages still in
+//     flight in a transitional view (the sender's part always, a part without the sender or all of
+//     them at random), then forms its new view, where every agent repeats what it knows. An agent
+//     keeps its records in a state file written after a random delay (a Stored message follows),
+//     reads them back at a restart, and loses what it had not written when it crashes. A replica
+//     announces the record its persisted state says it made when it restarts, and says Durable
+//     once the record that outdates it is marked on its disk, as the agent does;
 //   - disk errors (fail_disk()): while a burst lasts, a share of the disk operations completing
 //     on that node fail with EIO. A failed write or zeroing may have reached any of its blocks
 //     (each is written to the cache or left as it was), a failed flush makes nothing durable (the
@@ -45,6 +50,7 @@
 #include <string>
 #include <vector>
 
+#include "core/volume/outdate_records.hpp"
 #include "core/volume/replica.hpp"
 #include "sim/event_queue.hpp"
 #include "sim/random.hpp"
@@ -129,8 +135,8 @@ class VolumeWorld {
   bool up(int node) const { return nodes_[node].up; }
   const volume::Replica& replica(int node) const { return *nodes_[node].replica; }
   const SimDisk& disk(int node) const { return nodes_[node].disk; }
-  bool quorate(NodeId id) const;
-  bool link_possible() const;  // both up, in one ring group
+  bool quorate(NodeId id) const;  // its group holds two up nodes (the agent's view is a majority)
+  bool link_possible() const;     // both up, in one ring group
   bool connected(int node) const { return nodes_[node].connection != 0; }
   std::uint64_t connection_of(int node) const { return nodes_[node].connection; }
   std::uint64_t pending_ios(int node) const { return nodes_[node].ios.size(); }
@@ -182,6 +188,11 @@ class VolumeWorld {
     TimeUs last_tick_at = kNever;
     bool was_suspended = false;
     bool release_pending = false;  // the ring recorded the peer while this node was suspended
+    // Metadata updates asked for and written since the start (the agent's persist ids), and the
+    // record that outdates this copy, to confirm (Durable) once the update then asked is written.
+    std::uint64_t persists_asked = 0;
+    std::uint64_t persists_written = 0;
+    std::optional<std::pair<volume::Generation, std::uint64_t>> outdated_to_confirm;
     TimeUs disk_errors_until = 0;  // a burst of disk errors lasts until then
     double disk_error_share = 0;
     std::set<BlockTag> failed_write_tags;
@@ -192,23 +203,32 @@ class VolumeWorld {
     int closer = -1;                       // a ClosePeer from this side: its messages still arrive
     std::array<TimeUs, 2> last_arrival{};  // per receiving side
   };
-  // A record delivered in a group that is a majority only with the outdated node: its recorder
-  // waits until that node's copy is marked on its disk (outdate_records.hpp).
-  struct AwaitingDurable {
-    int node = 0;  // the recorder
+  // A node's agent, as far as volumes go: its records core and state file (node ids 1..3).
+  struct Agent {
+    std::optional<volume::OutdateRecords> records;  // while the agent runs
+    std::vector<volume::OutdateRecord> file;        // the records file in its state directory
+    volume::OutdateRecords::Map submitted;          // what the last write queued holds
     std::uint32_t incarnation = 0;
-    volume::Generation generation = 0;
+    std::uint64_t view = 0;  // the regular view it is in (0: none, or between two)
+    std::vector<NodeId> members;
+    std::vector<keel::Bytes> held;  // sent between two views: they go out in the next one
+    // Writes of the records file, in order, each followed by a Stored message for what it holds.
+    struct Store {
+      std::optional<std::vector<volume::OutdateRecord>> snapshot;
+      std::vector<volume::OutdateRecord> delivered;
+    };
+    std::vector<Store> stores;
   };
-  struct Record {
-    NodeId about = kNoNode;
-    volume::Generation generation = 0;
-    std::set<NodeId> knowers;
-    std::set<std::pair<NodeId, std::uint32_t>> told;  // (node, incarnation)
+  struct RingMessage {
+    NodeId origin = kNoNode;
+    keel::Bytes payload;
+  };
+  struct RingView {
+    std::vector<NodeId> members;
+    std::vector<RingMessage> in_flight;  // in the ring's order
+    TimeUs last_delivery = 0;
   };
 
-  // volume_world_link.cpp
-  void release_recorded(int node, volume::Generation generation);
-  void record_in_group(NodeId about, volume::Generation generation, const std::set<NodeId>& group);
   // volume_world.cpp
   void push_event(TimeUs at, std::string label, std::function<void()> action);
   // Runs `action` after `delay_us` unless the node crashed (or restarted) since.
@@ -236,12 +256,25 @@ class VolumeWorld {
   void disconnect_side(int node, std::uint64_t connection);
   void maybe_connect();
   void connect_now();
-  void ring_step();
-  void ring_tell();
-  void ring_request(int node, volume::Generation generation);
-  void ring_withdraw(int node, volume::Generation generation);
-  void ring_announce(int node, volume::Generation generation);
   std::set<NodeId> group_of(NodeId id) const;
+  // volume_world_ring.cpp
+  Agent& agent(NodeId id) { return agents_[id - 1]; }
+  void agent_start(NodeId id);
+  void agent_crash(NodeId id);
+  void views_changed();
+  void end_view(std::uint64_t view, const std::map<NodeId, std::set<NodeId>>& next);
+  void broadcast(NodeId from, keel::Bytes payload);
+  void deliver_next(std::uint64_t view);
+  void deliver(NodeId to, const RingMessage& message);
+  void store_records(NodeId id, std::vector<volume::OutdateRecord> delivered);
+  void store_next(NodeId id);
+  void ring_record(int node, volume::Generation generation);
+  void ring_withdraw(int node, volume::Generation generation);
+  std::vector<volume::Generation> records_about(int node) const;
+  void release_recorded(int node, volume::Generation generation);
+  void told_outdated(int node, volume::Generation generation);
+  void confirm_outdated_when_durable(int node);
+  void ring_note(NodeId id, std::string text);
 
   VolumeWorldOptions options_;
   Rng rng_;
@@ -257,9 +290,9 @@ class VolumeWorld {
   std::uint64_t next_connection_ = 1;
   bool connect_scheduled_ = false;
   std::array<int, 4> group_{0, 0, 0, 0};  // by node id
-  std::vector<Record> records_;
-  std::vector<AwaitingDurable> awaiting_durable_;
-  std::map<std::pair<int, std::uint32_t>, std::vector<volume::Generation>> outdate_requests_;
+  std::array<Agent, 3> agents_;
+  std::map<std::uint64_t, RingView> views_;
+  std::uint64_t next_view_ = 1;
   std::optional<std::string> violation_;
   VolumeCoverage coverage_{};
 };
