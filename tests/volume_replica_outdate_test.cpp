@@ -320,5 +320,31 @@ TEST(VolumeReplicaOutdate, TwoSuspendedPrimariesAreNoSplitBrain) {
   EXPECT_TRUE(world.same_disks());
 }
 
+// Seed 2131: each copy told outdated by an obsolete record of the other's (a promotion fed them
+// before their withdrawals arrived), while connected and in sync on one generation. They hold the
+// same data: the next handshake makes both UpToDate, instead of leaving the volume with no copy
+// that may be promoted.
+TEST(VolumeReplicaOutdate, TwoCopiesBothToldOutdatedOnOneGenerationAreUpToDateAgain) {
+  World world;
+  world.connect();
+  world.run();
+  ASSERT_EQ(world.a().r().status().link, LinkState::Connected);
+  const Generation current = world.a().r().status().generations.current;
+  world.a().r().on_told_outdated(current ^ 1);
+  world.b().r().on_told_outdated(current ^ 2);
+  world.run();
+  ASSERT_EQ(world.a().r().status().disk, DiskState::Outdated);
+  ASSERT_EQ(world.b().r().status().disk, DiskState::Outdated);
+  ASSERT_FALSE(world.connected());  // closed by the first one told; the link connects again
+  world.connect();
+  world.run();
+  EXPECT_EQ(world.a().r().status().disk, DiskState::UpToDate);
+  EXPECT_EQ(world.b().r().status().disk, DiskState::UpToDate);
+  EXPECT_EQ(world.a().r().status().link, LinkState::Connected);
+  EXPECT_EQ(world.a().r().status().generations.current, current);
+  EXPECT_TRUE(world.same_disks());
+  ASSERT_TRUE(world.b().r().promote(false).ok());
+}
+
 }  // namespace
 }  // namespace keel::volume::testing

@@ -174,8 +174,15 @@ void ReplicaCore::start_after_handshake() {
         link_ = LinkState::Connected;
         forget_survived_primary();
         const bool peer_up_to_date = peer_disk_ == DiskState::UpToDate;
-        if (peer_up_to_date && state_.disk == DiskState::Outdated) {
-          state_.disk = DiskState::UpToDate;  // same generation: the same data
+        // Same generation and nothing marked on either side: the same data. So a copy the ring
+        // called Outdated is UpToDate again beside an UpToDate peer, and two copies both called
+        // Outdated (each by an obsolete record of the other's, told as a promotion fed them
+        // before their withdrawal arrived; seed 2131) are both UpToDate: neither lacks anything
+        // the other holds, and refusing both would keep the volume down for nothing.
+        const bool both_outdated =
+            peer_disk_ == DiskState::Outdated && state_.disk == DiskState::Outdated;
+        if ((peer_up_to_date || both_outdated) && state_.disk == DiskState::Outdated) {
+          state_.disk = DiskState::UpToDate;
           send_state_update();
         }
         if (peer_up_to_date) peer_up_to_date_again();
