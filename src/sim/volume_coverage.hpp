@@ -40,6 +40,7 @@ enum class VolumeMark : std::uint8_t {
   verify_started,               // an online verify started on the primary
   verify_clean,                 // ... finished on copies that were equal, finding no difference
   verify_found,                 // ... finished finding differing blocks
+  witness_restart,              // the witness's agent crashed and restarted from its records file
   count_                        // not a mark
 };
 
@@ -77,6 +78,7 @@ constexpr std::string_view volume_mark_name(VolumeMark mark) {
       "verify_started",
       "verify_clean",
       "verify_found",
+      "witness_restart",
   };
   return names[static_cast<std::size_t>(mark)];
 }

@@ -125,6 +125,12 @@ class VolumeRun {
       case VolumeFaultKind::verify:
         start_verify(world_.now() + kVerifyGiveUpUs);
         return;
+      case VolumeFaultKind::witness_crash:
+        world_.crash_witness();
+        world_.at(world_.now() + fault.duration, "restart the witness", [this] {
+          if (!healed_) world_.restart_witness();
+        });
+        return;
       case VolumeFaultKind::switchover:
         // failover_tick() promotes the other node once this one is secondary.
         if (forced_ >= 0 || healed_ || !world_.up(target_) || !primary(target_)) return;
@@ -152,9 +158,13 @@ class VolumeRun {
   // A primary without an UpToDate peer is the volume's only full copy (docs/volume.md, "Failure
   // cases"): like a local disk, a power loss there loses what was not flushed, even the writes
   // the peer holds, since an Inconsistent peer is resynced from it (seed 846713: the peer's
-  // disk failed a write, then the primary lost power).
+  // disk failed a write, then the primary lost power). So is a copy that recorded its peer
+  // outdated, primary or not: the peer's copy does not count until a resync (seed 1115871: the
+  // primary crashed alone, restarted as secondary and lost power; the outdated peer still held
+  // an unflushed write acknowledged before the split, and the resync from the survivor, the only
+  // full copy, overwrote it).
   bool alone(int node) const {
-    if (!primary(node)) return false;
+    if (!primary(node)) return world_.replica(node).status().peer_outdated;
     const int peer = 1 - node;
     if (!replicating(world_.replica(node).status().link)) return true;
     // A peer that is down counts as in sync (it survived the primary, within its boot).
@@ -410,6 +420,7 @@ class VolumeRun {
   void heal() {
     healed_ = true;
     world_.set_groups({{1, 2, kWitness}});
+    world_.restart_witness();
     for (int node = 0; node < 2; ++node) world_.restart(node);
     world_.at(world_.now() + kWorkloadAfterHealUs, "workload stops",
               [this] { workload_on_ = false; });

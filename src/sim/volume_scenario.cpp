@@ -60,6 +60,19 @@ void plan_disk_faults(Rng rng, VolumePlan& plan) {
   }
 }
 
+// Crashes of the witness's agent, from a stream of their own (as above).
+void plan_witness_faults(Rng rng, VolumePlan& plan) {
+  if (!rng.chance(0.2)) return;
+  const std::uint64_t crashes = rng.uniform(1, 2);
+  for (std::uint64_t i = 0; i < crashes; ++i) {
+    VolumeFault crash;
+    crash.at = rng.uniform(0, plan.fault_phase_us - 1);
+    crash.kind = VolumeFaultKind::witness_crash;
+    crash.duration = rng.uniform(20'000, 1'500'000);
+    plan.faults.push_back(crash);
+  }
+}
+
 }  // namespace
 
 std::string describe(const VolumeFault& fault) {
@@ -84,6 +97,8 @@ std::string describe(const VolumeFault& fault) {
       return node + " disk fails " + fixed(fault.share * 100, 0) + "% of its operations" + until;
     case VolumeFaultKind::verify:
       return "online verify started on the primary";
+    case VolumeFaultKind::witness_crash:
+      return "witness crash, restart after " + seconds_text(fault.duration);
   }
   return "?";
 }
@@ -133,6 +148,7 @@ VolumePlan plan_volume_scenario(std::uint64_t seed, bool large_volumes) {
     world.volume_bytes = volume::kExtentBytes << rng.uniform(1, 3);
   }
   plan_disk_faults(root.fork(303), plan);
+  plan_witness_faults(root.fork(305), plan);
   std::stable_sort(plan.faults.begin(), plan.faults.end(),
                    [](const VolumeFault& a, const VolumeFault& b) { return a.at < b.at; });
   return plan;

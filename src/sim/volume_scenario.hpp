@@ -59,9 +59,10 @@ enum class VolumeFaultKind : std::uint8_t {
   process_crash,
   power_loss,
   forced_split,
-  switchover,   // the operator demotes the primary under load; the other node is promoted
-  disk_errors,  // a burst of EIO on one node's disk
-  verify        // the operator starts an online verify on the primary
+  switchover,    // the operator demotes the primary under load; the other node is promoted
+  disk_errors,   // a burst of EIO on one node's disk
+  verify,        // the operator starts an online verify on the primary
+  witness_crash  // the witness's agent crashes and restarts (its records from its file)
 };
 
 struct VolumeFault {

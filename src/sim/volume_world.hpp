@@ -16,7 +16,8 @@
 //     as the real link's frame (volume_wire.hpp): encoded when sent, decoded against the volume's
 //     size on arrival, and the decoded message is what the peer receives; a frame that does not
 //     decode, or whose message re-encodes to other bytes, fails the run;
-//   - the ring under groups of {1,2,3} (the witness, node 3, never fails): every node's agent
+//   - the ring under groups of {1,2,3} (node 3 is the witness; its agent may crash and restart):
+//     every node's agent
 //     runs the real records core (volume::OutdateRecords) as the agent's volume service does
 //     (agent/volume_service.cpp), and the ring delivers its messages as extended virtual
 //     synchrony allows: in one total order to every member of the view they were sent in, after a
@@ -101,6 +102,9 @@ class VolumeWorld {
   void set_groups(const std::vector<std::vector<NodeId>>& groups);
   void crash(int node, bool power_loss);
   void restart(int node);
+  // The witness's agent (it holds no copy): a crash loses the records it had not written yet.
+  void crash_witness();
+  void restart_witness();
   // Until `until`, each disk operation completing on `node` fails with EIO with chance `share`.
   void fail_disk(int node, double share, TimeUs until);
   // Writes and zeroings that failed so far on either node: only they make the copies' content
@@ -291,6 +295,7 @@ class VolumeWorld {
   bool connect_scheduled_ = false;
   std::array<int, 4> group_{0, 0, 0, 0};  // by node id
   std::array<Agent, 3> agents_;
+  bool witness_up_ = true;
   std::map<std::uint64_t, RingView> views_;
   std::uint64_t next_view_ = 1;
   std::optional<std::string> violation_;

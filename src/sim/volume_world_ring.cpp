@@ -43,14 +43,14 @@ void VolumeWorld::set_groups(const std::vector<std::vector<NodeId>>& groups) {
 std::set<NodeId> VolumeWorld::group_of(NodeId id) const {
   std::set<NodeId> members;
   for (NodeId other = 1; other <= 3; ++other) {
-    const bool up = other == kWitness || nodes_[other - 1].up;
+    const bool up = other == kWitness ? witness_up_ : nodes_[other - 1].up;
     if (up && group_[other] == group_[id]) members.insert(other);
   }
   return members;
 }
 
 bool VolumeWorld::quorate(NodeId id) const {
-  if (id != kWitness && !nodes_[id - 1].up) return false;
+  if (!(id == kWitness ? witness_up_ : nodes_[id - 1].up)) return false;
   return group_of(id).size() >= 2;
 }
 
@@ -91,6 +91,25 @@ void VolumeWorld::agent_crash(NodeId id) {
   a.members.clear();
   a.held.clear();
   a.stores.clear();
+}
+
+void VolumeWorld::crash_witness() {
+  if (!witness_up_) return;
+  ring_note(kWitness, "AGENT CRASH");
+  witness_up_ = false;
+  agent_crash(kWitness);
+  views_changed();
+}
+
+void VolumeWorld::restart_witness() {
+  if (witness_up_) return;
+  hit(coverage_, VolumeMark::witness_restart);
+  ring_note(kWitness, "restarts with " + std::to_string(agent(kWitness).file.size()) +
+                          " records from its file");
+  witness_up_ = true;
+  agent_start(kWitness);
+  views_changed();
+  maybe_connect();
 }
 
 // ---- views ----
