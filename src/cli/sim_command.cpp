@@ -22,6 +22,7 @@ struct SimFlags {
   bool vip = false;            // --vip: the floating-IP simulation (sim/vip_scenario.hpp)
   bool volume = false;         // --volume: the mirrored-volume simulation (sim/volume_scenario.hpp)
   bool large_volumes = false;  // --large-volumes, with --volume
+  bool witness_crashes = false;  // --witness-crashes, with --volume
 };
 
 // Parses "A:B" (A < B) into a half-open range of seeds.
@@ -63,8 +64,11 @@ int run(SimFlags& flags) {
     return code;
   }
   if (flags.volume) {
-    sim::VolumeCommandOptions volume{options.seed, options.seeds_begin, options.seeds_end,
-                                     options.trace, flags.large_volumes};
+    sim::VolumeCommandOptions volume{options.seed,
+                                     options.seeds_begin,
+                                     options.seeds_end,
+                                     options.trace,
+                                     {flags.large_volumes, flags.witness_crashes}};
     const int code = sim::run_volume_command(volume, std::cout);
     std::cout.flush();
     return code;
@@ -140,6 +144,10 @@ void register_sim_command(CLI::App& app, int& exit_code) {
                 "With --volume: a quarter of the runs on volumes of 2 to 8 activity-log extents "
                 "(the log holds 4), so that extents leave the log (docs/volume.md: known open "
                 "case)")
+      ->needs("--volume");
+  sim->add_flag("--witness-crashes", flags->witness_crashes,
+                "With --volume: a fifth of the runs crash the witness's agent once or twice; it "
+                "restarts with the outdate records its file held")
       ->needs("--volume");
   sim->get_option("--vip")->excludes("--volume");
   sim->get_option("--seed")->excludes("--seeds");

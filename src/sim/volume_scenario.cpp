@@ -103,7 +103,7 @@ std::string describe(const VolumeFault& fault) {
   return "?";
 }
 
-VolumePlan plan_volume_scenario(std::uint64_t seed, bool large_volumes) {
+VolumePlan plan_volume_scenario(std::uint64_t seed, VolumePlanOptions options) {
   Rng root(seed);
   Rng rng = root.fork(301);
   VolumePlan plan;
@@ -144,11 +144,11 @@ VolumePlan plan_volume_scenario(std::uint64_t seed, bool large_volumes) {
   // --large-volumes: a quarter of the runs on a volume of 2 to 8 activity-log extents (the log
   // holds 4), so that extents are evicted and writes cross extent boundaries; drawn last, so
   // that the draws above stay what they are for every seed.
-  if (large_volumes && rng.chance(0.25)) {
+  if (options.large_volumes && rng.chance(0.25)) {
     world.volume_bytes = volume::kExtentBytes << rng.uniform(1, 3);
   }
   plan_disk_faults(root.fork(303), plan);
-  plan_witness_faults(root.fork(305), plan);
+  if (options.witness_crashes) plan_witness_faults(root.fork(305), plan);
   std::stable_sort(plan.faults.begin(), plan.faults.end(),
                    [](const VolumeFault& a, const VolumeFault& b) { return a.at < b.at; });
   return plan;
@@ -183,15 +183,16 @@ std::string summary(const VolumeRunResult& result) {
          seconds_text(result.simulated_us);
 }
 
-void print_failure(const VolumeRunResult& result, bool tail, bool large_volumes,
+void print_failure(const VolumeRunResult& result, bool tail, const VolumePlanOptions& plan,
                    std::ostream& out) {
   out << "violation, seed " << result.seed << ", " << *result.violation << "\n";
   if (tail) {
     out << "  last " << result.trace_tail.size() << " trace lines:\n";
     for (const auto& line : result.trace_tail) out << "    " << line << "\n";
   }
-  out << "replay: keel sim --volume " << (large_volumes ? "--large-volumes " : "") << "--seed "
-      << result.seed << " --trace\n";
+  out << "replay: keel sim --volume " << (plan.large_volumes ? "--large-volumes " : "")
+      << (plan.witness_crashes ? "--witness-crashes " : "") << "--seed " << result.seed
+      << " --trace\n";
 }
 
 void print_coverage(const VolumeCoverage& coverage, std::ostream& out) {
@@ -205,12 +206,12 @@ void print_coverage(const VolumeCoverage& coverage, std::ostream& out) {
 
 int run_volume_command(const VolumeCommandOptions& options, std::ostream& out) {
   if (!options.seeds_begin) {
-    const VolumePlan plan = plan_volume_scenario(options.seed.value_or(1), options.large_volumes);
+    const VolumePlan plan = plan_volume_scenario(options.seed.value_or(1), options.plan);
     print_plan(plan, out);
     const VolumeRunResult result = run_volume_scenario(plan, options.trace ? &out : nullptr);
     out << "  result: " << summary(result) << "\n";
     if (!result.ok()) {
-      print_failure(result, !options.trace, options.large_volumes, out);
+      print_failure(result, !options.trace, options.plan, out);
       return 1;
     }
     out << "  ok\n";
@@ -221,7 +222,7 @@ int run_volume_command(const VolumeCommandOptions& options, std::ostream& out) {
   std::uint64_t steps = 0;
   std::uint64_t acked = 0;
   for (std::uint64_t seed = *options.seeds_begin; seed < *options.seeds_end; ++seed) {
-    const VolumePlan plan = plan_volume_scenario(seed, options.large_volumes);
+    const VolumePlan plan = plan_volume_scenario(seed, options.plan);
     const VolumeRunResult result = run_volume_scenario(plan, nullptr);
     steps += result.steps;
     acked += result.acked_writes;
@@ -230,7 +231,7 @@ int run_volume_command(const VolumeCommandOptions& options, std::ostream& out) {
         << plan.faults.size() << " faults: " << (result.ok() ? "ok" : "FAILED") << ", "
         << summary(result) << "\n";
     if (!result.ok()) {
-      print_failure(result, failed.empty(), options.large_volumes, out);
+      print_failure(result, failed.empty(), options.plan, out);
       failed.push_back(seed);
     }
   }

@@ -87,8 +87,14 @@ struct VolumePlan {
   std::vector<VolumeFault> faults;  // by time
 };
 
-// `large_volumes`: some runs on volumes larger than the activity log (sim --large-volumes).
-VolumePlan plan_volume_scenario(std::uint64_t seed, bool large_volumes = false);
+// Faults that change the plans of the seeds they apply to, so they are asked for by name: the
+// seeds of a sweep without them (and the regression seeds) keep the runs they always had.
+struct VolumePlanOptions {
+  bool large_volumes = false;  // some volumes larger than the activity log (--large-volumes)
+  bool witness_crashes =
+      false;  // a fifth of the runs crash the witness's agent (--witness-crashes)
+};
+VolumePlan plan_volume_scenario(std::uint64_t seed, VolumePlanOptions options = {});
 std::string describe(const VolumeFault& fault);
 
 struct VolumeRunResult {
@@ -110,7 +116,7 @@ struct VolumeCommandOptions {
   std::optional<std::uint64_t> seeds_begin;
   std::optional<std::uint64_t> seeds_end;
   bool trace = false;
-  bool large_volumes = false;
+  VolumePlanOptions plan;
 };
 
 // `keel sim --volume`: one seed (plan, result, the trace's tail on failure) or a sweep (a line
