@@ -27,6 +27,25 @@ OutdateRecords::Delivered deliver(OutdateRecords& records, NodeId origin, const 
   return records.on_message(origin, {m.data(), m.size()});
 }
 
+// The Records message of a repeat after a view (these agents hold fewer records than one message
+// carries), without the end marker that follows it.
+keel::Bytes records_of(const std::vector<keel::Bytes>& repeat) {
+  EXPECT_EQ(repeat.size(), 2u) << "one Records message, then the end marker";
+  return repeat.empty() ? keel::Bytes{} : repeat.front();
+}
+
+// Delivers a whole repeat (its Records messages and end marker); what the Records messages gave.
+OutdateRecords::Delivered deliver_repeat(OutdateRecords& records, NodeId origin,
+                                         const std::vector<keel::Bytes>& repeat) {
+  OutdateRecords::Delivered all;
+  for (const keel::Bytes& message : repeat) {
+    auto delivered = deliver(records, origin, message);
+    all.about_me.insert(all.about_me.end(), delivered.about_me.begin(), delivered.about_me.end());
+    all.to_store.insert(all.to_store.end(), delivered.to_store.begin(), delivered.to_store.end());
+  }
+  return all;
+}
+
 const keel::Bytes kRecord =
     OutdateRecords::record_message({"data", kSecondary, kGeneration, kPrimary});
 
@@ -58,7 +77,8 @@ TEST(OutdateRecordsTest, ARecordCountsOnceAMajorityWithoutTheOutdatedNodeHasItOn
   EXPECT_TRUE(deliver(records, kWitness, witness_stored).recorded_mine.empty()) << "twice";
 
   // A repeat after a view change counts again at once.
-  const keel::Bytes repeated = records.on_regular_view(kView, {kPrimary, kSecondary, kWitness});
+  const keel::Bytes repeated =
+      records_of(records.on_regular_view(kView, {kPrimary, kSecondary, kWitness}));
   EXPECT_EQ(deliver(records, kPrimary, repeated).recorded_mine.size(), 1u);
 }
 
@@ -135,7 +155,8 @@ TEST(OutdateRecordsTest, AWaitingRecordCountsWhenAWitnessStoresItLater) {
       OutdateRecords::stored_message({"data", kSecondary, kGeneration, kPrimary});
   deliver(records, kPrimary, mine);
   // The witness joins; after the view every member repeats what it knows, and stores it.
-  const keel::Bytes repeated = records.on_regular_view(kView, {kPrimary, kSecondary, kWitness});
+  const keel::Bytes repeated =
+      records_of(records.on_regular_view(kView, {kPrimary, kSecondary, kWitness}));
   EXPECT_TRUE(deliver(records, kPrimary, repeated).recorded_mine.empty());
   EXPECT_EQ(deliver(records, kWitness, mine).recorded_mine.size(), 1u);
   // The wait is over: a late Durable message does not count the record again.
@@ -172,7 +193,7 @@ TEST(OutdateRecordsTest, ARestoredRecordIsRepeatedAfterTheNextView) {
   witness.restore({"data", kSecondary, kGeneration + 1, kPrimary});
   ASSERT_EQ(witness.about("data", kSecondary).size(), 2u) << "one per generation";
 
-  const keel::Bytes announced = witness.on_regular_view(kView, {kSecondary, kWitness});
+  const keel::Bytes announced = records_of(witness.on_regular_view(kView, {kSecondary, kWitness}));
   ASSERT_FALSE(announced.empty());
   OutdateRecords secondary(kSecondary, 3);
   secondary.on_regular_view(kView, {kSecondary, kWitness});
@@ -185,7 +206,7 @@ TEST(OutdateRecordsTest, ARestoredRecordIsRepeatedAfterTheNextView) {
 keel::Bytes repeat_by(NodeId node, const std::vector<OutdateRecord>& records) {
   OutdateRecords agent(node, 3);
   for (const OutdateRecord& record : records) agent.restore(record);
-  return agent.on_regular_view(kView, {kPrimary, kSecondary, kWitness});
+  return records_of(agent.on_regular_view(kView, {kPrimary, kSecondary, kWitness}));
 }
 
 constexpr Generation kNewer = 0x9999;
@@ -255,7 +276,8 @@ TEST(OutdateRecordsTest, TheRecorderHearsOfItsRecordsRepeatedAfterItDroppedThem)
   // The recorder's own repeat names every record it holds; a witness's records are not its own.
   const OutdateRecord witness_record{"data", kSecondary, 0x5555, kWitness};
   deliver(records, kWitness, repeat_by(kWitness, {witness_record}));
-  const auto own = deliver(records, kPrimary, records.on_regular_view(kView, {kPrimary, kWitness}));
+  const auto own =
+      deliver(records, kPrimary, records_of(records.on_regular_view(kView, {kPrimary, kWitness})));
   ASSERT_EQ(own.repeated_mine.size(), 1u);
   EXPECT_EQ(own.repeated_mine[0], kOld);
 }
@@ -269,12 +291,16 @@ TEST(OutdateRecordsTest, AJoinedMajorityIsQuorateOnlyOnceEveryMembersRepeatHasAr
 
   constexpr RingId kJoined{6, kSecondary};
   OutdateRecords secondary(kSecondary, 3);
-  const keel::Bytes own = secondary.on_regular_view(kJoined, {kSecondary, kWitness});
-  const keel::Bytes from_witness = witness.on_regular_view(kJoined, {kSecondary, kWitness});
+  const auto own = secondary.on_regular_view(kJoined, {kSecondary, kWitness});
+  const auto from_witness = witness.on_regular_view(kJoined, {kSecondary, kWitness});
+  ASSERT_EQ(own.size(), 2u) << "even knowing nothing: an empty Records message and the end";
   EXPECT_FALSE(secondary.quorate()) << "nothing heard in the new view";
-  EXPECT_TRUE(deliver(secondary, kSecondary, own).about_me.empty());
+  EXPECT_TRUE(deliver_repeat(secondary, kSecondary, own).about_me.empty());
   EXPECT_FALSE(secondary.quorate()) << "the witness's records have not arrived";
-  const auto told = deliver(secondary, kWitness, from_witness);
+  ASSERT_EQ(from_witness.size(), 2u);
+  const auto told = deliver(secondary, kWitness, from_witness[0]);
+  EXPECT_FALSE(secondary.quorate()) << "before the witness's end marker";
+  deliver(secondary, kWitness, from_witness[1]);
   EXPECT_TRUE(secondary.quorate());
   ASSERT_EQ(told.about_me.size(), 1u);
   EXPECT_EQ(told.about_me[0].generation, kGeneration);
@@ -286,17 +312,17 @@ TEST(OutdateRecordsTest, AJoinedMajorityIsQuorateOnlyOnceEveryMembersRepeatHasAr
 // A repeat composed for an earlier view and delivered late lacks what its sender learned since.
 TEST(OutdateRecordsTest, ARepeatForAnEarlierViewDoesNotCount) {
   OutdateRecords witness(kWitness, 3);
-  const keel::Bytes stale = witness.on_regular_view(kView, {kPrimary, kWitness});
+  const auto stale = witness.on_regular_view(kView, {kPrimary, kWitness});
   deliver(witness, kPrimary, kRecord);  // learned after that repeat was composed
 
   constexpr RingId kJoined{6, kSecondary};
   OutdateRecords secondary(kSecondary, 3);
-  deliver(secondary, kSecondary, secondary.on_regular_view(kJoined, {kSecondary, kWitness}));
-  deliver(secondary, kWitness, stale);
+  deliver_repeat(secondary, kSecondary, secondary.on_regular_view(kJoined, {kSecondary, kWitness}));
+  deliver_repeat(secondary, kWitness, stale);
   EXPECT_FALSE(secondary.quorate());
   EXPECT_TRUE(secondary.about("data", kSecondary).empty());
 
-  deliver(secondary, kWitness, witness.on_regular_view(kJoined, {kSecondary, kWitness}));
+  deliver_repeat(secondary, kWitness, witness.on_regular_view(kJoined, {kSecondary, kWitness}));
   EXPECT_TRUE(secondary.quorate());
   EXPECT_EQ(secondary.about("data", kSecondary).size(), 1u);
 }
@@ -304,7 +330,41 @@ TEST(OutdateRecordsTest, ARepeatForAnEarlierViewDoesNotCount) {
 TEST(OutdateRecordsTest, AViewWithoutAMajorityIsNeverQuorate) {
   constexpr RingId kAlone{6, kSecondary};
   OutdateRecords secondary(kSecondary, 3);
-  deliver(secondary, kSecondary, secondary.on_regular_view(kAlone, {kSecondary}));
+  deliver_repeat(secondary, kSecondary, secondary.on_regular_view(kAlone, {kSecondary}));
+  EXPECT_FALSE(secondary.quorate());
+}
+
+// More records than one message carries: the repeat takes as many messages as it needs, so that
+// every record reaches a node that counts as quorate once the repeat ends.
+TEST(OutdateRecordsTest, ARepeatCarriesEveryRecordInAsManyMessagesAsItTakes) {
+  OutdateRecords witness(kWitness, 3);
+  witness.on_regular_view(kView, {kPrimary, kWitness});
+  const std::size_t held = kMaxRecordsPerMessage + 3;
+  for (std::size_t i = 0; i < held; ++i) {
+    deliver(witness, kPrimary,
+            OutdateRecords::record_message(
+                {"v" + std::to_string(i), kSecondary, kGeneration, kPrimary}));
+  }
+  ASSERT_EQ(witness.all().size(), held);
+  constexpr RingId kJoined{6, kSecondary};
+  const auto repeat = witness.on_regular_view(kJoined, {kSecondary, kWitness});
+  ASSERT_EQ(repeat.size(), 3u) << "two Records messages and the end marker";
+  OutdateRecords secondary(kSecondary, 3);
+  deliver_repeat(secondary, kSecondary, secondary.on_regular_view(kJoined, {kSecondary, kWitness}));
+  const auto told = deliver_repeat(secondary, kWitness, repeat);
+  EXPECT_EQ(told.about_me.size(), held);
+  EXPECT_TRUE(secondary.quorate());
+}
+
+// An agent of an earlier release sends no end marker: a view that holds one is never quorate, so
+// promotion waits until every node runs this release (docs/operations.md, "Upgrading").
+TEST(OutdateRecordsTest, AMemberThatSendsNoEndMarkerKeepsTheViewFromQuorum) {
+  constexpr RingId kJoined{6, kSecondary};
+  OutdateRecords secondary(kSecondary, 3);
+  deliver_repeat(secondary, kSecondary, secondary.on_regular_view(kJoined, {kSecondary, kWitness}));
+  const auto from_witness =
+      OutdateRecords(kWitness, 3).on_regular_view(kJoined, {kSecondary, kWitness});
+  deliver(secondary, kWitness, from_witness.front());  // its Records message only
   EXPECT_FALSE(secondary.quorate());
 }
 

@@ -18,7 +18,7 @@ namespace {
 
 // How long a promotion asked for just after this node joined a majority waits for the members'
 // outdate records (outdate_records.hpp, quorate()), and how often it looks.
-constexpr auto kPromoteRecordsWait = std::chrono::seconds(2);
+constexpr auto kPromoteRecordsWait = std::chrono::seconds(1);
 constexpr auto kPromoteRecordsPoll = std::chrono::milliseconds(5);
 
 }  // namespace
@@ -223,7 +223,9 @@ void VolumeService::on_view(const ring::View& view) {
       hosted.thread->post([runner] { runner->on_peer_left(); });
     }
   }
-  enqueue(records_.on_regular_view(view.ring, view.members));
+  for (Bytes& message : records_.on_regular_view(view.ring, view.members)) {
+    enqueue(std::move(message));
+  }
 }
 
 void VolumeService::on_message(NodeId origin, std::span<const std::uint8_t> payload) {
@@ -288,6 +290,10 @@ void VolumeService::flush_broadcasts() {
 
 void VolumeService::promote(Hosted& hosted, bool force, Reply reply,
                             std::chrono::steady_clock::time_point wait_until) {
+  if (stopped_) {
+    reply(error_reply("the agent is shutting down"));
+    return;
+  }
   const VolumeRunner& runner = *hosted.runner;
   if (!records_.quorate()) {
     const bool majority = members_.size() * 2 > config_.nodes.size();
@@ -304,8 +310,10 @@ void VolumeService::promote(Hosted& hosted, bool force, Reply reply,
       return;
     }
     const std::string why =
-        majority ? "the outdate records of the nodes it has joined have not all arrived (a "
-                   "record among them may outdate this copy); try again in a moment"
+        majority ? "the outdate records of the nodes in its view have not all arrived (a "
+                   "record among them may outdate this copy); try again in a moment. An agent of "
+                   "a release before this one never says it has sent them all: upgrade every "
+                   "node, the witness too"
                  : "this node sees " + std::to_string(members_.size()) + " of " +
                        std::to_string(config_.nodes.size()) +
                        " nodes, not a majority: the other side may be running the volume";

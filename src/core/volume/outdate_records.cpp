@@ -15,6 +15,9 @@ constexpr std::uint8_t kDiscardType = 3;
 constexpr std::uint8_t kDurableType = 4;
 constexpr std::uint8_t kStoredType = 5;
 constexpr std::uint8_t kFreshType = 6;
+// After a node's repeat for a view: its records for that view are all out (added in a later
+// release than the others; earlier agents ignore a type they do not know).
+constexpr std::uint8_t kRepeatEndType = 7;
 constexpr std::size_t kMaxVolumeNameBytes = 64;
 
 void write_record(ByteWriter& out, const OutdateRecord& record) {
@@ -55,22 +58,29 @@ OutdateRecords::OutdateRecords(NodeId self, std::size_t configured_nodes)
   KEEL_ASSERT(configured_nodes > 0);
 }
 
-keel::Bytes OutdateRecords::on_regular_view(RingId view, const std::vector<NodeId>& members) {
+std::vector<keel::Bytes> OutdateRecords::on_regular_view(RingId view,
+                                                         const std::vector<NodeId>& members) {
   majority_ = members.size() * 2 > configured_nodes_;
   view_ = view;
   unheard_ = std::set<NodeId>(members.begin(), members.end());
-  keel::Bytes out;
-  ByteWriter writer(out);
-  writer.u8(kRecordsType);
+  // Records messages in the format every release reads, as many as it takes (even none), then
+  // the end marker naming the view.
+  std::vector<keel::Bytes> out;
+  auto next = records_.begin();
+  do {
+    keel::Bytes& message = out.emplace_back();
+    ByteWriter writer(message);
+    writer.u8(kRecordsType);
+    const std::size_t count = std::min<std::size_t>(
+        static_cast<std::size_t>(std::distance(next, records_.end())), kMaxRecordsPerMessage);
+    writer.u16(static_cast<std::uint16_t>(count));
+    for (std::size_t i = 0; i < count; ++i, ++next) write_record(writer, next->second);
+  } while (next != records_.end());
+  keel::Bytes& end = out.emplace_back();
+  ByteWriter writer(end);
+  writer.u8(kRepeatEndType);
   writer.u64(view.seq);
   writer.u32(view.rep);
-  const std::size_t count = std::min(records_.size(), kMaxRecordsPerMessage);
-  writer.u16(static_cast<std::uint16_t>(count));
-  std::size_t written = 0;
-  for (const auto& [key, record] : records_) {
-    if (written++ == count) break;
-    write_record(writer, record);
-  }
   return out;
 }
 
@@ -172,12 +182,18 @@ OutdateRecords::Delivered OutdateRecords::on_message(NodeId origin,
     take(origin, *record, delivered);
     return delivered;
   }
+  if (type == kRepeatEndType) {
+    // The sender's repeat for this view is all delivered (the ring keeps its order). One
+    // composed for an earlier view and sent late may lack what its sender learned since.
+    RingId repeated_for;
+    repeated_for.seq = in.u64();
+    repeated_for.rep = in.u32();
+    if (in.at_end() && repeated_for.valid() && repeated_for == view_) unheard_.erase(origin);
+    return delivered;
+  }
   if (type != kRecordsType) return delivered;
-  RingId repeated_for;
-  repeated_for.seq = in.u64();
-  repeated_for.rep = in.u32();
   const std::size_t count_in_message = in.u16();
-  if (!in.ok() || count_in_message > kMaxRecordsPerMessage) return delivered;
+  if (count_in_message > kMaxRecordsPerMessage) return delivered;
   for (std::size_t i = 0; i < count_in_message; ++i) {
     const auto record = read_record(in);
     if (!record) return delivered;
@@ -189,9 +205,6 @@ OutdateRecords::Delivered OutdateRecords::on_message(NodeId origin,
     }
     take(origin, *record, delivered);
   }
-  // Whole: the sender's repeat for this view (one composed for an earlier view, sent late, may
-  // lack what it learned since).
-  if (in.at_end() && repeated_for.valid() && repeated_for == view_) unheard_.erase(origin);
   return delivered;
 }
 

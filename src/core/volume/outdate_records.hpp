@@ -54,13 +54,16 @@ class OutdateRecords {
  public:
   OutdateRecords(NodeId self, std::size_t configured_nodes);
 
-  // After a regular view (`view` names it): the message repeating what this node knows, to be
-  // sent in it. Every member sends one, even knowing nothing.
-  keel::Bytes on_regular_view(RingId view, const std::vector<NodeId>& members);
+  // After a regular view (`view` names it): the messages repeating what this node knows, to be
+  // sent in it, in order: Records messages (at least one, at most kMaxRecordsPerMessage records
+  // each), then the end marker naming the view. Every member sends them, even knowing nothing.
+  std::vector<keel::Bytes> on_regular_view(RingId view, const std::vector<NodeId>& members);
   void on_transitional_view();
-  // The view holds a majority, and every member's repeat for this view has been delivered: only
-  // then does this node know every record the majority holds (a node that has just joined has
-  // heard nothing yet), so only then may its copy be promoted on what it knows.
+  // The view holds a majority, and every member's repeat for this view has been delivered (its
+  // end marker): only then does this node know every record the majority holds (a node that has
+  // just joined has heard nothing yet), so only then may its copy be promoted on what it knows.
+  // An agent of an earlier release sends no end marker: with one in the view, no node is
+  // quorate (upgrade every node before promoting; docs/operations.md).
   bool quorate() const { return majority_ && unheard_.empty(); }
 
   struct Delivered {
