@@ -158,13 +158,19 @@ class VolumeRun {
   // A primary without an UpToDate peer is the volume's only full copy (docs/volume.md, "Failure
   // cases"): like a local disk, a power loss there loses what was not flushed, even the writes
   // the peer holds, since an Inconsistent peer is resynced from it (seed 846713: the peer's
-  // disk failed a write, then the primary lost power). So is a copy that recorded its peer
-  // outdated, primary or not: the peer's copy does not count until a resync (seed 1115871: the
-  // primary crashed alone, restarted as secondary and lost power; the outdated peer still held
-  // an unflushed write acknowledged before the split, and the resync from the survivor, the only
-  // full copy, overwrote it).
+  // disk failed a write, then the primary lost power). So is a secondary that recorded its peer
+  // outdated, unless that peer is up as primary or UpToDate (the record may be one whose
+  // withdrawal a crash kept from its metadata): the outdated copy does not count until a resync
+  // (seed 1115871: the primary crashed alone, restarted as secondary and lost power; the outdated
+  // peer still held an unflushed write acknowledged before the split, and the resync from the
+  // survivor, the only full copy, overwrote it).
   bool alone(int node) const {
-    if (!primary(node)) return world_.replica(node).status().peer_outdated;
+    if (!primary(node)) {
+      if (!world_.replica(node).status().peer_outdated) return false;
+      const int peer = 1 - node;
+      return !world_.up(peer) ||
+             (!primary(peer) && world_.replica(peer).status().disk != DiskState::UpToDate);
+    }
     const int peer = 1 - node;
     if (!replicating(world_.replica(node).status().link)) return true;
     // A peer that is down counts as in sync (it survived the primary, within its boot).

@@ -151,18 +151,21 @@ void VolumeWorld::views_changed() {
     }
     for (NodeId member : formed.members) {
       Agent& a = agent(member);
-      keel::Bytes known =
-          a.records->on_regular_view(RingId{view, formed.members.front()}, formed.members);
+      // What the agent queued before the view goes first, as its queue sends it.
       std::vector<keel::Bytes> held = std::exchange(a.held, {});
-      broadcast(member, std::move(known));
       for (keel::Bytes& payload : held) broadcast(member, std::move(payload));
+      for (keel::Bytes& payload :
+           a.records->on_regular_view(RingId{view, formed.members.front()}, formed.members)) {
+        broadcast(member, std::move(payload));
+      }
     }
   }
 }
 
 // The view's members that still run go through a transitional view: each part it splits into
 // (by the members' next groups) delivers the messages still in flight that it received, in
-// order. The sender's part received its own; any other part may or may not have.
+// order. The sender's part received its own; any other part may or may not have each (extended
+// virtual synchrony delivers what survived in a part, past a message none of it received).
 void VolumeWorld::end_view(std::uint64_t view, const std::map<NodeId, std::set<NodeId>>& next) {
   auto found = views_.find(view);
   KEEL_ASSERT(found != views_.end());
