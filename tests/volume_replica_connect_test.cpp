@@ -140,6 +140,36 @@ TEST(VolumeReplicaLink, PrimaryCrashWithoutASurvivorResyncsFromTheCrashedPrimary
   EXPECT_FALSE(world.a().r().persistent_state().primary_at_crash);
 }
 
+// Seed 1142896: both copies crashed as primary on one generation (B was promoted while A was
+// down and crashed before the ring answered), and a record from B's promotion reached A. The
+// UpToDate copy is the source of the marked blocks, not the Outdated one of the lower node id,
+// which in that seed had also lost unflushed writes to a power loss.
+TEST(VolumeReplicaLink, BothCrashedAsPrimaryTheUpToDateCopyIsTheSource) {
+  World world;
+  start_connected(world);
+  world.a().r().on_write(1, 4096, pattern(4096, 1), false);
+  world.run();
+  world.crash(0);
+  world.answer_outdate = false;  // the ring records nothing before B crashes
+  ASSERT_TRUE(world.b().r().promote(false).ok());
+  world.run();
+  world.crash(1);
+  ASSERT_TRUE(world.a().saved_state.primary_at_crash);
+  ASSERT_TRUE(world.b().saved_state.primary_at_crash);
+  const Generation current = world.b().r().status().generations.current;
+  ASSERT_EQ(world.a().r().status().generations.current, current);
+  world.a().r().on_told_outdated(current ^ 1);
+  world.run();
+  ASSERT_EQ(world.a().r().status().disk, DiskState::Outdated);
+  world.connect();
+  world.run();
+  EXPECT_EQ(world.a().r().status().link, LinkState::Connected);
+  EXPECT_GT(world.b().r().status().resynced_blocks, 0u) << "B, UpToDate, is the source";
+  EXPECT_EQ(world.a().r().status().resynced_blocks, 0u);
+  EXPECT_EQ(world.a().r().status().disk, DiskState::UpToDate);
+  EXPECT_TRUE(world.same_disks());
+}
+
 // A writes alone, then B is forced primary alone and writes too.
 void split_brain(World& world) {
   start_connected(world);

@@ -108,6 +108,7 @@ void ReplicaCore::on_hello(const Hello& hello) {
   }
   peer_role_ = hello.role;
   peer_disk_ = hello.disk;
+  peer_hello_disk_ = hello.disk;
   if (role_ == Role::Primary && hello.role == Role::Primary) {
     return refuse(LinkState::StandAlone, "both nodes are primary: demote one of them");
   }
@@ -190,10 +191,17 @@ void ReplicaCore::start_after_handshake() {
         notice(Notice::Level::Info, "connected: the copies are in sync");
         return;
       }
-      // Same data state but blocks marked on either side: the primary (else the lower node id)
-      // copies them, which both sides decide alike from the two Hellos.
-      const bool source = hello_role_ == Role::Primary ||
-                          (peer_role_ != Role::Primary && config_.self < config_.peer);
+      // Same data state but blocks marked on either side: an UpToDate copy beside an Outdated
+      // one copies them (seed 1142896: both had crashed as primary; the one the ring had
+      // recorded outdated had also lost unflushed writes to a power loss, which the other
+      // held), else the primary, else the lower node id; both sides decide alike from the two
+      // Hellos.
+      const bool local_up = hello_side_.disk == DiskState::UpToDate;
+      const bool peer_up = peer_hello_disk_ == DiskState::UpToDate;
+      const bool source = local_up != peer_up
+                              ? local_up
+                              : hello_role_ == Role::Primary ||
+                                    (peer_role_ != Role::Primary && config_.self < config_.peer);
       return source ? start_resync_source(false) : start_resync_target(false);
     }
     case ConnectPlan::BecomeSyncSource:
