@@ -173,8 +173,11 @@ class VolumeRun {
     }
     const int peer = 1 - node;
     if (!replicating(world_.replica(node).status().link)) return true;
-    // A peer that is down counts as in sync (it survived the primary, within its boot).
-    return world_.up(peer) && world_.replica(peer).status().disk != DiskState::UpToDate;
+    // A peer that is down counts as in sync (it survived the primary, within its boot) if its
+    // copy was UpToDate: one that went down Inconsistent, in the middle of a resync, comes back
+    // as the resync's target (seed 11374 with --witness-crashes).
+    if (!world_.up(peer)) return world_.saved_disk(peer) != DiskState::UpToDate;
+    return world_.replica(peer).status().disk != DiskState::UpToDate;
   }
 
   void crash(int node, bool power) {

@@ -138,6 +138,8 @@ class VolumeWorld {
   std::uint64_t blocks() const { return options_.volume_bytes / volume::kBlockBytes; }
   bool up(int node) const { return nodes_[node].up; }
   const volume::Replica& replica(int node) const { return *nodes_[node].replica; }
+  // The disk state in `node`'s metadata (what it comes back with, while it is down).
+  volume::DiskState saved_disk(int node) const { return nodes_[node].saved_state.disk; }
   const SimDisk& disk(int node) const { return nodes_[node].disk; }
   bool quorate(NodeId id) const;  // its group holds two up nodes (the agent's view is a majority)
   bool link_possible() const;     // both up, in one ring group
