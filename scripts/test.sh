@@ -26,11 +26,10 @@ banner "fuzz smoke (${KEEL_FUZZ_SECONDS:-20}s each)"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 mkdir -p build-fuzz/artifacts
-fuzzers=0
-for fuzzer in build-fuzz/fuzz/*_fuzz; do
-  [[ -x $fuzzer ]] || continue
+# Each target is one process on one core: run as many at once as there are cores.
+smoke() {
+  local fuzzer=$1 name
   name=$(basename "$fuzzer")
-  fuzzers=$((fuzzers + 1))
   mkdir -p "$work/$name"
   for corpus in "fuzz/corpus/$name" "fuzz/corpus/${name%_fuzz}"; do
     if [[ -d $corpus ]]; then cp -r "$corpus/." "$work/$name/"; fi
@@ -41,9 +40,30 @@ for fuzzer in build-fuzz/fuzz/*_fuzz; do
   else
     tail -n 60 "$work/$name.log"
     echo "$name: FAILED (crash inputs in build-fuzz/artifacts/)" >&2
-    exit 1
+    return 1
   fi
+}
+fuzzers=0
+failed=0
+running=0
+for fuzzer in build-fuzz/fuzz/*_fuzz; do
+  [[ -x $fuzzer ]] || continue
+  fuzzers=$((fuzzers + 1))
+  if ((running >= $(nproc))); then
+    wait -n || failed=$((failed + 1))
+    running=$((running - 1))
+  fi
+  smoke "$fuzzer" &
+  running=$((running + 1))
 done
+while ((running > 0)); do
+  wait -n || failed=$((failed + 1))
+  running=$((running - 1))
+done
+if ((failed > 0)); then
+  echo "fuzz smoke: $failed of $fuzzers targets FAILED" >&2
+  exit 1
+fi
 echo "fuzz smoke: $fuzzers targets ok"
 
 banner "build release"
