@@ -216,7 +216,6 @@ class VolumeWorld {
     volume::OutdateRecords::Map submitted;          // what the last write queued holds
     std::uint32_t incarnation = 0;
     std::uint64_t view = 0;  // the regular view it is in (0: none, or between two)
-    std::vector<NodeId> members;
     std::vector<keel::Bytes> held;  // sent between two views: they go out in the next one
     // Writes of the records file, in order, each followed by a Stored message for what it holds.
     struct Store {

@@ -70,7 +70,6 @@ void VolumeWorld::agent_start(NodeId id) {
   for (const volume::OutdateRecord& record : a.file) a.records->restore(record);
   a.submitted = a.records->all();
   a.view = 0;
-  a.members.clear();
   a.held.clear();
   a.stores.clear();
   if (id == kWitness) return;
@@ -88,7 +87,6 @@ void VolumeWorld::agent_crash(NodeId id) {
   ++a.incarnation;  // its records file writes in progress are void
   a.records.reset();
   a.view = 0;
-  a.members.clear();
   a.held.clear();
   a.stores.clear();
 }
@@ -124,8 +122,9 @@ void VolumeWorld::views_changed() {
     if (!a.records) continue;
     const std::set<NodeId> group = group_of(id);
     next[id] = group;
-    if (a.view != 0 && std::set<NodeId>(a.members.begin(), a.members.end()) == group) continue;
-    if (a.view != 0) ending.insert(a.view);
+    if (a.view == 0) continue;
+    const std::vector<NodeId>& members = views_.at(a.view).members;
+    if (std::set<NodeId>(members.begin(), members.end()) != group) ending.insert(a.view);
   }
   // A view some member left (by crashing) ends too.
   for (const auto& [view, state] : views_) {
@@ -146,7 +145,6 @@ void VolumeWorld::views_changed() {
     for (NodeId member : formed.members) {
       KEEL_ASSERT(agent(member).view == 0);
       agent(member).view = view;
-      agent(member).members = formed.members;
       placed.insert(member);
     }
     for (NodeId member : formed.members) {
@@ -176,7 +174,6 @@ void VolumeWorld::end_view(std::uint64_t view, const std::map<NodeId, std::set<N
     Agent& a = agent(member);
     if (a.view != view) continue;  // crashed since
     a.view = 0;
-    a.members.clear();
     a.records->on_transitional_view();
     const std::set<NodeId>& group = next.at(member);
     auto part = std::find_if(parts.begin(), parts.end(), [&](const std::vector<NodeId>& p) {
