@@ -37,15 +37,17 @@ struct OneCopy {
   std::string backing = cluster.dir.file("data.img");
   std::optional<config::ClusterConfig> config;
   bool reserved = false;
+  std::string size = "4MiB";
+  std::string extra;  // more keys for the [[volume]] section
 
   const config::VolumeConfig& volume() const { return config->volumes.at(0); }
 
   bool create() {
     auto parsed = config::parse_config(
         cluster.config_text(1) + "\n[[volume]]\nname = \"data\"\nnodes = [\"n1\", \"n2\"]\n" +
-            "size = \"4MiB\"\nbacking = \"" + backing + "\"\nmetadata = \"" +
+            "size = \"" + size + "\"\nbacking = \"" + backing + "\"\nmetadata = \"" +
             cluster.dir.file("data.meta") + "\"\nnbd_socket = \"" + cluster.dir.file("nbd.sock") +
-            "\"\nreplication_port = " + std::to_string(free_tcp_port()) + "\n",
+            "\"\nreplication_port = " + std::to_string(free_tcp_port()) + "\n" + extra,
         "keel.toml");
     EXPECT_TRUE(parsed.ok()) << parsed.error().message;
     if (!parsed.ok()) return false;
@@ -78,42 +80,110 @@ struct OneCopy {
   }
 };
 
+// Node 1's runner, promoted by force and serving alone: its peer's copy is recorded outdated as
+// soon as it asks.
+struct ServingAlone {
+  asio::io_context io;
+  std::unique_ptr<VolumeRunner> runner;
+
+  ~ServingAlone() {
+    if (runner) runner->stop();
+  }
+
+  void start(const OneCopy& copy) {
+    VolumeRunner::Hooks hooks;
+    hooks.record_outdated = [this](const std::string&, volume::Generation generation) {
+      asio::post(io, [this, generation] { runner->on_peer_outdated_recorded(generation); });
+    };
+    hooks.clear_outdated = [](const std::string&, volume::Generation) {};
+    auto opened = VolumeRunner::open(io, *copy.config, copy.volume(), 1, io::ClusterKey{}, hooks);
+    ASSERT_TRUE(opened.ok()) << opened.error().message;
+    runner = std::move(opened).value();
+    runner->start();
+    ASSERT_TRUE(runner->promote(/*force=*/true).ok());
+    ASSERT_TRUE(testing::run_io_until(io, [&] { return runner->unavailable_reason().empty(); }))
+        << runner->unavailable_reason();
+  }
+
+  int write(std::uint64_t offset, std::size_t length, std::byte value) {
+    int result = -1;
+    runner->write(offset, std::make_shared<const volume::Bytes>(length, value), false,
+                  [&](int error) { result = error; });
+    return testing::run_io_until(io, [&] { return result != -1; }) ? result : -1;
+  }
+
+  std::optional<volume::Bytes> read(std::uint64_t offset, std::uint32_t length) {
+    volume::Bytes into(length);
+    int result = -1;
+    runner->read(offset, length, into.data(), [&](int error) { result = error; });
+    if (!testing::run_io_until(io, [&] { return result != -1; }) || result != 0) {
+      return std::nullopt;
+    }
+    return into;
+  }
+};
+
 // The space `keel volume create` reserved must stay reserved: WRITE_ZEROES may carry NO_HOLE,
 // which forbids deallocating, and a hole left by either command lets a later write fail for room.
 TEST(VolumeRunner, ZeroingAndTrimKeepTheBackingFilesReservedSpace) {
   OneCopy copy;
   ASSERT_TRUE(copy.create());
   if (!copy.reserved) GTEST_SKIP() << "this filesystem cannot reserve space";
-  const std::string& backing = copy.backing;
-  const config::ClusterConfig& config = *copy.config;
-  const config::VolumeConfig& volume = copy.volume();
-  const std::int64_t reserved = allocated_blocks(backing);
+  const std::int64_t reserved = allocated_blocks(copy.backing);
   ASSERT_GT(reserved, 0);
-
-  asio::io_context io;
-  std::unique_ptr<VolumeRunner> runner;
-  VolumeRunner::Hooks hooks;
-  hooks.record_outdated = [&](const std::string&, volume::Generation generation) {
-    asio::post(io, [&runner, generation] { runner->on_peer_outdated_recorded(generation); });
-  };
-  hooks.clear_outdated = [](const std::string&, volume::Generation) {};
-  auto opened = VolumeRunner::open(io, config, volume, 1, io::ClusterKey{}, hooks);
-  ASSERT_TRUE(opened.ok()) << opened.error().message;
-  runner = std::move(opened).value();
-  runner->start();
-  ASSERT_TRUE(runner->promote(/*force=*/true).ok());
-  ASSERT_TRUE(testing::run_io_until(io, [&] { return runner->unavailable_reason().empty(); }))
-      << runner->unavailable_reason();
+  ServingAlone alone;
+  ASSERT_NO_FATAL_FAILURE(alone.start(copy));
 
   int trimmed = -1;
   int zeroed = -1;
-  runner->trim(0, kRangeBytes, false, [&](int error) { trimmed = error; });
-  runner->write_zeroes(kRangeBytes, kRangeBytes, true, [&](int error) { zeroed = error; });
-  ASSERT_TRUE(testing::run_io_until(io, [&] { return trimmed != -1 && zeroed != -1; }));
+  alone.runner->trim(0, kRangeBytes, false, [&](int error) { trimmed = error; });
+  alone.runner->write_zeroes(kRangeBytes, kRangeBytes, true, [&](int error) { zeroed = error; });
+  ASSERT_TRUE(testing::run_io_until(alone.io, [&] { return trimmed != -1 && zeroed != -1; }));
   EXPECT_EQ(trimmed, 0);
   EXPECT_EQ(zeroed, 0);
-  EXPECT_EQ(allocated_blocks(backing), reserved);
-  runner->stop();
+  EXPECT_EQ(allocated_blocks(copy.backing), reserved);
+}
+
+// Clients zero and discard up to 4 GiB in one request, more extents than a small activity log
+// holds: such a request is done in pieces, all of it, and answered once.
+TEST(VolumeRunner, ZeroingMoreExtentsThanTheActivityLogHoldsIsDoneInPieces) {
+  OneCopy copy;
+  copy.size = "64MiB";
+  copy.extra = "activity_log_extents = 9\n";  // pieces of 4 extents (16 MiB)
+  ASSERT_TRUE(copy.create());
+  ServingAlone alone;
+  ASSERT_NO_FATAL_FAILURE(alone.start(copy));
+  constexpr std::uint64_t kVolumeBytes = 64u << 20;
+  constexpr std::uint32_t kEdgeBytes = 512u << 10;
+  for (const std::uint64_t at : {std::uint64_t{0}, kVolumeBytes / 3, kVolumeBytes - kRangeBytes}) {
+    ASSERT_EQ(alone.write(at, kRangeBytes, std::byte{0x5a}), 0) << at;
+  }
+
+  int zeroed = -1;
+  int answers = 0;
+  alone.runner->write_zeroes(kEdgeBytes, kVolumeBytes - 2 * kEdgeBytes, true, [&](int error) {
+    zeroed = error;
+    ++answers;
+  });
+  ASSERT_TRUE(testing::run_io_until(alone.io, [&] { return zeroed != -1; }));
+  EXPECT_EQ(zeroed, 0);
+  int trimmed = -1;
+  alone.runner->trim(0, kVolumeBytes / 2, false, [&](int error) { trimmed = error; });
+  ASSERT_TRUE(testing::run_io_until(alone.io, [&] { return trimmed != -1; }));
+  EXPECT_EQ(trimmed, 0);
+  EXPECT_EQ(answers, 1);
+
+  const auto head = alone.read(0, kRangeBytes);
+  ASSERT_TRUE(head.has_value());
+  EXPECT_EQ(*head, volume::Bytes(kRangeBytes, std::byte{0}));  // the trim reached the start
+  const auto middle = alone.read(kVolumeBytes / 3, kRangeBytes);
+  ASSERT_TRUE(middle.has_value());
+  EXPECT_EQ(*middle, volume::Bytes(kRangeBytes, std::byte{0}));
+  const auto tail = alone.read(kVolumeBytes - kRangeBytes, kRangeBytes);
+  ASSERT_TRUE(tail.has_value());
+  volume::Bytes want(kRangeBytes, std::byte{0});
+  std::fill(want.end() - kEdgeBytes, want.end(), std::byte{0x5a});  // past the zeroed range
+  EXPECT_EQ(*tail, want);
 }
 
 // Told by the ring that its copy is outdated, a node says so back only once its metadata file

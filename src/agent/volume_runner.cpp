@@ -6,6 +6,7 @@
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <limits>
 #include <memory>
@@ -311,8 +312,38 @@ void VolumeRunner::trim(std::uint64_t offset, std::uint32_t length, bool fua, Do
   write_zeroes(offset, length, fua, std::move(done));
 }
 
+// A client zeroes or discards up to 4 GiB at once, which may span more extents than the activity
+// log holds; the core refuses a request it could never admit whole. Such a request goes in
+// pieces of half the log each, and completes once every piece has, with the first error.
 void VolumeRunner::write_zeroes(std::uint64_t offset, std::uint32_t length, bool fua, Done done) {
-  replica_->on_write_zeroes(remember(std::move(done)), offset, length, fua);
+  const std::uint64_t piece_extents = std::max<std::uint64_t>(1, config_.activity_log_extents / 2);
+  const std::uint64_t end = offset + length;
+  const std::uint64_t first_extent = offset / volume::kExtentBytes;
+  const std::uint64_t extents =
+      length == 0 ? 1 : (end - 1) / volume::kExtentBytes - first_extent + 1;
+  if (extents <= piece_extents) {
+    replica_->on_write_zeroes(remember(std::move(done)), offset, length, fua);
+    run_actions();
+    return;
+  }
+  struct Pieces {
+    std::uint64_t remaining = 0;
+    int error = 0;
+    Done done;
+  };
+  auto pieces = std::make_shared<Pieces>();
+  pieces->remaining = (extents + piece_extents - 1) / piece_extents;
+  pieces->done = std::move(done);
+  for (std::uint64_t extent = first_extent; extent < first_extent + extents;
+       extent += piece_extents) {
+    const std::uint64_t from = std::max(offset, extent * volume::kExtentBytes);
+    const std::uint64_t to = std::min(end, (extent + piece_extents) * volume::kExtentBytes);
+    replica_->on_write_zeroes(remember([pieces](int error) {
+                                if (pieces->error == 0) pieces->error = error;
+                                if (--pieces->remaining == 0) pieces->done(pieces->error);
+                              }),
+                              from, static_cast<std::uint32_t>(to - from), fua);
+  }
   run_actions();
 }
 

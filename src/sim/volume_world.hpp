@@ -215,7 +215,7 @@ class VolumeWorld {
     std::vector<volume::OutdateRecord> file;        // the records file in its state directory
     volume::OutdateRecords::Map submitted;          // what the last write queued holds
     std::uint32_t incarnation = 0;
-    std::uint64_t view = 0;  // the regular view it is in (0: none, or between two)
+    std::uint64_t view = 0;         // the regular view it is in (0: none, or between two)
     std::vector<keel::Bytes> held;  // sent between two views: they go out in the next one
     // Writes of the records file, in order, each followed by a Stored message for what it holds.
     struct Store {
