@@ -186,6 +186,31 @@ TEST(VolumeRunner, ZeroingMoreExtentsThanTheActivityLogHoldsIsDoneInPieces) {
   EXPECT_EQ(*tail, want);
 }
 
+// A volume not created on this node is refused with the command that creates it (and the
+// half-opened runner goes away cleanly).
+TEST(VolumeRunner, AVolumeWithoutMetadataIsRefusedWithTheCommandToRun) {
+  OneCopy copy;
+  ASSERT_TRUE(copy.create());
+  ASSERT_EQ(::unlink(copy.volume().metadata_for(1).c_str()), 0);
+  asio::io_context io;
+  VolumeRunner::Hooks hooks;
+  hooks.record_outdated = [](const std::string&, volume::Generation) {};
+  hooks.clear_outdated = [](const std::string&, volume::Generation) {};
+  auto opened = VolumeRunner::open(io, *copy.config, copy.volume(), 1, io::ClusterKey{}, hooks);
+  ASSERT_FALSE(opened.ok());
+  EXPECT_NE(opened.error().message.find("keel volume create data"), std::string::npos)
+      << opened.error().message;
+  // The backing file missing: refused after the metadata was read.
+  OneCopy other;
+  ASSERT_TRUE(other.create());
+  ASSERT_EQ(::unlink(other.backing.c_str()), 0);
+  auto no_backing =
+      VolumeRunner::open(io, *other.config, other.volume(), 1, io::ClusterKey{}, hooks);
+  ASSERT_FALSE(no_backing.ok());
+  EXPECT_NE(no_backing.error().message.find(other.backing), std::string::npos)
+      << no_backing.error().message;
+}
+
 // Told by the ring that its copy is outdated, a node says so back only once its metadata file
 // says it: the primary's record may count on that word alone (outdate_records.hpp).
 TEST(VolumeRunner, SaysItsCopyIsOutdatedOnlyOnceItsDiskSaysSo) {

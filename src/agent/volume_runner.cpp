@@ -163,7 +163,7 @@ void VolumeRunner::stop() {
   metadata_worker_.stop();
   // Updates the worker dropped, or wrote without this thread hearing so, are kept for the next
   // start (a journal of updates already written applies them again, harmlessly).
-  journal_->stopping();
+  if (journal_) journal_->stopping();  // absent when open() failed before reading the metadata
   for (Done& done : requests_) {
     if (done) std::exchange(done, nullptr)(ESHUTDOWN);
   }
