@@ -284,6 +284,22 @@ TEST(NbdHandshake, MalformedGoDataIsInvalid) {
   EXPECT_TRUE(handshake.negotiating());
 }
 
+// Well-formed data that asks for more than the server takes is too big, not invalid; either way
+// negotiation goes on.
+TEST(NbdHandshake, LongNameOrManyInfoRequestsAreTooBig) {
+  std::vector<Info> many(kMaxInfoRequests + 1, Info::block_size);
+  ClientBytes client;
+  client.info(Option::go, std::string(kMaxStringBytes + 4, 'v'), {})
+      .info(Option::info, "vol", many)
+      .info(Option::go, "vol", {});
+  Handshake handshake(volume_export());
+  const auto replies = parse_replies(feed_all(handshake, client.bytes()));
+  ASSERT_GE(replies.size(), 3u);
+  EXPECT_EQ(replies[0].type, kRepErrTooBig);
+  EXPECT_EQ(replies[1].type, kRepErrTooBig);
+  EXPECT_EQ(handshake.state(), HandshakeState::transmission);
+}
+
 TEST(NbdHandshake, OversizedOptionIsSkippedAndRefused) {
   ClientBytes client;
   client.raw_option(static_cast<std::uint32_t>(Option::go), Bytes(kMaxOptionDataBytes + 1, 7))

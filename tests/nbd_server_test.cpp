@@ -178,6 +178,28 @@ TEST_F(NbdServerTest, TrimZeroesFuaAndFlushFromNbdsh) {
   EXPECT_EQ(counters.error_replies, 1u);  // the read past the end (the client checks off)
 }
 
+// A large read goes out by sendfile after its chunk header. When the file cannot give the bytes
+// (here it ended early), that read alone fails with EIO and the connection serves on.
+TEST_F(NbdServerTest, AFailedZeroCopyReadIsAnErrorAndTheConnectionServesOn) {
+  REQUIRE_TOOL("nbdsh");
+  start_server();
+  ASSERT_EQ(::truncate(data_path_.c_str(), kVolumeBytes / 2), 0);
+  const auto result = run(nbdsh(uri(),
+                                "try:\n"
+                                "    h.pread(1 << 20, 48 << 20)\n"
+                                "    raise SystemExit('a read past the file succeeded')\n"
+                                "except nbd.Error as e:\n"
+                                "    assert e.errno == 'EIO', e\n"
+                                "h.pwrite(b'\\x5a' * (1 << 20), 0)\n"
+                                "assert h.pread(1 << 20, 0) == b'\\x5a' * (1 << 20)\n"
+                                "h.shutdown()\n"));
+  ASSERT_EQ(result.exit_code, 0) << result.out << result.err;
+  const auto counters = stats();
+  EXPECT_EQ(counters.device_errors, 1u);
+  EXPECT_EQ(counters.error_replies, 1u);
+  EXPECT_EQ(counters.zero_copy_reads, 2u);
+}
+
 TEST_F(NbdServerTest, SecondaryIsRefusedAtGoWithAClearMessage) {
   REQUIRE_TOOL("nbdinfo");
   start_server();

@@ -106,6 +106,9 @@ TEST(NbdWire, UnknownCommandsAndFlagsAreEinval) {
   const Verdict df = check_request(request(Command::read, 0, 512, 1u << 2), kWritable);
   EXPECT_EQ(df.action, Action::reply_error);
   EXPECT_EQ(df.error, kEinval);
+  // A disconnect is never answered, even with flags it has no use for.
+  EXPECT_EQ(check_request(request(Command::disconnect, 0, 0, 1u << 1), kWritable).action,
+            Action::disconnect);
 }
 
 // Drives the reader with `stream` cut into pieces of `piece` bytes.

@@ -155,9 +155,24 @@ void NbdConnection::pump() {
   while (may_read_more()) {  // else resumed when a request completes or a reply is written
     if (in_.size() < header_.size()) return receive_more();
     std::memcpy(header_.data(), in_.data().data(), header_.size());
+    if (!payload_fits()) return;
     in_.consume(header_.size());
     if (!on_header()) return;
   }
+}
+
+// A write's payload is received into a buffer of its full length as soon as its header is read,
+// and a read may take one: that buffer must fit under the connection's limit too, unless nothing
+// else is held (one request of the largest size always goes). Otherwise the header waits for
+// buffers to drain (pump() runs again as requests complete and replies go out).
+bool NbdConnection::payload_fits() const {
+  if (buffered_bytes_ == 0) return true;
+  const auto decoded = nbd::decode_request(header_);
+  if (!decoded.ok()) return true;  // on_header() closes the connection
+  const Request& request = decoded.value();
+  if (!request.is(Command::write) && !request.is(Command::read)) return true;
+  if (request.length > nbd::kMaximumPayloadBytes) return true;  // refused, never buffered
+  return buffered_bytes_ + request.length <= kMaxConnectionBufferBytes;
 }
 
 void NbdConnection::receive_more() {
@@ -271,8 +286,11 @@ void NbdConnection::execute_read(const Request& request) {
     if (fd >= 0) {
       ++shared_->stats.zero_copy_reads;
       shared_->stats.bytes_read += request.length;
-      Outgoing reply = read_reply_head(request);
-      reply.file = FileRange{fd, request.offset, request.length};
+      const bool structured = session_.structured_replies;
+      Outgoing reply = structured ? Outgoing::with_head(nbd::encode_offset_data_header(
+                                        request.cookie, request.offset, request.length, false))
+                                  : read_reply_head(request);
+      reply.file = FileRange{fd, request.offset, request.length, request.cookie, structured};
       return send(std::move(reply));
     }
   }
@@ -387,13 +405,35 @@ void NbdConnection::send_file(FileRange range) {
       });
       return;
     }
-    // The header is out already, so the reply cannot become an error: the connection ends.
-    ++shared_->stats.device_errors;
-    spdlog::warn("nbd: {}: sending a read from the volume's file failed: {}", peer_,
-                 sent < 0 ? std::strerror(errno) : "the file ended early");
-    close();
+    send_file_failed(range, sent < 0 ? errno : 0);
+    break;
+  }
+  if (!closed_ && range.length == 0 && range.structured) {
+    replies_.push_front(Outgoing::with_head(nbd::encode_none_reply(range.cookie)));
   }
   after_write();
+}
+
+// `error` 0: the file ended before the range did.
+void NbdConnection::send_file_failed(const FileRange& range, int error) {
+  if (error == EPIPE || error == ECONNRESET) {  // the client left: nothing to answer
+    spdlog::info("nbd: {}: write failed: {}", peer_, std::strerror(error));
+    return close();
+  }
+  ++shared_->stats.device_errors;
+  const std::string why = error != 0 ? std::strerror(error) : "the volume's file ended early";
+  spdlog::warn("nbd: {}: sending a read from the volume's file failed: {}", peer_, why);
+  // A simple reply's header said success already: only closing can tell the client otherwise.
+  if (!range.structured) return close();
+  // The chunk's length was promised: zeroes make it up, then the error ends the reply.
+  auto padding = std::make_shared<volume::Bytes>(range.length);
+  buffered_bytes_ += padding->size();
+  Outgoing pad;
+  pad.data = std::move(padding);
+  ++shared_->stats.error_replies;
+  replies_.push_front(Outgoing::with_head(
+      nbd::encode_error_reply(range.cookie, nbd::kEio, "reading the volume failed: " + why)));
+  replies_.push_front(std::move(pad));
 }
 
 // The gathered write (and its file bytes, if any) is out, or the connection closed under it.

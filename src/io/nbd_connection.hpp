@@ -100,11 +100,15 @@ class NbdConnection : public std::enable_shared_from_this<NbdConnection> {
   bool closed() const { return closed_; }
 
  private:
-  // Bytes of a file sent after a reply's header (a large read, by sendfile).
+  // Bytes of a file sent after a reply's header (a large read, by sendfile). With structured
+  // replies the data chunk goes without NBD_REPLY_FLAG_DONE, since sending it may still fail: a
+  // NONE chunk ends the reply, or padding and an error chunk do.
   struct FileRange {
     int fd = -1;
     std::uint64_t offset = 0;
     std::uint32_t length = 0;
+    std::uint64_t cookie = 0;
+    bool structured = false;
   };
   // A reply: its header bytes, and a read's data sent from the device's buffer or a file. The
   // fixed-size heads of the data path are held inline (no allocation per reply); the handshake's
@@ -152,8 +156,10 @@ class NbdConnection : public std::enable_shared_from_this<NbdConnection> {
   void write_next();
   void after_write();
   void send_file(FileRange range);
+  void send_file_failed(const FileRange& range, int error);
   void close_when_idle();
   bool may_read_more() const;
+  bool payload_fits() const;
   void on_read_error(const asio::error_code& error);
   void fail(const std::string& why);
 

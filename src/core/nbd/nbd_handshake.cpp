@@ -249,7 +249,18 @@ void Handshake::on_info(Bytes& out, bool go) {
   for (std::uint16_t i = 0; i < count && reader.ok() && i < kMaxInfoRequests; ++i) {
     requests.push_back(reader.u16());
   }
-  if (!reader.at_end() || name_bytes > kMaxStringBytes || count > kMaxInfoRequests) {
+  if (name_bytes > kMaxStringBytes || count > kMaxInfoRequests) {
+    // Well formed but more than this server takes: too big, as docs/nbd.md promises; a length
+    // that does not add up is invalid.
+    const bool well_formed =
+        reader.ok() && unit_.size() == 4 + std::size_t{name_bytes} + 2 + 2 * std::size_t{count};
+    return append_option_error(
+        out, option_, well_formed ? kRepErrTooBig : kRepErrInvalid,
+        "NBD_OPT_INFO/GO asks for a name of " + std::to_string(name_bytes) + " bytes and " +
+            std::to_string(count) + " info requests; this server takes at most " +
+            std::to_string(kMaxStringBytes) + " and " + std::to_string(kMaxInfoRequests));
+  }
+  if (!reader.at_end()) {
     return append_option_error(out, option_, kRepErrInvalid, "malformed NBD_OPT_INFO/GO data");
   }
   const std::string requested(name.begin(), name.end());

@@ -88,13 +88,15 @@ Verdict check_request(const Request& request, const Session& session) {
                        std::to_string(kMaximumPayloadBytes),
                    false};
   }
+  // A disconnect never gets a reply, whatever flags came with it: an error reply would leave a
+  // client that is closing its end with a connection still open.
+  if (request.is(Command::disconnect)) return Verdict{Action::disconnect, kErrorNone, {}, false};
   if ((request.flags & ~allowed_flags(request)) != 0) {
     return reply_error(kEinval, "flags " + std::to_string(request.flags) + " not valid here",
                        payload_follows);
   }
   switch (static_cast<Command>(request.type)) {
-    case Command::disconnect:
-      return Verdict{Action::disconnect, kErrorNone, {}, false};
+    case Command::disconnect:  // above
     case Command::flush:
       return Verdict{};
     case Command::read:
