@@ -314,37 +314,36 @@ void VolumeRunner::trim(std::uint64_t offset, std::uint32_t length, bool fua, Do
 
 // A client zeroes or discards up to 4 GiB at once, which may span more extents than the activity
 // log holds; the core refuses a request it could never admit whole. Such a request goes in
-// pieces of half the log each, and completes once every piece has, with the first error.
+// pieces of half the log each, one after another (one of the core's request slots, however
+// large the request), and completes with its last piece or its first error.
 void VolumeRunner::write_zeroes(std::uint64_t offset, std::uint32_t length, bool fua, Done done) {
   const std::uint64_t piece_extents = std::max<std::uint64_t>(1, config_.activity_log_extents / 2);
   const std::uint64_t end = offset + length;
-  const std::uint64_t first_extent = offset / volume::kExtentBytes;
   const std::uint64_t extents =
-      length == 0 ? 1 : (end - 1) / volume::kExtentBytes - first_extent + 1;
+      length == 0 ? 1 : (end - 1) / volume::kExtentBytes - offset / volume::kExtentBytes + 1;
   if (extents <= piece_extents) {
     replica_->on_write_zeroes(remember(std::move(done)), offset, length, fua);
-    run_actions();
-    return;
-  }
-  struct Pieces {
-    std::uint64_t remaining = 0;
-    int error = 0;
-    Done done;
-  };
-  auto pieces = std::make_shared<Pieces>();
-  pieces->remaining = (extents + piece_extents - 1) / piece_extents;
-  pieces->done = std::move(done);
-  for (std::uint64_t extent = first_extent; extent < first_extent + extents;
-       extent += piece_extents) {
-    const std::uint64_t from = std::max(offset, extent * volume::kExtentBytes);
-    const std::uint64_t to = std::min(end, (extent + piece_extents) * volume::kExtentBytes);
-    replica_->on_write_zeroes(remember([pieces](int error) {
-                                if (pieces->error == 0) pieces->error = error;
-                                if (--pieces->remaining == 0) pieces->done(pieces->error);
-                              }),
-                              from, static_cast<std::uint32_t>(to - from), fua);
+  } else {
+    zero_next_piece(
+        std::make_shared<ZeroPieces>(ZeroPieces{offset, end, piece_extents, fua, std::move(done)}));
   }
   run_actions();
+}
+
+void VolumeRunner::zero_next_piece(std::shared_ptr<ZeroPieces> pieces) {
+  const std::uint64_t from = pieces->next;
+  const std::uint64_t to = std::min(
+      pieces->end, (from / volume::kExtentBytes + pieces->piece_extents) * volume::kExtentBytes);
+  pieces->next = to;
+  replica_->on_write_zeroes(remember([this, pieces](int error) {
+                              if (error == 0 && stopped_) error = ESHUTDOWN;
+                              if (error != 0 || pieces->next == pieces->end) {
+                                return pieces->done(error);
+                              }
+                              zero_next_piece(pieces);
+                              run_actions();
+                            }),
+                            from, static_cast<std::uint32_t>(to - from), pieces->fua);
 }
 
 void VolumeRunner::run_actions() {

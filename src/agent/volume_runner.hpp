@@ -102,6 +102,15 @@ class VolumeRunner final : public io::BlockDevice {
   void complete(const volume::Complete& action);
   void arm_timer();
   volume::RequestId remember(Done done);
+  // A zeroing request larger than the activity log takes, done piece by piece.
+  struct ZeroPieces {
+    std::uint64_t next = 0;  // where the next piece starts
+    std::uint64_t end = 0;
+    std::uint64_t piece_extents = 0;
+    bool fua = false;
+    Done done;
+  };
+  void zero_next_piece(std::shared_ptr<ZeroPieces> pieces);
   Done forget(volume::RequestId id);
   void note_resync(volume::LinkState link);
   // A disk operation failed: metadata updates are journaled until all are written.
