@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <optional>
 #include <utility>
 #include <vector>
@@ -243,6 +244,38 @@ TEST(VolumeRunner, SaysItsCopyIsOutdatedOnlyOnceItsDiskSaysSo) {
   runner->on_told_outdated(kPrimarysGeneration);
   ASSERT_TRUE(testing::run_io_until(io, [&] { return said.size() == 2; }));
   EXPECT_EQ(said[1].second, volume::DiskState::Outdated);
+
+  runner->stop();
+}
+
+// Two records about this copy within one metadata write (a repeat after a view change carries the
+// primary's current record and an older one): each is confirmed once the mark is on the disk,
+// since the primary may be waiting for either.
+TEST(VolumeRunner, ConfirmsEveryRecordToldWithinOneMetadataWrite) {
+  OneCopy copy;
+  ASSERT_TRUE(copy.create());
+  asio::io_context io;
+  std::vector<volume::Generation> confirmed;
+  VolumeRunner::Hooks hooks;
+  hooks.record_outdated = [](const std::string&, volume::Generation) {};
+  hooks.clear_outdated = [](const std::string&, volume::Generation) {};
+  hooks.outdated_durable = [&](const std::string&, volume::Generation generation) {
+    confirmed.push_back(generation);
+  };
+  auto opened = VolumeRunner::open(io, *copy.config, copy.volume(), 1, io::ClusterKey{}, hooks);
+  ASSERT_TRUE(opened.ok()) << opened.error().message;
+  std::unique_ptr<VolumeRunner> runner = std::move(opened).value();
+  runner->start();
+  constexpr volume::Generation kCurrent = 0x5eed;
+  constexpr volume::Generation kOlder = 0x5eec;
+  runner->on_told_outdated(kCurrent);
+  runner->on_told_outdated(kOlder);
+  EXPECT_TRUE(confirmed.empty()) << "confirmed before the metadata write was done";
+  ASSERT_TRUE(testing::run_io_until(io, [&] { return confirmed.size() == 2; }))
+      << "confirmed " << confirmed.size() << " of the two records";
+  std::sort(confirmed.begin(), confirmed.end());
+  EXPECT_EQ(confirmed, (std::vector<volume::Generation>{kOlder, kCurrent}));
+  EXPECT_EQ(copy.disk_on_file(), volume::DiskState::Outdated);
   runner->stop();
 }
 

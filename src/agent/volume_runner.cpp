@@ -197,15 +197,24 @@ void VolumeRunner::on_told_outdated(volume::Generation as_of) {
   // refuses promotion whatever happens to this agent: once it is marked on the disk
   // (outdate_records.hpp). A copy the record does not concern (caught up since) says nothing.
   if (replica_->persistent_state().disk == volume::DiskState::UpToDate) return;
-  outdated_to_confirm_ = std::make_pair(as_of, newest_submitted_id_);
+  // Each record told is confirmed: two can arrive within one metadata write (a repeat after a
+  // view change carries the current record and an older one), and the primary waits for the
+  // confirmation of its current one.
+  std::uint64_t& after = outdated_to_confirm_[as_of];
+  after = std::max(after, newest_submitted_id_);
   confirm_outdated_when_durable();
 }
 
 void VolumeRunner::confirm_outdated_when_durable() {
-  if (!outdated_to_confirm_ || newest_persisted_id_ < outdated_to_confirm_->second) return;
-  const volume::Generation as_of = outdated_to_confirm_->first;
-  outdated_to_confirm_.reset();
-  if (hooks_.outdated_durable) hooks_.outdated_durable(config_.name, as_of);
+  std::vector<volume::Generation> durable;
+  std::erase_if(outdated_to_confirm_, [&](const auto& entry) {
+    if (newest_persisted_id_ < entry.second) return false;
+    durable.push_back(entry.first);
+    return true;
+  });
+  for (const volume::Generation as_of : durable) {
+    if (hooks_.outdated_durable) hooks_.outdated_durable(config_.name, as_of);
+  }
 }
 
 namespace {

@@ -22,6 +22,7 @@
 #include <asio.hpp>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -146,8 +147,8 @@ class VolumeRunner final : public io::BlockDevice {
   std::string metadata_error_;  // why the metadata last failed to persist; empty once it did
   std::uint64_t newest_submitted_id_ = 0;  // the last Persist handed to the persister
   std::uint64_t newest_persisted_id_ = 0;  // the last Persist written
-  // Told outdated: the generation, and the Persist after which the copy is marked on its disk.
-  std::optional<std::pair<volume::Generation, std::uint64_t>> outdated_to_confirm_;
+  // Told outdated: each generation, and the Persist after which the copy is marked on its disk.
+  std::map<volume::Generation, std::uint64_t> outdated_to_confirm_;
   // Updates handed to metadata_worker_ and not yet written (volume_unsaved_metadata.hpp).
   std::unique_ptr<UnsavedMetadataJournal> journal_;
   TimeUs resync_started_us_ = 0;  // when the running resync began (0: none)
