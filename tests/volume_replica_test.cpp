@@ -180,6 +180,39 @@ TEST(VolumeReplica, AsyncWritesAheadOfThePeerAreBoundedInBytes) {
   EXPECT_TRUE(world.same_disks());
 }
 
+// Small writes hit the count bound first: 4 KiB writes ahead of a stalled peer wait for it once
+// kMaxAsyncUnackedWrites are kept, rather than filling the request table and being refused
+// (EBUSY, an I/O error to the client). A client at queue depth 64 stops when its queue is full.
+TEST(VolumeReplica, AsyncSmallWritesAheadOfThePeerAreBoundedInCount) {
+  World world(Mode::Async);
+  for (int i = 0; i < 2; ++i) {
+    world.node(i).config.max_unacked_epoch_writes = 4096;  // the agent's default epoch
+    world.rebuild(i);
+  }
+  start_connected(world);
+  world.hold_wire[0] = true;  // the peer's acks wait
+  constexpr RequestId kWrites = detail::kMaxAppRequests + 1000;
+  constexpr std::size_t kQueueDepth = 64;
+  RequestId next = 1;
+  std::vector<RequestId> outstanding;
+  for (; next <= kWrites && outstanding.size() < kQueueDepth; ++next) {
+    world.a().r().on_write(next, (next % 1024) * 4096, pattern(4096, 1), false);
+    outstanding.push_back(next);
+    world.run();
+    std::erase_if(outstanding, [&](RequestId id) { return world.a().has_completed(id); });
+  }
+  for (RequestId id = 1; id < next; ++id) {
+    if (world.a().has_completed(id)) {
+      ASSERT_EQ(world.a().error_of(id), 0) << id;
+    }
+  }
+  EXPECT_EQ(next - 1, detail::kMaxAsyncUnackedWrites + kQueueDepth);
+  world.hold_wire[0] = false;
+  world.run();
+  for (RequestId id = 1; id < next; ++id) ASSERT_EQ(world.a().error_of(id), 0) << id;
+  EXPECT_TRUE(world.same_disks());
+}
+
 TEST(VolumeReplica, SecondaryRefusesWritesAndNewExtentsArePersistedFirst) {
   World world;
   start_connected(world);

@@ -38,6 +38,9 @@ constexpr std::size_t kMaxAppRequests = 4096;
 // once the peer has it too (as in sync mode), so that a slow link or peer slows the writer down
 // instead of filling this host's memory.
 constexpr std::uint64_t kMaxAsyncUnackedBytes = 64u << 20;
+// And so many writes: each stays in app_ until the peer's ack, and small ones would reach
+// kMaxAppRequests (EBUSY, which a client sees as EIO) long before the bytes bound.
+constexpr std::size_t kMaxAsyncUnackedWrites = kMaxAppRequests / 2;
 // A sequential stream entering a new extent brings this many following extents into the
 // activity log with it, when the log holds at least kMinExtentsForPrefetch.
 constexpr std::uint64_t kPrefetchExtents = 7;
@@ -321,6 +324,7 @@ class ReplicaCore {
   // to do and skips its walk over app_.
   std::size_t unissued_ = 0;
   std::uint64_t async_unacked_bytes_ = 0;  // see kMaxAsyncUnackedBytes
+  std::size_t async_unacked_writes_ = 0;   // see kMaxAsyncUnackedWrites
   std::uint64_t next_sequence_ = 1;
   std::uint64_t epoch_ = 1;
   std::uint64_t epoch_writes_ = 0;  // writes sent in the current epoch

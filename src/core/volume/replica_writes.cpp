@@ -402,10 +402,12 @@ void ReplicaCore::complete_app_requests() {
       const bool peer_has_it = !r.sent || r.peer_acked;
       const std::uint64_t kept = r.data ? r.data->size() : 0;
       const bool ahead_of_peer = config_.mode == Mode::Async && !peer_has_it &&
-                                 async_unacked_bytes_ + kept <= kMaxAsyncUnackedBytes;
+                                 async_unacked_bytes_ + kept <= kMaxAsyncUnackedBytes &&
+                                 async_unacked_writes_ < kMaxAsyncUnackedWrites;
       if (ahead_of_peer) {
         r.counted_async = true;
         async_unacked_bytes_ += kept;
+        ++async_unacked_writes_;
       }
       if (ahead_of_peer || peer_has_it) {
         r.completed = true;
@@ -414,7 +416,10 @@ void ReplicaCore::complete_app_requests() {
     }
     if (r.completed && finished(r)) {
       end_extents(r);
-      if (r.counted_async) async_unacked_bytes_ -= r.data ? r.data->size() : 0;
+      if (r.counted_async) {
+        async_unacked_bytes_ -= r.data ? r.data->size() : 0;
+        --async_unacked_writes_;
+      }
       it = app_.erase(it);
     } else {
       ++it;
