@@ -144,7 +144,9 @@ set_tests_properties(volume_replay_identical_disk_errors PROPERTIES TIMEOUT 120 
 #   1142896, 1147178, 1149138: both copies crashed as primary on one generation, the one the
 #             ring had recorded outdated (and which had lost unflushed writes) was the source of
 #             their marked blocks because its node id was lower.
-foreach(seed 1142896 1147178 1149138 1115871 828071 846713 947172 1068732 93000079 93000550 93000723 93004100 93006209 93010628 95066770 99000776 99010907
+#   1185408: the secondary lost power, then the primary's failed flush dropped its cached writes
+#             before it heard its link was gone; the model wanted the unflushed write both lost.
+foreach(seed 1185408 1142896 1147178 1149138 1115871 828071 846713 947172 1068732 93000079 93000550 93000723 93004100 93006209 93010628 95066770 99000776 99010907
         99503303 99511675 101029428 9310518 5 13 189 328 1405 3423 6028 2222 11432 4501 748299)
   add_test(NAME volume_seed_${seed} COMMAND $<TARGET_FILE:keel> sim --volume --seed ${seed})
   set_tests_properties(volume_seed_${seed} PROPERTIES TIMEOUT 60 LABELS sim)

@@ -113,23 +113,35 @@ std::size_t VolumeModel::pending_on(int node) const {
       pending_.begin(), pending_.end(), [&](auto& p) { return writes_[p.second].node == node; }));
 }
 
-// The node lost power after the write was issued (its cache may have held it, even when the
+namespace {
+// One of `losses` came after the write was issued (its cache may have held it, even when the
 // acknowledgement came after the loss) and before it was flushed.
-bool VolumeModel::lost_power(const Write& write, int node) const {
-  auto losses = power_losses_.find(node);
-  if (losses == power_losses_.end()) return false;
-  return std::any_of(losses->second.begin(), losses->second.end(), [&](TimeUs at) {
+template <typename Write>
+bool lost_between(const Write& write, const std::vector<TimeUs>& losses) {
+  return std::any_of(losses.begin(), losses.end(), [&](TimeUs at) {
     return write.issued_at <= at && (!write.flushed_at || *write.flushed_at > at);
   });
+}
+}  // namespace
+
+bool VolumeModel::lost_power(const Write& write, int node) const {
+  auto losses = power_losses_.find(node);
+  return losses != power_losses_.end() && lost_between(write, losses->second);
+}
+
+bool VolumeModel::lost_cache(const Write& write, int node) const {
+  auto drops = cache_drops_.find(node);
+  return drops != cache_drops_.end() && lost_between(write, drops->second);
 }
 
 bool VolumeModel::excused(const Write& write, int node) const {
   if (write.lost || lost_power(write, node)) return true;
-  for (TimeUs at : lone_power_losses_) {
-    if (write.issued_at <= at && (!write.flushed_at || *write.flushed_at > at)) return true;
-  }
+  if (lost_between(write, lone_power_losses_)) return true;
   for (int holder = 0; holder < 2; ++holder) {
-    if ((write.holders & (1u << holder)) != 0 && !lost_power(write, holder)) return false;
+    if ((write.holders & (1u << holder)) != 0 && !lost_power(write, holder) &&
+        !lost_cache(write, holder)) {
+      return false;
+    }
   }
   return write.holders != 0;
 }

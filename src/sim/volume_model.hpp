@@ -10,7 +10,9 @@
 // power before it was flushed, when a primary without an UpToDate peer replicating lost power
 // before it was flushed (a resync then spreads the loss), or when a copy that lost it so was
 // promoted (adopt(): its copy is the history from then on): flushed data survives power loss,
-// unflushed data only process crashes and the other node's loss, not both.
+// unflushed data only process crashes and the other node's loss, not both. A failed flush that
+// dropped a giving-way primary's cache counts, for the every-holder rule only, as its power loss
+// (the primary's copy is not the volume's any more, so nothing else excuses it there).
 //
 // Thread-safety: none.
 #pragma once
@@ -48,6 +50,9 @@ class VolumeModel {
     power_losses_[node].push_back(now);
     if (alone) lone_power_losses_.push_back(now);
   }
+  // A failed flush dropped `node`'s cached writes while its peer stood in for it (it gives way):
+  // they are lost for the volume if every other node that held them lost power too.
+  void cache_dropped(int node, TimeUs now) { cache_drops_[node].push_back(now); }
   // The node crashed: its requests will never complete.
   void abandon(int node);
 
@@ -91,6 +96,7 @@ class VolumeModel {
     std::optional<TimeUs> flushed_at;
   };
   bool lost_power(const Write& write, int node) const;
+  bool lost_cache(const Write& write, int node) const;
   bool excused(const Write& write, int node) const;
 
   std::uint64_t next_write_ = 1;
@@ -101,6 +107,7 @@ class VolumeModel {
   std::map<std::uint64_t, int> in_flight_blocks_;
   std::map<int, std::vector<TimeUs>> power_losses_;
   std::vector<TimeUs> lone_power_losses_;
+  std::map<int, std::vector<TimeUs>> cache_drops_;
   std::uint64_t acked_writes_ = 0;
 };
 

@@ -190,8 +190,9 @@ class VolumeRun {
   }
 
   // A failed flush may drop the cached writes it covered (SimDisk::fail_flush()). A primary
-  // whose peer stands in gives way to it, so the volume keeps them; a primary without one is
-  // the volume's only full copy, and like a local disk it loses them, as in a power loss alone.
+  // whose peer stands in gives way to it, so the volume keeps them (unless the peer lost them
+  // to a power loss too); a primary without one is the volume's only full copy, and like a local
+  // disk it loses them, as in a power loss alone.
   // On any other copy the failure is that copy's own (the primary holds the writes).
   // A primary that gives way may find its peer's disk failed too before it is done (the core's
   // abandon_step_down()): it then keeps the volume, UpToDate, and the loss is the volume's after
@@ -203,9 +204,12 @@ class VolumeRun {
         s.link == LinkState::Connected && s.peer_disk == DiskState::UpToDate;
     if (world_.options().mode != volume::Mode::Sync || !peer_stands_in) {
       model_.power_loss(node, world_.now(), /*alone=*/true);
-    } else if (!giving_way_since_[node]) {
-      giving_way_since_[node] = world_.now();
+      return;
     }
+    // The peer holds the writes, unless it lost power since (seed 1185408: before this node
+    // heard that its link was gone).
+    model_.cache_dropped(node, world_.now());
+    if (!giving_way_since_[node]) giving_way_since_[node] = world_.now();
   }
 
   // A primary that did not step down at once keeps no excuse: its next flush reported done is
