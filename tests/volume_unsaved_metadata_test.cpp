@@ -124,15 +124,15 @@ TEST_F(UnsavedMetadataTest, TheFormatRoundTripsAndRefusesDamageAndOtherVolumes) 
 
 TEST_F(UnsavedMetadataTest, TheJournalExistsFromAFailureUntilEveryUpdateIsWritten) {
   UnsavedMetadataJournal journal(journal_path_, "data", header_);
-  journal.submitted(shared(update_of(volume::DiskState::UpToDate, {1})));
+  journal.submitted(shared(update_of(volume::DiskState::UpToDate, {1})), 1);
   journal.written();
   EXPECT_FALSE(std::filesystem::exists(journal_path_)) << "nothing failed";
 
-  journal.submitted(shared(update_of(volume::DiskState::UpToDate, {2})));
+  journal.submitted(shared(update_of(volume::DiskState::UpToDate, {2})), 2);
   journal.activate("a disk operation failed");
   ASSERT_TRUE(journal_on_disk().ok());
   EXPECT_EQ(journal_on_disk().value().size(), 1u);
-  journal.submitted(shared(update_of(volume::DiskState::Inconsistent, {2})));
+  journal.submitted(shared(update_of(volume::DiskState::Inconsistent, {2})), 3);
   ASSERT_TRUE(journal_on_disk().ok());
   EXPECT_EQ(journal_on_disk().value().size(), 2u) << "journaled before it is handed on";
   journal.written();
@@ -142,12 +142,44 @@ TEST_F(UnsavedMetadataTest, TheJournalExistsFromAFailureUntilEveryUpdateIsWritte
   EXPECT_FALSE(journal.active());
 }
 
+// A failed rewrite keeps the journal written before: it may hold a step-down's mark that the
+// replica was told is safe. The metadata worker removes it just before writing the first update
+// it lacks (by then every update it holds is written), so it never rolls the metadata back.
+TEST_F(UnsavedMetadataTest, AFailedRewriteKeepsTheJournalUntilTheMetadataWouldPassIt) {
+  UnsavedMetadataJournal journal(journal_path_, "data", header_);
+  journal.activate("a disk operation failed");
+  journal.submitted(shared(update_of(volume::DiskState::Inconsistent, {1})), 1);
+  ASSERT_TRUE(journal.holds_pending());
+  // The next rewrite cannot create its temporary file.
+  std::filesystem::create_directories(journal_path_ + ".new");
+  journal.submitted(shared(update_of(volume::DiskState::Inconsistent, {2})), 2);
+  EXPECT_FALSE(journal.holds_pending()) << "the file lacks update 2";
+  ASSERT_TRUE(journal_on_disk().ok()) << "the journal written before is gone";
+  ASSERT_EQ(journal_on_disk().value().size(), 1u);
+  EXPECT_EQ(journal_on_disk().value()[0].state.disk, volume::DiskState::Inconsistent);
+
+  EXPECT_TRUE(journal.before_metadata_write(1).ok());
+  EXPECT_TRUE(std::filesystem::exists(journal_path_)) << "update 1 is not written yet";
+  journal.written();  // update 1
+  EXPECT_TRUE(journal.before_metadata_write(2).ok());
+  EXPECT_FALSE(std::filesystem::exists(journal_path_)) << "it would roll back update 2";
+
+  // The directory works again: the next update is journaled whole.
+  std::filesystem::remove(journal_path_ + ".new");
+  journal.submitted(shared(update_of(volume::DiskState::Inconsistent, {3})), 3);
+  EXPECT_TRUE(journal.holds_pending());
+  ASSERT_TRUE(journal_on_disk().ok());
+  EXPECT_EQ(journal_on_disk().value().size(), 2u);
+  EXPECT_TRUE(journal.before_metadata_write(2).ok());
+  EXPECT_TRUE(std::filesystem::exists(journal_path_)) << "a current journal stays";
+}
+
 TEST_F(UnsavedMetadataTest, AStopJournalsTheUpdatesNotSeenWritten) {
   UnsavedMetadataJournal journal(journal_path_, "data", header_);
   journal.stopping();
   EXPECT_FALSE(std::filesystem::exists(journal_path_)) << "nothing was pending";
-  journal.submitted(shared(update_of(volume::DiskState::UpToDate, {1})));
-  journal.submitted(shared(update_of(volume::DiskState::Inconsistent, {1})));
+  journal.submitted(shared(update_of(volume::DiskState::UpToDate, {1})), 1);
+  journal.submitted(shared(update_of(volume::DiskState::Inconsistent, {1})), 2);
   journal.written();
   journal.stopping();  // the worker dropped the second one
   ASSERT_TRUE(journal_on_disk().ok());
@@ -160,7 +192,7 @@ TEST_F(UnsavedMetadataTest, AStartAppliesTheJournalToTheMetadataAndRemovesIt) {
     UnsavedMetadataJournal journal(journal_path_, "data", header_);
     journal.activate("a metadata update failed");
     journal.submitted(
-        shared(update_of(volume::DiskState::Inconsistent, {}, {{0, page_with(0, 1)}})));
+        shared(update_of(volume::DiskState::Inconsistent, {}, {{0, page_with(0, 1)}})), 1);
   }  // the agent stops with it unwritten
   ASSERT_TRUE(std::filesystem::exists(journal_path_));
   {

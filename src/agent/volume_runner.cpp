@@ -478,14 +478,15 @@ void VolumeRunner::execute(volume::Persist& action) {
     update->pages.emplace_back(page, volume::BitmapPageBytes{});
     replica_->bitmap().page_bytes(page, update->pages.back().second);
   }
-  journal_->submitted(update);
+  journal_->submitted(update, action.id);
   newest_submitted_id_ = action.id;
   report_journaled();
   // Retried until written (metadata_persister.hpp): the replica must never count as durable
   // what is not.
   auto data_flush_failed = std::make_shared<bool>(false);
   metadata_worker_.submit(
-      [this, update, flush_data = action.flush_data_first, data_flush_failed]() -> Result<Ok> {
+      [this, update, id = action.id, flush_data = action.flush_data_first,
+       data_flush_failed]() -> Result<Ok> {
         // The log is about to stop naming an extent: its writes must be on disk first
         // (volume::Persist::flush_data_first). The file stays open until the worker stops.
         if (flush_data && ::fdatasync(disk_->descriptor()) != 0) {
@@ -502,6 +503,7 @@ void VolumeRunner::execute(volume::Persist& action) {
           }
           return Error{"flushing the data before an activity-log update: " + io::errno_text(error)};
         }
+        if (auto ready = journal_->before_metadata_write(id); !ready.ok()) return ready.error();
         if (auto written = metadata_->write_bitmap_pages(update->pages); !written.ok()) {
           return Error{"writing the bitmap: " + written.error().message};
         }

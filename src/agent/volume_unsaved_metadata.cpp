@@ -63,9 +63,24 @@ Result<std::size_t> recover_unsaved_metadata(const std::string& path, const std:
   return updates.value().size();
 }
 
-void UnsavedMetadataJournal::submitted(std::shared_ptr<const volume::UnsavedUpdate> update) {
-  pending_.push_back(std::move(update));
+void UnsavedMetadataJournal::submitted(std::shared_ptr<const volume::UnsavedUpdate> update,
+                                       std::uint64_t id) {
+  pending_.push_back(Pending{id, std::move(update)});
   if (active_) write_journal();
+}
+
+Result<Ok> UnsavedMetadataJournal::before_metadata_write(std::uint64_t id) {
+  std::lock_guard lock(file_mutex_);
+  if (!file_stale_ || !file_through_ || id <= *file_through_) return Ok{};
+  if (auto removed = io::remove_file_durably(path_); !removed) {
+    return Error{"the journal " + path_ + " lacks this update and " + removed.error().message};
+  }
+  spdlog::warn(
+      "volume {}: removed the journal whose rewrite failed, as its updates are all written; "
+      "a restart before the later ones are written comes back from the metadata without them",
+      volume_);
+  file_through_.reset();
+  return Ok{};
 }
 
 void UnsavedMetadataJournal::written() {
@@ -73,11 +88,14 @@ void UnsavedMetadataJournal::written() {
   if (!pending_.empty() || !active_) return;
   // While a file may be there it stays active, rewritten with every update handed on: a journal
   // older than the metadata would roll it back at the next start.
+  std::lock_guard lock(file_mutex_);
   if (auto removed = io::remove_file_durably(path_); !removed) {
     spdlog::error("volume {}: {}; journaling every metadata update until it can be removed",
                   volume_, removed.error().message);
     return;
   }
+  file_through_.reset();
+  file_stale_ = false;
   active_ = false;
 }
 
@@ -99,9 +117,11 @@ void UnsavedMetadataJournal::activate(const std::string& why) {
 
 void UnsavedMetadataJournal::write_journal() {
   std::vector<volume::UnsavedUpdate> updates;
-  for (const auto& update : pending_) updates.push_back(*update);
+  for (const Pending& pending : pending_) updates.push_back(*pending.update);
   const std::string dir = std::filesystem::path(path_).parent_path().string();
   const Bytes bytes = io::encode_unsaved_updates(header_, updates);
+  // Held while the file is replaced: the worker must not remove a file that is being renewed.
+  std::lock_guard lock(file_mutex_);
   Result<Ok> written = Ok{};
   if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
     written = Error{"cannot create " + dir};
@@ -110,18 +130,22 @@ void UnsavedMetadataJournal::write_journal() {
   }
   current_ = written.ok();
   if (!written) {
-    // An older journal left in place would roll the metadata back at the next start: better
-    // none (a full state directory can still unlink).
-    const bool gone = io::remove_file_durably(path_).ok();
+    // The previous file stays: it may hold what the replica was told is safe (a step-down's
+    // mark), and the worker removes it before the metadata passes it (before_metadata_write()).
+    file_stale_ = true;
     if (!std::exchange(warned_, true)) {
       spdlog::error(
-          "volume {}: cannot journal its metadata updates: {}; {}", volume_,
-          written.error().message,
-          gone ? "a restart before they are written would come back from older metadata"
-               : "nor remove the journal there, which a restart would apply over newer metadata");
+          "volume {}: cannot journal its metadata updates: {}; a restart before they are "
+          "written comes back from older metadata{}",
+          volume_, written.error().message,
+          file_through_ ? " and the journal written before (kept until the metadata holds it)"
+                        : "");
     }
     return;
   }
+  file_through_ =
+      pending_.empty() ? std::nullopt : std::optional<std::uint64_t>(pending_.back().id);
+  file_stale_ = false;
   warned_ = false;
 }
 

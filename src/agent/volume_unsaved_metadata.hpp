@@ -14,12 +14,21 @@
 // activity log keeping every extent any of them named), writes the result into the metadata,
 // and removes the journal.
 //
-// Thread-safety: UnsavedMetadataJournal on the volume's thread; the functions on any one.
+// A rewrite of the journal that fails leaves the previous file in place: it still holds updates
+// the replica may have relied on (a step-down's Inconsistent mark, journaled and then reported
+// as such). It would roll the metadata back only once the metadata holds a later update, so the
+// metadata worker removes it (before_metadata_write()) just before it writes the first update
+// the file lacks, when every update the file holds is written already.
+//
+// Thread-safety: UnsavedMetadataJournal on the volume's thread, but before_metadata_write() on
+// the metadata worker's; the functions on any one.
 #pragma once
 
 #include <cstdint>
 #include <deque>
 #include <memory>
+#include <mutex>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -49,8 +58,13 @@ class UnsavedMetadataJournal {
   UnsavedMetadataJournal(std::string path, std::string volume, io::MetadataHeader header)
       : path_(std::move(path)), volume_(std::move(volume)), header_(std::move(header)) {}
 
-  // An update about to be handed to the persister (in order); journaled first while active.
-  void submitted(std::shared_ptr<const volume::UnsavedUpdate> update);
+  // An update about to be handed to the persister (in order, `id` increasing); journaled first
+  // while active.
+  void submitted(std::shared_ptr<const volume::UnsavedUpdate> update, std::uint64_t id);
+  // On the metadata worker, before it writes update `id`: removes a journal left behind by a
+  // failed rewrite that lacks this update. An error (the file cannot be removed): the update
+  // must wait, or the journal applied at the next start would roll the metadata back.
+  Result<Ok> before_metadata_write(std::uint64_t id);
   // The oldest update handed on is written: once none is left, the journal goes.
   void written();
   // A disk operation or an update failed (`why`): the journal is kept from now on.
@@ -68,10 +82,19 @@ class UnsavedMetadataJournal {
   std::string path_;
   std::string volume_;
   io::MetadataHeader header_;
-  std::deque<std::shared_ptr<const volume::UnsavedUpdate>> pending_;
+  struct Pending {
+    std::uint64_t id = 0;
+    std::shared_ptr<const volume::UnsavedUpdate> update;
+  };
+  std::deque<Pending> pending_;
   bool active_ = false;   // the file may be there: every update is journaled
   bool current_ = false;  // the last write of the file succeeded
   bool warned_ = false;
+  // The file on disk, shared with the metadata worker: the id of the last update it holds
+  // (none: no file, or one without updates) and whether a rewrite failed since it was written.
+  std::mutex file_mutex_;
+  std::optional<std::uint64_t> file_through_;
+  bool file_stale_ = false;
 };
 
 }  // namespace keel::agent
