@@ -8,6 +8,7 @@
 #include <deque>
 #include <map>
 #include <memory>
+#include <set>
 
 namespace keel::vip {
 namespace {
@@ -90,12 +91,25 @@ class Cluster {
     deliver();
   }
   TimeUs now() const { return now_; }
+  // Runs `n`'s actions as the service does: a State is encoded when its turn comes, and an add on
+  // a host in failing_adds fails (the node hears so before the actions after it).
   void collect(NodeId n) {
-    for (auto& action : node(n).take_actions()) {
-      if (auto* b = std::get_if<Broadcast>(&action)) queue_.push_back({n, b->payload});
-      if (auto* a = std::get_if<Acquire>(&action)) steps.push_back({n, a->address, true});
-      if (auto* r = std::get_if<Release>(&action)) steps.push_back({n, r->address, false});
-      if (auto* t = std::get_if<Notice>(&action)) notices.push_back(t->text);
+    for (auto actions = node(n).take_actions(); !actions.empty();
+         actions = node(n).take_actions()) {
+      for (auto& action : actions) {
+        if (std::holds_alternative<Broadcast>(action)) {
+          queue_.push_back({n, node(n).state_message()});
+        }
+        if (auto* a = std::get_if<Acquire>(&action)) {
+          if (failing_adds.contains(n)) {
+            node(n).acquire_failed(a->address, now_);
+          } else {
+            steps.push_back({n, a->address, true});
+          }
+        }
+        if (auto* r = std::get_if<Release>(&action)) steps.push_back({n, r->address, false});
+        if (auto* t = std::get_if<Notice>(&action)) notices.push_back(t->text);
+      }
     }
   }
   std::map<NodeId, std::size_t> counts() {
@@ -116,6 +130,7 @@ class Cluster {
 
   std::vector<Step> steps;
   std::vector<std::string> notices;
+  std::set<NodeId> failing_adds;
 
  private:
   VipConfig config_;
@@ -208,6 +223,25 @@ TEST(VipNode, DrainHandsOverMakeBeforeBreak) {
   c.collect(1);
   c.settle();
   EXPECT_EQ(c.node(1).held().size(), 2u);
+}
+
+// The handover's new owner cannot add the address: its State must not claim it, or the drained
+// host would release it and nobody would hold it. The new owner's pool counts as unhealthy
+// there, so the drained host, the only other one, keeps what it held.
+TEST(VipNode, AFailedAddOnTheHandoverTargetLeavesTheDrainedHostHoldingIt) {
+  Cluster c(config(4, {1, 2}), {1, 2});
+  c.view({1, 2});
+  c.settle();
+  const std::set<std::uint32_t> drained_held = c.node(1).held();
+  ASSERT_EQ(drained_held.size(), 2u);
+  c.failing_adds.insert(2);
+  c.node(1).drain(c.now());
+  c.collect(1);
+  c.settle();
+  EXPECT_EQ(c.node(1).held(), drained_held) << "the drained host let go of an address";
+  EXPECT_TRUE(c.node(2).held().empty());
+  EXPECT_FALSE(c.node(2).healthy(0));
+  for (std::uint32_t a = 0; a < 4; ++a) c.holder(a);  // never two holders
 }
 
 TEST(VipNode, DrainedHostKeepsAddressesNobodyElseMayHold) {
@@ -359,7 +393,8 @@ TEST(VipNode, ConfigMismatchBlocksAcquisition) {
   std::vector<std::pair<NodeId, Bytes>> sent;
   for (auto* n : {&a, &b}) {
     for (auto& action : n->take_actions()) {
-      if (auto* bc = std::get_if<Broadcast>(&action)) sent.push_back({n->self(), bc->payload});
+      if (std::holds_alternative<Broadcast>(action))
+        sent.push_back({n->self(), n->state_message()});
     }
   }
   for (auto& [origin, bytes] : sent) a.on_message(origin, bytes, 1 + 2 * kSettle);

@@ -319,21 +319,25 @@ void VipService::stop() {
 
 void VipService::run_actions() {
   if (stopped_) return;
-  for (auto& action : node_->take_actions()) {
-    if (auto* broadcast = std::get_if<vip::Broadcast>(&action)) {
-      pending_broadcasts_.push_back(std::move(broadcast->payload));
-    } else if (const auto* add = std::get_if<vip::Acquire>(&action)) {
-      acquire(add->address);
-    } else if (const auto* remove = std::get_if<vip::Release>(&action)) {
-      if (addresses_[remove->address].add_pending) {
-        drop_pending(remove->address);
-      } else if (node_->drained()) {
-        release_after_handover(remove->address);
-      } else {
-        release(remove->address, "released: placement moved it");
+  // A failed add is the core's to hear at once, before the State after it is encoded (so that no
+  // State claims the address, which a drained holder would release on), and it may ask for more.
+  for (auto actions = node_->take_actions(); !actions.empty(); actions = node_->take_actions()) {
+    for (auto& action : actions) {
+      if (std::holds_alternative<vip::Broadcast>(action)) {
+        pending_broadcasts_.push_back(node_->state_message());
+      } else if (const auto* add = std::get_if<vip::Acquire>(&action)) {
+        if (!acquire(add->address)) not_added(add->address);
+      } else if (const auto* remove = std::get_if<vip::Release>(&action)) {
+        if (addresses_[remove->address].add_pending) {
+          drop_pending(remove->address);
+        } else if (node_->drained()) {
+          release_after_handover(remove->address);
+        } else {
+          release(remove->address, "released: placement moved it");
+        }
+      } else if (const auto* notice = std::get_if<vip::Notice>(&action)) {
+        spdlog::warn("vip: {}", notice->text);
       }
-    } else if (const auto* notice = std::get_if<vip::Notice>(&action)) {
-      spdlog::warn("vip: {}", notice->text);
     }
   }
   flush_broadcasts();

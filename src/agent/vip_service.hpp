@@ -140,7 +140,8 @@ class VipService {
   Result<std::vector<std::uint32_t>> reconcile_interfaces();
   void make_node(std::vector<std::uint32_t> adopted);
   void run_actions();
-  void acquire(std::uint32_t address);
+  bool acquire(std::uint32_t address);  // false: the add failed (add_failed() ran)
+  void not_added(std::uint32_t address);
   void add_failed(std::uint32_t address, const std::string& error);
   void drop_pending(std::uint32_t address);
   bool marked_as_keels(const Address& address);

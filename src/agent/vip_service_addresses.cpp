@@ -29,7 +29,7 @@ std::chrono::milliseconds retry_wait(std::uint32_t failures) {
 
 }  // namespace
 
-void VipService::acquire(std::uint32_t number) {
+bool VipService::acquire(std::uint32_t number) {
   Address& address = addresses_[number];
   if (handover_) handover_->take_back(number);  // a no-op unless it is kept here
   cancel_delete(number);                        // wanted here again: it may stay
@@ -39,7 +39,7 @@ void VipService::acquire(std::uint32_t number) {
   if (!added) {
     if (handover_) handover_->stop_forwarding(number);
     add_failed(number, added.error().message);
-    return;
+    return false;
   }
   if (address.add_failures > 0) {
     spdlog::info("vip {}: added to {} after {} failed attempts", address.text, address.interface,
@@ -57,6 +57,14 @@ void VipService::acquire(std::uint32_t number) {
   spdlog::info("vip {}: acquired on {}", address.text, address.interface);
   announce(number, 0);
   run_hook(pools_[address.pool].config->on_acquire, address);
+  return true;
+}
+
+// The core hears that the add failed: the address is not held here, and the pool is unhealthy
+// here until the retry (add_failed()).
+void VipService::not_added(std::uint32_t number) {
+  node_->acquire_failed(number, io::monotonic_now_us());
+  drop_pending(number);
 }
 
 // An address that was already on the interface when keel added it is keel's only if it carries
@@ -257,6 +265,7 @@ void VipService::arm_held_check() {
 // again (or, if that fails, handled as any failed add).
 void VipService::check_held() {
   std::map<std::string, std::vector<io::InterfaceAddress>> present;
+  std::vector<std::uint32_t> failed;
   for (std::uint32_t number = 0; number < addresses_.size(); ++number) {
     Address& address = addresses_[number];
     if (!address.held) continue;
@@ -276,12 +285,16 @@ void VipService::check_held() {
       address.held = false;
       address.since_us = io::monotonic_now_us();
       add_failed(number, added.error().message);
+      failed.push_back(number);
       continue;
     }
-    address.foreign = false;
+    // Present after all (a listing that failed, or added meanwhile): keel's only with its mark.
+    address.foreign = added.value() == io::AddOutcome::kAlreadyPresent && !marked_as_keels(address);
     address.why = "added again: it had been deleted outside keel";
     announce(number, 0);
   }
+  for (const std::uint32_t number : failed) not_added(number);
+  if (!failed.empty()) run_actions();
 }
 
 }  // namespace keel::agent

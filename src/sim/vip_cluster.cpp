@@ -213,8 +213,8 @@ void VipCluster::run_vip_actions(NodeId id) {
   Host& h = hosts_[id];
   for (auto& action : h.node->take_actions()) {
     if (failed()) return;
-    if (auto* broadcast = std::get_if<vip::Broadcast>(&action)) {
-      submit(id, h.groups->message(vip::kVipGroup, broadcast->payload));
+    if (std::holds_alternative<vip::Broadcast>(action)) {
+      submit(id, h.groups->message(vip::kVipGroup, h.node->state_message()));
     } else if (const auto* acquire = std::get_if<vip::Acquire>(&action)) {
       on_acquire(id, *acquire);
     } else if (const auto* release = std::get_if<vip::Release>(&action)) {

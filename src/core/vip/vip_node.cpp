@@ -388,14 +388,33 @@ void VipNode::release(std::uint32_t address) {
 
 void VipNode::send_state() {
   KEEL_ASSERT(view_.has_value());
+  last_sent_seen_ = seen_;
+  ++states_sent_;
+  actions_.push_back(Broadcast{});
+}
+
+Bytes VipNode::state_message() const {
+  KEEL_ASSERT(view_.has_value());
   VipState state{*view_, digest_, seen_, drained_, {}, {}};
   for (std::uint32_t p = 0; p < healthy_.size(); ++p) {
     if (healthy_[p]) state.healthy_pools.push_back(static_cast<std::uint16_t>(p));
   }
   for (std::uint32_t a : held_) state.held.push_back(static_cast<std::uint16_t>(a));
-  last_sent_seen_ = seen_;
-  ++states_sent_;
-  actions_.push_back(Broadcast{encode_vip_state(state)});
+  return encode_vip_state(state);
+}
+
+void VipNode::acquire_failed(std::uint32_t address, TimeUs now) {
+  KEEL_ASSERT(address < slots_.size());
+  if (held_.erase(address) == 0) return;
+  unconfirmed_.erase(address);
+  const std::uint64_t sent = states_sent_;
+  set_healthy(index_.pool_of[address], false, now);
+  // A State already sent may have claimed it (a held address found gone and not added back):
+  // one more says it is not.
+  if (states_sent_ == sent && view_) {
+    send_state();
+    acquire_blocked_until_ = states_sent_;
+  }
 }
 
 bool VipNode::knows_current(const VipNode& other) const {

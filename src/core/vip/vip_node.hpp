@@ -66,9 +66,11 @@ namespace keel::vip {
 // The process group every vip host joins; its messages are fed to on_message().
 inline constexpr const char* kVipGroup = "keel.vip";
 
-struct Broadcast {
-  Bytes payload;  // to the group kVipGroup, agreed order
-};
+// This node's State is due: when the action is executed, after the ones before it, encode it
+// with VipNode::state_message() and send it to the group kVipGroup, in agreed order, once per
+// Broadcast (the node counts them). Encoded then, not when asked for, so that an acquisition
+// whose add failed (acquire_failed()) is never claimed as held.
+struct Broadcast {};
 struct Acquire {
   std::uint32_t address = 0;  // global address number (pools.hpp)
   std::uint32_t pool = 0;
@@ -96,12 +98,18 @@ class VipNode {
   void on_message(NodeId origin, std::span<const std::uint8_t> payload, TimeUs now);
   // An unhealthy pool's addresses are released at once, before the State announcing it.
   void set_healthy(std::uint32_t pool, bool healthy, TimeUs now);
+  // The add an Acquire asked for failed here: `address` is not held, and its pool counts as
+  // unhealthy here, as after set_healthy(pool, false), until set_healthy() says otherwise. Call
+  // it before executing the actions after that Acquire.
+  void acquire_failed(std::uint32_t address, TimeUs now);
   void drain(TimeUs now);
   void undrain(TimeUs now);
   void on_tick(TimeUs now);
 
   TimeUs next_deadline() const;
   std::vector<VipAction> take_actions();
+  // The State to send for a Broadcast being executed: this node as it is now.
+  Bytes state_message() const;
 
   // ---- inspection ----
   NodeId self() const { return self_; }
