@@ -37,13 +37,15 @@ using namespace std::chrono_literals;
 constexpr const char* kFloating = "198.18.78.10/24";
 
 // Node fe1 (this host), with fe2 too when `two_nodes` (it never runs: the tests play its part).
-std::string service_config(const std::string& pool_extra, int startup_ms, bool two_nodes) {
+std::string service_config(const std::string& pool_extra, int startup_ms, bool two_nodes,
+                           int handover_ms) {
   std::string nodes = "[[node]]\nid = 1\nname = \"fe1\"\naddress = \"198.18.78.1\"\n";
   if (two_nodes) nodes += "\n[[node]]\nid = 2\nname = \"fe2\"\naddress = \"198.18.78.2\"\n";
   return "[cluster]\nname = \"t\"\n\n" + nodes +
          "\n[vip]\nstartup_ms = " + std::to_string(startup_ms) +
-         "\nhandover_ms = 0\n\n[[vip.pool]]\nname = \"web\"\n" + "addresses = [\"" +
-         std::string(kFloating) + "\"]\ninterface = \"v0\"\nannounce_count = 1\n" + pool_extra;
+         "\nhandover_ms = " + std::to_string(handover_ms) + "\n\n[[vip.pool]]\nname = \"web\"\n" +
+         "addresses = [\"" + std::string(kFloating) +
+         "\"]\ninterface = \"v0\"\nannounce_count = 1\n" + pool_extra;
 }
 
 std::string kernel_release() {
@@ -110,8 +112,8 @@ class VipServiceTest : public ::testing::Test {
 
   // Opens the service with `pool_extra` appended to the pool's section; nothing runs yet.
   void open(const std::string& pool_extra = "") {
-    auto parsed =
-        config::parse_config(service_config(pool_extra, startup_ms_, two_nodes_), "keel.toml");
+    auto parsed = config::parse_config(
+        service_config(pool_extra, startup_ms_, two_nodes_, handover_ms_), "keel.toml");
     ASSERT_TRUE(parsed.ok()) << parsed.error().message;
     config_ = std::move(parsed).value();
     const std::string error = call([this] {
@@ -180,15 +182,22 @@ class VipServiceTest : public ::testing::Test {
   // kFloating or not.
   void join_node_2(bool holds_floating) {
     call([this, holds_floating] {
-      const RingId ring{2, 1};
-      service_->on_view(ring::View{ring::View::Kind::regular, ring, {}, {1, 2}});
+      service_->on_view(ring::View{ring::View::Kind::regular, kWithNode2, {}, {1, 2}});
+      return 0;
+    });
+    send_node_2_state(holds_floating);
+  }
+  // fe2's State in the view join_node_2() installed.
+  void send_node_2_state(bool holds_floating) {
+    call([this, holds_floating] {
       vip::VipState state{
-          ring, vip::config_digest(config::core_vip_config(config_.vip)), 0, false, {0}, {}};
+          kWithNode2, vip::config_digest(config::core_vip_config(config_.vip)), 0, false, {0}, {}};
       if (holds_floating) state.held.push_back(0);
       service_->on_message(2, vip::encode_vip_state(state));
       return 0;
     });
   }
+  static constexpr RingId kWithNode2{2, 1};
 
   // Starts catching the frames v0 sends. A veth has no queue: a packet socket is handed each
   // frame before the send returns, so announcements_sent() counts every one made so far.
@@ -281,6 +290,7 @@ class VipServiceTest : public ::testing::Test {
 
   std::unique_ptr<testing::TestNamespace> netns_;
   int startup_ms_ = 0;
+  int handover_ms_ = 0;
   bool two_nodes_ = false;
   int catcher_ = -1;
   std::string scratch_;
@@ -337,6 +347,40 @@ TEST_F(VipServiceTest, AFailedDeleteIsRetriedUntilItWorks) {
   ASSERT_TRUE(call([] { return set_net_admin(true); }));
   EXPECT_TRUE(testing::wait_until([this] { return !floating_on_v0(); }, 5s));
   EXPECT_FALSE(held_here());
+}
+
+// A drained host hands its address over and keeps it, silent, for the handover period; then the
+// delete fails (its interface is renamed for a while). The address stays here, and silent, while
+// the new holder has it: never answering ARP on two hosts. Once a retry deletes it, the silence
+// goes too.
+TEST_F(VipServiceTest, AHandedOverAddressWhoseDeleteFailsStaysSilent) {
+  handover_ms_ = 1500;
+  two_nodes_ = true;
+  ASSERT_NO_FATAL_FAILURE(open());
+  run_alone();
+  ASSERT_TRUE(testing::wait_until([this] { return floating_on_v0(); }));
+  join_node_2(/*holds_floating=*/false);
+  ASSERT_TRUE(testing::wait_until([this] { return quiescent(); }));
+  ASSERT_TRUE(held_here()) << "placement gave the address to fe2; the test needs it here";
+  ASSERT_TRUE(answers_arp()) << "the kernel does not answer ARP on this veth pair";
+  ASSERT_TRUE(call([this] { return service_->drain().ok(); }));
+  send_node_2_state(/*holds_floating=*/true);  // fe2 took it over
+  ASSERT_TRUE(testing::wait_until([this] { return !held_here(); }));
+  EXPECT_FALSE(answers_arp()) << "kept for the handover, but announced";
+  const auto rename = [this](const std::string& from, const std::string& to) {
+    return netns_->ip({"link", "set", from, "down"}) &&
+           netns_->ip({"link", "set", from, "name", to}) && netns_->ip({"link", "set", to, "up"});
+  };
+  ASSERT_TRUE(rename("v0", "v0x"));
+  EXPECT_TRUE(
+      testing::wait_until([this] { return why().find("delete failed") != std::string::npos; }, 5s))
+      << why();
+  EXPECT_NE(netns_->ip_output({"-o", "addr", "show", "dev", "v0x"}).find(kFloating),
+            std::string::npos);
+  EXPECT_FALSE(answers_arp()) << "still here after the failed delete, and answering ARP";
+  ASSERT_TRUE(rename("v0x", "v0"));
+  EXPECT_TRUE(testing::wait_until([this] { return !floating_on_v0(); }, 15s));
+  EXPECT_TRUE(testing::wait_until([this] { return nft_tables().empty(); }, 5s)) << nft_tables();
 }
 
 // A hook gets the standard streams and no other descriptor of the agent's, not even a socket Asio

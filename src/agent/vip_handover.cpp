@@ -78,9 +78,12 @@ void VipHandover::end_kept(std::uint32_t number, bool release) {
   Timed entry = std::move(found->second);
   kept_.erase(found);
   entry.timer->cancel();
-  // Deleted before ARP is allowed again, so that the address is never announced from here.
-  if (release) entry.release();
-  unsilence(number, entry.address);
+  if (!release) return unsilence(number, entry.address);
+  // Deleted before ARP is allowed again, so that the address is never announced from here. Its
+  // silence then ends as an adopted address's does: once the delete works (the service's
+  // release() or a retry of a failed delete ends it), never while the address is still here.
+  adopted_[number] = entry.address;
+  entry.release();
 }
 
 void VipHandover::unsilence(std::uint32_t number, const asio::ip::address_v4& address) {
