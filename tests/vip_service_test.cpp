@@ -383,6 +383,32 @@ TEST_F(VipServiceTest, AHandedOverAddressWhoseDeleteFailsStaysSilent) {
   EXPECT_TRUE(testing::wait_until([this] { return nft_tables().empty(); }, 5s)) << nft_tables();
 }
 
+// A drained host keeps its address while nobody else has it; when its health check then fails,
+// it releases the address at once, as any failing host does, not after the handover period (that
+// is for an address handed over to a new holder).
+TEST_F(VipServiceTest, ADrainedHostWhoseCheckFailsReleasesAtOnce) {
+  handover_ms_ = 10'000;
+  two_nodes_ = true;
+  const std::string failing = scratch_ + "/unhealthy";
+  ASSERT_NO_FATAL_FAILURE(open(health_unless(failing)));
+  run_alone();
+  ASSERT_TRUE(testing::wait_until([this] { return floating_on_v0(); }));
+  join_node_2(/*holds_floating=*/false);
+  ASSERT_TRUE(testing::wait_until([this] { return quiescent(); }));
+  ASSERT_TRUE(held_here()) << "placement gave the address to fe2; the test needs it here";
+  ASSERT_TRUE(call([this] { return service_->drain().ok(); }));
+  // The drain is in the table once placement names fe2 the holder; fe2 never takes it.
+  ASSERT_TRUE(testing::wait_until([this] {
+    return call([this] {
+      return service_->status()["pools"][0]["addresses"][0]["holder"] == nlohmann::json(2);
+    });
+  }));
+  ASSERT_TRUE(held_here()) << "fe2 has not taken it: the drained host keeps it";
+  std::ofstream(failing).put('\n');
+  EXPECT_TRUE(testing::wait_until([this] { return !floating_on_v0(); }, 3s))
+      << "kept as if handed over: " << why();
+}
+
 // A hook gets the standard streams and no other descriptor of the agent's, not even a socket Asio
 // opened without close-on-exec.
 TEST_F(VipServiceTest, HooksInheritOnlyTheStandardStreams) {

@@ -330,7 +330,7 @@ void VipService::run_actions() {
       } else if (const auto* remove = std::get_if<vip::Release>(&action)) {
         if (addresses_[remove->address].add_pending) {
           drop_pending(remove->address);
-        } else if (node_->drained()) {
+        } else if (handing_over(remove->address)) {
           release_after_handover(remove->address);
         } else {
           release(remove->address, "released: placement moved it");
@@ -349,6 +349,16 @@ void VipService::run_actions() {
     }
   }
   arm_timer();
+}
+
+// A drained host releasing an address to the new holder that has it: the connections opened here
+// may finish (release_after_handover()). Any other release, a failed health check's above all,
+// is at once, drained or not.
+bool VipService::handing_over(std::uint32_t number) const {
+  const NodeId self = node_->self();
+  const NodeId owner = node_->owner(number);
+  return node_->drained() && node_->handover_from(number) == self && owner != kNoNode &&
+         owner != self && node_->healthy(addresses_[number].pool);
 }
 
 // Adopted addresses that placement has just confirmed here are announced now (announce() skips

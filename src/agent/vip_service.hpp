@@ -142,6 +142,7 @@ class VipService {
   void run_actions();
   bool acquire(std::uint32_t address);  // false: the add failed (add_failed() ran)
   void not_added(std::uint32_t address);
+  bool handing_over(std::uint32_t address) const;
   void add_failed(std::uint32_t address, const std::string& error);
   void drop_pending(std::uint32_t address);
   bool marked_as_keels(const Address& address);
