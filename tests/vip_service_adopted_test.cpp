@@ -4,15 +4,9 @@
 
 #include "vip_service_fixture.hpp"
 
-namespace keel::agent {
+// In the fixture's namespace: its helpers (kFloating, set_net_admin(), ...) by their names.
+namespace keel::agent::vip_service_testing {
 namespace {
-
-using namespace std::chrono_literals;
-using keel::testing::read_file;
-using vip_service_testing::kernel_release;
-using vip_service_testing::kFloating;
-using vip_service_testing::set_net_admin;
-using vip_service_testing::VipServiceTest;
 
 // A drained host hands its address over and keeps it, silent, for the handover period; then the
 // delete fails (its interface is renamed for a while). The address stays here, and silent, while
@@ -212,4 +206,4 @@ TEST_F(VipServiceTest, AnAdoptedAddressOfTheOnlySurvivorIsAnnouncedAfterTheStart
 }
 
 }  // namespace
-}  // namespace keel::agent
+}  // namespace keel::agent::vip_service_testing

@@ -5,15 +5,9 @@
 
 #include "vip_service_fixture.hpp"
 
-namespace keel::agent {
+// In the fixture's namespace: its helpers (kFloating, set_net_admin(), ...) by their names.
+namespace keel::agent::vip_service_testing {
 namespace {
-
-using namespace std::chrono_literals;
-using keel::testing::read_file;
-using vip_service_testing::kernel_release;
-using vip_service_testing::kFloating;
-using vip_service_testing::set_net_admin;
-using vip_service_testing::VipServiceTest;
 
 TEST_F(VipServiceTest, TakesItsAddressAloneAndDeletesItAtStop) {
   ASSERT_NO_FATAL_FAILURE(open());
@@ -120,4 +114,4 @@ TEST_F(VipServiceTest, AnAddressThatIsNotKeelsIsNeverDeleted) {
 }
 
 }  // namespace
-}  // namespace keel::agent
+}  // namespace keel::agent::vip_service_testing
