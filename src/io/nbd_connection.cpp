@@ -155,9 +155,10 @@ void NbdConnection::pump() {
   while (may_read_more()) {  // else resumed when a request completes or a reply is written
     if (in_.size() < header_.size()) return receive_more();
     std::memcpy(header_.data(), in_.data().data(), header_.size());
-    if (!payload_fits()) return;
+    const auto decoded = nbd::decode_request(header_);
+    if (decoded.ok() && !payload_fits(decoded.value())) return;
     in_.consume(header_.size());
-    if (!on_header()) return;
+    if (!on_header(decoded)) return;
   }
 }
 
@@ -165,11 +166,8 @@ void NbdConnection::pump() {
 // and a read may take one: that buffer must fit under the connection's limit too, unless nothing
 // else is held (one request of the largest size always goes). Otherwise the header waits for
 // buffers to drain (pump() runs again as requests complete and replies go out).
-bool NbdConnection::payload_fits() const {
+bool NbdConnection::payload_fits(const Request& request) const {
   if (buffered_bytes_ == 0) return true;
-  const auto decoded = nbd::decode_request(header_);
-  if (!decoded.ok()) return true;  // on_header() closes the connection
-  const Request& request = decoded.value();
   if (!request.is(Command::write) && !request.is(Command::read)) return true;
   if (request.length > nbd::kMaximumPayloadBytes) return true;  // refused, never buffered
   return buffered_bytes_ + request.length <= kMaxConnectionBufferBytes;
@@ -189,8 +187,7 @@ void NbdConnection::receive_more() {
 
 // True when the next request may be parsed at once; false when the connection is closing or a
 // payload is being received (pump() resumes after it).
-bool NbdConnection::on_header() {
-  auto decoded = nbd::decode_request(header_);
+bool NbdConnection::on_header(const Result<Request>& decoded) {
   if (!decoded.ok()) {
     fail(decoded.error().message);
     return false;

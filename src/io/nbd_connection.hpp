@@ -144,7 +144,7 @@ class NbdConnection : public std::enable_shared_from_this<NbdConnection> {
   void on_negotiation_bytes(std::size_t count);
   void pump();
   void receive_more();
-  bool on_header();
+  bool on_header(const Result<nbd::Request>& decoded);
   bool read_payload(const nbd::Request& request, nbd::Verdict verdict);
   void dispatch(const nbd::Request& request, const nbd::Verdict& verdict, volume::Payload payload);
   void execute(const nbd::Request& request, volume::Payload payload);
@@ -159,7 +159,7 @@ class NbdConnection : public std::enable_shared_from_this<NbdConnection> {
   void send_file_failed(const FileRange& range, int error);
   void close_when_idle();
   bool may_read_more() const;
-  bool payload_fits() const;
+  bool payload_fits(const nbd::Request& request) const;
   void on_read_error(const asio::error_code& error);
   void fail(const std::string& why);
 
