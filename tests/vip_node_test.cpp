@@ -49,10 +49,12 @@ class Cluster {
   }
   VipNode& node(NodeId n) { return *nodes_.at(n); }
 
-  // Installs a regular view of `members` (one component) at every member.
+  // Installs a regular view of `members` (one component) at every member (but those without a
+  // VipNode here: members that never send a State).
   void view(std::vector<NodeId> members) {
     const RingId ring{++ring_seq_, members.front()};
     for (NodeId n : members) {
+      if (!nodes_.contains(n)) continue;
       node(n).on_view(ring::View{ring::View::Kind::regular, ring, {}, members}, now_);
       collect(n);
     }
@@ -70,7 +72,7 @@ class Cluster {
     auto decoded = decode_vip_message(bytes);
     ASSERT_TRUE(decoded.ok());
     for (NodeId n : component_.at(decoded.value().view)) {
-      if (node(n).view() != decoded.value().view) continue;
+      if (!nodes_.contains(n) || node(n).view() != decoded.value().view) continue;
       node(n).on_message(origin, bytes, now_);
       collect(n);
     }
@@ -378,6 +380,36 @@ TEST(VipNode, TransitionalViewFreezesAndBadMessagesAreIgnored) {
   auto actions = n.take_actions();
   ASSERT_EQ(actions.size(), 1u);
   EXPECT_TRUE(std::holds_alternative<Notice>(actions[0]));
+}
+
+// A member that never sends a State (no [vip] pools there, or a stuck vip thread) blocks the
+// view, as it must: it may hold addresses. It is named, once, after kSilentMemberNoticeUs.
+TEST(VipNode, ASilentMemberIsNamedOnceAfterTheNoticeTime) {
+  Cluster c(config(2, {1, 2, 3}), {1, 2});
+  c.view({1, 2, 3});
+  c.deliver();
+  EXPECT_FALSE(c.node(1).synced());
+  EXPECT_EQ(c.node(1).waiting_for(), std::vector<NodeId>{3});
+  EXPECT_EQ(c.node(1).next_deadline(), c.now() + kSilentMemberNoticeUs);
+  c.advance(kSilentMemberNoticeUs - 1);
+  EXPECT_TRUE(c.notices.empty());
+  c.advance(1);
+  ASSERT_EQ(c.notices.size(), 2u);  // nodes 1 and 2
+  for (const std::string& text : c.notices) {
+    EXPECT_NE(text.find("no State with this host's pools from node 3 after 5 s"), std::string::npos)
+        << text;
+  }
+  EXPECT_EQ(c.node(1).next_deadline(), kNever);
+  c.advance(kSilentMemberNoticeUs);
+  EXPECT_EQ(c.notices.size(), 2u);
+  EXPECT_TRUE(c.node(1).held().empty());
+  EXPECT_TRUE(c.node(2).held().empty());
+  // The next view without it places as usual.
+  c.view({1, 2});
+  c.settle();
+  EXPECT_TRUE(c.node(1).waiting_for().empty());
+  EXPECT_EQ(c.counts()[1] + c.counts()[2], 2u);
+  EXPECT_EQ(c.notices.size(), 2u);
 }
 
 TEST(VipNode, ConfigMismatchBlocksAcquisition) {

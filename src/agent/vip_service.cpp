@@ -336,7 +336,7 @@ void VipService::run_actions() {
           release(remove->address, "released: placement moved it");
         }
       } else if (const auto* notice = std::get_if<vip::Notice>(&action)) {
-        spdlog::warn("vip: {}", notice->text);
+        spdlog::warn("{}", notice->text);  // it names the vip
       }
     }
   }
@@ -554,6 +554,7 @@ json VipService::status() const {
   }
   return json{{"drained", node_->drained()},
               {"synced", node_->synced()},
+              {"waiting_for", node_->waiting_for()},
               {"quiescent", node_->quiescent()},
               {"pools", std::move(pools)}};
 }

@@ -31,11 +31,20 @@ std::string age(const json& address) {
   return ms < 10'000 ? fmt::format("{} ms", ms) : fmt::format("{} s", ms / 1000);
 }
 
+std::string sync_state(const json& vip) {
+  if (vip.value("synced", false)) return vip.value("quiescent", false) ? "settled" : "moving";
+  std::string nodes;
+  for (const json& node : vip.value("waiting_for", json::array())) {
+    nodes += (nodes.empty() ? "" : ", ") + node.dump();
+  }
+  if (nodes.empty()) return "waiting for the view's states";
+  return "waiting for the states of node " + nodes + " (nothing moves until they come)";
+}
+
 void print_vip(const json& reply) {
   const json vip = reply.value("vip", json::object());
-  fmt::print("this host  {}{}\n", vip.value("drained", false) ? "drained" : "serving",
-             vip.value("synced", false) ? (vip.value("quiescent", false) ? ", settled" : ", moving")
-                                        : ", waiting for the view's states");
+  fmt::print("this host  {}, {}\n", vip.value("drained", false) ? "drained" : "serving",
+             sync_state(vip));
   for (const json& pool : vip.value("pools", json::array())) {
     std::string health = "no check";
     if (pool.contains("health")) {

@@ -74,6 +74,7 @@ void VipNode::on_view(const ring::View& view, TimeUs now) {
   if (!first_view_us_) first_view_us_ = now;
   if (members_.size() > 1) met_others_ = true;
   settle_at_ = now + config_.settle_us;
+  silent_notice_at_ = now + kSilentMemberNoticeUs;
   if (!met_others_) settle_at_ = std::max(settle_at_, *first_view_us_ + config_.startup_us);
   seen_ = 0;
   records_.clear();
@@ -176,10 +177,12 @@ void VipNode::undrain(TimeUs now) {
 void VipNode::on_tick(TimeUs now) {
   KEEL_ASSERT(now >= now_);
   now_ = now;
+  notice_silent_members();
   act(now);
 }
 
 TimeUs VipNode::next_deadline() const {
+  if (!synced_ && !frozen_ && view_) return silent_notice_at_;
   if (!synced_ || now_ >= settle_at_) return kNever;
   for (std::uint32_t a = 0; a < slots_.size(); ++a) {
     if (can_acquire(a, true)) return settle_at_;
@@ -188,6 +191,28 @@ TimeUs VipNode::next_deadline() const {
     if (placed_here(a, true)) return settle_at_;
   }
   return kNever;
+}
+
+std::vector<NodeId> VipNode::waiting_for() const {
+  std::vector<NodeId> out;
+  if (synced_ || frozen_ || !view_) return out;
+  for (NodeId node : members_) {
+    if (!records_.contains(node)) out.push_back(node);
+  }
+  return out;
+}
+
+void VipNode::notice_silent_members() {
+  const std::vector<NodeId> silent = waiting_for();
+  if (silent.empty() || now_ < silent_notice_at_) return;
+  silent_notice_at_ = kNever;
+  std::string nodes;
+  for (NodeId node : silent) nodes += (nodes.empty() ? "" : ", ") + std::to_string(node);
+  notice("vip: no floating IP moves in this view: no State with this host's pools from node" +
+         std::string(silent.size() > 1 ? "s " : " ") + nodes + " after " +
+         std::to_string(kSilentMemberNoticeUs / 1'000'000) +
+         " s. Every host of the ring must run keel agent with the same [vip] pools; "
+         "`keel vip status` there says whether it does");
 }
 
 // ---- the replicated table ----

@@ -66,6 +66,12 @@ namespace keel::vip {
 // The process group every vip host joins; its messages are fed to on_message().
 inline constexpr const char* kVipGroup = "keel.vip";
 
+// A regular view whose members' States are not all in this long after it began gets a Notice
+// naming the silent members: until they speak nothing is placed, and a member that never does
+// (an agent without the same [vip] pools, a stuck vip thread) would otherwise stall every
+// failover without a word. Placing without them is no answer: a silent member may hold addresses.
+inline constexpr TimeUs kSilentMemberNoticeUs = 5'000'000;
+
 // This node's State is due: when the action is executed, after the ones before it, encode it
 // with VipNode::state_message() and send it to the group kVipGroup, in agreed order, once per
 // Broadcast (the node counts them). Encoded then, not when asked for, so that an acquisition
@@ -134,6 +140,9 @@ class VipNode {
   const std::optional<RingId>& view() const { return view_; }
   // The States of every member of the current regular view are in and nothing is frozen.
   bool synced() const { return synced_; }
+  // The members of the current regular view whose State (with this node's pools) is not in yet;
+  // empty once synced, and while frozen (the next view is awaited, not States).
+  std::vector<NodeId> waiting_for() const;
   // Synced, and nothing is in motion: every address sits with its target (or with a drained
   // owner when it has none), every member's latest State matches the table, no request pending.
   bool quiescent() const;
@@ -172,6 +181,7 @@ class VipNode {
   void acquire(std::uint32_t address);
   void release(std::uint32_t address);
   void send_state();
+  void notice_silent_members();
   void notice(std::string text) { actions_.push_back(Notice{std::move(text)}); }
 
   NodeId self_;
@@ -189,6 +199,7 @@ class VipNode {
   std::vector<NodeId> members_;
   bool frozen_ = false;  // a transitional view came after view_
   TimeUs settle_at_ = 0;
+  TimeUs silent_notice_at_ = kNever;     // kNever once given, or when not due in this view
   std::optional<TimeUs> first_view_us_;  // the first regular view (startup_us counts from it)
   bool met_others_ = false;              // some regular view had another member
   std::uint64_t seen_ = 0;               // vip messages of view_ processed
