@@ -201,14 +201,19 @@ bool exists(const std::string& path) {
 }
 
 // A copy's state as its metadata file holds it (the header is the one create wrote).
-std::optional<volume::DiskState> copy_state(const std::string& config_path) {
+std::optional<volume::PersistentState> copy_metadata(const std::string& config_path) {
   auto config = config::load_config(config_path);
   if (!config.ok()) return std::nullopt;
   const config::VolumeConfig& volume = config.value().volumes.at(0);
   auto file = io::VolumeMetadataFile::open(volume.metadata_for(1),
                                            agent::volume_metadata_header(volume, 1));
   if (!file.ok()) return std::nullopt;
-  return file.value().state().disk;
+  return file.value().state();
+}
+
+std::optional<volume::DiskState> copy_state(const std::string& config_path) {
+  const auto state = copy_metadata(config_path);
+  return state ? std::optional(state->disk) : std::nullopt;
 }
 
 TEST(VolumeCli, CreateThatCannotMakeTheBackingFileLeavesNoMetadata) {
@@ -226,6 +231,9 @@ TEST(VolumeCli, CreateThatCannotMakeTheBackingFileLeavesNoMetadata) {
       run_volume_command({"volume", "create", "data", "--config", config, "--node", "n1"});
   EXPECT_EQ(retried.exit_code, 0) << retried.err;
   EXPECT_EQ(copy_state(config), volume::DiskState::UpToDate);
+  EXPECT_TRUE(copy_metadata(config)
+                  .value_or(volume::PersistentState{})
+                  .blank);  // new and empty: never taken for the pair's data
 }
 
 TEST(VolumeCli, CreateThatCannotWriteTheMetadataLeavesNoBackingFile) {

@@ -110,6 +110,24 @@ TEST(VolumeGenerations, HistoryGivesFullSyncAndStrangersAreUnrelated) {
   EXPECT_EQ(decide(side(1), discarding), ConnectPlan::FullSyncSource);
 }
 
+// A blank copy (created empty, never part of the pair's data) carries the empty generation that
+// a pair which wrote only while connected still has: only the flag says it holds nothing.
+TEST(VolumeGenerations, ABlankCopyIsTheTargetOfAFullSyncFromAnyConsistentCopy) {
+  ConnectSide blank = side(5);
+  blank.blank = true;
+  EXPECT_EQ(decide(blank, side(5)), ConnectPlan::FullSyncTarget);
+  EXPECT_EQ(decide(blank, side(9, 5)), ConnectPlan::FullSyncTarget);  // would be a bitmap resync
+  EXPECT_EQ(decide(blank, side(5, 0, DiskState::Outdated)), ConnectPlan::FullSyncTarget);
+  ConnectSide crashed = side(5);
+  crashed.primary_at_crash = true;
+  EXPECT_EQ(decide(blank, crashed), ConnectPlan::FullSyncTarget);
+  // Neither holds the volume: refused until the operator forces one.
+  EXPECT_EQ(decide(blank, side(5, 0, DiskState::Inconsistent)), ConnectPlan::Unrelated);
+  ConnectSide other_blank = side(5);
+  other_blank.blank = true;
+  EXPECT_EQ(decide(blank, other_blank), ConnectPlan::InSync);
+}
+
 TEST(VolumeGenerations, FinishResyncMovesTheBitmapIntoHistory) {
   const Generations done = finish_resync(Generations{9, 5, {3, 1}});
   EXPECT_EQ(done.current, 9u);

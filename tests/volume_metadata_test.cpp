@@ -81,6 +81,7 @@ volume::PersistentState sample_state(volume::Generation current) {
   state.peer_outdated = true;
   state.survived_primary = true;
   state.primary_sync_boot = 0xb0075eed;
+  state.blank = true;
   return state;
 }
 

@@ -279,6 +279,92 @@ TEST(VolumeReplicaLink, ForcedInconsistentCopyFullSyncsThePeer) {
   EXPECT_TRUE(world.same_disks());
 }
 
+// Both copies as `keel volume create` leaves new ones: empty, UpToDate, blank.
+void create_blank_pair(World& world) {
+  for (int i = 0; i < 2; ++i) {
+    world.node(i).saved_state.blank = true;
+    world.rebuild(i);
+  }
+}
+
+// Node i's disk is replaced and `keel volume create` run again: zeroes, blank, the empty state.
+void recreate(World& world, int i) {
+  Node& n = world.node(i);
+  n.disk.assign(kTestVolumeBytes, std::byte{0});
+  n.saved_state = PersistentState{};
+  n.saved_state.generations.current = 0x1111;
+  n.saved_state.disk = DiskState::UpToDate;
+  n.saved_state.blank = true;
+  n.saved_pages.clear();
+  n.saved_extents.clear();
+  world.rebuild(i);
+}
+
+// A pair that only ever wrote while connected still has the empty generation it was created
+// with; a copy re-created on a new disk has it too, yet holds none of the data.
+TEST(VolumeReplicaLink, ARecreatedCopyIsFullySyncedFromAPairThatWroteWhileConnected) {
+  World world;
+  create_blank_pair(world);
+  start_connected(world);
+  world.a().r().on_write(1, 1u << 20, pattern(4096, 1), true);
+  world.run();
+  ASSERT_EQ(world.a().error_of(1), 0);
+  EXPECT_FALSE(world.a().r().persistent_state().blank);
+  EXPECT_FALSE(world.b().r().persistent_state().blank);
+  EXPECT_FALSE(world.b().saved_state.blank);
+  EXPECT_EQ(world.a().r().status().generations.current, 0x1111u);
+  world.disconnect();
+  world.run();
+  recreate(world, 1);
+  world.connect();
+  world.run();
+  EXPECT_EQ(world.b().r().status().link, LinkState::Connected);
+  EXPECT_EQ(world.a().r().status().resynced_blocks, kTestVolumeBytes / kBlockBytes);
+  EXPECT_TRUE(world.same_disks());
+  EXPECT_FALSE(world.b().r().persistent_state().blank);
+}
+
+// The same after a clean stop of both: equal generations, so without the flag nothing is copied.
+TEST(VolumeReplicaLink, ARecreatedCopyFacingAStoppedPrimaryIsFullySynced) {
+  World world;
+  create_blank_pair(world);
+  start_connected(world);
+  world.a().r().on_write(1, 0, pattern(4096, 1), true);
+  world.run();
+  ASSERT_TRUE(world.a().r().demote().ok());
+  world.run();
+  world.disconnect();
+  world.run();
+  recreate(world, 1);
+  world.connect();
+  world.run();
+  EXPECT_EQ(world.b().r().status().link, LinkState::Connected);
+  EXPECT_TRUE(world.same_disks());
+  EXPECT_EQ(world.b().r().status().disk, DiskState::UpToDate);
+}
+
+// A blank copy may be a replaced disk whose peer holds the volume: alone it is promoted only with
+// --force; facing a blank peer, nothing was ever written, and it is.
+TEST(VolumeReplicaLink, ABlankCopyIsPromotedAloneOnlyWithForce) {
+  World world;
+  create_blank_pair(world);
+  const auto refused = world.a().r().promote(false);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.error().message.find("has not met its peer"), std::string::npos);
+  world.connect();
+  world.run();
+  ASSERT_TRUE(world.a().r().promote(false).ok());
+  world.run();
+  EXPECT_TRUE(world.a().r().serves_io());
+
+  World alone;
+  create_blank_pair(alone);
+  ASSERT_TRUE(alone.a().r().promote(true).ok());
+  alone.run();
+  EXPECT_TRUE(alone.a().noticed("forced promotion of a new, empty copy"));
+  EXPECT_FALSE(alone.a().saved_state.blank);
+}
+
 TEST(VolumeReplicaLink, VerifyFindsAPlantedDifferenceAndRepairsIt) {
   World world;
   start_connected(world);

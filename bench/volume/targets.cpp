@@ -187,6 +187,11 @@ Result<Ok> KeelTarget::start() {
   if (!made) return made.error();
   lab_.emplace(std::move(made.value()));
   primary_ = 1;
+  // New copies are promoted once they have met (a new copy alone may be a replaced disk).
+  auto met = wait_status(
+      1, [](const json& s) { return s.value("link", "") == "Connected"; }, "the copies connected",
+      Milliseconds{60000});
+  if (!met) return met.error();
   if (auto promoted = volume_command(1, {"promote", kVolume}); !promoted) return promoted.error();
   return wait_in_sync(1, 2, Milliseconds{60000});
 }

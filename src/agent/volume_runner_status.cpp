@@ -34,6 +34,7 @@ nlohmann::json VolumeRunner::status() const {
       {"role", volume::to_string(status.role)},
       {"serving", replica_->serves_io()},
       {"disk", volume::to_string(status.disk)},
+      {"blank", replica_->persistent_state().blank},
       {"link", volume::to_string(status.link)},
       {"mode", volume::to_string(config_.mode)},
       {"size_bytes", config_.size_bytes},

@@ -57,8 +57,9 @@ void print_volume(const json& volume) {
   const bool not_serving_yet =
       json_text(volume, "role") == "Primary" && !volume.value("serving", false);
   fmt::print(
-      "volume {}: {}{} {}, link {}{}\n", json_text(volume, "name"), json_text(volume, "role"),
-      not_serving_yet ? " (not serving)" : "", json_text(volume, "disk"), json_text(volume, "link"),
+      "volume {}: {}{} {}{}, link {}{}\n", json_text(volume, "name"), json_text(volume, "role"),
+      not_serving_yet ? " (not serving)" : "", json_text(volume, "disk"),
+      volume.value("blank", false) ? " (new and empty)" : "", json_text(volume, "link"),
       volume.value("suspended", false) ? ", I/O SUSPENDED until the peer is recorded outdated"
                                        : "");
   fmt::print("  peer      {} ({}): {}\n", json_text(peer, "name"), json_text(peer, "node"),

@@ -77,6 +77,7 @@ int create_volume(const VolumeCreateOptions& options) {
   volume::PersistentState state;
   state.disk = fresh ? volume::DiskState::UpToDate : volume::DiskState::Inconsistent;
   state.generations.current = fresh ? agent::empty_generation(*volume) : 0;
+  state.blank = fresh;
   if (auto written = created.value().write_state(state, {}); !written.ok()) {
     return undo(written.error().message, true);
   }

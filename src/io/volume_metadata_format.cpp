@@ -16,8 +16,9 @@ constexpr std::uint8_t kDiscardLocal = 2;
 constexpr std::uint8_t kPeerOutdated = 4;
 constexpr std::uint8_t kSurvivedPrimary = 8;
 constexpr std::uint8_t kPrimarySyncBoot = 16;  // a u64 primary_sync_boot follows the flags
+constexpr std::uint8_t kBlank = 32;
 constexpr std::uint8_t kKnownFlags =
-    kPrimaryAtCrash | kDiscardLocal | kPeerOutdated | kSurvivedPrimary | kPrimarySyncBoot;
+    kPrimaryAtCrash | kDiscardLocal | kPeerOutdated | kSurvivedPrimary | kPrimarySyncBoot | kBlank;
 constexpr std::size_t kPrefixBytes = 8 + 4 + 4;  // magic, version, length
 
 constexpr std::uint64_t round_up(std::uint64_t value, std::uint64_t unit) {
@@ -106,6 +107,7 @@ std::vector<std::uint8_t> encode_slot(const MetadataSlot& slot) {
                                       (slot.state.discard_local ? kDiscardLocal : 0) |
                                       (slot.state.peer_outdated ? kPeerOutdated : 0) |
                                       (slot.state.survived_primary ? kSurvivedPrimary : 0) |
+                                      (slot.state.blank ? kBlank : 0) |
                                       (slot.state.primary_sync_boot != 0 ? kPrimarySyncBoot : 0)));
   if (slot.state.primary_sync_boot != 0) writer.u64(slot.state.primary_sync_boot);
   writer.u32(static_cast<std::uint32_t>(slot.activity_extents.size()));
@@ -175,6 +177,7 @@ Result<MetadataSlot> decode_slot(std::span<const std::uint8_t> bytes) {
   slot.state.discard_local = (flags & kDiscardLocal) != 0;
   slot.state.peer_outdated = (flags & kPeerOutdated) != 0;
   slot.state.survived_primary = (flags & kSurvivedPrimary) != 0;
+  slot.state.blank = (flags & kBlank) != 0;
   return slot;
 }
 

@@ -66,6 +66,7 @@ VolumeWorld::VolumeWorld(VolumeWorldOptions options)
     c.boot = (std::uint64_t{n.id} << 32) | 1;   // a power loss starts the next boot
     n.saved_state.generations.current = first;  // created together: identical, all zero
     n.saved_state.disk = volume::DiskState::UpToDate;
+    n.saved_state.blank = true;  // as `keel volume create` leaves a new copy
   }
   agent_start(kWitness);
   for (int i = 0; i < 2; ++i) start(i);

@@ -68,7 +68,19 @@ void VolumeLab::SetUp() {
   };
   ASSERT_NO_FATAL_FAILURE(build(3));
   if (existing_data_) return;
-  ASSERT_OK(volume_command(1, {"promote", kVolume}));
+  // Two new copies: promoted once they have met, each knowing the other is new too. A backing
+  // prepared before `keel volume create` on h2 is Inconsistent there, and a new copy facing it
+  // is refused until one is forced (docs/volume.md): h1's is kept.
+  wait_status(
+      1,
+      [](const nlohmann::json& s) {
+        return s.value("link", "") == "Connected" || s.value("link", "") == "Unrelated";
+      },
+      "the new copies connected");
+  const bool refused = status(1).value("link", "") == "Unrelated";
+  ASSERT_TRUE(!refused || prepare_backing_) << "two new copies were refused";
+  ASSERT_OK(volume_command(1, refused ? std::vector<std::string>{"promote", kVolume, "--force"}
+                                      : std::vector<std::string>{"promote", kVolume}));
   ASSERT_NO_FATAL_FAILURE(wait_connected_in_sync(1, 2));
 }
 
@@ -338,6 +350,27 @@ TEST_F(VolumeE2e, ResyncCopiesOnlyChangedBlocks) {
   ASSERT_NO_FATAL_FAILURE(wait_connected_in_sync(1, 2));
   const auto source = status(1);
   EXPECT_EQ(source["resync"].value("blocks", 0ull), 141u) << source.dump();
+  EXPECT_TRUE(copies_identical());
+  ASSERT_NO_FATAL_FAILURE(verify_clean(1));
+}
+
+// A disk lost and replaced: `keel volume create` on the new one makes a copy that is new and
+// empty, with the generation every new copy starts with, which this pair (that only ever wrote
+// while connected) still carries. It must get the whole volume, not be taken as in sync.
+TEST_F(VolumeE2e, AReplacedDiskIsResyncedInFull) {
+  ASSERT_NO_FATAL_FAILURE(write_pattern(1, 5 << 20, 64 * 4096, 0x5a));
+  EXPECT_FALSE(status(2).value("blank", true));
+  ASSERT_OK(lab_->stop_agent(2));
+  wait_status(
+      1, [](const nlohmann::json& s) { return s.value("link", "") != "Connected"; },
+      "h1 noticing h2 left");
+  ASSERT_OK(run_checked({"rm", backing(2), lab_->host(2).dir + "/data.keelmeta"}));
+  ASSERT_OK(run_checked({keel(), "volume", "create", kVolume, "--config", lab_->host(2).config}));
+  ASSERT_OK(lab_->start_agent(2));
+  ASSERT_NO_FATAL_FAILURE(wait_connected_in_sync(1, 2));
+  const auto source = status(1);
+  EXPECT_EQ(source["resync"].value("blocks", 0ull), kVolumeBytes / 4096) << source.dump();
+  EXPECT_FALSE(status(2).value("blank", true));
   EXPECT_TRUE(copies_identical());
   ASSERT_NO_FATAL_FAILURE(verify_clean(1));
 }

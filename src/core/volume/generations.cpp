@@ -100,6 +100,11 @@ ConnectPlan decide_on_connect(const ConnectSide& local, const ConnectSide& peer)
   const bool peer_inconsistent = peer.disk == DiskState::Inconsistent;
   const Generations& l = local.generations;
   const Generations& p = peer.generations;
+  if (local.blank != peer.blank) {
+    const ConnectSide& other = local.blank ? peer : local;
+    if (other.disk == DiskState::Inconsistent) return ConnectPlan::Unrelated;
+    return local.blank ? ConnectPlan::FullSyncTarget : ConnectPlan::FullSyncSource;
+  }
   if (local_inconsistent && !peer_inconsistent) return inconsistent_local(local, peer);
   if (peer_inconsistent && !local_inconsistent) return mirror(inconsistent_local(peer, local));
   if (l.current == p.current) {

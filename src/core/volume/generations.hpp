@@ -35,6 +35,7 @@ struct ConnectSide {
   // copy durable, or within the boot it recorded being in sync in): its copy holds every write
   // that primary acknowledged, even those the primary's own disk had not made durable yet.
   bool survived_primary = false;
+  bool blank = false;  // PersistentState::blank: created empty, never part of the pair's data
 };
 
 enum class ConnectPlan : std::uint8_t {
@@ -49,6 +50,10 @@ enum class ConnectPlan : std::uint8_t {
 std::string_view to_string(ConnectPlan plan);
 
 // The plan for the local side. Rules in order:
+//  0. A blank side facing one that is not holds nothing of the pair's: a consistent peer makes it
+//     a full sync's target whatever the generations say (a pair that wrote while connected still
+//     has the empty generation the blank copy was created with); an Inconsistent peer has no
+//     whole copy to give it either: Unrelated, until the operator forces one side.
 //  1. An Inconsistent side facing a consistent one is a full-sync target (unless the bitmap rule
 //     below applies, which is cheaper); two Inconsistent sides with different generations follow
 //     rules 3 to 6 (Unrelated when nothing relates them). An Inconsistent side that wrote apart (a

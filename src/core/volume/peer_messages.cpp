@@ -5,7 +5,7 @@
 //   Generations   current u64 | bitmap u64 | history u64 x kHistoryGenerations
 //   Hello         protocol_version u32 | volume_digest u64 | node u32 | role u8 | disk u8 |
 //                 Generations | primary_at_crash u8 | discard_local u8 | survived_primary u8 |
-//                 dirty_blocks u64
+//                 dirty_blocks u64 | blank u8
 //   BitmapWords   last u8 | count u32 | count x (index u64 | word u64)
 //   DataWrite     sequence u64 | epoch u64 | offset u64 | zero_length u64 | fua u8 | payload
 //   WriteAck      sequence u64 | error u32          BarrierAck  epoch u64 | error u32
@@ -219,6 +219,7 @@ void write(Writer& out, const Hello& hello) {
   out.boolean(hello.discard_local);
   out.boolean(hello.survived_primary);
   out.u64(hello.dirty_blocks);
+  out.boolean(hello.blank);
 }
 void write(Writer& out, const BitmapWords& bitmap) {
   out.boolean(bitmap.last);
@@ -366,6 +367,7 @@ Hello read_hello(Reader& in) {
   hello.discard_local = in.boolean("discard_local");
   hello.survived_primary = in.boolean("survived_primary");
   hello.dirty_blocks = in.u64();
+  hello.blank = in.boolean("blank");
   return hello;
 }
 

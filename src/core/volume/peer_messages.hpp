@@ -22,7 +22,7 @@
 namespace keel::volume {
 
 // 2: Hello carries survived_primary; 3: Barrier carries checkpoint
-constexpr std::uint32_t kPeerProtocolVersion = 4;
+constexpr std::uint32_t kPeerProtocolVersion = 5;
 constexpr std::size_t kFrameHeaderBytes = 16;
 constexpr std::uint32_t kMaxDataBytes = 32u << 20;  // one write, as NBD's maximum request
 constexpr std::uint32_t kMaxFrameBody = kMaxDataBytes + 64;
@@ -40,6 +40,7 @@ struct Hello {
   bool discard_local = false;
   bool survived_primary = false;  // ConnectSide::survived_primary (generations.hpp)
   std::uint64_t dirty_blocks = 0;
+  bool blank = false;  // PersistentState::blank
 };
 
 // The sender's dirty bitmap words (index, word), sent after Hello when a resync is planned.

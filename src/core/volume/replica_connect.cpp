@@ -5,6 +5,7 @@
 // (both sides compute from the same two Hellos, so they agree), and sends its dirty bitmap's
 // non-zero words. On the peer's last BitmapWords both bitmaps are united and the plan starts.
 #include <algorithm>
+#include <utility>
 
 #include "core/common/assert.hpp"
 #include "core/volume/replica_core.hpp"
@@ -14,8 +15,8 @@ namespace keel::volume::detail {
 bool ReplicaCore::link_alive() const { return link_ == LinkState::Connecting || peer_ready(); }
 
 ConnectSide ReplicaCore::local_side() const {
-  return ConnectSide{state_.generations, state_.disk, state_.primary_at_crash, state_.discard_local,
-                     survived_primary_};
+  return ConnectSide{state_.generations,   state_.disk,       state_.primary_at_crash,
+                     state_.discard_local, survived_primary_, state_.blank};
 }
 
 void ReplicaCore::on_peer_connected() {
@@ -39,6 +40,7 @@ void ReplicaCore::on_peer_connected() {
   hello.discard_local = hello_side_.discard_local;
   hello.survived_primary = hello_side_.survived_primary;
   hello.dirty_blocks = bitmap_.set_count();
+  hello.blank = hello_side_.blank;
   send(hello);
 }
 
@@ -112,8 +114,10 @@ void ReplicaCore::on_hello(const Hello& hello) {
   if (role_ == Role::Primary && hello.role == Role::Primary) {
     return refuse(LinkState::StandAlone, "both nodes are primary: demote one of them");
   }
-  const ConnectSide peer{hello.generations, hello.disk, hello.primary_at_crash, hello.discard_local,
-                         hello.survived_primary};
+  const ConnectSide peer{hello.generations,      hello.disk,
+                         hello.primary_at_crash, hello.discard_local,
+                         hello.survived_primary, hello.blank};
+  peer_blank_ = hello.blank;
   plan_ = decide_on_connect(hello_side_, peer);
   const bool target =
       plan_ == ConnectPlan::BecomeSyncTarget || plan_ == ConnectPlan::FullSyncTarget;
@@ -121,6 +125,12 @@ void ReplicaCore::on_hello(const Hello& hello) {
     return refuse(LinkState::SplitBrain,
                   "split brain: both copies were written apart; on the node whose changes should "
                   "be thrown away run `keel volume resolve <volume> --discard-local`");
+  }
+  if (plan_ == ConnectPlan::Unrelated && hello_side_.blank != hello.blank) {
+    return refuse(LinkState::Unrelated,
+                  "one copy is new and empty (keel volume create) and the other Inconsistent: "
+                  "neither holds the volume; run `keel volume promote <volume> --force` on the "
+                  "node whose copy is to be kept");
   }
   if (plan_ == ConnectPlan::Unrelated) {
     return refuse(LinkState::Unrelated,
@@ -305,12 +315,18 @@ void ReplicaCore::forget_survived_primary() {
 }
 
 bool ReplicaCore::record_primary_sync() {
-  const bool in_sync = config_.mode == Mode::Sync && config_.boot != 0 &&
-                       role_ == Role::Secondary && link_ == LinkState::Connected &&
-                       peer_role_ == Role::Primary && state_.disk == DiskState::UpToDate;
+  const bool following = role_ == Role::Secondary && link_ == LinkState::Connected &&
+                         peer_role_ == Role::Primary && state_.disk == DiskState::UpToDate;
+  // From the primary's first write on this copy is the pair's data. Not waited for: a crash
+  // before it is persisted leaves the copy blank, which only costs it a full sync from the
+  // primary, and any later persist (survived_primary's) carries it.
+  const bool joined = following && std::exchange(state_.blank, false);
+  const bool in_sync = config_.mode == Mode::Sync && config_.boot != 0 && following;
   if (in_sync && state_.primary_sync_boot != config_.boot) {
     state_.primary_sync_boot = config_.boot;
     primary_sync_persist_id_ = persist();
+  } else if (joined) {
+    persist();
   }
   return primary_sync_persist_id_ <= persisted_id_;
 }

@@ -353,6 +353,7 @@ class ReplicaCore {
   std::optional<Role> peer_role_;
   std::optional<DiskState> peer_disk_;
   DiskState peer_hello_disk_ = DiskState::Inconsistent;  // what the peer's Hello said
+  bool peer_blank_ = false;                              // what the peer's Hello said
   std::string refused_reason_;
   std::string disk_error_;  // ReplicaStatus::disk_error
   // ConnectSide::survived_primary: set when the link to a primary this copy was in sync with

@@ -208,6 +208,7 @@ void ReplicaCore::finish_as_target(const PeerOp& op, int error) {
   }
   state_.generations = op.generations;
   state_.disk = DiskState::UpToDate;
+  state_.blank = false;
   disk_error_.clear();  // the resync rewrote what the failure left in doubt
   state_.discard_local = false;
   state_.primary_at_crash = false;

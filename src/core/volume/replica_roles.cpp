@@ -19,6 +19,17 @@ Result<bool> ReplicaCore::promote(bool force) {
   if (link_ == LinkState::SyncTarget || (link_ == LinkState::Connecting && target_plan)) {
     return Error{"this copy is receiving a resync; promote it once the resync completes"};
   }
+  if (state_.blank && !(hello_received_ && peer_blank_)) {
+    // A blank copy may be a replaced disk whose peer holds the volume: promoted, it would serve
+    // zeroes for data. Only a peer that says it is blank too proves nothing was ever written.
+    if (!force) {
+      return Error{
+          "this copy is new and empty (keel volume create) and has not met its peer, "
+          "which may hold the volume's data: promote once they are connected, or with "
+          "--force only if the peer is new too or lost for good"};
+    }
+    notice(Notice::Level::Error, "forced promotion of a new, empty copy that has not met its peer");
+  }
   bool renegotiate = false;
   if (state_.disk != DiskState::UpToDate) {
     const std::string disk(to_string(state_.disk));
@@ -45,6 +56,7 @@ Result<bool> ReplicaCore::promote(bool force) {
     drop_connection();
   }
   role_ = Role::Primary;
+  state_.blank = false;  // its writes are the volume's from now on
   forget_survived_primary();
   if (renegotiate) {
     actions_.emplace_back(ClosePeer{"forced promotion: the peer needs a full sync"});
@@ -272,6 +284,7 @@ void ReplicaCore::on_state_update(const StateUpdate& update) {
     peer_up_to_date_again();
     persist();
   }
+  record_primary_sync();  // a primary in sync with this copy: not blank any more
 }
 
 void ReplicaCore::send_state_update() { send(StateUpdate{role_, state_.disk, state_.generations}); }

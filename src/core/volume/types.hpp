@@ -132,6 +132,12 @@ struct PersistentState {
   // copy holding every write that primary acknowledged (the caches survived); after another boot
   // it proves nothing.
   std::uint64_t primary_sync_boot = 0;
+  // Made empty by `keel volume create` and never part of the pair's data since: not promoted, no
+  // resync received, never in sync with a primary. Its generations are the well-known empty
+  // state, which a pair that wrote while connected still carries, so only this says that the
+  // copy holds nothing: facing a copy that is not blank it is a full sync's target, and it is
+  // promoted without --force only facing a blank peer (generations.hpp rule 0).
+  bool blank = false;
 
   bool operator==(const PersistentState&) const = default;
 };
