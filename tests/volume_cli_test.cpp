@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <filesystem>
 #include <functional>
 #include <optional>
 #include <string>
@@ -17,8 +18,10 @@
 
 #include "agent/control_protocol.hpp"
 #include "agent/volume_identity.hpp"
+#include "agent/volume_unsaved_metadata.hpp"
 #include "agent_test_support.hpp"
 #include "cli/commands.hpp"
+#include "io/durable_file.hpp"
 #include "io/volume_metadata.hpp"
 
 namespace keel::cli {
@@ -252,6 +255,36 @@ TEST(VolumeCli, CreateThatCannotWriteTheMetadataLeavesNoBackingFile) {
       run_volume_command({"volume", "create", "data", "--config", config, "--node", "n1"});
   EXPECT_EQ(retried.exit_code, 0) << retried.err;
   EXPECT_EQ(copy_state(config), volume::DiskState::UpToDate);
+}
+
+// `create --force` removes the old metadata's journal of unsaved updates before the new metadata
+// exists; when the new one cannot be made, the old metadata stays, and so must its journal.
+TEST(VolumeCli, AForcedCreateThatFailsKeepsTheOldMetadatasJournal) {
+  TestCluster cluster(2);
+  const std::string metadata = cluster.dir.file("data.meta");
+  const std::string config = write_volume_config(cluster, cluster.dir.file("data.img"), metadata);
+  const CommandRun created =
+      run_volume_command({"volume", "create", "data", "--config", config, "--node", "n1"});
+  ASSERT_EQ(created.exit_code, 0) << created.err;
+  auto loaded = config::load_config(config);
+  ASSERT_TRUE(loaded.ok());
+  const std::string journal = agent::unsaved_metadata_path(loaded.value().agent.state_dir, "data");
+  std::filesystem::create_directories(std::filesystem::path(journal).parent_path());
+  agent::testing::write_file(journal, "updates the metadata lacks");
+  ASSERT_EQ(::mkdir((metadata + ".new").c_str(), 0700), 0);  // the new metadata cannot be made
+  const CommandRun failed = run_volume_command(
+      {"volume", "create", "data", "--config", config, "--node", "n1", "--force"});
+  EXPECT_EQ(failed.exit_code, 1);
+  auto kept = io::read_state_file(journal);
+  ASSERT_TRUE(kept.ok());
+  ASSERT_TRUE(kept.value().has_value()) << "the old metadata's journal is gone";
+  EXPECT_EQ(*kept.value(), "updates the metadata lacks");
+
+  ASSERT_EQ(::rmdir((metadata + ".new").c_str()), 0);
+  const CommandRun retried = run_volume_command(
+      {"volume", "create", "data", "--config", config, "--node", "n1", "--force"});
+  EXPECT_EQ(retried.exit_code, 0) << retried.err;
+  EXPECT_FALSE(exists(journal));
 }
 
 TEST(VolumeCli, CreateRefusesExistingMetadataBeforeTouchingTheBackingFile) {

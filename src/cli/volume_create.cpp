@@ -59,15 +59,25 @@ int create_volume(const VolumeCreateOptions& options) {
     if (!made.ok()) return fail(made.error().message);
     made_file = made.value()->created();
   }
+  // Updates the old metadata's last run could not write (agent/volume_unsaved_metadata.hpp)
+  // must not be applied to the new one: gone before it exists. Put back if the new one cannot
+  // be made (--force): the old metadata is still there, and without them it could be older than
+  // what its copy holds.
+  const std::string unsaved =
+      agent::unsaved_metadata_path(config.value().agent.state_dir, volume->name);
+  auto journal = io::read_state_file(unsaved);
   const auto undo = [&](const std::string& message, bool metadata_made) {
     if (metadata_made) ::unlink(metadata_path.c_str());
     if (made_file != io::BlockFile::Created::no) ::unlink(backing.c_str());
+    if (journal.ok() && journal.value()) {
+      if (auto restored = io::replace_file(unsaved, *journal.value(), true); !restored.ok()) {
+        return fail(message + "; and the metadata journal " + unsaved +
+                    " could not be put back: " + restored.error().message);
+      }
+    }
     return fail(message);
   };
-  // Updates the old metadata's last run could not write (agent/volume_unsaved_metadata.hpp)
-  // must not be applied to the new one: gone before it exists.
-  const std::string unsaved =
-      agent::unsaved_metadata_path(config.value().agent.state_dir, volume->name);
+  if (!journal.ok()) return undo(journal.error().message, false);
   if (auto removed = io::remove_file_durably(unsaved); !removed.ok()) {
     return undo(removed.error().message, false);
   }
