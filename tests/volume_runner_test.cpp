@@ -69,6 +69,7 @@ struct OneCopy {
     volume::PersistentState state;
     state.disk = volume::DiskState::UpToDate;
     state.generations.current = empty_generation(volume());
+    state.blank = true;
     return metadata.value().write_state(state, {}).ok();
   }
 
@@ -189,6 +190,21 @@ TEST(VolumeRunner, ZeroingMoreExtentsThanTheActivityLogHoldsIsDoneInPieces) {
 
 // A volume not created on this node is refused with the command that creates it (and the
 // half-opened runner goes away cleanly).
+// `nbd_listen` is usually a floating IP that follows the primary: a node that does not hold it
+// (yet) still starts and listens, and serves once the address arrives. No packet is sent to it.
+TEST(VolumeRunner, ListensForNbdOnAnAddressThisHostDoesNotHoldYet) {
+  OneCopy copy;
+  copy.extra = "nbd_listen = \"198.18.255.77:" + std::to_string(free_tcp_port()) + "\"\n";
+  ASSERT_TRUE(copy.create());
+  asio::io_context io;
+  VolumeRunner::Hooks hooks;
+  hooks.record_outdated = [](const std::string&, volume::Generation) {};
+  hooks.clear_outdated = [](const std::string&, volume::Generation) {};
+  auto opened = VolumeRunner::open(io, *copy.config, copy.volume(), 1, io::ClusterKey{}, hooks);
+  ASSERT_TRUE(opened.ok()) << opened.error().message;
+  opened.value()->stop();
+}
+
 TEST(VolumeRunner, AVolumeWithoutMetadataIsRefusedWithTheCommandToRun) {
   OneCopy copy;
   ASSERT_TRUE(copy.create());

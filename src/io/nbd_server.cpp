@@ -99,6 +99,12 @@ Result<Ok> NbdServer::bind_tcp() {
   const asio::ip::tcp::endpoint endpoint(address, options_.tcp_port);
   tcp_acceptor_.open(endpoint.protocol(), error);
   if (!error) tcp_acceptor_.set_option(asio::socket_base::reuse_address(true), error);
+  // The address is usually a floating IP that follows the primary: every node of the volume
+  // listens on it from the start, whether it holds it yet or not (IP_FREEBIND applies to IPv6
+  // sockets too).
+  if (!error)
+    tcp_acceptor_.set_option(asio::detail::socket_option::boolean<IPPROTO_IP, IP_FREEBIND>(true),
+                             error);
   if (!error) tcp_acceptor_.bind(endpoint, error);
   if (!error) tcp_acceptor_.listen(asio::socket_base::max_listen_connections, error);
   if (error)
