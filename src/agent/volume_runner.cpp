@@ -328,9 +328,7 @@ void VolumeRunner::trim(std::uint64_t offset, std::uint32_t length, bool fua, Do
 void VolumeRunner::write_zeroes(std::uint64_t offset, std::uint32_t length, bool fua, Done done) {
   const std::uint64_t piece_extents = std::max<std::uint64_t>(1, config_.activity_log_extents / 2);
   const std::uint64_t end = offset + length;
-  const std::uint64_t extents =
-      length == 0 ? 1 : (end - 1) / volume::kExtentBytes - offset / volume::kExtentBytes + 1;
-  if (extents <= piece_extents) {
+  if (length == 0 || volume::extents_spanned(offset, length) <= piece_extents) {
     replica_->on_write_zeroes(remember(std::move(done)), offset, length, fua);
   } else {
     zero_next_piece(

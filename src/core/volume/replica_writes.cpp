@@ -60,9 +60,8 @@ void ReplicaCore::submit(AppRequest request) {
         request.offset > config_.size_bytes || request.length > config_.size_bytes - request.offset;
     if (too_big || outside) return complete(actions_, request.request, EINVAL);
     if (request.length == 0) return complete(actions_, request.request, 0);
-    const std::uint64_t extents =
-        (request.offset + request.length - 1) / kExtentBytes - request.offset / kExtentBytes + 1;
-    if (extents > activity_.capacity()) return complete(actions_, request.request, EINVAL);
+    if (extents_spanned(request.offset, request.length) > activity_.capacity())
+      return complete(actions_, request.request, EINVAL);
   }
   if (app_.size() >= kMaxAppRequests) return complete(actions_, request.request, EBUSY);
   const std::uint64_t sequence = next_sequence_++;

@@ -26,6 +26,11 @@ namespace keel::volume {
 
 constexpr std::uint32_t kBlockBytes = 4096;       // the unit of the dirty bitmap and of resync
 constexpr std::uint64_t kExtentBytes = 4u << 20;  // the unit of the activity log (4 MiB)
+
+// How many extents a range of `length` > 0 bytes at `offset` touches.
+constexpr std::uint64_t extents_spanned(std::uint64_t offset, std::uint64_t length) {
+  return (offset + length - 1) / kExtentBytes - offset / kExtentBytes + 1;
+}
 constexpr std::size_t kHistoryGenerations = 2;
 
 enum class Role : std::uint8_t { Secondary = 0, Primary = 1 };
