@@ -178,6 +178,12 @@ const BadVolume kBadVolumes[] = {
     {"UnknownNode",
      "[[volume]]\nname = \"data\"\nnodes = [\"b1\", \"b4\"]\nsize = 4096\nbacking = \"/x\"\n",
      "keel.toml:20: [[volume]] \"data\": no node is named \"b4\" (did you mean b1?)"},
+    // Once crashed: the unknown second node was left as node 0, whose name the device's
+    // metadata message then looked up.
+    {"UnknownSecondNodeBesideADevice",
+     "[[volume]]\nname = \"data\"\nnodes = [\"b1\", \"zz\"]\nsize = \"1GiB\"\n"
+     "backing = \"/dev/vdb\"\n",
+     "keel.toml:20: [[volume]] \"data\": no node is named \"zz\""},
     {"NoSize", "[[volume]]\nname = \"data\"\nnodes = [\"b1\", \"b2\"]\nbacking = \"/x\"\n",
      "keel.toml:18: [[volume]] \"data\" has no size; add size = \"10GiB\""},
     {"SizeNotASize",

@@ -107,20 +107,24 @@ void read_volume_nodes(const toml::table& table, const std::string& label,
                                    names.size()));
     return;
   }
+  // Both or neither: the readers after this one take a set node for a configured one, whose name
+  // they may look up (node_name() asserts it is there).
+  std::array<NodeId, 2> ids{};
   for (std::size_t i = 0; i < 2; ++i) {
     const NodeConfig* node = find_node(nodes, names[i]);
     if (node == nullptr) {
       problems.add(line, no_such_node(nodes, names[i], label));
       return;
     }
-    volume.nodes[i] = node->id;
+    ids[i] = node->id;
   }
-  if (volume.nodes[0] == volume.nodes[1]) {
+  if (ids[0] == ids[1]) {
     problems.add(line, fmt::format("{}: nodes names \"{}\" twice; a volume is mirrored between two "
                                    "different nodes",
                                    label, printable(names[0])));
-    volume.nodes = {};
+    return;
   }
+  volume.nodes = ids;
 }
 
 bool valid_path(const std::string& path) {
@@ -179,7 +183,8 @@ bool read_paths(const toml::table& table, std::string_view key, const std::strin
 void read_storage(const toml::table& table, const std::string& label,
                   const std::vector<NodeConfig>& nodes, VolumeConfig& volume, VolumeLines& lines,
                   Problems& problems) {
-  if (volume.nodes[0] == kNoNode) return;  // paths are per node; the nodes' problem comes first
+  // Paths are per node; the nodes' problem comes first.
+  if (volume.nodes[0] == kNoNode || volume.nodes[1] == kNoNode) return;
   if (!read_paths(table, "backing", label, nodes, volume, volume.backing, lines.backing,
                   problems)) {
     problems.add_missing(line_of(table),
