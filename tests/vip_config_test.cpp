@@ -177,6 +177,16 @@ TEST(VipConfig, HealthCheckProblemsAreNamed) {
                 "port?)"));
 }
 
+TEST(VipConfig, ControlCharactersInSubTablesAreRefused) {
+  EXPECT_EQ(
+      vip_error_of(std::string(kWebPool) + "[vip.pool.interfaces]\nfe2 = \"eth\\u00011\"\n"),
+      "keel.toml:23: [[vip.pool]] \"web\" interfaces fe2 must not contain control characters");
+  EXPECT_EQ(vip_error_of(std::string(kWebPool) +
+                         "[vip.pool.prefer]\n\"198.18.0.100/24\" = \"fe2\\u001b\"\n"),
+            "keel.toml:23: [[vip.pool]] \"web\" prefer 198.18.0.100/24 must not contain control "
+            "characters");
+}
+
 TEST(VipConfig, MissingInterfaceIsReported) {
   EXPECT_EQ(vip_error_of("[[vip.pool]]\nname = \"web\"\naddresses = [\"198.18.0.100/24\"]\n"),
             "keel.toml:18: [[vip.pool]] \"web\" has no interface; add interface = \"eth0\"");

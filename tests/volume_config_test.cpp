@@ -214,6 +214,12 @@ const BadVolume kBadVolumes[] = {
      "keel.toml:24: [[volume]] \"data\" backing_on: node \"b3\" is not one of the volume's nodes"},
     {"BackingOnUnknownNode", volume("data", "[volume.backing_on]\nbb1 = \"/dev/vdb\"\n"),
      "keel.toml:24: [[volume]] \"data\" backing_on: no node is named \"bb1\" (did you mean b1?)"},
+    {"ControlCharacterInBackingOn",
+     volume("data", "[volume.backing_on]\nb1 = \"/srv/b\\u0007.img\"\n"),
+     "keel.toml:24: [[volume]] \"data\" backing_on b1 must not contain control characters"},
+    {"ControlCharacterInMetadataOn",
+     volume("data", "[volume.metadata_on]\nb2 = \"/srv/m\\u001b[2J\"\n"),
+     "keel.toml:24: [[volume]] \"data\" metadata_on b2 must not contain control characters"},
     {"BackingOnNotATable", volume("data", "backing_on = \"/dev/vdb\"\n"),
      "keel.toml:23: [[volume]] \"data\": backing_on must be a table ([volume.backing_on]), not a "
      "string"},

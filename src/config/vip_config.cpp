@@ -163,12 +163,13 @@ void read_preferences(const toml::table& table, const std::string& label, const 
                                      printable(key.str())));
       continue;
     }
-    const auto* node = value.as_string();
-    if (node == nullptr) {
+    std::string node;
+    if (!value.is_string()) {
       problems.add(line, fmt::format("{}: the value must be a node name", where));
       continue;
     }
-    if (auto id = pool_node(pool, names, node->get(), line, where, problems)) {
+    if (!read_string(*prefer, key.str(), where, node, problems)) continue;
+    if (auto id = pool_node(pool, names, node, line, where, problems)) {
       pool.preferred[configured->text] = *id;
     }
   }
@@ -214,12 +215,13 @@ void read_interfaces(const toml::table& table, const std::string& label, const N
   for (auto&& [key, value] : *overrides) {
     const int line = line_of(key);
     auto id = pool_node(pool, names, std::string(key.str()), line, where, problems);
-    const auto* name = value.as_string();
-    if (name == nullptr || !valid_interface(name->get())) {
+    std::string name;  // stays empty, and so not an interface name, for a value of another type
+    if (value.is_string() && !read_string(*overrides, key.str(), where, name, problems)) continue;
+    if (!valid_interface(name)) {
       problems.add(line, fmt::format("{}: the value must be a network interface name", where));
       continue;
     }
-    if (id) pool.interface_by_node[*id] = name->get();
+    if (id) pool.interface_by_node[*id] = name;
   }
 }
 

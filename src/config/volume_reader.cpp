@@ -155,7 +155,8 @@ bool read_paths(const toml::table& table, std::string_view key, const std::strin
     problems.add(line_of(*node), fmt::format("{}: {} must be a table ([volume.{}]), not {}", label,
                                              sub_key, sub_key, type_name(*node)));
   } else if (node != nullptr) {
-    for (auto&& [name, value] : *node->as_table()) {
+    const toml::table& per_node = *node->as_table();
+    for (auto&& [name, value] : per_node) {
       const int line = line_of(name);
       const std::string where = fmt::format("{} {}", label, sub_key);
       const NodeConfig* found = find_node(nodes, std::string(name.str()));
@@ -163,16 +164,17 @@ bool read_paths(const toml::table& table, std::string_view key, const std::strin
         problems.add(line, no_such_node(nodes, std::string(name.str()), where));
         continue;
       }
-      const auto* path = value.as_string();
       const std::size_t index = found->id == volume.nodes[0] ? 0 : 1;
+      std::string path;
       if (!volume.has_node(found->id)) {
         problems.add(line, fmt::format("{}: node \"{}\" is not one of the volume's nodes", where,
                                        found->name));
-      } else if (path == nullptr) {
+      } else if (!value.is_string()) {
         problems.add(line,
                      fmt::format("{}: the value must be a path, not {}", where, type_name(value)));
-      } else if (check(path->get(), line, fmt::format("{} {}", sub_key, found->name))) {
-        paths[index] = path->get();
+      } else if (read_string(per_node, name.str(), where, path, problems) &&
+                 check(path, line, fmt::format("{} {}", sub_key, found->name))) {
+        paths[index] = path;
         lines[index] = line;
       }
     }
