@@ -122,7 +122,7 @@ TEST(VipConfig, OverlappingPoolsAreRefused) {
                                                  "name = \"api\"\n"                     // 23
                                                  "addresses = [\"198.18.0.100/25\"]\n"  // 24
                                                  "interface = \"eth0\"\n"),             // 25
-            "keel.toml:22: [[vip.pool]] \"api\": address 198.18.0.100/25 is also in [[vip.pool]] "
+            "keel.toml:24: [[vip.pool]] \"api\": address 198.18.0.100/25 is also in [[vip.pool]] "
             "\"web\" (line 18); pools must not overlap");
 }
 
@@ -149,7 +149,7 @@ TEST(VipConfig, BadAddressIsNamed) {
 TEST(VipConfig, NodeAddressCannotFloat) {
   EXPECT_THAT(vip_error_of("[[vip.pool]]\nname = \"web\"\naddresses = [\"198.18.0.2/24\"]\n"
                            "interface = \"eth0\"\n"),
-              HasSubstr("keel.toml:18: [[vip.pool]] \"web\": address 198.18.0.2/24 is node "
+              HasSubstr("keel.toml:20: [[vip.pool]] \"web\": address 198.18.0.2/24 is node "
                         "\"fe2\"'s own address"));
 }
 
@@ -245,7 +245,33 @@ TEST(VipConfig, DuplicateAddressInOnePoolIsRefused) {
   EXPECT_EQ(vip_error_of("[[vip.pool]]\nname = \"web\"\n"
                          "addresses = [\"198.18.0.100/24\", \"198.18.0.101/24\", "
                          "\"198.18.0.100/25\"]\ninterface = \"eth0\"\n"),
-            "keel.toml:18: [[vip.pool]] \"web\": address 198.18.0.100/25 is listed twice");
+            "keel.toml:20: [[vip.pool]] \"web\": address 198.18.0.100/25 is listed twice");
+}
+
+// A pool "web" whose addresses are written one per line: 198.18.0.100/24 on line 22, then
+// `address` on line 23.
+std::string pool_with_address_on_line_23(const std::string& address) {
+  const std::string line_23 = "  \"" + address + "\",\n";
+  return "[[vip.pool]]\n"              // 18
+         "name = \"web\"\n"            // 19
+         "interface = \"eth0\"\n"      // 20
+         "addresses = [\n"             // 21
+         "  \"198.18.0.100/24\",\n" +  // 22
+         line_23 +
+         "]\n";
+}
+
+// A problem with one address of an array written over several lines names that address's line,
+// not the line the array starts on.
+TEST(VipConfig, AnAddressIsNamedAtItsOwnLine) {
+  EXPECT_THAT(vip_error_of(pool_with_address_on_line_23("198.18.0.101")),
+              HasSubstr("keel.toml:23: [[vip.pool]] \"web\": \"198.18.0.101\" is not an IPv4 or "
+                        "IPv6 address with a prefix length"));
+  EXPECT_EQ(vip_error_of(pool_with_address_on_line_23("198.18.0.100/25")),
+            "keel.toml:23: [[vip.pool]] \"web\": address 198.18.0.100/25 is listed twice");
+  EXPECT_THAT(vip_error_of(pool_with_address_on_line_23("198.18.0.3/24")),
+              HasSubstr("keel.toml:23: [[vip.pool]] \"web\": address 198.18.0.3/24 is node "
+                        "\"fe3\"'s own address"));
 }
 
 }  // namespace

@@ -99,9 +99,10 @@ void read_addresses(const toml::table& table, const std::string& label, VipPoolC
     return;
   }
   const toml::array& entries = *table.get("addresses")->as_array();
-  const int line = line_of(entries);
-  if (texts.empty()) problems.add(line, fmt::format("{}: addresses is empty", label));
+  if (texts.empty()) problems.add(line_of(entries), fmt::format("{}: addresses is empty", label));
   for (std::size_t i = 0; i < texts.size(); ++i) {
+    // An array written over several lines has its elements on their own lines.
+    const int line = line_of(entries[i]);
     auto address = parse_vip_address(texts[i]);
     if (!address) {
       problems.add(line, fmt::format("{}: \"{}\" is not an IPv4 or IPv6 address with a prefix "
@@ -110,7 +111,7 @@ void read_addresses(const toml::table& table, const std::string& label, VipPoolC
       continue;
     }
     pool.addresses.push_back(*address);
-    lines.addresses.push_back(line_of(entries[i]));
+    lines.addresses.push_back(line);
   }
 }
 
@@ -332,8 +333,9 @@ std::optional<VipPoolConfig> read_pool(const toml::table& table, const NodeNames
 // An address as placement compares them: the prefix length does not make another address.
 using AddressKey = std::pair<int, std::array<std::uint8_t, 16>>;
 
-// Problems that span pools and nodes: names, addresses in two places. Each is reported at the
-// pool's line, against the first pool that has the name or the address.
+// Problems that span pools and nodes: a name used twice, an address in two places (two pools, a
+// node's own). A name is reported at its pool's line, an address at its own, each against the
+// first pool that has the name or the address.
 void check_across(const std::vector<VipPoolConfig>& pools, const std::vector<PoolLines>& lines,
                   const std::vector<NodeConfig>& nodes, Problems& problems) {
   std::vector<std::pair<AddressKey, const NodeConfig*>> node_addresses;
@@ -354,22 +356,23 @@ void check_across(const std::vector<VipPoolConfig>& pools, const std::vector<Poo
                                                   lines[first->second].header));
       }
     }
-    for (const VipAddress& address : pools[i].addresses) {
+    for (std::size_t a = 0; a < pools[i].addresses.size(); ++a) {
+      const VipAddress& address = pools[i].addresses[a];
+      const int line = lines[i].addresses[a];
       const AddressKey key{address.family, address.bytes};
       if (auto [first, added] = pool_by_address.emplace(key, i); !added) {
         const std::size_t j = first->second;
-        problems.add(lines[i].header,
-                     j == i
-                         ? fmt::format("{}: address {} is listed twice", label, address.text)
+        problems.add(
+            line, j == i ? fmt::format("{}: address {} is listed twice", label, address.text)
                          : fmt::format("{}: address {} is also in {} (line {}); pools must "
                                        "not overlap",
                                        label, address.text, pool_label(pools[j]), lines[j].header));
       }
       for (const auto& [own, node] : node_addresses) {
         if (own != key) continue;
-        problems.add(lines[i].header, fmt::format("{}: address {} is node \"{}\"'s own address; a "
-                                                  "floating address must be a separate one",
-                                                  label, address.text, node->name));
+        problems.add(line, fmt::format("{}: address {} is node \"{}\"'s own address; a floating "
+                                       "address must be a separate one",
+                                       label, address.text, node->name));
       }
     }
   }
