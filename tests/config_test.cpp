@@ -2,14 +2,22 @@
 // fields, and every kind of mistake is reported with the file name and the line to fix.
 #include "config/config.hpp"
 
+#include <fcntl.h>
 #include <fmt/format.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
+#include <cerrno>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
+#include <future>
 #include <initializer_list>
 #include <string>
+#include <thread>
 
 #include "config_test_support.hpp"
 #include "core/ring/limits.hpp"
@@ -479,6 +487,53 @@ TEST(ConfigTest, LoadConfigReadsAFileAndNamesItInErrors) {
   ASSERT_FALSE(missing.ok());
   EXPECT_EQ(missing.error().message,
             "cannot open config file " + path + ": No such file or directory");
+}
+
+// A FIFO in the config's place once made load_config() wait for a writer, for ever.
+TEST(ConfigTest, LoadConfigRefusesAFifoWithoutWaiting) {
+  const std::string path = ::testing::TempDir() + "keel_config_test.fifo";
+  std::remove(path.c_str());
+  ASSERT_EQ(::mkfifo(path.c_str(), 0600), 0) << std::strerror(errno);
+  std::promise<std::string> outcome;
+  std::future<std::string> result = outcome.get_future();
+  std::thread loader([&] {
+    auto loaded = load_config(path);
+    outcome.set_value(loaded.ok() ? "(loaded)" : loaded.error().message);
+  });
+  const bool returned = result.wait_for(std::chrono::seconds(5)) == std::future_status::ready;
+  if (!returned) {
+    // The loader waits in open() for a writer: be one, so that it returns and can be joined.
+    const int writer = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
+    if (writer >= 0) ::close(writer);
+  }
+  loader.join();
+  std::remove(path.c_str());
+  EXPECT_TRUE(returned) << "load_config() waited for a writer";
+  EXPECT_EQ(result.get(), "config file " + path + " is not a regular file");
+}
+
+TEST(ConfigTest, LoadConfigNamesADirectoryAndAFileTooLarge) {
+  const std::string directory = ::testing::TempDir() + "keel_config_test.d";
+  ASSERT_TRUE(::mkdir(directory.c_str(), 0700) == 0 || errno == EEXIST) << std::strerror(errno);
+  auto loaded = load_config(directory);
+  ASSERT_FALSE(loaded.ok());
+  EXPECT_EQ(loaded.error().message, "cannot read config file " + directory + ": Is a directory");
+  ::rmdir(directory.c_str());
+
+  const std::string path = ::testing::TempDir() + "keel_config_test_large.toml";
+  std::FILE* file = std::fopen(path.c_str(), "w");
+  ASSERT_NE(file, nullptr);
+  const std::string comment = "#" + std::string(1022, 'x') + "\n";  // 1 KiB a line
+  for (int i = 0; i < 1024; ++i) std::fwrite(comment.data(), 1, comment.size(), file);
+  std::fclose(file);
+  EXPECT_THAT(load_config(path).error().message, HasSubstr("no [cluster] section"));  // 1 MiB
+  file = std::fopen(path.c_str(), "a");
+  ASSERT_NE(file, nullptr);
+  std::fputc('\n', file);
+  std::fclose(file);
+  EXPECT_EQ(load_config(path).error().message,
+            "config file " + path + " is larger than 1048576 bytes");
+  std::remove(path.c_str());
 }
 
 }  // namespace

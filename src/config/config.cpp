@@ -14,13 +14,15 @@
 #include "config/config.hpp"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <fmt/format.h>
+#include <sys/stat.h>
 #include <toml++/toml.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <array>
 #include <cerrno>
-#include <cstdio>
 #include <cstring>
 #include <limits>
 #include <optional>
@@ -33,6 +35,7 @@
 #include "config/volume_config_reader.hpp"
 #include "core/ring/limits.hpp"
 #include "io/sealed_packet.hpp"
+#include "io/unique_fd.hpp"
 
 namespace keel::config {
 namespace {
@@ -437,25 +440,38 @@ Result<ClusterConfig> parse_config(const std::string& text, const std::string& s
 }
 
 Result<ClusterConfig> load_config(const std::string& path) {
-  std::FILE* file = std::fopen(path.c_str(), "rb");
-  if (file == nullptr) {
+  // O_NONBLOCK: a FIFO given as the config must not hang `keel config check` or the agent until
+  // something writes to it; it is refused below, as the key file reader refuses one.
+  io::UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK));
+  if (fd.get() < 0) {
     return Error{fmt::format("cannot open config file {}: {}", path, std::strerror(errno))};
   }
-  std::string text;
-  std::array<char, 8192> buffer;
-  std::size_t got = 0;
-  while ((got = std::fread(buffer.data(), 1, buffer.size(), file)) > 0) {
-    text.append(buffer.data(), got);
-    if (text.size() > kMaxConfigBytes) break;
+  struct stat info {};
+  if (::fstat(fd.get(), &info) != 0) {
+    return Error{fmt::format("cannot read config file {}: {}", path, std::strerror(errno))};
   }
-  const bool failed = std::ferror(file) != 0;
-  const int error = errno;
-  std::fclose(file);
-  if (failed)
-    return Error{fmt::format("cannot read config file {}: {}", path, std::strerror(error))};
-  if (text.size() > kMaxConfigBytes) {
+  if (S_ISDIR(info.st_mode)) {
+    return Error{fmt::format("cannot read config file {}: {}", path, std::strerror(EISDIR))};
+  }
+  if (!S_ISREG(info.st_mode)) {
+    return Error{fmt::format("config file {} is not a regular file", path)};
+  }
+  // One byte past the limit tells a file at the limit from a larger one.
+  std::string text(kMaxConfigBytes + 1, '\0');
+  std::size_t size = 0;
+  while (size < text.size()) {
+    const ssize_t got = ::read(fd.get(), text.data() + size, text.size() - size);
+    if (got < 0 && errno == EINTR) continue;
+    if (got < 0) {
+      return Error{fmt::format("cannot read config file {}: {}", path, std::strerror(errno))};
+    }
+    if (got == 0) break;
+    size += static_cast<std::size_t>(got);
+  }
+  if (size > kMaxConfigBytes) {
     return Error{fmt::format("config file {} is larger than {} bytes", path, kMaxConfigBytes)};
   }
+  text.resize(size);
   return parse_config(text, path);
 }
 
