@@ -5,6 +5,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <cctype>
 #include <chrono>
 #include <string>
 
@@ -272,6 +273,74 @@ TEST(VipConfig, AnAddressIsNamedAtItsOwnLine) {
   EXPECT_THAT(vip_error_of(pool_with_address_on_line_23("198.18.0.3/24")),
               HasSubstr("keel.toml:23: [[vip.pool]] \"web\": address 198.18.0.3/24 is node "
                         "\"fe3\"'s own address"));
+}
+
+struct UnusableAddress {
+  const char* written;
+  const char* message;  // after "keel.toml:23: [[vip.pool]] \"web\": address "
+};
+
+// Addresses no host may hold as its own, each refused with why.
+const UnusableAddress kUnusableAddresses[] = {
+    {"0.0.0.0/24", "0.0.0.0/24 is the unspecified address, which names no host"},
+    {"0.1.2.3/8", "0.1.2.3/8 is in 0.0.0.0/8, which names no host"},
+    {"224.0.0.5/24", "224.0.0.5/24 is a multicast address, which names a group, not a host"},
+    {"255.255.255.255/32",
+     "255.255.255.255/32 is the limited broadcast address, which names every host"},
+    {"127.0.0.5/8", "127.0.0.5/8 is a loopback address, which no other host can reach"},
+    {"10.0.0.0/24",
+     "10.0.0.0/24 is the network address of its prefix, which names the subnet, not a host"},
+    {"10.0.0.255/24",
+     "10.0.0.255/24 is the broadcast address of its prefix, which names every host of the subnet"},
+    {"10.0.0.127/25",
+     "10.0.0.127/25 is the broadcast address of its prefix, which names every host of the subnet"},
+    {"::/64", "::/64 is the unspecified address, which names no host"},
+    {"ff02::1/64", "ff02::1/64 is a multicast address, which names a group, not a host"},
+    {"::1/128", "::1/128 is the loopback address, which no other host can reach"},
+    {"::ffff:10.0.0.1/120",
+     "::ffff:10.0.0.1/120 is an IPv4-mapped IPv6 address; write the IPv4 address itself"},
+    {"2001:db8::/64",
+     "2001:db8::/64 is the subnet-router anycast address of its prefix (all host bits zero), "
+     "which the prefix's routers answer"},
+};
+
+class UnusableAddressTest : public ::testing::TestWithParam<UnusableAddress> {};
+
+TEST_P(UnusableAddressTest, IsRefusedAtItsLine) {
+  EXPECT_EQ(vip_error_of(pool_with_address_on_line_23(GetParam().written)),
+            std::string("keel.toml:23: [[vip.pool]] \"web\": address ") + GetParam().message);
+}
+
+INSTANTIATE_TEST_SUITE_P(VipConfig, UnusableAddressTest, ::testing::ValuesIn(kUnusableAddresses),
+                         [](const auto& test) {
+                           std::string name;
+                           for (const char c : std::string(test.param.written)) {
+                             name += std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
+                           }
+                           return name;
+                         });
+
+// Every address of a /31 or /32 (IPv6: /127 or /128) is a host's: such a prefix has no network,
+// broadcast or subnet-router anycast address. So are the first and last hosts of a wider prefix.
+TEST(VipConfig, EdgeAddressesOfAPrefixMayFloat) {
+  for (const char* address : {"10.0.0.0/31", "10.0.0.1/31", "10.0.0.0/32", "10.0.0.255/32",
+                              "10.0.0.1/24", "10.0.0.254/24", "2001:db8::/127", "2001:db8::1/127",
+                              "2001:db8::/128", "2001:db8::1/64", "fe80::10/64"}) {
+    EXPECT_EQ(vip_error_of(pool_with_address_on_line_23(address)), "(parsed without error)")
+        << address;
+  }
+}
+
+TEST(VipConfig, TheRingsGroupCannotFloat) {
+  EXPECT_EQ(vip_error_of("[transport]\n"                                             // 18
+                         "mode = \"broadcast\"\n"                                    // 19
+                         "group = \"198.18.0.255\"\n"                                // 20
+                         "[[vip.pool]]\n"                                            // 21
+                         "name = \"web\"\n"                                          // 22
+                         "interface = \"eth0\"\n"                                    // 23
+                         "addresses = [\"198.18.1.1/16\", \"198.18.0.255/16\"]\n"),  // 24
+            "keel.toml:24: [[vip.pool]] \"web\": address 198.18.0.255/16 is the [transport] group "
+            "the ring sends to; a floating address must be a separate one");
 }
 
 }  // namespace

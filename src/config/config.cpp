@@ -374,7 +374,7 @@ Result<ClusterConfig> check(const toml::table& root, const std::string& source) 
   check_whole(root, config, entries, transport_lines, ring_lines, problems);
   if (problems.any()) return problems.first();
   // [vip] and [[volume]] name nodes, so they are read once the nodes are known to be valid.
-  detail::read_vip(root, config.nodes, config.vip, problems);
+  detail::read_vip(root, config.nodes, config.transport, config.vip, problems);
   detail::read_volumes(root, config.nodes, config.agent.control_socket, config.volumes, problems);
   if (problems.any()) return problems.first();
   KEEL_ASSERT(!config.nodes.empty() && config.nodes.size() <= ring::kMaxNodes);

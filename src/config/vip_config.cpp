@@ -87,6 +87,51 @@ struct PoolLines {
   std::vector<int> addresses;  // one per entry of VipPoolConfig::addresses
 };
 
+// Why a host may not hold `address` as a floating address, or nothing: it names no host, or a
+// group, or this host alone, or its prefix's network, broadcast or subnet-router anycast address.
+// A /31 or /32 (RFC 3021) has no network or broadcast address, nor has an IPv6 /127 or /128
+// (RFC 6164) a subnet-router anycast address: every address of such a prefix is a host's.
+std::optional<std::string> not_floatable(const VipAddress& address) {
+  const auto& bytes = address.bytes;
+  const int bits = address.family == AF_INET ? 32 : 128;
+  // Whether every bit from `first` to the end of the address is `value`.
+  const auto bits_from = [&](int first, int value) {
+    for (int bit = first; bit < bits; ++bit) {
+      if ((bytes[bit / 8] >> (7 - bit % 8) & 1) != value) return false;
+    }
+    return true;
+  };
+  const auto zero_bytes = [&](std::size_t count) {
+    return std::all_of(bytes.begin(), bytes.begin() + count, [](std::uint8_t b) { return b == 0; });
+  };
+  if (bits_from(0, 0)) return "is the unspecified address, which names no host";
+  if (address.family == AF_INET) {
+    if (bytes[0] == 0) return "is in 0.0.0.0/8, which names no host";
+    if (bytes[0] == 127) return "is a loopback address, which no other host can reach";
+    if ((bytes[0] & 0xf0) == 0xe0) return "is a multicast address, which names a group, not a host";
+    if (bits_from(0, 1)) return "is the limited broadcast address, which names every host";
+    if (address.prefix_length <= 30 && bits_from(address.prefix_length, 0)) {
+      return "is the network address of its prefix, which names the subnet, not a host";
+    }
+    if (address.prefix_length <= 30 && bits_from(address.prefix_length, 1)) {
+      return "is the broadcast address of its prefix, which names every host of the subnet";
+    }
+    return std::nullopt;
+  }
+  if (zero_bytes(15) && bytes[15] == 1) {
+    return "is the loopback address, which no other host can reach";
+  }
+  if (bytes[0] == 0xff) return "is a multicast address, which names a group, not a host";
+  if (zero_bytes(10) && bytes[10] == 0xff && bytes[11] == 0xff) {
+    return "is an IPv4-mapped IPv6 address; write the IPv4 address itself";
+  }
+  if (address.prefix_length <= 126 && bits_from(address.prefix_length, 0)) {
+    return "is the subnet-router anycast address of its prefix (all host bits zero), which the "
+           "prefix's routers answer";
+  }
+  return std::nullopt;
+}
+
 void read_addresses(const toml::table& table, const std::string& label, VipPoolConfig& pool,
                     PoolLines& lines, Problems& problems) {
   std::vector<std::string> texts;
@@ -108,6 +153,10 @@ void read_addresses(const toml::table& table, const std::string& label, VipPoolC
       problems.add(line, fmt::format("{}: \"{}\" is not an IPv4 or IPv6 address with a prefix "
                                      "length (like 198.51.100.10/24 or 2001:db8::10/64)",
                                      label, printable(texts[i])));
+      continue;
+    }
+    if (auto why = not_floatable(*address)) {
+      problems.add(line, fmt::format("{}: address {} {}", label, address->text, *why));
       continue;
     }
     pool.addresses.push_back(*address);
@@ -333,11 +382,12 @@ std::optional<VipPoolConfig> read_pool(const toml::table& table, const NodeNames
 // An address as placement compares them: the prefix length does not make another address.
 using AddressKey = std::pair<int, std::array<std::uint8_t, 16>>;
 
-// Problems that span pools and nodes: a name used twice, an address in two places (two pools, a
-// node's own). A name is reported at its pool's line, an address at its own, each against the
-// first pool that has the name or the address.
+// Problems that span pools, nodes and the transport: a name used twice, an address in two places
+// (two pools, a node's own, the group the ring sends to). A name is reported at its pool's line, an
+// address at its own, each against the first pool that has the name or the address.
 void check_across(const std::vector<VipPoolConfig>& pools, const std::vector<PoolLines>& lines,
-                  const std::vector<NodeConfig>& nodes, Problems& problems) {
+                  const std::vector<NodeConfig>& nodes, const TransportConfig& transport,
+                  Problems& problems) {
   std::vector<std::pair<AddressKey, const NodeConfig*>> node_addresses;
   for (const auto& node : nodes) {
     // Any prefix length fits either family; only the address is compared.
@@ -345,6 +395,9 @@ void check_across(const std::vector<VipPoolConfig>& pools, const std::vector<Poo
       node_addresses.push_back({{own->family, own->bytes}, &node});
     }
   }
+  // Empty in unicast mode; else a multicast group (which no floating address is) or the subnet's
+  // broadcast address, which a floating address of a wider prefix may be.
+  const auto group = parse_vip_address(transport.group + "/32");
   std::map<std::string, std::size_t> pool_by_name;
   std::map<AddressKey, std::size_t> pool_by_address;
   for (std::size_t i = 0; i < pools.size(); ++i) {
@@ -373,6 +426,11 @@ void check_across(const std::vector<VipPoolConfig>& pools, const std::vector<Poo
         problems.add(line, fmt::format("{}: address {} is node \"{}\"'s own address; a floating "
                                        "address must be a separate one",
                                        label, address.text, node->name));
+      }
+      if (group && AddressKey{group->family, group->bytes} == key) {
+        problems.add(line, fmt::format("{}: address {} is the [transport] group the ring sends "
+                                       "to; a floating address must be a separate one",
+                                       label, address.text));
       }
     }
   }
@@ -447,8 +505,8 @@ vip::VipConfig core_vip_config(const VipConfig& config) {
 
 namespace detail {
 
-void read_vip(const toml::table& root, const std::vector<NodeConfig>& nodes, VipConfig& out,
-              Problems& problems) {
+void read_vip(const toml::table& root, const std::vector<NodeConfig>& nodes,
+              const TransportConfig& transport, VipConfig& out, Problems& problems) {
   const toml::node* node = root.get("vip");
   if (node == nullptr) return;
   const auto* vip = node->as_table();
@@ -481,7 +539,7 @@ void read_vip(const toml::table& root, const std::vector<NodeConfig>& nodes, Vip
     problems.add(line_of(*pools), fmt::format("at most {} pools", vip::kMaxPools));
   }
   check_total(out.pools, lines, problems);
-  check_across(out.pools, lines, nodes, problems);
+  check_across(out.pools, lines, nodes, transport, problems);
 }
 
 }  // namespace detail

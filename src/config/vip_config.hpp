@@ -32,12 +32,15 @@
 //   rise = 2
 //   fall = 2
 //
-// Validation (with the line of each problem): pool names unique, addresses IPv4 or IPv6 with a
-// prefix length, at most vip::kMaxPools pools and vip::kMaxAddresses addresses over all of them
-// (the core's limits), no address in two pools (or twice in one), no floating address equal to a
-// node's own address, node names that exist (with a suggestion), preferences and weights only
-// for the pool's own nodes and addresses, a health check that can run. Whether an address fits
-// the interface's subnet can only be known on the host: the agent checks that at start.
+// Validation (with the line of each problem; an address's own line): pool names unique, addresses
+// IPv4 or IPv6 with a prefix length that a host may hold (not unspecified, loopback, multicast,
+// limited broadcast, IPv4-mapped, nor its prefix's network, broadcast or subnet-router anycast
+// address), at most vip::kMaxPools pools and vip::kMaxAddresses addresses over all of them (the
+// core's limits), no address in two pools (or twice in one), no floating address equal to a
+// node's own address or to the transport's group, node names that exist (with a suggestion),
+// preferences and weights only for the pool's own nodes and addresses, a health check that can
+// run. Whether an address fits the interface's subnet can only be known on the host: the agent
+// checks that at start.
 //
 // Thread-safety: plain values and pure functions.
 #pragma once

@@ -10,12 +10,14 @@
 
 namespace keel::config {
 struct NodeConfig;
-}
+struct TransportConfig;
+}  // namespace keel::config
 
 namespace keel::config::detail {
 
-// Reads [vip] from `root`, if present, into `out`; `nodes` are the already validated nodes.
-void read_vip(const toml::table& root, const std::vector<NodeConfig>& nodes, VipConfig& out,
-              Problems& problems);
+// Reads [vip] from `root`, if present, into `out`; `nodes` and `transport` are already validated
+// (no floating address may be a node's own or the transport's group).
+void read_vip(const toml::table& root, const std::vector<NodeConfig>& nodes,
+              const TransportConfig& transport, VipConfig& out, Problems& problems);
 
 }  // namespace keel::config::detail
