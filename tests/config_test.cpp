@@ -193,7 +193,7 @@ TEST(ConfigTest, KeyOutsideAnySectionIsReported) {
 TEST(ConfigTest, FirstProblemInTheFileIsReported) {
   // Problems on lines 14 and 16: the one nearer the top wins, whatever the section order.
   const std::string message =
-      error_of(base_with({"[transport]", "mtu = 100", "[agent]", "log_level = \"loud\""}));
+      error_of(base_with({"[transport]", "mtu = 10", "[agent]", "log_level = \"loud\""}));
   EXPECT_THAT(message, StartsWith("keel.toml:14: [transport] mtu")) << message;
 }
 
@@ -349,10 +349,28 @@ TEST(ConfigTest, PortZeroIsReported) {
 }
 
 TEST(ConfigTest, MtuOutsideItsRangeIsReported) {
-  EXPECT_EQ(error_of(base_with({"[transport]", "mtu = 1279"})),
-            "keel.toml:14: [transport] mtu must be between 1280 and 65535 (got 1279)");
+  EXPECT_EQ(error_of(base_with({"[transport]", "mtu = 67"})),
+            "keel.toml:14: [transport] mtu must be between 68 and 65535 (got 67)");
   EXPECT_EQ(error_of(base_with({"[transport]", "mtu = 65536"})),
-            "keel.toml:14: [transport] mtu must be between 1280 and 65535 (got 65536)");
+            "keel.toml:14: [transport] mtu must be between 68 and 65535 (got 65536)");
+}
+
+// Below these the ring's smallest packets do not fit, and the agent's transport would refuse to
+// start: the check says so first, with the least MTU that works for the nodes' family.
+TEST(ConfigTest, MtuTooSmallForTheRingIsReported) {
+  EXPECT_EQ(
+      error_of(base_with({"[transport]", "mtu = 1280"})),
+      "keel.toml:14: [transport] mtu = 1280 is too small: the ring's smallest packets (1200 "
+      "bytes) with the IPv4 (20), UDP (8) and seal (63) headers need an MTU of at least 1291");
+  EXPECT_EQ(
+      error_of(lines({kCluster, kName, kNode, kId1, kName1, "address = \"fd00::1\"", "[transport]",
+                      "mtu = 1310"})),
+      "keel.toml:8: [transport] mtu = 1310 is too small: the ring's smallest packets (1200 "
+      "bytes) with the IPv6 (40), UDP (8) and seal (63) headers need an MTU of at least 1311");
+  // The MTU is what to fix, not a max_packet_bytes that is already the least.
+  EXPECT_THAT(
+      error_of(base_with({"[transport]", "mtu = 1290", "[ring]", "max_packet_bytes = 1200"})),
+      StartsWith("keel.toml:14: [transport] mtu = 1290 is too small"));
 }
 
 TEST(ConfigTest, UnknownLogLevelIsReported) {
@@ -421,7 +439,8 @@ std::uint32_t derived_packet_bytes(const std::string& address2, const std::strin
 TEST(ConfigTest, PacketSizeIsDerivedFromTheMtu) {
   EXPECT_EQ(derived_packet_bytes("10.0.0.2", "10.0.0.1", 1500), 1500u - 20 - 8 - 63);
   EXPECT_EQ(derived_packet_bytes("fd00::2", "fd00::1", 1500), 1500u - 40 - 8 - 63);
-  EXPECT_EQ(derived_packet_bytes("10.0.0.2", "10.0.0.1", 1280), ring::kMinPacketBytes);
+  EXPECT_EQ(derived_packet_bytes("10.0.0.2", "10.0.0.1", 1291), ring::kMinPacketBytes);
+  EXPECT_EQ(derived_packet_bytes("fd00::2", "fd00::1", 1311), ring::kMinPacketBytes);
   EXPECT_EQ(derived_packet_bytes("10.0.0.2", "10.0.0.1", 65535), ring::kMaxPacketBytes);
 }
 

@@ -34,7 +34,7 @@
 #include "config/vip_config_reader.hpp"
 #include "config/volume_config_reader.hpp"
 #include "core/ring/limits.hpp"
-#include "io/sealed_packet.hpp"
+#include "io/datagram_sizes.hpp"
 #include "io/unique_fd.hpp"
 
 namespace keel::config {
@@ -59,9 +59,10 @@ using detail::valid_name;
 
 constexpr std::size_t kMaxConfigBytes = 1u << 20;
 constexpr std::size_t kMaxSocketPathBytes = 107;  // sun_path holds 108 bytes with the NUL
-constexpr std::uint32_t kMinMtu = 1280;
+// IPv4's least link MTU (RFC 791). The ring needs more, by the nodes' address family: the second
+// pass checks that (fit_packets).
+constexpr std::uint32_t kMinMtu = 68;
 constexpr std::uint32_t kMaxMtu = 65535;
-constexpr std::uint32_t kUdpHeaderBytes = 8;
 
 constexpr std::array kLogLevels = {"trace", "debug", "info", "warn", "error"};
 
@@ -201,7 +202,9 @@ TransportLines read_transport(const toml::table& root, ClusterConfig& config, Pr
   if (table == nullptr) return lines;
   TransportConfig& transport = config.transport;
   read_integer(*table, "port", "[transport]", 1, 65535, transport.port, problems);
-  read_integer(*table, "mtu", "[transport]", kMinMtu, kMaxMtu, transport.mtu, problems);
+  if (read_integer(*table, "mtu", "[transport]", kMinMtu, kMaxMtu, transport.mtu, problems)) {
+    lines.mtu = line_of(*table->get("mtu"));
+  }
   read_transport_mode_keys(*table, transport, lines, problems);
   return lines;
 }
@@ -302,29 +305,39 @@ std::string ring_message(const std::string& problem, const TunableLines& set) {
   return message;
 }
 
-std::uint32_t ip_header_bytes(int family) { return family == AF_INET6 ? 40 : 20; }
-
-// Sizes ring packets to the MTU, or checks the size the file sets against it.
-void fit_packets(ClusterConfig& config, int family, const TunableLines& set, Problems& problems) {
-  const std::uint32_t overhead = ip_header_bytes(family) + kUdpHeaderBytes +
-                                 static_cast<std::uint32_t>(io::kSealOverheadBytes);
+// Sizes ring packets to the MTU, or checks the size the file sets against it, by the sums the
+// transport checks them with (io/datagram_sizes.hpp): a file accepted here is not refused by the
+// agent's transport. The ring has a least packet size, so a small MTU is refused outright.
+void fit_packets(ClusterConfig& config, int family, const TransportLines& transport_lines,
+                 const TunableLines& set, Problems& problems) {
+  const bool ipv6 = family == AF_INET6;
   const std::uint32_t mtu = config.transport.mtu;
-  const std::uint32_t fit = mtu > overhead ? mtu - overhead : 0;
+  const auto fit = static_cast<std::uint32_t>(io::max_ring_packet_bytes(mtu, ipv6));
+  const std::string headers =
+      fmt::format("the {} ({}), UDP ({}) and seal ({}) headers", ipv6 ? "IPv6" : "IPv4",
+                  io::ip_header_bytes(ipv6), io::kUdpHeaderBytes, io::kSealOverheadBytes);
+  if (fit < ring::kMinPacketBytes) {
+    // The default MTU fits either family: a file that is refused here sets it.
+    KEEL_ASSERT(transport_lines.mtu != kNoLine);
+    problems.add(transport_lines.mtu,
+                 fmt::format("[transport] mtu = {} is too small: the ring's smallest packets ({} "
+                             "bytes) with {} need an MTU of at least {}",
+                             mtu, ring::kMinPacketBytes, headers,
+                             io::min_mtu_for(ring::kMinPacketBytes, ipv6)));
+    return;
+  }
   const auto explicit_size = std::find_if(set.begin(), set.end(), [](const TunableLine& entry) {
     return entry.name == std::string_view("max_packet_bytes");
   });
   if (explicit_size == set.end()) {
-    config.ring.max_packet_bytes =
-        std::clamp<std::uint32_t>(fit, ring::kMinPacketBytes, ring::kMaxPacketBytes);
+    config.ring.max_packet_bytes = std::min<std::uint32_t>(fit, ring::kMaxPacketBytes);
     return;
   }
   if (config.ring.max_packet_bytes > fit) {
-    problems.add(
-        explicit_size->line,
-        fmt::format("[ring] max_packet_bytes = {} does not fit transport mtu = {}: at "
-                    "most {} bytes fit after the {} ({}), UDP ({}) and seal ({}) headers",
-                    config.ring.max_packet_bytes, mtu, fit, family == AF_INET6 ? "IPv6" : "IPv4",
-                    ip_header_bytes(family), kUdpHeaderBytes, io::kSealOverheadBytes));
+    problems.add(explicit_size->line,
+                 fmt::format("[ring] max_packet_bytes = {} does not fit transport mtu = {}: at "
+                             "most {} bytes fit after {}",
+                             config.ring.max_packet_bytes, mtu, fit, headers));
   }
 }
 
@@ -349,7 +362,7 @@ void check_whole(const toml::table& root, ClusterConfig& config, std::vector<Nod
     problems.add(blame_line(*ring_problem, ring_lines, root),
                  ring_message(*ring_problem, ring_lines));
   } else if (!entries.empty()) {
-    fit_packets(config, entries.front().family, ring_lines, problems);
+    fit_packets(config, entries.front().family, transport_lines, ring_lines, problems);
   }
   std::sort(entries.begin(), entries.end(),
             [](const NodeEntry& a, const NodeEntry& b) { return a.node.id < b.node.id; });

@@ -17,6 +17,7 @@ namespace keel::config::detail {
 
 // The lines of the [transport] keys the second pass blames (kNoLine: not set).
 struct TransportLines {
+  int mtu = kNoLine;
   int mode = kNoLine;
   int group = kNoLine;
   int multicast_ttl = kNoLine;

@@ -14,6 +14,7 @@
 #include <cstring>
 
 #include "core/common/assert.hpp"
+#include "io/datagram_sizes.hpp"  // kIpv6HeaderBytes
 #include "io/errno_text.hpp"
 
 namespace keel::io {
@@ -21,7 +22,6 @@ namespace keel::io {
 namespace {
 
 constexpr std::size_t kArpBytes = 28;
-constexpr std::size_t kIpv6HeaderBytes = 40;
 constexpr std::size_t kAdvertisementBytes = 24;  // ICMPv6 header, flags, target
 constexpr std::size_t kLinkLayerOptionBytes = 8;
 constexpr std::uint8_t kIcmpv6Protocol = 58;

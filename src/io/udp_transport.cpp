@@ -89,11 +89,6 @@ std::uint64_t DropCounts::total() const {
   return malformed + forged + replayed + unknown_sender + wrong_address;
 }
 
-std::size_t max_sealed_bytes(std::uint32_t mtu, bool ipv6) {
-  const std::size_t headers = (ipv6 ? kIpv6HeaderBytes : kIpv4HeaderBytes) + kUdpHeaderBytes;
-  return mtu > headers ? std::min<std::size_t>(mtu - headers, kMaxDatagramBytes) : 0;
-}
-
 Result<std::unique_ptr<UdpTransport>> UdpTransport::open(asio::io_context& io,
                                                          TransportOptions options) {
   std::vector<asio::ip::udp::endpoint> endpoints;
@@ -106,11 +101,11 @@ Result<std::unique_ptr<UdpTransport>> UdpTransport::open(asio::io_context& io,
   }
   if (!self_index) return Error{"node " + std::to_string(options.self) + " is not configured"};
   const bool ipv6 = endpoints[*self_index].address().is_v6();
-  const std::size_t room = max_sealed_bytes(options.mtu, ipv6);
-  if (options.max_plaintext_bytes + kSealOverheadBytes > room) {
+  // parse_config() sizes ring packets by the same function, so a config it accepted passes.
+  const std::size_t fits = max_ring_packet_bytes(options.mtu, ipv6);
+  if (options.max_plaintext_bytes > fits) {
     return Error{"transport mtu " + std::to_string(options.mtu) +
-                 " leaves room for ring packets of " +
-                 std::to_string(room > kSealOverheadBytes ? room - kSealOverheadBytes : 0) +
+                 " leaves room for ring packets of " + std::to_string(fits) +
                  " bytes, but the ring sends up to " + std::to_string(options.max_plaintext_bytes)};
   }
   std::optional<asio::ip::udp::endpoint> group;

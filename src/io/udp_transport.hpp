@@ -42,14 +42,11 @@
 #include "core/common/result.hpp"
 #include "core/common/types.hpp"
 #include "io/datagram_runs.hpp"
+#include "io/datagram_sizes.hpp"  // max_sealed_bytes, max_ring_packet_bytes
 #include "io/sealed_packet.hpp"
 
 namespace keel::io {
 
-constexpr std::size_t kUdpHeaderBytes = 8;
-constexpr std::size_t kIpv4HeaderBytes = 20;
-constexpr std::size_t kIpv6HeaderBytes = 40;
-constexpr std::size_t kMaxDatagramBytes = 65535;
 // Datagrams per sendmmsg()/recvmmsg() call.
 constexpr std::size_t kMaxBatchDatagrams = 64;
 // Per recvmmsg() on a socket that takes whole runs (each slot as large as an IP packet).
@@ -121,9 +118,6 @@ struct TransportOptions {
 
 // "address:port", for messages.
 std::string endpoint_text(const asio::ip::udp::endpoint& endpoint);
-
-// Bytes left for a sealed datagram on a link of `mtu` bytes (IP and UDP headers removed).
-std::size_t max_sealed_bytes(std::uint32_t mtu, bool ipv6);
 
 // Asks for `bytes` of socket buffer on `fd` (receive or send), past net.core.rmem_max/wmem_max
 // when this process may (CAP_NET_ADMIN, as root), else within them; returns the size granted.
