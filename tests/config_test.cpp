@@ -387,6 +387,14 @@ TEST(ConfigTest, BadNamesAndPathsAreReported) {
       "keel.toml:3: [cluster] key_file \"cluster.key\" must be an absolute path");
   EXPECT_THAT(error_of(base_with({"[agent]", "control_socket = \"keel.sock\""})),
               StartsWith("keel.toml:14: [agent] control_socket must be an absolute path"));
+  // Once accepted, to fail only when the agent bound the socket.
+  for (const char* directory : {"/", "/run/keel/", "/run/keel/.", "/run/.."}) {
+    EXPECT_EQ(
+        error_of(base_with({"[agent]", fmt::format("control_socket = \"{}\"", directory).c_str()})),
+        fmt::format("keel.toml:14: [agent] control_socket \"{}\" names a directory; give "
+                    "the socket a file name, like /run/keel/keel.sock",
+                    directory));
+  }
   EXPECT_EQ(error_of(lines({kCluster, kName, "node = \"fe9\"", kNode, kId1, kName1, kAddr1})),
             "keel.toml:3: [cluster] node \"fe9\" is not one of the [[node]] names");
 }

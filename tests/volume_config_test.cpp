@@ -246,6 +246,9 @@ const BadVolume kBadVolumes[] = {
      "keel.toml:23: [[volume]] \"data\" write_cache must be true or false, not a string"},
     {"RelativeSocket", volume("data", "nbd_socket = \"nbd.sock\"\n"),
      "keel.toml:23: [[volume]] \"data\": nbd_socket must be an absolute path of at most 107 bytes"},
+    {"SocketIsADirectory", volume("data", "nbd_socket = \"/run/keel/\"\n"),
+     "keel.toml:23: [[volume]] \"data\": nbd_socket \"/run/keel/\" names a directory; give the "
+     "socket a file name"},
     {"NoExport", volume("data", "nbd_socket = \"\"\n"),
      "keel.toml:23: [[volume]] \"data\": with nbd_socket = \"\" and no nbd_listen the volume has "
      "no NBD export; set one of them"},

@@ -213,12 +213,18 @@ void read_agent(const toml::table& root, ClusterConfig& config, Problems& proble
   const toml::table* table = section_table(root, "agent", problems);
   if (table == nullptr) return;
   auto& agent = config.agent;
-  if (read_string(*table, "control_socket", "[agent]", agent.control_socket, problems) &&
-      (agent.control_socket.empty() || agent.control_socket.front() != '/' ||
-       agent.control_socket.size() > kMaxSocketPathBytes)) {
-    problems.add(line_of(*table->get("control_socket")),
-                 fmt::format("[agent] control_socket must be an absolute path of at most {} bytes",
-                             kMaxSocketPathBytes));
+  if (read_string(*table, "control_socket", "[agent]", agent.control_socket, problems)) {
+    const std::string& path = agent.control_socket;
+    const int line = line_of(*table->get("control_socket"));
+    if (path.empty() || path.front() != '/' || path.size() > kMaxSocketPathBytes) {
+      problems.add(
+          line, fmt::format("[agent] control_socket must be an absolute path of at most {} bytes",
+                            kMaxSocketPathBytes));
+    } else if (!detail::names_a_file(path)) {
+      problems.add(line, fmt::format("[agent] control_socket \"{}\" names a directory; give the "
+                                     "socket a file name, like {}",
+                                     path, kDefaultControlSocket));
+    }
   }
   if (read_string(*table, "log_level", "[agent]", agent.log_level, problems) &&
       std::find(kLogLevels.begin(), kLogLevels.end(), agent.log_level) == kLogLevels.end()) {

@@ -97,6 +97,11 @@ bool read_string_array(const toml::table& table, std::string_view key, std::stri
   return true;
 }
 
+bool names_a_file(std::string_view path) {
+  const std::string_view last = path.substr(path.rfind('/') + 1);  // all of it without a '/'
+  return !last.empty() && last != "." && last != "..";
+}
+
 void check_name(const toml::table& table, std::string_view key, std::string_view what,
                 const std::string& name, Problems& problems) {
   if (valid_name(name)) return;

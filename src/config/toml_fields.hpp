@@ -61,6 +61,10 @@ bool read_bool(const toml::table& table, std::string_view key, std::string_view 
 void check_name(const toml::table& table, std::string_view key, std::string_view what,
                 const std::string& name, Problems& problems);
 
+// Whether the last component of `path` can name a file: not "" (as in "/run/keel/"), "." or "..",
+// which name directories. A socket path that names a directory is refused only by bind().
+bool names_a_file(std::string_view path);
+
 // An array of strings; each element checked as read_string checks a string.
 bool read_string_array(const toml::table& table, std::string_view key, std::string_view label,
                        std::vector<std::string>& out, Problems& problems);

@@ -259,6 +259,11 @@ void read_export(const toml::table& table, const std::string& label, VolumeConfi
                    fmt::format("{}: nbd_socket must be an absolute path of at most {} bytes, or "
                                "\"\" for none",
                                label, kMaxSocketPathBytes));
+    } else if (!volume.nbd_socket.empty() && !names_a_file(volume.nbd_socket)) {
+      problems.add(lines.nbd_socket,
+                   fmt::format("{}: nbd_socket \"{}\" names a directory; give the socket a file "
+                               "name, like /run/keel/nbd-NAME.sock",
+                               label, volume.nbd_socket));
     }
   }
   std::string listen;
