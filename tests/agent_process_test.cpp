@@ -308,5 +308,20 @@ TEST_F(AgentProcess, UsageErrorsExitTwo) {
   EXPECT_NE(err.find("is `keel agent` running?"), std::string::npos) << err;
 }
 
+// CLI11 alone said "A subcommand is required" for a command it did not know.
+TEST_F(AgentProcess, AnUnknownCommandIsNamed) {
+  TestCluster cluster(1);
+  std::string err;
+  EXPECT_EQ(run({"bogus"}, cluster.dir.file("unknown"), &err), 2) << err;
+  EXPECT_EQ(err.find("keel: unknown command 'bogus'; the commands are: sim, keygen, config, agent, "
+                     "status, ring, lab, vip, node, volume\n"),
+            0u)
+      << err;
+  EXPECT_EQ(run({"config", "chek"}, cluster.dir.file("unknown2"), &err), 2) << err;
+  EXPECT_EQ(err.find("keel config: unknown command 'chek'; the commands are: check\n"), 0u) << err;
+  EXPECT_EQ(run({"config"}, cluster.dir.file("none"), &err), 2) << err;
+  EXPECT_NE(err.find("A subcommand is required"), std::string::npos) << err;
+}
+
 }  // namespace
 }  // namespace keel::agent
