@@ -117,7 +117,8 @@ TEST(VolumeGenerations, ABlankCopyIsTheTargetOfAFullSyncFromAnyConsistentCopy) {
   blank.blank = true;
   EXPECT_EQ(decide(blank, side(5)), ConnectPlan::FullSyncTarget);
   EXPECT_EQ(decide(blank, side(9, 5)), ConnectPlan::FullSyncTarget);  // would be a bitmap resync
-  EXPECT_EQ(decide(blank, side(5, 0, DiskState::Outdated)), ConnectPlan::FullSyncTarget);
+  // An Outdated copy lacks writes as well: the operator chooses, as for an Inconsistent one.
+  EXPECT_EQ(decide(blank, side(5, 0, DiskState::Outdated)), ConnectPlan::Unrelated);
   ConnectSide crashed = side(5);
   crashed.primary_at_crash = true;
   EXPECT_EQ(decide(blank, crashed), ConnectPlan::FullSyncTarget);

@@ -343,6 +343,28 @@ TEST(VolumeReplicaLink, ARecreatedCopyFacingAStoppedPrimaryIsFullySynced) {
   EXPECT_EQ(world.b().r().status().disk, DiskState::UpToDate);
 }
 
+// A secondary that applied a primary's writes says on disk that it is no longer blank first:
+// crashed blank with flushed writes, it would be taken for an empty copy. In async mode (and in
+// sync mode without a boot id) no other metadata write comes before those writes.
+TEST(VolumeReplicaLink, AFollowerIsNotBlankOnDiskBeforeItAppliesAWrite) {
+  World world(Mode::Async);
+  create_blank_pair(world);
+  world.connect();
+  world.run();
+  world.b().hold_persist = true;
+  ASSERT_TRUE(world.a().r().promote(false).ok());
+  world.a().r().on_write(1, 0, pattern(4096, 9), false);
+  world.a().r().on_flush(2);
+  world.run();
+  EXPECT_TRUE(world.b().saved_state.blank);
+  EXPECT_EQ(world.b().disk[0], std::byte{0}) << "applied a write while blank on disk";
+  world.b().hold_persist = false;
+  world.run();
+  EXPECT_FALSE(world.b().saved_state.blank);
+  EXPECT_EQ(world.a().error_of(2), 0);
+  EXPECT_TRUE(world.same_disks());
+}
+
 // A blank copy may be a replaced disk whose peer holds the volume: alone it is promoted only with
 // --force; facing a blank peer, nothing was ever written, and it is.
 TEST(VolumeReplicaLink, ABlankCopyIsPromotedAloneOnlyWithForce) {

@@ -102,7 +102,8 @@ ConnectPlan decide_on_connect(const ConnectSide& local, const ConnectSide& peer)
   const Generations& p = peer.generations;
   if (local.blank != peer.blank) {
     const ConnectSide& other = local.blank ? peer : local;
-    if (other.disk == DiskState::Inconsistent) return ConnectPlan::Unrelated;
+    // An Outdated copy lacks writes too, and an UpToDate target of its resync would hide it.
+    if (other.disk != DiskState::UpToDate) return ConnectPlan::Unrelated;
     return local.blank ? ConnectPlan::FullSyncTarget : ConnectPlan::FullSyncSource;
   }
   if (local_inconsistent && !peer_inconsistent) return inconsistent_local(local, peer);

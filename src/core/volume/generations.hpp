@@ -50,10 +50,11 @@ enum class ConnectPlan : std::uint8_t {
 std::string_view to_string(ConnectPlan plan);
 
 // The plan for the local side. Rules in order:
-//  0. A blank side facing one that is not holds nothing of the pair's: a consistent peer makes it
+//  0. A blank side facing one that is not holds nothing of the pair's: an UpToDate peer makes it
 //     a full sync's target whatever the generations say (a pair that wrote while connected still
-//     has the empty generation the blank copy was created with); an Inconsistent peer has no
-//     whole copy to give it either: Unrelated, until the operator forces one side.
+//     has the empty generation the blank copy was created with); an Outdated or Inconsistent peer
+//     may lack writes too, and the resync would end with two UpToDate copies hiding it:
+//     Unrelated, until the operator forces one side.
 //  1. An Inconsistent side facing a consistent one is a full-sync target (unless the bitmap rule
 //     below applies, which is cheaper); two Inconsistent sides with different generations follow
 //     rules 3 to 6 (Unrelated when nothing relates them). An Inconsistent side that wrote apart (a

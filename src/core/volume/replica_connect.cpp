@@ -128,9 +128,9 @@ void ReplicaCore::on_hello(const Hello& hello) {
   }
   if (plan_ == ConnectPlan::Unrelated && hello_side_.blank != hello.blank) {
     return refuse(LinkState::Unrelated,
-                  "one copy is new and empty (keel volume create) and the other Inconsistent: "
-                  "neither holds the volume; run `keel volume promote <volume> --force` on the "
-                  "node whose copy is to be kept");
+                  "one copy is new and empty (keel volume create) and the other Outdated or "
+                  "Inconsistent: neither is known to hold every write; run `keel volume promote "
+                  "<volume> --force` on the node whose copy is to be kept");
   }
   if (plan_ == ConnectPlan::Unrelated) {
     return refuse(LinkState::Unrelated,
@@ -317,16 +317,16 @@ void ReplicaCore::forget_survived_primary() {
 bool ReplicaCore::record_primary_sync() {
   const bool following = role_ == Role::Secondary && link_ == LinkState::Connected &&
                          peer_role_ == Role::Primary && state_.disk == DiskState::UpToDate;
-  // From the primary's first write on this copy is the pair's data. Not waited for: a crash
-  // before it is persisted leaves the copy blank, which only costs it a full sync from the
-  // primary, and any later persist (survived_primary's) carries it.
+  // From the primary's first write on this copy is the pair's data, and says so on disk before
+  // it applies (and acknowledges) any: a copy that crashed still blank while holding flushed
+  // writes would be taken for an empty one, the target of a full sync from a copy made anew.
   const bool joined = following && std::exchange(state_.blank, false);
   const bool in_sync = config_.mode == Mode::Sync && config_.boot != 0 && following;
   if (in_sync && state_.primary_sync_boot != config_.boot) {
     state_.primary_sync_boot = config_.boot;
     primary_sync_persist_id_ = persist();
   } else if (joined) {
-    persist();
+    primary_sync_persist_id_ = persist();
   }
   return primary_sync_persist_id_ <= persisted_id_;
 }
