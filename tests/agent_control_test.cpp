@@ -6,6 +6,7 @@
 #include <sys/un.h>
 
 #include "agent/control_protocol.hpp"
+#include "agent/ring_driver.hpp"
 #include "agent_test_support.hpp"
 
 namespace keel::agent {
@@ -183,6 +184,61 @@ TEST(AgentControl, AnOverlongRequestLineEndsTheSession) {
   EXPECT_NE(reply.value().find("longer than"), std::string::npos) << reply.value();
   EXPECT_FALSE(client.read_line().ok());                    // closed
   EXPECT_TRUE(testing::status_of(cluster.socket_path(1)));  // the agent goes on
+}
+
+// Requests are parsed on the thread that runs the ring, where 8 MiB of `[` or of `1,` took
+// seconds to parse: such a line is refused unparsed, at once, and the session and the ring go on.
+TEST(AgentControl, ARequestTooDeepOrTooWideIsRefusedAtOnce) {
+  TestCluster cluster(1);
+  auto agents = start_ring(cluster);
+  ControlClient client = connect_or_die(cluster.socket_path(1));
+  const json ring = (*testing::status_of(cluster.socket_path(1)))["ring"];
+  std::string wide = R"({"op":"send","group":"g","message":[)";
+  while (wide.size() < kMaxRequestLineBytes - 4) wide += "1,";
+  wide += "1]}";
+  const std::vector<std::pair<std::string, std::string>> refused = {
+      {std::string(kMaxRequestLineBytes, '['), "at most 64 deep"},
+      {wide, "at most 4096 bytes outside its strings"},
+  };
+  for (const auto& [line, why] : refused) {
+    ASSERT_TRUE(client.write_line(line).ok());
+    const auto written = std::chrono::steady_clock::now();
+    auto reply = client.read_line();
+    const auto waited = std::chrono::steady_clock::now() - written;
+    ASSERT_TRUE(reply.ok()) << reply.error().message;
+    const json parsed = json::parse(reply.value());
+    EXPECT_EQ(parsed["ok"], false);
+    EXPECT_NE(parsed["error"].get<std::string>().find(why), std::string::npos) << parsed;
+    EXPECT_LT(waited, 200ms) << why;
+  }
+  auto status = client.request(json{{"op", "status"}});
+  ASSERT_TRUE(status.ok()) << status.error().message;
+  EXPECT_EQ(status.value()["ok"], true);
+  EXPECT_EQ(status.value()["ring"], ring);
+}
+
+// The largest message, escaped into the longest request a send makes, with brackets and quotes
+// in its text, passes the checks before parsing and arrives whole.
+TEST(AgentControl, TheLargestSendRequestGoesThrough) {
+  TestCluster cluster(1);
+  auto agents = start_ring(cluster);
+  Listener listener(cluster.socket_path(1), "g");
+  ASSERT_TRUE(listener.read_until(5s, group_has("g", {1})));
+  std::string message;
+  const std::string pattern = "[{\"\\\x01\x01\x01\x01\x01\x01\x01";
+  while (message.size() < kMaxGroupPayloadBytes) message += pattern;
+  message.resize(kMaxGroupPayloadBytes);
+  const std::string request = to_line(json{{"op", "send"}, {"group", "g"}, {"message", message}});
+  EXPECT_GT(request.size(), kMaxRequestLineBytes / 2);
+  ASSERT_LE(request.size(), kMaxRequestLineBytes);
+  ControlClient sender = connect_or_die(cluster.socket_path(1));
+  ASSERT_TRUE(sender.write_line(request).ok());
+  auto reply = sender.read_line();
+  ASSERT_TRUE(reply.ok()) << reply.error().message;
+  EXPECT_EQ(json::parse(reply.value()), kOk);
+  ASSERT_TRUE(listener.read_until(
+      10s, [](const json& event) { return event.value("event", "") == "message"; }));
+  EXPECT_EQ(listener.messages().back()["message"], message);
 }
 
 TEST(AgentControl, LastListenerLeavingLeavesTheGroup) {

@@ -78,6 +78,42 @@ TEST(AgentProtocol, Utf8IsCheckedStrictly) {
   EXPECT_FALSE(valid_utf8(bytes({0xe2, 0x82})));              // cut short
 }
 
+// The scan before parsing follows strings (brackets and escaped quotes in them are text) and
+// stops at the first bracket or byte past its bounds.
+TEST(AgentProtocol, RequestsTooDeepOrWithTooMuchOutsideStringsAreRefused) {
+  const auto nested = [](std::size_t depth) {
+    return std::string(depth, '[') + std::string(depth, ']');
+  };
+  EXPECT_FALSE(request_structure_error(nested(kMaxRequestDepth)));
+  const auto deep = request_structure_error(nested(kMaxRequestDepth + 1));
+  ASSERT_TRUE(deep);
+  EXPECT_EQ(*deep, "a request may nest arrays and objects at most 64 deep");
+  // Closed brackets do not count towards the depth.
+  std::string siblings = "[";
+  for (int i = 0; i < 20; ++i) siblings += nested(kMaxRequestDepth - 1) + ",";
+  siblings += "1]";
+  EXPECT_FALSE(request_structure_error(siblings).has_value()) << siblings.size();
+
+  const std::string brackets_in_strings = R"({"op":"send","group":"g","message":")" +
+                                          std::string(100'000, '[') +
+                                          R"("[{\\"[","message_base64":"\"})";
+  EXPECT_FALSE(request_structure_error(brackets_in_strings));
+  // An escaped quote does not end the string; an escaped backslash before a quote does.
+  EXPECT_FALSE(request_structure_error(R"([""[[[[", "\\"])"));
+  EXPECT_TRUE(request_structure_error(R"(["\\")" + nested(kMaxRequestDepth) + R"("])"));
+
+  std::string flat = "[";
+  for (std::size_t i = 0; i < (kMaxRequestStructureBytes - 4) / 2; ++i) flat += "1,";
+  flat += "1] ";
+  ASSERT_EQ(flat.size(), kMaxRequestStructureBytes);
+  EXPECT_FALSE(request_structure_error(flat));
+  const auto wide = request_structure_error(flat + " ");
+  ASSERT_TRUE(wide);
+  EXPECT_EQ(*wide, "a request may hold at most 4096 bytes outside its strings");
+  EXPECT_FALSE(request_structure_error(R"({"op":"status"})"));
+  EXPECT_FALSE(request_structure_error(""));
+}
+
 TEST(AgentProtocol, Base64RoundTripsAndRejectsJunk) {
   const Bytes data{0, 1, 2, 0xff, 0xfe};
   EXPECT_EQ(base64_encode(data), "AAEC//4=");

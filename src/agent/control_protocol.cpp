@@ -35,6 +35,35 @@ json members_json(const std::vector<NodeId>& members) { return json(members); }
 
 }  // namespace
 
+std::optional<std::string> request_structure_error(std::string_view line) {
+  std::size_t depth = 0;
+  std::size_t structure_bytes = 0;
+  for (std::size_t at = 0; at < line.size(); ++at) {
+    const char c = line[at];
+    if (c == '"') {
+      // To the closing quote. An escape's second character never closes the string; the rest of
+      // an escape (\uXXXX) holds no quote or backslash.
+      for (++at; at < line.size() && line[at] != '"'; ++at) {
+        if (line[at] == '\\') ++at;
+      }
+      continue;
+    }
+    if (++structure_bytes > kMaxRequestStructureBytes) {
+      return "a request may hold at most " + std::to_string(kMaxRequestStructureBytes) +
+             " bytes outside its strings";
+    }
+    if (c == '[' || c == '{') {
+      if (++depth > kMaxRequestDepth) {
+        return "a request may nest arrays and objects at most " + std::to_string(kMaxRequestDepth) +
+               " deep";
+      }
+    } else if ((c == ']' || c == '}') && depth > 0) {
+      --depth;  // more closings than openings: the parser refuses the line at the first
+    }
+  }
+  return std::nullopt;
+}
+
 std::string to_line(const json& value) {
   return value.dump(-1, ' ', false, json::error_handler_t::replace);
 }

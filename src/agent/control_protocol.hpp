@@ -11,6 +11,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 
 #include "core/common/byte_io.hpp"
 #include "core/ring/events.hpp"
@@ -20,6 +21,13 @@ namespace keel::agent {
 
 // A request line, newline excluded. Big enough for the largest message JSON-escaped.
 constexpr std::size_t kMaxRequestLineBytes = 8u << 20;
+// Arrays and objects nested in a request (requests nest one deep). A request is parsed on the
+// thread that runs the ring: a line of 8 MiB of `[` would take seconds and hundreds of MiB to
+// parse, long enough for the ring to lose its token.
+constexpr std::size_t kMaxRequestDepth = 64;
+// A request's bytes outside its strings: brackets, separators, numbers, literals and spaces. A
+// request's bulk is its message, a string; 8 MiB of `1,` costs the parser as much as the nesting.
+constexpr std::size_t kMaxRequestStructureBytes = 4096;
 // Connections open at once; more are refused with an error line.
 constexpr std::size_t kMaxControlSessions = 64;
 // Sessions in `listen` mode at once, over all groups.
@@ -36,6 +44,12 @@ constexpr std::size_t kMaxSendFrameBytes = 1 + (1u << 20);
 // Serialises a reply or event without its newline; invalid UTF-8 (never produced here) would be
 // replaced rather than thrown.
 std::string to_line(const nlohmann::json& value);
+
+// Why `line` is refused before it is parsed: nested deeper than kMaxRequestDepth, or more than
+// kMaxRequestStructureBytes outside its strings; nothing if neither. One pass that follows JSON's
+// strings and escapes, stopping at the first excess: on any line it lets through, the parser
+// stays within both bounds, or fails on its own.
+std::optional<std::string> request_structure_error(std::string_view line);
 
 nlohmann::json ok_reply();
 nlohmann::json error_reply(const std::string& message);

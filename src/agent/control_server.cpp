@@ -155,6 +155,11 @@ void ControlServer::on_accept(asio::local::stream_protocol::socket socket) {
 }
 
 void ControlServer::on_line(ControlSession& session, const std::string& line) {
+  // Checked first: parsing what it refuses could hold up the ring for seconds.
+  if (auto refused = request_structure_error(line)) {
+    session.write_line(to_line(error_reply(*refused)));
+    return;
+  }
   const json request = json::parse(line, nullptr, /*allow_exceptions=*/false);
   if (request.is_discarded() || !request.is_object()) {
     session.write_line(to_line(error_reply("a request is one JSON object on one line")));
