@@ -254,6 +254,38 @@ TEST(AgentControl, LastListenerLeavingLeavesTheGroup) {
   EXPECT_TRUE(wait_until(5s, [&] { return groups() == json::array(); }));
 }
 
+// A listener may shut down its writing side after the request (`nc -N`, a client writing from a
+// pipe) and still read its stream; once it hangs up altogether it is gone, event or no event.
+TEST(AgentControl, AListenerThatShutsDownItsWritingSideKeepsItsStream) {
+  TestCluster cluster(1);
+  auto agents = start_ring(cluster);
+  auto listener = std::make_unique<ControlClient>(connect_or_die(cluster.socket_path(1)));
+  auto listening = listener->request(json{{"op", "listen"}, {"group", "g"}});
+  ASSERT_TRUE(listening.ok()) << listening.error().message;
+  ASSERT_EQ(listening.value(), kOk);
+  ASSERT_TRUE(listener->shut_down_writing().ok());
+  const auto read_until = [&](const std::function<bool(const json&)>& done) {
+    for (;;) {
+      auto line = listener->read_line();
+      if (!line.ok()) {
+        ADD_FAILURE() << line.error().message;
+        return;
+      }
+      if (done(json::parse(line.value()))) return;
+    }
+  };
+  read_until(group_has("g", {1}));
+  ControlClient sender = connect_or_die(cluster.socket_path(1));
+  EXPECT_EQ(send_request(sender, "g", "after the half-close", false), kOk);
+  read_until([](const json& event) {
+    return event.value("event", "") == "message" && event["message"] == "after the half-close";
+  });
+  listener.reset();
+  EXPECT_TRUE(wait_until(5s, [&] {
+    return (*testing::status_of(cluster.socket_path(1)))["groups"] == json::array();
+  }));
+}
+
 TEST(AgentControl, ListenersAreBounded) {
   TestCluster cluster(1);
   auto agents = start_ring(cluster);

@@ -76,6 +76,13 @@ Result<Ok> ControlClient::write_line(const std::string& line) {
   return Ok{};
 }
 
+Result<Ok> ControlClient::shut_down_writing() {
+  if (::shutdown(fd_, SHUT_WR) != 0) {
+    return Error{"shutting down writing to " + path_ + ": " + std::strerror(errno)};
+  }
+  return Ok{};
+}
+
 Result<std::string> ControlClient::read_line() {
   timed_out_ = false;
   for (;;) {

@@ -25,6 +25,9 @@ class ControlClient {
   // Replies slower than this fail (0: wait forever, for listen streams).
   void set_timeout_ms(int timeout_ms);
   Result<Ok> write_line(const std::string& line);
+  // Tells the agent that nothing more will be written (as `nc -N` does at the end of its input);
+  // replies and events still come.
+  Result<Ok> shut_down_writing();
   Result<std::string> read_line();
   // Whether the last read_line() failed only because the timeout passed (the line so far is
   // kept, and a later read_line() goes on with it).

@@ -57,18 +57,33 @@ void ControlSession::on_request(const asio::error_code& error, std::size_t size)
   }
 }
 
+// A listener's input is read only to notice the client going away. Its end is not that: a client
+// may shut down its writing side after the request (`nc -N`, a pipe) and read the stream on.
 void ControlSession::discard_input() {
   auto self = shared_from_this();
   auto buffer = std::make_shared<std::array<char, 4096>>();
   socket_.async_read_some(asio::buffer(*buffer),
                           [self, buffer](const asio::error_code& error, std::size_t) {
                             if (self->closed_) return;
-                            if (error) {
+                            if (error == asio::error::eof) {
+                              self->wait_for_hang_up();
+                            } else if (error) {
                               self->close();
                             } else {
                               self->discard_input();
                             }
                           });
+}
+
+// After the end of the input a read tells nothing more (it returns the end at once), but the
+// socket reports a hang-up once the client has shut both sides or closed it, or an error: a wait
+// for an error condition (epoll's EPOLLHUP and EPOLLERR) ends with either. A failed write ends
+// the session too (on_written()).
+void ControlSession::wait_for_hang_up() {
+  auto self = shared_from_this();
+  socket_.async_wait(asio::socket_base::wait_error, [self](const asio::error_code&) {
+    if (!self->closed_) self->close();
+  });
 }
 
 void ControlSession::read_frames() {

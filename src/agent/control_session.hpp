@@ -9,10 +9,12 @@
 // (control_frames.hpp); if more than kMaxListenerBacklogBytes are waiting for a slow reader, the
 // queued events are dropped, a final error is sent and the connection closes (after at most
 // kCloseGraceMs if the reader never drains it). A listener's further input is read and discarded,
-// only to notice when the client goes away. A session switched to send frames (send_stream) reads
-// frames instead of lines and hands each to the server; when the server answers `retry` (the
-// ring's send queue is full), the session stops reading and offers the same frame again after
-// kRetryPauseMs, so a bulk sender is held back by its socket, never refused.
+// only to notice when the client goes away: the end of that input is not its going away (a client
+// may shut down its writing side after the request, as `nc -N` does), a hang-up, an error or a
+// failed write is. A session switched to send frames (send_stream) reads frames instead of lines
+// and hands each to the server; when the server answers `retry` (the ring's send queue is full),
+// the session stops reading and offers the same frame again after kRetryPauseMs, so a bulk sender
+// is held back by its socket, never refused.
 //
 // Output is written in batches: every queued line or frame (up to kMaxWriteBatch) goes out in one
 // gathered write.
@@ -88,6 +90,7 @@ class ControlSession : public std::enable_shared_from_this<ControlSession> {
   void read_request();
   void on_request(const asio::error_code& error, std::size_t size);
   void discard_input();
+  void wait_for_hang_up();
   void read_frames();
   void take_frames();
   void queue(std::string bytes);
