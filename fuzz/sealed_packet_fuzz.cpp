@@ -6,8 +6,10 @@
 //   % 4 == 1: the rest is sealed, must open to exactly itself, once; a copy with one byte altered
 //             must be refused.
 //   % 4 == 2: the rest is a list of (sender, epoch, counter) records, each sealed here (with the
-//             documented layout, independently of PacketSealer) and opened; whether each is
-//             accepted must match a plain model of the replay rules.
+//             documented layout, independently of PacketSealer) and opened, as from its sender's
+//             address or (the epoch byte's top bit) another node's; whether each is accepted
+//             must match a plain model of the replay rules, where a packet from another node's
+//             address is refused and changes nothing.
 // Seeds: fuzz/corpus/sealed_packet/.
 #include <sodium.h>
 
@@ -44,12 +46,12 @@ ClusterKey fuzz_key() {
 }
 
 std::uint64_t total(const keel::io::OpenStats& s) {
-  return s.opened + s.malformed + s.forged + s.replayed + s.unknown_sender;
+  return s.opened + s.malformed + s.forged + s.replayed + s.unknown_sender + s.wrong_address;
 }
 
 void open_raw(std::span<const std::uint8_t> input) {
   PacketOpener opener(fuzz_key(), {1, 2, 3});
-  auto opened = opener.open(input);
+  auto opened = opener.open(input, 1);
   if (total(opener.stats()) != 1) fail("a packet was not counted exactly once");
   if (opened.ok()) {
     if (opened.value().plaintext.size() + keel::io::kSealOverheadBytes != input.size()) {
@@ -64,17 +66,17 @@ void round_trip(std::span<const std::uint8_t> plaintext) {
   PacketSealer sealer(fuzz_key(), 2, kEpochBase);
   PacketOpener opener(fuzz_key(), {1, 2, 3});
   const Bytes sealed = sealer.seal(plaintext);
-  auto opened = opener.open(sealed);
+  auto opened = opener.open(sealed, 2);
   if (!opened.ok()) fail("a sealed packet did not open");
   if (opened.value().sender != 2) fail("wrong sender");
   if (opened.value().plaintext != Bytes(plaintext.begin(), plaintext.end())) {
     fail("opened plaintext differs from the sealed one");
   }
-  if (opener.open(sealed).ok()) fail("a replayed packet was accepted");
+  if (opener.open(sealed, 2).ok()) fail("a replayed packet was accepted");
   Bytes altered = sealed;
   altered[plaintext.size() % altered.size()] ^= 0x80;
   PacketOpener fresh(fuzz_key(), {1, 2, 3});
-  if (fresh.open(altered).ok()) fail("an altered packet was accepted");
+  if (fresh.open(altered, 2).ok()) fail("an altered packet was accepted");
 }
 
 // Seals with the documented layout directly, so that any counter can be chosen.
@@ -128,8 +130,10 @@ void replay_model(std::span<const std::uint8_t> records) {
     const NodeId sender = 1 + records[i] % 3;
     const std::uint64_t epoch = kEpochBase + records[i + 1] % 3;
     const std::uint64_t counter = std::uint64_t{records[i + 2]} << 8 | records[i + 3];
-    const bool accepted = opener.open(seal_with(sender, epoch, counter)).ok();
-    if (accepted != model_accepts(model, sender, epoch, counter)) {
+    const bool elsewhere = (records[i + 1] & 0x80) != 0;
+    const NodeId source = elsewhere ? 1 + sender % 3 : sender;  // another node's address
+    const bool accepted = opener.open(seal_with(sender, epoch, counter), source).ok();
+    if (accepted != (!elsewhere && model_accepts(model, sender, epoch, counter))) {
       fail("the replay window disagrees with the model");
     }
   }

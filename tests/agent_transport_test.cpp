@@ -146,12 +146,34 @@ TEST_F(UdpTransportTest, EpochFloorsHoldAndAPeersRestartIsReported) {
   from_three(10, "127.0.0.3", 3);  // the run the floor came from
   ASSERT_TRUE(run_until([&] { return received_[2].size() == 1; }));
   EXPECT_TRUE(reported.empty());
-  from_three(11, "127.0.0.1", 1);  // a restart, but from node 1's address: dropped, unreported
+  // A restart whose first packet comes from node 1's address: dropped there without touching
+  // node 3's window, so the restart is reported with its next packet, from node 3's own address.
+  PacketSealer restarted(key_of(7), 3, 11);
+  send_raw("127.0.0.1", nodes_[0].port, 2, restarted.seal(Bytes{'e'}));
   ASSERT_TRUE(run_until([&] { return two->peers()[0].dropped.wrong_address == 1; }));
-  from_three(12, "127.0.0.3", 3);
+  EXPECT_TRUE(reported.empty());
+  send_raw("127.0.0.3", nodes_[2].port, 2, restarted.seal(Bytes{'e'}));
   ASSERT_TRUE(run_until([&] { return received_[2].size() == 2; }));
   ASSERT_EQ(reported.size(), 1u);
-  EXPECT_EQ(reported[0], (std::pair<NodeId, std::uint64_t>{3, 12}));
+  EXPECT_EQ(reported[0], (std::pair<NodeId, std::uint64_t>{3, 11}));
+}
+
+// A captured packet sent first from another node's address is dropped there without spending
+// its counter: the genuine copy, from its sender's address, is still delivered, once.
+TEST_F(UdpTransportTest, ACopyFromAnotherAddressDoesNotSpendTheGenuinePacket) {
+  auto two = open(2, key_of(7));
+  PacketSealer sealer(key_of(7), 3, 5);
+  const Bytes sealed = sealer.seal(Bytes{'c'});
+  send_raw("127.0.0.1", nodes_[0].port, 2, sealed);
+  ASSERT_TRUE(run_until([&] { return two->peers()[0].dropped.wrong_address == 1; }));
+  send_raw("127.0.0.3", nodes_[2].port, 2, sealed);
+  ASSERT_TRUE(run_until([&] { return received_[2].size() == 1; }));
+  EXPECT_EQ(received_[2][0].from, 3u);
+  EXPECT_EQ(received_[2][0].plaintext, Bytes{'c'});
+  send_raw("127.0.0.3", nodes_[2].port, 2, sealed);
+  ASSERT_TRUE(run_until([&] { return two->peers()[1].dropped.replayed == 1; }));
+  EXPECT_EQ(received_[2].size(), 1u);
+  EXPECT_EQ(two->peers()[1].dropped.wrong_address, 0u);
 }
 
 // Queued packets wait for flush(), then all arrive, in order, whatever their number (batches

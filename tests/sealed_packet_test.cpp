@@ -1,5 +1,6 @@
 // Tests for PacketSealer/PacketOpener and the key file: what is sealed opens once and unchanged;
-// altered, forged, replayed, truncated packets and unknown senders are refused and counted; key
+// altered, forged, replayed, truncated packets, unknown senders and packets sent from another
+// node's address are refused and counted (the last before they can touch the replay window); key
 // files are private, never overwritten and strictly formatted.
 #include "io/sealed_packet.hpp"
 
@@ -45,7 +46,7 @@ TEST(SealedPacketTest, RoundTrip) {
        {std::string("hello ring"), std::string(), std::string(1400, 'x')}) {
     const Bytes sealed = sealer.seal(bytes_of(text));
     EXPECT_EQ(sealed.size(), text.size() + kSealOverheadBytes);
-    auto opened = receiver.open(sealed);
+    auto opened = receiver.open(sealed, 2);
     ASSERT_TRUE(opened.ok()) << opened.error().message;
     EXPECT_EQ(opened.value().sender, 2u);
     EXPECT_EQ(opened.value().plaintext, bytes_of(text));
@@ -91,7 +92,7 @@ TEST(SealedPacketTest, EveryAlteredByteIsRefused) {
     Bytes altered = sealed;
     altered[i] ^= 0x01;
     PacketOpener receiver = opener();
-    auto opened = receiver.open(altered);
+    auto opened = receiver.open(altered, 1);
     ASSERT_FALSE(opened.ok()) << "byte " << i;
     if (i < 3) {  // magic and version: refused before any cryptography
       EXPECT_EQ(receiver.stats().malformed, 1u) << "byte " << i;
@@ -102,13 +103,13 @@ TEST(SealedPacketTest, EveryAlteredByteIsRefused) {
     }
     EXPECT_EQ(receiver.stats().opened, 0u);
   }
-  EXPECT_TRUE(opener().open(sealed).ok());
+  EXPECT_TRUE(opener().open(sealed, 1).ok());
 }
 
 TEST(SealedPacketTest, WrongKeyIsForged) {
   PacketSealer sealer(key_of(8), 1, kEpoch);
   PacketOpener receiver = opener();
-  auto opened = receiver.open(sealer.seal(bytes_of("hi")));
+  auto opened = receiver.open(sealer.seal(bytes_of("hi")), 1);
   ASSERT_FALSE(opened.ok());
   EXPECT_EQ(receiver.stats().forged, 1u);
 }
@@ -118,16 +119,16 @@ TEST(SealedPacketTest, ForgeriesDoNotMoveTheWindow) {
   PacketSealer forger(key_of(8), 1, kEpoch + 1);  // a newer epoch, but the wrong key
   PacketOpener receiver = opener();
   const Bytes genuine = sealer.seal(bytes_of("one"));
-  ASSERT_FALSE(receiver.open(forger.seal(bytes_of("evil"))).ok());
-  EXPECT_TRUE(receiver.open(genuine).ok());
+  ASSERT_FALSE(receiver.open(forger.seal(bytes_of("evil")), 1).ok());
+  EXPECT_TRUE(receiver.open(genuine, 1).ok());
 }
 
 TEST(SealedPacketTest, ReplayIsRefused) {
   PacketSealer sealer(key_of(7), 1, kEpoch);
   PacketOpener receiver = opener();
   const Bytes sealed = sealer.seal(bytes_of("once"));
-  ASSERT_TRUE(receiver.open(sealed).ok());
-  auto again = receiver.open(sealed);
+  ASSERT_TRUE(receiver.open(sealed, 1).ok());
+  auto again = receiver.open(sealed, 1);
   ASSERT_FALSE(again.ok());
   EXPECT_THAT(again.error().message, HasSubstr("seen before"));
   EXPECT_EQ(receiver.stats().replayed, 1u);
@@ -139,12 +140,12 @@ TEST(SealedPacketTest, CounterBelowTheWindowIsRefused) {
   for (int i = 0; i < 1027; ++i) sealed.push_back(sealer.seal(bytes_of("p")));
   // Counters 1 .. 1027. After 1027, the window holds 3 .. 1026 below it: 2 is out.
   PacketOpener receiver = opener();
-  ASSERT_TRUE(receiver.open(sealed[1026]).ok());
-  auto below = receiver.open(sealed[1]);
+  ASSERT_TRUE(receiver.open(sealed[1026], 1).ok());
+  auto below = receiver.open(sealed[1], 1);
   ASSERT_FALSE(below.ok());
   EXPECT_THAT(below.error().message, HasSubstr("below the window"));
-  EXPECT_FALSE(receiver.open(sealed[0]).ok());
-  EXPECT_TRUE(receiver.open(sealed[2]).ok());  // the oldest counter still in the window
+  EXPECT_FALSE(receiver.open(sealed[0], 1).ok());
+  EXPECT_TRUE(receiver.open(sealed[2], 1).ok());  // the oldest counter still in the window
   EXPECT_EQ(receiver.stats().replayed, 2u);
 }
 
@@ -158,11 +159,11 @@ TEST(SealedPacketTest, ReorderingWithinTheWindowIsAcceptedExactlyOnce) {
   std::shuffle(order.begin(), order.end(), random);
   PacketOpener receiver = opener();
   for (std::size_t i : order) {
-    auto opened = receiver.open(sealed[i]);
+    auto opened = receiver.open(sealed[i], 1);
     ASSERT_TRUE(opened.ok()) << "packet " << i << ": " << opened.error().message;
     EXPECT_EQ(opened.value().plaintext, bytes_of(std::to_string(i)));
   }
-  for (std::size_t i : order) EXPECT_FALSE(receiver.open(sealed[i]).ok()) << "packet " << i;
+  for (std::size_t i : order) EXPECT_FALSE(receiver.open(sealed[i], 1).ok()) << "packet " << i;
   EXPECT_EQ(receiver.stats().opened, 300u);
   EXPECT_EQ(receiver.stats().replayed, 300u);
 }
@@ -173,26 +174,27 @@ TEST(SealedPacketTest, LargeJumpsForwardKeepTheWindowExact) {
   for (int i = 0; i < 3000; ++i) sealed.push_back(sealer.seal(bytes_of("p")));
   PacketOpener receiver = opener();
   // Jumps of 1, 63, 64, 65, 1023, 1024 and 1025 counters.
-  for (std::size_t i : {0, 1, 64, 128, 193}) ASSERT_TRUE(receiver.open(sealed[i]).ok()) << i;
-  for (std::size_t i : {0, 1, 64, 128}) EXPECT_FALSE(receiver.open(sealed[i]).ok()) << i;
-  for (std::size_t i : {2, 63, 65, 127, 129, 192}) EXPECT_TRUE(receiver.open(sealed[i]).ok()) << i;
-  for (std::size_t i : {1216, 2240}) ASSERT_TRUE(receiver.open(sealed[i]).ok()) << i;
-  EXPECT_FALSE(receiver.open(sealed[1216]).ok());  // exactly 1024 below: in the window, seen
-  EXPECT_TRUE(receiver.open(sealed[1217]).ok());   // in the window, not seen
-  EXPECT_FALSE(receiver.open(sealed[1215]).ok());  // below the window
-  EXPECT_TRUE(receiver.open(sealed[2239]).ok());
-  EXPECT_TRUE(receiver.open(sealed[2241]).ok());
+  for (std::size_t i : {0, 1, 64, 128, 193}) ASSERT_TRUE(receiver.open(sealed[i], 1).ok()) << i;
+  for (std::size_t i : {0, 1, 64, 128}) EXPECT_FALSE(receiver.open(sealed[i], 1).ok()) << i;
+  for (std::size_t i : {2, 63, 65, 127, 129, 192})
+    EXPECT_TRUE(receiver.open(sealed[i], 1).ok()) << i;
+  for (std::size_t i : {1216, 2240}) ASSERT_TRUE(receiver.open(sealed[i], 1).ok()) << i;
+  EXPECT_FALSE(receiver.open(sealed[1216], 1).ok());  // exactly 1024 below: in the window, seen
+  EXPECT_TRUE(receiver.open(sealed[1217], 1).ok());   // in the window, not seen
+  EXPECT_FALSE(receiver.open(sealed[1215], 1).ok());  // below the window
+  EXPECT_TRUE(receiver.open(sealed[2239], 1).ok());
+  EXPECT_TRUE(receiver.open(sealed[2241], 1).ok());
 }
 
 TEST(SealedPacketTest, RestartedSenderStartsANewEpoch) {
   PacketSealer before(key_of(7), 1, kEpoch);
   PacketOpener receiver = opener();
-  for (int i = 0; i < 5; ++i) ASSERT_TRUE(receiver.open(before.seal(bytes_of("old"))).ok());
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE(receiver.open(before.seal(bytes_of("old")), 1).ok());
   const Bytes late_old = before.seal(bytes_of("late"));
   PacketSealer after(key_of(7), 1, kEpoch + 5'000'000);  // counter starts again at 1
-  ASSERT_TRUE(receiver.open(after.seal(bytes_of("new"))).ok());
-  ASSERT_TRUE(receiver.open(after.seal(bytes_of("new"))).ok());
-  auto old = receiver.open(late_old);
+  ASSERT_TRUE(receiver.open(after.seal(bytes_of("new")), 1).ok());
+  ASSERT_TRUE(receiver.open(after.seal(bytes_of("new")), 1).ok());
+  auto old = receiver.open(late_old, 1);
   ASSERT_FALSE(old.ok());
   EXPECT_THAT(old.error().message, HasSubstr("older than its epoch"));
   EXPECT_EQ(receiver.stats().replayed, 1u);
@@ -206,18 +208,18 @@ TEST(SealedPacketTest, AnEpochFloorOutlivesTheReceiversRestart) {
   PacketSealer current(key_of(7), 1, kEpoch + 5'000'000);
   PacketOpener restarted = opener();
   restarted.set_epoch_floor(1, kEpoch + 5'000'000);
-  auto replayed = restarted.open(captured);
+  auto replayed = restarted.open(captured, 1);
   ASSERT_FALSE(replayed.ok());
   EXPECT_THAT(replayed.error().message, HasSubstr("older than its epoch"));
   for (int i = 0; i < 3; ++i) current.seal(bytes_of("sent before the restart"));
-  auto opened = restarted.open(current.seal(bytes_of("now")));
+  auto opened = restarted.open(current.seal(bytes_of("now")), 1);
   ASSERT_TRUE(opened.ok()) << opened.error().message;
   EXPECT_FALSE(opened.value().new_epoch);  // the floor's epoch: already recorded
-  auto again = restarted.open(current.seal(bytes_of("next")));
+  auto again = restarted.open(current.seal(bytes_of("next")), 1);
   ASSERT_TRUE(again.ok());
   // A later restart of the sender is news to record.
   PacketSealer later(key_of(7), 1, kEpoch + 9'000'000);
-  auto restarted_sender = restarted.open(later.seal(bytes_of("hello")));
+  auto restarted_sender = restarted.open(later.seal(bytes_of("hello")), 1);
   ASSERT_TRUE(restarted_sender.ok());
   EXPECT_TRUE(restarted_sender.value().new_epoch);
   EXPECT_EQ(restarted_sender.value().epoch, kEpoch + 9'000'000);
@@ -227,11 +229,11 @@ TEST(SealedPacketTest, AnEpochFloorOutlivesTheReceiversRestart) {
 TEST(SealedPacketTest, TheFirstPacketOfAnEpochIsMarkedNew) {
   PacketSealer sender(key_of(7), 1, kEpoch);
   PacketOpener receiver = opener();
-  auto first = receiver.open(sender.seal(bytes_of("a")));
+  auto first = receiver.open(sender.seal(bytes_of("a")), 1);
   ASSERT_TRUE(first.ok());
   EXPECT_TRUE(first.value().new_epoch);
   EXPECT_EQ(first.value().epoch, kEpoch);
-  auto second = receiver.open(sender.seal(bytes_of("b")));
+  auto second = receiver.open(sender.seal(bytes_of("b")), 1);
   ASSERT_TRUE(second.ok());
   EXPECT_FALSE(second.value().new_epoch);
 }
@@ -240,9 +242,9 @@ TEST(SealedPacketTest, SendersHaveSeparateWindows) {
   PacketSealer one(key_of(7), 1, kEpoch);
   PacketSealer two(key_of(7), 2, kEpoch);
   PacketOpener receiver = opener();
-  EXPECT_TRUE(receiver.open(one.seal(bytes_of("a"))).ok());
-  EXPECT_TRUE(receiver.open(two.seal(bytes_of("a"))).ok());  // same counter, other sender
-  auto opened = receiver.open(two.seal(bytes_of("b")));
+  EXPECT_TRUE(receiver.open(one.seal(bytes_of("a")), 1).ok());
+  EXPECT_TRUE(receiver.open(two.seal(bytes_of("a")), 2).ok());  // same counter, other sender
+  auto opened = receiver.open(two.seal(bytes_of("b")), 2);
   ASSERT_TRUE(opened.ok());
   EXPECT_EQ(opened.value().sender, 2u);
 }
@@ -250,11 +252,39 @@ TEST(SealedPacketTest, SendersHaveSeparateWindows) {
 TEST(SealedPacketTest, UnknownSenderIsRefused) {
   PacketSealer stranger(key_of(7), 9, kEpoch);
   PacketOpener receiver = opener();
-  auto opened = receiver.open(stranger.seal(bytes_of("hello")));
+  auto opened = receiver.open(stranger.seal(bytes_of("hello")), kNoNode);
   ASSERT_FALSE(opened.ok());
   EXPECT_THAT(opened.error().message, HasSubstr("node 9"));
   EXPECT_EQ(receiver.stats().unknown_sender, 1u);
   EXPECT_EQ(receiver.stats().opened, 0u);
+}
+
+// An authentic packet sent from another node's address (or one no node has) is refused before
+// the window: a captured copy sent from elsewhere first does not spend the genuine one's counter,
+// nor take the first packet of the sender's new epoch, which is then reported when it comes.
+TEST(SealedPacketTest, APacketFromAnotherAddressDoesNotMoveTheWindow) {
+  PacketSealer sender(key_of(7), 3, kEpoch);
+  PacketOpener receiver = opener();
+  const Bytes sealed = sender.seal(bytes_of("one"));
+  auto elsewhere = receiver.open(sealed, 1);
+  ASSERT_FALSE(elsewhere.ok());
+  EXPECT_EQ(elsewhere.error().message, "packet from node 3 sent from node 1's address");
+  auto nowhere = receiver.open(sealed, kNoNode);
+  ASSERT_FALSE(nowhere.ok());
+  EXPECT_EQ(nowhere.error().message, "packet from node 3 sent from an address no node has");
+  auto genuine = receiver.open(sealed, 3);
+  ASSERT_TRUE(genuine.ok()) << genuine.error().message;
+  EXPECT_TRUE(genuine.value().new_epoch);
+
+  PacketSealer restarted(key_of(7), 3, kEpoch + 1);
+  ASSERT_FALSE(receiver.open(restarted.seal(bytes_of("new")), 2).ok());
+  auto next = receiver.open(restarted.seal(bytes_of("next")), 3);
+  ASSERT_TRUE(next.ok()) << next.error().message;
+  EXPECT_TRUE(next.value().new_epoch);
+  EXPECT_EQ(next.value().epoch, kEpoch + 1);
+  EXPECT_EQ(receiver.stats().wrong_address, 3u);
+  EXPECT_EQ(receiver.stats().replayed, 0u);
+  EXPECT_EQ(receiver.stats().opened, 2u);
 }
 
 TEST(SealedPacketTest, TruncatedPacketsAreRefused) {
@@ -262,16 +292,16 @@ TEST(SealedPacketTest, TruncatedPacketsAreRefused) {
   const Bytes sealed = sealer.seal(bytes_of("twelve bytes"));
   PacketOpener receiver = opener();
   for (std::size_t size = 0; size < kSealOverheadBytes; ++size) {
-    auto opened = receiver.open(std::span(sealed).first(size));
+    auto opened = receiver.open(std::span(sealed).first(size), 1);
     ASSERT_FALSE(opened.ok());
     EXPECT_THAT(opened.error().message, StartsWith("malformed")) << size;
   }
   EXPECT_EQ(receiver.stats().malformed, kSealOverheadBytes);
   for (std::size_t size = kSealOverheadBytes; size < sealed.size(); ++size) {
-    EXPECT_FALSE(receiver.open(std::span(sealed).first(size)).ok()) << size;
+    EXPECT_FALSE(receiver.open(std::span(sealed).first(size), 1).ok()) << size;
   }
   EXPECT_EQ(receiver.stats().forged, sealed.size() - kSealOverheadBytes);
-  EXPECT_TRUE(receiver.open(sealed).ok());
+  EXPECT_TRUE(receiver.open(sealed, 1).ok());
 }
 
 TEST(SealedPacketTest, StatsCountEveryOutcome) {
@@ -280,19 +310,21 @@ TEST(SealedPacketTest, StatsCountEveryOutcome) {
   PacketSealer stranger(key_of(7), 40, kEpoch);
   PacketOpener receiver = opener();
   const Bytes good = sealer.seal(bytes_of("g"));
-  EXPECT_TRUE(receiver.open(good).ok());
-  EXPECT_TRUE(receiver.open(sealer.seal(bytes_of("g"))).ok());
-  EXPECT_FALSE(receiver.open(good).ok());
-  EXPECT_FALSE(receiver.open(wrong_key.seal(bytes_of("f"))).ok());
-  EXPECT_FALSE(receiver.open(wrong_key.seal(bytes_of("f"))).ok());
-  EXPECT_FALSE(receiver.open(Bytes(10, 0)).ok());
-  EXPECT_FALSE(receiver.open(stranger.seal(bytes_of("s"))).ok());
+  EXPECT_TRUE(receiver.open(good, 1).ok());
+  EXPECT_TRUE(receiver.open(sealer.seal(bytes_of("g")), 1).ok());
+  EXPECT_FALSE(receiver.open(good, 1).ok());
+  EXPECT_FALSE(receiver.open(wrong_key.seal(bytes_of("f")), 1).ok());
+  EXPECT_FALSE(receiver.open(wrong_key.seal(bytes_of("f")), 1).ok());
+  EXPECT_FALSE(receiver.open(Bytes(10, 0), 1).ok());
+  EXPECT_FALSE(receiver.open(stranger.seal(bytes_of("s")), kNoNode).ok());
+  EXPECT_FALSE(receiver.open(sealer.seal(bytes_of("w")), 2).ok());
   const OpenStats& s = receiver.stats();
   EXPECT_EQ(s.opened, 2u);
   EXPECT_EQ(s.replayed, 1u);
   EXPECT_EQ(s.forged, 2u);
   EXPECT_EQ(s.malformed, 1u);
   EXPECT_EQ(s.unknown_sender, 1u);
+  EXPECT_EQ(s.wrong_address, 1u);
 }
 
 // A fresh directory for key files, removed with what it holds.
@@ -402,7 +434,7 @@ TEST_F(KeyFileTest, PacketsSealedWithAFileKeyOpenWithIt) {
   const ClusterKey key = read_key_file(path("cluster.key")).value();
   PacketSealer sealer(key, 3, kEpoch);
   PacketOpener receiver(read_key_file(path("cluster.key")).value(), {3});
-  auto opened = receiver.open(sealer.seal(bytes_of("shared")));
+  auto opened = receiver.open(sealer.seal(bytes_of("shared")), 3);
   ASSERT_TRUE(opened.ok());
   EXPECT_EQ(opened.value().plaintext, bytes_of("shared"));
 }

@@ -1,11 +1,13 @@
 // Sealing and opening packets (layout and rules in sealed_packet.hpp), and the key file.
 //
 // Opening checks, in order: length, magic and version (malformed); the AEAD tag over header and
-// ciphertext (forged); the sender against the configured nodes (unknown_sender); the replay
-// window (replayed). Only a packet that passed all of them changes the window. The sender check
-// comes after authentication so that unknown_sender counts only authentic packets, from a host
-// holding the cluster key that this host's config does not list: a config that differs between
-// hosts, which is worth a distinct counter.
+// ciphertext (forged); the sender against the configured nodes (unknown_sender); the sender
+// against the node configured at the packet's source address (wrong_address); the replay window
+// (replayed). Only a packet that passed all of them changes the window. The sender checks come
+// after authentication so that unknown_sender and wrong_address count only authentic packets,
+// from a host holding the cluster key that this host's config does not list or places elsewhere:
+// a config that differs between hosts, or a captured packet sent again from another address,
+// each worth a distinct counter.
 #include "io/sealed_packet.hpp"
 
 #include <fcntl.h>
@@ -185,7 +187,7 @@ void PacketOpener::set_epoch_floor(NodeId sender, std::uint64_t epoch) {
   window = ReplayWindow{epoch, 0, {}, /*floor_only=*/true};
 }
 
-Result<OpenedPacket> PacketOpener::open(std::span<const std::uint8_t> sealed) {
+Result<OpenedPacket> PacketOpener::open(std::span<const std::uint8_t> sealed, NodeId source_node) {
   if (sealed.size() < kSealOverheadBytes) {
     ++stats_.malformed;
     return Error{fmt::format("malformed packet: {} bytes, shorter than the {}-byte seal",
@@ -215,6 +217,13 @@ Result<OpenedPacket> PacketOpener::open(std::span<const std::uint8_t> sealed) {
     ++stats_.unknown_sender;
     return Error{
         fmt::format("packet from node {}, which is not in the configuration", header.sender)};
+  }
+  if (header.sender != source_node) {
+    ++stats_.wrong_address;
+    return Error{fmt::format("packet from node {} sent from {}", header.sender,
+                             source_node == kNoNode
+                                 ? std::string("an address no node has")
+                                 : fmt::format("node {}'s address", source_node))};
   }
   const auto window = windows_.find(header.sender);
   if (window == windows_.end()) {

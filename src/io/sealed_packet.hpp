@@ -16,7 +16,8 @@
 // last 1024 counters in it: an older epoch, a counter below the window or one already seen is a
 // replay. A restarted receiver starts from the epochs it had seen before (set_epoch_floor), so
 // only the sender's current run can be replayed into its new windows, not its earlier ones.
-// Decryption happens before any of that state changes, so forgeries cannot move it.
+// Decryption, and the check that the packet came from where its sender lives, happen before any of
+// that state changes, so neither forgeries nor authentic packets sent from elsewhere can move it.
 //
 // Thread-safety: none; one thread per sealer/opener.
 #pragma once
@@ -66,6 +67,7 @@ struct OpenStats {
   std::uint64_t forged = 0;     // authentication failed (wrong key, altered bytes)
   std::uint64_t replayed = 0;   // old epoch, counter below the window, or seen before
   std::uint64_t unknown_sender = 0;
+  std::uint64_t wrong_address = 0;  // authentic, but from an address its sender does not have
 };
 
 struct OpenedPacket {
@@ -85,7 +87,11 @@ class PacketOpener {
   // record of the highest epoch it had seen from the sender.
   void set_epoch_floor(NodeId sender, std::uint64_t epoch);
   // Returns the plaintext, or an error saying why the packet was dropped (also counted).
-  Result<OpenedPacket> open(std::span<const std::uint8_t> sealed);
+  // `source_node`: the node configured at the address the packet came from (kNoNode for an
+  // address no node has). A packet from any other sender is dropped before it reaches the replay
+  // window: a copy sent from elsewhere must not spend the genuine packet's counter, nor start the
+  // sender's new epoch unreported.
+  Result<OpenedPacket> open(std::span<const std::uint8_t> sealed, NodeId source_node);
   const OpenStats& stats() const { return stats_; }
 
  private:

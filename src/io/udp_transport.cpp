@@ -410,20 +410,14 @@ void UdpTransport::on_datagram(const asio::ip::udp::endpoint& source,
   }
   PeerStats* peer = peer_at(source);
   const OpenStats before = opener_.stats();
-  auto opened = opener_.open(bytes);
+  auto opened = opener_.open(bytes, peer ? peer->id : kNoNode);
   if (!opened.ok()) {
     count_drop(peer, before);
     log_drop("dropped a datagram from " + endpoint_text(source) + ": " + opened.error().message);
     return;
   }
   const NodeId sender = opened.value().sender;
-  if (peer == nullptr || peer->id != sender) {
-    DropCounts& counts = peer ? peer->dropped : stats_.dropped_from_unconfigured;
-    ++counts.wrong_address;
-    log_drop("dropped a datagram from " + endpoint_text(source) + ": it authenticated as node " +
-             std::to_string(sender) + ", which is configured at another address");
-    return;
-  }
+  KEEL_ASSERT(peer != nullptr && peer->id == sender);
   ++peer->packets_opened;
   peer->last_heard_us = monotonic_now_us();
   if (opened.value().new_epoch && on_peer_epoch_) on_peer_epoch_(sender, opened.value().epoch);
@@ -437,6 +431,7 @@ void UdpTransport::count_drop(PeerStats* peer, const OpenStats& before) {
   counts.forged += after.forged - before.forged;
   counts.replayed += after.replayed - before.replayed;
   counts.unknown_sender += after.unknown_sender - before.unknown_sender;
+  counts.wrong_address += after.wrong_address - before.wrong_address;
 }
 
 void UdpTransport::log_drop(const std::string& why) {

@@ -60,9 +60,9 @@ struct TransportNode {
   std::uint16_t port = 0;
 };
 
-// Datagrams from one source dropped before reaching the ring, by reason. The first four mirror
-// OpenStats; wrong_address counts packets that authenticated as another node than the one
-// configured at their source address.
+// Datagrams from one source dropped before reaching the ring, by reason, as OpenStats counts
+// them; wrong_address counts packets that authenticated as another node than the one configured
+// at their source address (checked by the opener, before the sender's replay window).
 struct DropCounts {
   std::uint64_t malformed = 0;
   std::uint64_t forged = 0;
