@@ -1,5 +1,6 @@
 // next_boot_epoch (src/io/boot_epoch.hpp): the epoch a restarted agent seals with always exceeds
-// the last run's, even when the wall clock went back.
+// the last run's, even when the wall clock went back. peer_epochs: the replay floors read back as
+// written, and a garbled record (an empty one included) is an error, never "no floors".
 #include "io/boot_epoch.hpp"
 
 #include <gtest/gtest.h>
@@ -68,6 +69,25 @@ TEST(PeerEpochs, AGarbledRecordNamesItsLine) {
   ASSERT_FALSE(garbled.ok());
   EXPECT_NE(garbled.error().message.find("peer-epochs:2: not \"NODE EPOCH\""), std::string::npos)
       << garbled.error().message;
+}
+
+// The record is never written empty, so an empty file is what a write that never reached the disk
+// leaves (a crash soon after the rename): reported, not read as no floors. Likewise a last line
+// without its newline.
+TEST(PeerEpochs, AnEmptyOrCutShortRecordIsReportedNotReadAsNoFloors) {
+  TempDir dir;
+  const std::string state = dir.file("state");
+  ASSERT_TRUE(next_boot_epoch(state, 7).ok());
+  write_file(state + "/" + kPeerEpochsFile, "");
+  auto empty = read_peer_epochs(state);
+  ASSERT_FALSE(empty.ok());
+  EXPECT_NE(empty.error().message.find("peer-epochs is empty"), std::string::npos)
+      << empty.error().message;
+  write_file(state + "/" + kPeerEpochsFile, "2 1700000000000001\n3 17");
+  auto cut_short = read_peer_epochs(state);
+  ASSERT_FALSE(cut_short.ok());
+  EXPECT_NE(cut_short.error().message.find("peer-epochs:2: cut short"), std::string::npos)
+      << cut_short.error().message;
 }
 
 }  // namespace

@@ -6,10 +6,10 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <filesystem>
-#include <fstream>
+#include <sstream>
 #include <utility>
 
+#include "core/common/assert.hpp"
 #include "core/common/parse_number.hpp"
 #include "io/durable_file.hpp"
 #include "io/errno_text.hpp"
@@ -51,23 +51,28 @@ Result<std::uint64_t> next_boot_epoch(const std::string& state_dir, std::uint64_
 
 Result<PeerEpochs> read_peer_epochs(const std::string& state_dir) {
   const std::string path = state_dir + "/" + kPeerEpochsFile;
-  std::ifstream file(path);
-  if (!file) {
-    std::error_code missing;
-    if (!std::filesystem::exists(path, missing) && !missing) return PeerEpochs{};
-    return Error{"cannot read " + path};
-  }
+  auto record = read_state_file(path);
+  if (!record.ok()) return record.error();
+  if (!record.value()) return PeerEpochs{};
+  const std::string& lines = *record.value();
+  // Written only with a peer's epoch in it, each line ending in a newline: an empty file or a last
+  // line cut short is a write that did not reach the disk whole.
+  const std::string remove = "; remove the file to start without replay floors";
+  if (lines.empty()) return Error{path + " is empty, not \"NODE EPOCH\" lines" + remove};
   PeerEpochs epochs;
+  std::istringstream stream(lines);
   std::string line;
-  for (int number = 1; std::getline(file, line); ++number) {
+  for (int number = 1; std::getline(stream, line); ++number) {
     const auto space = line.find(' ');
     NodeId node = kNoNode;
     std::uint64_t epoch = 0;
     const std::string_view text(line);
     if (space == std::string::npos || !parse_number(text.substr(0, space), node) ||
         !parse_number(text.substr(space + 1), epoch)) {
-      return Error{path + ":" + std::to_string(number) +
-                   ": not \"NODE EPOCH\"; remove the file to start without replay floors"};
+      return Error{path + ":" + std::to_string(number) + ": not \"NODE EPOCH\"" + remove};
+    }
+    if (stream.eof()) {
+      return Error{path + ":" + std::to_string(number) + ": cut short (no newline)" + remove};
     }
     epochs[node] = epoch;
   }
@@ -79,7 +84,8 @@ Result<Ok> write_peer_epochs(const std::string& state_dir, const PeerEpochs& epo
   for (const auto& [node, epoch] : epochs) {
     text += std::to_string(node) + " " + std::to_string(epoch) + "\n";
   }
-  return replace_file(state_dir + "/" + kPeerEpochsFile, text, false);
+  KEEL_ASSERT(!text.empty());  // an empty record would read as garbled
+  return replace_file(state_dir + "/" + kPeerEpochsFile, text, true);
 }
 
 }  // namespace keel::io

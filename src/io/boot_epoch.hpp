@@ -12,9 +12,10 @@
 // The other side of that check survives a restart too: peer_epochs records the highest epoch seen
 // from each other host (STATE_DIR/peer-epochs), and a restarted agent starts its replay windows
 // from it, so that packets captured from a peer's earlier run cannot be replayed into it while
-// its windows are new. That record is written when a peer's epoch rises (a peer restarted),
-// renamed into place but not synced: it is written on the ring's thread, and a power loss that
-// takes the last update leaves an older floor, which still shuts out everything older.
+// its windows are new. That record is written when a peer's epoch rises (a peer restarted, which
+// is rare enough for the sync on the ring's thread not to matter), as the boot epoch is: without
+// the sync, a power loss soon after could leave the renamed file empty and every floor lost. An
+// empty file, or one whose last line is cut short, is therefore garbled, never "no floors".
 #pragma once
 
 #include <cstdint>
@@ -35,10 +36,12 @@ Result<std::uint64_t> next_boot_epoch(const std::string& state_dir, std::uint64_
 constexpr const char* kPeerEpochsFile = "peer-epochs";
 using PeerEpochs = std::map<NodeId, std::uint64_t>;
 
-// The record, empty when there is none; an error (naming the file and the line) when it is
-// garbled: the caller decides (the agent warns and starts without floors).
+// The record, empty when there is none; an error (naming the file, and the line if one is at
+// fault) when it is garbled, empty included: the caller decides (the agent warns and starts
+// without floors).
 Result<PeerEpochs> read_peer_epochs(const std::string& state_dir);
-// Replaces the record, one "NODE EPOCH" line per peer. The state directory must exist.
+// Replaces the record durably, one "NODE EPOCH" line per peer; `epochs` is not empty. The state
+// directory must exist.
 Result<Ok> write_peer_epochs(const std::string& state_dir, const PeerEpochs& epochs);
 
 }  // namespace keel::io
