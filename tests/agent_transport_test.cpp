@@ -4,11 +4,14 @@
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <netinet/udp.h>
+#include <spdlog/sinks/ostream_sink.h>
+#include <spdlog/spdlog.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 
 #include "agent_test_support.hpp"
 #include "config/config.hpp"
@@ -251,31 +254,67 @@ int udp_socket_bound_to(const asio::ip::udp::endpoint& local) {
   return -1;
 }
 
+// What the default logger logs while this lives, as text.
+class CapturedLog {
+ public:
+  CapturedLog()
+      : sink_(std::make_shared<spdlog::sinks::ostream_sink_mt>(text_)),
+        previous_(spdlog::default_logger()) {
+    auto logger = std::make_shared<spdlog::logger>("captured", sink_);
+    logger->set_level(spdlog::level::info);
+    spdlog::set_default_logger(logger);
+  }
+  ~CapturedLog() { spdlog::set_default_logger(previous_); }
+  // How many logged lines hold `words`.
+  std::size_t lines_with(const std::string& words) const {
+    std::istringstream lines(text_.str());
+    std::size_t count = 0;
+    for (std::string line; std::getline(lines, line);) {
+      if (line.find(words) != std::string::npos) ++count;
+    }
+    return count;
+  }
+
+ private:
+  std::ostringstream text_;
+  std::shared_ptr<spdlog::sinks::ostream_sink_mt> sink_;
+  std::shared_ptr<spdlog::logger> previous_;
+};
+
 // When the kernel refuses a segmented send (here: a socket told not to checksum, which UDP
 // segmentation cannot honour), the run and everything after it go datagram by datagram, and
-// nothing is lost.
+// nothing is lost. The refusal is logged once, though every run of that batch (one per peer) is
+// refused.
 TEST_F(UdpTransportTest, ARefusedSegmentedSendFallsBackToOneByOne) {
   auto one = open(1, key_of(7));
   auto two = open(2, key_of(7));
+  auto three = open(3, key_of(7));
   const int fd = udp_socket_bound_to(one->local_endpoint());
   ASSERT_GE(fd, 0);
   const int no_check = 1;
   ASSERT_EQ(::setsockopt(fd, SOL_SOCKET, SO_NO_CHECK, &no_check, sizeof no_check), 0);
+  CapturedLog log;
   constexpr std::size_t kPackets = 5;
   for (int batch = 0; batch < 2; ++batch) {
-    for (std::size_t i = 0; i < kPackets; ++i) {
-      one->queue(2, Bytes(1400, static_cast<std::uint8_t>(batch * kPackets + i)));
+    for (const NodeId to : {NodeId{2}, NodeId{3}}) {
+      for (std::size_t i = 0; i < kPackets; ++i) {
+        one->queue(to, Bytes(1400, static_cast<std::uint8_t>(batch * kPackets + i)));
+      }
     }
     one->flush();
   }
-  ASSERT_TRUE(run_until([&] { return received_[2].size() == 2 * kPackets; }));
-  for (std::size_t i = 0; i < 2 * kPackets; ++i) {
-    EXPECT_EQ(received_[2][i].plaintext, Bytes(1400, static_cast<std::uint8_t>(i)));
+  ASSERT_TRUE(run_until(
+      [&] { return received_[2].size() == 2 * kPackets && received_[3].size() == 2 * kPackets; }));
+  for (const NodeId to : {NodeId{2}, NodeId{3}}) {
+    for (std::size_t i = 0; i < 2 * kPackets; ++i) {
+      EXPECT_EQ(received_[to][i].plaintext, Bytes(1400, static_cast<std::uint8_t>(i)));
+    }
   }
   EXPECT_TRUE(one->stats().segmentation_refused);
   EXPECT_EQ(one->stats().segmented_sends, 0u);
-  EXPECT_EQ(one->stats().datagrams_sent, 2 * kPackets);
+  EXPECT_EQ(one->stats().datagrams_sent, 4 * kPackets);
   EXPECT_EQ(one->stats().send_errors, 0u);
+  EXPECT_EQ(log.lines_with("UDP segmentation offload refused"), 1u);
 }
 
 // A run of datagrams each longer than any sealed packet of the cluster, sent as one segmented

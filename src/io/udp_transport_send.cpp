@@ -112,10 +112,13 @@ void UdpTransport::flush() {
     const DatagramRun& run = plan.runs[done];
     if (run.count > 1 && segmentation_refused(error)) {
       // This path cannot segment (a device without checksum offload, a smaller device MTU):
-      // from now on every datagram goes on its own, this run's included.
+      // from now on every datagram goes on its own, this run's included. Logged once: the later
+      // runs of this batch, planned before, are refused too.
+      if (!stats_.segmentation_refused) {
+        spdlog::info("UDP segmentation offload refused ({}); sending datagrams one by one",
+                     std::strerror(error));
+      }
       stats_.segmentation_refused = true;
-      spdlog::info("UDP segmentation offload refused ({}); sending datagrams one by one",
-                   std::strerror(error));
       messages[done].msg_hdr.msg_control = nullptr;
       messages[done].msg_hdr.msg_controllen = 0;
       send_one_by_one(messages[done].msg_hdr, *outgoing_[plan.order[run.first]].to);
