@@ -30,6 +30,11 @@ constexpr std::size_t kMaxRequestDepth = 64;
 constexpr std::size_t kMaxRequestStructureBytes = 4096;
 // Connections open at once; more are refused with an error line.
 constexpr std::size_t kMaxControlSessions = 64;
+// How long a connection may take to send its next complete request line, before it is sent an
+// error line and closed: without it, kMaxControlSessions silent clients would lock the operators
+// out. Listeners and send streams, once past their request, wait for nothing and never time out;
+// neither does a connection while its reply is on the way.
+constexpr int kRequestWaitMs = 30'000;
 // Sessions in `listen` mode at once, over all groups.
 constexpr std::size_t kMaxListeners = 32;
 // Event bytes queued for one listener; a listener further behind is disconnected. Holds more

@@ -64,7 +64,8 @@ std::optional<std::string> group_of(const json& request, std::string& error) {
 
 Result<std::unique_ptr<ControlServer>> ControlServer::open(asio::io_context& io,
                                                            const std::string& path,
-                                                           ControlHandler& handler) {
+                                                           ControlHandler& handler,
+                                                           std::chrono::milliseconds request_wait) {
   if (path.empty() || path.size() >= sizeof(sockaddr_un::sun_path)) {
     return Error{"control socket path '" + path + "' must have 1 to " +
                  std::to_string(sizeof(sockaddr_un::sun_path) - 1) + " bytes"};
@@ -74,14 +75,16 @@ Result<std::unique_ptr<ControlServer>> ControlServer::open(asio::io_context& io,
                                            "; remove it or set [agent] control_socket");
       !cleared.ok())
     return cleared.error();
-  std::unique_ptr<ControlServer> server(new ControlServer(io, path, handler));
+  std::unique_ptr<ControlServer> server(new ControlServer(io, path, handler, request_wait));
   if (auto bound = server->bind(); !bound.ok()) return bound.error();
   return server;
 }
 
-ControlServer::ControlServer(asio::io_context& io, std::string path, ControlHandler& handler)
+ControlServer::ControlServer(asio::io_context& io, std::string path, ControlHandler& handler,
+                             std::chrono::milliseconds request_wait)
     : path_(std::move(path)),
       handler_(handler),
+      request_wait_(request_wait),
       acceptor_(io),
       accept_retry_(io, "control socket " + path_) {}
 
@@ -151,6 +154,7 @@ void ControlServer::on_accept(asio::local::stream_protocol::socket socket) {
         return alive.expired() ? ControlSession::FrameOutcome::retry : on_frame(s, frame);
       });
   sessions_.emplace(id, session);
+  session->set_request_wait(request_wait_);
   session->start();
 }
 

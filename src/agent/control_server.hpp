@@ -17,14 +17,15 @@
 // next change. What it remembers is bounded by the group layer's own bounds (kMaxGroupsPerHost per
 // node; groups without members are forgotten).
 // A failed accept (out of descriptors) is tried again after a pause (io/accept_retry.hpp).
-// Bounds: kMaxControlSessions connections, kMaxListeners listeners, and the per-session bounds of
-// ControlSession.
+// Bounds: kMaxControlSessions connections, kMaxListeners listeners, kRequestWaitMs for each
+// request, and the per-session bounds of ControlSession.
 //
 // Thread-safety: none; the io_context's thread only. open() changes the process umask for the
 // duration of bind().
 #pragma once
 
 #include <asio.hpp>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -35,6 +36,7 @@
 #include <string>
 #include <vector>
 
+#include "agent/control_protocol.hpp"
 #include "agent/control_session.hpp"
 #include "core/common/byte_io.hpp"
 #include "core/common/result.hpp"
@@ -72,8 +74,11 @@ class ControlHandler {
 
 class ControlServer {
  public:
-  static Result<std::unique_ptr<ControlServer>> open(asio::io_context& io, const std::string& path,
-                                                     ControlHandler& handler);
+  // `request_wait`: how long each connection may take to send its next request
+  // (ControlSession::set_request_wait); tests shorten it.
+  static Result<std::unique_ptr<ControlServer>> open(
+      asio::io_context& io, const std::string& path, ControlHandler& handler,
+      std::chrono::milliseconds request_wait = std::chrono::milliseconds(kRequestWaitMs));
   ~ControlServer();
 
   void start();
@@ -93,7 +98,8 @@ class ControlServer {
   std::uint64_t accept_failures() const { return accept_retry_.failures(); }
 
  private:
-  ControlServer(asio::io_context& io, std::string path, ControlHandler& handler);
+  ControlServer(asio::io_context& io, std::string path, ControlHandler& handler,
+                std::chrono::milliseconds request_wait);
   Result<Ok> bind();
   void accept_next();
   void on_accept(asio::local::stream_protocol::socket socket);
@@ -109,6 +115,7 @@ class ControlServer {
 
   std::string path_;
   ControlHandler& handler_;
+  std::chrono::milliseconds request_wait_;
   asio::local::stream_protocol::acceptor acceptor_;
   io::AcceptRetry accept_retry_;  // after a failed accept (out of descriptors)
   std::map<std::uint64_t, std::shared_ptr<ControlSession>> sessions_;

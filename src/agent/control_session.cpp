@@ -15,19 +15,39 @@ ControlSession::ControlSession(asio::local::stream_protocol::socket socket, std:
       on_close_(std::move(on_close)),
       on_frame_(std::move(on_frame)),
       grace_timer_(socket_.get_executor()),
-      retry_timer_(socket_.get_executor()) {}
+      retry_timer_(socket_.get_executor()),
+      request_timer_(socket_.get_executor()) {}
 
 void ControlSession::start() { read_request(); }
 
 void ControlSession::read_request() {
   auto self = shared_from_this();
+  reading_request_ = true;
+  // From the start of the read, not from the last byte: a client trickling a line in does not
+  // hold its connection any longer than a silent one.
+  if (request_wait_.count() > 0) {
+    request_timer_.expires_after(request_wait_);
+    request_timer_.async_wait([self](const asio::error_code& error) {
+      if (!error) self->on_request_wait_over();
+    });
+  }
   asio::async_read_until(
       socket_, asio::dynamic_buffer(input_, kMaxRequestLineBytes + 1), '\n',
       [self](const asio::error_code& error, std::size_t size) { self->on_request(error, size); });
 }
 
+void ControlSession::on_request_wait_over() {
+  // The line may have come meanwhile, its handler queued before this one.
+  if (closed_ || finishing_ || !reading_request_) return;
+  finish(to_line(error_reply("no request within " + std::to_string(request_wait_.count()) +
+                             " ms; closing the connection")));
+}
+
 void ControlSession::on_request(const asio::error_code& error, std::size_t size) {
-  if (closed_) return;
+  reading_request_ = false;
+  request_timer_.cancel();
+  // Closing, or finishing after the request wait ran out (a request that comes now is not taken).
+  if (closed_ || finishing_) return;
   if (error == asio::error::not_found) {
     finish(to_line(error_reply("request line longer than " + std::to_string(kMaxRequestLineBytes) +
                                " bytes")));
@@ -252,6 +272,7 @@ void ControlSession::close() {
   asio::error_code ignored;
   grace_timer_.cancel();
   retry_timer_.cancel();
+  request_timer_.cancel();
   socket_.close(ignored);  // pending operations complete as aborted; their buffers stay alive
   auto self = shared_from_this();
   asio::post(socket_.get_executor(), [self] { self->on_close_(*self); });

@@ -4,7 +4,9 @@
 // the server, one at a time: the next line is read only once the reply has been written, so a
 // client that sends requests without reading replies cannot make the agent buffer them. A reply
 // may come later than the request's handler (defer_reply(): a volume's thread answers it); the
-// next line waits for it all the same. A session
+// next line waits for it all the same. A session that has not sent a whole line within its
+// request wait (set_request_wait()) of the start of the read is sent a final error line and
+// closed, so that silent clients cannot hold every one of the server's connections. A session
 // that becomes a listener streams events, as lines or, for a binary listener, as frames
 // (control_frames.hpp); if more than kMaxListenerBacklogBytes are waiting for a slow reader, the
 // queued events are dropped, a final error is sent and the connection closes (after at most
@@ -25,6 +27,7 @@
 #pragma once
 
 #include <asio.hpp>
+#include <chrono>
 #include <cstdint>
 #include <deque>
 #include <functional>
@@ -53,6 +56,9 @@ class ControlSession : public std::enable_shared_from_this<ControlSession> {
   ControlSession(asio::local::stream_protocol::socket socket, std::uint64_t id, LineHandler on_line,
                  CloseHandler on_close, FrameHandler on_frame = nullptr);
 
+  // How long the session may take to send each request line; zero (the default) for as long as
+  // it likes. Set before start().
+  void set_request_wait(std::chrono::milliseconds wait) { request_wait_ = wait; }
   void start();
   // Queues a reply line (newline added). Replies are lines whatever the session's format.
   void write_line(const std::string& line);
@@ -88,6 +94,7 @@ class ControlSession : public std::enable_shared_from_this<ControlSession> {
 
  private:
   void read_request();
+  void on_request_wait_over();
   void on_request(const asio::error_code& error, std::size_t size);
   void discard_input();
   void wait_for_hang_up();
@@ -119,6 +126,9 @@ class ControlSession : public std::enable_shared_from_this<ControlSession> {
   std::string group_;
   asio::steady_timer grace_timer_;
   asio::steady_timer retry_timer_;
+  std::chrono::milliseconds request_wait_{0};
+  asio::steady_timer request_timer_;  // runs while a request line is being read
+  bool reading_request_ = false;
 };
 
 }  // namespace keel::agent
